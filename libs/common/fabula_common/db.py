@@ -1,0 +1,88 @@
+"""Database engine, declarative bases and the transaction scope.
+
+The edge (a gRPC servicer, a consumer) owns the transaction: it opens
+`session_scope()`, hands the session to domain code, and the scope commits on
+success or rolls back on error. Domain code never commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from fabula_common.settings import ServiceSettings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def make_metadata(schema: str) -> MetaData:
+    """MetaData bound to a service's own schema, with stable constraint names."""
+    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+def make_base(schema: str) -> type[DeclarativeBase]:
+    metadata = make_metadata(schema)
+
+    class Base(DeclarativeBase):
+        pass
+
+    Base.metadata = metadata
+    return Base
+
+
+def create_engine(settings: ServiceSettings) -> AsyncEngine:
+    url = make_url(settings.database_url)
+    connect_args: dict = {
+        "timeout": settings.db_pool_timeout_seconds,
+        "server_settings": {"statement_timeout": str(settings.db_statement_timeout_ms)},
+    }
+    ssl = url.query.get("ssl")
+    if ssl:
+        connect_args["ssl"] = ssl
+        url = url.difference_update_query(["ssl"])
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_recycle=settings.db_pool_recycle_seconds,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        echo=settings.db_echo,
+        connect_args=connect_args,
+    )
+
+
+class Database:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.engine = create_engine(settings)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session_scope(self) -> AsyncIterator[AsyncSession]:
+        """One transaction: committed when the block ends, rolled back on error."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

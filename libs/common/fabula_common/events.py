@@ -1,0 +1,99 @@
+"""NATS JetStream connection shared by a process's outbox relay and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
+
+from fabula_common.errors import Unavailable
+from fabula_common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+# JetStream drops a re-published message whose Nats-Msg-Id it saw within this
+# window: the relay may re-send after a crash between publish and mark-sent.
+DUPLICATE_WINDOW_SECONDS = 600.0
+
+
+def subject_for(settings: CommonSettings, domain: str, event: str, version: int = 1) -> str:
+    return f"{settings.nats_subject_prefix}.{domain}.{event}.v{version}"
+
+
+class EventBus:
+    """Lazily connected; reconnects forever once connected. Callers that find
+    it down get `Unavailable` and retry on their own schedule."""
+
+    def __init__(self, settings: CommonSettings, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._lock = asyncio.Lock()
+        self._stream_ready = False
+
+    async def jetstream(self) -> JetStreamContext:
+        async with self._lock:
+            if self._nc is None or self._nc.is_closed:
+                try:
+                    self._nc = await nats.connect(
+                        self.settings.nats_url,
+                        name=self.name,
+                        connect_timeout=self.settings.nats_timeout_seconds,
+                        allow_reconnect=True,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.5,
+                        error_cb=self._on_error,
+                        disconnected_cb=self._on_disconnected,
+                        reconnected_cb=self._on_reconnected,
+                    )
+                except Exception as exc:  # noqa: BLE001 - any failure means "down"
+                    self._nc = None
+                    raise Unavailable(f"NATS unreachable at {self.settings.nats_url}") from exc
+                self._js = self._nc.jetstream(timeout=self.settings.nats_timeout_seconds)
+                self._stream_ready = False
+            if not self._nc.is_connected:
+                raise Unavailable("NATS connection lost; reconnecting")
+            if not self._stream_ready:
+                await self._ensure_stream()
+            return self._js
+
+    async def _ensure_stream(self) -> None:
+        assert self._js is not None
+        config = StreamConfig(
+            name=self.settings.nats_stream,
+            subjects=[f"{self.settings.nats_subject_prefix}.>"],
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+        try:
+            await self._js.stream_info(self.settings.nats_stream)
+        except NotFoundError:
+            try:
+                await self._js.add_stream(config)
+            except Exception:  # noqa: BLE001 - a peer process may have created it first
+                await self._js.stream_info(self.settings.nats_stream)
+        self._stream_ready = True
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("nats error: %r", exc)
+
+    async def _on_disconnected(self) -> None:
+        log.warning("nats disconnected")
+
+    async def _on_reconnected(self) -> None:
+        log.info("nats reconnected")
+        # The server may have restarted without its store: check the stream again.
+        self._stream_ready = False
+
+    async def close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await asyncio.wait_for(self._nc.close(), timeout=self.settings.nats_timeout_seconds)
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+        self._nc = None

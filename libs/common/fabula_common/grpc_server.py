@@ -1,0 +1,206 @@
+"""gRPC server bootstrap and the one server interceptor.
+
+`GrpcApp` starts a grpc.aio server with standard health and reflection,
+the interceptor (request id, deadline, metrics, error mapping), optional
+background workers (outbox relay, consumers) and graceful shutdown on
+SIGTERM/SIGINT: health goes NOT_SERVING, calls in flight get the grace period,
+workers flush, then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+from sqlalchemy import exc as sa_exc
+
+from fabula_common.context import REQUEST_ID_HEADER, new_request_id, request_id_var, set_deadline_in
+from fabula_common.errors import ERROR_REASON_KEY, FabulaError, from_rpc_error
+from fabula_common.metrics import GRPC_HANDLED, GRPC_LATENCY
+from fabula_common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+# Failures of infrastructure we depend on: the caller should retry later (503).
+_UNAVAILABLE_ERRORS = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def _map_exception(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        exc = from_rpc_error(exc)
+    if isinstance(exc, FabulaError):
+        return exc.code, exc.message, exc.reason
+    if isinstance(exc, _UNAVAILABLE_ERRORS) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    ):
+        return grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable", "unavailable"
+    return grpc.StatusCode.INTERNAL, "internal error", "internal"
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Request id and deadline into context, metrics, and domain errors to status codes."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith("/grpc."):
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        request_id = metadata.get(REQUEST_ID_HEADER) or new_request_id()
+
+        if handler.unary_unary:
+            behaviour = handler.unary_unary
+
+            async def unary_unary(request, context):
+                self._enter(context, request_id)
+                started = time.perf_counter()
+                try:
+                    response = await behaviour(request, context)
+                except Exception as exc:  # noqa: BLE001 - mapped to a status
+                    await self._abort(context, exc, method, started)
+                self._observe(method, grpc.StatusCode.OK, started)
+                return response
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+
+        if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
+            behaviour = handler.unary_stream
+
+            async def unary_stream(request, context):
+                self._enter(context, request_id)
+                started = time.perf_counter()
+                try:
+                    async for item in behaviour(request, context):
+                        yield item
+                except asyncio.CancelledError:
+                    self._observe(method, grpc.StatusCode.CANCELLED, started)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - mapped to a status
+                    await self._abort(context, exc, method, started)
+                self._observe(method, grpc.StatusCode.OK, started)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+    @staticmethod
+    def _enter(context: grpc.aio.ServicerContext, request_id: str) -> None:
+        request_id_var.set(request_id)
+        set_deadline_in(context.time_remaining())
+
+    def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        GRPC_HANDLED.labels(self.service, method, code.name).inc()
+        GRPC_LATENCY.labels(self.service, method).observe(time.perf_counter() - started)
+
+    async def _abort(self, context, exc: BaseException, method: str, started: float) -> None:
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
+        code, message, reason = _map_exception(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            log.exception("unhandled error in %s", method, exc_info=exc)
+        elif code is grpc.StatusCode.UNAVAILABLE:
+            log.warning("%s failed: %s (%r)", method, message, exc)
+        self._observe(method, code, started)
+        await context.abort(code, message, trailing_metadata=((ERROR_REASON_KEY, reason),))
+
+
+class BackgroundWorker(Protocol):
+    """A long-running task owned by the process (outbox relay, consumer)."""
+
+    async def run(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class GrpcApp:
+    def __init__(self, service: str, settings: ServiceSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.server = grpc.aio.server(
+            interceptors=[ServerInterceptor(service)],
+            options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)],
+        )
+        self.health = health_aio.HealthServicer()
+        self._service_names: list[str] = []
+        self._workers: list[BackgroundWorker] = []
+        self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []
+        self._stopping = asyncio.Event()
+
+    def add_servicer(self, add_to_server: Callable, servicer: Any, full_name: str) -> None:
+        add_to_server(servicer, self.server)
+        self._service_names.append(full_name)
+
+    def add_worker(self, worker: BackgroundWorker) -> None:
+        self._workers.append(worker)
+
+    def on_shutdown(self, callback: Callable[[], Awaitable[Any]]) -> None:
+        self._on_shutdown.append(callback)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            self.server,
+        )
+        address = self.settings.grpc_listen_address
+        if self.server.add_insecure_port(address) == 0:
+            raise SystemExit(f"{self.service}: cannot listen on {address}")
+        await self.server.start()
+        for name in [*self._service_names, ""]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.settings.metrics_port:
+            start_http_server(self.settings.metrics_port, addr=self.settings.grpc_host)
+        tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in self._workers]
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        log.info("%s listening on %s", self.service, address)
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._shutdown(tasks)
+
+    async def _shutdown(self, tasks: list[asyncio.Task]) -> None:
+        grace = self.settings.shutdown_grace_seconds
+        log.info("%s shutting down (grace %.1fs)", self.service, grace)
+        # Load balancers and the gateway's /readyz see NOT_SERVING first.
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for worker in self._workers:
+            try:
+                await asyncio.wait_for(worker.stop(), timeout=max(grace, 1.0))
+            except Exception:  # noqa: BLE001 - shutting down regardless
+                log.exception("worker %s did not stop cleanly", type(worker).__name__)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for callback in self._on_shutdown:
+            await callback()
+        log.info("%s stopped", self.service)

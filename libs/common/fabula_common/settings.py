@@ -1,0 +1,113 @@
+"""Configuration from the environment only (pydantic-settings).
+
+Variables shared by every process carry no prefix (NATS_URL, FABULA_ENV, ...);
+a service's own variables carry its name (USERS_DATABASE_URL, USERS_GRPC_PORT).
+Common fields therefore name their variable explicitly with `env(...)`, and a
+service's settings class sets `env_prefix` for the rest.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+def env(name: str, default: Any = ..., **kwargs: Any) -> Any:
+    """A field read from exactly the environment variable `name`."""
+    return Field(default, validation_alias=name, **kwargs)
+
+
+class CommonSettings(BaseSettings):
+    """What every Fabula process reads, the gateway included."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, validate_default=True)
+
+    environment: Environment = env("FABULA_ENV", Environment.development)
+    log_level: str = env("LOG_LEVEL", "INFO")
+    log_format: str = env("LOG_FORMAT", "json", pattern="^(json|text)$")
+
+    jwt_secret: SecretStr = env("JWT_SECRET", SecretStr(DEFAULT_JWT_SECRET))
+    jwt_issuer: str = env("JWT_ISSUER", "fabula")
+    access_token_ttl_seconds: int = env("ACCESS_TOKEN_TTL_SECONDS", 900, ge=60, le=86400)
+
+    nats_url: str = env("NATS_URL", "nats://127.0.0.1:4222")
+    nats_stream: str = env("NATS_STREAM", "FABULA")
+    nats_subject_prefix: str = env("NATS_SUBJECT_PREFIX", "fabula")
+    nats_timeout_seconds: float = env("NATS_TIMEOUT_SECONDS", 2.0, gt=0)
+
+    users_addr: str = env("USERS_ADDR", "127.0.0.1:50051")
+    stories_addr: str = env("STORIES_ADDR", "127.0.0.1:50052")
+    generation_addr: str = env("GENERATION_ADDR", "127.0.0.1:50053")
+    billing_addr: str = env("BILLING_ADDR", "127.0.0.1:50054")
+    # Default deadline of an outbound gRPC call; an incoming deadline that is
+    # sooner always wins.
+    grpc_deadline_seconds: float = env("GRPC_DEADLINE_SECONDS", 10.0, gt=0)
+    # Model calls stream for longer than ordinary calls.
+    generation_deadline_seconds: float = env("GENERATION_DEADLINE_SECONDS", 120.0, gt=0)
+
+    shutdown_grace_seconds: float = env("SHUTDOWN_GRACE_SECONDS", 10.0, ge=0)
+
+    def secrets_with_defaults(self) -> list[str]:
+        """Names of secret settings still holding their development default."""
+        return ["JWT_SECRET"] if self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET else []
+
+    def check_production_ready(self) -> None:
+        """Refuse to run in production with a default secret."""
+        if self.environment is Environment.production:
+            defaults = self.secrets_with_defaults()
+            if defaults:
+                raise SystemExit(
+                    "refusing to start in production with default secrets: " + ", ".join(defaults)
+                )
+
+
+class ServiceSettings(CommonSettings):
+    """A gRPC service with its own database schema. Subclasses set env_prefix
+    (e.g. "USERS_") and the defaults of database_url and grpc_port."""
+
+    database_url: str
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int
+    metrics_port: int = 0  # 0 = no metrics endpoint
+
+    db_pool_size: int = env("DB_POOL_SIZE", 5, ge=1)
+    db_max_overflow: int = env("DB_MAX_OVERFLOW", 10, ge=0)
+    db_pool_pre_ping: bool = env("DB_POOL_PRE_PING", True)
+    db_pool_recycle_seconds: int = env("DB_POOL_RECYCLE_SECONDS", 1800)
+    db_pool_timeout_seconds: float = env("DB_POOL_TIMEOUT_SECONDS", 5.0, gt=0)
+    db_statement_timeout_ms: int = env("DB_STATEMENT_TIMEOUT_MS", 10000, ge=0)
+    db_echo: bool = env("DB_ECHO", False)
+
+    outbox_poll_seconds: float = env("OUTBOX_POLL_SECONDS", 1.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @property
+    def grpc_listen_address(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept postgres://, postgresql:// and postgresql+asyncpg:// alike and
+    return the asyncpg form. `sslmode` (libpq's name, as hosted Postgres hands
+    it out) becomes asyncpg's `ssl`."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in {"postgres", "postgresql", "postgresql+asyncpg"}:
+        raise ValueError("database URL must start with postgres:// or postgresql://")
+    query = [("ssl", v) if k == "sslmode" else (k, v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(scheme="postgresql+asyncpg", query=urlencode(query)))

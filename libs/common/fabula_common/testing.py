@@ -1,0 +1,48 @@
+"""Helpers for tests that run real Postgres, NATS and gRPC (used by conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fabula_common.grpc_server import GrpcApp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_serving(address: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{address} not serving after {timeout}s")
+            await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running_app(app: GrpcApp) -> AsyncIterator[str]:
+    """Run a service's GrpcApp in this event loop; yield its address."""
+    task = asyncio.create_task(app.run(handle_signals=False))
+    address = app.settings.grpc_listen_address
+    try:
+        await wait_serving(address)
+        yield address
+    finally:
+        app.request_stop()
+        await asyncio.wait_for(task, timeout=30)

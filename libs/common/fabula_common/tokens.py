@@ -1,0 +1,62 @@
+"""Access tokens: short-lived HS256 JWTs issued by the users service and
+verified by the gateway without a network call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+from fabula_common.errors import Unauthenticated
+from fabula_common.settings import CommonSettings
+
+AUDIENCE = "fabula-api"
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    expires_at: dt.datetime
+
+
+def issue_access_token(settings: CommonSettings, user_id: str) -> tuple[str, int]:
+    now = dt.datetime.now(dt.UTC)
+    ttl = settings.access_token_ttl_seconds
+    claims = {
+        "sub": user_id,
+        "iss": settings.jwt_issuer,
+        "aud": AUDIENCE,
+        "iat": now,
+        "nbf": now,
+        "exp": now + dt.timedelta(seconds=ttl),
+        "jti": uuid.uuid4().hex,
+        "typ": "access",
+    }
+    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    return token, ttl
+
+
+def verify_access_token(settings: CommonSettings, token: str) -> AccessClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "sub", "iat"]},
+            leeway=5,
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("access token expired") from None
+    except jwt.PyJWTError:
+        raise Unauthenticated("invalid access token") from None
+    if claims.get("typ") != "access":
+        raise Unauthenticated("invalid access token")
+    return AccessClaims(
+        user_id=str(claims["sub"]),
+        expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+    )

@@ -1,0 +1,51 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GenerationOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GENERATION_OUTCOME_UNSPECIFIED: _ClassVar[GenerationOutcome]
+    GENERATION_OUTCOME_COMPLETED: _ClassVar[GenerationOutcome]
+    GENERATION_OUTCOME_CANCELLED: _ClassVar[GenerationOutcome]
+    GENERATION_OUTCOME_FAILED: _ClassVar[GenerationOutcome]
+GENERATION_OUTCOME_UNSPECIFIED: GenerationOutcome
+GENERATION_OUTCOME_COMPLETED: GenerationOutcome
+GENERATION_OUTCOME_CANCELLED: GenerationOutcome
+GENERATION_OUTCOME_FAILED: GenerationOutcome
+
+class UsageRecorded(_message.Message):
+    __slots__ = ("event_id", "generation_id", "user_id", "story_id", "reservation_id", "provider", "model", "prompt_tokens", "completion_tokens", "usage_estimated", "cost_usd", "outcome", "occurred_at")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STORY_ID_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    generation_id: str
+    user_id: str
+    story_id: str
+    reservation_id: str
+    provider: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    usage_estimated: bool
+    cost_usd: str
+    outcome: GenerationOutcome
+    occurred_at: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., cost_usd: _Optional[str] = ..., outcome: _Optional[_Union[GenerationOutcome, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

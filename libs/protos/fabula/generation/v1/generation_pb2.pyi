@@ -1,0 +1,95 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GenerationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GENERATION_KIND_UNSPECIFIED: _ClassVar[GenerationKind]
+    GENERATION_KIND_OPENING: _ClassVar[GenerationKind]
+    GENERATION_KIND_CONTINUATION: _ClassVar[GenerationKind]
+    GENERATION_KIND_ENDING: _ClassVar[GenerationKind]
+GENERATION_KIND_UNSPECIFIED: GenerationKind
+GENERATION_KIND_OPENING: GenerationKind
+GENERATION_KIND_CONTINUATION: GenerationKind
+GENERATION_KIND_ENDING: GenerationKind
+
+class StoryContext(_message.Message):
+    __slots__ = ("genre", "title", "characters", "opening_line", "previous_segments")
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    OPENING_LINE_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    genre: str
+    title: str
+    characters: _containers.RepeatedScalarFieldContainer[str]
+    opening_line: str
+    previous_segments: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, genre: _Optional[str] = ..., title: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., opening_line: _Optional[str] = ..., previous_segments: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("user_id", "story_id", "reservation_id", "kind", "story", "direction", "want_title")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STORY_ID_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STORY_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    WANT_TITLE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    story_id: str
+    reservation_id: str
+    kind: GenerationKind
+    story: StoryContext
+    direction: str
+    want_title: bool
+    def __init__(self, user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., kind: _Optional[_Union[GenerationKind, str]] = ..., story: _Optional[_Union[StoryContext, _Mapping]] = ..., direction: _Optional[str] = ..., want_title: _Optional[bool] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("prompt_tokens", "completion_tokens", "estimated", "cost_usd")
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    cost_usd: str
+    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., estimated: _Optional[bool] = ..., cost_usd: _Optional[str] = ...) -> None: ...
+
+class GenerateResponse(_message.Message):
+    __slots__ = ("generation_id", "text", "title", "provider", "model", "usage", "is_language_model")
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    IS_LANGUAGE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    generation_id: str
+    text: str
+    title: str
+    provider: str
+    model: str
+    usage: Usage
+    is_language_model: bool
+    def __init__(self, generation_id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., is_language_model: _Optional[bool] = ...) -> None: ...
+
+class TextDelta(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class GenerateStreamEvent(_message.Message):
+    __slots__ = ("token", "done")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    token: TextDelta
+    done: GenerateResponse
+    def __init__(self, token: _Optional[_Union[TextDelta, _Mapping]] = ..., done: _Optional[_Union[GenerateResponse, _Mapping]] = ...) -> None: ...
