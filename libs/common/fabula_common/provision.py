@@ -90,3 +90,26 @@ def service_database_url(admin_url: str, database: str, service: str, password: 
         password=password or default_password(service),
         database=database,
     ).render_as_string(hide_password=False)
+
+
+def main() -> None:
+    """`python -m fabula_common.provision`: the one-shot bootstrap step.
+
+    Reads POSTGRES_ADMIN_URL, FABULA_DATABASE_NAME and, per service, the
+    password of its role from <SERVICE>_DB_PASSWORD (development defaults
+    otherwise).
+    """
+    import asyncio
+    import os
+
+    admin_url = os.environ.get("POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    database = os.environ.get("FABULA_DATABASE_NAME", "fabula")
+    passwords = {
+        s: os.environ[f"{s.upper()}_DB_PASSWORD"] for s in SERVICES if os.environ.get(f"{s.upper()}_DB_PASSWORD")
+    }
+    asyncio.run(provision(admin_url, database, passwords))
+    print(f"provisioned database {database}: schemas and roles for {', '.join(SERVICES)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+# Fabula developer commands. `make run` and `make test` install what they need.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+UV_VERSION := 0.13.9
+# A uv already on PATH is used as it is; otherwise a private copy is installed.
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+PYTHON := .venv/bin/python
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help install run test test-fast proto bench lint
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+install: $(if $(findstring .tools/,$(UV)),.tools/bin/uv) ## Create .venv with every package (uv workspace, locked)
+	$(UV) sync --all-packages --frozen --quiet
+
+run: install ## Prepare the database and start the services and gateway (Ctrl-C stops all)
+	@exec $(PYTHON) -m fabula_devtools.run
+
+test: install ## Run the whole test suite
+	$(PYTHON) -m pytest
+
+proto: install ## Regenerate the Python stubs from protos/
+	$(PYTHON) scripts/gen_protos.py
+
+bench: install ## Run the benchmarks; figures go to bench/results/
+	$(PYTHON) -m bench

@@ -1,0 +1,213 @@
+"""`make run`: one command from a fresh clone to a running Fabula.
+
+1. Checks that PostgreSQL and NATS (with JetStream) answer; if not, says so in
+   one sentence with how to start them, and exits 1.
+2. Provisions the database (database, one schema and login role per service)
+   and runs every service's migrations as that service's role.
+3. Starts the four services and the gateway with this process's environment,
+   waits until the gateway's /readyz is 200, and prints where the API is.
+4. On Ctrl-C or SIGTERM stops the gateway, then the services (each drains
+   gracefully), and exits. Children die with it even if it is killed outright
+   (PR_SET_PDEATHSIG), so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import asyncpg
+import nats
+
+from fabula_common import migrations
+from fabula_common.provision import SERVICES, provision, service_database_url
+
+DEFAULT_PORTS = {"users": 50051, "stories": 50052, "generation": 50053, "billing": 50054}
+PR_SET_PDEATHSIG = 1
+
+
+class LaunchError(SystemExit):
+    """A problem the user can fix; its message is the one sentence we print."""
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+
+
+def _die_with_parent() -> None:
+    """In a child: get SIGTERM when the launcher dies, however it dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def environment() -> dict[str, str]:
+    """The environment every child gets: ours, plus what we derive for them."""
+    env = dict(os.environ)
+    admin_url = env.setdefault("POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    database = env.setdefault("FABULA_DATABASE_NAME", "fabula")
+    for service, default_port in DEFAULT_PORTS.items():
+        prefix = service.upper()
+        port = env.setdefault(f"{prefix}_GRPC_PORT", str(default_port))
+        env.setdefault(f"{prefix}_ADDR", f"127.0.0.1:{port}")
+        env.setdefault(
+            f"{prefix}_DATABASE_URL",
+            service_database_url(admin_url, database, service, env.get(f"{prefix}_DB_PASSWORD")),
+        )
+    env.setdefault("GATEWAY_HOST", "127.0.0.1")
+    env.setdefault("GATEWAY_PORT", "8000")
+    env.setdefault("NATS_URL", "nats://127.0.0.1:4222")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or ''}".rstrip(":")
+
+
+async def check_postgres(admin_url: str) -> None:
+    dsn = admin_url.replace("postgresql+asyncpg://", "postgresql://", 1).replace("postgres://", "postgresql://", 1)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=3)
+    except Exception as exc:  # noqa: BLE001 - any failure is "not reachable"
+        raise LaunchError(
+            f"PostgreSQL is not reachable at {_where(admin_url)} ({type(exc).__name__}: {exc}); "
+            "start it (for example `sudo pg_ctlcluster 15 main start`, or `docker compose up -d postgres`) "
+            "or point POSTGRES_ADMIN_URL at a running server, then run `make run` again."
+        ) from None
+    await conn.close()
+
+
+async def check_nats(url: str) -> None:
+    hint = (
+        "start it with JetStream enabled (for example `nats-server -js`, or `docker compose up -d nats`) "
+        "or point NATS_URL at a running server, then run `make run` again."
+    )
+    try:
+        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+    except Exception as exc:  # noqa: BLE001
+        raise LaunchError(f"NATS is not reachable at {_where(url)} ({type(exc).__name__}); {hint}") from None
+    try:
+        await nc.jetstream().account_info()
+    except Exception:  # noqa: BLE001
+        raise LaunchError(f"NATS at {_where(url)} answers but JetStream is not enabled; {hint}") from None
+    finally:
+        await nc.close()
+
+
+def check_ports_free(env: dict[str, str]) -> None:
+    wanted = {f"{s} gRPC": int(env[f"{s.upper()}_GRPC_PORT"]) for s in SERVICES}
+    wanted["gateway"] = int(env["GATEWAY_PORT"])
+    for name, port in wanted.items():
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                raise LaunchError(
+                    f"Port {port} ({name}) is already in use; is Fabula already running? "
+                    "Stop it, or choose other ports (see the configuration table in README.md)."
+                ) from None
+
+
+def prepare_database(env: dict[str, str]) -> None:
+    passwords = {s: env[f"{s.upper()}_DB_PASSWORD"] for s in SERVICES if env.get(f"{s.upper()}_DB_PASSWORD")}
+    asyncio.run(provision(env["POSTGRES_ADMIN_URL"], env["FABULA_DATABASE_NAME"], passwords))
+    os.environ.update({k: v for k, v in env.items() if k.endswith("_DATABASE_URL")})
+    for service in SERVICES:
+        migrations.upgrade(service)
+    print(f"database {env['FABULA_DATABASE_NAME']}: schemas and roles ready, migrations at head", flush=True)
+
+
+def start(name: str, module: str, env: dict[str, str]) -> Child:
+    process = subprocess.Popen(
+        [sys.executable, "-m", module], env=env, preexec_fn=_die_with_parent, start_new_session=True
+    )
+    return Child(name, process)
+
+
+def wait_ready(base_url: str, children: list[Child], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.process.poll() is not None:
+                raise LaunchError(f"{child.name} exited with code {child.process.returncode} while starting; see its log above.")
+        try:
+            with urllib.request.urlopen(f"{base_url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            last = exc.read().decode(errors="replace")[:300]
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise LaunchError(f"Fabula did not become ready within {timeout:.0f}s: {last}")
+
+
+def stop_all(children: list[Child], grace: float) -> None:
+    """Gateway first (it stops taking requests), then the services."""
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+        try:
+            child.process.wait(timeout=grace + 5)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+
+def main() -> None:
+    _die_with_parent()  # if `make` itself is killed, we are told and clean up
+    stop_requested = False
+
+    def request_stop(signum, _frame) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    env = environment()
+    children: list[Child] = []
+    try:
+        asyncio.run(check_postgres(env["POSTGRES_ADMIN_URL"]))
+        asyncio.run(check_nats(env["NATS_URL"]))
+        check_ports_free(env)
+        prepare_database(env)
+        for service in ("users", "billing", "generation", "stories"):
+            children.append(start(service, f"fabula_{service}", env))
+        children.append(start("gateway", "fabula_gateway", env))
+        base_url = f"http://{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']}"
+        wait_ready(base_url, children, float(env.get("FABULA_START_TIMEOUT_SECONDS", "60")))
+        print(f"Fabula is up: API {base_url}  docs {base_url}/docs  (Ctrl-C to stop)", flush=True)
+        while not stop_requested:
+            for child in children:
+                if child.process.poll() is not None:
+                    raise LaunchError(f"{child.name} exited unexpectedly with code {child.process.returncode}; stopping.")
+            time.sleep(0.2)
+        print("stopping Fabula...", flush=True)
+    except LaunchError as exc:
+        print(f"make run: {exc.code}", file=sys.stderr, flush=True)
+        stop_all(children, float(env.get("SHUTDOWN_GRACE_SECONDS", "10")))
+        sys.exit(1)
+    stop_all(children, float(env.get("SHUTDOWN_GRACE_SECONDS", "10")))
+    print("Fabula stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()
