@@ -1,0 +1,83 @@
+"""Faults: a hung service, a NATS outage, and what `make run` says when a
+dependency is missing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fabula_common.testing import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_hung_service_gives_a_fast_503_not_a_hang(api, problem):
+    writer = api.register()
+    billing = api.stack.children["billing"]
+    os.kill(billing, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response = api.create_story(writer)
+        elapsed = time.monotonic() - started
+        problem(response, 503)
+        assert response.headers.get("retry-after")
+        # GRPC_DEADLINE_SECONDS is 3 in this stack.
+        assert elapsed < 8, f"took {elapsed:.1f}s"
+        ready = api.http.get("/readyz")
+        assert ready.status_code == 503 and "billing" in ready.text
+    finally:
+        os.kill(billing, signal.SIGCONT)
+    api.wait_for(lambda: api.http.get("/readyz").status_code == 200)
+    # Nothing was lost: the writer still has the whole quota bar what billing may
+    # have reserved before it froze, which the failed call gave back.
+    api.wait_for(lambda: api.create_story(writer).status_code == 201)
+
+
+def test_usage_reaches_billing_once_nats_is_back(private_nats, start_private_stack):
+    api = start_private_stack(NATS_URL=private_nats.url)
+    writer = api.register()
+    assert api.usage(writer)["generations_used"] == 0
+
+    private_nats.stop()
+    created = api.create_story(writer)
+    assert created.status_code == 201, created.text
+    story = created.json()
+    cont = api.http.post(f"/v1/stories/{story['id']}/continue", json={}, headers=writer.headers)
+    assert cont.status_code == 201, cont.text
+    # The stories are written; their usage waits in the generation outbox.
+    time.sleep(1.5)
+    assert api.usage(writer)["generations_used"] == 0
+
+    private_nats.start()  # same JetStream store: the stream survives the restart
+    api.wait_for(lambda: api.usage(writer)["generations_used"] == 2, timeout=45)
+    # Redeliveries and relay retries are absorbed: still counted once each.
+    time.sleep(2)
+    assert api.usage(writer)["generations_used"] == 2
+    assert len(api.http.get(f"/v1/stories/{story['id']}", headers=writer.headers).json()["segments"]) == 2
+
+
+def _run_launcher(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fabula_devtools.run"], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_make_run_explains_an_unreachable_postgres(launcher_env):
+    result = _run_launcher(launcher_env(POSTGRES_ADMIN_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"))
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert "PostgreSQL is not reachable" in message and "make run" in message
+    assert len(message.splitlines()) == 1, message
+
+
+def test_make_run_explains_an_unreachable_nats(launcher_env):
+    result = _run_launcher(launcher_env(NATS_URL=f"nats://127.0.0.1:{free_port()}"))
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert "NATS is not reachable" in message and "nats-server -js" in message
+    assert len(message.splitlines()) == 1, message

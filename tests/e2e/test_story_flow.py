@@ -1,0 +1,201 @@
+"""The user story of the foundation issue, over HTTP against real processes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def parse_sse(body: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.splitlines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events
+
+
+def test_health_and_readiness(api):
+    assert api.http.get("/healthz").status_code == 200
+    ready = api.http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+
+
+def test_register_login_refresh_me(api, problem):
+    writer = api.register()
+    tokens = writer.tokens
+    assert tokens["token_type"] == "bearer"
+    assert 0 < tokens["expires_in"] <= 3600
+    assert tokens["user"]["email"] == writer.email
+
+    me = api.http.get("/v1/me", headers=writer.headers)
+    assert me.status_code == 200 and me.json()["id"] == tokens["user"]["id"]
+
+    login = api.http.post("/v1/auth/login", json={"email": writer.email.upper(), "password": writer.password})
+    assert login.status_code == 200, login.text
+
+    wrong = api.http.post("/v1/auth/login", json={"email": writer.email, "password": "not the password"})
+    unknown = api.http.post("/v1/auth/login", json={"email": "nobody@example.com", "password": "whatever123"})
+    assert problem(wrong, 401)["detail"] == problem(unknown, 401)["detail"]
+
+    refreshed = api.http.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
+    reused = api.http.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    problem(reused, 401)
+
+    problem(api.http.post("/v1/auth/register", json={"email": writer.email, "password": "another-password"}), 409)
+    problem(api.http.post("/v1/auth/register", json={"email": "not-an-email", "password": "long enough"}), 422)
+    problem(api.http.post("/v1/auth/register", json={"email": "short@example.com", "password": "short"}), 422)
+
+
+def test_whole_story(api, problem):
+    writer = api.register()
+    created = api.create_story(
+        writer, genre="mystery", characters=["Inspector Hale", "Mara"], opening_line="The fog came early."
+    )
+    assert created.status_code == 201, created.text
+    story = created.json()
+    assert story["title"], "a title is generated when none is given"
+    assert story["genre"] == "mystery" and story["characters"] == ["Inspector Hale", "Mara"]
+    assert story["is_complete"] is False
+    assert [s["position"] for s in story["segments"]] == [1]
+    opening = story["segments"][0]
+    assert opening["text"].strip()
+    assert opening["generated_by"]["provider"] == "offline"
+    assert opening["generated_by"]["is_language_model"] is False
+
+    cont = api.http.post(f"/v1/stories/{story['id']}/continue", json={"direction": "Mara finds a key"},
+                         headers=writer.headers)
+    assert cont.status_code == 201, cont.text
+    segment = cont.json()
+    assert segment["position"] == 2 and segment["text"].strip() and segment["id"] and segment["created_at"]
+
+    with api.http.stream(
+        "POST", f"/v1/stories/{story['id']}/continue", json={},
+        headers={**writer.headers, "Accept": "text/event-stream"},
+    ) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        events = parse_sse(stream.read().decode())
+    kinds = [name for name, _ in events]
+    assert kinds.count("token") >= 5 and kinds[-1] == "segment" and kinds.count("segment") == 1
+    streamed = events[-1][1]
+    assert streamed["position"] == 3
+    assert "".join(data["text"] for name, data in events if name == "token") == streamed["text"]
+
+    ended = api.http.post(f"/v1/stories/{story['id']}/end", json={"direction": "a quiet ending"},
+                          headers=writer.headers)
+    assert ended.status_code == 200, ended.text
+    final = ended.json()
+    assert final["is_complete"] is True
+    assert [s["position"] for s in final["segments"]] == [1, 2, 3, 4]
+
+    problem(api.http.post(f"/v1/stories/{story['id']}/continue", json={}, headers=writer.headers), 409)
+    problem(api.http.post(f"/v1/stories/{story['id']}/end", json={}, headers=writer.headers), 409)
+
+    fetched = api.http.get(f"/v1/stories/{story['id']}", headers=writer.headers).json()
+    assert fetched["segments"] == final["segments"] and fetched["title"] == story["title"]
+    assert set(fetched) >= {"id", "title", "genre", "characters", "opening_line", "is_complete",
+                            "segments", "created_at", "updated_at"}
+
+    usage = api.usage(writer)
+    assert usage["plan"] == "free" and usage["generations_limit"] == 5
+    assert usage["cost_limit_usd"] is not None
+    # 4 segments written by the model; the last usage events may still be in flight.
+    api.wait_for(lambda: api.usage(writer)["generations_used"] == 4)
+
+    assert api.http.delete(f"/v1/stories/{story['id']}", headers=writer.headers).status_code == 204
+    problem(api.http.get(f"/v1/stories/{story['id']}", headers=writer.headers), 404)
+
+
+def test_list_is_newest_first_and_paginates(api):
+    writer = api.register()
+    titles = [f"Tale {i}" for i in range(3)]
+    for title in titles:
+        assert api.create_story(writer, title=title).status_code == 201
+    page1 = api.http.get("/v1/stories", params={"limit": 2}, headers=writer.headers).json()
+    assert [s["title"] for s in page1["items"]] == ["Tale 2", "Tale 1"]
+    assert page1["next_cursor"]
+    page2 = api.http.get("/v1/stories", params={"limit": 2, "cursor": page1["next_cursor"]},
+                         headers=writer.headers).json()
+    assert [s["title"] for s in page2["items"]] == ["Tale 0"]
+    assert page2["next_cursor"] is None
+
+
+def test_another_users_story_is_404_everywhere(api, problem):
+    owner, intruder = api.register(), api.register()
+    story = api.create_story(owner).json()
+    path = f"/v1/stories/{story['id']}"
+    problem(api.http.get(path, headers=intruder.headers), 404)
+    problem(api.http.post(f"{path}/continue", json={}, headers=intruder.headers), 404)
+    problem(api.http.post(f"{path}/end", json={}, headers=intruder.headers), 404)
+    problem(api.http.delete(path, headers=intruder.headers), 404)
+    assert api.http.get("/v1/stories", headers=intruder.headers).json()["items"] == []
+    # The owner still has it, untouched.
+    assert len(api.http.get(path, headers=owner.headers).json()["segments"]) == 1
+
+
+def test_sixth_generation_on_free_is_refused(api, problem):
+    writer = api.register()
+    story = api.create_story(writer).json()
+    for _ in range(4):
+        response = api.http.post(f"/v1/stories/{story['id']}/continue", json={}, headers=writer.headers)
+        assert response.status_code == 201, response.text
+    refused = api.http.post(f"/v1/stories/{story['id']}/continue", json={}, headers=writer.headers)
+    problem(refused, 402, "quota-exceeded")
+    # Nothing was written for the refused call.
+    assert len(api.http.get(f"/v1/stories/{story['id']}", headers=writer.headers).json()["segments"]) == 5
+    problem(api.create_story(writer), 402, "quota-exceeded")
+    api.wait_for(lambda: api.usage(writer)["generations_used"] == 5)
+
+
+def test_concurrent_requests_at_the_edge_do_not_overspend(api):
+    writer = api.register()
+    with ThreadPoolExecutor(max_workers=12) as pool, httpx.Client(base_url=api.stack.base_url, timeout=60) as http:
+        statuses = list(pool.map(
+            lambda i: http.post("/v1/stories", json={"genre": "horror", "title": f"Race {i}"},
+                                headers=writer.headers).status_code,
+            range(12),
+        ))
+    assert sorted(statuses) == [201] * 5 + [402] * 7
+    api.wait_for(lambda: api.usage(writer)["generations_used"] == 5)
+    assert len(api.http.get("/v1/stories", params={"limit": 100}, headers=writer.headers).json()["items"]) == 5
+
+
+def test_bad_input_gets_problem_documents(api, problem):
+    writer = api.register()
+    h = writer.headers
+    problem(api.http.post("/v1/stories", json={"genre": "x" * 51}, headers=h), 422)
+    problem(api.http.post("/v1/stories", json={"genre": "fantasy", "characters": ["a"] * 21}, headers=h), 422)
+    problem(api.http.post("/v1/stories", json={}, headers=h), 422)
+    story = api.create_story(writer).json()
+    problem(api.http.post(f"/v1/stories/{story['id']}/continue", json={"direction": "d" * 5000}, headers=h), 422)
+    problem(api.http.post("/v1/stories", content=b"{" + b" " * 2_000_000 + b"}",
+                          headers={**h, "Content-Type": "application/json"}), 413)
+    problem(api.http.get(f"/v1/stories/{uuid.uuid4()}", headers=h), 404)
+    problem(api.http.get("/v1/stories/not-a-uuid", headers=h), 404)
+    problem(api.http.get("/v1/nowhere", headers=h), 404)
+    problem(api.http.get("/v1/stories"), 401)
+    tampered = writer.tokens["access_token"][:-4] + "AAAA"
+    problem(api.http.get("/v1/stories", headers={"Authorization": f"Bearer {tampered}"}), 401)
+    problem(api.http.get("/v1/stories", params={"cursor": "garbage!!"}, headers=h), 422)
+    # Only the one story above cost a generation; refused input cost nothing.
+    api.wait_for(lambda: api.usage(writer)["generations_used"] == 1)
+
+
+def test_request_id_is_echoed(api):
+    response = api.http.get("/healthz", headers={"X-Request-ID": "trace-abc.123"})
+    assert response.headers["x-request-id"] == "trace-abc.123"
+    assert api.http.get("/healthz").headers["x-request-id"]
