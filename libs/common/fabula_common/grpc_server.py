@@ -192,6 +192,8 @@ class GrpcApp:
         log.info("%s shutting down (grace %.1fs)", self.service, grace)
         # Load balancers and the gateway's /readyz see NOT_SERVING first.
         await self.health.enter_graceful_shutdown()
+        if self.settings.shutdown_drain_seconds:
+            await asyncio.sleep(self.settings.shutdown_drain_seconds)
         await self.server.stop(grace)
         for worker in self._workers:
             try:

@@ -25,7 +25,9 @@ def run_env(metadata: MetaData, settings: ServiceSettings) -> None:
         target_metadata=metadata,
         version_table_schema=schema,
         include_schemas=True,
-        include_name=lambda name, type_, _parent: type_ != "schema" or name == schema,
+        # The role's search_path makes its schema the default, which Alembic
+        # reports as None.
+        include_name=lambda name, type_, _parent: type_ != "schema" or name in (None, schema),
     )
     if context.is_offline_mode():
         context.configure(url=settings.database_url, literal_binds=True, **options)

@@ -10,7 +10,9 @@ rows wait; nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import time
 import uuid
 from collections import defaultdict
 
@@ -27,6 +29,7 @@ from sqlalchemy import (
     Uuid,
     event,
     func,
+    delete,
     select,
     update,
 )
@@ -95,6 +98,9 @@ class OutboxRelay:
     """Background worker publishing a service's outbox to JetStream."""
 
     batch_size = 100
+    # Published rows are kept a while for inspection, then deleted.
+    retention = dt.timedelta(days=7)
+    purge_every_seconds = 3600.0
 
     def __init__(self, db: Database, table: Table, bus: EventBus, service: str, poll_seconds: float) -> None:
         self.db = db
@@ -104,11 +110,14 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self._wakeup = _wakeups[table.fullname]
         self._stopped = asyncio.Event()
+        self._last_purge = 0.0
 
     async def run(self) -> None:
         backoff = self.poll_seconds
         while not self._stopped.is_set():
             try:
+                if time.monotonic() - self._last_purge > self.purge_every_seconds:
+                    await self.purge_published()
                 published = await self.publish_pending()
                 backoff = self.poll_seconds
                 if published == self.batch_size:
@@ -172,6 +181,15 @@ class OutboxRelay:
         if error is not None:
             raise error
         return len(published)
+
+    async def purge_published(self) -> int:
+        t = self.table
+        async with self.db.session_scope() as session:
+            result = await session.execute(
+                delete(t).where(t.c.published_at < utcnow() - self.retention)
+            )
+        self._last_purge = time.monotonic()
+        return result.rowcount or 0
 
     async def stop(self) -> None:
         """Stop, after one last attempt to publish what is pending."""

@@ -58,6 +58,9 @@ class CommonSettings(BaseSettings):
     generation_deadline_seconds: float = env("GENERATION_DEADLINE_SECONDS", 120.0, gt=0)
 
     shutdown_grace_seconds: float = env("SHUTDOWN_GRACE_SECONDS", 10.0, ge=0)
+    # After SIGTERM, keep serving (reporting NOT_SERVING) this long so load
+    # balancers stop routing here before new calls are refused.
+    shutdown_drain_seconds: float = env("SHUTDOWN_DRAIN_SECONDS", 0.0, ge=0)
 
     def secrets_with_defaults(self) -> list[str]:
         """Names of secret settings still holding their development default."""
