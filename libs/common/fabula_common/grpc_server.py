@@ -206,3 +206,20 @@ class GrpcApp:
         for callback in self._on_shutdown:
             await callback()
         log.info("%s stopped", self.service)
+
+
+def serve(service: str, settings: ServiceSettings, create_app: Callable[[Any], GrpcApp]) -> None:
+    """Entry point of a service process (`python -m fabula_<svc>`).
+
+    The app is built inside the event loop: grpc.aio servers and channels bind
+    to the loop that exists when they are created.
+    """
+    from fabula_common.logging import configure_logging
+
+    configure_logging(service, settings.log_level, settings.log_format)
+    settings.check_production_ready()
+
+    async def main() -> None:
+        await create_app(settings).run()
+
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Fabula stories service: stories and their segments, written with the generation service."""

@@ -1,0 +1,370 @@
+"""The stories service over real gRPC, with the real billing and generation
+services (offline provider) on a private Postgres database and NATS stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import grpc
+import pytest
+
+from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
+from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
+from fabula_billing.app import create_app as create_billing_app
+from fabula_billing.settings import Settings as BillingSettings
+from fabula_common.errors import error_reason
+from fabula_common.testing import free_port, running_app
+from fabula_generation.app import create_app as create_generation_app
+from fabula_generation.settings import Settings as GenerationSettings
+from fabula_stories.app import create_app
+from fabula_stories.settings import Settings
+
+Stub = stories_pb2_grpc.StoriesServiceStub
+FREE_PLAN_GENERATIONS = 5
+OPENING = stories_pb2.SEGMENT_KIND_OPENING
+CONTINUATION = stories_pb2.SEGMENT_KIND_CONTINUATION
+ENDING = stories_pb2.SEGMENT_KIND_ENDING
+
+
+@pytest.fixture(scope="module")
+async def peers(test_database, test_stream) -> AsyncIterator[tuple[str, str]]:
+    """Addresses of the running billing and generation services."""
+    billing = create_billing_app(BillingSettings(grpc_port=free_port()))
+    # A short pause between words keeps a continuation streaming long enough
+    # for a client to leave midway.
+    generation = create_generation_app(
+        GenerationSettings(grpc_port=free_port(), provider="offline", offline_token_delay_ms=2)
+    )
+    async with running_app(billing) as billing_addr, running_app(generation) as generation_addr:
+        yield billing_addr, generation_addr
+
+
+@asynccontextmanager
+async def stories_service(billing_addr: str, generation_addr: str) -> AsyncIterator[Stub]:
+    settings = Settings(
+        grpc_port=free_port(), billing_addr=billing_addr, generation_addr=generation_addr
+    )
+    async with (
+        running_app(create_app(settings)) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        yield Stub(channel)
+
+
+@pytest.fixture(scope="module")
+async def stories(peers: tuple[str, str]) -> AsyncIterator[Stub]:
+    async with stories_service(*peers) as stub:
+        yield stub
+
+
+@pytest.fixture(scope="module")
+async def billing(peers: tuple[str, str]) -> AsyncIterator[billing_pb2_grpc.BillingServiceStub]:
+    async with grpc.aio.insecure_channel(peers[0]) as channel:
+        yield billing_pb2_grpc.BillingServiceStub(channel)
+
+
+def new_user() -> str:
+    return str(uuid.uuid4())
+
+
+async def create(stories: Stub, user_id: str, **fields) -> stories_pb2.Story:
+    fields.setdefault("genre", "mystery")
+    return await stories.CreateStory(stories_pb2.CreateStoryRequest(user_id=user_id, **fields))
+
+
+async def continue_story(
+    stories: Stub, user_id: str, story_id: str, direction: str | None = None
+) -> list[stories_pb2.ContinueStoryEvent]:
+    request = stories_pb2.ContinueStoryRequest(
+        user_id=user_id, story_id=story_id, direction=direction
+    )
+    return [event async for event in stories.ContinueStory(request)]
+
+
+async def end(stories: Stub, user_id: str, story_id: str) -> stories_pb2.Story:
+    return await stories.EndStory(stories_pb2.EndStoryRequest(user_id=user_id, story_id=story_id))
+
+
+async def get(stories: Stub, user_id: str, story_id: str) -> stories_pb2.Story:
+    return await stories.GetStory(stories_pb2.GetStoryRequest(user_id=user_id, story_id=story_id))
+
+
+async def refused(call: Awaitable) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call
+    return error.value
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def generations_counted(billing: billing_pb2_grpc.BillingServiceStub, user_id: str) -> int:
+    """Generations the user's plan is charged with: settled plus still reserved."""
+    usage = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+    return usage.generations_used + usage.generations_reserved
+
+
+# --- Creating -------------------------------------------------------------------
+
+
+async def test_a_story_keeps_its_given_title_and_starts_with_a_generated_opening(stories: Stub):
+    user_id = new_user()
+
+    story = await create(
+        stories,
+        user_id,
+        genre="  fantasy ",
+        title="The Ember Key",
+        characters=["Maren", "Aldric"],
+        opening_line="The bell rang thirteen times.",
+    )
+
+    assert uuid.UUID(story.id)
+    assert story.user_id == user_id
+    assert story.title == "The Ember Key"
+    assert story.genre == "fantasy"
+    assert list(story.characters) == ["Maren", "Aldric"]
+    assert story.opening_line == "The bell rang thirteen times."
+    assert not story.is_complete
+    assert story.segment_count == 1
+    [opening] = story.segments
+    assert (opening.position, opening.kind) == (1, OPENING)
+    assert opening.text.strip()
+    assert (opening.provider, opening.is_language_model) == ("offline", False)
+    assert opening.model
+    assert await get(stories, user_id, story.id) == story
+
+
+async def test_a_story_without_a_title_is_given_a_generated_one(stories: Stub):
+    user_id = new_user()
+
+    story = await create(stories, user_id, genre="science fiction")
+
+    assert story.title.strip()
+    assert not story.HasField("opening_line")
+    assert list(story.characters) == []
+    assert (await get(stories, user_id, story.id)).title == story.title
+
+
+async def test_invalid_requests_name_the_field(stories: Stub):
+    user_id = new_user()
+    cases = [
+        (create(stories, "someone", genre="mystery"), "user_id"),
+        (create(stories, user_id, genre="  "), "genre"),
+        (create(stories, user_id, title="t" * 201), "title"),
+        (create(stories, user_id, characters=["c"] * 21), "characters"),
+        (create(stories, user_id, opening_line="o" * 1001), "opening_line"),
+        (
+            stories.EndStory(
+                stories_pb2.EndStoryRequest(
+                    user_id=user_id, story_id=str(uuid.uuid4()), direction="d" * 4001
+                )
+            ),
+            "direction",
+        ),
+        (stories.ListStories(stories_pb2.ListStoriesRequest(user_id=user_id, limit=101)), "limit"),
+        (
+            stories.ListStories(stories_pb2.ListStoriesRequest(user_id=user_id, cursor="%%%")),
+            "cursor",
+        ),
+    ]
+    for call, field in cases:
+        error = await refused(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert field in error.details()
+        assert error_reason(error) == "invalid-argument"
+
+
+# --- Continuing and ending --------------------------------------------------------
+
+
+async def test_continuing_streams_the_text_then_the_stored_segment(stories: Stub):
+    user_id = new_user()
+    story = await create(stories, user_id)
+
+    events = await continue_story(stories, user_id, story.id, direction="A stranger knocks.")
+
+    *tokens, last = events
+    assert tokens and all(e.WhichOneof("event") == "token" for e in tokens)
+    assert last.WhichOneof("event") == "segment"
+    segment = last.segment
+    assert segment.text == "".join(e.token.text for e in tokens)
+    assert (segment.position, segment.kind) == (2, CONTINUATION)
+    stored = await get(stories, user_id, story.id)
+    assert [s.position for s in stored.segments] == [1, 2]
+    assert stored.segments[1] == segment
+    assert stored.updated_at.ToDatetime() > story.updated_at.ToDatetime()
+
+
+async def test_concurrent_continuations_take_consecutive_positions(stories: Stub):
+    user_id = new_user()
+    story = await create(stories, user_id)
+
+    results = await asyncio.gather(*(continue_story(stories, user_id, story.id) for _ in range(3)))
+
+    positions = sorted(events[-1].segment.position for events in results)
+    assert positions == [2, 3, 4]
+    stored = await get(stories, user_id, story.id)
+    assert [s.position for s in stored.segments] == [1, 2, 3, 4]
+
+
+async def test_an_ended_story_is_complete_and_cannot_be_extended(stories: Stub, billing):
+    user_id = new_user()
+    story = await create(stories, user_id)
+    await continue_story(stories, user_id, story.id)
+
+    ended = await end(stories, user_id, story.id)
+
+    assert ended.is_complete
+    assert [(s.position, s.kind) for s in ended.segments] == [
+        (1, OPENING),
+        (2, CONTINUATION),
+        (3, ENDING),
+    ]
+    assert ended.segment_count == 3
+    assert ended.updated_at.ToDatetime() > story.updated_at.ToDatetime()
+    assert await get(stories, user_id, story.id) == ended
+
+    counted = await generations_counted(billing, user_id)
+    for call in (continue_story(stories, user_id, story.id), end(stories, user_id, story.id)):
+        error = await refused(call)
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "story is complete" in error.details()
+    # Refused before reserving: the attempts cost the user nothing.
+    assert await generations_counted(billing, user_id) == counted
+    assert len((await get(stories, user_id, story.id)).segments) == 3
+
+
+async def test_a_continuation_is_stored_even_when_the_client_leaves_midway(stories: Stub):
+    user_id = new_user()
+    story = await create(stories, user_id)
+
+    call = stories.ContinueStory(
+        stories_pb2.ContinueStoryRequest(user_id=user_id, story_id=story.id)
+    )
+    first = await call.read()
+    assert first.WhichOneof("event") == "token"
+    call.cancel()
+
+    async def stored() -> bool:
+        return len((await get(stories, user_id, story.id)).segments) == 2
+
+    await eventually(stored)
+    segment = (await get(stories, user_id, story.id)).segments[1]
+    assert segment.kind == CONTINUATION
+    assert segment.text.startswith(first.token.text)
+    assert len(segment.text) > len(first.token.text)
+
+
+# --- Reading, listing, deleting --------------------------------------------------
+
+
+async def test_stories_are_listed_newest_first_page_by_page(stories: Stub):
+    user_id = new_user()
+    created = [await create(stories, user_id, title=f"Story {n}") for n in range(3)]
+    await create(stories, new_user())  # someone else's
+
+    pages, cursor = [], ""
+    while True:
+        page = await stories.ListStories(
+            stories_pb2.ListStoriesRequest(user_id=user_id, limit=2, cursor=cursor)
+        )
+        pages.append(page)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+
+    assert [len(p.items) for p in pages] == [2, 1]
+    listed = [item for p in pages for item in p.items]
+    assert [s.id for s in listed] == [s.id for s in reversed(created)]
+    for item in listed:
+        assert item.segment_count == 1
+        assert list(item.segments) == []
+        assert item.user_id == user_id
+    everything = await stories.ListStories(stories_pb2.ListStoriesRequest(user_id=user_id))
+    assert [s.id for s in everything.items] == [s.id for s in listed]
+    assert everything.next_cursor == ""
+
+
+async def test_another_users_story_is_not_found(stories: Stub, billing):
+    owner, intruder = new_user(), new_user()
+    story = await create(stories, owner)
+    calls = [
+        get(stories, intruder, story.id),
+        continue_story(stories, intruder, story.id),
+        end(stories, intruder, story.id),
+        stories.DeleteStory(stories_pb2.DeleteStoryRequest(user_id=intruder, story_id=story.id)),
+    ]
+    for call in calls:
+        error = await refused(call)
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+        assert error_reason(error) == "not-found"
+
+    listed = await stories.ListStories(stories_pb2.ListStoriesRequest(user_id=intruder))
+    assert list(listed.items) == []
+    assert await generations_counted(billing, intruder) == 0
+    assert (await get(stories, owner, story.id)).segment_count == 1
+
+
+async def test_a_malformed_story_id_is_not_found(stories: Stub):
+    error = await refused(get(stories, new_user(), "not-a-story-id"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_deleted_story_is_gone(stories: Stub):
+    user_id = new_user()
+    story = await create(stories, user_id)
+    await continue_story(stories, user_id, story.id)
+    delete = stories_pb2.DeleteStoryRequest(user_id=user_id, story_id=story.id)
+
+    await stories.DeleteStory(delete)
+
+    assert (await refused(get(stories, user_id, story.id))).code() == grpc.StatusCode.NOT_FOUND
+    assert (await refused(stories.DeleteStory(delete))).code() == grpc.StatusCode.NOT_FOUND
+    listed = await stories.ListStories(stories_pb2.ListStoriesRequest(user_id=user_id))
+    assert list(listed.items) == []
+
+
+# --- Quota and failing peers --------------------------------------------------------
+
+
+async def test_the_sixth_generation_on_the_free_plan_is_refused(stories: Stub):
+    user_id = new_user()
+    story = await create(stories, user_id)
+    for _ in range(FREE_PLAN_GENERATIONS - 1):
+        await continue_story(stories, user_id, story.id)
+
+    for call in (continue_story(stories, user_id, story.id), create(stories, user_id)):
+        error = await refused(call)
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_reason(error) == "quota-exceeded"
+    assert len((await get(stories, user_id, story.id)).segments) == FREE_PLAN_GENERATIONS
+
+
+async def test_with_billing_down_writing_is_unavailable_at_once(peers: tuple[str, str]):
+    closed_port = f"127.0.0.1:{free_port()}"
+    async with stories_service(closed_port, peers[1]) as stories:
+        started = time.monotonic()
+        error = await refused(create(stories, new_user()))
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 5
+
+
+async def test_a_failed_model_call_gives_the_reservation_back(peers: tuple[str, str], billing):
+    closed_port = f"127.0.0.1:{free_port()}"
+    user_id = new_user()
+    async with stories_service(peers[0], closed_port) as stories:
+        error = await refused(create(stories, user_id))
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert await generations_counted(billing, user_id) == 0

@@ -1,0 +1,37 @@
+"""Wiring of the users service process."""
+
+from __future__ import annotations
+
+from fabula.users.v1 import users_pb2, users_pb2_grpc
+from fabula_common.db import Database
+from fabula_common.events import EventBus
+from fabula_common.grpc_server import GrpcApp
+from fabula_common.outbox import OutboxRelay
+
+from fabula_users.models import outbox
+from fabula_users.passwords import PasswordHashing
+from fabula_users.service import UsersService
+from fabula_users.servicer import UsersServicer
+from fabula_users.settings import Settings
+from fabula_users.workers import RefreshTokenPurger
+
+SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
+
+
+def create_app(settings: Settings) -> GrpcApp:
+    app = GrpcApp("users", settings)
+    db = Database(settings)
+    bus = EventBus(settings, name="users")
+    passwords = PasswordHashing(settings)
+    service = UsersService(settings, passwords)
+
+    app.add_servicer(
+        users_pb2_grpc.add_UsersServiceServicer_to_server, UsersServicer(db, service), SERVICE_NAME
+    )
+    app.add_worker(OutboxRelay(db, outbox, bus, "users", settings.outbox_poll_seconds))
+    app.add_worker(RefreshTokenPurger(db, service, settings.refresh_token_purge_interval_seconds))
+    # Workers have stopped (the relay flushed) before these run.
+    app.on_shutdown(bus.close)
+    app.on_shutdown(passwords.close)
+    app.on_shutdown(db.dispose)
+    return app

@@ -1,0 +1,329 @@
+"""The users service over real gRPC, Postgres and NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+
+import grpc
+import nats
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fabula.users.v1 import events_pb2, users_pb2, users_pb2_grpc
+from fabula_common import migrations
+from fabula_common.db import Database, create_engine, utcnow
+from fabula_common.errors import ERROR_REASON_KEY
+from fabula_common.events import subject_for
+from fabula_common.outbox import MSG_ID_HEADER
+from fabula_common.provision import drop_database, provision, service_database_url
+from fabula_common.testing import free_port, running_app
+from fabula_common.tokens import verify_access_token
+from fabula_users.app import create_app
+from fabula_users.models import Base, RefreshToken, User
+from fabula_users.passwords import PasswordHashing
+from fabula_users.service import UsersService, hash_refresh_token
+from fabula_users.settings import Settings
+from fabula_users.workers import RefreshTokenPurger
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import create_async_engine
+
+PASSWORD = "correct horse battery"
+
+
+def new_email() -> str:
+    return f"reader-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@pytest.fixture(scope="module")
+async def address(test_database, test_stream):
+    async with running_app(create_app(Settings(grpc_port=free_port()))) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+async def users(address):
+    async with grpc.aio.insecure_channel(address) as channel:
+        yield users_pb2_grpc.UsersServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+async def db(test_database):
+    database = Database(Settings())
+    yield database
+    await database.dispose()
+
+
+async def register(users, email: str | None = None, **fields) -> users_pb2.TokenResponse:
+    request = users_pb2.RegisterRequest(email=email or new_email(), password=PASSWORD, **fields)
+    return await users.Register(request)
+
+
+async def rpc_error(call) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+def reason(err: grpc.aio.AioRpcError) -> str | None:
+    return dict(err.trailing_metadata() or ()).get(ERROR_REASON_KEY)
+
+
+async def test_register_login_refresh_and_get_user(users):
+    email = new_email()
+    registered = await register(users, email, full_name="  Ada Lovelace ")
+
+    user = registered.user
+    assert uuid.UUID(user.id)
+    assert (user.email, user.full_name) == (email, "Ada Lovelace")
+    assert abs(user.created_at.ToDatetime(dt.UTC) - utcnow()) < dt.timedelta(minutes=1)
+    settings = Settings()
+    assert registered.expires_in == settings.access_token_ttl_seconds
+    assert verify_access_token(settings, registered.access_token).user_id == user.id
+    assert registered.refresh_token
+
+    logged_in = await users.Login(users_pb2.LoginRequest(email=email, password=PASSWORD))
+    assert logged_in.user == user
+    assert verify_access_token(settings, logged_in.access_token).user_id == user.id
+    assert logged_in.refresh_token != registered.refresh_token
+
+    refreshed = await users.Refresh(users_pb2.RefreshRequest(refresh_token=logged_in.refresh_token))
+    assert refreshed.user == user
+    assert verify_access_token(settings, refreshed.access_token).user_id == user.id
+    assert refreshed.refresh_token not in (logged_in.refresh_token, registered.refresh_token)
+
+    assert await users.GetUser(users_pb2.GetUserRequest(user_id=user.id)) == user
+
+
+async def test_email_is_trimmed_lower_cased_and_unique_regardless_of_case(users, db):
+    local = f"Mixed.Case-{uuid.uuid4().hex[:8]}"
+    registered = await register(users, f"  {local}@Example.COM ")
+    assert registered.user.email == f"{local.lower()}@example.com"
+
+    err = await rpc_error(register(users, f"{local.upper()}@EXAMPLE.com"))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert err.details().startswith("email:")
+
+    login = users.Login(
+        users_pb2.LoginRequest(email=f" {local.upper()}@example.com", password=PASSWORD)
+    )
+    assert (await login).user.id == registered.user.id
+    async with db.session_scope() as session:
+        stored = await session.scalar(
+            select(User.email).where(User.id == uuid.UUID(registered.user.id))
+        )
+    assert stored == registered.user.email
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"email": "not-an-email"}, "email"),
+        ({"email": "two@@example.com"}, "email"),
+        ({"email": ""}, "email"),
+        ({"password": "short12"}, "password"),
+        ({"password": "p" * 129}, "password"),
+        ({"full_name": "n" * 201}, "full_name"),
+    ],
+)
+async def test_register_rejects_invalid_input_naming_the_field(users, fields, field):
+    request = {"email": new_email(), "password": PASSWORD, "full_name": "", **fields}
+    err = await rpc_error(users.Register(users_pb2.RegisterRequest(**request)))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details().startswith(f"{field}:")
+
+
+async def test_password_length_limits_are_inclusive(users):
+    for password in ("p" * 8, "p" * 128):
+        request = users_pb2.RegisterRequest(email=new_email(), password=password)
+        assert (await users.Register(request)).user.id
+
+
+async def test_password_is_stored_as_argon2id_hash(users, db):
+    registered = await register(users)
+    async with db.session_scope() as session:
+        stored = await session.scalar(
+            select(User.password_hash).where(User.id == uuid.UUID(registered.user.id))
+        )
+    assert stored.startswith("$argon2id$")
+    assert PASSWORD not in stored
+
+
+async def test_wrong_password_and_unknown_email_get_the_same_answer(users):
+    email = new_email()
+    await register(users, email)
+
+    wrong_password = await rpc_error(
+        users.Login(users_pb2.LoginRequest(email=email, password="wrong password"))
+    )
+    unknown_email = await rpc_error(
+        users.Login(users_pb2.LoginRequest(email=new_email(), password=PASSWORD))
+    )
+    malformed_email = await rpc_error(
+        users.Login(users_pb2.LoginRequest(email="nobody", password=PASSWORD))
+    )
+
+    for err in (wrong_password, unknown_email, malformed_email):
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert err.details() == "invalid email or password"
+        assert reason(err) == reason(wrong_password)
+
+
+async def test_refresh_rotates_and_a_reused_token_revokes_its_family(users):
+    email = new_email()
+    first = await register(users, email)
+    other_session = await users.Login(users_pb2.LoginRequest(email=email, password=PASSWORD))
+
+    second = await users.Refresh(users_pb2.RefreshRequest(refresh_token=first.refresh_token))
+
+    # The rotated-away token is refused, and replaying it also kills the
+    # token that replaced it: one of the two holders is a thief.
+    for token in (first.refresh_token, second.refresh_token):
+        err = await rpc_error(users.Refresh(users_pb2.RefreshRequest(refresh_token=token)))
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    # Another login's family is untouched.
+    assert await users.Refresh(users_pb2.RefreshRequest(refresh_token=other_session.refresh_token))
+
+
+async def test_concurrent_refreshes_of_one_token_succeed_at_most_once(users):
+    registered = await register(users)
+    request = users_pb2.RefreshRequest(refresh_token=registered.refresh_token)
+    results = await asyncio.gather(
+        users.Refresh(request), users.Refresh(request), return_exceptions=True
+    )
+    succeeded = [r for r in results if isinstance(r, users_pb2.TokenResponse)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(succeeded) == 1
+    assert [err.code() for err in refused] == [grpc.StatusCode.UNAUTHENTICATED]
+
+
+@pytest.mark.parametrize("token", ["", "no-such-token", "x" * 2000])
+async def test_unknown_refresh_token_is_unauthenticated(users, token):
+    err = await rpc_error(users.Refresh(users_pb2.RefreshRequest(refresh_token=token)))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_expired_refresh_token_is_refused_and_later_purged(users, db):
+    registered = await register(users)
+    token_hash = hash_refresh_token(registered.refresh_token)
+    async with db.session_scope() as session:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == token_hash)
+            .values(expires_at=utcnow() - dt.timedelta(days=30))
+        )
+
+    err = await rpc_error(
+        users.Refresh(users_pb2.RefreshRequest(refresh_token=registered.refresh_token))
+    )
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    settings = Settings(refresh_token_retention_seconds=7 * 24 * 3600)
+    passwords = PasswordHashing(settings)
+    try:
+        await RefreshTokenPurger(db, UsersService(settings, passwords), 3600).purge_once()
+    finally:
+        await passwords.close()
+    async with db.session_scope() as session:
+        remaining = await session.scalar(
+            select(RefreshToken.id).where(RefreshToken.token_hash == token_hash)
+        )
+    assert remaining is None
+
+
+async def test_login_rehashes_a_password_hashed_with_old_parameters(users, db):
+    email = new_email()
+    registered = await register(users, email)
+    user_id = uuid.UUID(registered.user.id)
+
+    stronger = Settings(grpc_port=free_port(), argon2_time_cost=Settings().argon2_time_cost + 1)
+    async with (
+        running_app(create_app(stronger)) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        await users_pb2_grpc.UsersServiceStub(channel).Login(
+            users_pb2.LoginRequest(email=email, password=PASSWORD)
+        )
+
+    async with db.session_scope() as session:
+        stored = await session.scalar(select(User.password_hash).where(User.id == user_id))
+    assert f"t={stronger.argon2_time_cost}," in stored
+    # The new hash still verifies on the original service.
+    assert await users.Login(users_pb2.LoginRequest(email=email, password=PASSWORD))
+
+
+async def test_get_user_not_found(users):
+    for user_id in (str(uuid.uuid4()), "not-a-uuid", ""):
+        err = await rpc_error(users.GetUser(users_pb2.GetUserRequest(user_id=user_id)))
+        assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_registration_publishes_user_registered(users, nats_url):
+    subject = subject_for(Settings(), "users", "user_registered")
+    nc = await nats.connect(nats_url, connect_timeout=2)
+    try:
+        subscription = await nc.subscribe(subject)
+        registered = await register(users)
+        while True:
+            message = await subscription.next_msg(timeout=10)
+            event = events_pb2.UserRegistered.FromString(message.data)
+            if event.user_id == registered.user.id:
+                break
+    finally:
+        await nc.close()
+
+    assert event.email == registered.user.email
+    assert uuid.UUID(event.event_id)
+    assert message.headers[MSG_ID_HEADER] == event.event_id
+    assert event.occurred_at == registered.user.created_at
+
+
+async def test_migrations_run_down_to_base_and_up_again(admin_url, monkeypatch):
+    """Against a throwaway database, so the other tests keep theirs."""
+    database = f"fabula_users_migrations_{uuid.uuid4().hex[:8]}"
+    await provision(admin_url, database, services=("users",))
+    monkeypatch.setenv("USERS_DATABASE_URL", service_database_url(admin_url, database, "users"))
+    engine = create_engine(Settings())
+
+    async def tables() -> set[str]:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'users'")
+            )
+            return {row.tablename for row in rows}
+
+    def differences(connection) -> list:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "include_schemas": True,
+                "include_name": lambda name, type_, _parent: type_ != "schema" or name == "users",
+                "version_table_schema": "users",
+            },
+        )
+        return compare_metadata(context, Base.metadata)
+
+    try:
+        await asyncio.to_thread(migrations.upgrade, "users")
+        assert await tables() == {"alembic_version", "users", "refresh_tokens", "outbox"}
+        # Reflected off the role's default search_path (where Alembic would
+        # report the schema as None), so tables carry the schema the models name.
+        inspecting = create_async_engine(
+            Settings().database_url, connect_args={"server_settings": {"search_path": "public"}}
+        )
+        try:
+            async with inspecting.connect() as connection:
+                assert await connection.run_sync(differences) == []
+        finally:
+            await inspecting.dispose()
+
+        await asyncio.to_thread(migrations.downgrade, "users")
+        assert await tables() == {"alembic_version"}
+
+        await asyncio.to_thread(migrations.upgrade, "users")
+        assert await tables() == {"alembic_version", "users", "refresh_tokens", "outbox"}
+    finally:
+        await engine.dispose()
+        await drop_database(admin_url, database)
