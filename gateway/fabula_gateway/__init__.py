@@ -1,0 +1,1 @@
+"""Fabula gateway: the public REST API in front of the gRPC services."""

@@ -1,0 +1,70 @@
+"""The FastAPI application: the only public REST surface of Fabula."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from fabula_common.context import REQUEST_ID_HEADER
+from fabula_gateway.clients import ServiceClients
+from fabula_gateway.handlers import install_exception_handlers
+from fabula_gateway.metrics import metrics_endpoint
+from fabula_gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from fabula_gateway.openapi import (
+    API_DESCRIPTION,
+    API_TITLE,
+    API_VERSION,
+    TAGS,
+    install_openapi,
+    require_operation_id,
+)
+from fabula_gateway.routes import auth, health, stories, usage
+from fabula_gateway.settings import GatewaySettings
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        clients = ServiceClients.open(settings)
+        app.state.clients = clients
+        try:
+            yield
+        finally:
+            await clients.close()
+
+    app = FastAPI(
+        title=API_TITLE,
+        version=API_VERSION,
+        description=API_DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        generate_unique_id_function=require_operation_id,
+    )
+    app.state.settings = settings
+
+    for module in (auth, stories, usage, health):
+        app.include_router(module.router)
+
+    # A plain Starlette route: not part of the API (no schema, no operationId).
+    app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+
+    install_exception_handlers(app)
+    install_openapi(app)
+
+    # The last added is outermost. From the outside in: CORS, request context,
+    # body limit; so 413s and 500s carry the request id and CORS headers too.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
+    return app

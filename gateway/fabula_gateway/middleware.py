@@ -1,0 +1,154 @@
+"""Pure ASGI middleware: request id + access log + last-resort 500, and the body limit.
+
+Pure ASGI (not BaseHTTPMiddleware) so the request id context variable set
+here is the one the endpoint, the gRPC client interceptor and streaming
+responses all see.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fabula_common.context import REQUEST_ID_HEADER, new_request_id, request_id_var
+from fabula_gateway import metrics
+from fabula_gateway.problems import CONTENT_TOO_LARGE, INTERNAL_ERROR, ProblemError
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("fabula_gateway.access")
+
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# Probes and the scraper hit these every few seconds; their successes are not
+# worth an INFO line.
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def accept_request_id(value: str | None) -> str:
+    """The caller's request id when it is safe to log and echo, else a new one."""
+    if value is not None and _SANE_REQUEST_ID.fullmatch(value):
+        return value
+    return new_request_id()
+
+
+class RequestContextMiddleware:
+    """Outermost layer: every response, even a 500, carries X-Request-ID and
+    is access-logged and counted."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = accept_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if status is not None:
+                raise  # The response has begun; the server must drop the connection.
+            await ProblemError(INTERNAL_ERROR).to_response()(scope, receive, send_with_request_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            duration_ms = round(elapsed * 1000, 1)
+            if status is not None:
+                # The router leaves the matched route in the scope.
+                route = getattr(scope.get("route"), "path", None)
+                metrics.observe(scope["method"], route, status, elapsed)
+            quiet = scope["path"] in _QUIET_PATHS and status == 200
+            access_log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "%s %s %s %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                duration_ms,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": duration_ms,
+                },
+            )
+            request_id_var.reset(token)
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over `max_body_bytes` with 413 problem+json.
+
+    A declared Content-Length over the limit is refused before reading; a
+    body without one (chunked) is read and counted. The body is buffered
+    (it is small by definition) and replayed, so the limit holds no matter
+    how the endpoint reads it.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._refuse(scope, receive, send)
+            return
+
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # The client is gone; nobody to answer.
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+
+        buffered: Message | None = {
+            "type": "http.request",
+            "body": b"".join(chunks),
+            "more_body": False,
+        }
+
+        async def replay() -> Message:
+            nonlocal buffered
+            if buffered is not None:
+                message, buffered = buffered, None
+                return message
+            # After the body, only a disconnect can arrive (streaming responses wait for it).
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = ProblemError(
+            CONTENT_TOO_LARGE,
+            f"The request body is larger than {self.max_body_bytes} bytes.",
+            # The unread rest of the body makes the connection unusable.
+            headers={"Connection": "close"},
+        )
+        await problem.to_response()(scope, receive, send)

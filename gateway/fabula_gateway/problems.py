@@ -1,0 +1,272 @@
+"""Problem documents (RFC 9457) and the one mapping of gRPC statuses to HTTP.
+
+Every error the gateway answers with is `application/problem+json` with a
+stable `type` URI per kind of problem, so clients can branch on `type` rather
+than on prose. Details written by our services for callers (domain errors)
+are passed on; anything else is replaced with a generic sentence so internal
+addresses and stack traces never reach a client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import grpc
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
+
+from fabula_common.context import current_request_id
+from fabula_common.errors import QuotaExceeded, error_reason
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://fabula.dev/problems/"
+# Seconds a client should wait before retrying a 503/429.
+RETRY_AFTER_SECONDS = 2
+WWW_AUTHENTICATE = 'Bearer realm="fabula"'
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    """One kind of problem: its stable URI, short title and HTTP status."""
+
+    slug: str
+    title: str
+    status: int
+    default_detail: str
+
+    @property
+    def uri(self) -> str:
+        # RFC 9457: "about:blank" when the status says all there is to say.
+        return PROBLEM_TYPE_BASE + self.slug if self.slug else "about:blank"
+
+
+BAD_REQUEST = ProblemType("bad-request", "Bad request", 400, "The request could not be understood.")
+UNAUTHENTICATED = ProblemType(
+    "unauthenticated", "Authentication required", 401, "A valid bearer token is required."
+)
+QUOTA_EXCEEDED = ProblemType(
+    "quota-exceeded", "Quota exceeded", 402, "The plan's quota for this period is used up."
+)
+NOT_FOUND = ProblemType("not-found", "Not found", 404, "The resource was not found.")
+METHOD_NOT_ALLOWED = ProblemType(
+    "method-not-allowed", "Method not allowed", 405, "The method is not allowed on this resource."
+)
+ALREADY_EXISTS = ProblemType(
+    "already-exists", "Already exists", 409, "The resource already exists."
+)
+CONFLICT = ProblemType(
+    "conflict", "Conflict", 409, "The request conflicts with the current state of the resource."
+)
+CONTENT_TOO_LARGE = ProblemType(
+    "content-too-large", "Content too large", 413, "The request body is too large."
+)
+UNSUPPORTED_MEDIA_TYPE = ProblemType(
+    "unsupported-media-type",
+    "Unsupported media type",
+    415,
+    "The request body must be JSON (Content-Type: application/json).",
+)
+VALIDATION_FAILED = ProblemType(
+    "validation-error", "Validation failed", 422, "The request is not valid."
+)
+RATE_LIMITED = ProblemType(
+    "rate-limited", "Too many requests", 429, "Too many requests; retry later."
+)
+INTERNAL_ERROR = ProblemType(
+    "internal-error", "Internal server error", 500, "An unexpected error occurred."
+)
+SERVICE_UNAVAILABLE = ProblemType(
+    "service-unavailable",
+    "Service unavailable",
+    503,
+    "A backend service is temporarily unavailable; retry later.",
+)
+NOT_READY = ProblemType("not-ready", "Not ready", 503, "Not every backend service is serving.")
+
+_BY_STATUS = {
+    kind.status: kind
+    for kind in (
+        BAD_REQUEST,
+        UNAUTHENTICATED,
+        QUOTA_EXCEEDED,
+        NOT_FOUND,
+        METHOD_NOT_ALLOWED,
+        CONFLICT,
+        CONTENT_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+        VALIDATION_FAILED,
+        RATE_LIMITED,
+        INTERNAL_ERROR,
+        SERVICE_UNAVAILABLE,
+    )
+}
+
+
+def problem_type_for_status(status: int) -> ProblemType:
+    """Our problem type for an HTTP status; `about:blank` semantics otherwise."""
+    kind = _BY_STATUS.get(status)
+    if kind is not None:
+        return kind
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return ProblemType("", phrase, status, phrase + ".")
+
+
+class FieldError(BaseModel):
+    """One invalid part of the request. Exactly one of pointer/parameter/header is set."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pointer": "#/password",
+                    "detail": "String should have at least 8 characters",
+                    "code": "string_too_short",
+                }
+            ]
+        }
+    )
+
+    detail: str = Field(description="What is wrong, in English.")
+    code: str = Field(description="Machine-readable kind of error, e.g. `string_too_short`.")
+    pointer: str | None = Field(None, description="JSON Pointer (RFC 6901) into the request body.")
+    parameter: str | None = Field(None, description="Name of the path or query parameter.")
+    header: str | None = Field(None, description="Name of the request header.")
+
+
+class Problem(BaseModel):
+    """An error, as an RFC 9457 problem document."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://fabula.dev/problems/quota-exceeded",
+                    "title": "Quota exceeded",
+                    "status": 402,
+                    "detail": "monthly generation limit reached",
+                    "request_id": "3f9c0e6a5b3d4f7e9a1b2c3d4e5f6a7b",
+                }
+            ]
+        },
+    )
+
+    type: str = Field(description="Stable URI naming the kind of problem; branch on this.")
+    title: str = Field(description="Short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="Explanation specific to this occurrence.")
+    request_id: str | None = Field(
+        None,
+        description="Id of the request (also in the X-Request-ID header); quote it in reports.",
+    )
+    errors: list[FieldError] | None = Field(
+        None, description="The invalid parts of the request (validation problems only)."
+    )
+
+
+class ProblemError(Exception):
+    """Raised anywhere in a request to answer with a problem document."""
+
+    def __init__(
+        self,
+        kind: ProblemType,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        errors: list[FieldError] | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.detail = detail or kind.default_detail
+        self.headers = headers or {}
+        self.errors = errors
+        # Extension members added to the document (RFC 9457 section 3.2).
+        self.extensions = extensions or {}
+        super().__init__(self.detail)
+
+    @property
+    def status(self) -> int:
+        return self.kind.status
+
+    @property
+    def type(self) -> str:
+        return self.kind.uri
+
+    def to_problem(self) -> Problem:
+        return Problem(
+            type=self.type,
+            title=self.kind.title,
+            status=self.kind.status,
+            detail=self.detail,
+            request_id=current_request_id(),
+            errors=self.errors,
+            **self.extensions,
+        )
+
+    def to_response(self) -> JSONResponse:
+        return JSONResponse(
+            self.to_problem().model_dump(mode="json", exclude_none=True),
+            status_code=self.kind.status,
+            headers=self.headers,
+            media_type=PROBLEM_MEDIA_TYPE,
+        )
+
+
+def unauthenticated(detail: str, *, invalid_token: bool) -> ProblemError:
+    """401 with the WWW-Authenticate challenge RFC 6750 asks for."""
+    challenge = WWW_AUTHENTICATE
+    if invalid_token:
+        description = detail.replace('"', "'").replace("\\", "/")
+        challenge += f', error="invalid_token", error_description="{description}"'
+    return ProblemError(UNAUTHENTICATED, detail, headers={"WWW-Authenticate": challenge})
+
+
+def service_unavailable(detail: str | None = None) -> ProblemError:
+    return ProblemError(
+        SERVICE_UNAVAILABLE, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+def problem_for_status(
+    code: grpc.StatusCode, details: str | None, reason: str | None
+) -> ProblemError:
+    """THE mapping of a backend's gRPC status to the HTTP problem a client sees."""
+    # Domain errors of our services carry messages written for callers.
+    passed_on = details or None
+    match code:
+        case grpc.StatusCode.INVALID_ARGUMENT:
+            return ProblemError(VALIDATION_FAILED, passed_on)
+        case grpc.StatusCode.NOT_FOUND:
+            return ProblemError(NOT_FOUND, passed_on)
+        case grpc.StatusCode.PERMISSION_DENIED:
+            # Someone else's resource must be indistinguishable from none at all.
+            return ProblemError(NOT_FOUND)
+        case grpc.StatusCode.ALREADY_EXISTS:
+            return ProblemError(ALREADY_EXISTS, passed_on)
+        case grpc.StatusCode.FAILED_PRECONDITION:
+            return ProblemError(CONFLICT, passed_on)
+        case grpc.StatusCode.ABORTED:
+            # Raised by concurrency control, not written for callers.
+            return ProblemError(
+                CONFLICT, "The request conflicted with a concurrent change; retry it."
+            )
+        case grpc.StatusCode.UNAUTHENTICATED:
+            return unauthenticated(passed_on or UNAUTHENTICATED.default_detail, invalid_token=False)
+        case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == QuotaExceeded.reason:
+            return ProblemError(QUOTA_EXCEEDED, passed_on)
+        case grpc.StatusCode.RESOURCE_EXHAUSTED:
+            # gRPC itself uses this code (e.g. message too large): no details.
+            return ProblemError(RATE_LIMITED, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        case grpc.StatusCode.UNAVAILABLE | grpc.StatusCode.DEADLINE_EXCEEDED:
+            return service_unavailable()
+        case _:
+            return ProblemError(INTERNAL_ERROR)
+
+
+def problem_for_rpc_error(err: grpc.aio.AioRpcError) -> ProblemError:
+    return problem_for_status(err.code(), err.details(), error_reason(err))

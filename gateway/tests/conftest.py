@@ -1,0 +1,87 @@
+"""Gateway fixtures: the real app in-process, its backends at closed ports.
+
+Nothing listens at the service addresses, so every route that reaches a
+backend answers 503; what is tested here is everything the gateway decides
+on its own. The end-to-end tests drive it against the real services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from fabula_common.testing import free_port
+from fabula_common.tokens import issue_access_token
+from fabula_gateway.app import create_app
+from fabula_gateway.settings import GatewaySettings
+
+MAX_BODY_BYTES = 8192
+USER_ID = "6f1c2a8e-3b7d-4c59-9e0a-1d2f3a4b5c6d"
+
+
+def _settings(**overrides) -> GatewaySettings:
+    closed = {
+        name: f"127.0.0.1:{free_port()}" for name in ("users", "stories", "generation", "billing")
+    }
+    values = {
+        **{f"{name}_addr": address for name, address in closed.items()},
+        "max_body_bytes": MAX_BODY_BYTES,
+        "grpc_deadline_seconds": 3.0,
+        "generation_deadline_seconds": 3.0,
+        **overrides,
+    }
+    return GatewaySettings(**values)
+
+
+@asynccontextmanager
+async def _serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        # raise_app_exceptions=False: a 500 is an answer to assert on, as a
+        # real server would send it.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+@pytest.fixture
+def make_settings() -> Callable[..., GatewaySettings]:
+    """Settings with every backend address closed, plus overrides."""
+    return _settings
+
+
+@pytest.fixture
+def serve() -> Callable[[FastAPI], AsyncIterator[httpx.AsyncClient]]:
+    """Run an app's lifespan and yield a client talking to it in-process."""
+    return _serve
+
+
+@pytest.fixture
+def settings() -> GatewaySettings:
+    return _settings()
+
+
+@pytest.fixture
+async def client(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with _serve(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def user_id() -> str:
+    return USER_ID
+
+
+@pytest.fixture
+def auth(settings: GatewaySettings, user_id: str) -> dict[str, str]:
+    """Headers carrying a valid access token."""
+    token, _ = issue_access_token(settings, user_id)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def max_body_bytes() -> int:
+    return MAX_BODY_BYTES

@@ -1,0 +1,462 @@
+"""The gateway over HTTP, with no backend running: errors, auth, limits, probes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import grpc
+import jwt
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from fabula_common.testing import free_port
+from fabula_common.tokens import ALGORITHM, AUDIENCE, issue_access_token
+from fabula_gateway.app import create_app
+from fabula_gateway.settings import GatewaySettings
+from fabula_gateway.streaming import wants_event_stream
+
+PROBLEM_JSON = "application/problem+json"
+BASE = "https://fabula.dev/problems/"
+SERVICES = {"users", "stories", "generation", "billing"}
+STORY_ID = "6a1f0c2e-9d8b-4e7a-8c6d-5b4a3f2e1d0c"
+
+
+def assert_problem(response, status: int, problem_type: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body = response.json()
+    assert body["type"] == BASE + problem_type
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+# ------------------------------------------------------------ framework errors
+
+
+async def test_unknown_route_is_a_404_problem(client):
+    assert_problem(await client.get("/v1/nothing-here"), 404, "not-found")
+
+
+async def test_wrong_method_is_a_405_problem_with_allow(client):
+    response = await client.put("/v1/stories")
+
+    assert_problem(response, 405, "method-not-allowed")
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+
+
+async def test_validation_problem_lists_each_invalid_field_without_echoing_it(client):
+    response = await client.post(
+        "/v1/auth/register",
+        json={"email": "not-an-email", "password": "hunter2", "nickname": "x"},
+    )
+
+    body = assert_problem(response, 422, "validation-error")
+    by_pointer = {error["pointer"]: error for error in body["errors"]}
+    assert set(by_pointer) == {"#/email", "#/password", "#/nickname"}
+    assert by_pointer["#/password"]["code"] == "string_too_short"
+    assert by_pointer["#/nickname"]["code"] == "extra_forbidden"
+    assert "hunter2" not in response.text
+
+
+async def test_story_limits_are_enforced_before_any_backend_is_asked(client, auth):
+    response = await client.post(
+        "/v1/stories",
+        headers=auth,
+        json={
+            "genre": "   ",
+            "title": "t" * 201,
+            "characters": ["Mara", ""],
+            "opening_line": "o" * 1001,
+        },
+    )
+
+    body = assert_problem(response, 422, "validation-error")
+    assert {error["pointer"] for error in body["errors"]} == {
+        "#/genre",
+        "#/title",
+        "#/characters/1",
+        "#/opening_line",
+    }
+
+
+async def test_too_many_characters_and_too_long_direction_are_rejected(client, auth):
+    too_many = await client.post(
+        "/v1/stories", headers=auth, json={"genre": "noir", "characters": ["x"] * 21}
+    )
+    too_long = await client.post(
+        f"/v1/stories/{STORY_ID}/continue", headers=auth, json={"direction": "d" * 4001}
+    )
+
+    assert (
+        assert_problem(too_many, 422, "validation-error")["errors"][0]["pointer"] == "#/characters"
+    )
+    assert (
+        assert_problem(too_long, 422, "validation-error")["errors"][0]["pointer"] == "#/direction"
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [("limit=0", "limit"), ("limit=101", "limit"), (f"cursor={'c' * 513}", "cursor")],
+)
+async def test_query_parameters_are_validated(client, auth, query, parameter):
+    response = await client.get(f"/v1/stories?{query}", headers=auth)
+
+    body = assert_problem(response, 422, "validation-error")
+    assert body["errors"][0]["parameter"] == parameter
+
+
+async def test_malformed_json_is_a_validation_problem(client):
+    response = await client.post(
+        "/v1/auth/login", content=b'{"email": ', headers={"Content-Type": "application/json"}
+    )
+
+    body = assert_problem(response, 422, "validation-error")
+    assert body["errors"][0]["code"] == "json_invalid"
+
+
+async def test_non_json_body_is_a_415_problem(client):
+    response = await client.post(
+        "/v1/auth/login",
+        content=b"email=a@example.com&password=secret123",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert_problem(response, 415, "unsupported-media-type")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_body_over_the_limit_is_a_413_problem(client, max_body_bytes, chunked):
+    payload = b'{"email": "a@example.com", "password": "' + b"p" * max_body_bytes + b'"}'
+
+    async def chunks():
+        for start in range(0, len(payload), 256):
+            yield payload[start : start + 256]
+
+    response = await client.post(
+        "/v1/auth/login",
+        content=chunks() if chunked else payload,
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert_problem(response, 413, "content-too-large")
+
+
+async def test_body_under_the_limit_passes_the_limit(client, max_body_bytes):
+    # Gets as far as validation: the limit let it through intact.
+    payload = b'{"email": "a@example.com", "password": "' + b"p" * (max_body_bytes - 100) + b'"}'
+
+    async def chunks():
+        for start in range(0, len(payload), 100):
+            yield payload[start : start + 100]
+
+    response = await client.post(
+        "/v1/auth/login", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+
+    body = assert_problem(response, 422, "validation-error")
+    assert body["errors"][0]["pointer"] == "#/password"
+
+
+# ------------------------------------------------------------ authentication
+
+
+def assert_unauthenticated(response) -> dict:
+    body = assert_problem(response, 401, "unauthenticated")
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    return body
+
+
+async def test_missing_token_is_a_401_problem(client):
+    assert_unauthenticated(await client.get("/v1/me"))
+
+
+@pytest.mark.parametrize(
+    "authorization", ["Bearer not-a-jwt", "Bearer ", "Basic dXNlcjpwYXNz", "eyJhbGciOi"]
+)
+async def test_malformed_token_is_a_401_problem(client, authorization):
+    response = await client.get("/v1/stories", headers={"Authorization": authorization})
+
+    assert_unauthenticated(response)
+
+
+async def test_expired_token_is_a_401_problem(client, settings, user_id):
+    issued = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    token = jwt.encode(
+        {
+            "sub": user_id,
+            "iss": settings.jwt_issuer,
+            "aud": AUDIENCE,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + dt.timedelta(minutes=15),
+            "typ": "access",
+        },
+        settings.jwt_secret.get_secret_value(),
+        algorithm=ALGORITHM,
+    )
+
+    response = await client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"})
+
+    body = assert_unauthenticated(response)
+    assert "expired" in body["detail"]
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+async def test_token_signed_with_another_secret_is_a_401_problem(client, make_settings, user_id):
+    forged, _ = issue_access_token(make_settings(jwt_secret="someone-elses-secret-" * 2), user_id)
+
+    response = await client.get("/v1/me", headers={"Authorization": f"Bearer {forged}"})
+
+    assert_unauthenticated(response)
+
+
+async def test_tampered_token_is_a_401_problem(client, auth):
+    header, payload, signature = auth["Authorization"].removeprefix("Bearer ").split(".")
+    tampered = ".".join(
+        [header, payload, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")]
+    )
+
+    response = await client.get("/v1/me", headers={"Authorization": f"Bearer {tampered}"})
+
+    assert_unauthenticated(response)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/stories", {"genre": ""}),
+        ("GET", "/v1/stories/not-a-uuid", None),
+        ("POST", f"/v1/stories/{STORY_ID}/continue", {"direction": "d" * 5000}),
+    ],
+)
+async def test_authentication_comes_before_everything_else(client, method, path, body):
+    # An anonymous caller learns nothing: not which ids exist, not the rules.
+    assert_unauthenticated(await client.request(method, path, json=body))
+
+
+# ------------------------------------------------------------ story ids
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/stories/not-a-uuid"),
+        ("DELETE", "/v1/stories/123"),
+        ("POST", "/v1/stories/..%2F..%2Fetc/continue"),
+        ("POST", "/v1/stories/x/end"),
+    ],
+)
+async def test_story_id_that_is_not_a_uuid_is_a_404_problem(client, auth, method, path):
+    response = await client.request(method, path, headers=auth)
+
+    assert_problem(response, 404, "not-found")
+
+
+# ------------------------------------------------------------ backends down
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers"),
+    [
+        ("GET", "/v1/stories", None, {}),
+        ("GET", f"/v1/stories/{STORY_ID}", None, {}),
+        ("POST", "/v1/stories", {"genre": "noir"}, {}),
+        ("POST", f"/v1/stories/{STORY_ID}/continue", None, {}),
+        # Before the first event arrives nothing is sent: a real 503, not a 200 stream.
+        (
+            "POST",
+            f"/v1/stories/{STORY_ID}/continue",
+            {"direction": "rain"},
+            {"Accept": "text/event-stream"},
+        ),
+        ("POST", f"/v1/stories/{STORY_ID}/end", None, {}),
+        ("DELETE", f"/v1/stories/{STORY_ID}", None, {}),
+        ("GET", "/v1/usage", None, {}),
+        ("GET", "/v1/me", None, {}),
+    ],
+)
+async def test_backend_down_is_a_quick_503_problem(client, auth, method, path, body, headers):
+    started = time.monotonic()
+    response = await client.request(method, path, json=body, headers={**auth, **headers})
+
+    assert_problem(response, 503, "service-unavailable")
+    assert int(response.headers["retry-after"]) > 0
+    assert "127.0.0.1" not in response.text
+    assert time.monotonic() - started < 2
+
+
+async def test_auth_routes_answer_503_when_users_is_down(client):
+    response = await client.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": "correct horse"}
+    )
+
+    assert_problem(response, 503, "service-unavailable")
+
+
+# ------------------------------------------------------------ probes
+
+
+async def test_healthz_answers_without_backends(client):
+    response = await client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_names_every_service_that_is_down_quickly(client):
+    started = time.monotonic()
+    response = await client.get("/readyz")
+
+    body = assert_problem(response, 503, "not-ready")
+    assert time.monotonic() - started < 2
+    assert all(name in body["detail"] for name in SERVICES)
+    assert body["services"] == {name: "unreachable" for name in SERVICES}
+
+
+@pytest.fixture
+async def health_servers():
+    """Standard grpc.health.v1 servers (no Fabula code) standing in for the four
+    processes' health endpoints; tests set their status."""
+    servers, servicers, addresses = [], {}, {}
+    for name in sorted(SERVICES):
+        server = grpc.aio.server()
+        servicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        addresses[name] = f"127.0.0.1:{free_port()}"
+        server.add_insecure_port(addresses[name])
+        await server.start()
+        await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        servers.append(server)
+        servicers[name] = servicer
+    yield addresses, servicers
+    for server in servers:
+        await server.stop(None)
+
+
+async def test_readyz_is_200_only_while_every_service_is_serving(
+    health_servers, make_settings, serve
+):
+    addresses, servicers = health_servers
+    app = create_app(
+        make_settings(**{f"{name}_addr": address for name, address in addresses.items()})
+    )
+
+    async with serve(app) as client:
+        ready = await client.get("/readyz")
+        await servicers["billing"].set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        not_ready = await client.get("/readyz")
+
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "services": {name: "serving" for name in SERVICES}}
+    body = assert_problem(not_ready, 503, "not-ready")
+    assert body["detail"] == "Not serving: billing."
+    assert body["services"]["billing"] == "not_serving"
+    assert body["services"]["users"] == "serving"
+
+
+# ------------------------------------------------------------ request id
+
+
+async def test_sane_request_id_is_echoed_and_used_in_problems(client):
+    response = await client.get("/v1/me", headers={"X-Request-ID": "client-42.retry_1"})
+
+    assert response.headers["x-request-id"] == "client-42.retry_1"
+    assert response.json()["request_id"] == "client-42.retry_1"
+
+
+@pytest.mark.parametrize("sent", [None, "x" * 129, "has spaces", "semi;colon", "ünïcode"])
+async def test_missing_or_insane_request_id_is_replaced(client, sent):
+    headers = {"X-Request-ID": sent.encode()} if sent else {}
+
+    first = await client.get("/healthz", headers=headers)
+    second = await client.get("/healthz", headers=headers)
+
+    generated = first.headers["x-request-id"]
+    assert generated != sent and generated != second.headers["x-request-id"]
+    assert len(generated) <= 128
+
+
+async def test_access_log_line_per_request(client, caplog):
+    with caplog.at_level("INFO", logger="fabula_gateway.access"):
+        await client.get("/v1/nothing", headers={"X-Request-ID": "log-me"})
+
+    (record,) = [r for r in caplog.records if r.name == "fabula_gateway.access"]
+    assert (record.method, record.path, record.status) == ("GET", "/v1/nothing", 404)
+    assert record.duration_ms >= 0
+
+
+# ------------------------------------------------------------ misc
+
+
+async def test_unexpected_error_is_a_500_problem_with_request_id(settings, serve):
+    app = create_app(settings)
+
+    @app.get("/boom", operation_id="boom")
+    async def boom():
+        raise RuntimeError("secret internals")
+
+    async with serve(app) as client:
+        response = await client.get("/boom")
+
+    body = assert_problem(response, 500, "internal-error")
+    assert "secret" not in body["detail"]
+
+
+async def test_cors_is_off_unless_origins_are_configured(client, make_settings, serve):
+    plain = await client.get("/healthz", headers={"Origin": "https://app.example"})
+    async with serve(create_app(make_settings(cors_origins="https://app.example"))) as cors_client:
+        allowed = await cors_client.get("/healthz", headers={"Origin": "https://app.example"})
+
+    assert "access-control-allow-origin" not in plain.headers
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("text/event-stream", True),
+        ("text/event-stream, application/json;q=0.5", True),
+        ("application/json", False),
+        ("*/*", False),
+        (None, False),
+        ("application/json, text/event-stream;q=0.1", False),
+        ("text/event-stream;q=0", False),
+    ],
+)
+def test_event_stream_is_chosen_by_accept(accept, expected):
+    assert wants_event_stream(accept) is expected
+
+
+def test_settings_read_the_gateway_prefix(monkeypatch):
+    monkeypatch.setenv("GATEWAY_PORT", "8123")
+    monkeypatch.setenv("GATEWAY_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("GRPC_DEADLINE_SECONDS", "4")
+
+    settings = GatewaySettings()
+
+    assert settings.port == 8123
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.grpc_deadline_seconds == 4
+    assert settings.host == "127.0.0.1" and settings.proxy_headers is False
+
+
+async def test_metrics_count_requests_by_route_template(client, auth):
+    await client.get(f"/v1/stories/{STORY_ID}", headers=auth)
+    await client.get("/scanner/probe/12345")
+
+    response = await client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert (
+        'fabula_http_requests_total{method="GET",route="/v1/stories/{story_id}",status="503"}'
+        in text
+    )
+    assert 'route="unmatched",status="404"' in text
+    assert STORY_ID not in text and "/scanner" not in text

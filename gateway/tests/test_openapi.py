@@ -1,0 +1,76 @@
+"""The OpenAPI document is a contract: operationIds and error media types."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+
+from fabula_gateway.app import create_app
+
+# Client generators name their methods after these: changing one breaks clients.
+OPERATIONS = {
+    ("POST", "/v1/auth/register"): "register",
+    ("POST", "/v1/auth/login"): "login",
+    ("POST", "/v1/auth/refresh"): "refresh_tokens",
+    ("GET", "/v1/me"): "get_current_user",
+    ("POST", "/v1/stories"): "create_story",
+    ("GET", "/v1/stories"): "list_stories",
+    ("GET", "/v1/stories/{story_id}"): "get_story",
+    ("DELETE", "/v1/stories/{story_id}"): "delete_story",
+    ("POST", "/v1/stories/{story_id}/continue"): "continue_story",
+    ("POST", "/v1/stories/{story_id}/end"): "end_story",
+    ("GET", "/v1/usage"): "get_usage",
+    ("GET", "/healthz"): "check_liveness",
+    ("GET", "/readyz"): "check_readiness",
+}
+
+
+@pytest.fixture
+def schema(settings) -> dict:
+    return create_app(settings).openapi()
+
+
+def operations(schema: dict):
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            yield method.upper(), path, operation
+
+
+def test_operation_ids_are_explicit_stable_and_unique(schema):
+    found = {(method, path): op["operationId"] for method, path, op in operations(schema)}
+
+    assert found == OPERATIONS
+    assert len(set(found.values())) == len(found)
+
+
+def test_a_route_without_an_operation_id_is_refused(settings):
+    app: FastAPI = create_app(settings)
+
+    with pytest.raises(RuntimeError, match="operation_id"):
+
+        @app.get("/v1/forgotten")
+        async def forgotten() -> None: ...
+
+
+def test_every_error_response_is_documented_as_problem_json(schema):
+    for method, path, operation in operations(schema):
+        assert operation.get("summary") and operation.get("tags"), (method, path)
+        for status, response in operation["responses"].items():
+            if status[0] in "45":
+                assert set(response["content"]) == {"application/problem+json"}, (
+                    method,
+                    path,
+                    status,
+                )
+
+
+def test_generated_by_explains_the_offline_generator(schema):
+    assert "not a language model" in schema["info"]["description"]
+    generated_by = schema["components"]["schemas"]["GeneratedBy"]["properties"]
+    assert "not a language model" in generated_by["is_language_model"]["description"]
+
+
+def test_protected_routes_declare_bearer_auth(schema):
+    public = {"/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/healthz", "/readyz"}
+    for method, path, operation in operations(schema):
+        assert bool(operation.get("security")) == (path not in public), (method, path)
