@@ -103,10 +103,12 @@ class EventConsumer(Generic[E]):
                     info = await subscription.consumer_info()
                     CONSUMER_PENDING.labels(self.service, self.durable).set(info.num_pending)
                 messages = await subscription.fetch(self.batch_size, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                # An empty fetch; nats-py raises the asyncio one when its own
+                # deadline passed while the event loop was busy.
                 continue
             except Exception as exc:  # noqa: BLE001 - NATS down or restarted: resubscribe
-                log.warning("consumer %s: %s; retrying", self.durable, exc or type(exc).__name__)
+                log.warning("consumer %s: %r; retrying", self.durable, exc)
                 self._subscription = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

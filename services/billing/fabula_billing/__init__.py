@@ -1,0 +1,1 @@
+"""Fabula billing service: plans, quotas, reservations and the usage ledger."""

@@ -1,0 +1,59 @@
+"""Billing configuration: plans, the default plan and reservation timing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from fabula_common.settings import ServiceSettings
+
+
+class Plan(BaseModel):
+    """Per-period limits of a plan; `None` means unlimited."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    generations_limit: int | None = Field(ge=0)
+    cost_limit_usd: Decimal | None = Field(ge=0, max_digits=18, decimal_places=9)
+
+
+DEFAULT_PLANS: dict[str, Plan] = {
+    "free": Plan(generations_limit=5, cost_limit_usd=Decimal("10")),
+    "pro": Plan(generations_limit=50, cost_limit_usd=Decimal("100")),
+    "enterprise": Plan(generations_limit=None, cost_limit_usd=None),
+}
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_")
+
+    database_url: str = "postgresql://fabula_billing:fabula_billing@127.0.0.1:5432/fabula"
+    grpc_port: int = 50054
+
+    # BILLING_PLANS_JSON, e.g. {"free": {"generations_limit": 5, "cost_limit_usd": "10"}}.
+    plans: dict[str, Plan] = Field(
+        default_factory=lambda: dict(DEFAULT_PLANS), validation_alias="BILLING_PLANS_JSON"
+    )
+    default_plan: str = "free"
+    # Applied when a caller reserves without an estimate of its own.
+    default_generation_estimate_usd: Decimal = Field(Decimal("0.01"), ge=0, decimal_places=9)
+    # A reservation its caller neither settles nor releases in this time is
+    # given back by the expiry worker, so a crashed caller cannot leak quota.
+    reservation_ttl_seconds: int = Field(900, ge=1)
+    reservation_sweep_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_plans(self) -> Settings:
+        if not self.plans:
+            raise ValueError("BILLING_PLANS_JSON must define at least one plan")
+        too_long = [name for name in self.plans if not 0 < len(name) <= 32]
+        if too_long:
+            raise ValueError(f"plan names must be 1-32 characters: {too_long}")
+        if self.default_plan not in self.plans:
+            raise ValueError(
+                f"BILLING_DEFAULT_PLAN {self.default_plan!r} is not one of the configured plans "
+                f"{sorted(self.plans)}"
+            )
+        return self

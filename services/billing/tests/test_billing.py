@@ -1,0 +1,476 @@
+"""The billing service over real gRPC, Postgres and NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+
+import grpc
+import nats
+import pytest
+from google.protobuf.message import Message
+from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError
+from sqlalchemy import select, update
+
+from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
+from fabula.generation.v1 import events_pb2 as generation_events
+from fabula.users.v1 import events_pb2 as users_events
+from fabula_billing.app import create_app
+from fabula_billing.models import Account, Reservation, UsageLedgerEntry
+from fabula_billing.settings import Settings
+from fabula_common.db import Database, utcnow
+from fabula_common.errors import error_reason
+from fabula_common.events import subject_for
+from fabula_common.testing import free_port, running_app
+
+Stub = billing_pb2_grpc.BillingServiceStub
+
+
+@pytest.fixture(scope="module")
+async def settings(test_database, test_stream) -> Settings:
+    # A short sweep so the expiry test need not wait 30 seconds.
+    return Settings(grpc_port=free_port(), reservation_sweep_seconds=0.2)
+
+
+@pytest.fixture(scope="module")
+async def billing(settings: Settings) -> AsyncIterator[Stub]:
+    async with (
+        running_app(create_app(settings)) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        yield Stub(channel)
+
+
+@pytest.fixture(scope="module")
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    """Direct access to billing's tables, to look behind the API or move time."""
+    database = Database(settings)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(scope="module")
+async def js(test_stream) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(os.environ["NATS_URL"], connect_timeout=2)
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def publish(
+    js: JetStreamContext, subject: str, message: Message, msg_id: str | None = None
+) -> None:
+    """Publish as an outbox relay would. The stream appears once the app's
+    consumers have connected, so wait for it briefly."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        try:
+            await js.publish(
+                subject,
+                message.SerializeToString(),
+                headers={"Nats-Msg-Id": msg_id or uuid.uuid4().hex},
+            )
+            return
+        except NoStreamResponseError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def new_user() -> str:
+    return str(uuid.uuid4())
+
+
+def usage_event(
+    user_id: str, reservation_id: str = "", **fields
+) -> generation_events.UsageRecorded:
+    event = generation_events.UsageRecorded(
+        event_id=str(uuid.uuid4()),
+        generation_id=str(uuid.uuid4()),
+        user_id=user_id,
+        story_id=str(uuid.uuid4()),
+        reservation_id=reservation_id,
+        provider="fake",
+        model="fake-1",
+        prompt_tokens=120,
+        completion_tokens=80,
+        cost_usd="0.0123",
+        outcome=generation_events.GENERATION_OUTCOME_COMPLETED,
+    )
+    event.occurred_at.FromDatetime(utcnow())
+    for name, value in fields.items():
+        setattr(event, name, value)
+    return event
+
+
+def usage_subject(settings: Settings) -> str:
+    return subject_for(settings, "generation", "usage_recorded")
+
+
+async def reserve(billing: Stub, user_id: str, estimate: str = "") -> billing_pb2.Reservation:
+    return await billing.ReserveGeneration(
+        billing_pb2.ReserveGenerationRequest(user_id=user_id, estimated_cost_usd=estimate)
+    )
+
+
+async def usage(billing: Stub, user_id: str) -> billing_pb2.UsageSummary:
+    return await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+
+
+async def reservation_status(db: Database, reservation_id: str) -> str | None:
+    async with db.session_scope() as session:
+        return await session.scalar(
+            select(Reservation.status).where(Reservation.id == uuid.UUID(reservation_id))
+        )
+
+
+def current_month() -> tuple[dt.datetime, dt.datetime]:
+    start = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+async def test_a_new_user_is_on_the_free_plan_for_the_current_month(billing: Stub):
+    summary = await usage(billing, new_user())
+
+    assert summary.plan == "free"
+    assert summary.generations_limit == 5
+    assert summary.cost_limit_usd == "10"
+    assert (summary.generations_used, summary.generations_reserved) == (0, 0)
+    assert summary.cost_used_usd == "0"
+    start, end = current_month()
+    assert summary.period_start.ToDatetime(dt.UTC) == start
+    assert summary.period_end.ToDatetime(dt.UTC) == end
+
+
+async def test_the_sixth_generation_on_the_free_plan_is_refused(billing: Stub):
+    user_id = new_user()
+    reservations = [await reserve(billing, user_id) for _ in range(5)]
+
+    assert len({r.reservation_id for r in reservations}) == 5
+    expires_at = reservations[0].expires_at.ToDatetime(dt.UTC)
+    assert dt.timedelta(seconds=890) < expires_at - utcnow() <= dt.timedelta(seconds=900)
+    assert (await usage(billing, user_id)).generations_reserved == 5
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await reserve(billing, user_id)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_reason(refused.value) == "quota-exceeded"
+    assert "generation quota exceeded" in refused.value.details()
+    assert "free plan" in refused.value.details()
+
+
+async def test_the_cost_limit_counts_estimates_and_applies_the_default_estimate(billing: Stub):
+    user_id = new_user()
+    await reserve(billing, user_id, "9.99")
+    await reserve(billing, user_id)  # the default estimate, $0.01: exactly at the $10 limit
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await reserve(billing, user_id, "0.000000001")
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_reason(refused.value) == "quota-exceeded"
+    assert "cost quota exceeded" in refused.value.details()
+    assert "$10 per month" in refused.value.details()
+
+
+async def test_concurrent_reservations_never_exceed_the_quota(billing: Stub):
+    user_id = new_user()
+
+    results = await asyncio.gather(
+        *(reserve(billing, user_id) for _ in range(30)), return_exceptions=True
+    )
+
+    granted = [r for r in results if isinstance(r, billing_pb2.Reservation)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(granted) == 5
+    assert len(refused) == 25
+    assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert (await usage(billing, user_id)).generations_reserved == 5
+
+
+async def test_releasing_gives_the_quota_back_once(billing: Stub):
+    user_id = new_user()
+    reservations = [await reserve(billing, user_id) for _ in range(5)]
+    release = billing_pb2.ReleaseReservationRequest(
+        user_id=user_id, reservation_id=reservations[0].reservation_id
+    )
+
+    assert (await billing.ReleaseReservation(release)).released is True
+    assert (await billing.ReleaseReservation(release)).released is False
+    assert (await usage(billing, user_id)).generations_reserved == 4
+
+    await reserve(billing, user_id)  # the released one is available again, once
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await reserve(billing, user_id)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_another_users_or_an_unknown_reservation_is_not_found(billing: Stub):
+    owner, other = new_user(), new_user()
+    reservation = await reserve(billing, owner)
+
+    for user_id, reservation_id in (
+        (other, reservation.reservation_id),
+        (owner, str(uuid.uuid4())),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await billing.ReleaseReservation(
+                billing_pb2.ReleaseReservationRequest(
+                    user_id=user_id, reservation_id=reservation_id
+                )
+            )
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await usage(billing, owner)).generations_reserved == 1
+
+
+@pytest.mark.parametrize(
+    ("user_id", "estimate"),
+    [("not-a-uuid", ""), ("", ""), (str(uuid.uuid4()), "ten"), (str(uuid.uuid4()), "-1")],
+)
+async def test_malformed_requests_are_invalid_arguments(billing: Stub, user_id: str, estimate: str):
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await reserve(billing, user_id, estimate)
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_get_usage_rejects_a_malformed_user_id(billing: Stub):
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await usage(billing, "42")
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_recorded_usage_settles_the_reservation_once(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    user_id = new_user()
+    reservation = await reserve(billing, user_id, "0.5")
+    event = usage_event(user_id, reservation.reservation_id, cost_usd="0.0123")
+
+    await publish(js, usage_subject(settings), event, msg_id=event.event_id)
+    await eventually(lambda: _generations_used_is(billing, user_id, 1))
+
+    summary = await usage(billing, user_id)
+    assert summary.generations_reserved == 0
+    assert summary.cost_used_usd == "0.0123"
+    assert await reservation_status(db, reservation.reservation_id) == "settled"
+
+    # The same event again, under a new message id so JetStream passes it on,
+    # then a different one: once that is counted, the repeat has been handled.
+    await publish(js, usage_subject(settings), event, msg_id=uuid.uuid4().hex)
+    await publish(js, usage_subject(settings), usage_event(user_id, cost_usd="0.001"))
+    await eventually(lambda: _generations_used_is(billing, user_id, 2))
+
+    summary = await usage(billing, user_id)
+    assert summary.cost_used_usd == "0.0133"
+    async with db.session_scope() as session:
+        ledger = (
+            await session.scalars(
+                select(UsageLedgerEntry).where(UsageLedgerEntry.user_id == uuid.UUID(user_id))
+            )
+        ).all()
+        settled = await session.get(Reservation, uuid.UUID(reservation.reservation_id))
+    assert sorted(entry.cost_usd for entry in ledger) == [Decimal("0.001"), Decimal("0.0123")]
+    assert settled.actual_cost_usd == Decimal("0.0123")
+    assert settled.generation_id == event.generation_id
+
+
+async def test_a_generation_reported_again_under_a_new_event_id_is_counted_once(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    user_id = new_user()
+    reservation = await reserve(billing, user_id)
+    first = usage_event(user_id, reservation.reservation_id, cost_usd="0.02")
+    await publish(js, usage_subject(settings), first)
+    await eventually(lambda: _generations_used_is(billing, user_id, 1))
+
+    repeat = usage_event(
+        user_id, reservation.reservation_id, generation_id=first.generation_id, cost_usd="0.02"
+    )
+    # A different model call under the already settled reservation is still billed.
+    another_call = usage_event(user_id, reservation.reservation_id, cost_usd="0.03")
+    await publish(js, usage_subject(settings), repeat)
+    await publish(js, usage_subject(settings), another_call)
+    await eventually(lambda: _generations_used_is(billing, user_id, 2))
+
+    summary = await usage(billing, user_id)
+    assert (summary.cost_used_usd, summary.generations_reserved) == ("0.05", 0)
+    async with db.session_scope() as session:
+        recorded = set(
+            await session.scalars(
+                select(UsageLedgerEntry.event_id).where(
+                    UsageLedgerEntry.user_id == uuid.UUID(user_id)
+                )
+            )
+        )
+    assert recorded == {first.event_id, another_call.event_id}
+
+
+async def test_usage_is_counted_even_after_its_reservation_was_released(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    user_id = new_user()
+    reservation = await reserve(billing, user_id)
+    await billing.ReleaseReservation(
+        billing_pb2.ReleaseReservationRequest(
+            user_id=user_id, reservation_id=reservation.reservation_id
+        )
+    )
+
+    await publish(js, usage_subject(settings), usage_event(user_id, reservation.reservation_id))
+    await eventually(lambda: _generations_used_is(billing, user_id, 1))
+
+    summary = await usage(billing, user_id)
+    assert summary.generations_reserved == 0
+    assert summary.cost_used_usd == "0.0123"
+    assert await reservation_status(db, reservation.reservation_id) == "settled"
+
+
+async def test_usage_without_a_reservation_opens_the_account_and_counts(
+    billing: Stub, settings: Settings, js: JetStreamContext
+):
+    user_id = new_user()  # never seen by billing before
+
+    await publish(js, usage_subject(settings), usage_event(user_id, reservation_id=""))
+    await eventually(lambda: _generations_used_is(billing, user_id, 1))
+
+    summary = await usage(billing, user_id)
+    assert (summary.plan, summary.cost_used_usd) == ("free", "0.0123")
+
+
+async def test_a_call_that_failed_without_tokens_releases_instead_of_counting(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    user_id = new_user()
+    reservation = await reserve(billing, user_id)
+    failed = usage_event(
+        user_id,
+        reservation.reservation_id,
+        outcome=generation_events.GENERATION_OUTCOME_FAILED,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost_usd="0",
+    )
+
+    await publish(js, usage_subject(settings), failed)
+
+    async def released() -> bool:
+        return await reservation_status(db, reservation.reservation_id) == "released"
+
+    await eventually(released)
+    summary = await usage(billing, user_id)
+    assert (summary.generations_used, summary.generations_reserved) == (0, 0)
+    assert summary.cost_used_usd == "0"
+
+
+async def test_user_registered_opens_a_free_account(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    user_id = new_user()
+    registered = users_events.UserRegistered(
+        event_id=str(uuid.uuid4()), user_id=user_id, email="reader@example.com"
+    )
+
+    await publish(js, subject_for(settings, "users", "user_registered"), registered)
+
+    async def account_plan() -> str | None:
+        async with db.session_scope() as session:
+            return await session.scalar(
+                select(Account.plan).where(Account.user_id == uuid.UUID(user_id))
+            )
+
+    await eventually(lambda: _is(account_plan(), "free"))
+
+
+async def test_an_expired_reservation_gives_its_quota_back(billing: Stub, db: Database):
+    user_id = new_user()
+    reservation = await reserve(billing, user_id, "1.25")
+    async with db.session_scope() as session:  # as if its caller crashed 15 minutes ago
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.id == uuid.UUID(reservation.reservation_id))
+            .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+        )
+
+    async def expired() -> bool:
+        return await reservation_status(db, reservation.reservation_id) == "expired"
+
+    await eventually(expired, timeout=5)
+    assert (await usage(billing, user_id)).generations_reserved == 0
+    async with db.session_scope() as session:
+        account = await session.get(Account, uuid.UUID(user_id))
+    assert account.cost_reserved_usd == 0
+    released = await billing.ReleaseReservation(
+        billing_pb2.ReleaseReservationRequest(
+            user_id=user_id, reservation_id=reservation.reservation_id
+        )
+    )
+    assert released.released is False
+
+
+async def test_a_new_month_starts_with_fresh_usage(billing: Stub, db: Database):
+    user_id = new_user()
+    await reserve(billing, user_id)  # still outstanding when the month turns
+    start, _ = current_month()
+    last_month_start = (start - dt.timedelta(days=1)).replace(day=1)
+    async with db.session_scope() as session:
+        await session.execute(
+            update(Account)
+            .where(Account.user_id == uuid.UUID(user_id))
+            .values(
+                period_start=last_month_start,
+                period_end=start,
+                generations_used=4,
+                cost_used_usd=Decimal("3.5"),
+            )
+        )
+
+    summary = await usage(billing, user_id)
+
+    assert summary.period_start.ToDatetime(dt.UTC) == start
+    assert (summary.generations_used, summary.cost_used_usd) == (0, "0")
+    assert summary.generations_reserved == 1
+    for _ in range(4):  # 4 more fit beside the outstanding one
+        await reserve(billing, user_id)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await reserve(billing, user_id)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_an_unlimited_plan_has_no_limits(settings: Settings):
+    enterprise_settings = settings.model_copy(
+        update={"grpc_port": free_port(), "default_plan": "enterprise"}
+    )
+    async with (
+        running_app(create_app(enterprise_settings)) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        enterprise = Stub(channel)
+        user_id = new_user()
+        for _ in range(8):
+            await reserve(enterprise, user_id, "5")
+        summary = await usage(enterprise, user_id)
+
+    assert summary.plan == "enterprise"
+    assert not summary.HasField("generations_limit")
+    assert not summary.HasField("cost_limit_usd")
+    assert summary.generations_reserved == 8
+
+
+async def _generations_used_is(billing: Stub, user_id: str, expected: int) -> bool:
+    return (await usage(billing, user_id)).generations_used == expected
+
+
+async def _is(value: Awaitable, expected) -> bool:
+    return await value == expected
