@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 UV_VERSION := 0.13.9
 # A uv already on PATH is used as it is; otherwise a private copy is installed.
-UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PYTHON := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
@@ -24,7 +24,7 @@ run: install ## Prepare the database and start the services and gateway (Ctrl-C 
 	@exec $(PYTHON) -m fabula_devtools.run
 
 test: install ## Run the whole test suite
-	$(PYTHON) -m pytest
+	UV="$(UV)" $(PYTHON) -m pytest
 
 proto: install ## Regenerate the Python stubs from protos/
 	$(PYTHON) scripts/gen_protos.py

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from fabula_common.settings import CommonSettings
+from fabula_common.settings import TokenSettings
 
 
-class GatewaySettings(CommonSettings):
+class GatewaySettings(TokenSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     host: str = "127.0.0.1"

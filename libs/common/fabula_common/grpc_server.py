@@ -208,14 +208,25 @@ class GrpcApp:
         log.info("%s stopped", self.service)
 
 
-def serve(service: str, settings: ServiceSettings, create_app: Callable[[Any], GrpcApp]) -> None:
+def serve(service: str, settings_class: type[ServiceSettings], create_app: Callable[[Any], GrpcApp]) -> None:
     """Entry point of a service process (`python -m fabula_<svc>`).
 
-    The app is built inside the event loop: grpc.aio servers and channels bind
-    to the loop that exists when they are created.
+    Bad configuration ends the process with one line naming each bad variable
+    (never its value: it may be a secret). The app is built inside the event
+    loop: grpc.aio servers and channels bind to the loop current at creation.
     """
+    from pydantic import ValidationError
+
     from fabula_common.logging import configure_logging
 
+    try:
+        settings = settings_class()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_input=False)
+        )
+        raise SystemExit(f"{service}: refusing to start, invalid configuration: {problems}") from None
     configure_logging(service, settings.log_level, settings.log_format)
     settings.check_production_ready()
 

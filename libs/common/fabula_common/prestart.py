@@ -42,6 +42,23 @@ async def wait_for_database(service: str, timeout: float) -> None:
         await engine.dispose()
 
 
+async def migrate_exclusively(service: str) -> None:
+    """Run the migrations while holding a Postgres advisory lock, so replicas
+    starting together migrate one after another instead of racing."""
+    settings = load_settings(service)
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            key = f"fabula-migrate-{service}"
+            await conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": key})
+            try:
+                await asyncio.to_thread(upgrade, service)
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": key})
+    finally:
+        await engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("service", choices=["users", "stories", "generation", "billing"])
@@ -49,7 +66,7 @@ def main() -> None:
     ns = parser.parse_args()
     configure_logging(f"{ns.service}-prestart")
     asyncio.run(wait_for_database(ns.service, ns.timeout))
-    upgrade(ns.service)
+    asyncio.run(migrate_exclusively(ns.service))
     log.info("%s migrated to head", ns.service)
 
 

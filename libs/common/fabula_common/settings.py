@@ -38,10 +38,6 @@ class CommonSettings(BaseSettings):
     log_level: str = env("LOG_LEVEL", "INFO")
     log_format: str = env("LOG_FORMAT", "json", pattern="^(json|text)$")
 
-    jwt_secret: SecretStr = env("JWT_SECRET", SecretStr(DEFAULT_JWT_SECRET))
-    jwt_issuer: str = env("JWT_ISSUER", "fabula")
-    access_token_ttl_seconds: int = env("ACCESS_TOKEN_TTL_SECONDS", 900, ge=60, le=86400)
-
     nats_url: str = env("NATS_URL", "nats://127.0.0.1:4222")
     nats_stream: str = env("NATS_STREAM", "FABULA")
     nats_subject_prefix: str = env("NATS_SUBJECT_PREFIX", "fabula")
@@ -64,7 +60,7 @@ class CommonSettings(BaseSettings):
 
     def secrets_with_defaults(self) -> list[str]:
         """Names of secret settings still holding their development default."""
-        return ["JWT_SECRET"] if self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET else []
+        return []
 
     def check_production_ready(self) -> None:
         """Refuse to run in production with a default secret."""
@@ -74,6 +70,21 @@ class CommonSettings(BaseSettings):
                 raise SystemExit(
                     "refusing to start in production with default secrets: " + ", ".join(defaults)
                 )
+
+
+class TokenSettings(CommonSettings):
+    """For the processes that issue (users) or verify (gateway) access tokens;
+    no other process holds the signing key."""
+
+    jwt_secret: SecretStr = env("JWT_SECRET", SecretStr(DEFAULT_JWT_SECRET))
+    jwt_issuer: str = env("JWT_ISSUER", "fabula")
+    access_token_ttl_seconds: int = env("ACCESS_TOKEN_TTL_SECONDS", 900, ge=60, le=86400)
+
+    def secrets_with_defaults(self) -> list[str]:
+        defaults = super().secrets_with_defaults()
+        if self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+            defaults.append("JWT_SECRET")
+        return defaults
 
 
 class ServiceSettings(CommonSettings):

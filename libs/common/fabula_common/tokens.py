@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import jwt
 
 from fabula_common.errors import Unauthenticated
-from fabula_common.settings import CommonSettings
+from fabula_common.settings import TokenSettings
 
 AUDIENCE = "fabula-api"
 ALGORITHM = "HS256"
@@ -22,7 +22,7 @@ class AccessClaims:
     expires_at: dt.datetime
 
 
-def issue_access_token(settings: CommonSettings, user_id: str) -> tuple[str, int]:
+def issue_access_token(settings: TokenSettings, user_id: str) -> tuple[str, int]:
     now = dt.datetime.now(dt.UTC)
     ttl = settings.access_token_ttl_seconds
     claims = {
@@ -39,7 +39,7 @@ def issue_access_token(settings: CommonSettings, user_id: str) -> tuple[str, int
     return token, ttl
 
 
-def verify_access_token(settings: CommonSettings, token: str) -> AccessClaims:
+def verify_access_token(settings: TokenSettings, token: str) -> AccessClaims:
     try:
         claims = jwt.decode(
             token,

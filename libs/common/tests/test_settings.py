@@ -5,7 +5,7 @@ from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from fabula_common.db import create_engine
-from fabula_common.settings import CommonSettings, ServiceSettings, normalise_database_url
+from fabula_common.settings import CommonSettings, ServiceSettings, TokenSettings, normalise_database_url
 
 
 class ExampleSettings(ServiceSettings):
@@ -56,11 +56,18 @@ def test_pool_settings_reach_the_engine(monkeypatch):
 def test_production_refuses_the_default_secret(monkeypatch):
     monkeypatch.setenv("FABULA_ENV", "production")
     with pytest.raises(SystemExit, match="JWT_SECRET"):
-        CommonSettings().check_production_ready()
+        TokenSettings().check_production_ready()
     monkeypatch.setenv("JWT_SECRET", "a-real-secret-from-the-vault")
+    TokenSettings().check_production_ready()
+
+
+def test_processes_without_tokens_need_no_signing_key(monkeypatch):
+    monkeypatch.setenv("FABULA_ENV", "production")
+    monkeypatch.delenv("JWT_SECRET", raising=False)
     CommonSettings().check_production_ready()
+    assert not hasattr(ExampleSettings(), "jwt_secret")
 
 
 def test_development_accepts_the_default_secret(monkeypatch):
     monkeypatch.setenv("FABULA_ENV", "development")
-    CommonSettings().check_production_ready()
+    TokenSettings().check_production_ready()

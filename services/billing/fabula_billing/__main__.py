@@ -6,4 +6,4 @@ from fabula_billing.app import create_app
 from fabula_billing.settings import Settings
 
 if __name__ == "__main__":
-    serve("billing", Settings(), create_app)
+    serve("billing", Settings, create_app)

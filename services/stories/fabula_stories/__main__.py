@@ -6,4 +6,4 @@ from fabula_stories.app import create_app
 from fabula_stories.settings import Settings
 
 if __name__ == "__main__":
-    serve("stories", Settings(), create_app)
+    serve("stories", Settings, create_app)

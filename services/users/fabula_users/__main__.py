@@ -6,4 +6,4 @@ from fabula_users.app import create_app
 from fabula_users.settings import Settings
 
 if __name__ == "__main__":
-    serve("users", Settings(), create_app)
+    serve("users", Settings, create_app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fabula_common.settings import ServiceSettings
+from fabula_common.settings import ServiceSettings, TokenSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -14,7 +14,7 @@ DEFAULT_ARGON2_MEMORY_COST_KIB = 65536
 DEFAULT_ARGON2_PARALLELISM = 4
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, TokenSettings):
     model_config = SettingsConfigDict(env_prefix="USERS_")
 
     database_url: str = "postgresql://fabula_users:fabula_users@127.0.0.1:5432/fabula"

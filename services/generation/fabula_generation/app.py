@@ -1,0 +1,61 @@
+"""Wiring of the generation service process."""
+
+from __future__ import annotations
+
+import logging
+
+from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
+from fabula_common.db import Database
+from fabula_common.events import EventBus, subject_for
+from fabula_common.grpc_server import GrpcApp
+from fabula_common.outbox import OutboxRelay
+
+from fabula_generation.models import outbox
+from fabula_generation.pricing import PriceTable
+from fabula_generation.providers import create_provider
+from fabula_generation.servicer import GenerationRecorder, GenerationServicer
+from fabula_generation.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
+
+
+def create_app(settings: Settings) -> GrpcApp:
+    app = GrpcApp("generation", settings)
+    db = Database(settings)
+    bus = EventBus(settings, name="generation")
+    provider = create_provider(settings)
+    prices = PriceTable.from_settings(settings)
+    if not prices.is_known(provider.model):
+        log.warning(
+            "no price configured for model %s: billing it at the fallback price %s",
+            provider.model,
+            settings.fallback_price,
+        )
+    if provider.is_language_model:
+        log.info("generation provider: %s, model %s", provider.name, provider.model)
+        # The SDK's HTTP client logs every request at INFO; our own line per
+        # generation says more.
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
+    else:
+        log.warning(
+            "generation provider: %s, a built-in text generator, NOT a language model "
+            "(set MISTRAL_API_KEY to use Mistral)",
+            provider.name,
+        )
+
+    recorder = GenerationRecorder(db, prices, subject_for(settings, "generation", "usage_recorded"))
+    app.add_servicer(
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server,
+        GenerationServicer(provider, recorder),
+        SERVICE_NAME,
+    )
+    # Workers stop in this order: records still being written first, then
+    # the relay's last pass publishes their events.
+    app.add_worker(recorder)
+    app.add_worker(OutboxRelay(db, outbox, bus, "generation", settings.outbox_poll_seconds))
+    app.on_shutdown(provider.aclose)
+    app.on_shutdown(bus.close)
+    app.on_shutdown(db.dispose)
+    return app

@@ -1,0 +1,59 @@
+"""The interface every model provider implements.
+
+A provider turns a GenerationRequest into text. Its raw output may start with
+a "Title: ..." line when a title was asked for; the service separates it.
+Providers report failures of the outside world as `UpstreamError` and nothing
+else, and bound every call in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from fabula_generation.domain import GenerationRequest
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    text: str
+
+
+@dataclass(frozen=True)
+class ReportedUsage:
+    """Token counts the provider itself reported for the whole call."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+ProviderEvent = TextChunk | ReportedUsage
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    usage: ReportedUsage | None
+
+
+class GenerationProvider(Protocol):
+    name: str
+    model: str
+    # False for the built-in offline provider, which is not a language model.
+    is_language_model: bool
+    # True when count_prompt_tokens and text.count_tokens are the provider's own
+    # measure, so usage counted locally (after a cancellation) is exact.
+    counts_tokens_exactly: bool
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
+        """Text chunks as they are produced, then the usage if the provider reports one."""
+        ...
+
+    async def complete(self, request: GenerationRequest) -> Completion: ...
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """The prompt's size in tokens, counted locally."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,85 @@
+"""Configuration of the generation service (GENERATION_* and MISTRAL_* variables,
+plus the common ones)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from fabula_common.settings import ServiceSettings, env
+
+
+class ProviderChoice(StrEnum):
+    auto = "auto"  # mistral when MISTRAL_API_KEY is set, else offline
+    offline = "offline"
+    mistral = "mistral"
+
+
+class ModelPrice(BaseModel):
+    """US dollars per million tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: Decimal = Field(ge=0)
+    completion: Decimal = Field(ge=0)
+
+
+# Mistral's list prices (USD per million tokens). GENERATION_PRICES_JSON
+# overrides or extends them per model, e.g.
+#   {"mistral-small-latest": {"prompt": "0.1", "completion": "0.3"}}
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "offline": ModelPrice(prompt=Decimal(0), completion=Decimal(0)),
+    "mistral-small-latest": ModelPrice(prompt=Decimal("0.1"), completion=Decimal("0.3")),
+    "mistral-medium-latest": ModelPrice(prompt=Decimal("0.4"), completion=Decimal("2")),
+    "mistral-large-latest": ModelPrice(prompt=Decimal("2"), completion=Decimal("6")),
+    "open-mistral-nemo": ModelPrice(prompt=Decimal("0.15"), completion=Decimal("0.15")),
+}
+# An unknown model is billed like the dearest one we know rather than for free.
+DEFAULT_FALLBACK_PRICE = ModelPrice(prompt=Decimal("2"), completion=Decimal("6"))
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GENERATION_")
+
+    database_url: str = "postgresql://fabula_generation:fabula_generation@127.0.0.1:5432/fabula"
+    grpc_port: int = 50053
+
+    provider: ProviderChoice = ProviderChoice.auto
+    # Pause between the offline provider's words, to make its streaming visible.
+    offline_token_delay_ms: int = Field(0, ge=0, le=10_000)
+
+    prices: dict[str, ModelPrice] = env("GENERATION_PRICES_JSON", default_factory=dict)
+    fallback_price: ModelPrice = env("GENERATION_FALLBACK_PRICE_JSON", DEFAULT_FALLBACK_PRICE)
+
+    mistral_api_key: SecretStr | None = env("MISTRAL_API_KEY", None)
+    mistral_model: str = env("MISTRAL_MODEL", "mistral-small-latest", min_length=1)
+    # Base URL of any endpoint speaking Mistral's API (a proxy, a self-hosted
+    # deployment), without the /v1 the SDK appends; unset = Mistral's own.
+    mistral_server_url: str | None = env("MISTRAL_SERVER_URL", None)
+    # Bounds every model call; a sooner deadline of the incoming call wins.
+    mistral_timeout_seconds: float = env("MISTRAL_TIMEOUT_SECONDS", 60.0, gt=0)
+    mistral_max_tokens: int = env("MISTRAL_MAX_TOKENS", 800, ge=16)
+    mistral_temperature: float = env("MISTRAL_TEMPERATURE", 0.8, ge=0, le=1.5)
+
+    @model_validator(mode="after")
+    def _mistral_needs_a_key(self) -> Settings:
+        if self.provider is ProviderChoice.mistral and not self.has_mistral_key:
+            raise ValueError("GENERATION_PROVIDER=mistral needs MISTRAL_API_KEY")
+        return self
+
+    @property
+    def has_mistral_key(self) -> bool:
+        return bool(self.mistral_api_key and self.mistral_api_key.get_secret_value().strip())
+
+    @property
+    def resolved_provider(self) -> ProviderChoice:
+        """The provider to run: `auto` resolved."""
+        if self.provider is ProviderChoice.auto:
+            return ProviderChoice.mistral if self.has_mistral_key else ProviderChoice.offline
+        return self.provider
+
+    def price_table(self) -> dict[str, ModelPrice]:
+        return {**DEFAULT_PRICES, **self.prices}

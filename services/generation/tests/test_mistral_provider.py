@@ -1,0 +1,186 @@
+"""The Mistral provider through the real SDK, against the fake Mistral API."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fabula_common.context import set_deadline_in
+from fabula_common.errors import UpstreamError
+from fabula_generation.domain import GenerationKind, GenerationRequest, Outcome, StoryContext
+from fabula_generation.prompts import TITLE_INSTRUCTION
+from fabula_generation.providers import MistralProvider, ReportedUsage, TextChunk
+from fabula_generation.service import GenerationCall, complete_generation, stream_generation
+from fabula_generation.text import count_tokens
+
+API_KEY = "sk-test-key"
+FAKE_REPLY_START = "Rain drummed on the harbour roofs"
+
+
+def request(
+    direction: str = "", *, want_title: bool = False, kind=GenerationKind.continuation
+) -> GenerationRequest:
+    return GenerationRequest(
+        user_id="user-1",
+        story_id="story-1",
+        reservation_id="reservation-1",
+        kind=kind,
+        story=StoryContext(
+            genre="mystery",
+            title="The Harbour",
+            characters=("Mara, a lighthouse keeper", "Tom"),
+            opening_line="The fog came in at noon.",
+            previous_segments=("Mara climbed the tower.", "The light went out."),
+        ),
+        direction=direction,
+        want_title=want_title,
+    )
+
+
+@pytest.fixture
+async def provider(fake_mistral):
+    provider = MistralProvider(
+        api_key=API_KEY,
+        model="mistral-small-latest",
+        server_url=fake_mistral.url,
+        timeout_seconds=5,
+    )
+    yield provider
+    await provider.aclose()
+
+
+async def test_a_completion_carries_the_text_and_the_reported_usage(provider, fake_mistral):
+    completion = await provider.complete(request("Tom finds the keys"))
+
+    assert completion.text.startswith(FAKE_REPLY_START)
+    assert completion.usage is not None and completion.usage.completion_tokens == len(
+        completion.text.split()
+    )
+
+    (sent,) = fake_mistral.requests
+    assert sent["model"] == "mistral-small-latest" and not sent.get("stream")
+    system, user = sent["messages"]
+    assert system["role"] == "system" and "co-writing assistant" in system["content"]
+    for fact in (
+        "mystery",
+        "Mara, a lighthouse keeper",
+        "The light went out.",
+        "Tom finds the keys",
+    ):
+        assert fact in user["content"]
+
+
+async def test_a_stream_yields_chunks_then_the_usage_of_its_final_chunk(provider, fake_mistral):
+    events = [event async for event in provider.stream(request())]
+
+    *chunks, usage = events
+    assert all(isinstance(chunk, TextChunk) for chunk in chunks) and len(chunks) > 10
+    text = "".join(chunk.text for chunk in chunks)
+    assert text.startswith(FAKE_REPLY_START)
+    assert isinstance(usage, ReportedUsage) and usage.completion_tokens == len(text.split())
+    assert fake_mistral.requests[0]["stream"] is True
+
+
+async def test_a_title_is_asked_for_and_parsed_out(provider, fake_mistral):
+    call = GenerationCall(request(want_title=True, kind=GenerationKind.opening), provider)
+    deltas = [delta async for delta in stream_generation(call)]
+
+    assert call.title == "The Lantern Keeper"
+    assert call.text.startswith(FAKE_REPLY_START) and "".join(deltas).strip() == call.text
+    assert TITLE_INSTRUCTION in fake_mistral.requests[0]["messages"][1]["content"]
+
+    call = GenerationCall(request(want_title=True, kind=GenerationKind.opening), provider)
+    await complete_generation(call)
+    assert (call.title, call.text[: len(FAKE_REPLY_START)]) == (
+        "The Lantern Keeper",
+        FAKE_REPLY_START,
+    )
+
+
+async def test_a_stream_without_usage_is_counted_locally_and_flagged_estimated(provider):
+    call = GenerationCall(request("fake-mistral:no-usage"), provider)
+    deltas = [delta async for delta in stream_generation(call)]
+
+    assert call.reported_usage is None
+    usage = call.usage(Outcome.completed)
+    assert usage.estimated
+    assert usage.completion_tokens == count_tokens("".join(deltas)) > 0
+    assert usage.prompt_tokens == provider.count_prompt_tokens(call.request) > 0
+
+
+async def test_rate_limiting_becomes_an_upstream_error_saying_so(provider, fake_mistral):
+    with pytest.raises(UpstreamError, match="rate-limiting") as caught:
+        await provider.complete(request("fake-mistral:rate-limit"))
+    assert "retry after 1s" in caught.value.message
+
+    fake_mistral.queue("rate-limit")
+    with pytest.raises(UpstreamError, match="rate-limiting"):
+        await streamed(provider, request())
+    # No retries behind our back: one request each.
+    assert len(fake_mistral.requests) == 2
+
+
+async def test_a_server_error_becomes_an_upstream_error(provider, fake_mistral):
+    with pytest.raises(UpstreamError, match="HTTP 500"):
+        await provider.complete(request("fake-mistral:server-error"))
+    with pytest.raises(UpstreamError, match="HTTP 500"):
+        await streamed(provider, request("fake-mistral:server-error"))
+    assert len(fake_mistral.requests) == 2
+
+
+async def test_an_unreachable_provider_is_an_upstream_error(fake_mistral):
+    url = fake_mistral.url
+    await fake_mistral.stop()
+    provider = MistralProvider(api_key=API_KEY, model="m", server_url=url, timeout_seconds=2)
+    try:
+        with pytest.raises(UpstreamError, match="could not be reached"):
+            await provider.complete(request())
+    finally:
+        await provider.aclose()
+
+
+async def completed(provider: MistralProvider, req: GenerationRequest) -> None:
+    await provider.complete(req)
+
+
+async def streamed(provider: MistralProvider, req: GenerationRequest) -> None:
+    async for _event in provider.stream(req):
+        pass
+
+
+# "slow" holds back the response headers; "stall" goes silent after the first chunk.
+@pytest.mark.parametrize(
+    ("behaviour", "call"), [("slow", completed), ("slow", streamed), ("stall", streamed)]
+)
+async def test_a_slow_provider_times_out_quickly(fake_mistral, behaviour, call):
+    provider = MistralProvider(
+        api_key=API_KEY, model="m", server_url=fake_mistral.url, timeout_seconds=0.5
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="did not answer within 0.5s"):
+            await call(provider, request(f"fake-mistral:{behaviour}"))
+        assert time.monotonic() - started < 2
+    finally:
+        await provider.aclose()
+
+
+async def test_the_incoming_deadline_shortens_the_provider_timeout(provider):
+    # As the gRPC interceptor sets it for a call with 0.3s left.
+    set_deadline_in(0.3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="did not answer within 0.3s"):
+            await provider.complete(request("fake-mistral:slow"))
+        assert time.monotonic() - started < 1.5
+    finally:
+        set_deadline_in(None)
+
+
+async def test_a_stream_abandoned_midway_closes_the_connection(provider, fake_mistral):
+    stream = provider.stream(request())
+    first = await anext(stream)
+    assert isinstance(first, TextChunk)
+    await stream.aclose()
+    # The connection pool is intact for the next call.
+    assert (await provider.complete(request())).text.startswith(FAKE_REPLY_START)

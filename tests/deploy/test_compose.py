@@ -1,0 +1,233 @@
+"""docker-compose.yml: secrets come from .env and are required, every image
+builds from an existing Dockerfile, things start in the right order, and each
+process gets an environment its settings accept, with the ports the
+architecture gives it."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from deploy_support import (
+    COMPONENTS,
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    GRPC_CALLS,
+    METRICS_PORT,
+    NATS_CLIENTS,
+    REPO,
+    SERVICE_PORTS,
+    SERVICES,
+    MissingVariable,
+    compose_variables,
+    default_port,
+    env_names,
+    example_env_with_secrets,
+    host_port,
+    load_compose,
+    load_settings,
+    read_env_file,
+    require_settings,
+)
+
+ONE_SHOT = {"bootstrap", *(f"{s}-migrate" for s in SERVICES)}
+LONG_RUNNING = {*SERVICES, "gateway"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_compose(example_env_with_secrets())
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration))
+
+
+def test_compose_refuses_to_start_without_each_secret():
+    example = read_env_file(ENV_EXAMPLE)
+    required = {
+        name for name, ops in compose_variables(COMPOSE_FILE.read_text()).items() if ":?" in ops
+    }
+    assert required == {name for name, value in example.items() if value == ""}, (
+        "the secrets .env.example leaves empty are exactly those compose requires"
+    )
+    assert {
+        "POSTGRES_PASSWORD",
+        "JWT_SECRET",
+        *(f"{s.upper()}_DB_PASSWORD" for s in SERVICES),
+    } <= required
+    filled = example_env_with_secrets()
+    for name in sorted(required):
+        with pytest.raises(MissingVariable) as missing:
+            load_compose({**filled, name: ""})
+        assert missing.value.name == name
+
+
+def test_every_variable_compose_reads_is_documented_in_env_example():
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    interpolated = set(compose_variables(COMPOSE_FILE.read_text()))
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    passed_through = {
+        key
+        for service in raw["services"].values()
+        for key, value in (service.get("environment") or {}).items()
+        if value is None
+    }
+    assert interpolated | passed_through <= documented, sorted(
+        (interpolated | passed_through) - documented
+    )
+
+
+def test_every_image_builds_from_an_existing_dockerfile(compose):
+    services = compose["services"]
+    dockerfile_of_image: dict[str, str] = {}
+    for name, service in services.items():
+        if "build" not in service:
+            continue
+        build = service["build"]
+        assert build["context"] == ".", f"{name}: images build from the repository root"
+        assert (REPO / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']} is missing"
+        image = service["image"].rsplit(":", 1)[0]
+        assert dockerfile_of_image.setdefault(image, build["dockerfile"]) == build["dockerfile"], (
+            f"{image} is built from two Dockerfiles"
+        )
+    for component in COMPONENTS:
+        built = services[component.name]["build"]["dockerfile"]
+        assert REPO / built == component.dockerfile
+
+
+def test_depends_on_orders_the_start(compose):
+    services = compose["services"]
+
+    def conditions(name: str) -> dict[str, str]:
+        return {
+            dep: spec["condition"] for dep, spec in services[name].get("depends_on", {}).items()
+        }
+
+    assert conditions("bootstrap") == {"postgres": "service_healthy"}
+    for service in SERVICES:
+        assert conditions(f"{service}-migrate") == {"bootstrap": "service_completed_successfully"}
+        expected = {f"{service}-migrate": "service_completed_successfully"}
+        if service in NATS_CLIENTS:
+            expected["nats"] = "service_healthy"
+        expected.update({peer: "service_healthy" for peer in GRPC_CALLS.get(service, ())})
+        assert conditions(service) == expected
+    assert conditions("gateway") == {s: "service_healthy" for s in SERVICES}
+
+    for name in services:
+        for dep, condition in conditions(name).items():
+            target = services[dep]
+            if condition == "service_healthy":
+                assert "test" in target.get("healthcheck", {}), (
+                    f"{name} waits for {dep}, which has no healthcheck"
+                )
+            if condition == "service_completed_successfully":
+                assert dep in ONE_SHOT and target.get("restart") == "no"
+    for name in ONE_SHOT:
+        assert services[name].get("restart") == "no"
+
+
+@pytest.mark.parametrize("component", [c.name for c in COMPONENTS])
+def test_each_process_gets_an_environment_its_settings_accept(compose, component):
+    env = compose["services"][component]["environment"]
+    settings = load_settings(component, env)
+    if settings.environment.value == "production":
+        settings.check_production_ready()  # SystemExit if a secret holds its default
+
+    if component != "gateway":
+        assert (settings.grpc_host, settings.grpc_port) == ("0.0.0.0", SERVICE_PORTS[component])
+        assert settings.metrics_port == METRICS_PORT
+        database = urlsplit(settings.database_url)
+        assert (database.hostname, database.port, database.username) == (
+            "postgres",
+            5432,
+            f"fabula_{component}",
+        )
+    else:
+        assert (settings.host, settings.port) == ("0.0.0.0", default_port("gateway"))
+    if component in NATS_CLIENTS:
+        assert urlsplit(settings.nats_url).hostname == "nats"
+    for peer in GRPC_CALLS.get(component, ()):
+        assert host_port(getattr(settings, f"{peer}_addr")) == (peer, SERVICE_PORTS[peer])
+
+
+@pytest.mark.parametrize("component", [c.name for c in COMPONENTS])
+def test_compose_sets_only_variables_the_process_reads(component):
+    """A misspelt variable would silently leave the default in place."""
+    read = env_names(require_settings(component))
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    for container in (component, f"{component}-migrate"):
+        if container in services:
+            # Every name, the pass-through ones (no value) included.
+            unknown = set(services[container]["environment"]) - read
+            assert not unknown, f"{container}: no setting reads {sorted(unknown)}"
+
+
+def test_model_provider_settings_pass_through_from_env_file():
+    env = {
+        **example_env_with_secrets(),
+        "GENERATION_PROVIDER": "mistral",
+        "MISTRAL_API_KEY": "a-key",
+        "MISTRAL_MODEL": "mistral-large-latest",
+    }
+    generation = load_compose(env)["services"]["generation"]["environment"]
+    settings = load_settings("generation", generation)
+    assert settings.mistral_api_key.get_secret_value() == "a-key"
+    assert (settings.provider, settings.mistral_model) == ("mistral", "mistral-large-latest")
+    # Unset in .env: not passed at all, so the service's defaults hold.
+    assert "MISTRAL_SERVER_URL" not in generation
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_migrations_run_as_the_service_role_on_the_same_database(compose, service):
+    services = compose["services"]
+    migrate = services[f"{service}-migrate"]
+    assert migrate["command"] == ["python", "-m", "fabula_common.prestart", service]
+    assert migrate["image"] == services[service]["image"]
+    url_variable = f"{service.upper()}_DATABASE_URL"
+    assert migrate["environment"][url_variable] == services[service]["environment"][url_variable]
+    bootstrap = services["bootstrap"]["environment"]
+    role_password = urlsplit(services[service]["environment"][url_variable]).password
+    assert bootstrap[f"{service.upper()}_DB_PASSWORD"] == role_password, (
+        "bootstrap sets the password the service uses"
+    )
+    assert "postgres:5432" in bootstrap["POSTGRES_ADMIN_URL"]
+
+
+def test_ports_agree_with_the_settings(compose):
+    services = compose["services"]
+    for service in SERVICES:
+        port = SERVICE_PORTS[service]
+        assert {int(p) for p in services[service]["expose"]} == {port, METRICS_PORT}
+        assert f"127.0.0.1:{port}" in " ".join(services[service]["healthcheck"]["test"])
+    published = services["gateway"]["ports"]
+    assert published == ["8000:8000"]
+    assert "127.0.0.1:8000/readyz" in " ".join(services["gateway"]["healthcheck"]["test"])
+    exposed_to_host = [name for name, s in services.items() if s.get("ports") and name != "gateway"]
+    assert not exposed_to_host, "only the gateway is reachable from the host"
+
+
+def test_application_containers_are_hardened_and_drain_before_being_killed(compose):
+    services = compose["services"]
+    grace = float(services["users"]["environment"]["SHUTDOWN_GRACE_SECONDS"])
+    for name in LONG_RUNNING | ONE_SHOT:
+        service = services[name]
+        assert service.get("read_only") is True, name
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+    for name in LONG_RUNNING:
+        # Docker's default is 10s: too short for the grace period plus the outbox flush.
+        assert _seconds(services[name]["stop_grace_period"]) >= grace + 10, name
+
+
+def test_infrastructure_images_are_pinned_and_persistent(compose):
+    services = compose["services"]
+    for name in ("postgres", "nats"):
+        image = services[name]["image"]
+        assert re.search(r":\d+\.\d+", image), f"{name}: pin a version, got {image}"
+        assert services[name]["volumes"], f"{name} keeps its data in a volume"
+    assert {"--jetstream", "--store_dir=/data"} <= set(services["nats"]["command"])
+    assert set(compose["volumes"]) == {"postgres-data", "nats-data"}

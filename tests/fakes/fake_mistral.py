@@ -1,0 +1,354 @@
+"""A local stand-in for Mistral's chat-completions API, for tests.
+
+It speaks the wire format the official `mistralai` SDK expects from
+POST /v1/chat/completions: a JSON completion, or, when the request says
+"stream": true, server-sent events (`data: {chunk}` ... `data: [DONE]`) with
+the usage in the final chunk. It needs nothing beyond the standard library.
+
+Run it:      python tests/fakes/fake_mistral.py --port 8089
+Import it:   async with FakeMistral() as fake: ... fake.url ...
+
+Behaviours (how a request is answered):
+  normal        a completion (streamed or not, as requested)
+  no-usage      streamed, but the final chunk carries no usage
+  rate-limit    429 with Retry-After: 1
+  server-error  500
+  slow          waits --slow-seconds before answering at all
+  stall         streams the first chunk, then goes silent for --slow-seconds
+
+A request gets the next behaviour queued through the control endpoint if there
+is one, else the behaviour named by a magic word `fake-mistral:<behaviour>`
+anywhere in its last user message, else `normal`.
+
+When any message contains "Title:" (the caller asks for a title line), the
+answer starts with "Title: The Lantern Keeper" and a blank line.
+
+Control endpoints (JSON):
+  POST /_fake/behaviours  {"behaviours": ["rate-limit", "normal"]}  queue behaviours
+  POST /_fake/reset       clear the queue and the request log
+  GET  /_fake/requests    the JSON bodies of the chat requests received so far
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+BEHAVIOURS = ("normal", "no-usage", "rate-limit", "server-error", "slow", "stall")
+MAGIC_WORD = re.compile(r"fake-mistral:([a-z-]+)")
+
+TITLE = "The Lantern Keeper"
+REPLY = (
+    "Rain drummed on the harbour roofs as Mara lit the last lantern. "
+    "Somewhere beyond the breakwater, a bell answered her, slow and patient, "
+    "the way it had on the night her brother sailed. She held the flame "
+    "steady and waited for the fog to give back what it had taken."
+)
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
+
+
+def _word_count(text: str) -> int:
+    return len(text.split())
+
+
+class FakeMistral:
+    """The fake server. Start and stop it in the running event loop."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        slow_seconds: float = 30.0,
+        chunk_delay_ms: int = 0,
+        model: str = "mistral-small-latest",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.slow_seconds = slow_seconds
+        self.chunk_delay_ms = chunk_delay_ms
+        self.model = model
+        self.requests: list[dict[str, Any]] = []
+        self._queued: deque[str] = deque()
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task] = set()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL to hand to the SDK as server_url."""
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve_connection, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            # Slow and stalled answers would otherwise hold the loop for minutes.
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> FakeMistral:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- scripting -----------------------------------------------------------
+
+    def queue(self, *behaviours: str) -> None:
+        for behaviour in behaviours:
+            if behaviour not in BEHAVIOURS:
+                raise ValueError(f"unknown behaviour {behaviour!r}; known: {', '.join(BEHAVIOURS)}")
+        self._queued.extend(behaviours)
+
+    def reset(self) -> None:
+        self._queued.clear()
+        self.requests.clear()
+
+    def _behaviour_for(self, body: dict[str, Any]) -> str:
+        if self._queued:
+            return self._queued.popleft()
+        user_messages = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        if user_messages:
+            match = MAGIC_WORD.search(str(user_messages[-1].get("content", "")))
+            if match and match.group(1) in BEHAVIOURS:
+                return match.group(1)
+        return "normal"
+
+    # -- HTTP ----------------------------------------------------------------
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line.strip():
+                    break
+                method, target, _version = request_line.decode("latin-1").split(" ", 2)
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                keep_alive = await self._dispatch(
+                    method, target.split("?", 1)[0], headers, body, writer
+                )
+                if not keep_alive:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        except asyncio.CancelledError:
+            # Only stop() cancels connections; ending quietly keeps asyncio's
+            # stream callback from reporting the cancellation as an error.
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _dispatch(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        raw_body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        try:
+            body = json.loads(raw_body) if raw_body else {}
+        except json.JSONDecodeError:
+            return await self._send_json(writer, 400, {"message": "body is not JSON"})
+
+        if path == "/_fake/behaviours" and method == "POST":
+            try:
+                self.queue(*body.get("behaviours", []))
+            except ValueError as exc:
+                return await self._send_json(writer, 400, {"message": str(exc)})
+            return await self._send_json(writer, 200, {"queued": list(self._queued)})
+        if path == "/_fake/reset" and method == "POST":
+            self.reset()
+            return await self._send_json(writer, 200, {"reset": True})
+        if path == "/_fake/requests" and method == "GET":
+            return await self._send_json(writer, 200, {"requests": self.requests})
+        if path != "/v1/chat/completions" or method != "POST":
+            return await self._send_json(writer, 404, {"message": f"no route {method} {path}"})
+
+        if not headers.get("authorization", "").startswith("Bearer "):
+            return await self._send_json(
+                writer, 401, {"message": "Unauthorized", "type": "invalid_request"}
+            )
+        self.requests.append(body)
+        return await self._answer_chat(body, writer)
+
+    async def _answer_chat(self, body: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+        behaviour = self._behaviour_for(body)
+        if behaviour == "rate-limit":
+            return await self._send_json(
+                writer,
+                429,
+                {"message": "Requests rate limit exceeded", "type": "rate_limited", "code": "1300"},
+                extra_headers={"Retry-After": "1"},
+            )
+        if behaviour == "server-error":
+            return await self._send_json(
+                writer, 500, {"message": "Internal server error", "type": "internal_server_error"}
+            )
+        if behaviour == "slow":
+            await asyncio.sleep(self.slow_seconds)
+
+        messages = body.get("messages", [])
+        wants_title = any("Title:" in str(m.get("content", "")) for m in messages)
+        reply = f"Title: {TITLE}\n\n{REPLY}" if wants_title else REPLY
+        usage = {
+            "prompt_tokens": sum(_word_count(str(m.get("content", ""))) for m in messages),
+            "completion_tokens": _word_count(reply),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        model = body.get("model") or self.model
+        completion_id = uuid.uuid4().hex
+        created = int(time.time())
+
+        if not body.get("stream"):
+            return await self._send_json(
+                writer,
+                200,
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "model": model,
+                    "created": created,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": reply, "tool_calls": None},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
+
+        await self._start_event_stream(writer)
+        pieces = re.findall(r"\s*\S+", reply)
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            chunk: dict[str, Any] = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "model": model,
+                "created": created,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": piece}
+                        if index == 0
+                        else {"content": piece},
+                        "finish_reason": "stop" if last else None,
+                    }
+                ],
+            }
+            if last and behaviour != "no-usage":
+                chunk["usage"] = usage
+            await self._send_chunk(writer, f"data: {json.dumps(chunk)}\n\n".encode())
+            if behaviour == "stall":
+                await asyncio.sleep(self.slow_seconds)
+            if self.chunk_delay_ms:
+                await asyncio.sleep(self.chunk_delay_ms / 1000)
+        await self._send_chunk(writer, b"data: [DONE]\n\n")
+        await self._send_chunk(writer, b"")  # end of the chunked body
+        return True
+
+    @staticmethod
+    async def _send_json(
+        writer: asyncio.StreamWriter,
+        status: int,
+        payload: dict[str, Any],
+        extra_headers: dict[str, str] | None = None,
+    ) -> bool:
+        data = json.dumps(payload).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(data)),
+            **(extra_headers or {}),
+        }
+        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+        writer.write(head.encode("latin-1") + data)
+        await writer.drain()
+        return True
+
+    @staticmethod
+    async def _start_event_stream(writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\n"
+            b"Content-Type: text/event-stream\r\n"
+            b"Cache-Control: no-cache\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        await writer.drain()
+
+    @staticmethod
+    async def _send_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        await writer.drain()
+
+
+async def _serve_forever(args: argparse.Namespace) -> None:
+    fake = FakeMistral(
+        args.host, args.port, slow_seconds=args.slow_seconds, chunk_delay_ms=args.chunk_delay_ms
+    )
+    await fake.start()
+    print(f"fake Mistral API listening on {fake.url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await fake.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument(
+        "--slow-seconds", type=float, default=30.0, help="how long `slow` and `stall` wait"
+    )
+    parser.add_argument(
+        "--chunk-delay-ms", type=int, default=0, help="pause between streamed chunks"
+    )
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(args))
+
+
+if __name__ == "__main__":
+    main()
