@@ -41,16 +41,21 @@ class EventBus:
         async with self._lock:
             if self._nc is None or self._nc.is_closed:
                 try:
-                    self._nc = await nats.connect(
-                        self.settings.nats_url,
-                        name=self.name,
-                        connect_timeout=self.settings.nats_timeout_seconds,
-                        allow_reconnect=True,
-                        max_reconnect_attempts=-1,
-                        reconnect_time_wait=0.5,
-                        error_cb=self._on_error,
-                        disconnected_cb=self._on_disconnected,
-                        reconnected_cb=self._on_reconnected,
+                    # nats-py keeps retrying a refused first connection
+                    # whatever its options say: bound it ourselves.
+                    self._nc = await asyncio.wait_for(
+                        nats.connect(
+                            self.settings.nats_url,
+                            name=self.name,
+                            connect_timeout=self.settings.nats_timeout_seconds,
+                            allow_reconnect=True,
+                            max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.5,
+                            error_cb=self._on_error,
+                            disconnected_cb=self._on_disconnected,
+                            reconnected_cb=self._on_reconnected,
+                        ),
+                        timeout=self.settings.nats_timeout_seconds + 1,
                     )
                 except Exception as exc:  # noqa: BLE001 - any failure means "down"
                     self._nc = None

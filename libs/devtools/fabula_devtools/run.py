@@ -92,13 +92,18 @@ async def check_postgres(admin_url: str) -> None:
     await conn.close()
 
 
+async def _quiet(_exc: Exception) -> None:
+    """nats-py prints every connection error with a traceback; we say it once."""
+
+
 async def check_nats(url: str) -> None:
     hint = (
         "start it with JetStream enabled (for example `nats-server -js`, or `docker compose up -d nats`) "
         "or point NATS_URL at a running server, then run `make run` again."
     )
     try:
-        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+        # nats-py retries a refused first connection forever: bound it.
+        nc = await asyncio.wait_for(nats.connect(url, connect_timeout=2, error_cb=_quiet), timeout=3)
     except Exception as exc:  # noqa: BLE001
         raise LaunchError(f"NATS is not reachable at {_where(url)} ({type(exc).__name__}); {hint}") from None
     try:

@@ -8,7 +8,7 @@ else, and bound every call in time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,7 +46,7 @@ class GenerationProvider(Protocol):
     # measure, so usage counted locally (after a cancellation) is exact.
     counts_tokens_exactly: bool
 
-    def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderEvent, None]:
         """Text chunks as they are produced, then the usage if the provider reports one."""
         ...
 

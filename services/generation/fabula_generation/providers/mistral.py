@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -116,7 +116,7 @@ class MistralProvider:
             raise UpstreamError("the model provider failed while writing")
         return Completion(_content_text(choice.message.content), _reported(response.usage))
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderEvent, None]:
         budget = self._budget()
         deadline = asyncio.get_running_loop().time() + budget
         with self._upstream_errors(budget):

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from fabula_generation.domain import GenerationKind, GenerationRequest
@@ -731,7 +731,7 @@ class OfflineProvider:
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return count_tokens(_context_text(request))
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderEvent, None]:
         text = self.compose(request)
         # Word by word, each piece carrying the whitespace before it.
         for piece in re.findall(r"\s*\S+", text):
