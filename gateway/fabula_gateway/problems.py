@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from fabula_common.context import current_request_id
-from fabula_common.errors import QuotaExceeded, error_reason
+from fabula_common.errors import QuotaExceeded, UpstreamError, error_reason
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://fabula.dev/problems/"
@@ -82,6 +82,12 @@ SERVICE_UNAVAILABLE = ProblemType(
     "Service unavailable",
     503,
     "A backend service is temporarily unavailable; retry later.",
+)
+MODEL_UNAVAILABLE = ProblemType(
+    "model-unavailable",
+    "Model provider unavailable",
+    503,
+    "The model provider could not write this segment; retry later.",
 )
 NOT_READY = ProblemType("not-ready", "Not ready", 503, "Not every backend service is serving.")
 
@@ -262,6 +268,11 @@ def problem_for_status(
         case grpc.StatusCode.RESOURCE_EXHAUSTED:
             # gRPC itself uses this code (e.g. message too large): no details.
             return ProblemError(RATE_LIMITED, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        case grpc.StatusCode.UNAVAILABLE if reason in UpstreamError.reasons:
+            # Written by the generation service for callers (e.g. rate-limiting).
+            return ProblemError(
+                MODEL_UNAVAILABLE, passed_on, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+            )
         case grpc.StatusCode.UNAVAILABLE | grpc.StatusCode.DEADLINE_EXCEEDED:
             return service_unavailable()
         case _:

@@ -32,6 +32,8 @@ def rpc_error(
         (grpc.StatusCode.RESOURCE_EXHAUSTED, None, 429, "rate-limited"),
         (grpc.StatusCode.UNAVAILABLE, "unavailable", 503, "service-unavailable"),
         (grpc.StatusCode.UNAVAILABLE, None, 503, "service-unavailable"),
+        (grpc.StatusCode.UNAVAILABLE, "upstream-error", 503, "model-unavailable"),
+        (grpc.StatusCode.UNAVAILABLE, "upstream-rate-limited", 503, "model-unavailable"),
         (grpc.StatusCode.DEADLINE_EXCEEDED, None, 503, "service-unavailable"),
         (grpc.StatusCode.INTERNAL, "internal", 500, "internal-error"),
         (grpc.StatusCode.UNKNOWN, None, 500, "internal-error"),

@@ -63,10 +63,13 @@ class Unavailable(FabulaError):
 
 
 class UpstreamError(FabulaError):
-    """A model provider or other outside service failed."""
+    """A model provider or other outside service failed. Its message is
+    written for the end user (the gateway passes it on)."""
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "upstream-error"
+    RATE_LIMITED = "upstream-rate-limited"
+    reasons = frozenset({reason, RATE_LIMITED})
 
 
 _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
@@ -84,9 +87,12 @@ def error_reason(err: grpc.aio.AioRpcError) -> str | None:
 
 def from_rpc_error(err: grpc.aio.AioRpcError) -> FabulaError:
     """The domain error a peer service answered with, so it can travel on
-    unchanged (a quota refusal from billing stays a quota refusal)."""
-    code = err.code()
+    unchanged (a quota refusal from billing stays a quota refusal, a model
+    provider's rate-limiting stays that)."""
+    code, reason = err.code(), error_reason(err)
+    if code is grpc.StatusCode.UNAVAILABLE and reason in UpstreamError.reasons:
+        return UpstreamError(err.details() or "the model provider failed", reason=reason)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return Unavailable(f"a dependency is unavailable: {err.details()}")
     cls = _BY_CODE.get(code, FabulaError)
-    return cls(err.details() or code.name, reason=error_reason(err))
+    return cls(err.details() or code.name, reason=reason)

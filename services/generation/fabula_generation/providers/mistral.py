@@ -168,7 +168,8 @@ class MistralProvider:
                     else ""
                 )
                 raise UpstreamError(
-                    f"the model provider is rate-limiting requests; try again shortly{hint}"
+                    f"the model provider is rate-limiting requests; try again shortly{hint}",
+                    reason=UpstreamError.RATE_LIMITED,
                 ) from exc
             if exc.status_code >= 500:
                 raise UpstreamError(f"the model provider failed (HTTP {exc.status_code})") from exc
