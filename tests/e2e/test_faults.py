@@ -7,7 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+
+import httpx
 
 import pytest
 
@@ -81,3 +84,27 @@ def test_make_run_explains_an_unreachable_nats(launcher_env):
     message = result.stderr.strip()
     assert "NATS is not reachable" in message and "nats-server -js" in message
     assert len(message.splitlines()) == 1, message
+
+
+def test_stopping_fabula_lets_a_stream_in_flight_finish(start_private_stack):
+    """SIGTERM (as Ctrl-C): the gateway drains first, with the services still
+    up behind it, so a segment being streamed is finished and stored."""
+    api = start_private_stack(GENERATION_OFFLINE_TOKEN_DELAY_MS="25", SHUTDOWN_GRACE_SECONDS="20")
+    writer = api.register()
+    story = api.create_story(writer).json()
+    lines: list[str] = []
+
+    def read_stream() -> None:
+        with httpx.Client(base_url=api.stack.base_url, timeout=60) as http, http.stream(
+            "POST", f"/v1/stories/{story['id']}/continue", json={},
+            headers={**writer.headers, "Accept": "text/event-stream"},
+        ) as response:
+            lines.extend(response.iter_lines())
+
+    reader = threading.Thread(target=read_stream)
+    reader.start()
+    api.wait_for(lambda: any(line.startswith("event: token") for line in lines), timeout=30)
+    api.stack.process.send_signal(signal.SIGTERM)
+    reader.join(timeout=60)
+    assert "event: segment" in lines, lines[-5:]
+    assert api.stack.process.wait(timeout=60) == 0

@@ -199,3 +199,21 @@ def test_request_id_is_echoed(api):
     response = api.http.get("/healthz", headers={"X-Request-ID": "trace-abc.123"})
     assert response.headers["x-request-id"] == "trace-abc.123"
     assert api.http.get("/healthz").headers["x-request-id"]
+
+
+def test_request_id_travels_through_every_service_and_event(api):
+    writer = api.register()
+    request_id = f"trace-{uuid.uuid4().hex[:12]}"
+    created = api.http.post("/v1/stories", json={"genre": "fantasy"},
+                            headers={**writer.headers, "X-Request-ID": request_id})
+    assert created.status_code == 201 and created.headers["x-request-id"] == request_id
+
+    def logged_by():
+        # Text log lines: "<date> <time> <LEVEL> <service> [<request id>] ..."
+        lines = [line for line in api.stack.log_path.read_text(errors="replace").splitlines()
+                 if f"[{request_id}]" in line]
+        services = {line.split()[3] for line in lines if len(line.split()) > 3}
+        consumed = any("billing-usage-recorded" in line for line in lines)  # via NATS headers
+        return consumed and {"gateway", "stories", "billing", "generation"} <= services
+
+    api.wait_for(logged_by)

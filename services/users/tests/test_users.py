@@ -9,25 +9,20 @@ import uuid
 import grpc
 import nats
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from fabula.users.v1 import events_pb2, users_pb2, users_pb2_grpc
-from fabula_common import migrations
-from fabula_common.db import Database, create_engine, utcnow
+from fabula_common.db import Database, utcnow
 from fabula_common.errors import ERROR_REASON_KEY
 from fabula_common.events import subject_for
 from fabula_common.outbox import MSG_ID_HEADER
-from fabula_common.provision import drop_database, provision, service_database_url
 from fabula_common.testing import free_port, running_app
 from fabula_common.tokens import verify_access_token
 from fabula_users.app import create_app
-from fabula_users.models import Base, RefreshToken, User
+from fabula_users.models import RefreshToken, User
 from fabula_users.passwords import PasswordHashing
 from fabula_users.service import UsersService, hash_refresh_token
 from fabula_users.settings import Settings
 from fabula_users.workers import RefreshTokenPurger
-from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import select, update
 
 PASSWORD = "correct horse battery"
 
@@ -279,51 +274,3 @@ async def test_registration_publishes_user_registered(users, nats_url):
     assert message.headers[MSG_ID_HEADER] == event.event_id
     assert event.occurred_at == registered.user.created_at
 
-
-async def test_migrations_run_down_to_base_and_up_again(admin_url, monkeypatch):
-    """Against a throwaway database, so the other tests keep theirs."""
-    database = f"fabula_users_migrations_{uuid.uuid4().hex[:8]}"
-    await provision(admin_url, database, services=("users",))
-    monkeypatch.setenv("USERS_DATABASE_URL", service_database_url(admin_url, database, "users"))
-    engine = create_engine(Settings())
-
-    async def tables() -> set[str]:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = 'users'")
-            )
-            return {row.tablename for row in rows}
-
-    def differences(connection) -> list:
-        context = MigrationContext.configure(
-            connection,
-            opts={
-                "include_schemas": True,
-                "include_name": lambda name, type_, _parent: type_ != "schema" or name == "users",
-                "version_table_schema": "users",
-            },
-        )
-        return compare_metadata(context, Base.metadata)
-
-    try:
-        await asyncio.to_thread(migrations.upgrade, "users")
-        assert await tables() == {"alembic_version", "users", "refresh_tokens", "outbox"}
-        # Reflected off the role's default search_path (where Alembic would
-        # report the schema as None), so tables carry the schema the models name.
-        inspecting = create_async_engine(
-            Settings().database_url, connect_args={"server_settings": {"search_path": "public"}}
-        )
-        try:
-            async with inspecting.connect() as connection:
-                assert await connection.run_sync(differences) == []
-        finally:
-            await inspecting.dispose()
-
-        await asyncio.to_thread(migrations.downgrade, "users")
-        assert await tables() == {"alembic_version"}
-
-        await asyncio.to_thread(migrations.upgrade, "users")
-        assert await tables() == {"alembic_version", "users", "refresh_tokens", "outbox"}
-    finally:
-        await engine.dispose()
-        await drop_database(admin_url, database)
