@@ -230,10 +230,12 @@ class BillingService:
             )
             reservation = None
 
-        produced_nothing = (
-            event.outcome == generation_events.GENERATION_OUTCOME_FAILED
-            and event.prompt_tokens == 0
-            and event.completion_tokens == 0
+        # One segment written by the model is one generation. A failed or
+        # cancelled call wrote none: its reservation is released, though the
+        # tokens it did consume are still paid for.
+        wrote_segment = event.outcome in (
+            generation_events.GENERATION_OUTCOME_COMPLETED,
+            generation_events.GENERATION_OUTCOME_UNSPECIFIED,
         )
         recorded = await repo.add_ledger_entry(
             session,
@@ -249,7 +251,7 @@ class BillingService:
                 usage_estimated=event.usage_estimated,
                 cost_usd=cost,
                 outcome=outcome_name(event.outcome),
-                counted=not produced_nothing,
+                counted=wrote_segment,
                 occurred_at=(
                     event.occurred_at.ToDatetime(dt.UTC) if event.HasField("occurred_at") else now
                 ),
@@ -263,14 +265,14 @@ class BillingService:
         await repo.adjust_counters(
             session,
             user_id,
-            generations_used=0 if produced_nothing else 1,
-            cost_used_usd=Decimal(0) if produced_nothing else cost,
+            generations_used=1 if wrote_segment else 0,
+            cost_used_usd=cost,
             generations_reserved=-1 if holds_quota else 0,
             cost_reserved_usd=-reservation.estimated_cost_usd if holds_quota else Decimal(0),
         )
         if reservation is None:
             return
-        if not produced_nothing:
+        if wrote_segment:
             await repo.mark_settled(session, reservation.id, cost, event.generation_id, now)
         elif holds_quota:
             await repo.mark_released(session, reservation.id)

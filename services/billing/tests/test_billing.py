@@ -374,6 +374,28 @@ async def test_a_call_that_failed_without_tokens_releases_instead_of_counting(
     assert summary.cost_used_usd == "0"
 
 
+@pytest.mark.parametrize(
+    "outcome", [generation_events.GENERATION_OUTCOME_CANCELLED, generation_events.GENERATION_OUTCOME_FAILED]
+)
+async def test_a_call_that_wrote_no_segment_releases_but_pays_its_tokens(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database, outcome
+):
+    user_id = new_user()
+    reservation = await reserve(billing, user_id)
+    await publish(
+        js, usage_subject(settings), usage_event(user_id, reservation.reservation_id, outcome=outcome)
+    )
+
+    async def released() -> bool:
+        return await reservation_status(db, reservation.reservation_id) == "released"
+
+    await eventually(released)
+    summary = await usage(billing, user_id)
+    # No segment, so no generation; the tokens the model consumed are still cost.
+    assert (summary.generations_used, summary.generations_reserved) == (0, 0)
+    assert summary.cost_used_usd == "0.0123"
+
+
 async def test_user_registered_opens_a_free_account(
     billing: Stub, settings: Settings, js: JetStreamContext, db: Database
 ):
