@@ -7,6 +7,7 @@ import math
 import uvicorn
 
 from fabula_common.logging import configure_logging
+from fabula_common.tracing import configure_tracing
 from fabula_gateway.app import create_app
 from fabula_gateway.settings import GatewaySettings
 
@@ -15,6 +16,8 @@ def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
     settings.check_production_ready()
+    # Before the app exists: tracing instruments the gRPC channels as they are created.
+    configure_tracing("gateway")
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from fabula_common.context import REQUEST_ID_HEADER
+from fabula_common.tracing import flush_tracing, tracing_provider
 from fabula_gateway.clients import ServiceClients
 from fabula_gateway.handlers import install_exception_handlers
 from fabula_gateway.metrics import metrics_endpoint
@@ -34,6 +35,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield
         finally:
             await clients.close()
+            flush_tracing()
 
     app = FastAPI(
         title=API_TITLE,
@@ -67,4 +69,21 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After", "WWW-Authenticate"],
             max_age=600,
         )
+    if tracing_provider() is not None:
+        _trace_requests(app)
     return app
+
+
+def _trace_requests(app: FastAPI) -> None:
+    """A server span per request (continuing a caller's `traceparent`); the
+    gRPC calls it makes are its children."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracing_provider(),
+        # Probes and scrapes would drown the real requests.
+        excluded_urls="/healthz,/readyz,/metrics",
+        # One span per request, not one more per body chunk of a stream.
+        exclude_spans=["receive", "send"],
+    )

@@ -28,6 +28,7 @@ from fabula_common.db import Database
 from fabula_common.events import EventBus
 from fabula_common.metrics import CONSUMER_HANDLED, CONSUMER_PENDING
 from fabula_common.outbox import MSG_ID_HEADER, REQUEST_ID_HEADER
+from fabula_common.tracing import consumer_span
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,11 @@ class EventConsumer(Generic[E]):
                 await self.handle(message)
 
     async def handle(self, message: Msg) -> None:
+        # Traced as a child of the span that enqueued the event (when tracing is on).
+        with consumer_span(self.durable, message.subject, message.headers):
+            await self._handle(message)
+
+    async def _handle(self, message: Msg) -> None:
         headers = message.headers or {}
         request_id_var.set(headers.get(REQUEST_ID_HEADER))
         try:
@@ -147,6 +153,8 @@ class EventConsumer(Generic[E]):
         await message.ack()
         result = "handled" if first_time else "duplicate"
         CONSUMER_HANDLED.labels(self.service, self.durable, result).inc()
+        log.info("consumer %s: event %s %s", self.durable, event_id, result,
+                 extra={"event_id": event_id, "subject": message.subject, "result": result})
 
     async def stop(self) -> None:
         self._stopped.set()

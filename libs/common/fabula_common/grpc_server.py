@@ -30,6 +30,7 @@ from fabula_common.metrics import GRPC_HANDLED, GRPC_LATENCY
 from fabula_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("fabula.grpc.access")
 
 # Failures of infrastructure we depend on: the caller should retry later (503).
 _UNAVAILABLE_ERRORS = (
@@ -111,8 +112,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         set_deadline_in(context.time_remaining())
 
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        elapsed = time.perf_counter() - started
         GRPC_HANDLED.labels(self.service, method, code.name).inc()
-        GRPC_LATENCY.labels(self.service, method).observe(time.perf_counter() - started)
+        GRPC_LATENCY.labels(self.service, method).observe(elapsed)
+        # One line per call, carrying the request id the gateway assigned.
+        access_log.info(
+            "%s %s %.1fms", method, code.name, elapsed * 1000,
+            extra={"grpc_method": method, "grpc_code": code.name, "duration_ms": round(elapsed * 1000, 1)},
+        )
 
     async def _abort(self, context, exc: BaseException, method: str, started: float) -> None:
         if isinstance(exc, grpc.aio.AbortError):
@@ -218,6 +225,7 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
     from pydantic import ValidationError
 
     from fabula_common.logging import configure_logging
+    from fabula_common.tracing import configure_tracing
 
     try:
         settings = settings_class()
@@ -229,6 +237,8 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
         raise SystemExit(f"{service}: refusing to start, invalid configuration: {problems}") from None
     configure_logging(service, settings.log_level, settings.log_format)
     settings.check_production_ready()
+    # Before the app exists: tracing instruments servers and channels as they are created.
+    configure_tracing(service)
 
     async def main() -> None:
         await create_app(settings).run()

@@ -40,6 +40,7 @@ from fabula_common.context import current_request_id
 from fabula_common.db import Database, utcnow
 from fabula_common.events import EventBus
 from fabula_common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from fabula_common.tracing import inject_trace_context
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ async def enqueue(session: AsyncSession, table: Table, subject: str, message: Me
     request_id = current_request_id()
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
+    inject_trace_context(headers)
     await session.execute(
         table.insert().values(
             id=event_id,

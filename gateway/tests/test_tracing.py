@@ -1,0 +1,45 @@
+"""With tracing on, a request continues the caller's trace and the gateway's
+gRPC calls are its children."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from fabula_common.tracing import configure_tracing, shutdown_tracing
+from fabula_gateway.app import create_app
+
+CALLER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN_ID = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def exporter():
+    exporter = InMemorySpanExporter()
+    configure_tracing("gateway", exporter=exporter)
+    yield exporter
+    shutdown_tracing()
+
+
+async def test_a_request_continues_the_callers_trace_into_grpc(exporter, settings, serve, auth):
+    # Tracing is configured before the app (and its channels) exist, as in __main__.
+    async with serve(create_app(settings)) as client:
+        response = await client.get(
+            "/v1/usage",
+            headers={**auth, "traceparent": f"00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-01"},
+        )
+        assert response.status_code == 503  # billing is down in these tests
+        assert (await client.get("/healthz")).status_code == 200
+
+    spans = exporter.get_finished_spans()
+    [request] = [s for s in spans if s.kind is SpanKind.SERVER]
+    [call] = [s for s in spans if s.kind is SpanKind.CLIENT]
+    assert request.name == "GET /v1/usage"  # the route template, so spans group by route
+    assert request.resource.attributes["service.name"] == "gateway"
+    assert f"{request.context.trace_id:032x}" == CALLER_TRACE_ID
+    assert f"{request.parent.span_id:016x}" == CALLER_SPAN_ID
+    assert call.name.startswith("/fabula.billing.v1.BillingService/")
+    assert call.parent.span_id == request.context.span_id
+    assert call.status.status_code is StatusCode.ERROR
+    # Probes are not traced: the only server span is the API request.
