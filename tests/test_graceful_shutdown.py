@@ -29,7 +29,7 @@ def _request() -> generation_pb2.GenerateRequest:
     )
 
 
-async def test_sigterm_drains_in_flight_calls_and_flushes_the_outbox(test_database, test_stream, nats_url):
+async def test_sigterm_drains_in_flight_calls_and_flushes_the_outbox(test_database, test_stream, nats_url, tmp_path):
     port = free_port()
     env = {
         **os.environ,
@@ -41,7 +41,10 @@ async def test_sigterm_drains_in_flight_calls_and_flushes_the_outbox(test_databa
         "OUTBOX_POLL_SECONDS": "600",
     }
     env.pop("MISTRAL_API_KEY", None)
-    process = subprocess.Popen([sys.executable, "-m", "fabula_generation"], env=env)
+    log_path = tmp_path / "generation.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fabula_generation"], env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT
+    )
     address = f"127.0.0.1:{port}"
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
@@ -75,6 +78,7 @@ async def test_sigterm_drains_in_flight_calls_and_flushes_the_outbox(test_databa
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
         assert await asyncio.to_thread(process.wait, 30) == 0
+        assert "did not stop cleanly" not in log_path.read_text()
 
         # The final flush published the call's usage event.
         state = (await js.stream_info(test_stream)).state
@@ -88,3 +92,4 @@ async def test_sigterm_drains_in_flight_calls_and_flushes_the_outbox(test_databa
         if process.poll() is None:
             process.kill()
         await nc.close()
+        print(log_path.read_text()[-6000:])  # shown by pytest when the test fails

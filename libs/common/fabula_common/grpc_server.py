@@ -134,7 +134,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
 
 class BackgroundWorker(Protocol):
-    """A long-running task owned by the process (outbox relay, consumer)."""
+    """A long-running task owned by the process (outbox relay, consumer).
+    `stop()` asks `run()` to finish what it is doing and return."""
 
     async def run(self) -> None: ...
 
@@ -202,14 +203,14 @@ class GrpcApp:
         if self.settings.shutdown_drain_seconds:
             await asyncio.sleep(self.settings.shutdown_drain_seconds)
         await self.server.stop(grace)
-        for worker in self._workers:
+        # In order: each worker is told to stop and its own loop finishes
+        # (e.g. the outbox relay's last pass) before the next one is stopped.
+        for worker, task in zip(self._workers, tasks, strict=True):
             try:
-                await asyncio.wait_for(worker.stop(), timeout=max(grace, 1.0))
+                await worker.stop()
+                await asyncio.wait_for(task, timeout=max(grace, 1.0))
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.exception("worker %s did not stop cleanly", type(worker).__name__)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         for callback in self._on_shutdown:
             await callback()
         log.info("%s stopped", self.service)

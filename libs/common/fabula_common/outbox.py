@@ -128,10 +128,19 @@ class OutboxRelay:
                 log.warning("outbox relay: publish failed, will retry: %s", exc)
                 backoff = min(backoff * 2, 10.0)
             self._wakeup.clear()
+            if self._stopped.is_set():  # stop() may have set the wakeup just cleared
+                break
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
             except TimeoutError:
                 pass
+        # Last pass, once no publish of ours holds a row lock: what the final
+        # calls committed goes out before the process exits.
+        try:
+            while await self.publish_pending() == self.batch_size:
+                pass
+        except Exception as exc:  # noqa: BLE001 - rows stay for the next start
+            log.warning("outbox relay: final flush failed, rows kept: %s", exc)
 
     async def publish_pending(self) -> int:
         """Publish one batch; return how many were published. Rows are locked
@@ -194,10 +203,6 @@ class OutboxRelay:
         return result.rowcount or 0
 
     async def stop(self) -> None:
-        """Stop, after one last attempt to publish what is pending."""
+        """Ask run() to make its last pass and return."""
         self._stopped.set()
         self._wakeup.set()
-        try:
-            await self.publish_pending()
-        except Exception as exc:  # noqa: BLE001 - rows stay for the next start
-            log.warning("outbox relay: final flush failed, rows kept: %s", exc)
