@@ -217,3 +217,28 @@ def test_request_id_travels_through_every_service_and_event(api):
         return consumed and {"gateway", "stories", "billing", "generation"} <= services
 
     api.wait_for(logged_by)
+
+
+def test_every_process_exposes_prometheus_metrics(api):
+    writer = api.register()
+    assert api.create_story(writer).status_code == 201
+    env = api.stack.env
+    expected = {
+        f"http://127.0.0.1:{env['USERS_METRICS_PORT']}/metrics":
+            ["fabula_grpc_server_handled_total", "fabula_outbox_backlog"],
+        f"http://127.0.0.1:{env['STORIES_METRICS_PORT']}/metrics": ["fabula_grpc_server_handling_seconds"],
+        f"http://127.0.0.1:{env['GENERATION_METRICS_PORT']}/metrics":
+            ["fabula_generation_tokens_total", "fabula_outbox_published_total"],
+        f"http://127.0.0.1:{env['BILLING_METRICS_PORT']}/metrics":
+            ["fabula_consumer_handled_total", "fabula_consumer_pending"],
+        f"{api.stack.base_url}/metrics": ["fabula_http_requests_total", "fabula_http_request_duration_seconds"],
+    }
+
+    def all_exposed() -> bool:
+        for url, names in expected.items():
+            samples = [line for line in httpx.get(url, timeout=5).text.splitlines() if not line.startswith("#")]
+            if not all(any(line.startswith(name) for line in samples) for name in names):
+                return False
+        return True
+
+    api.wait_for(all_exposed)

@@ -25,7 +25,7 @@ ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.
 SHARED_NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 # Variables the outer test session may have set for in-process tests; a stack
 # derives its own.
-_INHERITED_NOT = ("_DATABASE_URL", "_ADDR", "_GRPC_PORT", "NATS_STREAM", "NATS_SUBJECT_PREFIX", "NATS_URL")
+_INHERITED_NOT = ("_DATABASE_URL", "_ADDR", "_GRPC_PORT", "_METRICS_PORT", "NATS_STREAM", "NATS_SUBJECT_PREFIX", "NATS_URL")
 
 
 @dataclass
@@ -78,6 +78,7 @@ def stack_environment(**overrides: str) -> dict[str, str]:
     )
     for service in ("users", "stories", "generation", "billing"):
         env[f"{service.upper()}_GRPC_PORT"] = str(free_port())
+        env[f"{service.upper()}_METRICS_PORT"] = str(free_port())
     env.pop("MISTRAL_API_KEY", None)
     env.update(overrides)
     return env
