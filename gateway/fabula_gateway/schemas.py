@@ -7,23 +7,38 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from fabula.billing.v1 import billing_pb2
 from fabula.stories.v1 import stories_pb2
 from fabula.users.v1 import users_pb2
 
+
+def _without_nul(value: str) -> str:
+    # Postgres text cannot hold NUL: refused here, naming the field, rather
+    # than failing in a service's database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(_without_nul)
+
 # Text fields are trimmed before their limits apply, so "   " is empty.
-Genre = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Genre = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), NoNul
+]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul
+]
 CharacterName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
 ]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), NoNul]
 OpeningLine = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), NoNul
 ]
-Direction = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+Direction = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000), NoNul]
 
 
 class RequestBody(BaseModel):

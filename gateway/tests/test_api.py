@@ -100,6 +100,32 @@ async def test_too_many_characters_and_too_long_direction_are_rejected(client, a
 
 
 @pytest.mark.parametrize(
+    ("path", "body", "pointer"),
+    [
+        (
+            "/v1/auth/register",
+            {"email": "ada@example.com", "password": "correct horse", "full_name": "A\x00da"},
+            "#/full_name",
+        ),
+        ("/v1/stories", {"genre": "no\x00ir"}, "#/genre"),
+        ("/v1/stories", {"genre": "noir", "title": "t\x00"}, "#/title"),
+        ("/v1/stories", {"genre": "noir", "characters": ["Mara", "x\x00"]}, "#/characters/1"),
+        ("/v1/stories", {"genre": "noir", "opening_line": "o\x00"}, "#/opening_line"),
+        (f"/v1/stories/{STORY_ID}/continue", {"direction": "d\x00"}, "#/direction"),
+        (f"/v1/stories/{STORY_ID}/end", {"direction": "d\x00"}, "#/direction"),
+    ],
+)
+async def test_nul_characters_are_a_validation_problem_naming_the_field(
+    client, auth, path, body, pointer
+):
+    # Postgres text cannot store NUL: it must never reach a service's database.
+    response = await client.post(path, headers=auth, json=body)
+
+    body = assert_problem(response, 422, "validation-error")
+    assert [error["pointer"] for error in body["errors"]] == [pointer]
+
+
+@pytest.mark.parametrize(
     ("query", "parameter"),
     [("limit=0", "limit"), ("limit=101", "limit"), (f"cursor={'c' * 513}", "cursor")],
 )

@@ -69,6 +69,9 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
         pool_recycle=settings.db_pool_recycle_seconds,
         pool_timeout=settings.db_pool_timeout_seconds,
         echo=settings.db_echo,
+        # Statement parameters (password hashes, emails, story text) stay out
+        # of logs and error messages.
+        hide_parameters=True,
         connect_args=connect_args,
     )
 

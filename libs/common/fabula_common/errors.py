@@ -94,5 +94,9 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> FabulaError:
         return UpstreamError(err.details() or "the model provider failed", reason=reason)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return Unavailable(f"a dependency is unavailable: {err.details()}")
+    if reason is None:
+        # Not a domain error of ours but gRPC's own (e.g. a message too large):
+        # nothing the end user can act on.
+        return FabulaError(f"a call to a dependency failed: {code.name} {err.details()}")
     cls = _BY_CODE.get(code, FabulaError)
     return cls(err.details() or code.name, reason=reason)

@@ -52,5 +52,7 @@ def open_channel(address: str, default_timeout: float) -> grpc.aio.Channel:
             # Reconnect quickly once a restarted peer is back.
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.max_reconnect_backoff_ms", 2_000),
+            # A long story is read whole; gRPC's default cap is 4 MB.
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ],
     )
