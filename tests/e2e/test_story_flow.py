@@ -242,3 +242,23 @@ def test_every_process_exposes_prometheus_metrics(api):
         return True
 
     api.wait_for(all_exposed)
+
+
+def test_concurrent_endings_write_and_bill_one(api, problem):
+    writer = api.register()
+    story = api.create_story(writer).json()
+    with ThreadPoolExecutor(max_workers=3) as pool, httpx.Client(base_url=api.stack.base_url, timeout=60) as http:
+        responses = list(pool.map(
+            lambda _: http.post(f"/v1/stories/{story['id']}/end", json={}, headers=writer.headers),
+            range(3),
+        ))
+    assert sorted(r.status_code for r in responses) == [200, 409, 409]
+    for response in responses:
+        if response.status_code == 409:
+            # Busy while the ending is written; complete if it arrived after it.
+            detail = problem(response, 409)["detail"]
+            assert "already being written" in detail or "story is complete" in detail
+    [ended] = [r.json() for r in responses if r.status_code == 200]
+    assert ended["is_complete"] is True and [s["position"] for s in ended["segments"]] == [1, 2]
+    # The opening and the one ending; the refused calls reserved nothing.
+    api.wait_for(lambda: api.usage(writer)["generations_used"] == 2)

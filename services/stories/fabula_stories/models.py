@@ -47,6 +47,9 @@ class Story(Base):
     characters: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
     opening_line: Mapped[str | None] = mapped_column(Text)
     is_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Set while a segment is being written (see service.start_writing): until
+    # then no other writer may start. Its value also identifies the holder.
+    writing_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, server_default=func.now()
     )

@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -37,6 +37,41 @@ async def get_story(
     if for_update:
         query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def claim_for_writing(
+    session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID, lease: dt.timedelta
+) -> Story | None:
+    """Hold the user's open story for `lease` unless another writer holds it.
+    One statement, so of concurrent claims exactly one finds the row free.
+    None when the story is missing, complete or held."""
+    query = (
+        update(Story)
+        .where(
+            Story.id == story_id,
+            Story.user_id == user_id,
+            Story.is_complete.is_(False),
+            or_(Story.writing_until.is_(None), Story.writing_until < func.now()),
+        )
+        .values(writing_until=func.now() + lease)
+        .returning(Story)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def release_writing(
+    session: AsyncSession, story_id: uuid.UUID, writing_until: dt.datetime
+) -> None:
+    """Free the story if the lease ending at `writing_until` still holds it
+    (after it expired another writer may have claimed the story)."""
+    query = (
+        update(Story)
+        .where(Story.id == story_id, Story.writing_until == writing_until)
+        .values(writing_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(query)
 
 
 async def recent_segment_texts(session: AsyncSession, story_id: uuid.UUID, count: int) -> list[str]:

@@ -1,5 +1,5 @@
 """Domain rules of stories: input validation, ownership, the complete-story
-rule and segment numbering. Takes a session; never commits (the caller's
+rule, one writer at a time per story, and segment numbering. Takes a session; never commits (the caller's
 transaction scope does)."""
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ OPENING_LINE_MAX_LENGTH = 1000
 DIRECTION_MAX_LENGTH = 4000
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# Error reason of a write refused because another segment is being written:
+# unlike a complete story, worth retrying.
+STORY_BUSY = "story-busy"
 
 
 # --- Input -------------------------------------------------------------------
@@ -158,6 +161,17 @@ class GeneratedText:
 
 
 @dataclass(frozen=True)
+class WriteLease:
+    """A writer's hold on a story while it writes the next segment. `until`
+    also tells this holder apart from one that claims the story after the
+    lease expired."""
+
+    user_id: uuid.UUID
+    story_id: uuid.UUID
+    until: dt.datetime
+
+
+@dataclass(frozen=True)
 class WritingContext:
     """What the model needs to write a story's next segment."""
 
@@ -215,45 +229,67 @@ async def create_story(
     return story
 
 
-async def writing_context(
+async def start_writing(
     session: AsyncSession,
     user_id: uuid.UUID,
     story_id: uuid.UUID,
     *,
+    lease_seconds: float,
     max_segments: int,
     max_chars: int,
-) -> WritingContext:
-    """Context for the next segment of a story the user owns and may still extend."""
-    story = await _owned(session, user_id, story_id)
-    _ensure_open(story)
+) -> tuple[WriteLease, WritingContext]:
+    """Claim a story the user owns and may still extend for writing its next
+    segment, and tell what the model needs to write it. One segment is written
+    at a time: while another writer holds the story, the claim is refused."""
+    story = await repository.claim_for_writing(
+        session, user_id, story_id, dt.timedelta(seconds=lease_seconds)
+    )
+    if story is None:
+        # Tell the caller why: a missing or complete story is final, a busy one is not.
+        story = await _owned(session, user_id, story_id)
+        _ensure_open(story)
+        raise Conflict(
+            "a segment is already being written for this story; retry when it is done",
+            reason=STORY_BUSY,
+        )
+    assert story.writing_until is not None  # just set by the claim
     texts = await repository.recent_segment_texts(session, story.id, max_segments)
-    return WritingContext(
+    lease = WriteLease(user_id=user_id, story_id=story.id, until=story.writing_until)
+    context = WritingContext(
         genre=story.genre,
         title=story.title,
         characters=list(story.characters),
         opening_line=story.opening_line or "",
         previous_segments=recent_window(texts, max_chars),
     )
+    return lease, context
+
+
+async def stop_writing(session: AsyncSession, lease: WriteLease) -> None:
+    """Free the story for the next writer without storing a segment (the model
+    call failed), rather than when the lease expires."""
+    await repository.release_writing(session, lease.story_id, lease.until)
 
 
 async def append_segment(
-    session: AsyncSession,
-    user_id: uuid.UUID,
-    story_id: uuid.UUID,
-    kind: SegmentKind,
-    generated: GeneratedText,
+    session: AsyncSession, lease: WriteLease, kind: SegmentKind, generated: GeneratedText
 ) -> tuple[Story, Segment]:
-    """Store a generated segment after the story's last one; an ending also
-    completes the story. The story row stays locked until the transaction ends,
-    so concurrent writers number their segments one after the other and none
+    """Store the segment the lease's holder generated after the story's last
+    one, freeing the story for the next writer; an ending also completes it.
+    The story row stays locked until the transaction ends, so even a writer
+    whose lease expired midway numbers its segment after the others and none
     lands after an ending."""
-    story = await _owned(session, user_id, story_id, for_update=True)
-    # Checked again: the story may have ended while the model was writing.
+    story = await _owned(session, lease.user_id, lease.story_id, for_update=True)
+    # Checked again: the story may have ended while the model was writing
+    # (possible only when this writer's lease expired).
     _ensure_open(story)
     now = utcnow()
     position = await repository.last_position(session, story.id) + 1
     segment = _segment(story.id, position, kind, generated, now)
     story.updated_at = now
+    # Unless the lease expired and another writer holds the story by now.
+    if story.writing_until == lease.until:
+        story.writing_until = None
     if kind is SegmentKind.ending:
         story.is_complete = True
     await repository.add(session, segment)

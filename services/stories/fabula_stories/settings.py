@@ -21,3 +21,11 @@ class Settings(ServiceSettings):
     # Deadline of the best-effort ReleaseReservation after a failed model
     # call; independent of the incoming call, whose deadline may be spent.
     release_timeout_seconds: float = Field(2.0, gt=0)
+    # One segment is written at a time per story: a writer holds the story for
+    # the model call's deadline plus this margin, which covers reserving quota
+    # and storing the result. A writer that crashed simply lets it expire.
+    write_lease_margin_seconds: float = Field(30.0, gt=0)
+
+    @property
+    def write_lease_seconds(self) -> float:
+        return self.generation_deadline_seconds + self.write_lease_margin_seconds

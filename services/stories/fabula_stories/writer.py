@@ -2,11 +2,16 @@
 generation service, store the result.
 
 Each database step is its own short transaction: a model call takes seconds
-and must hold neither a connection nor a row lock. Once quota is reserved, the
-model call and the storing of its result run in a task of their own, so a
-caller that goes away midway (the gateway's client disconnected) cancels
-neither: the generation is billed either way, and the user finds the text in
-the story afterwards.
+and must hold neither a connection nor a row lock. Instead, continuing or
+ending a story first claims it for a while (a write lease on the story row),
+so one segment is written at a time and each is written knowing the ones
+before it; a concurrent request is refused before it reserves any quota.
+Storing the segment frees the story, and so does any failure on the way.
+
+Once quota is reserved, the model call and the storing of its result run in a
+task of their own, so a caller that goes away midway (the gateway's client
+disconnected) cancels neither: the generation is billed either way, and the
+user finds the text in the story afterwards.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -27,7 +32,7 @@ from fabula_common.db import Database
 from fabula_common.errors import Unavailable, UpstreamError, from_rpc_error
 from fabula_stories import service
 from fabula_stories.models import Segment, SegmentKind, Story
-from fabula_stories.service import GeneratedText, NewStory, WritingContext
+from fabula_stories.service import GeneratedText, NewStory, WriteLease, WritingContext
 from fabula_stories.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,9 +102,11 @@ class StoryWriter:
         self, user_id: uuid.UUID, story_id: uuid.UUID, direction: str
     ) -> AsyncIterator[ContinueEvent]:
         """Text deltas as the model writes the next segment, then the stored segment."""
-        request = await self._prepare(user_id, story_id, SegmentKind.continuation, direction)
+        lease, request = await self._prepare(
+            user_id, story_id, SegmentKind.continuation, direction
+        )
         delivery = _Delivery()
-        self._spawn(self._continue(user_id, story_id, request, delivery))
+        self._spawn(self._continue(lease, request, delivery))
         try:
             while True:
                 event = await delivery.queue.get()
@@ -113,15 +120,15 @@ class StoryWriter:
 
     async def end(self, user_id: uuid.UUID, story_id: uuid.UUID, direction: str) -> Story:
         """Write the ending and complete the story; returns it with all its segments."""
-        request = await self._prepare(user_id, story_id, SegmentKind.ending, direction)
+        lease, request = await self._prepare(user_id, story_id, SegmentKind.ending, direction)
 
         async def write() -> Story:
             ending = await self._generate(request)
             async with self._db.session_scope() as session:
-                await service.append_segment(session, user_id, story_id, SegmentKind.ending, ending)
+                await service.append_segment(session, lease, SegmentKind.ending, ending)
                 return await service.get_story(session, user_id, story_id)
 
-        return await self._detached(write(), f"end story {story_id}")
+        return await self._detached(self._holding(lease, write()), f"end story {story_id}")
 
     async def shutdown(self) -> None:
         """Give writes in flight the shutdown grace to finish, then cancel them."""
@@ -139,19 +146,20 @@ class StoryWriter:
 
     async def _prepare(
         self, user_id: uuid.UUID, story_id: uuid.UUID, kind: SegmentKind, direction: str
-    ) -> generation_pb2.GenerateRequest:
-        """Check the story may be extended, then reserve quota: a story that is
-        missing or complete costs the user nothing."""
+    ) -> tuple[WriteLease, generation_pb2.GenerateRequest]:
+        """Claim the story for writing, then reserve quota: a story that is
+        missing, complete or being written already costs the user nothing."""
         async with self._db.session_scope() as session:
-            context = await service.writing_context(
+            lease, context = await service.start_writing(
                 session,
                 user_id,
                 story_id,
+                lease_seconds=self._settings.write_lease_seconds,
                 max_segments=self._settings.context_segments,
                 max_chars=self._settings.context_max_chars,
             )
-        reservation_id = await self._reserve(user_id)
-        return generation_pb2.GenerateRequest(
+        reservation_id = await self._holding(lease, self._reserve(user_id))
+        return lease, generation_pb2.GenerateRequest(
             user_id=str(user_id),
             story_id=str(story_id),
             reservation_id=reservation_id,
@@ -161,19 +169,21 @@ class StoryWriter:
         )
 
     async def _continue(
-        self,
-        user_id: uuid.UUID,
-        story_id: uuid.UUID,
-        request: generation_pb2.GenerateRequest,
-        delivery: _Delivery,
+        self, lease: WriteLease, request: generation_pb2.GenerateRequest, delivery: _Delivery
     ) -> None:
         """The work of one ContinueStory call; never raises but on cancellation."""
-        try:
+        story_id = lease.story_id
+
+        async def write() -> Segment:
             continuation = await self._generate_stream(request, delivery.queue.put_nowait)
             async with self._db.session_scope() as session:
                 _, segment = await service.append_segment(
-                    session, user_id, story_id, SegmentKind.continuation, continuation
+                    session, lease, SegmentKind.continuation, continuation
                 )
+            return segment
+
+        try:
+            segment = await self._holding(lease, write())
         except asyncio.CancelledError:
             delivery.queue.put_nowait(Unavailable("the service is shutting down"))
             raise
@@ -187,6 +197,32 @@ class StoryWriter:
                 "stored segment %d of story %s after its caller left", segment.position, story_id
             )
         delivery.queue.put_nowait(segment)
+
+    async def _holding(self, lease: WriteLease, step: Awaitable[T]) -> T:
+        """Await a step of writing under `lease`. Storing the segment frees the
+        story; should any step fail instead, the story is freed at once, so
+        the next writer need not wait for the lease to expire."""
+        try:
+            return await step
+        except BaseException:
+            await self._stop_writing(lease)
+            raise
+
+    async def _stop_writing(self, lease: WriteLease) -> None:
+        async def stop() -> None:
+            try:
+                async with self._db.session_scope() as session:
+                    await service.stop_writing(session, lease)
+            except Exception:
+                log.warning(
+                    "could not free story %s for the next writer; its lease will expire",
+                    lease.story_id,
+                    exc_info=True,
+                )
+
+        # A task of its own: freeing the story must survive the cancellation
+        # of a caller that went away.
+        await asyncio.shield(self._spawn(stop()))
 
     async def _reserve(self, user_id: uuid.UUID) -> str:
         request = billing_pb2.ReserveGenerationRequest(user_id=str(user_id))

@@ -107,6 +107,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
         await asyncio.sleep(0.05)
 
 
+async def settled(
+    billing: billing_pb2_grpc.BillingServiceStub, user_id: str, generations: int
+) -> None:
+    """Wait until billing charges the user with exactly `generations` settled
+    generations and holds no reservation (usage settles asynchronously)."""
+
+    async def check() -> bool:
+        usage = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+        return (usage.generations_used, usage.generations_reserved) == (generations, 0)
+
+    await eventually(check)
+
+
 async def generations_counted(billing: billing_pb2_grpc.BillingServiceStub, user_id: str) -> int:
     """Generations the user's plan is charged with: settled plus still reserved."""
     usage = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
@@ -205,16 +218,50 @@ async def test_continuing_streams_the_text_then_the_stored_segment(stories: Stub
     assert stored.updated_at.ToDatetime() > story.updated_at.ToDatetime()
 
 
-async def test_concurrent_continuations_take_consecutive_positions(stories: Stub):
+async def test_one_segment_is_written_at_a_time(stories: Stub, billing):
     user_id = new_user()
     story = await create(stories, user_id)
 
-    results = await asyncio.gather(*(continue_story(stories, user_id, story.id) for _ in range(3)))
+    results = await asyncio.gather(
+        *(continue_story(stories, user_id, story.id) for _ in range(3)), return_exceptions=True
+    )
 
-    positions = sorted(events[-1].segment.position for events in results)
-    assert positions == [2, 3, 4]
+    [written] = [r for r in results if not isinstance(r, BaseException)]
+    assert written[-1].segment.position == 2
+    busy = [r for r in results if isinstance(r, BaseException)]
+    assert len(busy) == 2
+    for error in busy:
+        assert isinstance(error, grpc.aio.AioRpcError)
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_reason(error) == "story-busy"
+        assert "already being written" in error.details()
     stored = await get(stories, user_id, story.id)
-    assert [s.position for s in stored.segments] == [1, 2, 3, 4]
+    assert [s.position for s in stored.segments] == [1, 2]
+    # Refused before reserving: only the opening and the one continuation are billed.
+    await settled(billing, user_id, generations=2)
+    # Once written, the story is free again.
+    assert (await continue_story(stories, user_id, story.id))[-1].segment.position == 3
+
+
+async def test_of_concurrent_endings_one_is_written_and_billed(stories: Stub, billing):
+    user_id = new_user()
+    story = await create(stories, user_id)
+
+    results = await asyncio.gather(
+        *(end(stories, user_id, story.id) for _ in range(5)), return_exceptions=True
+    )
+
+    [ended] = [r for r in results if not isinstance(r, BaseException)]
+    assert ended.is_complete
+    assert [(s.position, s.kind) for s in ended.segments] == [(1, OPENING), (2, ENDING)]
+    refusals = [r for r in results if isinstance(r, BaseException)]
+    assert len(refusals) == 4
+    for error in refusals:
+        assert isinstance(error, grpc.aio.AioRpcError)
+        # Busy while the ending is written; complete if one arrived after it.
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_reason(error) in {"story-busy", "conflict"}
+    await settled(billing, user_id, generations=2)
 
 
 async def test_an_ended_story_is_complete_and_cannot_be_extended(stories: Stub, billing):
@@ -334,6 +381,24 @@ async def test_a_deleted_story_is_gone(stories: Stub):
     assert list(listed.items) == []
 
 
+async def test_a_story_may_be_deleted_while_a_segment_is_written(stories: Stub):
+    user_id = new_user()
+    story = await create(stories, user_id)
+    call = stories.ContinueStory(
+        stories_pb2.ContinueStoryRequest(user_id=user_id, story_id=story.id)
+    )
+    assert (await call.read()).WhichOneof("event") == "token"
+
+    await stories.DeleteStory(stories_pb2.DeleteStoryRequest(user_id=user_id, story_id=story.id))
+
+    # The segment being written has no story left to join.
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        while await call.read() is not grpc.aio.EOF:
+            pass
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await refused(get(stories, user_id, story.id))).code() == grpc.StatusCode.NOT_FOUND
+
+
 # --- Quota and failing peers --------------------------------------------------------
 
 
@@ -343,7 +408,13 @@ async def test_the_sixth_generation_on_the_free_plan_is_refused(stories: Stub):
     for _ in range(FREE_PLAN_GENERATIONS - 1):
         await continue_story(stories, user_id, story.id)
 
-    for call in (continue_story(stories, user_id, story.id), create(stories, user_id)):
+    calls = (
+        continue_story(stories, user_id, story.id),
+        # Refused for quota again, not as busy: the refusal freed the story.
+        end(stories, user_id, story.id),
+        create(stories, user_id),
+    )
+    for call in calls:
         error = await refused(call)
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert error_reason(error) == "quota-exceeded"
@@ -368,3 +439,20 @@ async def test_a_failed_model_call_gives_the_reservation_back(peers: tuple[str, 
 
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert await generations_counted(billing, user_id) == 0
+
+
+async def test_a_failed_model_call_frees_the_story_at_once(
+    peers: tuple[str, str], stories: Stub, billing
+):
+    user_id = new_user()
+    story = await create(stories, user_id)
+    closed_port = f"127.0.0.1:{free_port()}"
+    async with stories_service(peers[0], closed_port) as without_generation:
+        error = await refused(continue_story(without_generation, user_id, story.id))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+    # Not refused as busy: the failed writer gave the story back.
+    events = await continue_story(stories, user_id, story.id)
+
+    assert events[-1].segment.position == 2
+    await settled(billing, user_id, generations=2)

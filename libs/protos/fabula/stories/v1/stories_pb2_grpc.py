@@ -84,14 +84,19 @@ class StoriesServiceServicer:
 
     def ContinueStory(self, request, context):
         """Streams the new segment's text as the model writes it, then the stored
-        segment. FAILED_PRECONDITION when the story is complete.
+        segment. One segment is written at a time per story: FAILED_PRECONDITION
+        with error reason `story-busy` while another ContinueStory or EndStory
+        on the story is under way (retry when it is done), and with reason
+        `conflict` when the story is complete. Neither costs any quota.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EndStory(self, request, context):
-        """Writes the ending and marks the story complete.
+        """Writes the ending and marks the story complete. FAILED_PRECONDITION as
+        for ContinueStory: reason `story-busy` while another segment is being
+        written, `conflict` when the story is complete.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
