@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -262,3 +263,5 @@ def test_concurrent_endings_write_and_bill_one(api, problem):
     assert ended["is_complete"] is True and [s["position"] for s in ended["segments"]] == [1, 2]
     # The opening and the one ending; the refused calls reserved nothing.
     api.wait_for(lambda: api.usage(writer)["generations_used"] == 2)
+    time.sleep(1.5)  # nothing else is still settling
+    assert api.usage(writer)["generations_used"] == 2
