@@ -115,8 +115,14 @@ class EventConsumer(Generic[E]):
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.5
-            for message in messages:
-                await self.handle(message)
+            try:
+                for message in messages:
+                    await self.handle(message)
+            except Exception as exc:  # noqa: BLE001 - an ack lost with its connection
+                # The unacknowledged events come back and the inbox absorbs
+                # the ones already applied; this loop must go on regardless.
+                log.warning("consumer %s: %r while acknowledging; resubscribing", self.durable, exc)
+                self._subscription = None
 
     async def handle(self, message: Msg) -> None:
         # Traced as a child of the span that enqueued the event (when tracing is on).

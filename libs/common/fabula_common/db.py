@@ -57,6 +57,10 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
         "timeout": settings.db_pool_timeout_seconds,
         "server_settings": {"statement_timeout": str(settings.db_statement_timeout_ms)},
     }
+    if settings.db_statement_timeout_ms:
+        # Client side too: a half-open connection (e.g. after a failover)
+        # would never deliver the server's timeout.
+        connect_args["command_timeout"] = settings.db_statement_timeout_ms / 1000 + 5
     ssl = url.query.get("ssl")
     if ssl:
         connect_args["ssl"] = ssl

@@ -18,7 +18,11 @@ def parse_usd(value: str | None, *, field: str = "amount") -> Decimal:
         raise InvalidArgument(f"{field} must be a decimal number of US dollars") from None
     if not amount.is_finite() or amount < 0:
         raise InvalidArgument(f"{field} must be a non-negative amount")
-    return amount.quantize(USD_QUANTUM)
+    try:
+        return amount.quantize(USD_QUANTUM)
+    except InvalidOperation:
+        # Too many digits for the decimal context once given nine decimal places.
+        raise InvalidArgument(f"{field} is too large") from None
 
 
 def format_usd(amount: Decimal) -> str:

@@ -120,6 +120,9 @@ class OutboxRelay:
             try:
                 if time.monotonic() - self._last_purge > self.purge_every_seconds:
                     await self.purge_published()
+            except Exception as exc:  # noqa: BLE001 - housekeeping must not hold up publishing
+                log.warning("outbox relay: purge failed, will retry later: %s", exc)
+            try:
                 published = await self.publish_pending()
                 backoff = self.poll_seconds
                 if published == self.batch_size:
@@ -195,11 +198,11 @@ class OutboxRelay:
 
     async def purge_published(self) -> int:
         t = self.table
+        self._last_purge = time.monotonic()  # a failing purge waits its turn too
         async with self.db.session_scope() as session:
             result = await session.execute(
                 delete(t).where(t.c.published_at < utcnow() - self.retention)
             )
-        self._last_purge = time.monotonic()
         return result.rowcount or 0
 
     async def stop(self) -> None:

@@ -80,6 +80,14 @@ class TokenSettings(CommonSettings):
     jwt_issuer: str = env("JWT_ISSUER", "fabula")
     access_token_ttl_seconds: int = env("ACCESS_TOKEN_TTL_SECONDS", 900, ge=60, le=86400)
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret_not_blank(cls, value: SecretStr) -> SecretStr:
+        # An empty HMAC key would start "healthy" and then fail every token.
+        if not value.get_secret_value().strip():
+            raise ValueError("JWT_SECRET must not be empty")
+        return value
+
     def secrets_with_defaults(self) -> list[str]:
         defaults = super().secrets_with_defaults()
         if self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:

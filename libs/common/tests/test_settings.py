@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -59,6 +60,14 @@ def test_production_refuses_the_default_secret(monkeypatch):
         TokenSettings().check_production_ready()
     monkeypatch.setenv("JWT_SECRET", "a-real-secret-from-the-vault")
     TokenSettings().check_production_ready()
+
+
+@pytest.mark.parametrize("secret", ["", "   "])
+def test_an_empty_signing_key_is_refused_in_every_environment(monkeypatch, secret):
+    monkeypatch.setenv("FABULA_ENV", "development")
+    monkeypatch.setenv("JWT_SECRET", secret)
+    with pytest.raises(ValidationError, match="JWT_SECRET"):
+        TokenSettings()
 
 
 def test_processes_without_tokens_need_no_signing_key(monkeypatch):

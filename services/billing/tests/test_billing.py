@@ -21,7 +21,7 @@ from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_billing.app import create_app
-from fabula_billing.models import Account, Reservation, UsageLedgerEntry
+from fabula_billing.models import Account, Reservation, UsageLedgerEntry, processed_events
 from fabula_billing.settings import Settings
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import error_reason
@@ -237,7 +237,14 @@ async def test_another_users_or_an_unknown_reservation_is_not_found(billing: Stu
 
 @pytest.mark.parametrize(
     ("user_id", "estimate"),
-    [("not-a-uuid", ""), ("", ""), (str(uuid.uuid4()), "ten"), (str(uuid.uuid4()), "-1")],
+    [
+        ("not-a-uuid", ""),
+        ("", ""),
+        (str(uuid.uuid4()), "ten"),
+        (str(uuid.uuid4()), "-1"),
+        # Too many digits to hold at nine decimal places: refused, not a crash.
+        (str(uuid.uuid4()), "1e30"),
+    ],
 )
 async def test_malformed_requests_are_invalid_arguments(billing: Stub, user_id: str, estimate: str):
     with pytest.raises(grpc.aio.AioRpcError) as invalid:
@@ -394,6 +401,25 @@ async def test_a_call_that_wrote_no_segment_releases_but_pays_its_tokens(
     # No segment, so no generation; the tokens the model consumed are still cost.
     assert (summary.generations_used, summary.generations_reserved) == (0, 0)
     assert summary.cost_used_usd == "0.0123"
+
+
+async def test_a_usage_event_with_an_unusable_cost_is_dropped_not_redelivered_forever(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    user_id = new_user()
+    unusable = usage_event(user_id, cost_usd="1e30")
+    await publish(js, usage_subject(settings), unusable)
+
+    async def acknowledged() -> bool:
+        async with db.session_scope() as session:
+            return await session.scalar(
+                select(processed_events.c.event_id).where(
+                    processed_events.c.event_id == unusable.event_id
+                )
+            ) is not None
+
+    await eventually(acknowledged)
+    assert (await usage(billing, user_id)).generations_used == 0
 
 
 async def test_user_registered_opens_a_free_account(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula.generation.v1 import events_pb2
 from fabula_common.db import utcnow
-from fabula_common.errors import InvalidArgument
+from fabula_common.errors import InvalidArgument, UpstreamError
 from fabula_common.money import format_usd
 from fabula_common.outbox import enqueue
 
@@ -163,6 +163,7 @@ async def stream_generation(call: GenerationCall) -> AsyncIterator[str]:
     tail = call.finish()
     if tail:
         yield tail
+    _require_text(call)
 
 
 async def complete_generation(call: GenerationCall) -> None:
@@ -171,6 +172,14 @@ async def complete_generation(call: GenerationCall) -> None:
     call.take(completion.text)
     call.reported_usage = completion.usage
     call.finish()
+    _require_text(call)
+
+
+def _require_text(call: GenerationCall) -> None:
+    """A call that wrote no segment (nothing, or only its title line) failed:
+    recorded as completed, billing would count it as a generation."""
+    if not call.text:
+        raise UpstreamError("the model returned no text")
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ class Settings(ServiceSettings):
     fallback_price: ModelPrice = env("GENERATION_FALLBACK_PRICE_JSON", DEFAULT_FALLBACK_PRICE)
 
     mistral_api_key: SecretStr | None = env("MISTRAL_API_KEY", None)
-    mistral_model: str = env("MISTRAL_MODEL", "mistral-small-latest", min_length=1)
+    # At most what the generations.model column holds.
+    mistral_model: str = env("MISTRAL_MODEL", "mistral-small-latest", min_length=1, max_length=128)
     # Base URL of any endpoint speaking Mistral's API (a proxy, a self-hosted
     # deployment), without the /v1 the SDK appends; unset = Mistral's own.
     mistral_server_url: str | None = env("MISTRAL_SERVER_URL", None)

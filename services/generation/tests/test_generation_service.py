@@ -15,12 +15,13 @@ from fabula.generation.v1 import events_pb2, generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.errors import ERROR_REASON_KEY
 from fabula_common.events import subject_for
+from fabula_common.grpc_server import GrpcApp
 from fabula_common.testing import free_port, running_app
 from fabula_generation import repository
-from fabula_generation.app import create_app
-from fabula_generation.models import Generation
+from fabula_generation.app import SERVICE_NAME, create_app
+from fabula_generation.models import Generation, outbox
 from fabula_generation.pricing import PriceTable
-from fabula_generation.providers import OfflineProvider
+from fabula_generation.providers import Completion, OfflineProvider, ReportedUsage, TextChunk
 from fabula_generation.servicer import GenerationRecorder, GenerationServicer
 from fabula_generation.settings import Settings
 from sqlalchemy import select
@@ -334,3 +335,65 @@ async def test_mistral_usage_is_priced_from_the_table(test_database, test_stream
     row = await stored(db, response.generation_id)
     assert (row.cost_usd, row.usage_estimated) == (expected, True)
 
+
+
+class TitleOnlyModel:
+    """A language model that writes the title line it was asked for and then
+    nothing: no segment at all."""
+
+    name = "title-only"
+    model = "title-only-1"
+    is_language_model = True
+    counts_tokens_exactly = False
+    answer = "Title: Nothing Follows\n"
+    usage = ReportedUsage(prompt_tokens=40, completion_tokens=4)
+
+    async def stream(self, request):
+        yield TextChunk(self.answer)
+        yield self.usage
+
+    async def complete(self, request) -> Completion:
+        return Completion(self.answer, self.usage)
+
+    def count_prompt_tokens(self, request) -> int:
+        return self.usage.prompt_tokens
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("method", ["Generate", "GenerateStream"])
+async def test_a_call_that_writes_no_segment_is_a_failed_call_not_a_generation(
+    test_database, test_stream, db, method
+):
+    """Billing counts a generation for every completed call: one that wrote no
+    text must be reported as failed (its tokens paid, its reservation released)."""
+    settings = Settings(grpc_port=free_port(), provider="offline")
+    recorder = GenerationRecorder(
+        db, PriceTable.from_settings(settings), subject_for(settings, "generation", "usage_recorded")
+    )
+    app = GrpcApp("generation", settings)
+    app.add_servicer(
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server,
+        GenerationServicer(TitleOnlyModel(), recorder),
+        SERVICE_NAME,
+    )
+    app.add_worker(recorder)
+    request = generate_request(want_title=True)
+    async with running_app(app) as address, grpc.aio.insecure_channel(address) as channel:
+        stub = generation_pb2_grpc.GenerationServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            if method == "Generate":
+                await stub.Generate(request)
+            else:
+                [event async for event in stub.GenerateStream(request)]
+
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert dict(caught.value.trailing_metadata())[ERROR_REASON_KEY] == "upstream-error"
+    (row,) = await rows_for_story(db, request.story_id)
+    assert (row.outcome, row.prompt_tokens, row.completion_tokens) == ("failed", 40, 4)
+    async with db.session_scope() as session:
+        payloads = (await session.scalars(select(outbox.c.payload))).all()
+    events = [events_pb2.UsageRecorded.FromString(payload) for payload in payloads]
+    (event,) = [e for e in events if e.generation_id == str(row.id)]
+    assert event.outcome == events_pb2.GENERATION_OUTCOME_FAILED

@@ -184,3 +184,9 @@ async def test_a_stream_abandoned_midway_closes_the_connection(provider, fake_mi
     await stream.aclose()
     # The connection pool is intact for the next call.
     assert (await provider.complete(request())).text.startswith(FAKE_REPLY_START)
+
+
+def test_nul_characters_from_the_model_are_dropped_before_anything_stores_them():
+    from fabula_generation.providers.mistral import _content_text
+
+    assert _content_text("The lamp\x00 went out.") == "The lamp went out."

@@ -276,6 +276,15 @@ def test_provider_choice(monkeypatch):
         Settings(provider="mistral", mistral_api_key="  ")
 
 
+def test_a_model_name_too_long_to_record_is_refused_at_startup(monkeypatch):
+    # Every call would be made, then fail to be recorded (and so to be billed).
+    monkeypatch.setenv("MISTRAL_MODEL", "m" * 129)
+    with pytest.raises(ValueError, match="MISTRAL_MODEL"):
+        Settings()
+    monkeypatch.setenv("MISTRAL_MODEL", "m" * 128)
+    assert Settings().mistral_model == "m" * 128
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

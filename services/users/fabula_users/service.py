@@ -72,6 +72,8 @@ def check_password(password: str) -> None:
 
 def normalise_full_name(raw: str) -> str:
     full_name = raw.strip()
+    if "\x00" in full_name:  # Postgres text cannot hold NUL
+        raise InvalidArgument("full_name: must not contain NUL characters")
     if len(full_name) > FULL_NAME_MAX_LENGTH:
         raise InvalidArgument(f"full_name: must be at most {FULL_NAME_MAX_LENGTH} characters")
     return full_name

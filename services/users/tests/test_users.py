@@ -120,6 +120,8 @@ async def test_email_is_trimmed_lower_cased_and_unique_regardless_of_case(users,
         ({"password": "short12"}, "password"),
         ({"password": "p" * 129}, "password"),
         ({"full_name": "n" * 201}, "full_name"),
+        # Postgres text cannot hold NUL: refused, not an internal error.
+        ({"full_name": "Ada\x00Lovelace"}, "full_name"),
     ],
 )
 async def test_register_rejects_invalid_input_naming_the_field(users, fields, field):

@@ -30,7 +30,12 @@ log = logging.getLogger(__name__)
 
 
 def _content_text(content: Any) -> str:
-    """Message content is a string or a list of chunks (text among others)."""
+    """Message content is a string or a list of chunks (text among others).
+    NUL characters are dropped: Postgres cannot store them in text."""
+    return _raw_text(content).replace("\x00", "")
+
+
+def _raw_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):

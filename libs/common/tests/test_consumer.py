@@ -1,0 +1,97 @@
+"""EventConsumer against real Postgres and NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+import pytest
+
+from fabula.users.v1 import events_pb2
+from fabula_common.consumer import EventConsumer, processed_events_table
+from fabula_common.db import Database, make_metadata
+from fabula_common.events import EventBus, subject_for
+from fabula_common.outbox import OutboxRelay, enqueue, outbox_table
+from fabula_common.settings import CommonSettings, ServiceSettings
+
+
+class ExampleSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CONSUMER_TEST_")
+    database_url: str = "postgresql://example:example@127.0.0.1:5432/fabula"
+    grpc_port: int = 0
+
+
+@pytest.fixture
+async def event_tables(test_database, admin_url):
+    """An outbox and an inbox in a schema of their own in the test database."""
+    schema = f"consumer_{uuid.uuid4().hex[:8]}"
+    url = make_url(admin_url).set(database=test_database).render_as_string(hide_password=False)
+    db = Database(ExampleSettings(database_url=url))
+    metadata = make_metadata(schema)
+    outbox, processed = outbox_table(metadata), processed_events_table(metadata)
+    async with db.engine.begin() as connection:
+        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await connection.run_sync(metadata.create_all)
+    yield db, outbox, processed
+    async with db.engine.begin() as connection:
+        await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    await db.dispose()
+
+
+async def test_a_consumer_outlives_its_connection_closing_under_it(event_tables, test_stream):
+    """The NATS connection can close between an event's commit and its ack:
+    the consumer must carry on (the event comes back and is absorbed as a
+    duplicate), never stop consuming for the rest of the process's life."""
+    db, outbox, processed = event_tables
+    settings = CommonSettings()
+    subject = subject_for(settings, "consumer_test", f"closed_{uuid.uuid4().hex[:8]}")
+    bus = EventBus(settings, "consumer-test")
+    applied: list[str] = []
+
+    async def handler(session, event: events_pb2.UserRegistered) -> None:
+        applied.append(event.user_id)
+        if event.user_id == "first":
+            await bus.close()  # as if the connection dropped for good mid-event
+
+    consumer = EventConsumer(
+        db=db,
+        bus=bus,
+        processed=processed,
+        service="consumer-test",
+        durable=f"consumer-test-{uuid.uuid4().hex[:8]}",
+        subject=subject,
+        message_type=events_pb2.UserRegistered,
+        handler=handler,
+    )
+    relay = OutboxRelay(db, outbox, bus, "consumer-test", poll_seconds=0.1)
+
+    async def publish(user_id: str) -> None:
+        async with db.session_scope() as session:
+            await enqueue(
+                session,
+                outbox,
+                subject,
+                events_pb2.UserRegistered(event_id=str(uuid.uuid4()), user_id=user_id),
+            )
+        assert await relay.publish_pending() == 1
+
+    consuming = asyncio.create_task(consumer.run())
+    try:
+        await publish("first")
+        async with asyncio.timeout(10):
+            while "first" not in applied:
+                await asyncio.sleep(0.05)
+        await publish("second")
+        async with asyncio.timeout(15):
+            while "second" not in applied:
+                assert not consuming.done(), consuming.exception()
+                await asyncio.sleep(0.05)
+        assert applied == ["first", "second"]  # the redelivered first was not applied again
+    finally:
+        await consumer.stop()
+        await asyncio.wait_for(consuming, timeout=5)
+        await bus.close()
