@@ -6,16 +6,12 @@ import asyncio
 import uuid
 
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-import pytest
 
 from fabula.users.v1 import events_pb2
-from fabula_common.consumer import EventConsumer, processed_events_table
-from fabula_common.db import Database, make_metadata
+from fabula_common.consumer import EventConsumer
 from fabula_common.events import EventBus, subject_for
-from fabula_common.outbox import OutboxRelay, enqueue, outbox_table
+from fabula_common.outbox import OutboxRelay, enqueue
 from fabula_common.settings import CommonSettings, ServiceSettings
 
 
@@ -23,23 +19,6 @@ class ExampleSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CONSUMER_TEST_")
     database_url: str = "postgresql://example:example@127.0.0.1:5432/fabula"
     grpc_port: int = 0
-
-
-@pytest.fixture
-async def event_tables(test_database, admin_url):
-    """An outbox and an inbox in a schema of their own in the test database."""
-    schema = f"consumer_{uuid.uuid4().hex[:8]}"
-    url = make_url(admin_url).set(database=test_database).render_as_string(hide_password=False)
-    db = Database(ExampleSettings(database_url=url))
-    metadata = make_metadata(schema)
-    outbox, processed = outbox_table(metadata), processed_events_table(metadata)
-    async with db.engine.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        await connection.run_sync(metadata.create_all)
-    yield db, outbox, processed
-    async with db.engine.begin() as connection:
-        await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await db.dispose()
 
 
 async def test_a_consumer_outlives_its_connection_closing_under_it(event_tables, test_stream):

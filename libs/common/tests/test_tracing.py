@@ -16,17 +16,15 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic_settings import SettingsConfigDict
-from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from fabula.users.v1 import events_pb2
-from fabula_common.consumer import EventConsumer, processed_events_table
-from fabula_common.db import Database, make_metadata
+from fabula_common.consumer import EventConsumer
 from fabula_common.errors import NotFound
 from fabula_common.events import EventBus, subject_for
 from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
-from fabula_common.outbox import OutboxRelay, enqueue, outbox_table
+from fabula_common.outbox import OutboxRelay, enqueue
 from fabula_common.settings import CommonSettings, ServiceSettings
 from fabula_common.testing import free_port, running_app
 from fabula_common.tracing import configure_tracing, shutdown_tracing, tracing_exporters
@@ -219,23 +217,6 @@ async def test_failed_calls_are_marked_on_their_spans(exporter, request_body, co
 
 
 # --- Events: outbox → NATS → consumer ----------------------------------------
-
-
-@pytest.fixture
-async def event_tables(test_database, admin_url):
-    """An outbox and an inbox in a schema of their own in the test database."""
-    schema = f"tracing_{uuid.uuid4().hex[:8]}"
-    url = make_url(admin_url).set(database=test_database).render_as_string(hide_password=False)
-    db = Database(ExampleSettings(database_url=url))
-    metadata = make_metadata(schema)
-    outbox, processed = outbox_table(metadata), processed_events_table(metadata)
-    async with db.engine.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        await connection.run_sync(metadata.create_all)
-    yield db, outbox, processed
-    async with db.engine.begin() as connection:
-        await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    await db.dispose()
 
 
 async def test_an_event_carries_the_trace_to_its_consumer(exporter, event_tables, test_stream):
