@@ -10,6 +10,7 @@ redelivery, never a loss.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,12 +20,12 @@ import nats.errors
 from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from sqlalchemy import Column, DateTime, MetaData, String, Table, func
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_common.context import request_id_var
-from fabula_common.db import Database
+from fabula_common.db import Database, utcnow
 from fabula_common.events import EventBus
 from fabula_common.metrics import CONSUMER_HANDLED, CONSUMER_PENDING
 from fabula_common.outbox import MSG_ID_HEADER, REQUEST_ID_HEADER
@@ -51,6 +52,10 @@ class EventConsumer(Generic[E]):
     batch_size = 32
     ack_wait_seconds = 30.0
     retry_delay_seconds = 2.0
+    # An id is kept far longer than a redelivery or a re-publish can come
+    # (JetStream's duplicate window is minutes), then deleted.
+    retention = dt.timedelta(days=30)
+    purge_every_seconds = 3600.0
 
     def __init__(
         self,
@@ -74,6 +79,17 @@ class EventConsumer(Generic[E]):
         self.handler = handler
         self._stopped = asyncio.Event()
         self._subscription = None
+        self._last_purge = 0.0
+
+    async def purge_processed(self) -> int:
+        """Forget this consumer's event ids older than the retention."""
+        self._last_purge = time.monotonic()
+        t = self.processed
+        async with self.db.session_scope() as session:
+            result = await session.execute(
+                delete(t).where(t.c.subject == self.subject, t.c.processed_at < utcnow() - self.retention)
+            )
+        return result.rowcount or 0
 
     async def _subscribe(self):
         if self._subscription is None:
@@ -97,6 +113,11 @@ class EventConsumer(Generic[E]):
         backoff = 0.5
         last_lag_check = 0.0
         while not self._stopped.is_set():
+            if time.monotonic() - self._last_purge > self.purge_every_seconds:
+                try:
+                    await self.purge_processed()
+                except Exception as exc:  # noqa: BLE001 - housekeeping; retried next time
+                    log.warning("consumer %s: purge failed: %r", self.durable, exc)
             try:
                 subscription = await self._subscribe()
                 if time.monotonic() - last_lag_check > 5:

@@ -5,20 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from pydantic_settings import SettingsConfigDict
+import datetime as dt
 
+from sqlalchemy import select
 
 from fabula.users.v1 import events_pb2
 from fabula_common.consumer import EventConsumer
 from fabula_common.events import EventBus, subject_for
 from fabula_common.outbox import OutboxRelay, enqueue
-from fabula_common.settings import CommonSettings, ServiceSettings
+from fabula_common.settings import CommonSettings
 
 
-class ExampleSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="CONSUMER_TEST_")
-    database_url: str = "postgresql://example:example@127.0.0.1:5432/fabula"
-    grpc_port: int = 0
 
 
 async def test_a_consumer_outlives_its_connection_closing_under_it(event_tables, test_stream):
@@ -74,3 +71,25 @@ async def test_a_consumer_outlives_its_connection_closing_under_it(event_tables,
         await consumer.stop()
         await asyncio.wait_for(consuming, timeout=5)
         await bus.close()
+
+
+async def test_old_event_ids_are_forgotten_and_recent_ones_kept(event_tables):
+    db, _outbox, processed = event_tables
+    subject, other = "test.purge.kept.v1", "test.purge.other.v1"
+    now = dt.datetime.now(dt.UTC)
+    async with db.session_scope() as session:
+        await session.execute(processed.insert(), [
+            {"event_id": "old", "subject": subject, "processed_at": now - dt.timedelta(days=31)},
+            {"event_id": "recent", "subject": subject, "processed_at": now - dt.timedelta(days=29)},
+            # Another consumer's ids are its own to purge.
+            {"event_id": "old-other", "subject": other, "processed_at": now - dt.timedelta(days=31)},
+        ])
+    consumer = EventConsumer(
+        db=db, bus=EventBus(CommonSettings(), name="purge-test"), processed=processed,
+        service="consumer-test", durable="purge-test", subject=subject,
+        message_type=events_pb2.UserRegistered, handler=None,
+    )
+    assert await consumer.purge_processed() == 1
+    async with db.session_scope() as session:
+        left = set(await session.scalars(select(processed.c.event_id)))
+    assert left == {"recent", "old-other"}
