@@ -56,4 +56,11 @@ class Settings(ServiceSettings):
                 f"BILLING_DEFAULT_PLAN {self.default_plan!r} is not one of the configured plans "
                 f"{sorted(self.plans)}"
             )
+        # Expiring a reservation while its model call may still be running
+        # would give the quota back before the usage arrives: overspending.
+        if self.reservation_ttl_seconds <= self.generation_deadline_seconds:
+            raise ValueError(
+                f"BILLING_RESERVATION_TTL_SECONDS ({self.reservation_ttl_seconds}) must exceed "
+                f"GENERATION_DEADLINE_SECONDS ({self.generation_deadline_seconds:g})"
+            )
         return self

@@ -522,3 +522,11 @@ async def _generations_used_is(billing: Stub, user_id: str, expected: int) -> bo
 
 async def _is(value: Awaitable, expected) -> bool:
     return await value == expected
+
+
+def test_a_reservation_cannot_expire_before_its_model_call_may_end():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="BILLING_RESERVATION_TTL_SECONDS"):
+        Settings(reservation_ttl_seconds=60, generation_deadline_seconds=120)
+    assert Settings(reservation_ttl_seconds=121, generation_deadline_seconds=120)

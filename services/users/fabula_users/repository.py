@@ -37,9 +37,13 @@ class UserRepository:
         return await self.session.scalar(select(User).where(User.email == email))
 
     async def set_password_hash(self, user: User, password_hash: str) -> None:
-        user.password_hash = password_hash
-        user.updated_at = utcnow()
-        await self.session.flush()
+        # By id: `user` may come from an earlier transaction (login verifies
+        # the password between two).
+        now = utcnow()
+        await self.session.execute(
+            update(User).where(User.id == user.id).values(password_hash=password_hash, updated_at=now)
+        )
+        user.password_hash, user.updated_at = password_hash, now
 
 
 class RefreshTokenRepository:

@@ -123,12 +123,19 @@ class UsersService:
         issued, _ = await self._issue(session, user, family_id=uuid.uuid4())
         return issued
 
-    async def login(self, session: AsyncSession, *, email: str, password: str) -> IssuedTokens:
-        users = UserRepository(session)
+    # Logging in takes three steps so that no database connection is held
+    # while argon2 works (tens to hundreds of milliseconds, by design):
+    # find the user, verify the password outside any transaction, then issue.
+
+    async def find_for_login(self, session: AsyncSession, email: str) -> User | None:
         try:
-            user = await users.get_by_email(normalise_email(email))
+            return await UserRepository(session).get_by_email(normalise_email(email))
         except InvalidArgument:
-            user = None  # a malformed email is just an unknown one here
+            return None  # a malformed email is just an unknown one here
+
+    async def verify_login(self, user: User | None, password: str) -> str | None:
+        """Raise Unauthenticated unless `password` is the user's; return a new
+        hash when the stored one was made with other argon2 parameters."""
         if user is None or len(password) > PASSWORD_MAX_LENGTH:
             # Same work as a real check, so the answer's timing is the same too.
             await self.passwords.verify_dummy(password[:PASSWORD_MAX_LENGTH])
@@ -136,7 +143,15 @@ class UsersService:
         if not await self.passwords.verify(user.password_hash, password):
             raise _invalid_credentials()
         if self.passwords.needs_rehash(user.password_hash):
-            await users.set_password_hash(user, await self.passwords.hash(password))
+            return await self.passwords.hash(password)
+        return None
+
+    async def issue_for_login(
+        self, session: AsyncSession, user: User, new_password_hash: str | None
+    ) -> IssuedTokens:
+        users = UserRepository(session)
+        if new_password_hash is not None:
+            await users.set_password_hash(user, new_password_hash)
         issued, _ = await self._issue(session, user, family_id=uuid.uuid4())
         return issued
 

@@ -43,9 +43,10 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
         self, request: users_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.TokenResponse:
         async with self.db.session_scope() as session:
-            issued = await self.service.login(
-                session, email=request.email, password=request.password
-            )
+            user = await self.service.find_for_login(session, request.email)
+        new_password_hash = await self.service.verify_login(user, request.password)
+        async with self.db.session_scope() as session:
+            issued = await self.service.issue_for_login(session, user, new_password_hash)
         return token_response(issued)
 
     async def Refresh(
