@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,10 +14,27 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fabula_common.grpc_server import GrpcApp
 
 
+# Below the kernel's ephemeral range (32768 and up by default), which outgoing
+# connections (to Postgres, NATS, ...) draw their local ports from: a port the
+# kernel handed out as "free" could be taken by one of those before the test
+# server binds it.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, distinct from every other one this process was given."""
+    while True:
+        port = random.randrange(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 async def wait_serving(address: str, timeout: float = 10.0) -> None:
