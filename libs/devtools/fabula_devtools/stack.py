@@ -93,8 +93,9 @@ def start_stack(env: dict[str, str], log_path: Path, timeout: float = 90) -> Sta
     deadline = time.monotonic() + timeout
     while "Fabula is up" not in log_path.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"stack did not start:\n{stack.log_tail()}")
+            tail = stack.log_tail()
+            stop_stack(stack)  # drops what it may have created
+            raise AssertionError(f"stack did not start:\n{tail}")
         time.sleep(0.1)
     stack.children = stack.find_children()
     return stack
