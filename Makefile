@@ -8,7 +8,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PYTHON := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install run test test-fast proto bench lint
+.PHONY: help install run test proto bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'

@@ -29,30 +29,25 @@ def create_app(settings: Settings) -> GrpcApp:
         BillingServicer(db, billing),
         billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
     )
-    app.add_worker(
-        EventConsumer(
-            db=db,
-            bus=bus,
-            processed=processed_events,
-            service=SERVICE,
-            durable="billing-usage-recorded",
-            subject=subject_for(settings, "generation", "usage_recorded"),
-            message_type=generation_events.UsageRecorded,
-            handler=billing.settle_usage,
-        )
+    consumed = (
+        ("billing-usage-recorded", "generation", "usage_recorded", generation_events.UsageRecorded,
+         billing.settle_usage),
+        ("billing-user-registered", "users", "user_registered", users_events.UserRegistered,
+         billing.open_registered_account),
     )
-    app.add_worker(
-        EventConsumer(
-            db=db,
-            bus=bus,
-            processed=processed_events,
-            service=SERVICE,
-            durable="billing-user-registered",
-            subject=subject_for(settings, "users", "user_registered"),
-            message_type=users_events.UserRegistered,
-            handler=billing.open_registered_account,
+    for durable, domain, event, message_type, handler in consumed:
+        app.add_worker(
+            EventConsumer(
+                db=db,
+                bus=bus,
+                processed=processed_events,
+                service=SERVICE,
+                durable=durable,
+                subject=subject_for(settings, domain, event),
+                message_type=message_type,
+                handler=handler,
+            )
         )
-    )
     app.add_worker(ReservationExpiryWorker(db, billing, settings.reservation_sweep_seconds))
     # Workers have stopped by the time these run (GrpcApp's shutdown order).
     app.on_shutdown(bus.close)
