@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-
 from fabula_devtools.stack import stack_environment, start_stack, stop_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-
 from fabula_common.provision import SERVICES, service_database_url
 
 

@@ -13,10 +13,9 @@ import uuid
 import grpc
 import nats
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from fabula.generation.v1 import events_pb2, generation_pb2, generation_pb2_grpc
 from fabula_common.testing import free_port, wait_serving
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
 def _request() -> generation_pb2.GenerateRequest:

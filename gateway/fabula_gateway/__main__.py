@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import uvicorn
-
 from fabula_common.logging import configure_logging
 from fabula_common.tracing import configure_tracing
+
 from fabula_gateway.app import create_app
 from fabula_gateway.settings import GatewaySettings
 

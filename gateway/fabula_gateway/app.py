@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from fabula_common.context import REQUEST_ID_HEADER
+from fabula_common.tracing import flush_tracing, tracing_provider
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from fabula_common.context import REQUEST_ID_HEADER
-from fabula_common.tracing import flush_tracing, tracing_provider
+from fabula_gateway.billing import routes as billing
 from fabula_gateway.clients import ServiceClients
 from fabula_gateway.handlers import install_exception_handlers
+from fabula_gateway.health import routes as health
 from fabula_gateway.metrics import metrics_endpoint
 from fabula_gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from fabula_gateway.openapi import (
@@ -22,8 +24,9 @@ from fabula_gateway.openapi import (
     install_openapi,
     require_operation_id,
 )
-from fabula_gateway.routes import auth, health, stories, usage
 from fabula_gateway.settings import GatewaySettings
+from fabula_gateway.stories import routes as stories
+from fabula_gateway.users import routes as users
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -47,7 +50,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.state.settings = settings
 
-    for module in (auth, stories, usage, health):
+    for module in (users, stories, billing, health):
         app.include_router(module.router)
 
     # A plain Starlette route: not part of the API (no schema, no operationId).

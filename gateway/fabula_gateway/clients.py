@@ -6,13 +6,12 @@ import asyncio
 from dataclasses import dataclass
 
 import grpc
-from fastapi import Request
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from fabula.billing.v1 import billing_pb2_grpc
 from fabula.stories.v1 import stories_pb2_grpc
 from fabula.users.v1 import users_pb2_grpc
 from fabula_common.grpc_client import open_channel
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from fabula_gateway.settings import GatewaySettings
 
 _HEALTH_STATUS_NAMES = {
@@ -69,8 +68,3 @@ class ServiceClients:
         names = list(self.channels)
         statuses = await asyncio.gather(*(check(self.channels[name]) for name in names))
         return dict(zip(names, statuses, strict=True))
-
-
-def get_clients(request: Request) -> ServiceClients:
-    """Dependency: the clients opened by the app's lifespan."""
-    return request.app.state.clients

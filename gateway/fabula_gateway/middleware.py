@@ -11,10 +11,10 @@ import logging
 import re
 import time
 
+from fabula_common.context import REQUEST_ID_HEADER, new_request_id, request_id_var
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fabula_common.context import REQUEST_ID_HEADER, new_request_id, request_id_var
 from fabula_gateway import metrics
 from fabula_gateway.problems import CONTENT_TOO_LARGE, INTERNAL_ERROR, ProblemError
 

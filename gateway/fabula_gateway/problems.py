@@ -14,11 +14,10 @@ from http import HTTPStatus
 from typing import Any
 
 import grpc
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import JSONResponse
-
 from fabula_common.context import current_request_id
 from fabula_common.errors import QuotaExceeded, UpstreamError, error_reason
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://fabula.dev/problems/"

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+from fabula_common.settings import TokenSettings
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
-
-from fabula_common.settings import TokenSettings
 
 
 class GatewaySettings(TokenSettings):

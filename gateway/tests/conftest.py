@@ -12,12 +12,11 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from fastapi import FastAPI
-
 from fabula_common.testing import free_port
 from fabula_common.tokens import issue_access_token
 from fabula_gateway.app import create_app
 from fabula_gateway.settings import GatewaySettings
+from fastapi import FastAPI
 
 MAX_BODY_BYTES = 8192
 USER_ID = "6f1c2a8e-3b7d-4c59-9e0a-1d2f3a4b5c6d"

@@ -8,14 +8,13 @@ import time
 import grpc
 import jwt
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
-
 from fabula_common.testing import free_port
 from fabula_common.tokens import ALGORITHM, AUDIENCE, issue_access_token
 from fabula_gateway.app import create_app
 from fabula_gateway.settings import GatewaySettings
-from fabula_gateway.streaming import wants_event_stream
+from fabula_gateway.stories.streaming import wants_event_stream
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 
 PROBLEM_JSON = "application/problem+json"
 BASE = "https://fabula.dev/problems/"

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fastapi import FastAPI
-
 from fabula_gateway.app import create_app
+from fastapi import FastAPI
 
 # Client generators name their methods after these: changing one breaks clients.
 OPERATIONS = {

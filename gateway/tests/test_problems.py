@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from fabula_common.errors import ERROR_REASON_KEY
 from fabula_gateway.problems import problem_for_rpc_error
 

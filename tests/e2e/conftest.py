@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from fabula_common.testing import free_port
 from fabula_devtools.stack import Stack, stack_environment, start_stack, stop_stack
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[Stack]:

@@ -11,9 +11,7 @@ import threading
 import time
 
 import httpx
-
 import pytest
-
 from fabula_common.testing import free_port
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from fabula_common.testing import free_port
 
 pytestmark = pytest.mark.e2e

@@ -27,9 +27,9 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    delete,
     event,
     func,
-    delete,
     select,
     update,
 )

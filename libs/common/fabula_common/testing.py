@@ -13,7 +13,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fabula_common.grpc_server import GrpcApp
 
-
 # Below the kernel's ephemeral range (32768 and up by default), which outgoing
 # connections (to Postgres, NATS, ...) draw their local ports from: a port the
 # kernel handed out as "free" could be taken by one of those before the test

@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from pydantic_settings import SettingsConfigDict
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-
 from fabula_common.consumer import processed_events_table
 from fabula_common.db import Database, make_metadata
 from fabula_common.outbox import outbox_table
 from fabula_common.settings import ServiceSettings
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 
 class EventTablesSettings(ServiceSettings):

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-
 import datetime as dt
-
-from sqlalchemy import select
+import uuid
 
 from fabula.users.v1 import events_pb2
 from fabula_common.consumer import EventConsumer
 from fabula_common.events import EventBus, subject_for
 from fabula_common.outbox import OutboxRelay, enqueue
 from fabula_common.settings import CommonSettings
-
-
+from sqlalchemy import select
 
 
 async def test_a_consumer_outlives_its_connection_closing_under_it(event_tables, test_stream):

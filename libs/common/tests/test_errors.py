@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from fabula_common.errors import (
     ERROR_REASON_KEY,
     FabulaError,

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import pytest
+from fabula_common.db import create_engine
+from fabula_common.settings import (
+    CommonSettings,
+    ServiceSettings,
+    TokenSettings,
+    normalise_database_url,
+)
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
-
-from fabula_common.db import create_engine
-from fabula_common.settings import CommonSettings, ServiceSettings, TokenSettings, normalise_database_url
 
 
 class ExampleSettings(ServiceSettings):

@@ -12,12 +12,6 @@ import uuid
 
 import grpc
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
-from pydantic_settings import SettingsConfigDict
-from sqlalchemy import select
-
 from fabula.users.v1 import events_pb2
 from fabula_common.consumer import EventConsumer
 from fabula_common.errors import NotFound
@@ -28,6 +22,11 @@ from fabula_common.outbox import OutboxRelay, enqueue
 from fabula_common.settings import CommonSettings, ServiceSettings
 from fabula_common.testing import free_port, running_app
 from fabula_common.tracing import configure_tracing, shutdown_tracing, tracing_exporters
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import select
 
 ECHO = "fabula.test.v1.EchoService"
 

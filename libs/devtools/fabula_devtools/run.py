@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import nats
-
 from fabula_common import migrations
 from fabula_common.provision import SERVICES, provision, service_database_url
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import nats
-
 from fabula_common.provision import drop_database
 from fabula_common.testing import free_port
 

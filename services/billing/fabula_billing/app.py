@@ -5,15 +5,16 @@ from __future__ import annotations
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.users.v1 import events_pb2 as users_events
-from fabula_billing.expiry import ReservationExpiryWorker
-from fabula_billing.models import processed_events
-from fabula_billing.service import BillingService
-from fabula_billing.servicer import BillingServicer
-from fabula_billing.settings import Settings
 from fabula_common.consumer import EventConsumer
 from fabula_common.db import Database
 from fabula_common.events import EventBus, subject_for
 from fabula_common.grpc_server import GrpcApp
+
+from fabula_billing.database import processed_events
+from fabula_billing.settings import Settings
+from fabula_billing.usage.service import BillingService
+from fabula_billing.usage.servicer import BillingServicer
+from fabula_billing.usage.tasks import ReservationExpiryWorker
 
 SERVICE = "billing"
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from fabula_common.settings import ServiceSettings
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
-
-from fabula_common.settings import ServiceSettings
 
 
 class Plan(BaseModel):

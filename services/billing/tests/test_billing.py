@@ -12,21 +12,21 @@ from decimal import Decimal
 import grpc
 import nats
 import pytest
-from google.protobuf.message import Message
-from nats.js import JetStreamContext
-from nats.js.errors import NoStreamResponseError
-from sqlalchemy import select, update
-
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_billing.app import create_app
-from fabula_billing.models import Account, Reservation, UsageLedgerEntry, processed_events
+from fabula_billing.database import processed_events
 from fabula_billing.settings import Settings
+from fabula_billing.usage.models import Account, Reservation, UsageLedgerEntry
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import error_reason
 from fabula_common.events import subject_for
 from fabula_common.testing import free_port, running_app
+from google.protobuf.message import Message
+from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError
+from sqlalchemy import select, update
 
 Stub = billing_pb2_grpc.BillingServiceStub
 

@@ -10,10 +10,10 @@ from fabula_common.events import EventBus, subject_for
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.outbox import OutboxRelay
 
-from fabula_generation.models import outbox
-from fabula_generation.pricing import PriceTable
+from fabula_generation.database import outbox
+from fabula_generation.generations.pricing import PriceTable
+from fabula_generation.generations.servicer import GenerationRecorder, GenerationServicer
 from fabula_generation.providers import create_provider
-from fabula_generation.servicer import GenerationRecorder, GenerationServicer
 from fabula_generation.settings import Settings
 
 log = logging.getLogger(__name__)

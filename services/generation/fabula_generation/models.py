@@ -1,65 +1,10 @@
-"""The generation schema: one row per model call, and the outbox."""
+"""Every table of the `generation` schema, the shared ones and each domain's, in one
+metadata: Alembic and the migration test read it from here. A new domain adds
+its models' import below."""
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-from decimal import Decimal
+from fabula_generation.database import Base, outbox
+from fabula_generation.generations.models import Generation
 
-from sqlalchemy import (
-    Boolean,
-    CheckConstraint,
-    DateTime,
-    Index,
-    Integer,
-    Numeric,
-    String,
-    Text,
-    Uuid,
-    func,
-)
-from sqlalchemy.orm import Mapped, mapped_column
-
-from fabula_common.db import make_base
-from fabula_common.outbox import outbox_table
-
-Base = make_base("generation")
-
-
-class Generation(Base):
-    """A model call as billed: who, what it produced, what it cost, how it ended."""
-
-    __tablename__ = "generations"
-    __table_args__ = (
-        CheckConstraint("kind IN ('opening', 'continuation', 'ending')", name="kind"),
-        CheckConstraint("outcome IN ('completed', 'cancelled', 'failed')", name="outcome"),
-        CheckConstraint(
-            "prompt_tokens >= 0 AND completion_tokens >= 0", name="tokens_not_negative"
-        ),
-        CheckConstraint("cost_usd >= 0", name="cost_not_negative"),
-        Index("ix_generations_user_id_created_at", "user_id", "created_at"),
-        Index("ix_generations_story_id", "story_id"),
-        Index("ix_generations_reservation_id", "reservation_id"),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    # Ids owned by other services, kept as they were given.
-    user_id: Mapped[str] = mapped_column(String(64))
-    story_id: Mapped[str] = mapped_column(String(64))
-    reservation_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))
-    provider: Mapped[str] = mapped_column(String(32))
-    model: Mapped[str] = mapped_column(String(128))
-    prompt_tokens: Mapped[int] = mapped_column(Integer)
-    completion_tokens: Mapped[int] = mapped_column(Integer)
-    usage_estimated: Mapped[bool] = mapped_column(Boolean)
-    cost_usd: Mapped[Decimal] = mapped_column(Numeric(18, 9))
-    duration_ms: Mapped[int] = mapped_column(Integer)
-    outcome: Mapped[str] = mapped_column(String(16))
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-
-
-outbox = outbox_table(Base.metadata)
+__all__ = ["Base", "Generation", "outbox"]

@@ -6,10 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
+from fabula_common.settings import ServiceSettings, env
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
-
-from fabula_common.settings import ServiceSettings, env
 
 
 class ProviderChoice(StrEnum):

@@ -17,12 +17,13 @@ from fabula_common.errors import ERROR_REASON_KEY
 from fabula_common.events import subject_for
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.testing import free_port, running_app
-from fabula_generation import repository
 from fabula_generation.app import SERVICE_NAME, create_app
-from fabula_generation.models import Generation, outbox
-from fabula_generation.pricing import PriceTable
+from fabula_generation.database import outbox
+from fabula_generation.generations import repository
+from fabula_generation.generations.models import Generation
+from fabula_generation.generations.pricing import PriceTable
+from fabula_generation.generations.servicer import GenerationRecorder, GenerationServicer
 from fabula_generation.providers import Completion, OfflineProvider, ReportedUsage, TextChunk
-from fabula_generation.servicer import GenerationRecorder, GenerationServicer
 from fabula_generation.settings import Settings
 from sqlalchemy import select
 

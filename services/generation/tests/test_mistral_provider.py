@@ -7,11 +7,20 @@ import time
 import pytest
 from fabula_common.context import set_deadline_in
 from fabula_common.errors import UpstreamError
-from fabula_generation.domain import GenerationKind, GenerationRequest, Outcome, StoryContext
-from fabula_generation.prompts import TITLE_INSTRUCTION
+from fabula_generation.generations.domain import (
+    GenerationKind,
+    GenerationRequest,
+    Outcome,
+    StoryContext,
+)
+from fabula_generation.generations.prompts import TITLE_INSTRUCTION
+from fabula_generation.generations.service import (
+    GenerationCall,
+    complete_generation,
+    stream_generation,
+)
+from fabula_generation.generations.text import count_tokens
 from fabula_generation.providers import MistralProvider, ReportedUsage, TextChunk
-from fabula_generation.service import GenerationCall, complete_generation, stream_generation
-from fabula_generation.text import count_tokens
 
 API_KEY = "sk-test-key"
 FAKE_REPLY_START = "Rain drummed on the harbour roofs"

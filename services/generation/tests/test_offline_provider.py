@@ -8,13 +8,22 @@ from decimal import Decimal
 
 import pytest
 from fabula_common.errors import InvalidArgument
-from fabula_generation.domain import GenerationKind, GenerationRequest, Outcome, StoryContext
-from fabula_generation.pricing import PriceTable
+from fabula_generation.generations.domain import (
+    GenerationKind,
+    GenerationRequest,
+    Outcome,
+    StoryContext,
+)
+from fabula_generation.generations.pricing import PriceTable
+from fabula_generation.generations.service import (
+    GenerationCall,
+    stream_generation,
+    validate_request,
+)
+from fabula_generation.generations.text import TitleSplitter, count_tokens
 from fabula_generation.providers import OfflineProvider, ReportedUsage, TextChunk
 from fabula_generation.providers.offline import VOICES
-from fabula_generation.service import GenerationCall, stream_generation, validate_request
 from fabula_generation.settings import DEFAULT_FALLBACK_PRICE, ModelPrice, Settings
-from fabula_generation.text import TitleSplitter, count_tokens
 
 GENRES = ["fantasy", "science fiction", "mystery", "horror", "romance", "adventure"]
 

@@ -8,9 +8,10 @@ from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
-from fabula_stories.servicer import StoriesServicer
+
 from fabula_stories.settings import Settings
-from fabula_stories.writer import StoryWriter
+from fabula_stories.stories.servicer import StoriesServicer
+from fabula_stories.stories.writer import StoryWriter
 
 
 def create_app(settings: Settings) -> GrpcApp:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from fabula_common.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
-from fabula_common.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -7,9 +7,8 @@ import datetime as dt
 import uuid
 
 import pytest
-
 from fabula_common.errors import InvalidArgument, NotFound
-from fabula_stories import service
+from fabula_stories.stories import service
 
 USER = str(uuid.uuid4())
 

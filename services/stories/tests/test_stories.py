@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 
 import grpc
 import pytest
-
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula_billing.app import create_app as create_billing_app

@@ -8,12 +8,12 @@ from fabula_common.events import EventBus
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.outbox import OutboxRelay
 
-from fabula_users.models import outbox
-from fabula_users.passwords import PasswordHashing
-from fabula_users.service import UsersService
-from fabula_users.servicer import UsersServicer
+from fabula_users.accounts.passwords import PasswordHashing
+from fabula_users.accounts.service import UsersService
+from fabula_users.accounts.servicer import UsersServicer
+from fabula_users.accounts.tasks import RefreshTokenPurger
+from fabula_users.database import outbox
 from fabula_users.settings import Settings
-from fabula_users.workers import RefreshTokenPurger
 
 SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
 

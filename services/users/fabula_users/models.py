@@ -1,65 +1,10 @@
-"""Tables of the `users` schema."""
+"""Every table of the `users` schema, the shared ones and each domain's, in one
+metadata: Alembic and the migration test read it from here. A new domain adds
+its models' import below."""
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
+from fabula_users.accounts.models import RefreshToken, User
+from fabula_users.database import Base, outbox
 
-from fabula_common.db import make_base
-from fabula_common.outbox import outbox_table
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Uuid, func
-from sqlalchemy.orm import Mapped, mapped_column
-
-Base = make_base("users")
-
-EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit, as enforced by email-validator
-FULL_NAME_MAX_LENGTH = 200
-
-
-class User(Base):
-    __tablename__ = "users"
-    __table_args__ = (
-        # Emails are stored normalised to lower case, so a plain unique
-        # constraint is a case-insensitive one.
-        CheckConstraint("email = lower(email)", name="email_lower_case"),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
-    full_name: Mapped[str] = mapped_column(String(FULL_NAME_MAX_LENGTH), server_default="")
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-    updated_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-
-
-class RefreshToken(Base):
-    """One opaque refresh token, known only by its SHA-256. Every token that
-    descends from one login by rotation shares that login's family_id."""
-
-    __tablename__ = "refresh_tokens"
-    __table_args__ = (
-        Index("ix_refresh_tokens_family_id", "family_id"),
-        Index("ix_refresh_tokens_user_id", "user_id"),
-        Index("ix_refresh_tokens_expires_at", "expires_at"),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("users.users.id", ondelete="CASCADE")
-    )
-    family_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    # The token this one was rotated into (None if revoked otherwise or live).
-    replaced_by_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-
-
-outbox = outbox_table(Base.metadata)
+__all__ = ["Base", "RefreshToken", "User", "outbox"]

@@ -16,12 +16,12 @@ from fabula_common.events import subject_for
 from fabula_common.outbox import MSG_ID_HEADER
 from fabula_common.testing import free_port, running_app
 from fabula_common.tokens import verify_access_token
+from fabula_users.accounts.models import RefreshToken, User
+from fabula_users.accounts.passwords import PasswordHashing
+from fabula_users.accounts.service import UsersService, hash_refresh_token
+from fabula_users.accounts.tasks import RefreshTokenPurger
 from fabula_users.app import create_app
-from fabula_users.models import RefreshToken, User
-from fabula_users.passwords import PasswordHashing
-from fabula_users.service import UsersService, hash_refresh_token
 from fabula_users.settings import Settings
-from fabula_users.workers import RefreshTokenPurger
 from sqlalchemy import select, update
 
 PASSWORD = "correct horse battery"

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
-from fabula_generation.domain import GenerationRequest
+from fabula_generation.generations.domain import GenerationRequest
 
 
 @dataclass(frozen=True)

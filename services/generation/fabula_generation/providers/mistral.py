@@ -14,17 +14,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx2
+from fabula_common.context import remaining_time
+from fabula_common.errors import UpstreamError
 from mistralai.client import Mistral
 from mistralai.client.errors import MistralError, NoResponseError
 
-from fabula_common.context import remaining_time
-from fabula_common.errors import UpstreamError
-
-from fabula_generation.domain import GenerationRequest
-from fabula_generation.prompts import build_prompt
+from fabula_generation.generations.domain import GenerationRequest
+from fabula_generation.generations.prompts import build_prompt
+from fabula_generation.generations.text import count_tokens
 from fabula_generation.providers.base import Completion, ProviderEvent, ReportedUsage, TextChunk
 from fabula_generation.settings import Settings
-from fabula_generation.text import count_tokens
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from fabula_generation.domain import GenerationKind, GenerationRequest
+from fabula_generation.generations.domain import GenerationKind, GenerationRequest
+from fabula_generation.generations.text import count_tokens
 from fabula_generation.providers.base import Completion, ProviderEvent, ReportedUsage, TextChunk
-from fabula_generation.text import count_tokens
 
 MIN_WORDS = 120
 MAX_WORDS = 220

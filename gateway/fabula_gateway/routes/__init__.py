@@ -1,1 +1,0 @@
-"""The public routes, one module per tag."""

@@ -1,0 +1,70 @@
+"""stories.v1 messages -> public JSON shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fabula.stories.v1 import stories_pb2
+
+from fabula_gateway.mappers import to_datetime
+from fabula_gateway.stories.schemas import (
+    GeneratedBy,
+    Segment,
+    SegmentKind,
+    Story,
+    StoryPage,
+    StorySummary,
+)
+
+_SEGMENT_KINDS: dict[int, SegmentKind] = {
+    stories_pb2.SEGMENT_KIND_OPENING: "opening",
+    stories_pb2.SEGMENT_KIND_CONTINUATION: "continuation",
+    stories_pb2.SEGMENT_KIND_ENDING: "ending",
+}
+
+
+def segment_from_proto(segment: stories_pb2.Segment) -> Segment:
+    return Segment(
+        id=segment.id,
+        position=segment.position,
+        text=segment.text,
+        kind=_SEGMENT_KINDS[segment.kind],
+        created_at=to_datetime(segment.created_at),
+        generated_by=GeneratedBy(
+            provider=segment.provider,
+            model=segment.model,
+            is_language_model=segment.is_language_model,
+        ),
+    )
+
+
+def _summary_fields(story: stories_pb2.Story) -> dict[str, Any]:
+    return {
+        "id": story.id,
+        "title": story.title,
+        "genre": story.genre,
+        "characters": list(story.characters),
+        "opening_line": story.opening_line if story.HasField("opening_line") else None,
+        "is_complete": story.is_complete,
+        "segment_count": story.segment_count,
+        "created_at": to_datetime(story.created_at),
+        "updated_at": to_datetime(story.updated_at),
+    }
+
+
+def story_summary_from_proto(story: stories_pb2.Story) -> StorySummary:
+    return StorySummary(**_summary_fields(story))
+
+
+def story_from_proto(story: stories_pb2.Story) -> Story:
+    return Story(
+        **_summary_fields(story),
+        segments=[segment_from_proto(segment) for segment in story.segments],
+    )
+
+
+def story_page_from_proto(page: stories_pb2.ListStoriesResponse) -> StoryPage:
+    return StoryPage(
+        items=[story_summary_from_proto(story) for story in page.items],
+        next_cursor=page.next_cursor or None,
+    )

@@ -1,0 +1,193 @@
+"""Stories and their segments (stories service)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fabula.stories.v1 import stories_pb2
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from starlette.responses import StreamingResponse
+
+from fabula_gateway.dependencies import Clients, CurrentUserId, JsonBody, StoryId
+from fabula_gateway.openapi import problem_responses
+from fabula_gateway.stories.mappers import story_from_proto, story_page_from_proto
+from fabula_gateway.stories.schemas import (
+    CreateStoryRequest,
+    DirectionRequest,
+    Segment,
+    Story,
+    StoryPage,
+)
+from fabula_gateway.stories.streaming import EVENT_STREAM, ContinueStream, wants_event_stream
+
+router = APIRouter(prefix="/v1/stories", tags=["stories"])
+OptionalDirection = Annotated[DirectionRequest | None, Body()]
+
+_SSE_EXAMPLE = (
+    'event: token\ndata: {"text": "By morning "}\n\n'
+    'event: token\ndata: {"text": "the ferry had stopped running."}\n\n'
+    'event: segment\ndata: {"id": "0b7e6f5a-4d3c-4b2a-9f8e-7d6c5b4a3f2e", "position": 2, '
+    '"text": "By morning the ferry had stopped running.", "kind": "continuation", '
+    '"created_at": "2025-01-01T12:00:05Z", "generated_by": {"provider": "offline", '
+    '"model": "offline-v1", "is_language_model": false}}\n\n'
+)
+
+
+@router.post(
+    "",
+    operation_id="create_story",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Story,
+    response_description="The new story with its opening segment.",
+    summary="Start a story",
+    description="Creates a story with a generated opening segment, and a generated title "
+    "when none is given. Uses one generation of the plan's quota. The Location header "
+    "names the new story.",
+    responses=problem_responses(401, 402, 413, 415, 422, 500, 503),
+)
+async def create_story(
+    body: CreateStoryRequest,
+    user_id: CurrentUserId,
+    _json: JsonBody,
+    clients: Clients,
+    request: Request,
+    response: Response,
+) -> Story:
+    request_message = stories_pb2.CreateStoryRequest(
+        user_id=user_id, genre=body.genre, characters=body.characters
+    )
+    if body.title is not None:
+        request_message.title = body.title
+    if body.opening_line is not None:
+        request_message.opening_line = body.opening_line
+    reply = await clients.stories.CreateStory(request_message, timeout=clients.generation_timeout)
+    story = story_from_proto(reply)
+    response.headers["Location"] = request.app.url_path_for("get_story", story_id=story.id)
+    return story
+
+
+@router.get(
+    "",
+    operation_id="list_stories",
+    response_model=StoryPage,
+    summary="List stories",
+    description="The user's stories, newest first, without their segments. Follow "
+    "`next_cursor` for further pages.",
+    responses=problem_responses(401, 422, 500, 503),
+)
+async def list_stories(
+    user_id: CurrentUserId,
+    clients: Clients,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=512, description="`next_cursor` of the previous page."),
+    ] = None,
+) -> StoryPage:
+    reply = await clients.stories.ListStories(
+        stories_pb2.ListStoriesRequest(user_id=user_id, limit=limit, cursor=cursor or "")
+    )
+    return story_page_from_proto(reply)
+
+
+@router.get(
+    "/{story_id}",
+    name="get_story",
+    operation_id="get_story",
+    response_model=Story,
+    summary="Get a story",
+    description="The story with all its segments, oldest first.",
+    responses=problem_responses(401, 404, 500, 503),
+)
+async def get_story(user_id: CurrentUserId, story_id: StoryId, clients: Clients) -> Story:
+    reply = await clients.stories.GetStory(
+        stories_pb2.GetStoryRequest(user_id=user_id, story_id=story_id)
+    )
+    return story_from_proto(reply)
+
+
+@router.post(
+    "/{story_id}/continue",
+    operation_id="continue_story",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Segment,
+    response_description="The new segment (when JSON is asked for).",
+    summary="Continue a story",
+    description="Writes the next segment, optionally steered by `direction`; the body may "
+    "be omitted. Uses one generation of the plan's quota.\n\n"
+    "With `Accept: text/event-stream` the answer is 200 with Server-Sent Events: "
+    '`event: token` (data `{"text": ...}`) per piece of text, then one `event: segment` '
+    "(data: the stored segment) or `event: error` (data: a problem document). Errors "
+    "before the first piece of text are ordinary problem responses.",
+    responses={
+        200: {
+            "description": "The segment as it is written (Server-Sent Events).",
+            "content": {EVENT_STREAM: {"schema": {"type": "string"}, "example": _SSE_EXAMPLE}},
+        },
+        **problem_responses(
+            401, 402, 404, 409, 413, 415, 422, 500, 503, s409="The story is complete."
+        ),
+    },
+)
+async def continue_story(
+    # Authentication first: an anonymous caller learns nothing, not even 404.
+    user_id: CurrentUserId,
+    story_id: StoryId,
+    _json: JsonBody,
+    clients: Clients,
+    request: Request,
+    body: OptionalDirection = None,
+) -> Segment | StreamingResponse:
+    request_message = stories_pb2.ContinueStoryRequest(user_id=user_id, story_id=story_id)
+    if body is not None and body.direction:
+        request_message.direction = body.direction
+    call = clients.stories.ContinueStory(request_message, timeout=clients.generation_timeout)
+    # Awaiting the first event before answering makes early errors (unknown
+    # story, complete story, quota, outage) real HTTP problems, even for SSE.
+    stream = await ContinueStream.start(call)
+    if wants_event_stream(request.headers.get("accept")):
+        return stream.response()
+    return await stream.collect()
+
+
+@router.post(
+    "/{story_id}/end",
+    operation_id="end_story",
+    response_model=Story,
+    response_description="The completed story with its ending.",
+    summary="End a story",
+    description="Writes the ending, optionally steered by `direction`, and marks the "
+    "story complete; the body may be omitted. Uses one generation of the plan's quota.",
+    responses=problem_responses(
+        401, 402, 404, 409, 413, 415, 422, 500, 503, s409="The story is already complete."
+    ),
+)
+async def end_story(
+    # Authentication first: an anonymous caller learns nothing, not even 404.
+    user_id: CurrentUserId,
+    story_id: StoryId,
+    _json: JsonBody,
+    clients: Clients,
+    body: OptionalDirection = None,
+) -> Story:
+    request_message = stories_pb2.EndStoryRequest(user_id=user_id, story_id=story_id)
+    if body is not None and body.direction:
+        request_message.direction = body.direction
+    reply = await clients.stories.EndStory(request_message, timeout=clients.generation_timeout)
+    return story_from_proto(reply)
+
+
+@router.delete(
+    "/{story_id}",
+    operation_id="delete_story",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_description="Deleted.",
+    summary="Delete a story",
+    description="Deletes the story and its segments.",
+    responses=problem_responses(401, 404, 500, 503),
+)
+async def delete_story(user_id: CurrentUserId, story_id: StoryId, clients: Clients) -> None:
+    await clients.stories.DeleteStory(
+        stories_pb2.DeleteStoryRequest(user_id=user_id, story_id=story_id)
+    )

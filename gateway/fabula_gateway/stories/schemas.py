@@ -1,0 +1,152 @@
+"""Stories and segments: request bodies (with their limits) and responses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from fabula_gateway.schemas import NoNul, RequestBody
+
+# Text fields are trimmed before their limits apply, so "   " is empty.
+Genre = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), NoNul
+]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul
+]
+CharacterName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
+]
+OpeningLine = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), NoNul
+]
+Direction = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000), NoNul]
+
+
+class CreateStoryRequest(RequestBody):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "genre": "mystery",
+                    "title": "The Lighthouse Keeper",
+                    "characters": ["Mara", "the keeper"],
+                    "opening_line": "The lamp had been dark for three nights.",
+                }
+            ]
+        }
+    )
+
+    genre: Genre
+    title: Title | None = Field(None, description="Generated when omitted.")
+    characters: list[CharacterName] = Field(default_factory=list, max_length=20)
+    opening_line: OpeningLine | None = None
+
+
+class DirectionRequest(RequestBody):
+    """Optional guidance for the next segment; the body itself may be omitted."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"direction": "A storm cuts the island off."}]}
+    )
+
+    direction: Direction | None = Field(None, description="What should happen next.")
+
+
+SegmentKind = Literal["opening", "continuation", "ending"]
+
+
+class GeneratedBy(BaseModel):
+    """Who wrote a segment's text."""
+
+    provider: str = Field(description="The model provider; `offline` is the built-in generator.")
+    model: str
+    is_language_model: bool = Field(
+        description="False for the built-in offline generator, which assembles text from "
+        "templates and is not a language model."
+    )
+
+
+class Segment(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b7e6f5a-4d3c-4b2a-9f8e-7d6c5b4a3f2e",
+                    "position": 2,
+                    "text": "By morning the ferry had stopped running.",
+                    "kind": "continuation",
+                    "created_at": "2025-01-01T12:00:05Z",
+                    "generated_by": {
+                        "provider": "offline",
+                        "model": "offline-v1",
+                        "is_language_model": False,
+                    },
+                }
+            ]
+        }
+    )
+
+    id: str
+    position: int = Field(description="1 for the opening, then 2, 3, ... in story order.")
+    text: str
+    kind: SegmentKind
+    created_at: dt.datetime
+    generated_by: GeneratedBy
+
+
+class StorySummary(BaseModel):
+    id: str
+    title: str
+    genre: str
+    characters: list[str]
+    opening_line: str | None
+    is_complete: bool = Field(description="True once the story has been ended.")
+    segment_count: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class Story(StorySummary):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "6a1f0c2e-9d8b-4e7a-8c6d-5b4a3f2e1d0c",
+                    "title": "The Lighthouse Keeper",
+                    "genre": "mystery",
+                    "characters": ["Mara", "the keeper"],
+                    "opening_line": "The lamp had been dark for three nights.",
+                    "is_complete": False,
+                    "segment_count": 1,
+                    "segments": [
+                        {
+                            "id": "9c8b7a6f-5e4d-4c3b-a2f1-0e9d8c7b6a5f",
+                            "position": 1,
+                            "text": "The lamp had been dark for three nights.",
+                            "kind": "opening",
+                            "created_at": "2025-01-01T12:00:00Z",
+                            "generated_by": {
+                                "provider": "offline",
+                                "model": "offline-v1",
+                                "is_language_model": False,
+                            },
+                        }
+                    ],
+                    "created_at": "2025-01-01T12:00:00Z",
+                    "updated_at": "2025-01-01T12:00:00Z",
+                }
+            ]
+        }
+    )
+
+    segments: list[Segment] = Field(description="Oldest first.")
+
+
+class StoryPage(BaseModel):
+    items: list[StorySummary] = Field(description="Newest first; without segments.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )

@@ -1,0 +1,12 @@
+"""The `billing` schema's declarative base and the tables every domain of the
+service shares. Each domain package defines its own models on this Base."""
+
+from __future__ import annotations
+
+from fabula_common.consumer import processed_events_table
+from fabula_common.db import make_base
+
+Base = make_base("billing")
+
+# Ids of the events already applied (the consumers' inbox).
+processed_events = processed_events_table(Base.metadata)

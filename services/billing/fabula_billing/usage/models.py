@@ -1,0 +1,125 @@
+"""Billing tables (schema `billing`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fabula_billing.database import Base
+
+# Dollars with nine decimal places (fabula_common.money.USD_QUANTUM).
+Usd = Numeric(18, 9)
+
+
+class ReservationStatus(StrEnum):
+    reserved = "reserved"  # holding quota until settled, released or expired
+    settled = "settled"  # its usage was counted
+    released = "released"  # given back by its caller (the model call failed)
+    expired = "expired"  # given back by the expiry worker
+
+
+class Account(Base):
+    """A user's plan and the counters of the current period. `*_used` count
+    settled usage; `*_reserved` count reservations still outstanding."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("generations_used >= 0", name="generations_used_non_negative"),
+        CheckConstraint("generations_reserved >= 0", name="generations_reserved_non_negative"),
+        CheckConstraint("cost_used_usd >= 0", name="cost_used_non_negative"),
+        CheckConstraint("cost_reserved_usd >= 0", name="cost_reserved_non_negative"),
+        CheckConstraint("period_start < period_end", name="period_ordered"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    plan: Mapped[str] = mapped_column(String(32))
+    period_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    generations_used: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    generations_reserved: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    cost_used_usd: Mapped[Decimal] = mapped_column(Usd, server_default=text("0"))
+    cost_reserved_usd: Mapped[Decimal] = mapped_column(Usd, server_default=text("0"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('reserved', 'settled', 'released', 'expired')", name="status_known"
+        ),
+        CheckConstraint("estimated_cost_usd >= 0", name="estimated_cost_non_negative"),
+        Index("ix_reservations_user_id_created_at", "user_id", "created_at"),
+        # The expiry worker's scan: only reservations still holding quota.
+        Index(
+            "ix_reservations_expires_at_reserved",
+            "expires_at",
+            postgresql_where=text("status = 'reserved'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    status: Mapped[str] = mapped_column(String(16))
+    estimated_cost_usd: Mapped[Decimal] = mapped_column(Usd)
+    actual_cost_usd: Mapped[Decimal | None] = mapped_column(Usd)
+    generation_id: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UsageLedgerEntry(Base):
+    """One row per usage event applied: the audit trail behind the counters."""
+
+    __tablename__ = "usage_ledger"
+    __table_args__ = (
+        Index("ix_usage_ledger_user_id_occurred_at", "user_id", "occurred_at"),
+        CheckConstraint("cost_usd >= 0", name="cost_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # Not a foreign key: usage without a known reservation is still recorded.
+    reservation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # Free-form text from the producer: unbounded, so no event is refused for its length.
+    generation_id: Mapped[str] = mapped_column(String)
+    model: Mapped[str] = mapped_column(String)
+    provider: Mapped[str] = mapped_column(String)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    usage_estimated: Mapped[bool] = mapped_column(Boolean)
+    cost_usd: Mapped[Decimal] = mapped_column(Usd)
+    outcome: Mapped[str] = mapped_column(String(16))
+    # Whether this event was counted against the user's quota.
+    counted: Mapped[bool] = mapped_column(Boolean)
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

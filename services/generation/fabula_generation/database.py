@@ -1,0 +1,12 @@
+"""The `generation` schema's declarative base and the tables every domain of the
+service shares. Each domain package defines its own models on this Base."""
+
+from __future__ import annotations
+
+from fabula_common.db import make_base
+from fabula_common.outbox import outbox_table
+
+Base = make_base("generation")
+
+# Events for NATS, written in the transaction of the change they report.
+outbox = outbox_table(Base.metadata)

@@ -1,0 +1,73 @@
+"""The prompts a language model gets: built here from the story context, so
+callers send facts about the story and never prompt text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fabula_generation.generations.domain import GenerationKind, GenerationRequest
+
+SYSTEM_PROMPT = (
+    "You are Fabula, a co-writing assistant. You and a writer build a story together, "
+    "one segment at a time. Write the segment you are asked for as vivid, coherent prose "
+    "in the story's genre, consistent with its characters and with everything that has "
+    "happened so far. Follow the writer's direction when there is one. Write about 120 to "
+    "220 words. Answer with the story text only: no headings, notes, or commentary."
+)
+
+TITLE_INSTRUCTION = (
+    'Begin your answer with one line of the form "Title: <a short, evocative title for the '
+    'story>", then a blank line, then the segment.'
+)
+
+_TASKS = {
+    GenerationKind.opening: "Write the opening segment of the story.",
+    GenerationKind.continuation: "Continue the story with its next segment.",
+    GenerationKind.ending: (
+        "Write the final segment: bring the story to a satisfying ending that resolves its "
+        "central conflict. This is the last segment; do not leave it open."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    system: str
+    user: str
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+
+    @property
+    def text(self) -> str:
+        return f"{self.system}\n{self.user}"
+
+
+def build_prompt(request: GenerationRequest) -> ChatPrompt:
+    story = request.story
+    lines: list[str] = []
+    if story.genre:
+        lines.append(f"Genre: {story.genre}")
+    if story.title:
+        lines.append(f"Story title: {story.title}")
+    if story.characters:
+        lines.append("Characters:")
+        lines += [f"- {character}" for character in story.characters]
+    if story.opening_line:
+        lines.append(
+            f"Opening line (start the story with it): {story.opening_line}"
+            if request.kind is GenerationKind.opening
+            else f"The story opened with: {story.opening_line}"
+        )
+    if story.previous_segments:
+        lines.append("")
+        lines.append("The story so far:")
+        lines.append("\n\n".join(story.previous_segments))
+    lines.append("")
+    lines.append(_TASKS[request.kind])
+    if request.direction.strip():
+        lines.append("The writer's direction for this segment:")
+        lines.append(request.direction.strip())
+    if request.want_title:
+        lines.append(TITLE_INSTRUCTION)
+    return ChatPrompt(system=SYSTEM_PROMPT, user="\n".join(lines))

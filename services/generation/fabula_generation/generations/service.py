@@ -1,0 +1,270 @@
+"""Generation rules: what a valid request is, how a model call is driven and
+what is recorded for it. Nothing here commits; the edge owns transactions."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from decimal import Decimal
+
+from fabula.generation.v1 import events_pb2
+from fabula_common.db import utcnow
+from fabula_common.errors import InvalidArgument, UpstreamError
+from fabula_common.money import format_usd
+from fabula_common.outbox import enqueue
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fabula_generation.database import outbox
+from fabula_generation.generations import repository
+from fabula_generation.generations.domain import GenerationRequest, Outcome, Usage
+from fabula_generation.generations.models import Generation
+from fabula_generation.generations.pricing import PriceTable
+from fabula_generation.generations.text import TitleSplitter, count_tokens
+from fabula_generation.metrics import GENERATION_COST, GENERATION_TOKENS, GENERATIONS
+from fabula_generation.providers import GenerationProvider, ReportedUsage
+
+log = logging.getLogger(__name__)
+
+# Bounds on what a caller may send: a prompt built from it must fit a model's context.
+MAX_ID_LENGTH = 64
+MAX_DIRECTION_CHARS = 4000
+MAX_GENRE_CHARS = 100
+MAX_TITLE_CHARS = 300
+MAX_CHARACTERS = 20
+MAX_CHARACTER_CHARS = 300
+MAX_OPENING_LINE_CHARS = 2000
+MAX_PREVIOUS_SEGMENTS = 200
+MAX_CONTEXT_CHARS = 100_000
+MAX_ERROR_CHARS = 1000
+
+_OUTCOMES = {
+    Outcome.completed: events_pb2.GENERATION_OUTCOME_COMPLETED,
+    Outcome.cancelled: events_pb2.GENERATION_OUTCOME_CANCELLED,
+    Outcome.failed: events_pb2.GENERATION_OUTCOME_FAILED,
+}
+
+
+def validate_request(request: GenerationRequest) -> None:
+    """Raise InvalidArgument naming the first field that is missing or too long."""
+    for field in ("user_id", "story_id", "reservation_id"):
+        value = getattr(request, field)
+        if not value.strip():
+            raise InvalidArgument(f"{field} is required")
+        if "\x00" in value:
+            raise InvalidArgument(f"{field} must not contain NUL characters")
+        if len(value) > MAX_ID_LENGTH:
+            raise InvalidArgument(f"{field} must be at most {MAX_ID_LENGTH} characters")
+    story = request.story
+    limits = (
+        ("direction", request.direction, MAX_DIRECTION_CHARS),
+        ("story.genre", story.genre, MAX_GENRE_CHARS),
+        ("story.title", story.title, MAX_TITLE_CHARS),
+        ("story.opening_line", story.opening_line, MAX_OPENING_LINE_CHARS),
+    )
+    for field, value, limit in limits:
+        if len(value) > limit:
+            raise InvalidArgument(f"{field} must be at most {limit} characters")
+    if len(story.characters) > MAX_CHARACTERS:
+        raise InvalidArgument(f"story.characters may list at most {MAX_CHARACTERS} characters")
+    if any(len(character) > MAX_CHARACTER_CHARS for character in story.characters):
+        raise InvalidArgument(
+            f"each of story.characters must be at most {MAX_CHARACTER_CHARS} characters"
+        )
+    if len(story.previous_segments) > MAX_PREVIOUS_SEGMENTS:
+        raise InvalidArgument(
+            f"story.previous_segments may hold at most {MAX_PREVIOUS_SEGMENTS} segments"
+        )
+    context_size = sum(map(len, story.previous_segments)) + sum(map(len, story.characters))
+    if context_size > MAX_CONTEXT_CHARS:
+        raise InvalidArgument(
+            f"the story context must be at most {MAX_CONTEXT_CHARS} characters in all"
+        )
+
+
+class GenerationCall:
+    """One model call in progress: what it has produced so far and its usage.
+
+    Raw provider output goes in; the segment text (without the title line)
+    comes out as it becomes known.
+    """
+
+    def __init__(self, request: GenerationRequest, provider: GenerationProvider) -> None:
+        self.id = uuid.uuid4()
+        self.request = request
+        self.provider = provider
+        self._started = time.monotonic()
+        self._raw: list[str] = []
+        self._segment: list[str] = []
+        self._titles = TitleSplitter(expect_title=request.want_title)
+        self.reported_usage: ReportedUsage | None = None
+
+    def take(self, raw: str) -> str:
+        """Record raw output; return what of it belongs to the segment."""
+        self._raw.append(raw)
+        visible = self._titles.feed(raw)
+        if visible:
+            self._segment.append(visible)
+        return visible
+
+    def finish(self) -> str:
+        """The output is complete; return the segment text still held back."""
+        tail = self._titles.finish()
+        if tail:
+            self._segment.append(tail)
+        return tail
+
+    @property
+    def text(self) -> str:
+        return "".join(self._segment).strip()
+
+    @property
+    def title(self) -> str:
+        if not self.request.want_title:
+            return ""
+        # A model that ignored the title instruction still leaves the story a title.
+        return self._titles.title or self.request.story.title or "Untitled story"
+
+    @property
+    def duration_ms(self) -> int:
+        return int((time.monotonic() - self._started) * 1000)
+
+    def usage(self, outcome: Outcome) -> Usage:
+        """The provider's own figures when it reported them; otherwise counted
+        here from the prompt and what was produced."""
+        if self.reported_usage is not None:
+            return Usage(
+                self.reported_usage.prompt_tokens, self.reported_usage.completion_tokens, False
+            )
+        produced = "".join(self._raw)
+        if outcome is Outcome.failed and not produced:
+            # The provider refused or never answered: it processed nothing.
+            return Usage(0, 0, False)
+        return Usage(
+            prompt_tokens=self.provider.count_prompt_tokens(self.request),
+            completion_tokens=count_tokens(produced),
+            estimated=not self.provider.counts_tokens_exactly,
+        )
+
+
+async def stream_generation(call: GenerationCall) -> AsyncIterator[str]:
+    """Drive the provider's stream; yield segment text as it arrives."""
+    async with aclosing(call.provider.stream(call.request)) as events:
+        async for event in events:
+            if isinstance(event, ReportedUsage):
+                call.reported_usage = event
+                continue
+            visible = call.take(event.text)
+            if visible:
+                yield visible
+    tail = call.finish()
+    if tail:
+        yield tail
+    _require_text(call)
+
+
+async def complete_generation(call: GenerationCall) -> None:
+    """Drive one non-streamed provider call."""
+    completion = await call.provider.complete(call.request)
+    call.take(completion.text)
+    call.reported_usage = completion.usage
+    call.finish()
+    _require_text(call)
+
+
+def _require_text(call: GenerationCall) -> None:
+    """A call that wrote no segment (nothing, or only its title line) failed:
+    recorded as completed, billing would count it as a generation."""
+    if not call.text:
+        raise UpstreamError("the model returned no text")
+
+
+@dataclass(frozen=True)
+class RecordedGeneration:
+    id: uuid.UUID
+    usage: Usage
+    cost_usd: Decimal
+    outcome: Outcome
+    duration_ms: int
+
+
+async def record_generation(
+    session: AsyncSession,
+    call: GenerationCall,
+    outcome: Outcome,
+    *,
+    error: str | None,
+    prices: PriceTable,
+    subject: str,
+) -> RecordedGeneration:
+    """Store the generation and, in the same transaction, the UsageRecorded
+    event billing settles the reservation with."""
+    usage = call.usage(outcome)
+    duration_ms = call.duration_ms
+    provider, model, request = call.provider.name, call.provider.model, call.request
+    cost = prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
+    now = utcnow()
+    await repository.add_generation(
+        session,
+        Generation(
+            id=call.id,
+            user_id=request.user_id,
+            story_id=request.story_id,
+            reservation_id=request.reservation_id,
+            kind=request.kind.value,
+            provider=provider,
+            model=model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            usage_estimated=usage.estimated,
+            cost_usd=cost,
+            duration_ms=duration_ms,
+            outcome=outcome.value,
+            error=error[:MAX_ERROR_CHARS] if error else None,
+            created_at=now,
+        ),
+    )
+    event = events_pb2.UsageRecorded(
+        event_id=str(uuid.uuid4()),
+        generation_id=str(call.id),
+        user_id=request.user_id,
+        story_id=request.story_id,
+        reservation_id=request.reservation_id,
+        provider=provider,
+        model=model,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        usage_estimated=usage.estimated,
+        cost_usd=format_usd(cost),
+        outcome=_OUTCOMES[outcome],
+    )
+    event.occurred_at.FromDatetime(now)
+    await enqueue(session, outbox, subject, event)
+    return RecordedGeneration(
+        id=call.id, usage=usage, cost_usd=cost, outcome=outcome, duration_ms=duration_ms
+    )
+
+
+def observe(call: GenerationCall, recorded: RecordedGeneration) -> None:
+    """Metrics and a log line for a recorded generation."""
+    provider, model = call.provider.name, call.provider.model
+    GENERATIONS.labels(provider, model, call.request.kind.value, recorded.outcome.value).inc()
+    GENERATION_TOKENS.labels(provider, model, "prompt").inc(recorded.usage.prompt_tokens)
+    GENERATION_TOKENS.labels(provider, model, "completion").inc(recorded.usage.completion_tokens)
+    GENERATION_COST.labels(provider, model).inc(float(recorded.cost_usd))
+    log.info(
+        "generation %s %s: %s/%s %s, %d+%d tokens%s, $%s, %d ms",
+        recorded.id,
+        recorded.outcome.value,
+        provider,
+        model,
+        call.request.kind.value,
+        recorded.usage.prompt_tokens,
+        recorded.usage.completion_tokens,
+        " (estimated)" if recorded.usage.estimated else "",
+        format_usd(recorded.cost_usd),
+        recorded.duration_ms,
+    )

@@ -1,0 +1,120 @@
+"""All SQL of the stories service. Every query about a story names its owner,
+so another user's story is simply not found."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from fabula_stories.stories.models import Segment, Story
+
+
+async def add(session: AsyncSession, *objects: Story | Segment) -> None:
+    session.add_all(objects)
+    await session.flush()
+
+
+async def get_story(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    story_id: uuid.UUID,
+    *,
+    with_segments: bool = False,
+    for_update: bool = False,
+) -> Story | None:
+    query = select(Story).where(Story.id == story_id, Story.user_id == user_id)
+    if with_segments:
+        # populate_existing: the story may already sit in the session without
+        # its segments (e.g. right after a segment was appended).
+        query = query.options(selectinload(Story.segments)).execution_options(
+            populate_existing=True
+        )
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def claim_for_writing(
+    session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID, lease: dt.timedelta
+) -> Story | None:
+    """Hold the user's open story for `lease` unless another writer holds it.
+    One statement, so of concurrent claims exactly one finds the row free.
+    None when the story is missing, complete or held."""
+    query = (
+        update(Story)
+        .where(
+            Story.id == story_id,
+            Story.user_id == user_id,
+            Story.is_complete.is_(False),
+            or_(Story.writing_until.is_(None), Story.writing_until < func.now()),
+        )
+        .values(writing_until=func.now() + lease)
+        .returning(Story)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def release_writing(
+    session: AsyncSession, story_id: uuid.UUID, writing_until: dt.datetime
+) -> None:
+    """Free the story if the lease ending at `writing_until` still holds it
+    (after it expired another writer may have claimed the story)."""
+    query = (
+        update(Story)
+        .where(Story.id == story_id, Story.writing_until == writing_until)
+        .values(writing_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(query)
+
+
+async def recent_segment_texts(session: AsyncSession, story_id: uuid.UUID, count: int) -> list[str]:
+    """Texts of the story's last `count` segments, newest first."""
+    query = (
+        select(Segment.text)
+        .where(Segment.story_id == story_id)
+        .order_by(Segment.position.desc())
+        .limit(count)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def last_position(session: AsyncSession, story_id: uuid.UUID) -> int:
+    """Position of the story's last segment; 0 when it has none."""
+    query = select(func.coalesce(func.max(Segment.position), 0)).where(Segment.story_id == story_id)
+    return (await session.execute(query)).scalar_one()
+
+
+async def list_stories(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    limit: int,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+) -> Sequence[tuple[Story, int]]:
+    """Up to `limit` of the user's stories with their segment counts, newest
+    first, starting after the (created_at, id) key of the previous page."""
+    segment_count = (
+        select(func.count()).where(Segment.story_id == Story.id).correlate(Story).scalar_subquery()
+    )
+    query = (
+        select(Story, segment_count)
+        .where(Story.user_id == user_id)
+        .order_by(Story.created_at.desc(), Story.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        # A row comparison, so Postgres walks ix_stories_user_id_created_at_id.
+        query = query.where(tuple_(Story.created_at, Story.id) < tuple_(*after))
+    return [(story, count) for story, count in (await session.execute(query)).all()]
+
+
+async def delete_story(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> bool:
+    """Delete the story (its segments go by ON DELETE CASCADE); False when absent."""
+    query = delete(Story).where(Story.id == story_id, Story.user_id == user_id).returning(Story.id)
+    return (await session.execute(query)).scalar_one_or_none() is not None

@@ -1,0 +1,368 @@
+"""Domain rules of stories: input validation, ownership, the complete-story
+rule, one writer at a time per story, and segment numbering. Takes a session; never commits (the caller's
+transaction scope does)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import struct
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fabula_common.db import utcnow
+from fabula_common.errors import Conflict, InvalidArgument, NotFound
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fabula_stories.stories import repository
+from fabula_stories.stories.models import (
+    GENRE_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    Segment,
+    SegmentKind,
+    Story,
+)
+
+MAX_CHARACTERS = 20
+CHARACTER_MAX_LENGTH = 100
+OPENING_LINE_MAX_LENGTH = 1000
+DIRECTION_MAX_LENGTH = 4000
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+# Error reason of a write refused because another segment is being written:
+# unlike a complete story, worth retrying.
+STORY_BUSY = "story-busy"
+
+
+# --- Input -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewStory:
+    """A validated CreateStory request. `title` is None when the model should name it."""
+
+    user_id: uuid.UUID
+    genre: str
+    title: str | None
+    characters: list[str] = field(default_factory=list)
+    opening_line: str | None = None
+
+
+def parse_user_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument("user_id must be a UUID") from None
+
+
+def parse_story_id(value: str) -> uuid.UUID:
+    # No story has a malformed id, so asking for one finds nothing.
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("story not found") from None
+
+
+def _bounded(name: str, value: str, max_length: int) -> str:
+    if len(value) > max_length:
+        raise InvalidArgument(f"{name} must be at most {max_length} characters")
+    # Postgres text cannot hold NUL; refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise InvalidArgument(f"{name} must not contain NUL characters")
+    return value
+
+
+def validate_new_story(
+    *,
+    user_id: str,
+    genre: str,
+    title: str | None,
+    characters: Sequence[str],
+    opening_line: str | None,
+) -> NewStory:
+    owner = parse_user_id(user_id)
+    genre = genre.strip()
+    if not genre:
+        raise InvalidArgument("genre is required")
+    _bounded("genre", genre, GENRE_MAX_LENGTH)
+    # A blank title asks for a generated one, like an absent one.
+    title = (title or "").strip() or None
+    if title is not None:
+        _bounded("title", title, TITLE_MAX_LENGTH)
+    if len(characters) > MAX_CHARACTERS:
+        raise InvalidArgument(f"characters must have at most {MAX_CHARACTERS} items")
+    names = [name.strip() for name in characters]
+    for name in names:
+        if not name:
+            raise InvalidArgument("characters must not contain empty names")
+        _bounded("characters item", name, CHARACTER_MAX_LENGTH)
+    opening_line = (opening_line or "").strip() or None
+    if opening_line is not None:
+        _bounded("opening_line", opening_line, OPENING_LINE_MAX_LENGTH)
+    return NewStory(
+        user_id=owner, genre=genre, title=title, characters=names, opening_line=opening_line
+    )
+
+
+def validate_direction(direction: str | None) -> str:
+    """The user's wish for the next segment; empty when none."""
+    return _bounded("direction", (direction or "").strip(), DIRECTION_MAX_LENGTH)
+
+
+def page_size(limit: int) -> int:
+    if limit == 0:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    return limit
+
+
+# A cursor is the (created_at, id) key of the last story of the previous page:
+# microseconds since the epoch (Postgres' precision) and the 16 id bytes.
+_CURSOR = struct.Struct(">q16s")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def encode_cursor(created_at: dt.datetime, story_id: uuid.UUID) -> str:
+    micros = (created_at - _EPOCH) // dt.timedelta(microseconds=1)
+    raw = _CURSOR.pack(micros, story_id.bytes)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID] | None:
+    """The key a cursor stands for; None for the first page (empty cursor)."""
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
+        micros, id_bytes = _CURSOR.unpack(raw)
+        created_at = _EPOCH + dt.timedelta(microseconds=micros)
+    except (binascii.Error, ValueError, struct.error, OverflowError):
+        raise InvalidArgument("cursor is malformed") from None
+    return created_at, uuid.UUID(bytes=id_bytes)
+
+
+# --- What the model is told ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratedText:
+    """The generation service's answer, as stored with a segment."""
+
+    text: str
+    provider: str
+    model: str
+    is_language_model: bool
+    generation_id: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class WriteLease:
+    """A writer's hold on a story while it writes the next segment. `until`
+    also tells this holder apart from one that claims the story after the
+    lease expired."""
+
+    user_id: uuid.UUID
+    story_id: uuid.UUID
+    until: dt.datetime
+
+
+@dataclass(frozen=True)
+class WritingContext:
+    """What the model needs to write a story's next segment."""
+
+    genre: str
+    title: str
+    characters: list[str]
+    opening_line: str
+    previous_segments: list[str]
+
+
+def recent_window(texts_newest_first: Sequence[str], max_chars: int) -> list[str]:
+    """The most recent segment texts, oldest first, at most `max_chars` in all.
+    The newest segment matters most: when it alone is too long its end is kept."""
+    window: list[str] = []
+    remaining = max_chars
+    for text in texts_newest_first:
+        if remaining <= 0:
+            break
+        if len(text) > remaining:
+            if not window:
+                window.append(text[-remaining:])
+            break
+        window.append(text)
+        remaining -= len(text)
+    window.reverse()
+    return window
+
+
+def title_for(new: NewStory, generated_title: str) -> str:
+    title = new.title or generated_title.strip()[:TITLE_MAX_LENGTH].strip()
+    return title or f"Untitled {new.genre} story"
+
+
+# --- Operations ----------------------------------------------------------------
+
+
+async def create_story(
+    session: AsyncSession, new: NewStory, story_id: uuid.UUID, opening: GeneratedText
+) -> Story:
+    """The story with its opening segment (position 1)."""
+    now = utcnow()
+    story = Story(
+        id=story_id,
+        user_id=new.user_id,
+        title=title_for(new, opening.title),
+        genre=new.genre,
+        characters=list(new.characters),
+        opening_line=new.opening_line,
+        is_complete=False,
+        created_at=now,
+        updated_at=now,
+        segments=[_segment(story_id, 1, SegmentKind.opening, opening, now)],
+    )
+    await repository.add(session, story)
+    return story
+
+
+async def start_writing(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    story_id: uuid.UUID,
+    *,
+    lease_seconds: float,
+    max_segments: int,
+    max_chars: int,
+) -> tuple[WriteLease, WritingContext]:
+    """Claim a story the user owns and may still extend for writing its next
+    segment, and tell what the model needs to write it. One segment is written
+    at a time: while another writer holds the story, the claim is refused."""
+    story = await repository.claim_for_writing(
+        session, user_id, story_id, dt.timedelta(seconds=lease_seconds)
+    )
+    if story is None:
+        # Tell the caller why: a missing or complete story is final, a busy one is not.
+        story = await _owned(session, user_id, story_id)
+        _ensure_open(story)
+        raise Conflict(
+            "a segment is already being written for this story; retry when it is done",
+            reason=STORY_BUSY,
+        )
+    assert story.writing_until is not None  # just set by the claim
+    texts = await repository.recent_segment_texts(session, story.id, max_segments)
+    lease = WriteLease(user_id=user_id, story_id=story.id, until=story.writing_until)
+    context = WritingContext(
+        genre=story.genre,
+        title=story.title,
+        characters=list(story.characters),
+        opening_line=story.opening_line or "",
+        previous_segments=recent_window(texts, max_chars),
+    )
+    return lease, context
+
+
+async def stop_writing(session: AsyncSession, lease: WriteLease) -> None:
+    """Free the story for the next writer without storing a segment (the model
+    call failed), rather than when the lease expires."""
+    await repository.release_writing(session, lease.story_id, lease.until)
+
+
+async def append_segment(
+    session: AsyncSession, lease: WriteLease, kind: SegmentKind, generated: GeneratedText
+) -> tuple[Story, Segment]:
+    """Store the segment the lease's holder generated after the story's last
+    one, freeing the story for the next writer; an ending also completes it.
+    The story row stays locked until the transaction ends, so even a writer
+    whose lease expired midway numbers its segment after the others and none
+    lands after an ending."""
+    story = await _owned(session, lease.user_id, lease.story_id, for_update=True)
+    # Checked again: the story may have ended while the model was writing
+    # (possible only when this writer's lease expired).
+    _ensure_open(story)
+    now = utcnow()
+    position = await repository.last_position(session, story.id) + 1
+    segment = _segment(story.id, position, kind, generated, now)
+    story.updated_at = now
+    # Unless the lease expired and another writer holds the story by now.
+    if story.writing_until == lease.until:
+        story.writing_until = None
+    if kind is SegmentKind.ending:
+        story.is_complete = True
+    await repository.add(session, segment)
+    return story, segment
+
+
+async def get_story(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> Story:
+    """The story with its segments in order."""
+    return await _owned(session, user_id, story_id, with_segments=True)
+
+
+@dataclass(frozen=True)
+class StoryPage:
+    items: list[tuple[Story, int]]  # (story, segment count)
+    next_cursor: str
+
+
+async def list_stories(
+    session: AsyncSession, user_id: uuid.UUID, limit: int, cursor: str
+) -> StoryPage:
+    after = decode_cursor(cursor)
+    # One row more than asked tells whether another page follows.
+    rows = list(await repository.list_stories(session, user_id, limit + 1, after))
+    items = rows[:limit]
+    next_cursor = ""
+    if len(rows) > limit:
+        last, _ = items[-1]
+        next_cursor = encode_cursor(last.created_at, last.id)
+    return StoryPage(items=items, next_cursor=next_cursor)
+
+
+async def delete_story(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> None:
+    if not await repository.delete_story(session, user_id, story_id):
+        raise NotFound("story not found")
+
+
+async def _owned(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    story_id: uuid.UUID,
+    *,
+    with_segments: bool = False,
+    for_update: bool = False,
+) -> Story:
+    story = await repository.get_story(
+        session, user_id, story_id, with_segments=with_segments, for_update=for_update
+    )
+    if story is None:
+        raise NotFound("story not found")
+    return story
+
+
+def _ensure_open(story: Story) -> None:
+    if story.is_complete:
+        raise Conflict("story is complete")
+
+
+def _segment(
+    story_id: uuid.UUID,
+    position: int,
+    kind: SegmentKind,
+    generated: GeneratedText,
+    created_at: dt.datetime,
+) -> Segment:
+    return Segment(
+        id=uuid.uuid4(),
+        story_id=story_id,
+        position=position,
+        kind=kind.value,
+        text=generated.text,
+        provider=generated.provider,
+        model=generated.model,
+        is_language_model=generated.is_language_model,
+        generation_id=generated.generation_id,
+        created_at=created_at,
+    )

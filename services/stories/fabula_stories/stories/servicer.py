@@ -1,0 +1,136 @@
+"""fabula.stories.v1.StoriesService: protobuf in and out, nothing else.
+
+Errors are domain errors (fabula_common.errors); the server interceptor turns
+them into status codes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import grpc
+from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
+from fabula_common.db import Database
+from google.protobuf import empty_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from fabula_stories.stories import service
+from fabula_stories.stories.models import Segment, SegmentKind, Story
+from fabula_stories.stories.writer import StoryWriter
+
+_SEGMENT_KIND = {
+    SegmentKind.opening: stories_pb2.SEGMENT_KIND_OPENING,
+    SegmentKind.continuation: stories_pb2.SEGMENT_KIND_CONTINUATION,
+    SegmentKind.ending: stories_pb2.SEGMENT_KIND_ENDING,
+}
+
+
+class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
+    def __init__(self, db: Database, writer: StoryWriter) -> None:
+        self._db = db
+        self._writer = writer
+
+    async def CreateStory(
+        self, request: stories_pb2.CreateStoryRequest, context: grpc.aio.ServicerContext
+    ) -> stories_pb2.Story:
+        new = service.validate_new_story(
+            user_id=request.user_id,
+            genre=request.genre,
+            title=request.title if request.HasField("title") else None,
+            characters=list(request.characters),
+            opening_line=request.opening_line if request.HasField("opening_line") else None,
+        )
+        story = await self._writer.create(new)
+        return story_to_proto(story, story.segments)
+
+    async def ContinueStory(
+        self, request: stories_pb2.ContinueStoryRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[stories_pb2.ContinueStoryEvent]:
+        user_id = service.parse_user_id(request.user_id)
+        direction = service.validate_direction(request.direction)
+        story_id = service.parse_story_id(request.story_id)
+        async for event in self._writer.continue_story(user_id, story_id, direction):
+            if isinstance(event, Segment):
+                yield stories_pb2.ContinueStoryEvent(segment=segment_to_proto(event))
+            else:
+                yield stories_pb2.ContinueStoryEvent(token=stories_pb2.TextDelta(text=event))
+
+    async def EndStory(
+        self, request: stories_pb2.EndStoryRequest, context: grpc.aio.ServicerContext
+    ) -> stories_pb2.Story:
+        user_id = service.parse_user_id(request.user_id)
+        direction = service.validate_direction(request.direction)
+        story_id = service.parse_story_id(request.story_id)
+        story = await self._writer.end(user_id, story_id, direction)
+        return story_to_proto(story, story.segments)
+
+    async def GetStory(
+        self, request: stories_pb2.GetStoryRequest, context: grpc.aio.ServicerContext
+    ) -> stories_pb2.Story:
+        user_id = service.parse_user_id(request.user_id)
+        story_id = service.parse_story_id(request.story_id)
+        async with self._db.session_scope() as session:
+            story = await service.get_story(session, user_id, story_id)
+        return story_to_proto(story, story.segments)
+
+    async def ListStories(
+        self, request: stories_pb2.ListStoriesRequest, context: grpc.aio.ServicerContext
+    ) -> stories_pb2.ListStoriesResponse:
+        user_id = service.parse_user_id(request.user_id)
+        limit = service.page_size(request.limit)
+        async with self._db.session_scope() as session:
+            page = await service.list_stories(session, user_id, limit, request.cursor)
+        return stories_pb2.ListStoriesResponse(
+            items=[story_to_proto(story, segment_count=count) for story, count in page.items],
+            next_cursor=page.next_cursor,
+        )
+
+    async def DeleteStory(
+        self, request: stories_pb2.DeleteStoryRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        user_id = service.parse_user_id(request.user_id)
+        story_id = service.parse_story_id(request.story_id)
+        async with self._db.session_scope() as session:
+            await service.delete_story(session, user_id, story_id)
+        return empty_pb2.Empty()
+
+
+def _timestamp(value: dt.datetime) -> Timestamp:
+    timestamp = Timestamp()
+    timestamp.FromDatetime(value)
+    return timestamp
+
+
+def segment_to_proto(segment: Segment) -> stories_pb2.Segment:
+    return stories_pb2.Segment(
+        id=str(segment.id),
+        position=segment.position,
+        text=segment.text,
+        kind=_SEGMENT_KIND[SegmentKind(segment.kind)],
+        created_at=_timestamp(segment.created_at),
+        provider=segment.provider,
+        model=segment.model,
+        is_language_model=segment.is_language_model,
+    )
+
+
+def story_to_proto(
+    story: Story, segments: list[Segment] | None = None, *, segment_count: int | None = None
+) -> stories_pb2.Story:
+    """The story; with its segments when given (list results carry only the count)."""
+    message = stories_pb2.Story(
+        id=str(story.id),
+        user_id=str(story.user_id),
+        title=story.title,
+        genre=story.genre,
+        characters=story.characters,
+        is_complete=story.is_complete,
+        segments=[segment_to_proto(s) for s in segments or ()],
+        created_at=_timestamp(story.created_at),
+        updated_at=_timestamp(story.updated_at),
+        segment_count=segment_count if segment_count is not None else len(segments or ()),
+    )
+    if story.opening_line is not None:
+        message.opening_line = story.opening_line
+    return message

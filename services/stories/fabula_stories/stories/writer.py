@@ -1,0 +1,332 @@
+"""Writing story segments with the model: reserve quota with billing, call the
+generation service, store the result.
+
+Each database step is its own short transaction: a model call takes seconds
+and must hold neither a connection nor a row lock. Instead, continuing or
+ending a story first claims it for a while (a write lease on the story row),
+so one segment is written at a time and each is written knowing the ones
+before it; a concurrent request is refused before it reserves any quota.
+Storing the segment frees the story, and so does any failure on the way.
+
+Once quota is reserved, the model call and the storing of its result run in a
+task of their own, so a caller that goes away midway (the gateway's client
+disconnected) cancels neither: the generation is billed either way, and the
+user finds the text in the story afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
+from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
+from fabula_common.context import deadline_var
+from fabula_common.db import Database
+from fabula_common.errors import Unavailable, UpstreamError, from_rpc_error
+
+from fabula_stories.settings import Settings
+from fabula_stories.stories import service
+from fabula_stories.stories.models import Segment, SegmentKind, Story
+from fabula_stories.stories.service import GeneratedText, NewStory, WriteLease, WritingContext
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_GENERATION_KIND = {
+    SegmentKind.opening: generation_pb2.GENERATION_KIND_OPENING,
+    SegmentKind.continuation: generation_pb2.GENERATION_KIND_CONTINUATION,
+    SegmentKind.ending: generation_pb2.GENERATION_KIND_ENDING,
+}
+
+# What a ContinueStory call receives from its writing task, in order: text
+# deltas, then the stored segment or the error that ended the work.
+ContinueEvent = str | Segment
+
+
+@dataclass
+class _Delivery:
+    queue: asyncio.Queue[ContinueEvent | Exception] = field(default_factory=asyncio.Queue)
+    # False once the ContinueStory call has ended (normally or because its
+    # client went away); the task then finishes unobserved.
+    listening: bool = True
+
+
+class StoryWriter:
+    def __init__(
+        self,
+        db: Database,
+        billing: billing_pb2_grpc.BillingServiceStub,
+        generation: generation_pb2_grpc.GenerationServiceStub,
+        settings: Settings,
+    ) -> None:
+        self._db = db
+        self._billing = billing
+        self._generation = generation
+        self._settings = settings
+        # Strong references: the event loop keeps only weak ones to tasks.
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def create(self, new: NewStory) -> Story:
+        """A new story with its generated opening (and title, when none is given)."""
+        story_id = uuid.uuid4()
+        reservation_id = await self._reserve(new.user_id)
+        request = generation_pb2.GenerateRequest(
+            user_id=str(new.user_id),
+            story_id=str(story_id),
+            reservation_id=reservation_id,
+            kind=_GENERATION_KIND[SegmentKind.opening],
+            story=generation_pb2.StoryContext(
+                genre=new.genre,
+                title=new.title or "",
+                characters=new.characters,
+                opening_line=new.opening_line or "",
+            ),
+            want_title=new.title is None,
+        )
+
+        async def write() -> Story:
+            opening = await self._generate(request)
+            async with self._db.session_scope() as session:
+                return await service.create_story(session, new, story_id, opening)
+
+        return await self._detached(write(), f"create story {story_id}")
+
+    async def continue_story(
+        self, user_id: uuid.UUID, story_id: uuid.UUID, direction: str
+    ) -> AsyncIterator[ContinueEvent]:
+        """Text deltas as the model writes the next segment, then the stored segment."""
+        lease, request = await self._prepare(
+            user_id, story_id, SegmentKind.continuation, direction
+        )
+        delivery = _Delivery()
+        self._spawn(self._continue(lease, request, delivery))
+        try:
+            while True:
+                event = await delivery.queue.get()
+                if isinstance(event, Exception):
+                    raise event
+                yield event
+                if isinstance(event, Segment):
+                    return
+        finally:
+            delivery.listening = False
+
+    async def end(self, user_id: uuid.UUID, story_id: uuid.UUID, direction: str) -> Story:
+        """Write the ending and complete the story; returns it with all its segments."""
+        lease, request = await self._prepare(user_id, story_id, SegmentKind.ending, direction)
+
+        async def write() -> Story:
+            ending = await self._generate(request)
+            async with self._db.session_scope() as session:
+                await service.append_segment(session, lease, SegmentKind.ending, ending)
+                return await service.get_story(session, user_id, story_id)
+
+        return await self._detached(self._holding(lease, write()), f"end story {story_id}")
+
+    async def shutdown(self) -> None:
+        """Give writes in flight the shutdown grace to finish, then cancel them."""
+        if not self._tasks:
+            return
+        log.info("waiting for %d story writes to finish", len(self._tasks))
+        _, pending = await asyncio.wait(
+            set(self._tasks), timeout=self._settings.shutdown_grace_seconds
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- Steps ------------------------------------------------------------------
+
+    async def _prepare(
+        self, user_id: uuid.UUID, story_id: uuid.UUID, kind: SegmentKind, direction: str
+    ) -> tuple[WriteLease, generation_pb2.GenerateRequest]:
+        """Claim the story for writing, then reserve quota: a story that is
+        missing, complete or being written already costs the user nothing."""
+        async with self._db.session_scope() as session:
+            lease, context = await service.start_writing(
+                session,
+                user_id,
+                story_id,
+                lease_seconds=self._settings.write_lease_seconds,
+                max_segments=self._settings.context_segments,
+                max_chars=self._settings.context_max_chars,
+            )
+        reservation_id = await self._holding(lease, self._reserve(user_id))
+        return lease, generation_pb2.GenerateRequest(
+            user_id=str(user_id),
+            story_id=str(story_id),
+            reservation_id=reservation_id,
+            kind=_GENERATION_KIND[kind],
+            story=_story_context(context),
+            direction=direction,
+        )
+
+    async def _continue(
+        self, lease: WriteLease, request: generation_pb2.GenerateRequest, delivery: _Delivery
+    ) -> None:
+        """The work of one ContinueStory call; never raises but on cancellation."""
+        story_id = lease.story_id
+
+        async def write() -> Segment:
+            continuation = await self._generate_stream(request, delivery.queue.put_nowait)
+            async with self._db.session_scope() as session:
+                _, segment = await service.append_segment(
+                    session, lease, SegmentKind.continuation, continuation
+                )
+            return segment
+
+        try:
+            segment = await self._holding(lease, write())
+        except asyncio.CancelledError:
+            delivery.queue.put_nowait(Unavailable("the service is shutting down"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the call, which maps it
+            if not delivery.listening:
+                log.warning("continuing story %s failed after its caller left: %r", story_id, exc)
+            delivery.queue.put_nowait(exc)
+            return
+        if not delivery.listening:
+            log.info(
+                "stored segment %d of story %s after its caller left", segment.position, story_id
+            )
+        delivery.queue.put_nowait(segment)
+
+    async def _holding(self, lease: WriteLease, step: Awaitable[T]) -> T:
+        """Await a step of writing under `lease`. Storing the segment frees the
+        story; should any step fail instead, the story is freed at once, so
+        the next writer need not wait for the lease to expire."""
+        try:
+            return await step
+        except BaseException:
+            await self._stop_writing(lease)
+            raise
+
+    async def _stop_writing(self, lease: WriteLease) -> None:
+        async def stop() -> None:
+            try:
+                async with self._db.session_scope() as session:
+                    await service.stop_writing(session, lease)
+            except Exception:
+                log.warning(
+                    "could not free story %s for the next writer; its lease will expire",
+                    lease.story_id,
+                    exc_info=True,
+                )
+
+        # A task of its own: freeing the story must survive the cancellation
+        # of a caller that went away.
+        await asyncio.shield(self._spawn(stop()))
+
+    async def _reserve(self, user_id: uuid.UUID) -> str:
+        request = billing_pb2.ReserveGenerationRequest(user_id=str(user_id))
+        try:
+            reservation = await self._billing.ReserveGeneration(request)
+        except grpc.aio.AioRpcError as err:
+            # QUOTA_EXCEEDED stays a quota refusal, UNAVAILABLE stays unavailable.
+            raise from_rpc_error(err) from err
+        return reservation.reservation_id
+
+    async def _generate(self, request: generation_pb2.GenerateRequest) -> GeneratedText:
+        try:
+            return _generated_text(await self._generation.Generate(request))
+        except Exception as exc:
+            await self._release(request)
+            if isinstance(exc, grpc.aio.AioRpcError):
+                raise from_rpc_error(exc) from exc
+            raise
+
+    async def _generate_stream(
+        self, request: generation_pb2.GenerateRequest, on_token: Callable[[str], None]
+    ) -> GeneratedText:
+        try:
+            result: generation_pb2.GenerateResponse | None = None
+            async for event in self._generation.GenerateStream(request):
+                which = event.WhichOneof("event")
+                if which == "token" and event.token.text:
+                    on_token(event.token.text)
+                elif which == "done":
+                    result = event.done
+            if result is None:
+                raise UpstreamError("the generation stream ended without a result")
+            return _generated_text(result)
+        except Exception as exc:
+            await self._release(request)
+            if isinstance(exc, grpc.aio.AioRpcError):
+                raise from_rpc_error(exc) from exc
+            raise
+
+    async def _release(self, request: generation_pb2.GenerateRequest) -> None:
+        """Give back the reservation of a failed model call. Best effort: a
+        reservation nobody releases expires on its own."""
+        # The incoming call's deadline may be what just ran out; the release
+        # must still get through, so it gets a short deadline of its own.
+        token = deadline_var.set(None)
+        try:
+            await self._billing.ReleaseReservation(
+                billing_pb2.ReleaseReservationRequest(
+                    user_id=request.user_id, reservation_id=request.reservation_id
+                ),
+                timeout=self._settings.release_timeout_seconds,
+            )
+        except Exception:
+            log.warning("could not release reservation %s", request.reservation_id, exc_info=True)
+        finally:
+            deadline_var.reset(token)
+
+    # --- Tasks ------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        # The task inherits this call's context: request id and deadline.
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _detached(self, work: Coroutine[Any, Any, T], what: str) -> T:
+        """Await `work` run in its own task, which outlives this call if the
+        caller goes away."""
+        task = self._spawn(work)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda t: _log_unobserved(t, what))
+            raise
+
+
+def _log_unobserved(task: asyncio.Task[Any], what: str) -> None:
+    if task.cancelled():
+        log.warning("%s: cancelled after its caller left", what)
+    elif (exc := task.exception()) is not None:
+        log.warning("%s: failed after its caller left: %r", what, exc)
+    else:
+        log.info("%s: finished after its caller left", what)
+
+
+def _story_context(context: WritingContext) -> generation_pb2.StoryContext:
+    return generation_pb2.StoryContext(
+        genre=context.genre,
+        title=context.title,
+        characters=context.characters,
+        opening_line=context.opening_line,
+        previous_segments=context.previous_segments,
+    )
+
+
+def _generated_text(response: generation_pb2.GenerateResponse) -> GeneratedText:
+    if not response.text.strip():
+        raise UpstreamError("the model returned no text")
+    return GeneratedText(
+        text=response.text,
+        provider=response.provider,
+        model=response.model,
+        is_language_model=response.is_language_model,
+        generation_id=response.generation_id,
+        title=response.title,
+    )

@@ -1,0 +1,43 @@
+"""Background work of the users service besides the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fabula_common.db import Database
+
+from fabula_users.accounts.service import UsersService
+
+log = logging.getLogger(__name__)
+
+
+class RefreshTokenPurger:
+    """Deletes refresh tokens long expired, so the table does not grow with
+    every login forever. Safe to run in every replica (a plain DELETE)."""
+
+    def __init__(self, db: Database, service: UsersService, interval_seconds: float) -> None:
+        self.db = db
+        self.service = service
+        self.interval_seconds = interval_seconds
+        self._stopped = asyncio.Event()
+
+    async def purge_once(self) -> int:
+        async with self.db.session_scope() as session:
+            deleted = await self.service.purge_expired_refresh_tokens(session)
+        if deleted:
+            log.info("purged %d expired refresh tokens", deleted)
+        return deleted
+
+    async def run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                await self.purge_once()
+            except Exception as exc:  # noqa: BLE001 - database briefly away: next round
+                log.warning("refresh token purge failed, will retry: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), timeout=self.interval_seconds)
+
+    async def stop(self) -> None:
+        self._stopped.set()
