@@ -22,9 +22,9 @@ from fabula_common.outbox import enqueue
 from fabula_common.tokens import issue_access_token
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fabula_users.accounts import repository
 from fabula_users.accounts.models import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, RefreshToken, User
 from fabula_users.accounts.passwords import PasswordHashing
-from fabula_users.accounts.repository import RefreshTokenRepository, UserRepository
 from fabula_users.database import outbox
 from fabula_users.settings import Settings
 
@@ -103,7 +103,8 @@ class UsersService:
         # Hash before the first query: the session takes a pooled connection
         # only then, so none is held through the slow part.
         password_hash = await self.passwords.hash(password)
-        user = await UserRepository(session).create(
+        user = await repository.create_user(
+            session,
             email=email, password_hash=password_hash, full_name=full_name
         )
         if user is None:
@@ -130,7 +131,7 @@ class UsersService:
 
     async def find_for_login(self, session: AsyncSession, email: str) -> User | None:
         try:
-            return await UserRepository(session).get_by_email(normalise_email(email))
+            return await repository.get_user_by_email(session, normalise_email(email))
         except InvalidArgument:
             return None  # a malformed email is just an unknown one here
 
@@ -150,23 +151,23 @@ class UsersService:
     async def issue_for_login(
         self, session: AsyncSession, user: User, new_password_hash: str | None
     ) -> IssuedTokens:
-        users = UserRepository(session)
         if new_password_hash is not None:
-            await users.set_password_hash(user, new_password_hash)
+            await repository.set_password_hash(session, user, new_password_hash)
         issued, _ = await self._issue(session, user, family_id=uuid.uuid4())
         return issued
 
     async def refresh(self, session: AsyncSession, refresh_token: str) -> IssuedTokens:
         """Rotate: the presented token is revoked and a new one of the same
         family issued. Raises RefreshTokenReused for a revoked token."""
-        tokens = RefreshTokenRepository(session)
         stored = None
         if refresh_token:
-            stored = await tokens.get_by_hash_for_update(hash_refresh_token(refresh_token))
+            stored = await repository.get_refresh_token_for_update(
+                session, hash_refresh_token(refresh_token)
+            )
         if stored is None:
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
         if stored.revoked_at is not None:
-            revoked = await tokens.revoke_family(stored.family_id)
+            revoked = await repository.revoke_token_family(session, stored.family_id)
             log.warning(
                 "revoked refresh token presented again: family %s of user %s revoked "
                 "(%d live tokens)",
@@ -177,11 +178,11 @@ class UsersService:
             raise RefreshTokenReused(INVALID_REFRESH_TOKEN)
         if stored.expires_at <= utcnow():
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
-        user = await UserRepository(session).get(stored.user_id)
+        user = await repository.get_user(session, stored.user_id)
         if user is None:  # the foreign key cascades, so only a race with a deletion
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
         issued, replacement = await self._issue(session, user, family_id=stored.family_id)
-        await tokens.mark_rotated(stored, replaced_by=replacement)
+        await repository.mark_rotated(session, stored, replaced_by=replacement)
         return issued
 
     async def get_user(self, session: AsyncSession, user_id: str) -> User:
@@ -190,7 +191,7 @@ class UsersService:
             parsed = uuid.UUID(user_id)
         except ValueError:
             raise NotFound("user not found") from None
-        user = await UserRepository(session).get(parsed)
+        user = await repository.get_user(session, parsed)
         if user is None:
             raise NotFound("user not found")
         return user
@@ -200,7 +201,8 @@ class UsersService:
     ) -> tuple[IssuedTokens, RefreshToken]:
         access_token, expires_in = issue_access_token(self.settings, str(user.id))
         refresh_token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
-        stored = await RefreshTokenRepository(session).add(
+        stored = await repository.add_refresh_token(
+            session,
             user_id=user.id,
             family_id=family_id,
             token_hash=hash_refresh_token(refresh_token),
@@ -216,4 +218,4 @@ class UsersService:
 
     async def purge_expired_refresh_tokens(self, session: AsyncSession) -> int:
         cutoff = utcnow() - dt.timedelta(seconds=self.settings.refresh_token_retention_seconds)
-        return await RefreshTokenRepository(session).delete_expired_before(cutoff)
+        return await repository.delete_refresh_tokens_expired_before(session, cutoff)
