@@ -72,7 +72,9 @@ async def add_refresh_token(
     return token
 
 
-async def get_refresh_token_for_update(session: AsyncSession, token_hash: str) -> RefreshToken | None:
+async def get_refresh_token_for_update(
+    session: AsyncSession, token_hash: str
+) -> RefreshToken | None:
     """Locks the row until the transaction ends: of two concurrent
     refreshes with one token, the second waits and then sees it revoked."""
     return await session.scalar(
@@ -84,7 +86,9 @@ async def get_refresh_token_for_update(session: AsyncSession, token_hash: str) -
     )
 
 
-async def mark_rotated(session: AsyncSession, token: RefreshToken, replaced_by: RefreshToken) -> None:
+async def mark_rotated(
+    session: AsyncSession, token: RefreshToken, replaced_by: RefreshToken
+) -> None:
     token.revoked_at = utcnow()
     token.replaced_by_id = replaced_by.id
     await session.flush()
