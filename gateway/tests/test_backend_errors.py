@@ -39,7 +39,9 @@ class StandInStories(stories_pb2_grpc.StoriesServiceServicer):
     async def ContinueStory(self, request, context):
         if request.story_id == FAILS_MIDWAY:
             yield stories_pb2.ContinueStoryEvent(token=stories_pb2.TextDelta(text="Once"))
-            raise UpstreamError("the model provider is rate-limiting", reason=UpstreamError.RATE_LIMITED)
+            raise UpstreamError(
+                "the model provider is rate-limiting", reason=UpstreamError.RATE_LIMITED
+            )
         self._refuse(request.story_id)
 
     async def EndStory(self, request, context):

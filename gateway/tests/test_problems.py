@@ -20,9 +20,8 @@ BASE = "https://fabula.dev/problems/"
 def answered_with(error: FabulaError) -> grpc.aio.AioRpcError:
     """The failed call the gateway sees when a service raised `error` (its rich status)."""
     status = error.to_status()
-    return grpc.aio.AioRpcError(
-        status.code, grpc.aio.Metadata(), grpc.aio.Metadata(*status.trailing_metadata), status.details
-    )
+    trailers = grpc.aio.Metadata(*status.trailing_metadata)
+    return grpc.aio.AioRpcError(status.code, grpc.aio.Metadata(), trailers, status.details)
 
 
 def rpc_error(

@@ -136,7 +136,13 @@ class UpstreamError(FabulaError):
 _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
     cls.code: cls
     for cls in (
-        InvalidArgument, NotFound, AlreadyExists, Conflict, Unauthenticated, QuotaExceeded, Unavailable
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        Conflict,
+        Unauthenticated,
+        QuotaExceeded,
+        Unavailable,
     )
 }
 _BY_REASON: dict[str, type[FabulaError]] = {
