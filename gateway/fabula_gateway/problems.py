@@ -9,19 +9,28 @@ addresses and stack traces never reach a client.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 import grpc
 from fabula_common.context import current_request_id
-from fabula_common.errors import QuotaExceeded, UpstreamError, error_reason
+from fabula_common.errors import (
+    ErrorDetails,
+    QuotaExceeded,
+    StoryBusy,
+    StoryComplete,
+    UpstreamError,
+    error_details,
+)
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://fabula.dev/problems/"
-# Seconds a client should wait before retrying a 503/429.
+# Seconds a client should wait before retrying a 503/429 when the backend did
+# not say (its RetryInfo wins).
 RETRY_AFTER_SECONDS = 2
 WWW_AUTHENTICATE = 'Bearer realm="fabula"'
 
@@ -57,6 +66,15 @@ ALREADY_EXISTS = ProblemType(
 )
 CONFLICT = ProblemType(
     "conflict", "Conflict", 409, "The request conflicts with the current state of the resource."
+)
+STORY_BUSY = ProblemType(
+    "story-busy",
+    "Story busy",
+    409,
+    "Another segment of this story is being written; retry when it is done.",
+)
+STORY_COMPLETE = ProblemType(
+    "story-complete", "Story complete", 409, "The story is complete; it cannot be extended."
 )
 CONTENT_TOO_LARGE = ProblemType(
     "content-too-large", "Content too large", 413, "The request body is too large."
@@ -231,18 +249,20 @@ def unauthenticated(detail: str, *, invalid_token: bool) -> ProblemError:
     return ProblemError(UNAUTHENTICATED, detail, headers={"WWW-Authenticate": challenge})
 
 
-def service_unavailable(detail: str | None = None) -> ProblemError:
-    return ProblemError(
-        SERVICE_UNAVAILABLE, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
-    )
+def retry_after(seconds: float | None) -> dict[str, str]:
+    """The Retry-After header: whole seconds, at least 1 (RFC 9110 section 10.2.3)."""
+    wait = RETRY_AFTER_SECONDS if seconds is None else max(1, math.ceil(seconds))
+    return {"Retry-After": str(wait)}
 
 
 def problem_for_status(
-    code: grpc.StatusCode, details: str | None, reason: str | None
+    code: grpc.StatusCode, details: str | None, error: ErrorDetails
 ) -> ProblemError:
-    """THE mapping of a backend's gRPC status to the HTTP problem a client sees."""
+    """THE mapping of a backend's gRPC status (and its ErrorInfo reason and
+    RetryInfo, when one of our services wrote it) to the HTTP problem a client sees."""
     # Domain errors of our services carry messages written for callers.
     passed_on = details or None
+    reason = error.reason
     match code:
         case grpc.StatusCode.INVALID_ARGUMENT:
             return ProblemError(VALIDATION_FAILED, passed_on)
@@ -253,6 +273,10 @@ def problem_for_status(
             return ProblemError(NOT_FOUND)
         case grpc.StatusCode.ALREADY_EXISTS:
             return ProblemError(ALREADY_EXISTS, passed_on)
+        case grpc.StatusCode.FAILED_PRECONDITION if reason == StoryBusy.reason:
+            return ProblemError(STORY_BUSY, passed_on, headers=retry_after(error.retry_after))
+        case grpc.StatusCode.FAILED_PRECONDITION if reason == StoryComplete.reason:
+            return ProblemError(STORY_COMPLETE, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION:
             return ProblemError(CONFLICT, passed_on)
         case grpc.StatusCode.ABORTED:
@@ -264,19 +288,18 @@ def problem_for_status(
             return unauthenticated(passed_on or UNAUTHENTICATED.default_detail, invalid_token=False)
         case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == QuotaExceeded.reason:
             return ProblemError(QUOTA_EXCEEDED, passed_on)
-        case grpc.StatusCode.RESOURCE_EXHAUSTED:
-            # gRPC itself uses this code (e.g. message too large): no details.
-            return ProblemError(RATE_LIMITED, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         case grpc.StatusCode.UNAVAILABLE if reason in UpstreamError.reasons:
             # Written by the generation service for callers (e.g. rate-limiting).
             return ProblemError(
-                MODEL_UNAVAILABLE, passed_on, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+                MODEL_UNAVAILABLE, passed_on, headers=retry_after(error.retry_after)
             )
         case grpc.StatusCode.UNAVAILABLE | grpc.StatusCode.DEADLINE_EXCEEDED:
-            return service_unavailable()
+            return ProblemError(SERVICE_UNAVAILABLE, headers=retry_after(error.retry_after))
         case _:
+            # Includes gRPC's own RESOURCE_EXHAUSTED (e.g. a message too large
+            # for a channel): our limit, not the client's quota nor a rate.
             return ProblemError(INTERNAL_ERROR)
 
 
 def problem_for_rpc_error(err: grpc.aio.AioRpcError) -> ProblemError:
-    return problem_for_status(err.code(), err.details(), error_reason(err))
+    return problem_for_status(err.code(), err.details(), error_details(err))

@@ -4,17 +4,36 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from fabula_common.errors import ERROR_REASON_KEY
+from fabula_common.errors import (
+    FabulaError,
+    QuotaExceeded,
+    StoryBusy,
+    StoryComplete,
+    Unavailable,
+    UpstreamError,
+)
 from fabula_gateway.problems import problem_for_rpc_error
 
 BASE = "https://fabula.dev/problems/"
 
 
+def answered_with(error: FabulaError) -> grpc.aio.AioRpcError:
+    """The failed call the gateway sees when a service raised `error` (its rich status)."""
+    status = error.to_status()
+    trailers = grpc.aio.Metadata(*status.trailing_metadata)
+    return grpc.aio.AioRpcError(status.code, grpc.aio.Metadata(), trailers, status.details)
+
+
 def rpc_error(
     code: grpc.StatusCode, details: str = "", reason: str | None = None
 ) -> grpc.aio.AioRpcError:
-    trailers = grpc.aio.Metadata(*([(ERROR_REASON_KEY, reason)] if reason else []))
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailers, details=details)
+    """A status with `reason` in its ErrorInfo, as our services send; without
+    one, a status as gRPC itself produces (no rich status)."""
+    if reason is None:
+        return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+    error = FabulaError(details, reason=reason)
+    error.code = code
+    return answered_with(error)
 
 
 @pytest.mark.parametrize(
@@ -24,11 +43,14 @@ def rpc_error(
         (grpc.StatusCode.NOT_FOUND, "not-found", 404, "not-found"),
         (grpc.StatusCode.ALREADY_EXISTS, "already-exists", 409, "already-exists"),
         (grpc.StatusCode.FAILED_PRECONDITION, "conflict", 409, "conflict"),
+        (grpc.StatusCode.FAILED_PRECONDITION, "story-busy", 409, "story-busy"),
+        (grpc.StatusCode.FAILED_PRECONDITION, "story-complete", 409, "story-complete"),
         (grpc.StatusCode.ABORTED, None, 409, "conflict"),
         (grpc.StatusCode.UNAUTHENTICATED, "unauthenticated", 401, "unauthenticated"),
         (grpc.StatusCode.PERMISSION_DENIED, None, 404, "not-found"),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "quota-exceeded", 402, "quota-exceeded"),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, None, 429, "rate-limited"),
+        # gRPC's own (e.g. a message too large): our limit, not the client's quota.
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, None, 500, "internal-error"),
         (grpc.StatusCode.UNAVAILABLE, "unavailable", 503, "service-unavailable"),
         (grpc.StatusCode.UNAVAILABLE, None, 503, "service-unavailable"),
         (grpc.StatusCode.UNAVAILABLE, "upstream-error", 503, "model-unavailable"),
@@ -81,11 +103,56 @@ def test_details_not_written_for_callers_are_not_passed_on(code):
 
 
 def test_domain_details_are_passed_on():
-    problem = problem_for_rpc_error(
-        rpc_error(grpc.StatusCode.FAILED_PRECONDITION, "the story is complete", "conflict")
-    ).to_problem()
+    problem = problem_for_rpc_error(answered_with(StoryComplete("story is complete"))).to_problem()
 
-    assert problem.detail == "the story is complete"
+    assert problem.detail == "story is complete"
+
+
+def test_a_busy_story_is_worth_retrying_after_the_delay_the_service_gave():
+    problem = problem_for_rpc_error(answered_with(StoryBusy("being written", retry_after=3.2)))
+
+    assert (problem.status, problem.type) == (409, BASE + "story-busy")
+    assert problem.detail == "being written"
+    # Whole seconds, rounded up: retrying earlier would be refused again.
+    assert problem.headers["Retry-After"] == "4"
+
+
+def test_a_complete_story_is_final_no_retry_after():
+    problem = problem_for_rpc_error(answered_with(StoryComplete("story is complete")))
+
+    assert (problem.status, problem.type) == (409, BASE + "story-complete")
+    assert "Retry-After" not in problem.headers
+
+
+def test_grpcs_own_resource_exhausted_is_neither_quota_nor_rate_limiting():
+    problem = problem_for_rpc_error(
+        rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max")
+    )
+
+    assert (problem.status, problem.type) == (500, BASE + "internal-error")
+    assert "Retry-After" not in problem.headers
+    assert "larger than max" not in problem.detail
+
+
+def test_only_our_quota_reason_is_a_402():
+    problem = problem_for_rpc_error(answered_with(QuotaExceeded("monthly limit of 50 reached")))
+
+    assert (problem.status, problem.type) == (402, BASE + "quota-exceeded")
+
+
+@pytest.mark.parametrize(
+    ("error", "problem_type"),
+    [
+        (Unavailable("a dependency is unavailable", retry_after=5), "service-unavailable"),
+        (UpstreamError("provider is rate-limiting", reason=UpstreamError.RATE_LIMITED,
+                       retry_after=5), "model-unavailable"),
+    ],
+)
+def test_unavailable_retry_after_comes_from_the_services_retry_info(error, problem_type):
+    problem = problem_for_rpc_error(answered_with(error))
+
+    assert (problem.status, problem.type) == (503, BASE + problem_type)
+    assert problem.headers["Retry-After"] == "5"
 
 
 @pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])

@@ -103,8 +103,11 @@ def test_whole_story(api, problem):
     assert final["is_complete"] is True
     assert [s["position"] for s in final["segments"]] == [1, 2, 3, 4]
 
-    problem(api.http.post(f"/v1/stories/{story['id']}/continue", json={}, headers=writer.headers), 409)
-    problem(api.http.post(f"/v1/stories/{story['id']}/end", json={}, headers=writer.headers), 409)
+    for action in ("continue", "end"):
+        refused = api.http.post(f"/v1/stories/{story['id']}/{action}", json={}, headers=writer.headers)
+        # Final: no point retrying.
+        problem(refused, 409, "/story-complete")
+        assert "retry-after" not in refused.headers
 
     fetched = api.http.get(f"/v1/stories/{story['id']}", headers=writer.headers).json()
     assert fetched["segments"] == final["segments"] and fetched["title"] == story["title"]
@@ -256,9 +259,14 @@ def test_concurrent_endings_write_and_bill_one(api, problem):
     assert sorted(r.status_code for r in responses) == [200, 409, 409]
     for response in responses:
         if response.status_code == 409:
-            # Busy while the ending is written; complete if it arrived after it.
-            detail = problem(response, 409)["detail"]
-            assert "already being written" in detail or "story is complete" in detail
+            # Busy while the ending is written (retry later); complete if it arrived after it (final).
+            kind = problem(response, 409)["type"].rsplit("/", 1)[-1]
+            assert kind in {"story-busy", "story-complete"}
+            if kind == "story-busy":
+                assert "already being written" in response.json()["detail"]
+                assert int(response.headers["retry-after"]) >= 1
+            else:
+                assert "retry-after" not in response.headers
     [ended] = [r.json() for r in responses if r.status_code == 200]
     assert ended["is_complete"] is True and [s["position"] for s in ended["segments"]] == [1, 2]
     # The opening and the one ending; the refused calls reserved nothing.

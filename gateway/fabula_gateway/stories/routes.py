@@ -21,6 +21,13 @@ from fabula_gateway.stories.schemas import (
 from fabula_gateway.stories.streaming import EVENT_STREAM, ContinueStream, wants_event_stream
 
 router = APIRouter(prefix="/v1/stories", tags=["stories"])
+
+# The two reasons a story cannot take a segment now, told apart by `type`.
+_S409 = (
+    "The story cannot take a segment now. `type` ends in `story-busy` while another "
+    "segment is being written (retry after `Retry-After` seconds) or in `story-complete` "
+    "once the story has its ending (final)."
+)
 OptionalDirection = Annotated[DirectionRequest | None, Body()]
 
 _SSE_EXAMPLE = (
@@ -124,9 +131,7 @@ async def get_story(user_id: CurrentUserId, story_id: StoryId, clients: Clients)
             "description": "The segment as it is written (Server-Sent Events).",
             "content": {EVENT_STREAM: {"schema": {"type": "string"}, "example": _SSE_EXAMPLE}},
         },
-        **problem_responses(
-            401, 402, 404, 409, 413, 415, 422, 500, 503, s409="The story is complete."
-        ),
+        **problem_responses(401, 402, 404, 409, 413, 415, 422, 500, 503, s409=_S409),
     },
 )
 async def continue_story(
@@ -158,9 +163,7 @@ async def continue_story(
     summary="End a story",
     description="Writes the ending, optionally steered by `direction`, and marks the "
     "story complete; the body may be omitted. Uses one generation of the plan's quota.",
-    responses=problem_responses(
-        401, 402, 404, 409, 413, 415, 422, 500, 503, s409="The story is already complete."
-    ),
+    responses=problem_responses(401, 402, 404, 409, 413, 415, 422, 500, 503, s409=_S409),
 )
 async def end_story(
     # Authentication first: an anonymous caller learns nothing, not even 404.

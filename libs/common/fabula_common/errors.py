@@ -1,28 +1,74 @@
-"""Domain errors and their one mapping to gRPC status codes.
+"""Domain errors and their one mapping to gRPC's standard rich status.
 
-Domain code raises these; the server interceptor turns them into a status with
-a `fabula-error-reason` trailer, and the gateway turns statuses into HTTP
+Domain code raises these; the server interceptor sends each as its status code
+plus a `google.rpc.Status` (the `grpc-status-details-bin` trailer) holding an
+`ErrorInfo` (our kebab-case `reason`, domain `fabula.dev`, metadata such as the
+story id) and, when waiting and retrying helps, a `RetryInfo`. Peers read it
+back with `error_details` / `from_rpc_error`; the gateway turns it into HTTP
 problem documents (fabula_gateway.problems).
+
+Reasons are kebab-case, the same words as the gateway's problem types
+(`story-busy` → `https://fabula.dev/problems/story-busy`).
 """
 
 from __future__ import annotations
 
-import grpc
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-ERROR_REASON_KEY = "fabula-error-reason"
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+# ErrorInfo.domain of every error our services raise: a status without it was
+# not written by us (e.g. gRPC's own "message too large").
+ERROR_DOMAIN = "fabula.dev"
+# Seconds a caller should wait before retrying what a dependency refused for now.
+DEFAULT_RETRY_AFTER_SECONDS = 2.0
 
 
 class FabulaError(Exception):
-    """Base of errors a caller is meant to see."""
+    """Base of errors a caller is meant to see.
+
+    Subclasses declare `code`, `reason` and, when retrying later can succeed,
+    `retry_after` (seconds; None means retrying the same call cannot help).
+    """
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: str = "internal"
+    retry_after: float | None = None
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
+        if retry_after is not None:
+            self.retry_after = retry_after
+        # ErrorInfo.metadata: facts a program may act on (e.g. which story).
+        self.metadata = dict(metadata or {})
+
+    def to_status(self) -> grpc.Status:
+        """This error as the status a server aborts with (code, message and the
+        rich status trailer)."""
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata
+        )
+        rich = status_pb2.Status(code=self.code.value[0], message=self.message)
+        rich.details.add().Pack(info)
+        if self.retry_after is not None:
+            retry = error_details_pb2.RetryInfo()
+            retry.retry_delay.FromTimedelta(dt.timedelta(seconds=self.retry_after))
+            rich.details.add().Pack(retry)
+        return rpc_status.to_status(rich)
 
 
 class InvalidArgument(FabulaError):
@@ -41,10 +87,23 @@ class AlreadyExists(FabulaError):
 
 
 class Conflict(FabulaError):
-    """The resource's state forbids the operation (e.g. continuing a complete story)."""
+    """The resource's state forbids the operation."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "conflict"
+
+
+class StoryBusy(Conflict):
+    """Another segment of the story is being written: retry when it is done."""
+
+    reason = "story-busy"
+    retry_after = 1.0
+
+
+class StoryComplete(Conflict):
+    """The story has its ending: it can never be extended again."""
+
+    reason = "story-complete"
 
 
 class Unauthenticated(FabulaError):
@@ -60,6 +119,7 @@ class QuotaExceeded(FabulaError):
 class Unavailable(FabulaError):
     code = grpc.StatusCode.UNAVAILABLE
     reason = "unavailable"
+    retry_after = DEFAULT_RETRY_AFTER_SECONDS
 
 
 class UpstreamError(FabulaError):
@@ -68,35 +128,89 @@ class UpstreamError(FabulaError):
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "upstream-error"
+    retry_after = DEFAULT_RETRY_AFTER_SECONDS
     RATE_LIMITED = "upstream-rate-limited"
     reasons = frozenset({reason, RATE_LIMITED})
 
 
 _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
     cls.code: cls
-    for cls in (InvalidArgument, NotFound, AlreadyExists, Conflict, Unauthenticated, QuotaExceeded)
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        Conflict,
+        Unauthenticated,
+        QuotaExceeded,
+        Unavailable,
+    )
+}
+_BY_REASON: dict[str, type[FabulaError]] = {
+    **{cls.reason: cls for cls in (*_BY_CODE.values(), StoryBusy, StoryComplete)},
+    **{reason: UpstreamError for reason in UpstreamError.reasons},
 }
 
 
+@dataclass(frozen=True)
+class ErrorDetails:
+    """What a status written by one of our services says beyond its code.
+    All None/empty for a status that is not ours."""
+
+    reason: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    # Seconds to wait before retrying (RetryInfo); None when retrying cannot help.
+    retry_after: float | None = None
+
+
+def error_details(err: grpc.aio.AioRpcError) -> ErrorDetails:
+    """The ErrorInfo and RetryInfo of a failed call's rich status."""
+    try:
+        rich = rpc_status.from_call(err)
+    except ValueError:  # a status proto contradicting the call's own status
+        return ErrorDetails()
+    if rich is None:
+        return ErrorDetails()
+    reason, metadata, retry_after = None, {}, None
+    for detail in rich.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == ERROR_DOMAIN:
+                reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_after = retry.retry_delay.ToTimedelta().total_seconds()
+    if reason is None:
+        return ErrorDetails()
+    return ErrorDetails(reason=reason, metadata=metadata, retry_after=retry_after)
+
+
 def error_reason(err: grpc.aio.AioRpcError) -> str | None:
-    for key, value in err.trailing_metadata() or ():
-        if key == ERROR_REASON_KEY:
-            return value if isinstance(value, str) else value.decode()
-    return None
+    """The reason our service gave (ErrorInfo.reason); None for gRPC's own errors."""
+    return error_details(err).reason
 
 
 def from_rpc_error(err: grpc.aio.AioRpcError) -> FabulaError:
     """The domain error a peer service answered with, so it can travel on
-    unchanged (a quota refusal from billing stays a quota refusal, a model
-    provider's rate-limiting stays that)."""
-    code, reason = err.code(), error_reason(err)
-    if code is grpc.StatusCode.UNAVAILABLE and reason in UpstreamError.reasons:
-        return UpstreamError(err.details() or "the model provider failed", reason=reason)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return Unavailable(f"a dependency is unavailable: {err.details()}")
-    if reason is None:
+    unchanged (a quota refusal from billing stays a quota refusal, a busy story
+    stays busy with its retry delay, a model provider's rate-limiting stays that)."""
+    code, details = err.code(), error_details(err)
+    if details.reason is None:
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return Unavailable(f"a dependency is unavailable: {err.details()}")
         # Not a domain error of ours but gRPC's own (e.g. a message too large):
         # nothing the end user can act on.
         return FabulaError(f"a call to a dependency failed: {code.name} {err.details()}")
-    cls = _BY_CODE.get(code, FabulaError)
-    return cls(err.details() or code.name, reason=reason)
+    cls = _BY_REASON.get(details.reason)
+    if cls is None or cls.code is not code:
+        cls = _BY_CODE.get(code, FabulaError)
+    error = cls(
+        err.details() or code.name,
+        reason=details.reason,
+        retry_after=details.retry_after,
+        metadata=details.metadata,
+    )
+    if details.retry_after is None:
+        error.retry_after = None  # the peer said retrying cannot help
+    return error

@@ -25,7 +25,7 @@ from prometheus_client import start_http_server
 from sqlalchemy import exc as sa_exc
 
 from fabula_common.context import REQUEST_ID_HEADER, new_request_id, request_id_var, set_deadline_in
-from fabula_common.errors import ERROR_REASON_KEY, FabulaError, from_rpc_error
+from fabula_common.errors import FabulaError, Unavailable, from_rpc_error
 from fabula_common.metrics import GRPC_HANDLED, GRPC_LATENCY
 from fabula_common.settings import ServiceSettings
 
@@ -42,20 +42,21 @@ _UNAVAILABLE_ERRORS = (
 )
 
 
-def _map_exception(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
+def _map_exception(exc: BaseException) -> FabulaError:
+    """Any exception as the domain error the caller is told about."""
     if isinstance(exc, grpc.aio.AioRpcError):
-        exc = from_rpc_error(exc)
+        return from_rpc_error(exc)
     if isinstance(exc, FabulaError):
-        return exc.code, exc.message, exc.reason
+        return exc
     if isinstance(exc, _UNAVAILABLE_ERRORS) or (
         isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
     ):
-        return grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable", "unavailable"
-    return grpc.StatusCode.INTERNAL, "internal error", "internal"
+        return Unavailable("a dependency is unavailable")
+    return FabulaError("internal error")
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Request id and deadline into context, metrics, and domain errors to status codes."""
+    """Request id and deadline into context, metrics, and domain errors to rich statuses."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -124,13 +125,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     async def _abort(self, context, exc: BaseException, method: str, started: float) -> None:
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
-        code, message, reason = _map_exception(exc)
-        if code is grpc.StatusCode.INTERNAL:
+        error = _map_exception(exc)
+        if error.code is grpc.StatusCode.INTERNAL:
             log.exception("unhandled error in %s", method, exc_info=exc)
-        elif code is grpc.StatusCode.UNAVAILABLE:
-            log.warning("%s failed: %s (%r)", method, message, exc)
-        self._observe(method, code, started)
-        await context.abort(code, message, trailing_metadata=((ERROR_REASON_KEY, reason),))
+        elif error.code is grpc.StatusCode.UNAVAILABLE:
+            log.warning("%s failed: %s (%r)", method, error.message, exc)
+        self._observe(method, error.code, started)
+        # The standard rich status: ErrorInfo (reason, metadata) and RetryInfo.
+        status = error.to_status()
+        await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
 
 
 class BackgroundWorker(Protocol):

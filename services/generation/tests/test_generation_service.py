@@ -13,7 +13,7 @@ import nats
 import pytest
 from fabula.generation.v1 import events_pb2, generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
-from fabula_common.errors import ERROR_REASON_KEY
+from fabula_common.errors import error_reason
 from fabula_common.events import subject_for
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.testing import free_port, running_app
@@ -277,7 +277,7 @@ async def test_invalid_requests_are_refused_and_not_recorded(generation, db, cha
             await call
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert detail in caught.value.details()
-        assert dict(caught.value.trailing_metadata())[ERROR_REASON_KEY] == "invalid-argument"
+        assert error_reason(caught.value) == "invalid-argument"
     assert await rows_for_story(db, request.story_id) == []
 
 
@@ -302,7 +302,7 @@ async def test_a_failed_provider_call_is_recorded_as_failed_and_reported_unavail
 
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "rate-limiting" in caught.value.details()
-    assert dict(caught.value.trailing_metadata())[ERROR_REASON_KEY] == "upstream-rate-limited"
+    assert error_reason(caught.value) == "upstream-rate-limited"
     assert (row.outcome, row.provider, row.model) == ("failed", "mistral", "mistral-small-latest")
     assert (row.prompt_tokens, row.completion_tokens, row.cost_usd) == (0, 0, Decimal(0))
     assert "rate-limiting" in row.error
@@ -390,7 +390,7 @@ async def test_a_call_that_writes_no_segment_is_a_failed_call_not_a_generation(
                 [event async for event in stub.GenerateStream(request)]
 
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert dict(caught.value.trailing_metadata())[ERROR_REASON_KEY] == "upstream-error"
+    assert error_reason(caught.value) == "upstream-error"
     (row,) = await rows_for_story(db, request.story_id)
     assert (row.outcome, row.prompt_tokens, row.completion_tokens) == ("failed", 40, 4)
     async with db.session_scope() as session:

@@ -15,7 +15,7 @@ from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
-from fabula_common.errors import error_reason
+from fabula_common.errors import error_details, error_reason
 from fabula_common.testing import free_port, running_app
 from fabula_generation.app import create_app as create_generation_app
 from fabula_generation.settings import Settings as GenerationSettings
@@ -232,8 +232,12 @@ async def test_one_segment_is_written_at_a_time(stories: Stub, billing):
     for error in busy:
         assert isinstance(error, grpc.aio.AioRpcError)
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert error_reason(error) == "story-busy"
         assert "already being written" in error.details()
+        # Worth retrying once the segment is written: the status says when.
+        details = error_details(error)
+        assert details.reason == "story-busy"
+        assert details.metadata == {"story_id": story.id}
+        assert 0 < details.retry_after <= 5
     stored = await get(stories, user_id, story.id)
     assert [s.position for s in stored.segments] == [1, 2]
     # Refused before reserving: only the opening and the one continuation are billed.
@@ -259,7 +263,7 @@ async def test_of_concurrent_endings_one_is_written_and_billed(stories: Stub, bi
         assert isinstance(error, grpc.aio.AioRpcError)
         # Busy while the ending is written; complete if one arrived after it.
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert error_reason(error) in {"story-busy", "conflict"}
+        assert error_reason(error) in {"story-busy", "story-complete"}
     await settled(billing, user_id, generations=2)
 
 
@@ -285,6 +289,11 @@ async def test_an_ended_story_is_complete_and_cannot_be_extended(stories: Stub, 
         error = await refused(call)
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "story is complete" in error.details()
+        # Final: which story, and no invitation to retry.
+        details = error_details(error)
+        assert details.reason == "story-complete"
+        assert details.metadata == {"story_id": story.id}
+        assert details.retry_after is None
     # Refused before reserving: the attempts cost the user nothing.
     assert await generations_counted(billing, user_id) == counted
     assert len((await get(stories, user_id, story.id)).segments) == 3

@@ -11,7 +11,7 @@ import nats
 import pytest
 from fabula.users.v1 import events_pb2, users_pb2, users_pb2_grpc
 from fabula_common.db import Database, utcnow
-from fabula_common.errors import ERROR_REASON_KEY
+from fabula_common.errors import error_reason
 from fabula_common.events import subject_for
 from fabula_common.outbox import MSG_ID_HEADER
 from fabula_common.testing import free_port, running_app
@@ -62,7 +62,7 @@ async def rpc_error(call) -> grpc.aio.AioRpcError:
 
 
 def reason(err: grpc.aio.AioRpcError) -> str | None:
-    return dict(err.trailing_metadata() or ()).get(ERROR_REASON_KEY)
+    return error_reason(err)
 
 
 async def test_register_login_refresh_and_get_user(users):

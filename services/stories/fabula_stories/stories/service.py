@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fabula_common.db import utcnow
-from fabula_common.errors import Conflict, InvalidArgument, NotFound
+from fabula_common.errors import InvalidArgument, NotFound, StoryBusy, StoryComplete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_stories.stories import repository
@@ -31,9 +31,6 @@ OPENING_LINE_MAX_LENGTH = 1000
 DIRECTION_MAX_LENGTH = 4000
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-# Error reason of a write refused because another segment is being written:
-# unlike a complete story, worth retrying.
-STORY_BUSY = "story-busy"
 
 
 # --- Input -------------------------------------------------------------------
@@ -248,9 +245,9 @@ async def start_writing(
         # Tell the caller why: a missing or complete story is final, a busy one is not.
         story = await _owned(session, user_id, story_id)
         _ensure_open(story)
-        raise Conflict(
+        raise StoryBusy(
             "a segment is already being written for this story; retry when it is done",
-            reason=STORY_BUSY,
+            metadata={"story_id": str(story.id)},
         )
     assert story.writing_until is not None  # just set by the claim
     texts = await repository.recent_segment_texts(session, story.id, max_segments)
@@ -344,7 +341,7 @@ async def _owned(
 
 def _ensure_open(story: Story) -> None:
     if story.is_complete:
-        raise Conflict("story is complete")
+        raise StoryComplete("story is complete", metadata={"story_id": str(story.id)})
 
 
 def _segment(
