@@ -443,9 +443,7 @@ async def test_another_users_story_is_not_found(stories: Stub, billing):
                 user_id=intruder, story_id=story.id, view=stories_pb2.STORY_VIEW_BASIC
             )
         ),
-        stories.ListSegments(
-            stories_pb2.ListSegmentsRequest(user_id=intruder, story_id=story.id)
-        ),
+        stories.ListSegments(stories_pb2.ListSegmentsRequest(user_id=intruder, story_id=story.id)),
         continue_story(stories, intruder, story.id),
         end(stories, intruder, story.id),
         stories.DeleteStory(stories_pb2.DeleteStoryRequest(user_id=intruder, story_id=story.id)),
