@@ -15,12 +15,15 @@ from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
+from fabula_common.db import Database
 from fabula_common.errors import error_reason
 from fabula_common.testing import free_port, running_app
 from fabula_generation.app import create_app as create_generation_app
 from fabula_generation.settings import Settings as GenerationSettings
 from fabula_stories.app import create_app
 from fabula_stories.settings import Settings
+from fabula_stories.stories import service
+from sqlalchemy import event
 
 Stub = stories_pb2_grpc.StoriesServiceStub
 FREE_PLAN_GENERATIONS = 5
@@ -431,6 +434,42 @@ async def test_segments_are_read_in_story_order_page_by_page(stories: Stub):
     # Past the end: an empty last page, not an error.
     [past_end] = await segment_pages(stories, user_id, story.id, limit=2, after_position=5)
     assert list(past_end.segments) == []
+
+
+async def test_the_basic_view_and_a_segment_page_load_only_what_they_return(stories: Stub):
+    user_id = new_user()
+    story = await create(stories, user_id)
+    await continue_story(stories, user_id, story.id)
+    await continue_story(stories, user_id, story.id)
+    owner, story_id = uuid.UUID(user_id), uuid.UUID(story.id)
+    db = Database(Settings())
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with db.session_scope() as session:
+            found, count = await service.get_story_summary(session, owner, story_id)
+        basic, statements[:] = list(statements), []
+        async with db.session_scope() as session:
+            page = await service.list_segments(session, owner, story_id, 1, 1)
+        paged = list(statements)
+    finally:
+        await db.dispose()
+
+    assert (str(found.id), count) == (story.id, 3)
+    # One query, and no segment row read: the texts of a long story stay on disk.
+    [basic_query] = [q for q in basic if q.startswith("SELECT")]
+    assert "segments.text" not in basic_query and "count(*)" in basic_query
+    # One query for one page: only the rows of that page, in order.
+    assert [s.position for s in page.segments] == [2] and page.next_after_position == 2
+    [page_query] = [q for q in paged if q.startswith("SELECT")]
+    assert "segments.position >" in page_query and "ORDER BY stories.segments.position" in (
+        page_query
+    )
+    assert "LIMIT" in page_query
 
 
 async def test_another_users_story_is_not_found(stories: Stub, billing):
