@@ -8,10 +8,10 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PYTHON := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install run test proto bench
+.PHONY: help install run test proto proto-baseline bench
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -28,6 +28,9 @@ test: install ## Run the whole test suite
 
 proto: install ## Regenerate the Python stubs from protos/
 	$(PYTHON) scripts/gen_protos.py
+
+proto-baseline: install ## Record protos/ as the released contracts that `make test` checks changes against (when a release is cut)
+	.venv/bin/buf build protos --exclude-source-info -o protos/baseline.binpb
 
 bench: install ## Run the benchmarks; figures go to bench/results/
 	$(PYTHON) -m bench

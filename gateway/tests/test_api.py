@@ -135,6 +135,27 @@ async def test_query_parameters_are_validated(client, auth, query, parameter):
     assert body["errors"][0]["parameter"] == parameter
 
 
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        (f"/v1/stories/{STORY_ID}?view=everything", "view"),
+        (f"/v1/stories/{STORY_ID}/segments?after=-1", "after"),
+        # Positions are int32 in the contract: larger is refused, not a 500.
+        (f"/v1/stories/{STORY_ID}/segments?after={2**31}", "after"),
+        (f"/v1/stories/{STORY_ID}/segments?after=first", "after"),
+        (f"/v1/stories/{STORY_ID}/segments?limit=0", "limit"),
+        (f"/v1/stories/{STORY_ID}/segments?limit=101", "limit"),
+    ],
+)
+async def test_story_reading_parameters_are_validated_before_any_backend_is_asked(
+    client, auth, path, parameter
+):
+    response = await client.get(path, headers=auth)
+
+    body = assert_problem(response, 422, "validation-error")
+    assert body["errors"][0]["parameter"] == parameter
+
+
 async def test_malformed_json_is_a_validation_problem(client):
     response = await client.post(
         "/v1/auth/login", content=b'{"email": ', headers={"Content-Type": "application/json"}
@@ -256,6 +277,7 @@ async def test_tampered_token_is_a_401_problem(client, auth):
     [
         ("POST", "/v1/stories", {"genre": ""}),
         ("GET", "/v1/stories/not-a-uuid", None),
+        ("GET", f"/v1/stories/{STORY_ID}/segments?limit=0", None),
         ("POST", f"/v1/stories/{STORY_ID}/continue", {"direction": "d" * 5000}),
     ],
 )
@@ -271,6 +293,7 @@ async def test_authentication_comes_before_everything_else(client, method, path,
     ("method", "path"),
     [
         ("GET", "/v1/stories/not-a-uuid"),
+        ("GET", "/v1/stories/not-a-uuid/segments"),
         ("DELETE", "/v1/stories/123"),
         ("POST", "/v1/stories/..%2F..%2Fetc/continue"),
         ("POST", "/v1/stories/x/end"),
@@ -290,6 +313,8 @@ async def test_story_id_that_is_not_a_uuid_is_a_404_problem(client, auth, method
     [
         ("GET", "/v1/stories", None, {}),
         ("GET", f"/v1/stories/{STORY_ID}", None, {}),
+        ("GET", f"/v1/stories/{STORY_ID}?view=basic", None, {}),
+        ("GET", f"/v1/stories/{STORY_ID}/segments?after=20&limit=20", None, {}),
         ("POST", "/v1/stories", {"genre": "noir"}, {}),
         ("POST", f"/v1/stories/{STORY_ID}/continue", None, {}),
         # Before the first event arrives nothing is sent: a real 503, not a 200 stream.

@@ -15,6 +15,7 @@ OPERATIONS = {
     ("POST", "/v1/stories"): "create_story",
     ("GET", "/v1/stories"): "list_stories",
     ("GET", "/v1/stories/{story_id}"): "get_story",
+    ("GET", "/v1/stories/{story_id}/segments"): "list_segments",
     ("DELETE", "/v1/stories/{story_id}"): "delete_story",
     ("POST", "/v1/stories/{story_id}/continue"): "continue_story",
     ("POST", "/v1/stories/{story_id}/end"): "end_story",
@@ -73,3 +74,17 @@ def test_protected_routes_declare_bearer_auth(schema):
     public = {"/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/healthz", "/readyz"}
     for method, path, operation in operations(schema):
         assert bool(operation.get("security")) == (path not in public), (method, path)
+
+
+def test_get_story_documents_the_full_default_and_the_basic_view(schema):
+    operation = schema["paths"]["/v1/stories/{story_id}"]["get"]
+    [view] = [p for p in operation["parameters"] if p["name"] == "view"]
+    assert view["in"] == "query" and not view.get("required", False)
+    assert view["schema"]["enum"] == ["full", "basic"]
+    assert view["schema"]["default"] == "full"
+    shapes = operation["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
+    assert [s["$ref"].rsplit("/", 1)[1] for s in shapes] == ["Story", "StorySummary"]
+    components = schema["components"]["schemas"]
+    assert "segments" in components["Story"]["required"]
+    assert "segments" not in components["StorySummary"]["properties"]
+    assert "segment_count" in components["StorySummary"]["required"]

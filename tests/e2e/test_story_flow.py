@@ -114,6 +114,21 @@ def test_whole_story(api, problem):
     assert set(fetched) >= {"id", "title", "genre", "characters", "opening_line", "is_complete",
                             "segments", "created_at", "updated_at"}
 
+    # A long story is read as its basic view, then its segments page by page.
+    basic = api.http.get(f"/v1/stories/{story['id']}", params={"view": "basic"}, headers=writer.headers)
+    assert basic.status_code == 200, basic.text
+    assert "segments" not in basic.json() and basic.json()["segment_count"] == 4
+    paged, after = [], 0
+    while after is not None:
+        page = api.http.get(f"/v1/stories/{story['id']}/segments", params={"after": after, "limit": 3},
+                            headers=writer.headers)
+        assert page.status_code == 200, page.text
+        paged.append(page.json()["items"])
+        after = page.json()["next_after"]
+    assert [[s["position"] for s in items] for items in paged] == [[1, 2, 3], [4]]
+    assert [s for items in paged for s in items] == final["segments"]
+    problem(api.http.get(f"/v1/stories/{story['id']}/segments", params={"limit": 0}, headers=writer.headers), 422)
+
     usage = api.usage(writer)
     assert usage["plan"] == "free" and usage["generations_limit"] == 5
     assert usage["cost_limit_usd"] is not None
@@ -143,6 +158,7 @@ def test_another_users_story_is_404_everywhere(api, problem):
     story = api.create_story(owner).json()
     path = f"/v1/stories/{story['id']}"
     problem(api.http.get(path, headers=intruder.headers), 404)
+    problem(api.http.get(f"{path}/segments", headers=intruder.headers), 404)
     problem(api.http.post(f"{path}/continue", json={}, headers=intruder.headers), 404)
     problem(api.http.post(f"{path}/end", json={}, headers=intruder.headers), 404)
     problem(api.http.delete(path, headers=intruder.headers), 404)

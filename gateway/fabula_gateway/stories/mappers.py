@@ -11,6 +11,7 @@ from fabula_gateway.stories.schemas import (
     GeneratedBy,
     Segment,
     SegmentKind,
+    SegmentPage,
     Story,
     StoryPage,
     StorySummary,
@@ -67,4 +68,11 @@ def story_page_from_proto(page: stories_pb2.ListStoriesResponse) -> StoryPage:
     return StoryPage(
         items=[story_summary_from_proto(story) for story in page.items],
         next_cursor=page.next_cursor or None,
+    )
+
+
+def segment_page_from_proto(page: stories_pb2.ListSegmentsResponse) -> SegmentPage:
+    return SegmentPage(
+        items=[segment_from_proto(segment) for segment in page.segments],
+        next_after=page.next_after_position if page.HasField("next_after_position") else None,
     )

@@ -10,13 +10,21 @@ from starlette.responses import StreamingResponse
 
 from fabula_gateway.dependencies import Clients, CurrentUserId, JsonBody, StoryId
 from fabula_gateway.openapi import problem_responses
-from fabula_gateway.stories.mappers import story_from_proto, story_page_from_proto
+from fabula_gateway.stories.mappers import (
+    segment_page_from_proto,
+    story_from_proto,
+    story_page_from_proto,
+    story_summary_from_proto,
+)
 from fabula_gateway.stories.schemas import (
     CreateStoryRequest,
     DirectionRequest,
     Segment,
+    SegmentPage,
     Story,
     StoryPage,
+    StorySummary,
+    StoryView,
 )
 from fabula_gateway.stories.streaming import EVENT_STREAM, ContinueStream, wants_event_stream
 
@@ -28,6 +36,9 @@ _S409 = (
     "segment is being written (retry after `Retry-After` seconds) or in `story-complete` "
     "once the story has its ending (final)."
 )
+# Segment positions travel as int32 in the stories contract.
+MAX_POSITION = 2**31 - 1
+_STORY_VIEWS = {"full": stories_pb2.STORY_VIEW_FULL, "basic": stories_pb2.STORY_VIEW_BASIC}
 OptionalDirection = Annotated[DirectionRequest | None, Body()]
 
 _SSE_EXAMPLE = (
@@ -101,16 +112,60 @@ async def list_stories(
     "/{story_id}",
     name="get_story",
     operation_id="get_story",
-    response_model=Story,
+    response_model=Story | StorySummary,
+    response_description="The story; with `view=basic`, without `segments`.",
     summary="Get a story",
-    description="The story with all its segments, oldest first.",
-    responses=problem_responses(401, 404, 500, 503),
+    description="The story with all its segments, oldest first. With `view=basic` the "
+    "story without `segments` (the shape of a list item): its size does not grow with the "
+    "story, and `segment_count` tells how many segments there are to read page by page "
+    "with `GET /v1/stories/{story_id}/segments`.",
+    responses=problem_responses(401, 404, 422, 500, 503),
 )
-async def get_story(user_id: CurrentUserId, story_id: StoryId, clients: Clients) -> Story:
+async def get_story(
+    user_id: CurrentUserId,
+    story_id: StoryId,
+    clients: Clients,
+    view: Annotated[
+        StoryView, Query(description="`full` (the default): with every segment; `basic`: none.")
+    ] = "full",
+) -> Story | StorySummary:
     reply = await clients.stories.GetStory(
-        stories_pb2.GetStoryRequest(user_id=user_id, story_id=story_id)
+        stories_pb2.GetStoryRequest(user_id=user_id, story_id=story_id, view=_STORY_VIEWS[view])
     )
-    return story_from_proto(reply)
+    return story_from_proto(reply) if view == "full" else story_summary_from_proto(reply)
+
+
+@router.get(
+    "/{story_id}/segments",
+    operation_id="list_segments",
+    response_model=SegmentPage,
+    summary="List a story's segments",
+    description="The story's segments with their texts, in story order, a page at a time: "
+    "how a long story is read. Follow `next_after` for further pages. Positions never "
+    "change, so a reader may also resume after the last position it has read.",
+    responses=problem_responses(401, 404, 422, 500, 503),
+)
+async def list_segments(
+    user_id: CurrentUserId,
+    story_id: StoryId,
+    clients: Clients,
+    after: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_POSITION,
+            description="Start after the segment at this position; 0 (the default) for "
+            "the first page, else `next_after` of the previous page.",
+        ),
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+) -> SegmentPage:
+    reply = await clients.stories.ListSegments(
+        stories_pb2.ListSegmentsRequest(
+            user_id=user_id, story_id=story_id, after_position=after, limit=limit
+        )
+    )
+    return segment_page_from_proto(reply)
 
 
 @router.post(

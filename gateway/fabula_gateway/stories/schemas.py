@@ -98,13 +98,17 @@ class Segment(BaseModel):
 
 
 class StorySummary(BaseModel):
+    """A story without its segments: a list item, or GET /v1/stories/{id}?view=basic."""
+
     id: str
     title: str
     genre: str
     characters: list[str]
     opening_line: str | None
     is_complete: bool = Field(description="True once the story has been ended.")
-    segment_count: int
+    segment_count: int = Field(
+        description="How many segments the story has; they are at positions 1 to segment_count."
+    )
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -149,4 +153,14 @@ class StoryPage(BaseModel):
     items: list[StorySummary] = Field(description="Newest first; without segments.")
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+StoryView = Literal["full", "basic"]
+
+
+class SegmentPage(BaseModel):
+    items: list[Segment] = Field(description="In story order, with their texts.")
+    next_after: int | None = Field(
+        description="Pass as `after` for the next page; null on the last page."
     )

@@ -15,12 +15,15 @@ from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
+from fabula_common.db import Database
 from fabula_common.errors import error_details, error_reason
 from fabula_common.testing import free_port, running_app
 from fabula_generation.app import create_app as create_generation_app
 from fabula_generation.settings import Settings as GenerationSettings
 from fabula_stories.app import create_app
 from fabula_stories.settings import Settings
+from fabula_stories.stories import service
+from sqlalchemy import event
 
 Stub = stories_pb2_grpc.StoriesServiceStub
 FREE_PLAN_GENERATIONS = 5
@@ -90,6 +93,23 @@ async def end(stories: Stub, user_id: str, story_id: str) -> stories_pb2.Story:
 
 async def get(stories: Stub, user_id: str, story_id: str) -> stories_pb2.Story:
     return await stories.GetStory(stories_pb2.GetStoryRequest(user_id=user_id, story_id=story_id))
+
+
+async def segment_pages(
+    stories: Stub, user_id: str, story_id: str, limit: int, after_position: int = 0
+) -> list[stories_pb2.ListSegmentsResponse]:
+    """Every page of the story's segments from `after_position` on."""
+    pages = []
+    while True:
+        page = await stories.ListSegments(
+            stories_pb2.ListSegmentsRequest(
+                user_id=user_id, story_id=story_id, after_position=after_position, limit=limit
+            )
+        )
+        pages.append(page)
+        if not page.HasField("next_after_position"):
+            return pages
+        after_position = page.next_after_position
 
 
 async def refused(call: Awaitable) -> grpc.aio.AioRpcError:
@@ -187,6 +207,28 @@ async def test_invalid_requests_name_the_field(stories: Stub):
         (
             stories.ListStories(stories_pb2.ListStoriesRequest(user_id=user_id, cursor="%%%")),
             "cursor",
+        ),
+        (
+            stories.GetStory(
+                stories_pb2.GetStoryRequest(user_id=user_id, story_id=str(uuid.uuid4()), view=7)
+            ),
+            "view",
+        ),
+        (
+            stories.ListSegments(
+                stories_pb2.ListSegmentsRequest(
+                    user_id=user_id, story_id=str(uuid.uuid4()), after_position=-1
+                )
+            ),
+            "after_position",
+        ),
+        (
+            stories.ListSegments(
+                stories_pb2.ListSegmentsRequest(
+                    user_id=user_id, story_id=str(uuid.uuid4()), limit=101
+                )
+            ),
+            "limit",
         ),
     ]
     for call, field in cases:
@@ -350,11 +392,106 @@ async def test_stories_are_listed_newest_first_page_by_page(stories: Stub):
     assert everything.next_cursor == ""
 
 
+async def test_the_basic_view_is_the_story_with_its_segment_count_but_no_segments(
+    stories: Stub,
+):
+    user_id = new_user()
+    story = await create(stories, user_id, title="Long Night")
+    await continue_story(stories, user_id, story.id)
+    full = await end(stories, user_id, story.id)
+
+    basic = await stories.GetStory(
+        stories_pb2.GetStoryRequest(
+            user_id=user_id, story_id=story.id, view=stories_pb2.STORY_VIEW_BASIC
+        )
+    )
+
+    assert list(basic.segments) == []
+    assert basic.segment_count == 3
+    without_segments = stories_pb2.Story()
+    without_segments.CopyFrom(full)
+    del without_segments.segments[:]
+    assert basic == without_segments
+    # Unspecified (callers that predate views) and FULL both carry every segment.
+    explicit_full = await stories.GetStory(
+        stories_pb2.GetStoryRequest(
+            user_id=user_id, story_id=story.id, view=stories_pb2.STORY_VIEW_FULL
+        )
+    )
+    assert explicit_full == await get(stories, user_id, story.id) == full
+
+
+async def test_segments_are_read_in_story_order_page_by_page(stories: Stub):
+    user_id = new_user()
+    story = await create(stories, user_id)
+    for _ in range(FREE_PLAN_GENERATIONS - 2):
+        await continue_story(stories, user_id, story.id)
+    full = await end(stories, user_id, story.id)
+    assert full.segment_count == 5
+
+    pages = await segment_pages(stories, user_id, story.id, limit=2)
+
+    assert [[s.position for s in p.segments] for p in pages] == [[1, 2], [3, 4], [5]]
+    assert [p.next_after_position for p in pages[:-1]] == [2, 4]
+    assert [s for p in pages for s in p.segments] == list(full.segments)
+    assert all(s.text for p in pages for s in p.segments)
+    # A reader resumes from the last position it read; the default page holds all five.
+    [resumed] = await segment_pages(stories, user_id, story.id, limit=10, after_position=3)
+    assert [s.position for s in resumed.segments] == [4, 5]
+    [everything] = await segment_pages(stories, user_id, story.id, limit=0)
+    assert list(everything.segments) == list(full.segments)
+    # Past the end: an empty last page, not an error.
+    [past_end] = await segment_pages(stories, user_id, story.id, limit=2, after_position=5)
+    assert list(past_end.segments) == []
+
+
+async def test_the_basic_view_and_a_segment_page_load_only_what_they_return(stories: Stub):
+    user_id = new_user()
+    story = await create(stories, user_id)
+    await continue_story(stories, user_id, story.id)
+    await continue_story(stories, user_id, story.id)
+    owner, story_id = uuid.UUID(user_id), uuid.UUID(story.id)
+    db = Database(Settings())
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with db.session_scope() as session:
+            found, count = await service.get_story_summary(session, owner, story_id)
+        basic, statements[:] = list(statements), []
+        async with db.session_scope() as session:
+            page = await service.list_segments(session, owner, story_id, 1, 1)
+        paged = list(statements)
+    finally:
+        await db.dispose()
+
+    assert (str(found.id), count) == (story.id, 3)
+    # One query, and no segment row read: the texts of a long story stay on disk.
+    [basic_query] = [q for q in basic if q.startswith("SELECT")]
+    assert "segments.text" not in basic_query and "count(*)" in basic_query
+    # One query for one page: only the rows of that page, in order.
+    assert [s.position for s in page.segments] == [2] and page.next_after_position == 2
+    [page_query] = [q for q in paged if q.startswith("SELECT")]
+    assert "segments.position >" in page_query and "ORDER BY stories.segments.position" in (
+        page_query
+    )
+    assert "LIMIT" in page_query
+
+
 async def test_another_users_story_is_not_found(stories: Stub, billing):
     owner, intruder = new_user(), new_user()
     story = await create(stories, owner)
     calls = [
         get(stories, intruder, story.id),
+        stories.GetStory(
+            stories_pb2.GetStoryRequest(
+                user_id=intruder, story_id=story.id, view=stories_pb2.STORY_VIEW_BASIC
+            )
+        ),
+        stories.ListSegments(stories_pb2.ListSegmentsRequest(user_id=intruder, story_id=story.id)),
         continue_story(stories, intruder, story.id),
         end(stories, intruder, story.id),
         stories.DeleteStory(stories_pb2.DeleteStoryRequest(user_id=intruder, story_id=story.id)),
@@ -370,9 +507,17 @@ async def test_another_users_story_is_not_found(stories: Stub, billing):
     assert (await get(stories, owner, story.id)).segment_count == 1
 
 
-async def test_a_malformed_story_id_is_not_found(stories: Stub):
-    error = await refused(get(stories, new_user(), "not-a-story-id"))
-    assert error.code() == grpc.StatusCode.NOT_FOUND
+async def test_a_malformed_or_unknown_story_id_is_not_found(stories: Stub):
+    user_id = new_user()
+    for story_id in ("not-a-story-id", str(uuid.uuid4())):
+        calls = [
+            get(stories, user_id, story_id),
+            stories.ListSegments(
+                stories_pb2.ListSegmentsRequest(user_id=user_id, story_id=story_id)
+            ),
+        ]
+        for call in calls:
+            assert (await refused(call)).code() == grpc.StatusCode.NOT_FOUND, story_id
 
 
 async def test_a_deleted_story_is_gone(stories: Stub):

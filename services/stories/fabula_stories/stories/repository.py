@@ -39,6 +39,49 @@ async def get_story(
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def get_story_with_segment_count(
+    session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID
+) -> tuple[Story, int] | None:
+    """The story and how many segments it has, without loading any segment
+    (the count is an index-only scan of uq_segments_story_id_position)."""
+    segment_count = (
+        select(func.count()).where(Segment.story_id == Story.id).correlate(Story).scalar_subquery()
+    )
+    query = select(Story, segment_count).where(Story.id == story_id, Story.user_id == user_id)
+    row = (await session.execute(query)).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+async def story_exists(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> bool:
+    query = select(Story.id).where(Story.id == story_id, Story.user_id == user_id)
+    return (await session.execute(query)).scalar_one_or_none() is not None
+
+
+async def list_segments(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    story_id: uuid.UUID,
+    after_position: int,
+    limit: int,
+) -> list[Segment]:
+    """Up to `limit` segments of the user's story after `after_position`, in
+    story order: a range scan of uq_segments_story_id_position, so a page
+    costs the same wherever it is in the story. Empty when the story is
+    missing, someone else's or has no segments after that position."""
+    query = (
+        select(Segment)
+        .join(Story, Story.id == Segment.story_id)
+        .where(
+            Segment.story_id == story_id,
+            Story.user_id == user_id,
+            Segment.position > after_position,
+        )
+        .order_by(Segment.position)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def claim_for_writing(
     session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID, lease: dt.timedelta
 ) -> Story | None:

@@ -298,6 +298,46 @@ async def get_story(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UU
     return await _owned(session, user_id, story_id, with_segments=True)
 
 
+async def get_story_summary(
+    session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID
+) -> tuple[Story, int]:
+    """The story and its segment count, without loading its segments."""
+    found = await repository.get_story_with_segment_count(session, user_id, story_id)
+    if found is None:
+        raise NotFound("story not found")
+    return found
+
+
+def validate_after_position(after_position: int) -> int:
+    if after_position < 0:
+        raise InvalidArgument("after_position must not be negative")
+    return after_position
+
+
+@dataclass(frozen=True)
+class SegmentPage:
+    segments: list[Segment]
+    next_after_position: int | None  # None on the last page
+
+
+async def list_segments(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    story_id: uuid.UUID,
+    after_position: int,
+    limit: int,
+) -> SegmentPage:
+    """A page of the story's segments after `after_position`, in story order."""
+    # One row more than asked tells whether another page follows.
+    rows = await repository.list_segments(session, user_id, story_id, after_position, limit + 1)
+    # An empty page is either past the story's end or no story of the user's.
+    if not rows and not await repository.story_exists(session, user_id, story_id):
+        raise NotFound("story not found")
+    segments = rows[:limit]
+    next_after = segments[-1].position if len(rows) > limit else None
+    return SegmentPage(segments=segments, next_after_position=next_after)
+
+
 @dataclass(frozen=True)
 class StoryPage:
     items: list[tuple[Story, int]]  # (story, segment count)

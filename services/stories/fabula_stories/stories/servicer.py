@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import grpc
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula_common.db import Database
+from fabula_common.errors import InvalidArgument
 from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -70,9 +71,29 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
     ) -> stories_pb2.Story:
         user_id = service.parse_user_id(request.user_id)
         story_id = service.parse_story_id(request.story_id)
+        with_segments = _with_segments(request.view)
         async with self._db.session_scope() as session:
+            if not with_segments:
+                story, count = await service.get_story_summary(session, user_id, story_id)
+                return story_to_proto(story, segment_count=count)
             story = await service.get_story(session, user_id, story_id)
         return story_to_proto(story, story.segments)
+
+    async def ListSegments(
+        self, request: stories_pb2.ListSegmentsRequest, context: grpc.aio.ServicerContext
+    ) -> stories_pb2.ListSegmentsResponse:
+        user_id = service.parse_user_id(request.user_id)
+        story_id = service.parse_story_id(request.story_id)
+        after_position = service.validate_after_position(request.after_position)
+        limit = service.page_size(request.limit)
+        async with self._db.session_scope() as session:
+            page = await service.list_segments(session, user_id, story_id, after_position, limit)
+        response = stories_pb2.ListSegmentsResponse(
+            segments=[segment_to_proto(segment) for segment in page.segments]
+        )
+        if page.next_after_position is not None:
+            response.next_after_position = page.next_after_position
+        return response
 
     async def ListStories(
         self, request: stories_pb2.ListStoriesRequest, context: grpc.aio.ServicerContext
@@ -94,6 +115,15 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
         async with self._db.session_scope() as session:
             await service.delete_story(session, user_id, story_id)
         return empty_pb2.Empty()
+
+
+def _with_segments(view: int) -> bool:
+    """Whether a GetStory view includes the segments; unspecified means full."""
+    if view in (stories_pb2.STORY_VIEW_UNSPECIFIED, stories_pb2.STORY_VIEW_FULL):
+        return True
+    if view == stories_pb2.STORY_VIEW_BASIC:
+        return False
+    raise InvalidArgument(f"view {view} is unknown")
 
 
 def _timestamp(value: dt.datetime) -> Timestamp:

@@ -17,10 +17,19 @@ class SegmentKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SEGMENT_KIND_OPENING: _ClassVar[SegmentKind]
     SEGMENT_KIND_CONTINUATION: _ClassVar[SegmentKind]
     SEGMENT_KIND_ENDING: _ClassVar[SegmentKind]
+
+class StoryView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STORY_VIEW_UNSPECIFIED: _ClassVar[StoryView]
+    STORY_VIEW_BASIC: _ClassVar[StoryView]
+    STORY_VIEW_FULL: _ClassVar[StoryView]
 SEGMENT_KIND_UNSPECIFIED: SegmentKind
 SEGMENT_KIND_OPENING: SegmentKind
 SEGMENT_KIND_CONTINUATION: SegmentKind
 SEGMENT_KIND_ENDING: SegmentKind
+STORY_VIEW_UNSPECIFIED: StoryView
+STORY_VIEW_BASIC: StoryView
+STORY_VIEW_FULL: StoryView
 
 class Segment(_message.Message):
     __slots__ = ("id", "position", "text", "kind", "created_at", "provider", "model", "is_language_model")
@@ -117,12 +126,34 @@ class EndStoryRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., direction: _Optional[str] = ...) -> None: ...
 
 class GetStoryRequest(_message.Message):
-    __slots__ = ("user_id", "story_id")
+    __slots__ = ("user_id", "story_id", "view")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     STORY_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     story_id: str
-    def __init__(self, user_id: _Optional[str] = ..., story_id: _Optional[str] = ...) -> None: ...
+    view: StoryView
+    def __init__(self, user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., view: _Optional[_Union[StoryView, str]] = ...) -> None: ...
+
+class ListSegmentsRequest(_message.Message):
+    __slots__ = ("user_id", "story_id", "after_position", "limit")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    STORY_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_POSITION_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    story_id: str
+    after_position: int
+    limit: int
+    def __init__(self, user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., after_position: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListSegmentsResponse(_message.Message):
+    __slots__ = ("segments", "next_after_position")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_POSITION_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    next_after_position: int
+    def __init__(self, segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., next_after_position: _Optional[int] = ...) -> None: ...
 
 class ListStoriesRequest(_message.Message):
     __slots__ = ("user_id", "limit", "cursor")

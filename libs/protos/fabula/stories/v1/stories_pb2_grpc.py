@@ -57,6 +57,11 @@ class StoriesServiceStub:
                 request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.GetStoryRequest.SerializeToString,
                 response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
                 _registered_method=True)
+        self.ListSegments = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/ListSegments',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListSegmentsRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListSegmentsResponse.FromString,
+                _registered_method=True)
         self.ListStories = channel.unary_unary(
                 '/fabula.stories.v1.StoriesService/ListStories',
                 request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListStoriesRequest.SerializeToString,
@@ -103,7 +108,19 @@ class StoriesServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetStory(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The story; with all its segments unless the request asks for the BASIC
+        view. A long story is better read with GetStory(BASIC) and ListSegments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSegments(self, request, context):
+        """A story's segments with their texts, in story order, a page at a time.
+        NOT_FOUND for a missing story or another user's; INVALID_ARGUMENT with
+        reason `invalid-argument` for a negative after_position or a limit out
+        of range.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -143,6 +160,11 @@ def add_StoriesServiceServicer_to_server(servicer, server):
                     servicer.GetStory,
                     request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.GetStoryRequest.FromString,
                     response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.SerializeToString,
+            ),
+            'ListSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegments,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListSegmentsRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListSegmentsResponse.SerializeToString,
             ),
             'ListStories': grpc.unary_unary_rpc_method_handler(
                     servicer.ListStories,
@@ -265,6 +287,33 @@ class StoriesService:
             '/fabula.stories.v1.StoriesService/GetStory',
             fabula_dot_stories_dot_v1_dot_stories__pb2.GetStoryRequest.SerializeToString,
             fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/ListSegments',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ListSegmentsRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ListSegmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
