@@ -30,7 +30,7 @@ from deploy_support import (
     env_names,
     host_port,
     load_settings,
-    parse_dockerfile,
+    image_view,
     pod_template,
     render,
     require_settings,
@@ -134,8 +134,8 @@ def test_every_pod_is_hardened(overlay):
 def test_fabula_pods_run_as_the_images_user(overlay):
     docs = rendered(overlay)
     for component in COMPONENTS:
-        final_stage = parse_dockerfile(component.dockerfile.read_text())[-1]
-        image_user = final_stage.all("USER")[-1].args.split(":")[0]
+        image = image_view(component.dockerfile.read_text(), component.build_args)
+        image_user = image.all("USER")[-1].args.split(":")[0]
         spec = pod_template(fabula_deployment(docs, component.name))["spec"]
         assert str(spec["securityContext"]["runAsUser"]) == image_user
         # A read-only root still needs somewhere to write temporary files.
