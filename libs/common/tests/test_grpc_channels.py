@@ -54,7 +54,8 @@ async def test_calls_are_spread_over_every_address_of_the_service():
     literally. Each stand-in answers with a status of its own, so the
     answers show which one served each call."""
     servers, addresses = [], []
-    for status in (health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING):
+    statuses = (health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING)
+    for status in statuses:
         server = grpc.aio.server()
         servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
@@ -72,10 +73,7 @@ async def test_calls_are_spread_over_every_address_of_the_service():
             while time.monotonic() < deadline and len(set(seen[-4:])) < 2:
                 seen.append(await _health(channel))
             recent = seen[-4:]
-            assert set(recent) == {
-                health_pb2.HealthCheckResponse.SERVING,
-                health_pb2.HealthCheckResponse.NOT_SERVING,
-            }, seen
+            assert set(recent) == set(statuses), seen
     finally:
         for server in servers:
             await server.stop(None)
