@@ -14,7 +14,7 @@ from fabula_gateway.billing import routes as billing
 from fabula_gateway.clients import ServiceClients
 from fabula_gateway.handlers import install_exception_handlers
 from fabula_gateway.health import routes as health
-from fabula_gateway.metrics import metrics_endpoint
+from fabula_gateway.metrics import serve_metrics
 from fabula_gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from fabula_gateway.openapi import (
     API_DESCRIPTION,
@@ -34,9 +34,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         clients = ServiceClients.open(settings)
         app.state.clients = clients
+        # Prometheus scrapes its own listener, never the public API port.
+        metrics_server = (
+            serve_metrics(settings.metrics_host, settings.metrics_port)
+            if settings.metrics_port
+            else None
+        )
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
             await clients.close()
             flush_tracing()
 
@@ -52,9 +61,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     for module in (users, stories, billing, health):
         app.include_router(module.router)
-
-    # A plain Starlette route: not part of the API (no schema, no operationId).
-    app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
 
     install_exception_handlers(app)
     install_openapi(app)
@@ -85,8 +91,8 @@ def _trace_requests(app: FastAPI) -> None:
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=tracing_provider(),
-        # Probes and scrapes would drown the real requests.
-        excluded_urls="/healthz,/readyz,/metrics",
+        # Probes would drown the real requests.
+        excluded_urls="/healthz,/readyz",
         # One span per request, not one more per body chunk of a stream.
         exclude_spans=["receive", "send"],
     )

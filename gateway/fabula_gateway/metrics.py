@@ -1,10 +1,12 @@
-"""Prometheus metrics of the REST API, served at /metrics for the scraper."""
+"""Prometheus metrics of the REST API, served at /metrics on a listener of
+their own (GATEWAY_METRICS_HOST:GATEWAY_METRICS_PORT), apart from the public
+port: the scraper reaches it, clients of the API do not."""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import Counter, Histogram, start_http_server
 
 # Labelled by route template, never by raw path: ids and scanners' paths
 # would make the series unbounded.
@@ -30,5 +32,7 @@ def observe(method: str, route: str | None, status: int, seconds: float) -> None
     HTTP_LATENCY.labels(method, route).observe(seconds)
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+def serve_metrics(host: str, port: int) -> WSGIServer:
+    """Start the metrics listener (a thread); `shutdown()` stops it."""
+    server, _thread = start_http_server(port, addr=host)
+    return server

@@ -22,9 +22,8 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("fabula_gateway.access")
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-# Probes and the scraper hit these every few seconds; their successes are not
-# worth an INFO line.
-_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Probes hit these every few seconds; their successes are not worth an INFO line.
+_QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def accept_request_id(value: str | None) -> str:

@@ -106,7 +106,7 @@ MODEL_UNAVAILABLE = ProblemType(
     503,
     "The model provider could not write this segment; retry later.",
 )
-NOT_READY = ProblemType("not-ready", "Not ready", 503, "Not every backend service is serving.")
+NOT_READY = ProblemType("not-ready", "Not ready", 503, "No backend service is serving.")
 
 _BY_STATUS = {
     kind.status: kind

@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any
 
 from fabula_common.settings import TokenSettings
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 
@@ -15,6 +15,9 @@ class GatewaySettings(TokenSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    # Prometheus /metrics listener, apart from the public port; 0 = none.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(0, ge=0, le=65535)
     # Largest request body accepted, counted on the raw bytes received.
     max_body_bytes: int = Field(65536, ge=1)
     # How long /readyz waits for each service's health check.
@@ -35,6 +38,12 @@ class GatewaySettings(TokenSettings):
                 return json.loads(text)
             return [origin.strip() for origin in text.split(",") if origin.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _metrics_apart_from_the_api(self) -> GatewaySettings:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError("GATEWAY_METRICS_PORT must differ from GATEWAY_PORT")
+        return self
 
     @property
     def service_addresses(self) -> dict[str, str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import time
 
 import grpc
+import httpx
 import jwt
 import pytest
 from fabula_common.testing import free_port
@@ -358,7 +360,7 @@ async def test_healthz_answers_without_backends(client):
     assert response.json() == {"status": "ok"}
 
 
-async def test_readyz_names_every_service_that_is_down_quickly(client):
+async def test_readyz_is_503_only_when_no_service_is_serving(client):
     started = time.monotonic()
     response = await client.get("/readyz")
 
@@ -366,6 +368,7 @@ async def test_readyz_names_every_service_that_is_down_quickly(client):
     assert time.monotonic() - started < 2
     assert all(name in body["detail"] for name in SERVICES)
     assert body["services"] == {name: "unreachable" for name in SERVICES}
+    assert int(response.headers["retry-after"]) > 0
 
 
 @pytest.fixture
@@ -388,7 +391,17 @@ async def health_servers():
         await server.stop(None)
 
 
-async def test_readyz_is_200_only_while_every_service_is_serving(
+@pytest.fixture
+def silent_address():
+    """A port that accepts TCP connections and never says a word: a hung
+    process, or something that is not a gRPC server."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+async def test_readyz_stays_200_but_degraded_while_one_service_is_down(
     health_servers, make_settings, serve
 ):
     addresses, servicers = health_servers
@@ -399,14 +412,72 @@ async def test_readyz_is_200_only_while_every_service_is_serving(
     async with serve(app) as client:
         ready = await client.get("/readyz")
         await servicers["billing"].set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        not_ready = await client.get("/readyz")
+        degraded = await client.get("/readyz")
 
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "services": {name: "serving" for name in SERVICES}}
-    body = assert_problem(not_ready, 503, "not-ready")
-    assert body["detail"] == "Not serving: billing."
-    assert body["services"]["billing"] == "not_serving"
-    assert body["services"]["users"] == "serving"
+    assert ready.json() == {
+        "status": "ready",
+        "services": {name: "serving" for name in SERVICES},
+        "unavailable": [],
+    }
+    # Still in the load balancer: only billing's routes fail.
+    assert degraded.status_code == 200
+    body = degraded.json()
+    assert body["status"] == "degraded" and body["unavailable"] == ["billing"]
+    assert body["services"] == {**{name: "serving" for name in SERVICES}, "billing": "not_serving"}
+
+
+async def test_readyz_answers_within_its_timeout_when_a_service_never_answers(
+    health_servers, silent_address, make_settings, serve
+):
+    addresses, _ = health_servers
+    addresses = {**addresses, "billing": silent_address}
+    app = create_app(
+        make_settings(**{f"{name}_addr": address for name, address in addresses.items()})
+    )
+
+    async with serve(app) as client:
+        started = time.monotonic()
+        response = await client.get("/readyz")
+        elapsed = time.monotonic() - started
+
+    assert response.status_code == 200
+    assert response.json()["unavailable"] == ["billing"]
+    assert response.json()["services"]["billing"] == "unreachable"
+    assert elapsed < 2  # GATEWAY_READINESS_TIMEOUT_SECONDS is 1
+
+
+@pytest.mark.parametrize("billing", ["closed", "silent"])
+async def test_a_dead_backend_fails_its_own_routes_fast_and_only_those(
+    billing, health_servers, silent_address, make_settings, serve, user_id
+):
+    """Billing down (its port closed, or open and mute) costs /v1/usage a
+    503 well within the call's 10 s deadline; the other services still
+    answer the gateway."""
+    addresses, _ = health_servers
+    addresses = {
+        **addresses,
+        "billing": silent_address if billing == "silent" else f"127.0.0.1:{free_port()}",
+    }
+    settings = make_settings(
+        grpc_deadline_seconds=10.0,
+        **{f"{name}_addr": address for name, address in addresses.items()},
+    )
+    token, _ = issue_access_token(settings, user_id)
+
+    async with serve(create_app(settings)) as client:
+        timings = []
+        for _ in range(2):
+            started = time.monotonic()
+            usage = await client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"})
+            timings.append(time.monotonic() - started)
+            assert_problem(usage, 503, "service-unavailable")
+            assert int(usage.headers["retry-after"]) > 0
+        ready = await client.get("/readyz")
+
+    # The first call waits at most for one connection attempt; later ones not at all.
+    assert timings[0] < 2.5 and timings[1] < 0.5, timings
+    assert ready.status_code == 200 and ready.json()["unavailable"] == ["billing"]
 
 
 # ------------------------------------------------------------ request id
@@ -495,12 +566,22 @@ def test_settings_read_the_gateway_prefix(monkeypatch):
     assert settings.host == "127.0.0.1" and settings.proxy_headers is False
 
 
-async def test_metrics_count_requests_by_route_template(client, auth):
-    await client.get(f"/v1/stories/{STORY_ID}", headers=auth)
-    await client.get("/scanner/probe/12345")
+async def test_metrics_are_served_on_their_own_port_and_count_by_route_template(
+    make_settings, serve, user_id
+):
+    metrics_port = free_port()
+    settings = make_settings(metrics_port=metrics_port)
+    token, _ = issue_access_token(settings, user_id)
 
-    response = await client.get("/metrics")
+    async with serve(create_app(settings)) as client:
+        await client.get(f"/v1/stories/{STORY_ID}", headers={"Authorization": f"Bearer {token}"})
+        await client.get("/scanner/probe/12345")
+        on_api_port = await client.get("/metrics")
+        async with httpx.AsyncClient() as scraper:
+            response = await scraper.get(f"http://127.0.0.1:{metrics_port}/metrics")
 
+    # Not on the public port: clients of the API cannot read them.
+    assert_problem(on_api_port, 404, "not-found")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -510,3 +591,13 @@ async def test_metrics_count_requests_by_route_template(client, auth):
     )
     assert 'route="unmatched",status="404"' in text
     assert STORY_ID not in text and "/scanner" not in text
+
+
+async def test_no_metrics_listener_unless_a_port_is_configured(settings, client):
+    assert settings.metrics_port == 0
+    assert (await client.get("/metrics")).status_code == 404
+
+
+def test_metrics_port_must_differ_from_the_api_port(make_settings):
+    with pytest.raises(ValueError, match="GATEWAY_METRICS_PORT"):
+        make_settings(port=9100, metrics_port=9100)

@@ -32,22 +32,33 @@ GRPC_CALLS = {
 NATS_CLIENTS = {"users", "generation", "billing"}
 
 
+# One Dockerfile builds every image; the build argument SERVICE picks the component.
+DOCKERFILE = REPO / "Dockerfile"
+
+
 @dataclass(frozen=True)
 class Component:
     """A process with an image of its own: one of the services or the gateway."""
 
     name: str
-    dockerfile: Path
     package: str
 
     @property
     def is_gateway(self) -> bool:
         return self.name == "gateway"
 
+    @property
+    def dockerfile(self) -> Path:
+        return DOCKERFILE
+
+    @property
+    def build_args(self) -> dict[str, str]:
+        return {"SERVICE": self.name}
+
 
 COMPONENTS = [
-    *(Component(s, REPO / "services" / s / "Dockerfile", f"fabula_{s}") for s in SERVICES),
-    Component("gateway", REPO / "gateway" / "Dockerfile", "fabula_gateway"),
+    *(Component(s, f"fabula_{s}") for s in SERVICES),
+    Component("gateway", "fabula_gateway"),
 ]
 
 
@@ -174,6 +185,59 @@ def parse_dockerfile(text: str) -> list[Stage]:
             assert stages, f"instruction before FROM: {line}"
             stages[-1].instructions.append(Instruction(keyword, args))
     return stages
+
+
+_ARG_REFERENCE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def global_args(text: str) -> dict[str, str | None]:
+    """ARGs declared before the first FROM (usable in FROM lines), with defaults."""
+    found: dict[str, str | None] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.upper().startswith("FROM "):
+            break
+        if line.upper().startswith("ARG "):
+            name, sep, default = line[4:].strip().partition("=")
+            found[name] = default if sep else None
+    return found
+
+
+def substitute_args(text: str, values: Mapping[str, str]) -> str:
+    """${NAME} and $NAME replaced by the build argument's value ('' if unset)."""
+    return _ARG_REFERENCE.sub(lambda m: values.get(m.group(1) or m.group(2), ""), text)
+
+
+def stage_args(stage: Stage, build_args: Mapping[str, str]) -> dict[str, str]:
+    """The build arguments a stage can read: only those it declares with ARG
+    (a global ARG is not visible inside a stage unless declared again)."""
+    declared = {i.args.split("=", 1)[0] for i in stage.all("ARG")}
+    return {k: v for k, v in build_args.items() if k in declared}
+
+
+def image_stages(text: str, build_args: Mapping[str, str]) -> list[Stage]:
+    """The stages the image is built through, base first: the last stage, the
+    stage its FROM names (after substituting the global ARGs), and so on."""
+    stages = parse_dockerfile(text)
+    defaults = {k: v for k, v in global_args(text).items() if v is not None}
+    values = {**defaults, **build_args}
+    by_name = {s.name: s for s in stages if s.name}
+    chain = [stages[-1]]
+    while True:
+        parent = substitute_args(chain[-1].image, values)
+        if parent not in by_name:
+            break
+        assert by_name[parent] not in chain, f"stage {parent} builds on itself"
+        chain.append(by_name[parent])
+    return chain[::-1]
+
+
+def image_view(text: str, build_args: Mapping[str, str]) -> Stage:
+    """The image as one stage: the base image of its first stage and every
+    instruction of the chain in order (later ENV, USER, CMD... win)."""
+    chain = image_stages(text, build_args)
+    instructions = [i for stage in chain for i in stage.instructions]
+    return Stage(image=chain[0].image, name=chain[-1].name, instructions=instructions)
 
 
 def env_assignments(stage: Stage) -> dict[str, str]:

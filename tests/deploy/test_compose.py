@@ -81,9 +81,9 @@ def test_every_variable_compose_reads_is_documented_in_env_example():
     )
 
 
-def test_every_image_builds_from_an_existing_dockerfile(compose):
+def test_every_image_builds_from_the_one_dockerfile_with_its_component(compose):
     services = compose["services"]
-    dockerfile_of_image: dict[str, str] = {}
+    build_of_image: dict[str, dict] = {}
     for name, service in services.items():
         if "build" not in service:
             continue
@@ -91,12 +91,14 @@ def test_every_image_builds_from_an_existing_dockerfile(compose):
         assert build["context"] == ".", f"{name}: images build from the repository root"
         assert (REPO / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']} is missing"
         image = service["image"].rsplit(":", 1)[0]
-        assert dockerfile_of_image.setdefault(image, build["dockerfile"]) == build["dockerfile"], (
-            f"{image} is built from two Dockerfiles"
+        assert build_of_image.setdefault(image, build) == build, (
+            f"{image} is built two different ways"
         )
     for component in COMPONENTS:
-        built = services[component.name]["build"]["dockerfile"]
-        assert REPO / built == component.dockerfile
+        build = services[component.name]["build"]
+        assert REPO / build["dockerfile"] == component.dockerfile
+        assert build["args"] == component.build_args
+        assert services[component.name]["image"].startswith(f"fabula-{component.name}:")
 
 
 def test_depends_on_orders_the_start(compose):
@@ -204,7 +206,11 @@ def test_ports_agree_with_the_settings(compose):
         assert {int(p) for p in services[service]["expose"]} == {port, METRICS_PORT}
         assert f"127.0.0.1:{port}" in " ".join(services[service]["healthcheck"]["test"])
     published = services["gateway"]["ports"]
+    # The API only: the gateway's metrics are for other containers.
     assert published == ["8000:8000"]
+    assert [int(p) for p in services["gateway"]["expose"]] == [METRICS_PORT]
+    gateway = load_settings("gateway", services["gateway"]["environment"])
+    assert (gateway.metrics_host, gateway.metrics_port) == ("0.0.0.0", METRICS_PORT)
     assert "127.0.0.1:8000/readyz" in " ".join(services["gateway"]["healthcheck"]["test"])
     exposed_to_host = [name for name, s in services.items() if s.get("ports") and name != "gateway"]
     assert not exposed_to_host, "only the gateway is reachable from the host"

@@ -1,7 +1,8 @@
-"""The images: one Dockerfile per service and the gateway, multi-stage, pinned,
-non-root, nothing to build software with in the final stage; and the builder
-step itself, replayed without Docker to prove the venv it makes can run the
-service and its migrations."""
+"""The images: one parameterised Dockerfile (build argument SERVICE) for every
+service and the gateway, multi-stage, pinned, non-root, nothing to build
+software with in the final image; and the builder step itself, replayed
+without Docker to prove the venv it makes can run the service and its
+migrations."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from deploy_support import (
     COMPONENTS,
+    DOCKERFILE,
     METRICS_PORT,
     REPO,
     Component,
@@ -22,8 +24,13 @@ from deploy_support import (
     dockerignore_matcher,
     env_assignments,
     find_tool,
+    global_args,
+    image_stages,
+    image_view,
     parse_dockerfile,
     settings_class,
+    stage_args,
+    substitute_args,
 )
 
 # An exact version in the tag (3.11.13-slim-bookworm, 0.13.9), or a digest.
@@ -38,18 +45,48 @@ BUILD_TOOLS = re.compile(
 by_name = pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.name)
 
 
-def stages_of(component: Component):
-    assert component.dockerfile.is_file(), f"{component.dockerfile.relative_to(REPO)} is missing"
-    return parse_dockerfile(component.dockerfile.read_text())
+def dockerfile_text() -> str:
+    assert DOCKERFILE.is_file(), "the Dockerfile at the repository root is missing"
+    return DOCKERFILE.read_text()
+
+
+def chain_of(component: Component):
+    return image_stages(dockerfile_text(), component.build_args)
+
+
+def image_of(component: Component):
+    return image_view(dockerfile_text(), component.build_args)
+
+
+def builder_of(component: Component):
+    return next(s for s in parse_dockerfile(dockerfile_text()) if s.name == "builder")
+
+
+def test_one_dockerfile_builds_every_image():
+    """No near-copies: the root Dockerfile is the only one, SERVICE has no
+    default (a build that forgets it fails instead of building some other
+    component) and each component ends in a stage of its own."""
+    dockerfiles = [
+        p.relative_to(REPO).as_posix()
+        for p in REPO.rglob("Dockerfile*")
+        if not {".venv", ".git", "node_modules"} & set(p.parts)
+    ]
+    assert dockerfiles == ["Dockerfile"]
+    assert global_args(dockerfile_text()) == {"SERVICE": None}
+    # The last stage is `FROM ${SERVICE}`: the stage named after the component.
+    assert parse_dockerfile(dockerfile_text())[-1].image == "${SERVICE}"
+    built_from = {component.name: chain_of(component)[-2].name for component in COMPONENTS}
+    assert built_from == {component.name: component.name for component in COMPONENTS}
 
 
 @by_name
 def test_images_are_multi_stage_from_pinned_bases(component):
-    stages = stages_of(component)
-    assert len(stages) >= 2, "a builder stage and a runtime stage"
+    stages = parse_dockerfile(dockerfile_text())
+    chain = chain_of(component)
+    assert len(chain) >= 2 and component.name in {stage.name for stage in chain}
     stage_names = {s.name for s in stages if s.name}
-    images = [s.image for s in stages if s.image not in stage_names]
-    for stage in stages:
+    images = [chain[0].image, builder_of(component).image]
+    for stage in [*chain, builder_of(component)]:
         for copy in stage.all("COPY"):
             source = re.search(r"--from=(\S+)", copy.args)
             if source and source.group(1) not in stage_names:
@@ -57,14 +94,17 @@ def test_images_are_multi_stage_from_pinned_bases(component):
     for image in images:
         assert PINNED.match(image), f"{image}: pin an exact version tag (never latest or untagged)"
     # The venv's interpreter link must exist in the runtime image as well.
-    builder = next(s for s in stages if s.name == "builder")
-    assert stages[-1].image == builder.image
+    assert chain[0].image == builder_of(component).image
 
 
 @by_name
 def test_the_builder_installs_the_component_from_the_lock_file(component):
-    builder = next(s for s in stages_of(component) if s.name == "builder")
-    sync = " ".join(r.args for r in builder.all("RUN") if "uv sync" in r.args)
+    builder = builder_of(component)
+    args = stage_args(builder, component.build_args)
+    assert args == component.build_args, "the builder stage must declare ARG SERVICE to see it"
+    sync = " ".join(
+        substitute_args(r.args, args) for r in builder.all("RUN") if "uv sync" in r.args
+    )
     package = component.package.replace("_", "-")
     for flag in ("--locked", "--no-dev", "--no-editable", f"--package {package}"):
         assert flag in sync, f"builder: uv sync needs {flag}"
@@ -74,27 +114,27 @@ def test_the_builder_installs_the_component_from_the_lock_file(component):
 
 
 @by_name
-def test_the_final_stage_runs_unprivileged_without_build_tools(component):
-    final = stages_of(component)[-1]
-    users = final.all("USER")
-    assert users, "the final stage must switch to a non-root USER"
+def test_the_final_image_runs_unprivileged_without_build_tools(component):
+    image = image_of(component)
+    users = image.all("USER")
+    assert users, "the final image must switch to a non-root USER"
     uid = users[-1].args.split(":")[0]
     assert uid.isdigit() and int(uid) >= 1000, (
         f"USER {users[-1].args}: use a numeric non-root uid so Kubernetes can verify runAsNonRoot"
     )
-    for run in final.all("RUN"):
-        assert not BUILD_TOOLS.search(run.args), f"build tooling in the final stage: {run.args}"
-    for copy in final.all("COPY") + final.all("ADD"):
+    for run in image.all("RUN"):
+        assert not BUILD_TOOLS.search(run.args), f"build tooling in the final image: {run.args}"
+    for copy in image.all("COPY") + image.all("ADD"):
         assert "--from=builder" in copy.args, (
-            f"the final stage takes only the built venv: {copy.args}"
+            f"the final image takes only the built venv: {copy.args}"
         )
         assert "/uv" not in copy.args.split()
 
 
 @by_name
-def test_the_final_stage_starts_the_component_on_all_interfaces(component):
-    final = stages_of(component)[-1]
-    env = env_assignments(final)
+def test_the_final_image_starts_the_component_on_all_interfaces(component):
+    image = image_of(component)
+    env = env_assignments(image)
     assert env.get("PYTHONDONTWRITEBYTECODE") == "1"
     assert env["PATH"].startswith("/app/.venv/bin:")
     port = default_port(component.name)
@@ -102,18 +142,20 @@ def test_the_final_stage_starts_the_component_on_all_interfaces(component):
     assert env.get(f"{prefix}_HOST") == "0.0.0.0", (
         "the default 127.0.0.1 is unreachable from outside"
     )
-    exposed = {int(p.split("/")[0]) for e in final.all("EXPOSE") for p in e.args.split()}
-    assert port in exposed
-    if not component.is_gateway:
-        assert int(env[f"{component.name.upper()}_METRICS_PORT"]) == METRICS_PORT
-        assert METRICS_PORT in exposed
-    cmd = final.all("CMD")[-1].args
+    exposed = {int(p.split("/")[0]) for e in image.all("EXPOSE") for p in e.args.split()}
+    assert exposed == {port, METRICS_PORT}
+    metrics = "GATEWAY" if component.is_gateway else component.name.upper()
+    assert int(env[f"{metrics}_METRICS_PORT"]) == METRICS_PORT
+    if component.is_gateway:
+        assert env.get("GATEWAY_METRICS_HOST") == "0.0.0.0"
+    # Another component's settings in this image would be a copy-paste slip.
+    others = {c.name.upper() for c in COMPONENTS} - {component.name.upper()}
+    assert not [k for k in env if k.split("_")[0] in others], env
+    cmd = image.all("CMD")[-1].args
     assert cmd == f'["python", "-m", "{component.package}"]'
-    healthcheck = final.all("HEALTHCHECK")
-    assert (
-        healthcheck
-        and ("/healthz" if component.is_gateway else "grpc_health") in healthcheck[0].args
-    )
+    healthcheck = image.all("HEALTHCHECK")
+    assert healthcheck, "the image says how to check its health"
+    assert ("/healthz" if component.is_gateway else "grpc_health") in healthcheck[-1].args
 
 
 @by_name

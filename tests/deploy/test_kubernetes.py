@@ -30,7 +30,7 @@ from deploy_support import (
     env_names,
     host_port,
     load_settings,
-    parse_dockerfile,
+    image_view,
     pod_template,
     render,
     require_settings,
@@ -134,8 +134,8 @@ def test_every_pod_is_hardened(overlay):
 def test_fabula_pods_run_as_the_images_user(overlay):
     docs = rendered(overlay)
     for component in COMPONENTS:
-        final_stage = parse_dockerfile(component.dockerfile.read_text())[-1]
-        image_user = final_stage.all("USER")[-1].args.split(":")[0]
+        image = image_view(component.dockerfile.read_text(), component.build_args)
+        image_user = image.all("USER")[-1].args.split(":")[0]
         spec = pod_template(fabula_deployment(docs, component.name))["spec"]
         assert str(spec["securityContext"]["runAsUser"]) == image_user
         # A read-only root still needs somewhere to write temporary files.
@@ -156,6 +156,8 @@ def test_services_are_probed_over_grpc_health(overlay):
             assert grpc and grpc["port"] == port and grpc.get("service", "") == "", (
                 f"{service}: {probe}"
             )
+        # Headless: DNS answers with every ready pod, so callers balance per call.
+        assert services[service]["spec"]["clusterIP"] == "None"
         assert services[service]["spec"]["ports"] == [
             {
                 "name": "grpc",
@@ -171,15 +173,21 @@ def test_services_are_probed_over_grpc_health(overlay):
         assert annotations["prometheus.io/port"] == str(METRICS_PORT)
 
 
-def test_the_gateway_is_probed_over_http(overlay):
+def test_the_gateway_is_probed_over_http_and_scraped_on_its_metrics_port(overlay):
     docs = rendered(overlay)
     container = main_container(docs, "gateway")
     assert container["ports"] == [
-        {"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}
+        {"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert by_kind(docs, "Service")["gateway"]["spec"]["ports"][0]["targetPort"] == "http"
+    # The Service (what the ingress exposes) carries the API only.
+    service_ports = by_kind(docs, "Service")["gateway"]["spec"]["ports"]
+    assert [p["targetPort"] for p in service_ports] == ["http"]
+    annotations = pod_template(fabula_deployment(docs, "gateway"))["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(METRICS_PORT)
+    assert annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_pods_drain_before_they_are_killed(overlay):
@@ -231,6 +239,7 @@ def test_each_process_gets_an_environment_its_settings_accept(overlay, component
 
     if component == "gateway":
         assert (settings.host, settings.port) == ("0.0.0.0", GATEWAY_PORT)
+        assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", METRICS_PORT)
     else:
         assert (settings.grpc_host, settings.grpc_port) == ("0.0.0.0", SERVICE_PORTS[component])
         assert settings.metrics_port == METRICS_PORT
@@ -268,7 +277,7 @@ def expected_edges(overlay: str) -> set[tuple[str, str, int, str]]:
     }
     for caller, callees in GRPC_CALLS.items():
         edges |= {(caller, callee, SERVICE_PORTS[callee], "TCP") for callee in callees}
-    edges |= {("monitoring", s, METRICS_PORT, "TCP") for s in SERVICES}
+    edges |= {("monitoring", c, METRICS_PORT, "TCP") for c in (*SERVICES, "gateway")}
     edges.add(("generation", "external", 443, "TCP"))  # the model provider
     if overlay == "dev":
         database, nats, extra = "postgres", "nats", {"postgres", "nats", "bootstrap"}

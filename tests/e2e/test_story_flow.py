@@ -31,6 +31,7 @@ def test_health_and_readiness(api):
     assert api.http.get("/healthz").status_code == 200
     ready = api.http.get("/readyz")
     assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready" and ready.json()["unavailable"] == []
 
 
 def test_register_login_refresh_me(api, problem):
@@ -251,8 +252,11 @@ def test_every_process_exposes_prometheus_metrics(api):
             ["fabula_generation_tokens_total", "fabula_outbox_published_total"],
         f"http://127.0.0.1:{env['BILLING_METRICS_PORT']}/metrics":
             ["fabula_consumer_handled_total", "fabula_consumer_pending"],
-        f"{api.stack.base_url}/metrics": ["fabula_http_requests_total", "fabula_http_request_duration_seconds"],
+        f"http://127.0.0.1:{env['GATEWAY_METRICS_PORT']}/metrics":
+            ["fabula_http_requests_total", "fabula_http_request_duration_seconds"],
     }
+    # Never on the public API port.
+    assert api.http.get("/metrics").status_code == 404
 
     def all_exposed() -> bool:
         for url, names in expected.items():

@@ -29,21 +29,23 @@ async def check_liveness() -> Liveness:
     operation_id="check_readiness",
     response_model=Readiness,
     summary="Readiness",
-    description="200 only when every backend service answers its gRPC health check "
-    "with SERVING; otherwise 503 naming the ones that do not, with every service's "
-    "status in `services`.",
-    responses=problem_responses(503, s503="A backend service is not serving."),
+    description="Every backend service's gRPC health, asked in parallel. 200 while the "
+    "gateway can serve anything: `ready` when every service is serving, `degraded` "
+    "(naming the others in `unavailable`) when only some are; the routes of a missing "
+    "service answer 503 on their own, so one service down never takes the whole API "
+    "out of its load balancer. 503 only when no service is serving.",
+    responses=problem_responses(503, s503="No backend service is serving."),
 )
-async def check_readiness(
-    request: Request, clients: Clients
-) -> Readiness:
+async def check_readiness(request: Request, clients: Clients) -> Readiness:
     services = await clients.health(request.app.state.settings.readiness_timeout_seconds)
-    not_serving = [name for name, status in services.items() if status != SERVING]
-    if not_serving:
+    unavailable = [name for name, status in services.items() if status != SERVING]
+    if len(unavailable) == len(services):
         raise ProblemError(
             NOT_READY,
-            "Not serving: " + ", ".join(not_serving) + ".",
+            "Not serving: " + ", ".join(unavailable) + ".",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            extensions={"services": services},
+            extensions={"services": services, "unavailable": unavailable},
         )
-    return Readiness(services=services)
+    return Readiness(
+        status="degraded" if unavailable else "ready", services=services, unavailable=unavailable
+    )

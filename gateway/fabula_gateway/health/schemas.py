@@ -23,12 +23,29 @@ class Readiness(BaseModel):
                         "generation": "serving",
                         "billing": "serving",
                     },
-                }
+                    "unavailable": [],
+                },
+                {
+                    "status": "degraded",
+                    "services": {
+                        "users": "serving",
+                        "stories": "serving",
+                        "generation": "serving",
+                        "billing": "unreachable",
+                    },
+                    "unavailable": ["billing"],
+                },
             ]
         }
     )
 
-    status: Literal["ready"] = "ready"
+    status: Literal["ready", "degraded"] = Field(
+        description="`ready`: every backend is serving. `degraded`: some are not; the routes "
+        "that need them answer 503, every other route works."
+    )
     services: dict[str, str] = Field(
         description="Health of each backend: serving, not_serving, unknown or unreachable."
+    )
+    unavailable: list[str] = Field(
+        default_factory=list, description="The backends that are not serving, if any."
     )

@@ -151,7 +151,8 @@ class GrpcApp:
         self.settings = settings
         self.server = grpc.aio.server(
             interceptors=[ServerInterceptor(service)],
-            options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)],
+            # Message size cap and connection age (clients re-resolve and rebalance).
+            options=settings.grpc_server_options(),
         )
         self.health = health_aio.HealthServicer()
         self._service_names: list[str] = []

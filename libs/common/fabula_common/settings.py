@@ -114,6 +114,16 @@ class ServiceSettings(CommonSettings):
 
     outbox_poll_seconds: float = env("OUTBOX_POLL_SECONDS", 1.0, gt=0)
 
+    # Connections older than this are closed (GOAWAY, with a jitter of 10%),
+    # so callers resolve the service's name again and spread their calls over
+    # pods added since they connected; 0 = connections live forever.
+    grpc_max_connection_age_seconds: float = env("GRPC_MAX_CONNECTION_AGE_SECONDS", 300.0, ge=0)
+    # Calls still running on a closed connection get this long to finish;
+    # unset = GENERATION_DEADLINE_SECONDS + 10, so no story stream is cut.
+    grpc_max_connection_age_grace_seconds: float | None = env(
+        "GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS", None, ge=0
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:
@@ -122,6 +132,19 @@ class ServiceSettings(CommonSettings):
     @property
     def grpc_listen_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+    def grpc_server_options(self) -> list[tuple[str, int]]:
+        """Channel arguments of the gRPC server built from these settings."""
+        options = [("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+        if self.grpc_max_connection_age_seconds:
+            grace = self.grpc_max_connection_age_grace_seconds
+            if grace is None:
+                grace = self.generation_deadline_seconds + 10
+            options += [
+                ("grpc.max_connection_age_ms", int(self.grpc_max_connection_age_seconds * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(grace * 1000)),
+            ]
+        return options
 
 
 def normalise_database_url(url: str) -> str:

@@ -5,7 +5,8 @@
 2. Provisions the database (database, one schema and login role per service)
    and runs every service's migrations as that service's role.
 3. Starts the four services and the gateway with this process's environment,
-   waits until the gateway's /readyz is 200, and prints where the API is.
+   waits until the gateway's /readyz says every service is ready, and prints
+   where the API is.
 4. On Ctrl-C or SIGTERM stops the gateway, then the services (each drains
    gracefully), and exits. Children die with it even if it is killed outright
    (PR_SET_PDEATHSIG), so nothing is left behind.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -68,6 +70,8 @@ def environment() -> dict[str, str]:
         )
     env.setdefault("GATEWAY_HOST", "127.0.0.1")
     env.setdefault("GATEWAY_PORT", "8000")
+    # Prometheus metrics on a port of their own, beside the services' ones.
+    env.setdefault("GATEWAY_METRICS_PORT", "9100")
     env.setdefault("NATS_URL", "nats://127.0.0.1:4222")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -116,6 +120,11 @@ async def check_nats(url: str) -> None:
 def check_ports_free(env: dict[str, str]) -> None:
     wanted = {f"{s} gRPC": int(env[f"{s.upper()}_GRPC_PORT"]) for s in SERVICES}
     wanted["gateway"] = int(env["GATEWAY_PORT"])
+    for name, variable in [(f"{s} metrics", f"{s.upper()}_METRICS_PORT") for s in SERVICES] + [
+        ("gateway metrics", "GATEWAY_METRICS_PORT")
+    ]:
+        if int(env.get(variable) or 0):
+            wanted[name] = int(env[variable])
     for name, port in wanted.items():
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -153,8 +162,12 @@ def wait_ready(base_url: str, children: list[Child], timeout: float) -> None:
                 raise LaunchError(f"{child.name} exited with code {child.process.returncode} while starting; see its log above.")
         try:
             with urllib.request.urlopen(f"{base_url}/readyz", timeout=2) as response:
-                if response.status == 200:
+                body = response.read().decode(errors="replace")
+                # 200 already while some services still start ("degraded"):
+                # up means every one of them serving.
+                if json.loads(body).get("status") == "ready":
                     return
+                last = body[:300]
         except urllib.error.HTTPError as exc:
             last = exc.read().decode(errors="replace")[:300]
         except OSError as exc:

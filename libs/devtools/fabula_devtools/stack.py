@@ -70,6 +70,7 @@ def stack_environment(**overrides: str) -> dict[str, str]:
         FABULA_ENV="test",
         LOG_FORMAT="text",
         GATEWAY_PORT=str(free_port()),
+        GATEWAY_METRICS_PORT=str(free_port()),
         GRPC_DEADLINE_SECONDS="3",
         SHUTDOWN_GRACE_SECONDS="3",
         OUTBOX_POLL_SECONDS="0.2",

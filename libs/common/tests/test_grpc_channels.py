@@ -1,0 +1,145 @@
+"""Outbound channels and server connections: calls are balanced over every
+address of a service, a dead or silent peer fails calls fast, and servers
+retire old connections so callers re-resolve and find new pods."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import grpc
+import pytest
+from fabula_common.grpc_client import channel_target, open_channel
+from fabula_common.grpc_server import GrpcApp
+from fabula_common.settings import ServiceSettings
+from fabula_common.testing import free_port, running_app
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from pydantic_settings import SettingsConfigDict
+
+PEER = "fabula.test.v1.PeerService"
+
+
+class PeerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CHANNEL_TEST_")
+    database_url: str = "postgresql://example:example@127.0.0.1:5432/fabula"
+    grpc_port: int = 0
+
+
+async def _health(channel: grpc.aio.Channel, timeout: float = 5) -> int:
+    reply = await health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service=""), timeout=timeout
+    )
+    return reply.status
+
+
+def test_host_and_port_become_a_dns_target_and_explicit_resolvers_are_kept():
+    assert channel_target("billing:50054") == "dns:///billing:50054"
+    # Loopback (make run, tests) resolves to itself through the DNS resolver.
+    assert channel_target("127.0.0.1:50054") == "dns:///127.0.0.1:50054"
+    assert channel_target("localhost:50054") == "dns:///localhost:50054"
+    assert channel_target("dns:///billing.fabula.svc:50054") == "dns:///billing.fabula.svc:50054"
+    assert channel_target("ipv4:10.0.0.1:50054,10.0.0.2:50054").startswith("ipv4:")
+
+
+async def test_a_loopback_address_still_reaches_its_server():
+    app = GrpcApp("channel-test", PeerSettings(grpc_port=free_port()))
+    async with running_app(app) as address, open_channel(address, 5) as channel:
+        assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_calls_are_spread_over_every_address_of_the_service():
+    """A headless Service resolves to every pod; the same list is given here
+    literally. Each stand-in answers with a status of its own, so the
+    answers show which one served each call."""
+    servers, addresses = [], []
+    statuses = (health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING)
+    for status in statuses:
+        server = grpc.aio.server()
+        servicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        port = free_port()
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await servicer.set("", status)
+        servers.append(server)
+        addresses.append(f"127.0.0.1:{port}")
+    try:
+        async with open_channel("ipv4:" + ",".join(addresses), 5) as channel:
+            seen: list[int] = []
+            deadline = time.monotonic() + 5
+            # Both connections come up within a few calls; then calls alternate.
+            while time.monotonic() < deadline and len(set(seen[-4:])) < 2:
+                seen.append(await _health(channel))
+            recent = seen[-4:]
+            assert set(recent) == set(statuses), seen
+    finally:
+        for server in servers:
+            await server.stop(None)
+
+
+async def test_a_closed_port_fails_calls_at_once():
+    async with open_channel(f"127.0.0.1:{free_port()}", 10) as channel:
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await _health(channel, timeout=10)
+    assert failure.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 1
+
+
+async def test_a_peer_that_accepts_tcp_but_never_speaks_http2_fails_calls_fast():
+    """A hung process (or something else) on the port: TCP is accepted, the
+    HTTP/2 handshake never comes. The connection attempt gives up after the
+    connect timeout, long before the call's own 10 s deadline; later calls
+    fail at once while the channel retries in the background."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        async with open_channel(address, 10) as channel:
+            for limit in (2.5, 0.5):
+                started = time.monotonic()
+                with pytest.raises(grpc.aio.AioRpcError) as failure:
+                    await _health(channel, timeout=10)
+                assert failure.value.code() is grpc.StatusCode.UNAVAILABLE
+                assert time.monotonic() - started < limit
+    finally:
+        listener.close()
+
+
+def test_servers_cap_connection_age_by_default_with_room_for_the_longest_call():
+    settings = PeerSettings()
+    options = dict(settings.grpc_server_options())
+    assert options["grpc.max_connection_age_ms"] == 300_000
+    # A story stream may run for GENERATION_DEADLINE_SECONDS: never cut by the cap.
+    assert options["grpc.max_connection_age_grace_ms"] > settings.generation_deadline_seconds * 1000
+    unlimited = PeerSettings(GRPC_MAX_CONNECTION_AGE_SECONDS=0)
+    assert "grpc.max_connection_age_ms" not in dict(unlimited.grpc_server_options())
+
+
+async def test_servers_retire_old_connections_so_callers_reconnect():
+    async def peer(request: bytes, context) -> bytes:
+        return context.peer().encode()
+
+    handler = grpc.method_handlers_generic_handler(
+        PEER, {"Peer": grpc.unary_unary_rpc_method_handler(peer)}
+    )
+    settings = PeerSettings(
+        grpc_port=free_port(),
+        GRPC_MAX_CONNECTION_AGE_SECONDS=0.5,
+        GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS=0.5,
+    )
+    app = GrpcApp("channel-test", settings)
+    app.add_servicer(lambda h, server: server.add_generic_rpc_handlers((h,)), handler, PEER)
+    async with running_app(app) as address, open_channel(address, 5) as channel:
+        call = channel.unary_unary(f"/{PEER}/Peer")
+        first = await call(b"")
+        deadline = time.monotonic() + 5
+        later = first
+        while later == first and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            later = await call(b"")
+    # The caller's address (its local port) changed: a new connection.
+    assert later != first
