@@ -241,7 +241,7 @@ class EventConsumer(Generic[E]):
                     self.durable, event_id, deliveries, self.max_deliver,
                     extra={"event_id": event_id, "subject": message.subject},
                 )
-                await self._dead_letter(message, deliveries, repr(exc))
+                await self._dead_letter(message, deliveries, f"{type(exc).__name__}: {exc}")
                 return
             delay = self.retry_delay(deliveries)
             log.exception(
