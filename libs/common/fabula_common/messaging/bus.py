@@ -60,6 +60,7 @@ class EventBus:
         self._js: JetStreamContext | None = None
         self._lock = asyncio.Lock()
         self._stream_ready = False
+        self._closing = False
 
     async def jetstream(self) -> JetStreamContext:
         async with self._lock:
@@ -128,7 +129,8 @@ class EventBus:
         log.debug("nats error: %r", exc)
 
     async def _on_disconnected(self) -> None:
-        log.warning("nats disconnected")
+        if not self._closing:  # our own close() is no news
+            log.warning("nats disconnected")
 
     async def _on_reconnected(self) -> None:
         log.info("nats reconnected")
@@ -137,8 +139,11 @@ class EventBus:
 
     async def close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
+            self._closing = True
             try:
                 await asyncio.wait_for(self._nc.close(), timeout=self.settings.nats_timeout_seconds)
             except Exception:  # noqa: BLE001 - closing anyway
                 pass
+            finally:
+                self._closing = False
         self._nc = None
