@@ -189,7 +189,7 @@ class EventConsumer(Generic[E]):
             try:
                 for message in messages:
                     if self._database_down:
-                        # Back to the stream undelivered-ish: retried once the database is back.
+                        # Left for a later delivery, once the database is back.
                         await message.nak(delay=self.retry_base_seconds)
                         continue
                     await self.handle(message)
