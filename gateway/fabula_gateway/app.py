@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fabula_common.context import REQUEST_ID_HEADER
+from fabula_common.messaging.headers import REQUEST_ID_HEADER
 from fabula_common.tracing import flush_tracing, tracing_provider
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware

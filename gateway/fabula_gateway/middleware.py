@@ -11,7 +11,8 @@ import logging
 import re
 import time
 
-from fabula_common.context import REQUEST_ID_HEADER, new_request_id, request_id_var
+from fabula_common.context import new_request_id, request_id_var
+from fabula_common.messaging.headers import REQUEST_ID_HEADER
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextvars
 import time
 import uuid
-
-REQUEST_ID_HEADER = "x-request-id"
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "fabula_request_id", default=None
@@ -23,6 +23,18 @@ def new_request_id() -> str:
 
 def current_request_id() -> str | None:
     return request_id_var.get()
+
+
+@contextmanager
+def request_id_scope(request_id: str | None) -> Iterator[str]:
+    """Run the block under `request_id` (a fresh one when None) and restore
+    the previous id afterwards, so nothing logged later carries this one."""
+    request_id = request_id or new_request_id()
+    token = request_id_var.set(request_id)
+    try:
+        yield request_id
+    finally:
+        request_id_var.reset(token)
 
 
 def set_deadline_in(seconds: float | None) -> None:

@@ -16,7 +16,8 @@ import json
 
 import grpc
 
-from fabula_common.context import REQUEST_ID_HEADER, current_request_id, remaining_time
+from fabula_common.context import current_request_id, remaining_time
+from fabula_common.messaging.headers import REQUEST_ID_HEADER
 
 
 def _with_context(details: grpc.aio.ClientCallDetails, default_timeout: float):

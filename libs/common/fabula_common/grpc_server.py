@@ -24,8 +24,9 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 from sqlalchemy import exc as sa_exc
 
-from fabula_common.context import REQUEST_ID_HEADER, new_request_id, request_id_var, set_deadline_in
+from fabula_common.context import new_request_id, request_id_var, set_deadline_in
 from fabula_common.errors import FabulaError, Unavailable, from_rpc_error
+from fabula_common.messaging.headers import REQUEST_ID_HEADER
 from fabula_common.metrics import GRPC_HANDLED, GRPC_LATENCY
 from fabula_common.settings import ServiceSettings
 

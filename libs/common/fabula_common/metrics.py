@@ -29,6 +29,16 @@ CONSUMER_PENDING = Gauge(
 )
 CONSUMER_HANDLED = Counter(
     "fabula_consumer_handled_total",
-    "Events taken from NATS, by result (handled, duplicate, failed, poison).",
+    "Events taken from NATS, by result (handled, duplicate, failed, dead_lettered, poison).",
     ["service", "consumer", "result"],
+)
+OUTBOX_PARKED = Counter(
+    "fabula_outbox_parked_total",
+    "Outbox rows set aside after OUTBOX_MAX_ATTEMPTS failed publishes (they wait for an operator).",
+    ["service", "subject"],
+)
+CONSUMER_DEAD_LETTERED = Counter(
+    "fabula_consumer_dead_lettered_total",
+    "Messages a consumer gave up on and moved to its dead-letter subject.",
+    ["service", "consumer"],
 )

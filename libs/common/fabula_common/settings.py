@@ -42,6 +42,17 @@ class CommonSettings(BaseSettings):
     nats_stream: str = env("NATS_STREAM", "FABULA")
     nats_subject_prefix: str = env("NATS_SUBJECT_PREFIX", "fabula")
     nats_timeout_seconds: float = env("NATS_TIMEOUT_SECONDS", 2.0, gt=0)
+    # Limits of the stream, applied on creation and to an existing stream that
+    # differs: events (dead letters too) are kept this long, at most this many
+    # bytes (-1: no limit; when full the oldest go first), on this many servers.
+    nats_stream_max_age_seconds: float = env("NATS_STREAM_MAX_AGE_SECONDS", 14 * 86400.0, gt=0)
+    nats_stream_max_bytes: int = env("NATS_STREAM_MAX_BYTES", -1, ge=-1)
+    nats_stream_replicas: int = env("NATS_STREAM_REPLICAS", 1, ge=1, le=5)
+    # A consumer tries a message this many times, waiting longer each time
+    # (base * 2^(n-1), at most max), then moves it to its dead-letter subject.
+    consumer_max_deliver: int = env("CONSUMER_MAX_DELIVER", 10, ge=1)
+    consumer_retry_base_seconds: float = env("CONSUMER_RETRY_BASE_SECONDS", 2.0, gt=0)
+    consumer_retry_max_seconds: float = env("CONSUMER_RETRY_MAX_SECONDS", 300.0, gt=0)
 
     users_addr: str = env("USERS_ADDR", "127.0.0.1:50051")
     stories_addr: str = env("STORIES_ADDR", "127.0.0.1:50052")
@@ -113,6 +124,11 @@ class ServiceSettings(CommonSettings):
     db_echo: bool = env("DB_ECHO", False)
 
     outbox_poll_seconds: float = env("OUTBOX_POLL_SECONDS", 1.0, gt=0)
+    # A row NATS refuses is retried after base * 2^(n-1) seconds (at most max),
+    # and parked after this many attempts, so it never holds up the rows behind.
+    outbox_max_attempts: int = env("OUTBOX_MAX_ATTEMPTS", 10, ge=1)
+    outbox_retry_base_seconds: float = env("OUTBOX_RETRY_BASE_SECONDS", 1.0, gt=0)
+    outbox_retry_max_seconds: float = env("OUTBOX_RETRY_MAX_SECONDS", 300.0, gt=0)
 
     # Connections older than this are closed (GOAWAY, with a jitter of 10%),
     # so callers resolve the service's name again and spread their calls over

@@ -26,6 +26,8 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from fabula_common.messaging.headers import MSG_ID_HEADER
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -214,8 +216,6 @@ def consumer_span(consumer: str, subject: str, headers: Mapping[str, str] | None
         "messaging.destination.name": subject,
         "messaging.consumer.group.name": consumer,
     }
-    from fabula_common.outbox import MSG_ID_HEADER
-
     message_id = (headers or {}).get(MSG_ID_HEADER)
     if message_id:
         attributes["messaging.message.id"] = message_id

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from fabula_common.consumer import processed_events_table
 from fabula_common.db import Database, make_metadata
-from fabula_common.outbox import outbox_table
+from fabula_common.messaging.inbox import processed_events_table
+from fabula_common.messaging.outbox import outbox_table
 from fabula_common.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import text
@@ -18,6 +18,12 @@ class EventTablesSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EVENT_TABLES_TEST_")
     database_url: str = "postgresql://example:example@127.0.0.1:5432/fabula"
     grpc_port: int = 0
+
+
+@pytest.fixture
+def service_settings(test_stream) -> EventTablesSettings:
+    """Settings of a producing/consuming process on the session's stream."""
+    return EventTablesSettings()
 
 
 @pytest.fixture

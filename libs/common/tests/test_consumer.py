@@ -7,14 +7,16 @@ import datetime as dt
 import uuid
 
 from fabula.users.v1 import events_pb2
-from fabula_common.consumer import EventConsumer
-from fabula_common.events import EventBus, subject_for
-from fabula_common.outbox import OutboxRelay, enqueue
+from fabula_common.messaging.bus import EventBus, subject_for
+from fabula_common.messaging.consumers import EventConsumer
+from fabula_common.messaging.outbox import OutboxRelay, enqueue
 from fabula_common.settings import CommonSettings
 from sqlalchemy import select
 
 
-async def test_a_consumer_outlives_its_connection_closing_under_it(event_tables, test_stream):
+async def test_a_consumer_outlives_its_connection_closing_under_it(
+    event_tables, test_stream, service_settings
+):
     """The NATS connection can close between an event's commit and its ack:
     the consumer must carry on (the event comes back and is absorbed as a
     duplicate), never stop consuming for the rest of the process's life."""
@@ -39,7 +41,7 @@ async def test_a_consumer_outlives_its_connection_closing_under_it(event_tables,
         message_type=events_pb2.UserRegistered,
         handler=handler,
     )
-    relay = OutboxRelay(db, outbox, bus, "consumer-test", poll_seconds=0.1)
+    relay = OutboxRelay(db, outbox, bus, "consumer-test", service_settings)
 
     async def publish(user_id: str) -> None:
         async with db.session_scope() as session:

@@ -13,12 +13,12 @@ import uuid
 import grpc
 import pytest
 from fabula.users.v1 import events_pb2
-from fabula_common.consumer import EventConsumer
 from fabula_common.errors import NotFound
-from fabula_common.events import EventBus, subject_for
 from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
-from fabula_common.outbox import OutboxRelay, enqueue
+from fabula_common.messaging.bus import EventBus, subject_for
+from fabula_common.messaging.consumers import EventConsumer
+from fabula_common.messaging.outbox import OutboxRelay, enqueue
 from fabula_common.settings import CommonSettings, ServiceSettings
 from fabula_common.testing import free_port, running_app
 from fabula_common.tracing import configure_tracing, shutdown_tracing, tracing_exporters
@@ -89,7 +89,7 @@ def test_tracing_off_installs_nothing_and_loads_no_sdk():
     report = _run_python(
         "import json, sys, grpc\n"
         "from opentelemetry import trace\n"
-        "import fabula_common.consumer, fabula_common.grpc_server, fabula_common.outbox\n"
+        "import fabula_common.messaging.consumers, fabula_common.grpc_server, fabula_common.messaging.outbox\n"
         "from fabula_common.tracing import configure_tracing\n"
         "server, channel = grpc.aio.server, grpc.aio.insecure_channel\n"
         "print(json.dumps({\n"
@@ -218,7 +218,9 @@ async def test_failed_calls_are_marked_on_their_spans(exporter, request_body, co
 # --- Events: outbox → NATS → consumer ----------------------------------------
 
 
-async def test_an_event_carries_the_trace_to_its_consumer(exporter, event_tables, test_stream):
+async def test_an_event_carries_the_trace_to_its_consumer(
+    exporter, event_tables, test_stream, service_settings
+):
     db, outbox, processed = event_tables
     settings = CommonSettings()
     subject = subject_for(settings, "tracing", f"checked_{uuid.uuid4().hex[:8]}")
@@ -252,7 +254,7 @@ async def test_an_event_carries_the_trace_to_its_consumer(exporter, event_tables
     )
     try:
         assert (
-            await OutboxRelay(db, outbox, bus, "tracing-test", poll_seconds=1).publish_pending()
+            await OutboxRelay(db, outbox, bus, "tracing-test", service_settings).publish_pending()
             == 1
         )
         consuming = asyncio.create_task(consumer.run())

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.users.v1 import events_pb2 as users_events
-from fabula_common.consumer import EventConsumer
 from fabula_common.db import Database
-from fabula_common.events import EventBus, subject_for
 from fabula_common.grpc_server import GrpcApp
+from fabula_common.messaging.bus import EventBus, subject_for
+from fabula_common.messaging.consumers import EventConsumer
 
 from fabula_billing.database import processed_events
 from fabula_billing.settings import Settings

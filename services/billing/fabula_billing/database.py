@@ -3,8 +3,8 @@ service shares. Each domain package defines its own models on this Base."""
 
 from __future__ import annotations
 
-from fabula_common.consumer import processed_events_table
 from fabula_common.db import make_base
+from fabula_common.messaging.inbox import processed_events_table
 
 Base = make_base("billing")
 

@@ -21,7 +21,8 @@ from fabula_billing.settings import Settings
 from fabula_billing.usage.models import Account, Reservation, UsageLedgerEntry
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import error_reason
-from fabula_common.events import subject_for
+from fabula_common.messaging.bus import subject_for
+from fabula_common.messaging.headers import MSG_ID_HEADER
 from fabula_common.testing import free_port, running_app
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
@@ -72,7 +73,7 @@ async def publish(
             await js.publish(
                 subject,
                 message.SerializeToString(),
-                headers={"Nats-Msg-Id": msg_id or uuid.uuid4().hex},
+                headers={MSG_ID_HEADER: msg_id or uuid.uuid4().hex},
             )
             return
         except NoStreamResponseError:

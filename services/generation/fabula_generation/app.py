@@ -6,9 +6,9 @@ import logging
 
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
-from fabula_common.events import EventBus, subject_for
 from fabula_common.grpc_server import GrpcApp
-from fabula_common.outbox import OutboxRelay
+from fabula_common.messaging.bus import EventBus, subject_for
+from fabula_common.messaging.outbox import OutboxRelay
 
 from fabula_generation.database import outbox
 from fabula_generation.generations.pricing import PriceTable
@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> GrpcApp:
     # Workers stop in this order: records still being written first, then
     # the relay's last pass publishes their events.
     app.add_worker(recorder)
-    app.add_worker(OutboxRelay(db, outbox, bus, "generation", settings.outbox_poll_seconds))
+    app.add_worker(OutboxRelay(db, outbox, bus, "generation", settings))
     app.on_shutdown(provider.aclose)
     app.on_shutdown(bus.close)
     app.on_shutdown(db.dispose)

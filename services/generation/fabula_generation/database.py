@@ -4,7 +4,7 @@ service shares. Each domain package defines its own models on this Base."""
 from __future__ import annotations
 
 from fabula_common.db import make_base
-from fabula_common.outbox import outbox_table
+from fabula_common.messaging.outbox import outbox_table
 
 Base = make_base("generation")
 

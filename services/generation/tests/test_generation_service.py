@@ -14,8 +14,8 @@ import pytest
 from fabula.generation.v1 import events_pb2, generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.errors import error_reason
-from fabula_common.events import subject_for
 from fabula_common.grpc_server import GrpcApp
+from fabula_common.messaging.bus import subject_for
 from fabula_common.testing import free_port, running_app
 from fabula_generation.app import SERVICE_NAME, create_app
 from fabula_generation.database import outbox

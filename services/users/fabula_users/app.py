@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.db import Database
-from fabula_common.events import EventBus
 from fabula_common.grpc_server import GrpcApp
-from fabula_common.outbox import OutboxRelay
+from fabula_common.messaging.bus import EventBus
+from fabula_common.messaging.outbox import OutboxRelay
 
 from fabula_users.accounts.passwords import PasswordHashing
 from fabula_users.accounts.service import UsersService
@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> GrpcApp:
     app.add_servicer(
         users_pb2_grpc.add_UsersServiceServicer_to_server, UsersServicer(db, service), SERVICE_NAME
     )
-    app.add_worker(OutboxRelay(db, outbox, bus, "users", settings.outbox_poll_seconds))
+    app.add_worker(OutboxRelay(db, outbox, bus, "users", settings))
     app.add_worker(RefreshTokenPurger(db, service, settings.refresh_token_purge_interval_seconds))
     # Workers have stopped (the relay flushed) before these run.
     app.on_shutdown(bus.close)

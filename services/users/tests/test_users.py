@@ -12,8 +12,8 @@ import pytest
 from fabula.users.v1 import events_pb2, users_pb2, users_pb2_grpc
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import error_reason
-from fabula_common.events import subject_for
-from fabula_common.outbox import MSG_ID_HEADER
+from fabula_common.messaging.bus import subject_for
+from fabula_common.messaging.headers import MSG_ID_HEADER
 from fabula_common.testing import free_port, running_app
 from fabula_common.tokens import verify_access_token
 from fabula_users.accounts.models import RefreshToken, User

@@ -14,8 +14,8 @@ from decimal import Decimal
 from fabula.generation.v1 import events_pb2
 from fabula_common.db import utcnow
 from fabula_common.errors import InvalidArgument, UpstreamError
+from fabula_common.messaging.outbox import enqueue
 from fabula_common.money import format_usd
-from fabula_common.outbox import enqueue
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_generation.database import outbox

@@ -17,8 +17,8 @@ from email_validator import EmailNotValidError, validate_email
 from fabula.users.v1 import events_pb2
 from fabula_common.db import utcnow
 from fabula_common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
-from fabula_common.events import subject_for
-from fabula_common.outbox import enqueue
+from fabula_common.messaging.bus import subject_for
+from fabula_common.messaging.outbox import enqueue
 from fabula_common.tokens import issue_access_token
 from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -61,7 +61,7 @@ def upgrade() -> None:
         "ix_generations_reservation_id", "generations", ["reservation_id"], schema=SCHEMA
     )
 
-    # fabula_common.outbox.outbox_table
+    # fabula_common.messaging.outbox.outbox_table
     op.create_table(
         "outbox",
         sa.Column("id", sa.Uuid(), nullable=False),

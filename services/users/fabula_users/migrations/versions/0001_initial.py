@@ -63,7 +63,7 @@ def upgrade() -> None:
     op.create_index("ix_refresh_tokens_user_id", "refresh_tokens", ["user_id"], schema=SCHEMA)
     op.create_index("ix_refresh_tokens_expires_at", "refresh_tokens", ["expires_at"], schema=SCHEMA)
 
-    # fabula_common.outbox.outbox_table
+    # fabula_common.messaging.outbox.outbox_table
     op.create_table(
         "outbox",
         sa.Column("id", sa.Uuid(), nullable=False),

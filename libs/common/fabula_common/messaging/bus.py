@@ -1,4 +1,6 @@
-"""NATS JetStream connection shared by a process's outbox relay and consumers."""
+"""NATS JetStream connection shared by a process's outbox relay and consumers,
+and the stream they use: created when missing, and brought to the configured
+limits (max age, max bytes, replicas) when an existing stream differs."""
 
 from __future__ import annotations
 
@@ -25,6 +27,28 @@ def subject_for(settings: CommonSettings, domain: str, event: str, version: int 
     return f"{settings.nats_subject_prefix}.{domain}.{event}.v{version}"
 
 
+def dead_letter_subject(settings: CommonSettings, consumer: str) -> str:
+    """Where `consumer` puts the messages it gave up on: inside the stream,
+    so dead letters are kept (and expire) like every other event."""
+    return f"{settings.nats_subject_prefix}.dead_letter.{consumer}"
+
+
+def stream_config(settings: CommonSettings) -> StreamConfig:
+    return StreamConfig(
+        name=settings.nats_stream,
+        subjects=[f"{settings.nats_subject_prefix}.>"],
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        max_age=settings.nats_stream_max_age_seconds,
+        max_bytes=settings.nats_stream_max_bytes,
+        num_replicas=settings.nats_stream_replicas,
+    )
+
+
+def _limits(config: StreamConfig) -> tuple[int, int, int]:
+    # The server keeps max_age in nanoseconds; compare whole milliseconds.
+    return (round((config.max_age or 0) * 1000), config.max_bytes or -1, config.num_replicas or 1)
+
+
 class EventBus:
     """Lazily connected; reconnects forever once connected. Callers that find
     it down get `Unavailable` and retry on their own schedule."""
@@ -36,6 +60,7 @@ class EventBus:
         self._js: JetStreamContext | None = None
         self._lock = asyncio.Lock()
         self._stream_ready = False
+        self._closing = False
 
     async def jetstream(self) -> JetStreamContext:
         async with self._lock:
@@ -70,25 +95,42 @@ class EventBus:
 
     async def _ensure_stream(self) -> None:
         assert self._js is not None
-        config = StreamConfig(
-            name=self.settings.nats_stream,
-            subjects=[f"{self.settings.nats_subject_prefix}.>"],
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        )
+        wanted = stream_config(self.settings)
         try:
-            await self._js.stream_info(self.settings.nats_stream)
+            info = await self._js.stream_info(self.settings.nats_stream)
         except NotFoundError:
             try:
-                await self._js.add_stream(config)
+                await self._js.add_stream(wanted)
             except Exception:  # noqa: BLE001 - a peer process may have created it first
-                await self._js.stream_info(self.settings.nats_stream)
+                info = await self._js.stream_info(self.settings.nats_stream)
+            else:
+                self._stream_ready = True
+                return
+        if _limits(info.config) != _limits(wanted):
+            current = info.config
+            current.max_age = wanted.max_age
+            current.max_bytes = wanted.max_bytes
+            current.num_replicas = wanted.num_replicas
+            try:
+                await self._js.update_stream(current)
+                log.info(
+                    "stream %s: limits set to max age %ss, max bytes %s, replicas %s",
+                    wanted.name, wanted.max_age, wanted.max_bytes, wanted.num_replicas,
+                )
+            except Exception as exc:  # noqa: BLE001 - the stream still works as it is
+                log.error("stream %s: could not apply the configured limits: %r", wanted.name, exc)
         self._stream_ready = True
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats error: %r", exc)
 
     async def _on_disconnected(self) -> None:
-        log.warning("nats disconnected")
+        if not self._closing:  # our own close() is no news
+            log.warning("nats disconnected")
 
     async def _on_reconnected(self) -> None:
         log.info("nats reconnected")
@@ -97,8 +139,11 @@ class EventBus:
 
     async def close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
+            self._closing = True
             try:
                 await asyncio.wait_for(self._nc.close(), timeout=self.settings.nats_timeout_seconds)
             except Exception:  # noqa: BLE001 - closing anyway
                 pass
+            finally:
+                self._closing = False
         self._nc = None

@@ -5,6 +5,12 @@ state, so the event is stored if and only if the change is. `OutboxRelay`
 publishes stored events to JetStream with `Nats-Msg-Id` = event id (JetStream
 drops a duplicate re-send) and marks them published. While NATS is down the
 rows wait; nothing is lost.
+
+A row NATS refuses while connected (too large, no stream for its subject, a
+timeout) is retried on its own schedule: `next_attempt_at` moves back
+exponentially and `last_error` says why. After `OUTBOX_MAX_ATTEMPTS` the row
+is parked (`parked_at`), logged and counted, and waits for an operator; the
+rows behind it go out meanwhile. An outage of NATS itself costs no attempts.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import uuid
 from collections import defaultdict
 
 from google.protobuf.message import Message
+import nats.errors
 from sqlalchemy import (
     Column,
     DateTime,
@@ -26,6 +33,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     Uuid,
     delete,
     event,
@@ -38,15 +46,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_common.context import current_request_id
 from fabula_common.db import Database, utcnow
-from fabula_common.events import EventBus
-from fabula_common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from fabula_common.errors import Unavailable
+from fabula_common.messaging.bus import EventBus
+from fabula_common.messaging.headers import EVENT_TYPE_HEADER, MSG_ID_HEADER, REQUEST_ID_HEADER
+from fabula_common.metrics import OUTBOX_BACKLOG, OUTBOX_PARKED, OUTBOX_PUBLISHED
+from fabula_common.settings import ServiceSettings
 from fabula_common.tracing import inject_trace_context
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPE_HEADER = "Fabula-Event-Type"
-MSG_ID_HEADER = "Nats-Msg-Id"
-REQUEST_ID_HEADER = "X-Request-ID"
+# Failures of the connection, not of a row: the row is not charged an attempt.
+_CONNECTION_ERRORS = (
+    Unavailable,
+    ConnectionError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.UnexpectedEOF,
+)
 
 # Set after a commit that wrote to an outbox, so the relay need not wait for its poll.
 _wakeups: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
@@ -64,13 +83,21 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
         Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("last_error", Text),
+        Column("parked_at", DateTime(timezone=True)),
     )
+    # Exactly the relay's query: rows neither published nor parked, due first.
     Index(
         "ix_outbox_pending",
-        table.c.created_at,
-        postgresql_where=table.c.published_at.is_(None),
+        table.c.next_attempt_at,
+        postgresql_where=(table.c.published_at.is_(None) & table.c.parked_at.is_(None)),
     )
     return table
+
+
+def _pending(table: Table):
+    return table.c.published_at.is_(None) & table.c.parked_at.is_(None)
 
 
 async def enqueue(session: AsyncSession, table: Table, subject: str, message: Message) -> uuid.UUID:
@@ -103,16 +130,25 @@ class OutboxRelay:
     # Published rows are kept a while for inspection, then deleted.
     retention = dt.timedelta(days=7)
     purge_every_seconds = 3600.0
+    # An error stored in last_error is cut to this length.
+    error_length = 1000
 
-    def __init__(self, db: Database, table: Table, bus: EventBus, service: str, poll_seconds: float) -> None:
+    def __init__(self, db: Database, table: Table, bus: EventBus, service: str, settings: ServiceSettings) -> None:
         self.db = db
         self.table = table
         self.bus = bus
         self.service = service
-        self.poll_seconds = poll_seconds
+        self.poll_seconds = settings.outbox_poll_seconds
+        self.max_attempts = settings.outbox_max_attempts
+        self.retry_base_seconds = settings.outbox_retry_base_seconds
+        self.retry_max_seconds = settings.outbox_retry_max_seconds
         self._wakeup = _wakeups[table.fullname]
         self._stopped = asyncio.Event()
         self._last_purge = 0.0
+
+    def retry_delay(self, attempts: int) -> float:
+        """Seconds to wait before attempt `attempts + 1`."""
+        return min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(attempts - 1, 0))
 
     async def run(self) -> None:
         backoff = self.poll_seconds
@@ -146,21 +182,21 @@ class OutboxRelay:
             log.warning("outbox relay: final flush failed, rows kept: %s", exc)
 
     async def publish_pending(self) -> int:
-        """Publish one batch; return how many were published. Rows are locked
-        with SKIP LOCKED so several replicas can relay side by side."""
+        """Publish one batch of due rows; return how many were published (a
+        full batch means more may be due). Rows are locked with SKIP LOCKED so
+        several replicas can relay side by side. Raises when the connection to
+        NATS fails; a row's own failure is recorded on the row instead."""
         t = self.table
         async with self.db.session_scope() as session:
-            backlog = await session.scalar(
-                select(func.count()).select_from(t).where(t.c.published_at.is_(None))
-            )
+            backlog = await session.scalar(select(func.count()).select_from(t).where(_pending(t)))
             OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
             if not backlog:
                 return 0
             rows = (
                 await session.execute(
-                    select(t.c.id, t.c.subject, t.c.payload, t.c.headers)
-                    .where(t.c.published_at.is_(None))
-                    .order_by(t.c.created_at)
+                    select(t.c.id, t.c.subject, t.c.payload, t.c.headers, t.c.attempts)
+                    .where(_pending(t), t.c.next_attempt_at <= func.now())
+                    .order_by(t.c.next_attempt_at)
                     .limit(self.batch_size)
                     .with_for_update(skip_locked=True)
                 )
@@ -169,7 +205,7 @@ class OutboxRelay:
                 return 0
             js = await self.bus.jetstream()
             published: list[uuid.UUID] = []
-            error: Exception | None = None
+            connection_error: Exception | None = None
             for row in rows:
                 try:
                     await js.publish(
@@ -178,12 +214,14 @@ class OutboxRelay:
                         headers=row.headers,
                         timeout=self.bus.settings.nats_timeout_seconds,
                     )
-                except Exception as exc:  # noqa: BLE001 - reported after marking the rest
-                    error = exc
-                    await session.execute(
-                        update(t).where(t.c.id == row.id).values(attempts=t.c.attempts + 1)
-                    )
-                    break
+                except Exception as exc:  # noqa: BLE001 - recorded on the row or re-raised below
+                    if isinstance(exc, _CONNECTION_ERRORS) or not self.bus.connected:
+                        connection_error = exc
+                        break
+                    await self._record_failure(session, row, exc)
+                    if isinstance(exc, (nats.errors.TimeoutError, TimeoutError)):
+                        break  # JetStream is slow for every row: leave the rest for the next pass
+                    continue
                 published.append(row.id)
                 OUTBOX_PUBLISHED.labels(self.service, row.subject).inc()
             # Mark what did go out, even when a later publish failed.
@@ -192,9 +230,32 @@ class OutboxRelay:
                     update(t).where(t.c.id.in_(published)).values(published_at=utcnow())
                 )
             OUTBOX_BACKLOG.labels(self.service).set((backlog or 0) - len(published))
-        if error is not None:
-            raise error
-        return len(published)
+        if connection_error is not None:
+            raise connection_error
+        # A full batch, failures included, means more rows may be due now.
+        return len(published) if len(rows) < self.batch_size else self.batch_size
+
+    async def _record_failure(self, session: AsyncSession, row, exc: Exception) -> None:
+        t = self.table
+        attempts = row.attempts + 1
+        error = (f"{type(exc).__name__}: {exc}")[: self.error_length]
+        values: dict = {"attempts": attempts, "last_error": error}
+        if attempts >= self.max_attempts:
+            values["parked_at"] = func.now()
+            OUTBOX_PARKED.labels(self.service, row.subject).inc()
+            log.error(
+                "outbox relay: event %s to %s parked after %d failed attempts: %s",
+                row.id, row.subject, attempts, error,
+                extra={"event_id": str(row.id), "subject": row.subject, "attempts": attempts},
+            )
+        else:
+            delay = self.retry_delay(attempts)
+            values["next_attempt_at"] = func.now() + dt.timedelta(seconds=delay)
+            log.warning(
+                "outbox relay: event %s to %s failed (attempt %d of %d), retrying in %.1fs: %s",
+                row.id, row.subject, attempts, self.max_attempts, delay, error,
+            )
+        await session.execute(update(t).where(t.c.id == row.id).values(**values))
 
     async def purge_published(self) -> int:
         t = self.table

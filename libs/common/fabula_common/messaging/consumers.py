@@ -1,0 +1,285 @@
+"""Durable JetStream consumers with an idempotent inbox.
+
+Each event is handled in one transaction together with the insert of its id
+into the service's `processed_events` table (see `inbox`); a redelivered or
+re-published event finds its id there and is acknowledged without being
+applied again. Acks are explicit and sent only after the commit, so a crash
+mid-way means a redelivery, never a loss.
+
+A failing event is redelivered after growing delays, `CONSUMER_MAX_DELIVER`
+times in all, then moved to the consumer's dead-letter subject (see
+`dead_letters`) and acknowledged, so it is kept and visible instead of retried
+forever. A message no code can decode goes there at once. While the database
+is unreachable the consumer stops fetching, so an outage of the database
+does not use up the deliveries of the events it would have applied.
+Each message is handled under its own request id (the one it carries, or a
+fresh one), reset afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import nats.errors
+from google.protobuf.message import DecodeError, Message
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import Table, delete, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fabula_common.context import request_id_scope
+from fabula_common.db import Database, utcnow
+from fabula_common.messaging.bus import EventBus
+from fabula_common.messaging.dead_letters import send_to_dead_letters
+from fabula_common.messaging.headers import MSG_ID_HEADER, REQUEST_ID_HEADER
+from fabula_common.metrics import CONSUMER_DEAD_LETTERED, CONSUMER_HANDLED, CONSUMER_PENDING
+from fabula_common.tracing import consumer_span
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Message)
+
+# The database, not the event, failed: the event will be retried once it is back.
+_DATABASE_ERRORS = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+)
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, _DATABASE_ERRORS) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    )
+
+
+class EventConsumer(Generic[E]):
+    """Background worker applying one subject's events with `handler`."""
+
+    batch_size = 32
+    ack_wait_seconds = 30.0
+    # An id is kept far longer than a redelivery or a re-publish can come
+    # (JetStream's duplicate window is minutes), then deleted.
+    retention = dt.timedelta(days=30)
+    purge_every_seconds = 3600.0
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        bus: EventBus,
+        processed: Table,
+        service: str,
+        durable: str,
+        subject: str,
+        message_type: type[E],
+        handler: Callable[[AsyncSession, E], Awaitable[None]],
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.processed = processed
+        self.service = service
+        self.durable = durable
+        self.subject = subject
+        self.message_type = message_type
+        self.handler = handler
+        settings = bus.settings
+        self.max_deliver = settings.consumer_max_deliver
+        self.retry_base_seconds = settings.consumer_retry_base_seconds
+        self.retry_max_seconds = settings.consumer_retry_max_seconds
+        self._database_down = False
+        self._stopped = asyncio.Event()
+        self._subscription = None
+        self._last_purge = 0.0
+
+    async def purge_processed(self) -> int:
+        """Forget this consumer's event ids older than the retention."""
+        self._last_purge = time.monotonic()
+        t = self.processed
+        async with self.db.session_scope() as session:
+            result = await session.execute(
+                delete(t).where(t.c.subject == self.subject, t.c.processed_at < utcnow() - self.retention)
+            )
+        return result.rowcount or 0
+
+    def retry_delay(self, deliveries: int) -> float:
+        """Seconds before delivery `deliveries + 1`."""
+        return min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(deliveries - 1, 0))
+
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            name=self.durable,
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_seconds,
+            # One delivery more than we try the handler: should the process
+            # die during the last try, the spare one still dead-letters it.
+            max_deliver=self.max_deliver + 1,
+            filter_subject=self.subject,
+        )
+
+    async def _subscribe(self):
+        if self._subscription is None:
+            js = await self.bus.jetstream()
+            stream = self.bus.settings.nats_stream
+            # Creating a durable consumer that exists with another config
+            # updates it (max deliveries, ack wait), which pull_subscribe
+            # alone would not: it binds to the consumer as it is.
+            await js.add_consumer(stream, self.consumer_config())
+            self._subscription = await js.pull_subscribe_bind(durable=self.durable, stream=stream)
+        return self._subscription
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with self.db.session_scope() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means "down"
+            log.warning("consumer %s: database unreachable (%r)", self.durable, exc)
+            return False
+        return True
+
+    async def _wait_for_database(self) -> None:
+        delay = 0.5
+        while not self._stopped.is_set():
+            if await self._database_answers():
+                self._database_down = False
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def run(self) -> None:
+        backoff = 0.5
+        last_lag_check = 0.0
+        while not self._stopped.is_set():
+            if time.monotonic() - self._last_purge > self.purge_every_seconds:
+                try:
+                    await self.purge_processed()
+                except Exception as exc:  # noqa: BLE001 - housekeeping; retried next time
+                    log.warning("consumer %s: purge failed: %r", self.durable, exc)
+            if self._database_down:
+                await self._wait_for_database()
+                continue
+            try:
+                subscription = await self._subscribe()
+                if time.monotonic() - last_lag_check > 5:
+                    last_lag_check = time.monotonic()
+                    info = await subscription.consumer_info()
+                    CONSUMER_PENDING.labels(self.service, self.durable).set(info.num_pending)
+                messages = await subscription.fetch(self.batch_size, timeout=1.0)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                # An empty fetch; nats-py raises the asyncio one when its own
+                # deadline passed while the event loop was busy.
+                continue
+            except Exception as exc:  # noqa: BLE001 - NATS down or restarted: resubscribe
+                log.warning("consumer %s: %r; retrying", self.durable, exc)
+                self._subscription = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.5
+            try:
+                for message in messages:
+                    if self._database_down:
+                        # Left for a later delivery, once the database is back.
+                        await message.nak(delay=self.retry_base_seconds)
+                        continue
+                    await self.handle(message)
+            except Exception as exc:  # noqa: BLE001 - an ack lost with its connection
+                # The unacknowledged events come back and the inbox absorbs
+                # the ones already applied; this loop must go on regardless.
+                log.warning("consumer %s: %r while acknowledging; resubscribing", self.durable, exc)
+                self._subscription = None
+
+    async def handle(self, message: Msg) -> None:
+        headers = message.headers or {}
+        # Its own request id for this message's log lines, gone afterwards.
+        with request_id_scope(headers.get(REQUEST_ID_HEADER)):
+            # Traced as a child of the span that enqueued the event (when tracing is on).
+            with consumer_span(self.durable, message.subject, headers):
+                await self._handle(message)
+
+    async def _handle(self, message: Msg) -> None:
+        headers = message.headers or {}
+        deliveries = message.metadata.num_delivered or 1
+        try:
+            event = self.message_type.FromString(message.data)
+            event_id = getattr(event, "event_id", "") or headers[MSG_ID_HEADER]
+        except (DecodeError, KeyError) as exc:
+            # A message no version of this code can read: retrying cannot help.
+            log.error("consumer %s: undecodable message on %s", self.durable, message.subject)
+            CONSUMER_HANDLED.labels(self.service, self.durable, "poison").inc()
+            await self._dead_letter(message, deliveries, f"undecodable: {exc!r}")
+            return
+        try:
+            async with self.db.session_scope() as session:
+                first_time = await session.scalar(
+                    insert(self.processed)
+                    .values(event_id=event_id, subject=message.subject)
+                    .on_conflict_do_nothing()
+                    .returning(self.processed.c.event_id)
+                )
+                if first_time:
+                    await self.handler(session, event)
+        except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered
+            CONSUMER_HANDLED.labels(self.service, self.durable, "failed").inc()
+            # An outage of the database is no fault of the event: it is not
+            # dead-lettered for it, and fetching pauses until the database is back.
+            if _is_database_error(exc) and not await self._database_answers():
+                self._database_down = True
+            if deliveries >= self.max_deliver and not self._database_down:
+                log.exception(
+                    "consumer %s: event %s failed on delivery %d of %d; dead-lettered",
+                    self.durable, event_id, deliveries, self.max_deliver,
+                    extra={"event_id": event_id, "subject": message.subject},
+                )
+                await self._dead_letter(message, deliveries, f"{type(exc).__name__}: {exc}")
+                return
+            delay = self.retry_delay(deliveries)
+            log.exception(
+                "consumer %s: event %s failed on delivery %d of %d; redelivered in %.1fs",
+                self.durable, event_id, deliveries, self.max_deliver, delay,
+                extra={"event_id": event_id, "subject": message.subject},
+            )
+            await message.nak(delay=delay)
+            return
+        await message.ack()
+        result = "handled" if first_time else "duplicate"
+        CONSUMER_HANDLED.labels(self.service, self.durable, result).inc()
+        log.info("consumer %s: event %s %s", self.durable, event_id, result,
+                 extra={"event_id": event_id, "subject": message.subject, "result": result})
+
+    async def _dead_letter(self, message: Msg, deliveries: int, error: str) -> None:
+        """Move `message` to the dead-letter subject, then acknowledge it. If
+        the move fails, the message is left unacknowledged and comes back."""
+        js = await self.bus.jetstream()
+        await send_to_dead_letters(
+            js,
+            self.bus,
+            consumer=self.durable,
+            subject=message.subject,
+            data=message.data,
+            headers=message.headers,
+            deliveries=deliveries,
+            error=error,
+            stream_sequence=message.metadata.sequence.stream,
+        )
+        await message.ack()
+        CONSUMER_DEAD_LETTERED.labels(self.service, self.durable).inc()
+        CONSUMER_HANDLED.labels(self.service, self.durable, "dead_lettered").inc()
+        log.error(
+            "consumer %s: message %s on %s moved to the dead letters after %d deliveries: %s",
+            self.durable, message.metadata.sequence.stream, message.subject, deliveries, error,
+            extra={"subject": message.subject, "deliveries": deliveries},
+        )
+
+    async def stop(self) -> None:
+        self._stopped.set()
