@@ -14,7 +14,9 @@ class Purpose(StrEnum):
     story_ending = "story_ending"
 
 
-STORY_PURPOSES = frozenset({Purpose.story_opening, Purpose.story_continuation, Purpose.story_ending})
+STORY_PURPOSES = frozenset(
+    {Purpose.story_opening, Purpose.story_continuation, Purpose.story_ending}
+)
 
 
 class Outcome(StrEnum):
