@@ -4,7 +4,7 @@ wire. Public JSON keeps decimal strings (format_usd)."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from fabula.common.v1 import money_pb2
 
@@ -17,23 +17,8 @@ MAX_USD = Decimal("1000000000")
 _NANOS_PER_UNIT = 1_000_000_000
 
 
-def parse_usd(value: str | None, *, field: str = "amount") -> Decimal:
-    if not value:
-        return Decimal(0)
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise InvalidArgument(f"{field} must be a decimal number of US dollars") from None
-    if not amount.is_finite() or amount < 0:
-        raise InvalidArgument(f"{field} must be a non-negative amount")
-    try:
-        return amount.quantize(USD_QUANTUM)
-    except InvalidOperation:
-        # Too many digits for the decimal context once given nine decimal places.
-        raise InvalidArgument(f"{field} is too large") from None
-
-
 def format_usd(amount: Decimal) -> str:
+    """The decimal string of an amount, as the public API and logs show it."""
     return format(amount.quantize(USD_QUANTUM).normalize(), "f")
 
 
