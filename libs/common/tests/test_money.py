@@ -30,7 +30,9 @@ def test_amounts_round_trip_exactly(amount: str, units: int, nanos: int):
 
 def test_amounts_are_rounded_to_the_nano_we_store():
     assert to_money(Decimal("0.0000000014")).nanos == 1
-    assert from_money(to_money(Decimal("1.5"))).as_tuple().exponent == USD_QUANTUM.as_tuple().exponent
+    assert (
+        from_money(to_money(Decimal("1.5"))).as_tuple().exponent == USD_QUANTUM.as_tuple().exponent
+    )
 
 
 @pytest.mark.parametrize("amount", ["-0.01", str(MAX_USD)])

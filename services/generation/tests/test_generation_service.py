@@ -35,7 +35,6 @@ from fabula_generation.providers import Completion, OfflineProvider, ReportedUsa
 from fabula_generation.settings import Settings
 from sqlalchemy import select
 
-
 FREE_PLAN_GENERATIONS = 5
 ZERO_USD = to_money(Decimal(0))
 
@@ -261,9 +260,7 @@ async def test_generate_stream_yields_tokens_then_one_done(generation, db):
     )
 
 
-async def test_a_stream_cancelled_midway_is_still_recorded_as_cancelled(
-    billing_addr, db, nats_url
-):
+async def test_a_stream_cancelled_midway_is_still_recorded_as_cancelled(billing_addr, db, nats_url):
     story_id = str(uuid.uuid4())
     async with (
         serving(offline_token_delay_ms=20) as slow_generation,
@@ -288,9 +285,7 @@ async def test_a_stream_cancelled_midway_is_still_recorded_as_cancelled(
     assert event.completion_tokens == row.completion_tokens
 
 
-async def test_a_stream_cut_off_by_shutdown_is_recorded_and_published(
-    billing_addr, db, nats_url
-):
+async def test_a_stream_cut_off_by_shutdown_is_recorded_and_published(billing_addr, db, nats_url):
     story_id = str(uuid.uuid4())
     async with usage_events(nats_url) as events:
         async with serving(
@@ -408,7 +403,6 @@ async def test_mistral_usage_is_priced_from_the_table(billing_addr, db, fake_mis
     assert expected > 0
     row = await stored(db, response.generation_id)
     assert (row.cost_usd, row.usage_estimated) == (expected, True)
-
 
 
 class TitleOnlyModel:
@@ -535,17 +529,12 @@ async def test_a_call_over_the_plan_is_refused_before_the_model_is_called(db, me
     await settles_at(billing, user_id, used=FREE_PLAN_GENERATIONS)
 
 
-async def test_concurrent_calls_at_the_quota_edge_never_exceed_the_plan(
-    generation, db, billing
-):
+async def test_concurrent_calls_at_the_quota_edge_never_exceed_the_plan(generation, db, billing):
     user_id = str(uuid.uuid4())
     await generation.Generate(generate_request(user_id=user_id))
     calls = [
         generation.Generate(generate_request(user_id=user_id)),
-        *(
-            collect(generation.GenerateStream(generate_request(user_id=user_id)))
-            for _ in range(7)
-        ),
+        *(collect(generation.GenerateStream(generate_request(user_id=user_id))) for _ in range(7)),
     ]
 
     results = await asyncio.gather(*calls, return_exceptions=True)

@@ -49,7 +49,9 @@ async def peers(test_database, test_stream) -> AsyncIterator[tuple[str, str]]:
     meters every model call with billing; stories talks to generation only)."""
     billing = create_billing_app(BillingSettings(grpc_port=free_port()))
     async with running_app(billing) as billing_addr:
-        async with running_app(generation_app(billing_addr)) as generation_addr:
+        # Started once billing's address is known.
+        generation = generation_app(billing_addr)
+        async with running_app(generation) as generation_addr:
             yield billing_addr, generation_addr
 
 

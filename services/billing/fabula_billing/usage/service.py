@@ -27,6 +27,7 @@ from fabula_billing.usage.models import Account, ReservationStatus
 
 log = logging.getLogger(__name__)
 
+
 def parse_uuid(value: str, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)

@@ -100,9 +100,7 @@ class StoryWriter:
         self, user_id: uuid.UUID, story_id: uuid.UUID, direction: str
     ) -> AsyncIterator[ContinueEvent]:
         """Text deltas as the model writes the next segment, then the stored segment."""
-        lease, request = await self._prepare(
-            user_id, story_id, SegmentKind.continuation, direction
-        )
+        lease, request = await self._prepare(user_id, story_id, SegmentKind.continuation, direction)
         delivery = _Delivery()
         self._spawn(self._continue(lease, request, delivery))
         try:
