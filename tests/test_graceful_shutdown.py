@@ -14,24 +14,35 @@ import grpc
 import nats
 import pytest
 from fabula.generation.v1 import events_pb2, generation_pb2, generation_pb2_grpc
-from fabula_common.testing import free_port, wait_serving
+from fabula_billing.app import create_app as create_billing_app
+from fabula_billing.settings import Settings as BillingSettings
+from fabula_common.testing import free_port, running_app, wait_serving
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
 def _request() -> generation_pb2.GenerateRequest:
     return generation_pb2.GenerateRequest(
         user_id=str(uuid.uuid4()),
-        story_id=str(uuid.uuid4()),
-        reservation_id=str(uuid.uuid4()),
-        kind=generation_pb2.GENERATION_KIND_CONTINUATION,
-        story=generation_pb2.StoryContext(genre="fantasy", title="The Long Road", characters=["Ilsa"]),
+        purpose=generation_pb2.PURPOSE_STORY_CONTINUATION,
+        subject=generation_pb2.SubjectRef(kind="story", id=str(uuid.uuid4())),
+        story=generation_pb2.StoryInputs(genre="fantasy", title="The Long Road", characters=["Ilsa"]),
     )
 
 
-async def test_sigterm_drains_in_flight_calls_and_flushes_the_outbox(test_database, test_stream, nats_url, tmp_path):
+@pytest.fixture
+async def billing_addr(test_database, test_stream):
+    """The billing service the generation process reserves quota with."""
+    async with running_app(create_billing_app(BillingSettings(grpc_port=free_port()))) as address:
+        yield address
+
+
+async def test_sigterm_drains_in_flight_calls_and_flushes_the_outbox(
+    test_database, test_stream, nats_url, tmp_path, billing_addr
+):
     port = free_port()
     env = {
         **os.environ,
+        "BILLING_ADDR": billing_addr,
         "GENERATION_GRPC_PORT": str(port),
         "GENERATION_OFFLINE_TOKEN_DELAY_MS": "20",
         "SHUTDOWN_DRAIN_SECONDS": "1",

@@ -27,7 +27,9 @@ METRICS_PORT = 9090
 # Who calls whom (gRPC), and who talks to NATS; every service has a database.
 GRPC_CALLS = {
     "gateway": {"users", "stories", "generation", "billing"},
-    "stories": {"billing", "generation"},
+    "stories": {"generation"},
+    # Generation meters every model call with billing.
+    "generation": {"billing"},
 }
 NATS_CLIENTS = {"users", "generation", "billing"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fabula.billing.v1 import billing_pb2
+from fabula_common.money import format_usd, from_money
 
 from fabula_gateway.billing.schemas import Usage
 from fabula_gateway.mappers import to_datetime
@@ -15,6 +16,11 @@ def usage_from_proto(usage: billing_pb2.UsageSummary) -> Usage:
         period_end=to_datetime(usage.period_end),
         generations_used=usage.generations_used,
         generations_limit=usage.generations_limit if usage.HasField("generations_limit") else None,
-        cost_used_usd=usage.cost_used_usd,
-        cost_limit_usd=usage.cost_limit_usd if usage.HasField("cost_limit_usd") else None,
+        # Money on the wire, decimal strings in the public API (as always).
+        cost_used_usd=format_usd(from_money(usage.cost_used, field="cost_used")),
+        cost_limit_usd=(
+            format_usd(from_money(usage.cost_limit, field="cost_limit"))
+            if usage.HasField("cost_limit")
+            else None
+        ),
     )

@@ -13,6 +13,8 @@ import grpc
 import nats
 import pytest
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
+from fabula.common.v1.money_pb2 import Money
+from fabula.generation.v1 import generation_pb2
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_billing.app import create_app
@@ -23,6 +25,7 @@ from fabula_common.db import Database, utcnow
 from fabula_common.errors import error_reason
 from fabula_common.messaging.bus import subject_for
 from fabula_common.messaging.headers import MSG_ID_HEADER
+from fabula_common.money import format_usd, from_money, to_money
 from fabula_common.testing import free_port, running_app
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
@@ -94,20 +97,30 @@ def new_user() -> str:
     return str(uuid.uuid4())
 
 
+def usd(amount: str) -> Money:
+    return to_money(Decimal(amount))
+
+
+def dollars(money: Money) -> str:
+    """A Money as the decimal string the public API shows."""
+    return format_usd(from_money(money))
+
+
 def usage_event(
-    user_id: str, reservation_id: str = "", **fields
+    user_id: str, reservation_id: str = "", *, cost: str | Money = "0.0123", **fields
 ) -> generation_events.UsageRecorded:
     event = generation_events.UsageRecorded(
         event_id=str(uuid.uuid4()),
         generation_id=str(uuid.uuid4()),
         user_id=user_id,
-        story_id=str(uuid.uuid4()),
+        purpose=generation_pb2.PURPOSE_STORY_CONTINUATION,
+        subject=generation_pb2.SubjectRef(kind="story", id=str(uuid.uuid4())),
         reservation_id=reservation_id,
         provider="fake",
         model="fake-1",
         prompt_tokens=120,
         completion_tokens=80,
-        cost_usd="0.0123",
+        cost=usd(cost) if isinstance(cost, str) else cost,
         outcome=generation_events.GENERATION_OUTCOME_COMPLETED,
     )
     event.occurred_at.FromDatetime(utcnow())
@@ -120,9 +133,13 @@ def usage_subject(settings: Settings) -> str:
     return subject_for(settings, "generation", "usage_recorded")
 
 
-async def reserve(billing: Stub, user_id: str, estimate: str = "") -> billing_pb2.Reservation:
+async def reserve(
+    billing: Stub, user_id: str, estimate: str | Money | None = None
+) -> billing_pb2.Reservation:
+    if isinstance(estimate, str):
+        estimate = usd(estimate)
     return await billing.ReserveGeneration(
-        billing_pb2.ReserveGenerationRequest(user_id=user_id, estimated_cost_usd=estimate)
+        billing_pb2.ReserveGenerationRequest(user_id=user_id, estimated_cost=estimate)
     )
 
 
@@ -148,9 +165,9 @@ async def test_a_new_user_is_on_the_free_plan_for_the_current_month(billing: Stu
 
     assert summary.plan == "free"
     assert summary.generations_limit == 5
-    assert summary.cost_limit_usd == "10"
+    assert dollars(summary.cost_limit) == "10"
     assert (summary.generations_used, summary.generations_reserved) == (0, 0)
-    assert summary.cost_used_usd == "0"
+    assert dollars(summary.cost_used) == "0"
     start, end = current_month()
     assert summary.period_start.ToDatetime(dt.UTC) == start
     assert summary.period_end.ToDatetime(dt.UTC) == end
@@ -239,15 +256,19 @@ async def test_another_users_or_an_unknown_reservation_is_not_found(billing: Stu
 @pytest.mark.parametrize(
     ("user_id", "estimate"),
     [
-        ("not-a-uuid", ""),
-        ("", ""),
-        (str(uuid.uuid4()), "ten"),
-        (str(uuid.uuid4()), "-1"),
-        # Too many digits to hold at nine decimal places: refused, not a crash.
-        (str(uuid.uuid4()), "1e30"),
+        ("not-a-uuid", None),
+        ("", None),
+        (str(uuid.uuid4()), Money(currency_code="EUR", units=1)),
+        (str(uuid.uuid4()), Money(units=1)),
+        (str(uuid.uuid4()), Money(currency_code="USD", units=-1)),
+        (str(uuid.uuid4()), Money(currency_code="USD", nanos=1_000_000_000)),
+        # More than the ledger holds: refused, not a crash.
+        (str(uuid.uuid4()), Money(currency_code="USD", units=10**18)),
     ],
 )
-async def test_malformed_requests_are_invalid_arguments(billing: Stub, user_id: str, estimate: str):
+async def test_malformed_requests_are_invalid_arguments(
+    billing: Stub, user_id: str, estimate: Money | None
+):
     with pytest.raises(grpc.aio.AioRpcError) as invalid:
         await reserve(billing, user_id, estimate)
     assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -264,24 +285,24 @@ async def test_recorded_usage_settles_the_reservation_once(
 ):
     user_id = new_user()
     reservation = await reserve(billing, user_id, "0.5")
-    event = usage_event(user_id, reservation.reservation_id, cost_usd="0.0123")
+    event = usage_event(user_id, reservation.reservation_id, cost="0.0123")
 
     await publish(js, usage_subject(settings), event, msg_id=event.event_id)
     await eventually(lambda: _generations_used_is(billing, user_id, 1))
 
     summary = await usage(billing, user_id)
     assert summary.generations_reserved == 0
-    assert summary.cost_used_usd == "0.0123"
+    assert dollars(summary.cost_used) == "0.0123"
     assert await reservation_status(db, reservation.reservation_id) == "settled"
 
     # The same event again, under a new message id so JetStream passes it on,
     # then a different one: once that is counted, the repeat has been handled.
     await publish(js, usage_subject(settings), event, msg_id=uuid.uuid4().hex)
-    await publish(js, usage_subject(settings), usage_event(user_id, cost_usd="0.001"))
+    await publish(js, usage_subject(settings), usage_event(user_id, cost="0.001"))
     await eventually(lambda: _generations_used_is(billing, user_id, 2))
 
     summary = await usage(billing, user_id)
-    assert summary.cost_used_usd == "0.0133"
+    assert dollars(summary.cost_used) == "0.0133"
     async with db.session_scope() as session:
         ledger = (
             await session.scalars(
@@ -290,6 +311,13 @@ async def test_recorded_usage_settles_the_reservation_once(
         ).all()
         settled = await session.get(Reservation, uuid.UUID(reservation.reservation_id))
     assert sorted(entry.cost_usd for entry in ledger) == [Decimal("0.001"), Decimal("0.0123")]
+    # What each call was for and about, for usage logs.
+    (first,) = [entry for entry in ledger if entry.event_id == event.event_id]
+    assert (first.purpose, first.subject_kind, first.subject_id) == (
+        "story_continuation",
+        "story",
+        event.subject.id,
+    )
     assert settled.actual_cost_usd == Decimal("0.0123")
     assert settled.generation_id == event.generation_id
 
@@ -299,21 +327,21 @@ async def test_a_generation_reported_again_under_a_new_event_id_is_counted_once(
 ):
     user_id = new_user()
     reservation = await reserve(billing, user_id)
-    first = usage_event(user_id, reservation.reservation_id, cost_usd="0.02")
+    first = usage_event(user_id, reservation.reservation_id, cost="0.02")
     await publish(js, usage_subject(settings), first)
     await eventually(lambda: _generations_used_is(billing, user_id, 1))
 
     repeat = usage_event(
-        user_id, reservation.reservation_id, generation_id=first.generation_id, cost_usd="0.02"
+        user_id, reservation.reservation_id, generation_id=first.generation_id, cost="0.02"
     )
     # A different model call under the already settled reservation is still billed.
-    another_call = usage_event(user_id, reservation.reservation_id, cost_usd="0.03")
+    another_call = usage_event(user_id, reservation.reservation_id, cost="0.03")
     await publish(js, usage_subject(settings), repeat)
     await publish(js, usage_subject(settings), another_call)
     await eventually(lambda: _generations_used_is(billing, user_id, 2))
 
     summary = await usage(billing, user_id)
-    assert (summary.cost_used_usd, summary.generations_reserved) == ("0.05", 0)
+    assert (dollars(summary.cost_used), summary.generations_reserved) == ("0.05", 0)
     async with db.session_scope() as session:
         recorded = set(
             await session.scalars(
@@ -341,7 +369,7 @@ async def test_usage_is_counted_even_after_its_reservation_was_released(
 
     summary = await usage(billing, user_id)
     assert summary.generations_reserved == 0
-    assert summary.cost_used_usd == "0.0123"
+    assert dollars(summary.cost_used) == "0.0123"
     assert await reservation_status(db, reservation.reservation_id) == "settled"
 
 
@@ -354,7 +382,7 @@ async def test_usage_without_a_reservation_opens_the_account_and_counts(
     await eventually(lambda: _generations_used_is(billing, user_id, 1))
 
     summary = await usage(billing, user_id)
-    assert (summary.plan, summary.cost_used_usd) == ("free", "0.0123")
+    assert (summary.plan, dollars(summary.cost_used)) == ("free", "0.0123")
 
 
 async def test_a_call_that_failed_without_tokens_releases_instead_of_counting(
@@ -368,7 +396,7 @@ async def test_a_call_that_failed_without_tokens_releases_instead_of_counting(
         outcome=generation_events.GENERATION_OUTCOME_FAILED,
         prompt_tokens=0,
         completion_tokens=0,
-        cost_usd="0",
+        cost="0",
     )
 
     await publish(js, usage_subject(settings), failed)
@@ -379,7 +407,7 @@ async def test_a_call_that_failed_without_tokens_releases_instead_of_counting(
     await eventually(released)
     summary = await usage(billing, user_id)
     assert (summary.generations_used, summary.generations_reserved) == (0, 0)
-    assert summary.cost_used_usd == "0"
+    assert dollars(summary.cost_used) == "0"
 
 
 @pytest.mark.parametrize(
@@ -401,14 +429,14 @@ async def test_a_call_that_wrote_no_segment_releases_but_pays_its_tokens(
     summary = await usage(billing, user_id)
     # No segment, so no generation; the tokens the model consumed are still cost.
     assert (summary.generations_used, summary.generations_reserved) == (0, 0)
-    assert summary.cost_used_usd == "0.0123"
+    assert dollars(summary.cost_used) == "0.0123"
 
 
 async def test_a_usage_event_with_an_unusable_cost_is_dropped_not_redelivered_forever(
     billing: Stub, settings: Settings, js: JetStreamContext, db: Database
 ):
     user_id = new_user()
-    unusable = usage_event(user_id, cost_usd="1e30")
+    unusable = usage_event(user_id, cost=Money(currency_code="USD", units=10**18))
     await publish(js, usage_subject(settings), unusable)
 
     async def acknowledged() -> bool:
@@ -488,7 +516,7 @@ async def test_a_new_month_starts_with_fresh_usage(billing: Stub, db: Database):
     summary = await usage(billing, user_id)
 
     assert summary.period_start.ToDatetime(dt.UTC) == start
-    assert (summary.generations_used, summary.cost_used_usd) == (0, "0")
+    assert (summary.generations_used, dollars(summary.cost_used)) == (0, "0")
     assert summary.generations_reserved == 1
     for _ in range(4):  # 4 more fit beside the outstanding one
         await reserve(billing, user_id)
@@ -513,7 +541,7 @@ async def test_an_unlimited_plan_has_no_limits(settings: Settings):
 
     assert summary.plan == "enterprise"
     assert not summary.HasField("generations_limit")
-    assert not summary.HasField("cost_limit_usd")
+    assert not summary.HasField("cost_limit")
     assert summary.generations_reserved == 8
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 
+from fabula.billing.v1 import billing_pb2_grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
+from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.outbox import OutboxRelay
 
 from fabula_generation.database import outbox
+from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.servicer import GenerationRecorder, GenerationServicer
 from fabula_generation.providers import create_provider
@@ -45,16 +48,26 @@ def create_app(settings: Settings) -> GrpcApp:
             provider.name,
         )
 
-    recorder = GenerationRecorder(db, prices, subject_for(settings, "generation", "usage_recorded"))
+    billing_channel = open_channel(settings.billing_addr, settings.grpc_deadline_seconds)
+    meter = Meter(
+        billing_pb2_grpc.BillingServiceStub(billing_channel), settings.release_timeout_seconds
+    )
+    recorder = GenerationRecorder(
+        db, prices, subject_for(settings, "generation", "usage_recorded"), meter
+    )
     app.add_servicer(
         generation_pb2_grpc.add_GenerationServiceServicer_to_server,
-        GenerationServicer(provider, recorder),
+        GenerationServicer(provider, recorder, meter),
         SERVICE_NAME,
     )
     # Workers stop in this order: records still being written first, then
     # the relay's last pass publishes their events.
     app.add_worker(recorder)
     app.add_worker(OutboxRelay(db, outbox, bus, "generation", settings))
+    # After the workers: a record that failed at the last moment still
+    # releases its reservation.
+    app.on_shutdown(meter.shutdown)
+    app.on_shutdown(billing_channel.close)
     app.on_shutdown(provider.aclose)
     app.on_shutdown(bus.close)
     app.on_shutdown(db.dispose)

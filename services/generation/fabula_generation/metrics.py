@@ -6,8 +6,8 @@ from prometheus_client import Counter
 
 GENERATIONS = Counter(
     "fabula_generations_total",
-    "Model calls recorded, by provider, model, kind and outcome.",
-    ["provider", "model", "kind", "outcome"],
+    "Model calls recorded, by provider, model, purpose and outcome.",
+    ["provider", "model", "purpose", "outcome"],
 )
 GENERATION_TOKENS = Counter(
     "fabula_generation_tokens_total",

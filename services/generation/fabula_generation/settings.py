@@ -46,6 +46,10 @@ class Settings(ServiceSettings):
     database_url: str = "postgresql://fabula_generation:fabula_generation@127.0.0.1:5432/fabula"
     grpc_port: int = 50053
 
+    # Deadline of the best-effort ReleaseReservation when a reserved call is
+    # never recorded; independent of the incoming call, whose deadline may be spent.
+    release_timeout_seconds: float = Field(2.0, gt=0)
+
     provider: ProviderChoice = ProviderChoice.auto
     # Pause between the offline provider's words, to make its streaming visible.
     offline_token_delay_ms: int = Field(0, ge=0, le=10_000)

@@ -1,8 +1,10 @@
-"""The generation service over real gRPC, Postgres and NATS."""
+"""The generation service over real gRPC, Postgres and NATS, metering its
+calls with the real billing service."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,15 +13,21 @@ from decimal import Decimal
 import grpc
 import nats
 import pytest
+from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import events_pb2, generation_pb2, generation_pb2_grpc
+from fabula_billing.app import create_app as create_billing_app
+from fabula_billing.settings import Settings as BillingSettings
 from fabula_common.db import Database
 from fabula_common.errors import error_reason
+from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.messaging.bus import subject_for
+from fabula_common.money import to_money
 from fabula_common.testing import free_port, running_app
 from fabula_generation.app import SERVICE_NAME, create_app
 from fabula_generation.database import outbox
 from fabula_generation.generations import repository
+from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.models import Generation
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.servicer import GenerationRecorder, GenerationServicer
@@ -27,16 +35,22 @@ from fabula_generation.providers import Completion, OfflineProvider, ReportedUsa
 from fabula_generation.settings import Settings
 from sqlalchemy import select
 
+FREE_PLAN_GENERATIONS = 5
+ZERO_USD = to_money(Decimal(0))
+
+
+def story(story_id: str | None = None) -> generation_pb2.SubjectRef:
+    return generation_pb2.SubjectRef(kind="story", id=story_id or str(uuid.uuid4()))
+
 
 def generate_request(
-    kind=generation_pb2.GENERATION_KIND_OPENING, **fields
+    purpose=generation_pb2.PURPOSE_STORY_OPENING, **fields
 ) -> generation_pb2.GenerateRequest:
     defaults = dict(
         user_id=str(uuid.uuid4()),
-        story_id=str(uuid.uuid4()),
-        reservation_id=str(uuid.uuid4()),
-        kind=kind,
-        story=generation_pb2.StoryContext(
+        purpose=purpose,
+        subject=story(),
+        story=generation_pb2.StoryInputs(
             genre="fantasy",
             characters=["Mara, a lighthouse keeper", "Tom"],
             opening_line="The fog came in at noon.",
@@ -44,6 +58,28 @@ def generate_request(
         direction="Mara finds the lost ship",
     )
     return generation_pb2.GenerateRequest(**{**defaults, **fields})
+
+
+@pytest.fixture(scope="module")
+async def billing_addr(test_database, test_stream) -> AsyncIterator[str]:
+    """The real billing service: reserves, and settles from UsageRecorded."""
+    async with running_app(create_billing_app(BillingSettings(grpc_port=free_port()))) as address:
+        os.environ["BILLING_ADDR"] = address
+        yield address
+        del os.environ["BILLING_ADDR"]
+
+
+@pytest.fixture(scope="module")
+async def billing(billing_addr: str) -> AsyncIterator[billing_pb2_grpc.BillingServiceStub]:
+    async with grpc.aio.insecure_channel(billing_addr) as channel:
+        yield billing_pb2_grpc.BillingServiceStub(channel)
+
+
+@pytest.fixture
+async def meter(billing_addr: str) -> AsyncIterator[Meter]:
+    channel = open_channel(billing_addr, 5.0)
+    yield Meter(billing_pb2_grpc.BillingServiceStub(channel), release_timeout_seconds=2.0)
+    await channel.close()
 
 
 @asynccontextmanager
@@ -57,7 +93,7 @@ async def serving(**overrides) -> AsyncIterator[generation_pb2_grpc.GenerationSe
 
 
 @pytest.fixture(scope="module")
-async def generation(test_database, test_stream):
+async def generation(billing_addr):
     async with serving() as stub:
         yield stub
 
@@ -104,14 +140,37 @@ async def stored(db: Database, generation_id: str, timeout: float = 5.0) -> Gene
             await asyncio.sleep(0.05)
 
 
-async def rows_for_story(db: Database, story_id: str) -> list[Generation]:
+async def rows_for_subject(db: Database, subject_id: str) -> list[Generation]:
     async with db.session_scope() as session:
-        return list(
-            (await session.scalars(select(Generation).where(Generation.story_id == story_id))).all()
-        )
+        query = select(Generation).where(Generation.subject_id == subject_id)
+        return list((await session.scalars(query)).all())
 
 
-async def test_generate_records_the_generation_and_publishes_usage(generation, db, nats_url):
+async def rows_for_user(db: Database, user_id: str) -> list[Generation]:
+    async with db.session_scope() as session:
+        query = select(Generation).where(Generation.user_id == user_id)
+        return list((await session.scalars(query)).all())
+
+
+async def usage_of(billing: billing_pb2_grpc.BillingServiceStub, user_id: str) -> tuple[int, int]:
+    """(generations used, generations reserved) of the user's plan."""
+    usage = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+    return usage.generations_used, usage.generations_reserved
+
+
+async def settles_at(
+    billing: billing_pb2_grpc.BillingServiceStub, user_id: str, used: int, timeout: float = 10.0
+) -> None:
+    """Wait until billing counts `used` generations and holds no reservation
+    for the user (usage settles asynchronously, from UsageRecorded)."""
+    async with asyncio.timeout(timeout):
+        while await usage_of(billing, user_id) != (used, 0):
+            await asyncio.sleep(0.05)
+
+
+async def test_generate_records_the_generation_and_publishes_usage(
+    generation, db, nats_url, billing
+):
     request = generate_request(want_title=True)
     async with usage_events(nats_url) as events:
         response = await generation.Generate(request)
@@ -125,16 +184,17 @@ async def test_generate_records_the_generation_and_publishes_usage(generation, d
     )
     assert response.usage.completion_tokens > len(response.text.split()) > 100
     assert response.usage.prompt_tokens > 0 and not response.usage.estimated
-    assert response.usage.cost_usd == "0"
+    assert response.usage.cost == ZERO_USD
 
     row = await stored(db, response.generation_id)
-    assert (row.user_id, row.story_id, row.reservation_id) == (
+    assert (row.user_id, row.subject_kind, row.subject_id) == (
         request.user_id,
-        request.story_id,
-        request.reservation_id,
+        "story",
+        request.subject.id,
     )
-    assert (row.kind, row.outcome, row.provider, row.model, row.error) == (
-        "opening",
+    assert uuid.UUID(row.reservation_id)
+    assert (row.purpose, row.outcome, row.provider, row.model, row.error) == (
+        "story_opening",
         "completed",
         "offline",
         "offline",
@@ -149,15 +209,16 @@ async def test_generate_records_the_generation_and_publishes_usage(generation, d
     assert row.duration_ms >= 0
 
     assert uuid.UUID(event.event_id).version == 4
-    assert (event.user_id, event.story_id, event.reservation_id) == (
+    assert (event.user_id, event.subject, event.reservation_id) == (
         request.user_id,
-        request.story_id,
-        request.reservation_id,
+        request.subject,
+        row.reservation_id,
     )
-    assert (event.provider, event.model, event.cost_usd, event.usage_estimated) == (
+    assert event.purpose == generation_pb2.PURPOSE_STORY_OPENING
+    assert (event.provider, event.model, event.cost, event.usage_estimated) == (
         "offline",
         "offline",
-        "0",
+        ZERO_USD,
         False,
     )
     assert (event.prompt_tokens, event.completion_tokens) == (
@@ -168,6 +229,8 @@ async def test_generate_records_the_generation_and_publishes_usage(generation, d
     assert event.occurred_at.ToDatetime().replace(microsecond=0) == row.created_at.replace(
         tzinfo=None, microsecond=0
     )
+    # Billed once, from the event: the reservation is settled.
+    await settles_at(billing, request.user_id, used=1)
 
 
 async def test_generate_is_deterministic_for_the_same_request(generation):
@@ -178,7 +241,7 @@ async def test_generate_is_deterministic_for_the_same_request(generation):
 
 
 async def test_generate_stream_yields_tokens_then_one_done(generation, db):
-    request = generate_request(generation_pb2.GENERATION_KIND_ENDING)
+    request = generate_request(generation_pb2.PURPOSE_STORY_ENDING)
     events = [event async for event in generation.GenerateStream(request)]
 
     *tokens, done = events
@@ -190,28 +253,26 @@ async def test_generate_stream_yields_tokens_then_one_done(generation, db):
     assert response.usage.completion_tokens > len(tokens)
 
     row = await stored(db, response.generation_id)
-    assert (row.kind, row.outcome, row.completion_tokens) == (
-        "ending",
+    assert (row.purpose, row.outcome, row.completion_tokens) == (
+        "story_ending",
         "completed",
         response.usage.completion_tokens,
     )
 
 
-async def test_a_stream_cancelled_midway_is_still_recorded_as_cancelled(
-    test_database, test_stream, db, nats_url
-):
+async def test_a_stream_cancelled_midway_is_still_recorded_as_cancelled(billing_addr, db, nats_url):
     story_id = str(uuid.uuid4())
     async with (
         serving(offline_token_delay_ms=20) as slow_generation,
         usage_events(nats_url) as events,
     ):
-        call = slow_generation.GenerateStream(generate_request(story_id=story_id))
+        call = slow_generation.GenerateStream(generate_request(subject=story(story_id)))
         first = await anext(aiter(call))
         assert first.WhichOneof("event") == "token"
         call.cancel()
 
         async with asyncio.timeout(5):
-            while not (rows := await rows_for_story(db, story_id)):
+            while not (rows := await rows_for_subject(db, story_id)):
                 await asyncio.sleep(0.05)
         (row,) = rows
         event = await event_for(events, str(row.id))
@@ -224,31 +285,29 @@ async def test_a_stream_cancelled_midway_is_still_recorded_as_cancelled(
     assert event.completion_tokens == row.completion_tokens
 
 
-async def test_a_stream_cut_off_by_shutdown_is_recorded_and_published(
-    test_database, test_stream, db, nats_url
-):
+async def test_a_stream_cut_off_by_shutdown_is_recorded_and_published(billing_addr, db, nats_url):
     story_id = str(uuid.uuid4())
     async with usage_events(nats_url) as events:
         async with serving(
             offline_token_delay_ms=20, shutdown_grace_seconds=0.2
         ) as slow_generation:
-            call = slow_generation.GenerateStream(generate_request(story_id=story_id))
+            call = slow_generation.GenerateStream(generate_request(subject=story(story_id)))
             await anext(aiter(call))
         # The app has stopped: its last outbox pass published the record's event.
-        (row,) = await rows_for_story(db, story_id)
+        (row,) = await rows_for_subject(db, story_id)
         event = await event_for(events, str(row.id))
     assert row.outcome == "cancelled" and row.completion_tokens > 0
     assert event.outcome == events_pb2.GENERATION_OUTCOME_CANCELLED
 
 
-async def test_a_stream_whose_consumer_stops_reading_is_recorded_as_cancelled(test_database, db):
+async def test_a_stream_whose_consumer_stops_reading_is_recorded_as_cancelled(db, meter):
     """The other way a stream is abandoned: the handler's generator is closed
     at a yield (GeneratorExit) rather than cancelled while it awaits."""
     prices = PriceTable.from_settings(Settings())
     recorder = GenerationRecorder(
-        db, prices, subject_for(Settings(), "generation", "usage_recorded")
+        db, prices, subject_for(Settings(), "generation", "usage_recorded"), meter
     )
-    servicer = GenerationServicer(OfflineProvider(), recorder)
+    servicer = GenerationServicer(OfflineProvider(), recorder, meter)
     request = generate_request()
 
     stream = servicer.GenerateStream(request, context=None)
@@ -256,7 +315,7 @@ async def test_a_stream_whose_consumer_stops_reading_is_recorded_as_cancelled(te
         assert (await anext(stream)).WhichOneof("event") == "token"
     await stream.aclose()
 
-    (row,) = await rows_for_story(db, request.story_id)
+    (row,) = await rows_for_subject(db, request.subject.id)
     assert row.outcome == "cancelled"
     assert 3 <= row.completion_tokens < 20
 
@@ -264,13 +323,17 @@ async def test_a_stream_whose_consumer_stops_reading_is_recorded_as_cancelled(te
 @pytest.mark.parametrize(
     ("changes", "detail"),
     [
-        ({"kind": generation_pb2.GENERATION_KIND_UNSPECIFIED}, "kind"),
+        ({"purpose": generation_pb2.PURPOSE_UNSPECIFIED}, "purpose"),
         ({"user_id": ""}, "user_id"),
-        ({"reservation_id": ""}, "reservation_id"),
+        ({"subject": generation_pb2.SubjectRef(id=str(uuid.uuid4()))}, "subject.kind"),
+        ({"subject": generation_pb2.SubjectRef(kind="story", id="s" * 65)}, "subject.id"),
+        ({"story": None}, "story inputs"),
         ({"direction": "x" * 4001}, "direction"),
     ],
 )
-async def test_invalid_requests_are_refused_and_not_recorded(generation, db, changes, detail):
+async def test_invalid_requests_are_refused_and_cost_nothing(
+    generation, db, billing, changes, detail
+):
     request = generate_request(**changes)
     for call in (generation.Generate(request), generation.GenerateStream(request).read()):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -278,12 +341,14 @@ async def test_invalid_requests_are_refused_and_not_recorded(generation, db, cha
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert detail in caught.value.details()
         assert error_reason(caught.value) == "invalid-argument"
-    assert await rows_for_story(db, request.story_id) == []
+    assert await rows_for_user(db, request.user_id) == []
+    if request.user_id:
+        assert await usage_of(billing, request.user_id) == (0, 0)
 
 
 @pytest.mark.parametrize("method", ["Generate", "GenerateStream"])
-async def test_a_failed_provider_call_is_recorded_as_failed_and_reported_unavailable(
-    test_database, test_stream, db, nats_url, fake_mistral, method
+async def test_a_failed_provider_call_is_recorded_as_failed_and_releases_its_reservation(
+    billing, db, nats_url, fake_mistral, method
 ):
     request = generate_request(direction="fake-mistral:rate-limit")
     async with (
@@ -297,7 +362,7 @@ async def test_a_failed_provider_call_is_recorded_as_failed_and_reported_unavail
                 await stub.Generate(request)
             else:
                 [event async for event in stub.GenerateStream(request)]
-        (row,) = await rows_for_story(db, request.story_id)
+        (row,) = await rows_for_subject(db, request.subject.id)
         event = await event_for(events, str(row.id))
 
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -307,10 +372,12 @@ async def test_a_failed_provider_call_is_recorded_as_failed_and_reported_unavail
     assert (row.prompt_tokens, row.completion_tokens, row.cost_usd) == (0, 0, Decimal(0))
     assert "rate-limiting" in row.error
     assert event.outcome == events_pb2.GENERATION_OUTCOME_FAILED
-    assert (event.completion_tokens, event.cost_usd) == (0, "0")
+    assert (event.completion_tokens, event.cost) == (0, ZERO_USD)
+    # The quota held for the call is given back; nothing is counted.
+    await settles_at(billing, request.user_id, used=0)
 
 
-async def test_mistral_usage_is_priced_from_the_table(test_database, test_stream, db, fake_mistral):
+async def test_mistral_usage_is_priced_from_the_table(billing_addr, db, fake_mistral):
     async with serving(
         provider="mistral",
         mistral_api_key="sk-test",
@@ -332,10 +399,10 @@ async def test_mistral_usage_is_priced_from_the_table(test_database, test_stream
     )
     usage = response.usage
     expected = (usage.prompt_tokens * 1000 + usage.completion_tokens * 2000) / Decimal(10**6)
-    assert Decimal(usage.cost_usd) == expected > 0
+    assert usage.cost == to_money(expected)
+    assert expected > 0
     row = await stored(db, response.generation_id)
     assert (row.cost_usd, row.usage_estimated) == (expected, True)
-
 
 
 class TitleOnlyModel:
@@ -365,18 +432,21 @@ class TitleOnlyModel:
 
 @pytest.mark.parametrize("method", ["Generate", "GenerateStream"])
 async def test_a_call_that_writes_no_segment_is_a_failed_call_not_a_generation(
-    test_database, test_stream, db, method
+    billing, db, meter, method
 ):
     """Billing counts a generation for every completed call: one that wrote no
     text must be reported as failed (its tokens paid, its reservation released)."""
     settings = Settings(grpc_port=free_port(), provider="offline")
     recorder = GenerationRecorder(
-        db, PriceTable.from_settings(settings), subject_for(settings, "generation", "usage_recorded")
+        db,
+        PriceTable.from_settings(settings),
+        subject_for(settings, "generation", "usage_recorded"),
+        meter,
     )
     app = GrpcApp("generation", settings)
     app.add_servicer(
         generation_pb2_grpc.add_GenerationServiceServicer_to_server,
-        GenerationServicer(TitleOnlyModel(), recorder),
+        GenerationServicer(TitleOnlyModel(), recorder, meter),
         SERVICE_NAME,
     )
     app.add_worker(recorder)
@@ -391,10 +461,124 @@ async def test_a_call_that_writes_no_segment_is_a_failed_call_not_a_generation(
 
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert error_reason(caught.value) == "upstream-error"
-    (row,) = await rows_for_story(db, request.story_id)
+    (row,) = await rows_for_subject(db, request.subject.id)
     assert (row.outcome, row.prompt_tokens, row.completion_tokens) == ("failed", 40, 4)
     async with db.session_scope() as session:
         payloads = (await session.scalars(select(outbox.c.payload))).all()
     events = [events_pb2.UsageRecorded.FromString(payload) for payload in payloads]
     (event,) = [e for e in events if e.generation_id == str(row.id)]
     assert event.outcome == events_pb2.GENERATION_OUTCOME_FAILED
+
+
+# --- Metering -------------------------------------------------------------------
+
+
+class CountingModel(OfflineProvider):
+    """The offline provider, counting the model calls it is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def compose(self, request) -> str:
+        self.calls += 1
+        return super().compose(request)
+
+
+@asynccontextmanager
+async def serving_model(
+    model, db: Database, meter: Meter
+) -> AsyncIterator[generation_pb2_grpc.GenerationServiceStub]:
+    settings = Settings(grpc_port=free_port(), provider="offline")
+    recorder = GenerationRecorder(
+        db,
+        PriceTable.from_settings(settings),
+        subject_for(settings, "generation", "usage_recorded"),
+        meter,
+    )
+    app = GrpcApp("generation", settings)
+    app.add_servicer(
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server,
+        GenerationServicer(model, recorder, meter),
+        SERVICE_NAME,
+    )
+    app.add_worker(recorder)
+    async with running_app(app) as address, grpc.aio.insecure_channel(address) as channel:
+        yield generation_pb2_grpc.GenerationServiceStub(channel)
+
+
+async def test_a_call_over_the_plan_is_refused_before_the_model_is_called(db, meter, billing):
+    model = CountingModel()
+    user_id = str(uuid.uuid4())
+    async with serving_model(model, db, meter) as stub:
+        for _ in range(FREE_PLAN_GENERATIONS):
+            await stub.Generate(generate_request(user_id=user_id))
+
+        stream = stub.GenerateStream(generate_request(user_id=user_id))
+        with pytest.raises(grpc.aio.AioRpcError) as streamed:
+            await stream.read()  # the refusal, before any token
+        with pytest.raises(grpc.aio.AioRpcError) as unary:
+            await stub.Generate(generate_request(user_id=user_id))
+
+    for caught in (streamed, unary):
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_reason(caught.value) == "quota-exceeded"
+        assert "quota exceeded" in caught.value.details()
+    assert model.calls == FREE_PLAN_GENERATIONS
+    assert len(await rows_for_user(db, user_id)) == FREE_PLAN_GENERATIONS
+    await settles_at(billing, user_id, used=FREE_PLAN_GENERATIONS)
+
+
+async def test_concurrent_calls_at_the_quota_edge_never_exceed_the_plan(generation, db, billing):
+    user_id = str(uuid.uuid4())
+    await generation.Generate(generate_request(user_id=user_id))
+    calls = [
+        generation.Generate(generate_request(user_id=user_id)),
+        *(collect(generation.GenerateStream(generate_request(user_id=user_id))) for _ in range(7)),
+    ]
+
+    results = await asyncio.gather(*calls, return_exceptions=True)
+
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(results) - len(refused) == FREE_PLAN_GENERATIONS - 1
+    for error in refused:
+        assert isinstance(error, grpc.aio.AioRpcError), error
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    await settles_at(billing, user_id, used=FREE_PLAN_GENERATIONS)
+    assert len(await rows_for_user(db, user_id)) == FREE_PLAN_GENERATIONS
+
+
+async def collect(stream) -> list[generation_pb2.GenerateStreamEvent]:
+    return [event async for event in stream]
+
+
+async def test_with_billing_down_calls_are_unavailable_at_once_and_the_model_idle(db):
+    model = CountingModel()
+    closed = open_channel(f"127.0.0.1:{free_port()}", 5.0)
+    meter = Meter(billing_pb2_grpc.BillingServiceStub(closed), release_timeout_seconds=1.0)
+    request = generate_request()
+    async with serving_model(model, db, meter) as stub:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Generate(request)
+    await closed.close()
+
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert asyncio.get_running_loop().time() - started < 5
+    assert model.calls == 0
+    assert await rows_for_user(db, request.user_id) == []
+
+
+async def test_a_call_that_cannot_be_recorded_gives_its_reservation_back(meter, billing):
+    """No usage event will come for it, so the generation service releases the
+    reservation itself."""
+    unreachable = Database(
+        Settings(database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/nothing")
+    )
+    request = generate_request()
+    async with serving_model(OfflineProvider(), unreachable, meter) as stub:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Generate(request)
+    await unreachable.dispose()
+
+    assert await usage_of(billing, request.user_id) == (0, 0)

@@ -8,10 +8,11 @@ import pytest
 from fabula_common.context import set_deadline_in
 from fabula_common.errors import UpstreamError
 from fabula_generation.generations.domain import (
-    GenerationKind,
     GenerationRequest,
     Outcome,
-    StoryContext,
+    Purpose,
+    StoryInputs,
+    Subject,
 )
 from fabula_generation.generations.prompts import TITLE_INSTRUCTION
 from fabula_generation.generations.service import (
@@ -27,14 +28,13 @@ FAKE_REPLY_START = "Rain drummed on the harbour roofs"
 
 
 def request(
-    direction: str = "", *, want_title: bool = False, kind=GenerationKind.continuation
+    direction: str = "", *, want_title: bool = False, kind=Purpose.story_continuation
 ) -> GenerationRequest:
     return GenerationRequest(
         user_id="user-1",
-        story_id="story-1",
-        reservation_id="reservation-1",
-        kind=kind,
-        story=StoryContext(
+        purpose=kind,
+        subject=Subject("story", "story-1"),
+        story=StoryInputs(
             genre="mystery",
             title="The Harbour",
             characters=("Mara, a lighthouse keeper", "Tom"),
@@ -91,14 +91,16 @@ async def test_a_stream_yields_chunks_then_the_usage_of_its_final_chunk(provider
 
 
 async def test_a_title_is_asked_for_and_parsed_out(provider, fake_mistral):
-    call = GenerationCall(request(want_title=True, kind=GenerationKind.opening), provider)
+    opening = request(want_title=True, kind=Purpose.story_opening)
+    call = GenerationCall(opening, "reservation-1", provider)
     deltas = [delta async for delta in stream_generation(call)]
 
     assert call.title == "The Lantern Keeper"
     assert call.text.startswith(FAKE_REPLY_START) and "".join(deltas).strip() == call.text
     assert TITLE_INSTRUCTION in fake_mistral.requests[0]["messages"][1]["content"]
 
-    call = GenerationCall(request(want_title=True, kind=GenerationKind.opening), provider)
+    opening = request(want_title=True, kind=Purpose.story_opening)
+    call = GenerationCall(opening, "reservation-1", provider)
     await complete_generation(call)
     assert (call.title, call.text[: len(FAKE_REPLY_START)]) == (
         "The Lantern Keeper",
@@ -107,7 +109,7 @@ async def test_a_title_is_asked_for_and_parsed_out(provider, fake_mistral):
 
 
 async def test_a_stream_without_usage_is_counted_locally_and_flagged_estimated(provider):
-    call = GenerationCall(request("fake-mistral:no-usage"), provider)
+    call = GenerationCall(request("fake-mistral:no-usage"), "reservation-1", provider)
     deltas = [delta async for delta in stream_generation(call)]
 
     assert call.reported_usage is None

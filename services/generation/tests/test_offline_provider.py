@@ -9,10 +9,11 @@ from decimal import Decimal
 import pytest
 from fabula_common.errors import InvalidArgument
 from fabula_generation.generations.domain import (
-    GenerationKind,
     GenerationRequest,
     Outcome,
-    StoryContext,
+    Purpose,
+    StoryInputs,
+    Subject,
 )
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.service import (
@@ -41,7 +42,7 @@ def phrases_used(text: str, voice_key: str) -> set[str]:
 
 
 def request(
-    kind: GenerationKind = GenerationKind.opening,
+    kind: Purpose = Purpose.story_opening,
     *,
     story_id: str = "story-1",
     genre: str = "fantasy",
@@ -53,10 +54,9 @@ def request(
 ) -> GenerationRequest:
     return GenerationRequest(
         user_id="user-1",
-        story_id=story_id,
-        reservation_id="reservation-1",
-        kind=kind,
-        story=StoryContext(
+        purpose=kind,
+        subject=Subject("story", story_id),
+        story=StoryInputs(
             genre=genre,
             title="",
             characters=characters,
@@ -90,7 +90,7 @@ def test_the_same_request_gives_the_same_text_and_other_inputs_change_it():
 
     variations = [
         request(story_id="story-2", direction="Mara opens the sealed door"),
-        request(GenerationKind.continuation, direction="Mara opens the sealed door"),
+        request(Purpose.story_continuation, direction="Mara opens the sealed door"),
         request(direction="Tom runs for help"),
         request(previous_segments=("Before.",), direction="Mara opens the sealed door"),
     ]
@@ -136,7 +136,7 @@ def test_invents_characters_when_the_story_has_none():
     assert "Maren" in text and "Aldric" in text
 
 
-@pytest.mark.parametrize("kind", list(GenerationKind))
+@pytest.mark.parametrize("kind", list(Purpose))
 @pytest.mark.parametrize("genre", [*GENRES, "other"])
 def test_segments_are_120_to_220_words(kind, genre):
     provider = OfflineProvider()
@@ -156,10 +156,10 @@ def test_segments_are_120_to_220_words(kind, genre):
 def test_an_ending_reads_like_an_ending():
     provider = OfflineProvider()
     for index in range(5):
-        ending = provider.compose(request(GenerationKind.ending, story_id=f"s{index}"))
+        ending = provider.compose(request(Purpose.story_ending, story_id=f"s{index}"))
         assert ending.endswith("The End.")
         assert "In the end, Mara " in ending
-        continuation = provider.compose(request(GenerationKind.continuation, story_id=f"s{index}"))
+        continuation = provider.compose(request(Purpose.story_continuation, story_id=f"s{index}"))
         assert "The End" not in continuation and "In the end" not in continuation
 
 
@@ -193,7 +193,7 @@ async def test_the_token_delay_paces_the_stream():
 
 async def test_a_call_separates_the_title_and_reports_exact_usage():
     provider = OfflineProvider()
-    call = GenerationCall(request(want_title=True), provider)
+    call = GenerationCall(request(want_title=True), "reservation-1", provider)
     deltas = [delta async for delta in stream_generation(call)]
 
     assert call.title and not call.title.startswith("Title")
@@ -206,7 +206,7 @@ async def test_a_call_separates_the_title_and_reports_exact_usage():
 
 async def test_an_abandoned_offline_call_counts_what_was_produced():
     provider = OfflineProvider()
-    call = GenerationCall(request(), provider)
+    call = GenerationCall(request(), "reservation-1", provider)
     stream = stream_generation(call)
     first = await anext(stream)
     second = await anext(stream)
@@ -298,12 +298,12 @@ def test_a_model_name_too_long_to_record_is_refused_at_startup(monkeypatch):
     ("changes", "message"),
     [
         ({"user_id": ""}, "user_id is required"),
-        ({"reservation_id": " "}, "reservation_id is required"),
-        ({"story_id": "s" * 65}, "story_id must be at most 64"),
+        ({"subject": Subject(" ", "story-1")}, "subject.kind is required"),
+        ({"subject": Subject("story", "s" * 65)}, "subject.id must be at most 64"),
         ({"direction": "d" * 4001}, "direction must be at most 4000"),
-        ({"story": StoryContext(genre="g" * 101)}, "story.genre"),
-        ({"story": StoryContext(characters=("c",) * 21)}, "story.characters"),
-        ({"story": StoryContext(previous_segments=("p" * 60_000,) * 2)}, "story context"),
+        ({"story": StoryInputs(genre="g" * 101)}, "story.genre"),
+        ({"story": StoryInputs(characters=("c",) * 21)}, "story.characters"),
+        ({"story": StoryInputs(previous_segments=("p" * 60_000,) * 2)}, "story context"),
     ],
 )
 def test_requests_are_validated(changes, message):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fabula.billing.v1 import billing_pb2_grpc
 from fabula.generation.v1 import generation_pb2_grpc
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula_common.db import Database
@@ -17,13 +16,11 @@ from fabula_stories.stories.writer import StoryWriter
 def create_app(settings: Settings) -> GrpcApp:
     app = GrpcApp("stories", settings)
     db = Database(settings)
-    billing_channel = open_channel(settings.billing_addr, settings.grpc_deadline_seconds)
     generation_channel = open_channel(
         settings.generation_addr, settings.generation_deadline_seconds
     )
     writer = StoryWriter(
         db,
-        billing_pb2_grpc.BillingServiceStub(billing_channel),
         generation_pb2_grpc.GenerationServiceStub(generation_channel),
         settings,
     )
@@ -32,9 +29,8 @@ def create_app(settings: Settings) -> GrpcApp:
         StoriesServicer(db, writer),
         stories_pb2.DESCRIPTOR.services_by_name["StoriesService"].full_name,
     )
-    # In this order: writes still in flight need both peers and the database.
+    # In this order: writes still in flight need generation and the database.
     app.on_shutdown(writer.shutdown)
-    app.on_shutdown(billing_channel.close)
     app.on_shutdown(generation_channel.close)
     app.on_shutdown(db.dispose)
     return app

@@ -17,12 +17,9 @@ class Settings(ServiceSettings):
     # the most recent segments, and at most this many characters of them.
     context_segments: int = Field(6, ge=1, le=50)
     context_max_chars: int = Field(12_000, ge=500)
-    # Deadline of the best-effort ReleaseReservation after a failed model
-    # call; independent of the incoming call, whose deadline may be spent.
-    release_timeout_seconds: float = Field(2.0, gt=0)
     # One segment is written at a time per story: a writer holds the story for
-    # the model call's deadline plus this margin, which covers reserving quota
-    # and storing the result. A writer that crashed simply lets it expire.
+    # the model call's deadline plus this margin, which covers reading the
+    # story and storing the result. A writer that crashed simply lets it expire.
     write_lease_margin_seconds: float = Field(30.0, gt=0)
 
     @property

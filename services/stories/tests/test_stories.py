@@ -17,6 +17,7 @@ from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
 from fabula_common.db import Database
 from fabula_common.errors import error_details, error_reason
+from fabula_common.grpc_server import GrpcApp
 from fabula_common.testing import free_port, running_app
 from fabula_generation.app import create_app as create_generation_app
 from fabula_generation.settings import Settings as GenerationSettings
@@ -32,24 +33,34 @@ CONTINUATION = stories_pb2.SEGMENT_KIND_CONTINUATION
 ENDING = stories_pb2.SEGMENT_KIND_ENDING
 
 
-@pytest.fixture(scope="module")
-async def peers(test_database, test_stream) -> AsyncIterator[tuple[str, str]]:
-    """Addresses of the running billing and generation services."""
-    billing = create_billing_app(BillingSettings(grpc_port=free_port()))
+def generation_app(billing_addr: str) -> GrpcApp:
     # A short pause between words keeps a continuation streaming long enough
     # for a client to leave midway.
-    generation = create_generation_app(
-        GenerationSettings(grpc_port=free_port(), provider="offline", offline_token_delay_ms=2)
+    return create_generation_app(
+        GenerationSettings(
+            grpc_port=free_port(),
+            billing_addr=billing_addr,
+            provider="offline",
+            offline_token_delay_ms=2,
+        )
     )
-    async with running_app(billing) as billing_addr, running_app(generation) as generation_addr:
-        yield billing_addr, generation_addr
+
+
+@pytest.fixture(scope="module")
+async def peers(test_database, test_stream) -> AsyncIterator[tuple[str, str]]:
+    """Addresses of the running billing and generation services (generation
+    meters every model call with billing; stories talks to generation only)."""
+    billing = create_billing_app(BillingSettings(grpc_port=free_port()))
+    async with running_app(billing) as billing_addr:
+        # Started once billing's address is known.
+        generation = generation_app(billing_addr)
+        async with running_app(generation) as generation_addr:
+            yield billing_addr, generation_addr
 
 
 @asynccontextmanager
-async def stories_service(billing_addr: str, generation_addr: str) -> AsyncIterator[Stub]:
-    settings = Settings(
-        grpc_port=free_port(), billing_addr=billing_addr, generation_addr=generation_addr
-    )
+async def stories_service(generation_addr: str) -> AsyncIterator[Stub]:
+    settings = Settings(grpc_port=free_port(), generation_addr=generation_addr)
     async with (
         running_app(create_app(settings)) as address,
         grpc.aio.insecure_channel(address) as channel,
@@ -59,7 +70,7 @@ async def stories_service(billing_addr: str, generation_addr: str) -> AsyncItera
 
 @pytest.fixture(scope="module")
 async def stories(peers: tuple[str, str]) -> AsyncIterator[Stub]:
-    async with stories_service(*peers) as stub:
+    async with stories_service(peers[1]) as stub:
         yield stub
 
 
@@ -282,7 +293,7 @@ async def test_one_segment_is_written_at_a_time(stories: Stub, billing):
         assert 0 < details.retry_after <= 5
     stored = await get(stories, user_id, story.id)
     assert [s.position for s in stored.segments] == [1, 2]
-    # Refused before reserving: only the opening and the one continuation are billed.
+    # Refused before any model call: only the opening and the one continuation are billed.
     await settled(billing, user_id, generations=2)
     # Once written, the story is free again.
     assert (await continue_story(stories, user_id, story.id))[-1].segment.position == 3
@@ -336,7 +347,7 @@ async def test_an_ended_story_is_complete_and_cannot_be_extended(stories: Stub, 
         assert details.reason == "story-complete"
         assert details.metadata == {"story_id": story.id}
         assert details.retry_after is None
-    # Refused before reserving: the attempts cost the user nothing.
+    # Refused before any model call: the attempts cost the user nothing.
     assert await generations_counted(billing, user_id) == counted
     assert len((await get(stories, user_id, story.id)).segments) == 3
 
@@ -574,9 +585,12 @@ async def test_the_sixth_generation_on_the_free_plan_is_refused(stories: Stub):
     assert len((await get(stories, user_id, story.id)).segments) == FREE_PLAN_GENERATIONS
 
 
-async def test_with_billing_down_writing_is_unavailable_at_once(peers: tuple[str, str]):
+async def test_with_billing_down_writing_is_unavailable_at_once(test_database, test_stream):
     closed_port = f"127.0.0.1:{free_port()}"
-    async with stories_service(closed_port, peers[1]) as stories:
+    async with (
+        running_app(generation_app(closed_port)) as generation_addr,
+        stories_service(generation_addr) as stories,
+    ):
         started = time.monotonic()
         error = await refused(create(stories, new_user()))
 
@@ -584,10 +598,10 @@ async def test_with_billing_down_writing_is_unavailable_at_once(peers: tuple[str
     assert time.monotonic() - started < 5
 
 
-async def test_a_failed_model_call_gives_the_reservation_back(peers: tuple[str, str], billing):
+async def test_with_generation_down_writing_is_unavailable_and_costs_nothing(billing):
     closed_port = f"127.0.0.1:{free_port()}"
     user_id = new_user()
-    async with stories_service(peers[0], closed_port) as stories:
+    async with stories_service(closed_port) as stories:
         error = await refused(create(stories, user_id))
 
     assert error.code() == grpc.StatusCode.UNAVAILABLE
@@ -600,7 +614,7 @@ async def test_a_failed_model_call_frees_the_story_at_once(
     user_id = new_user()
     story = await create(stories, user_id)
     closed_port = f"127.0.0.1:{free_port()}"
-    async with stories_service(peers[0], closed_port) as without_generation:
+    async with stories_service(closed_port) as without_generation:
         error = await refused(continue_story(without_generation, user_id, story.id))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
 

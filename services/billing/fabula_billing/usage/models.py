@@ -110,6 +110,11 @@ class UsageLedgerEntry(Base):
     reservation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # Free-form text from the producer: unbounded, so no event is refused for its length.
     generation_id: Mapped[str] = mapped_column(String)
+    # What the model call was for (e.g. "story_opening") and what it was about
+    # (e.g. kind "story" and the story's id), for usage logs.
+    purpose: Mapped[str] = mapped_column(String)
+    subject_kind: Mapped[str] = mapped_column(String)
+    subject_id: Mapped[str] = mapped_column(String)
     model: Mapped[str] = mapped_column(String)
     provider: Mapped[str] = mapped_column(String)
     prompt_tokens: Mapped[int] = mapped_column(Integer)

@@ -227,6 +227,9 @@ class LedgerEntry:
     user_id: uuid.UUID
     reservation_id: uuid.UUID | None
     generation_id: str
+    purpose: str
+    subject_kind: str
+    subject_id: str
     model: str
     provider: str
     prompt_tokens: int

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from fabula.generation.v1 import events_pb2 as generation_events
+from fabula.generation.v1 import generation_pb2
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import utcnow
 from fabula_common.errors import FabulaError, InvalidArgument, NotFound, QuotaExceeded
-from fabula_common.money import format_usd, parse_usd
+from fabula_common.money import format_usd, from_money
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_billing.settings import Plan, Settings
@@ -26,22 +27,12 @@ from fabula_billing.usage.models import Account, ReservationStatus
 
 log = logging.getLogger(__name__)
 
-# NUMERIC(18, 9) holds less than a billion dollars.
-MAX_USD = Decimal("1000000000")
-
 
 def parse_uuid(value: str, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
         raise InvalidArgument(f"{field} must be a UUID") from None
-
-
-def parse_amount(value: str, field: str) -> Decimal:
-    amount = parse_usd(value, field=field)
-    if amount >= MAX_USD:
-        raise InvalidArgument(f"{field} must be less than {MAX_USD} US dollars")
-    return amount
 
 
 def period_containing(moment: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -63,6 +54,16 @@ def outcome_name(outcome: int) -> str:
     except ValueError:
         return "unspecified"
     return name.removeprefix("GENERATION_OUTCOME_").lower()
+
+
+def purpose_name(purpose: int) -> str:
+    """ "story_opening", "story_continuation", ... or "unspecified" (also for
+    values newer than this code)."""
+    try:
+        name = generation_pb2.Purpose.Name(purpose)
+    except ValueError:
+        return "unspecified"
+    return name.removeprefix("PURPOSE_").lower()
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ class BillingService:
         """
         try:
             user_id = parse_uuid(event.user_id, "user_id")
-            cost = parse_amount(event.cost_usd, "cost_usd")
+            cost = from_money(event.cost, field="cost")
         except InvalidArgument as exc:
             # No retry can make this event usable: raising would only get it
             # redelivered forever.
@@ -230,10 +231,10 @@ class BillingService:
             )
             reservation = None
 
-        # One segment written by the model is one generation. A failed or
-        # cancelled call wrote none: its reservation is released, though the
-        # tokens it did consume are still paid for.
-        wrote_segment = event.outcome in (
+        # One completed model call is one generation. A failed or cancelled
+        # call produced nothing usable: its reservation is released, though
+        # the tokens it did consume are still paid for.
+        completed = event.outcome in (
             generation_events.GENERATION_OUTCOME_COMPLETED,
             generation_events.GENERATION_OUTCOME_UNSPECIFIED,
         )
@@ -244,6 +245,9 @@ class BillingService:
                 user_id=user_id,
                 reservation_id=reservation_id,
                 generation_id=event.generation_id,
+                purpose=purpose_name(event.purpose),
+                subject_kind=event.subject.kind,
+                subject_id=event.subject.id,
                 model=event.model,
                 provider=event.provider,
                 prompt_tokens=event.prompt_tokens,
@@ -251,7 +255,7 @@ class BillingService:
                 usage_estimated=event.usage_estimated,
                 cost_usd=cost,
                 outcome=outcome_name(event.outcome),
-                counted=wrote_segment,
+                counted=completed,
                 occurred_at=(
                     event.occurred_at.ToDatetime(dt.UTC) if event.HasField("occurred_at") else now
                 ),
@@ -265,14 +269,14 @@ class BillingService:
         await repo.adjust_counters(
             session,
             user_id,
-            generations_used=1 if wrote_segment else 0,
+            generations_used=1 if completed else 0,
             cost_used_usd=cost,
             generations_reserved=-1 if holds_quota else 0,
             cost_reserved_usd=-reservation.estimated_cost_usd if holds_quota else Decimal(0),
         )
         if reservation is None:
             return
-        if wrote_segment:
+        if completed:
             await repo.mark_settled(session, reservation.id, cost, event.generation_id, now)
         elif holds_quota:
             await repo.mark_released(session, reservation.id)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula_common.db import Database
-from fabula_common.money import format_usd
+from fabula_common.money import from_money, to_money
 
-from fabula_billing.usage.service import BillingService, parse_amount, parse_uuid
+from fabula_billing.usage.service import BillingService, parse_uuid
 
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
@@ -16,10 +16,10 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
 
     async def ReserveGeneration(self, request: billing_pb2.ReserveGenerationRequest, context):
         user_id = parse_uuid(request.user_id, "user_id")
-        # Empty: the caller has no estimate and billing applies its configured one.
+        # Unset: the caller has no estimate and billing applies its configured one.
         estimate = (
-            parse_amount(request.estimated_cost_usd, "estimated_cost_usd")
-            if request.estimated_cost_usd.strip()
+            from_money(request.estimated_cost, field="estimated_cost")
+            if request.HasField("estimated_cost")
             else None
         )
         async with self.db.session_scope() as session:
@@ -45,11 +45,11 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             period_end=usage.period_end,
             generations_used=usage.generations_used,
             generations_reserved=usage.generations_reserved,
-            cost_used_usd=format_usd(usage.cost_used_usd),
+            cost_used=to_money(usage.cost_used_usd),
         )
         # Left unset (not zero) on an unlimited plan.
         if usage.plan.generations_limit is not None:
             summary.generations_limit = usage.plan.generations_limit
         if usage.plan.cost_limit_usd is not None:
-            summary.cost_limit_usd = format_usd(usage.plan.cost_limit_usd)
+            summary.cost_limit.CopyFrom(to_money(usage.plan.cost_limit_usd))
         return summary

@@ -6,10 +6,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
-class GenerationKind(StrEnum):
-    opening = "opening"
-    continuation = "continuation"
-    ending = "ending"
+class Purpose(StrEnum):
+    """What the text is for; each purpose has its prompt (generations.prompts)."""
+
+    story_opening = "story_opening"
+    story_continuation = "story_continuation"
+    story_ending = "story_ending"
+
+
+STORY_PURPOSES = frozenset(
+    {Purpose.story_opening, Purpose.story_continuation, Purpose.story_ending}
+)
 
 
 class Outcome(StrEnum):
@@ -20,7 +27,15 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class StoryContext:
+class Subject:
+    """What a generation is about (e.g. kind "story" and its id), for usage logs."""
+
+    kind: str
+    id: str
+
+
+@dataclass(frozen=True)
+class StoryInputs:
     genre: str = ""
     title: str = ""
     characters: tuple[str, ...] = ()
@@ -32,10 +47,9 @@ class StoryContext:
 @dataclass(frozen=True)
 class GenerationRequest:
     user_id: str
-    story_id: str
-    reservation_id: str
-    kind: GenerationKind
-    story: StoryContext
+    purpose: Purpose
+    subject: Subject
+    story: StoryInputs
     direction: str = ""
     want_title: bool = False
 

@@ -28,23 +28,25 @@ class Generation(Base):
 
     __tablename__ = "generations"
     __table_args__ = (
-        CheckConstraint("kind IN ('opening', 'continuation', 'ending')", name="kind"),
         CheckConstraint("outcome IN ('completed', 'cancelled', 'failed')", name="outcome"),
         CheckConstraint(
             "prompt_tokens >= 0 AND completion_tokens >= 0", name="tokens_not_negative"
         ),
         CheckConstraint("cost_usd >= 0", name="cost_not_negative"),
         Index("ix_generations_user_id_created_at", "user_id", "created_at"),
-        Index("ix_generations_story_id", "story_id"),
+        Index("ix_generations_subject", "subject_kind", "subject_id"),
         Index("ix_generations_reservation_id", "reservation_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     # Ids owned by other services, kept as they were given.
     user_id: Mapped[str] = mapped_column(String(64))
-    story_id: Mapped[str] = mapped_column(String(64))
     reservation_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))
+    # What the call was for (domain.Purpose; no check constraint, so a new
+    # purpose needs no migration) and what it was about (e.g. "story", its id).
+    purpose: Mapped[str] = mapped_column(String(32))
+    subject_kind: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
     provider: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(128))
     prompt_tokens: Mapped[int] = mapped_column(Integer)

@@ -1,11 +1,11 @@
-"""The prompts a language model gets: built here from the story context, so
-callers send facts about the story and never prompt text."""
+"""The prompts a language model gets: built here from each purpose's inputs,
+so callers send facts (about a story) and never prompt text."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fabula_generation.generations.domain import GenerationKind, GenerationRequest
+from fabula_generation.generations.domain import GenerationRequest, Purpose
 
 SYSTEM_PROMPT = (
     "You are Fabula, a co-writing assistant. You and a writer build a story together, "
@@ -21,9 +21,9 @@ TITLE_INSTRUCTION = (
 )
 
 _TASKS = {
-    GenerationKind.opening: "Write the opening segment of the story.",
-    GenerationKind.continuation: "Continue the story with its next segment.",
-    GenerationKind.ending: (
+    Purpose.story_opening: "Write the opening segment of the story.",
+    Purpose.story_continuation: "Continue the story with its next segment.",
+    Purpose.story_ending: (
         "Write the final segment: bring the story to a satisfying ending that resolves its "
         "central conflict. This is the last segment; do not leave it open."
     ),
@@ -56,7 +56,7 @@ def build_prompt(request: GenerationRequest) -> ChatPrompt:
     if story.opening_line:
         lines.append(
             f"Opening line (start the story with it): {story.opening_line}"
-            if request.kind is GenerationKind.opening
+            if request.purpose is Purpose.story_opening
             else f"The story opened with: {story.opening_line}"
         )
     if story.previous_segments:
@@ -64,7 +64,7 @@ def build_prompt(request: GenerationRequest) -> ChatPrompt:
         lines.append("The story so far:")
         lines.append("\n\n".join(story.previous_segments))
     lines.append("")
-    lines.append(_TASKS[request.kind])
+    lines.append(_TASKS[request.purpose])
     if request.direction.strip():
         lines.append("The writer's direction for this segment:")
         lines.append(request.direction.strip())

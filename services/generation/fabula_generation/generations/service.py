@@ -11,16 +11,16 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal
 
-from fabula.generation.v1 import events_pb2
+from fabula.generation.v1 import events_pb2, generation_pb2
 from fabula_common.db import utcnow
 from fabula_common.errors import InvalidArgument, UpstreamError
 from fabula_common.messaging.outbox import enqueue
-from fabula_common.money import format_usd
+from fabula_common.money import format_usd, to_money
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_generation.database import outbox
 from fabula_generation.generations import repository
-from fabula_generation.generations.domain import GenerationRequest, Outcome, Usage
+from fabula_generation.generations.domain import GenerationRequest, Outcome, Purpose, Usage
 from fabula_generation.generations.models import Generation
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.text import TitleSplitter, count_tokens
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # Bounds on what a caller may send: a prompt built from it must fit a model's context.
 MAX_ID_LENGTH = 64
+MAX_SUBJECT_KIND_LENGTH = 32
 MAX_DIRECTION_CHARS = 4000
 MAX_GENRE_CHARS = 100
 MAX_TITLE_CHARS = 300
@@ -41,6 +42,11 @@ MAX_PREVIOUS_SEGMENTS = 200
 MAX_CONTEXT_CHARS = 100_000
 MAX_ERROR_CHARS = 1000
 
+_PURPOSES = {
+    Purpose.story_opening: generation_pb2.PURPOSE_STORY_OPENING,
+    Purpose.story_continuation: generation_pb2.PURPOSE_STORY_CONTINUATION,
+    Purpose.story_ending: generation_pb2.PURPOSE_STORY_ENDING,
+}
 _OUTCOMES = {
     Outcome.completed: events_pb2.GENERATION_OUTCOME_COMPLETED,
     Outcome.cancelled: events_pb2.GENERATION_OUTCOME_CANCELLED,
@@ -50,14 +56,18 @@ _OUTCOMES = {
 
 def validate_request(request: GenerationRequest) -> None:
     """Raise InvalidArgument naming the first field that is missing or too long."""
-    for field in ("user_id", "story_id", "reservation_id"):
-        value = getattr(request, field)
+    ids = (
+        ("user_id", request.user_id, MAX_ID_LENGTH),
+        ("subject.kind", request.subject.kind, MAX_SUBJECT_KIND_LENGTH),
+        ("subject.id", request.subject.id, MAX_ID_LENGTH),
+    )
+    for field, value, limit in ids:
         if not value.strip():
             raise InvalidArgument(f"{field} is required")
         if "\x00" in value:
             raise InvalidArgument(f"{field} must not contain NUL characters")
-        if len(value) > MAX_ID_LENGTH:
-            raise InvalidArgument(f"{field} must be at most {MAX_ID_LENGTH} characters")
+        if len(value) > limit:
+            raise InvalidArgument(f"{field} must be at most {limit} characters")
     story = request.story
     limits = (
         ("direction", request.direction, MAX_DIRECTION_CHARS),
@@ -92,9 +102,13 @@ class GenerationCall:
     comes out as it becomes known.
     """
 
-    def __init__(self, request: GenerationRequest, provider: GenerationProvider) -> None:
+    def __init__(
+        self, request: GenerationRequest, reservation_id: str, provider: GenerationProvider
+    ) -> None:
         self.id = uuid.uuid4()
         self.request = request
+        # The billing reservation the recorded usage settles.
+        self.reservation_id = reservation_id
         self.provider = provider
         self._started = time.monotonic()
         self._raw: list[str] = []
@@ -201,7 +215,7 @@ async def record_generation(
     subject: str,
 ) -> RecordedGeneration:
     """Store the generation and, in the same transaction, the UsageRecorded
-    event billing settles the reservation with."""
+    event billing settles (or releases) the reservation with."""
     usage = call.usage(outcome)
     duration_ms = call.duration_ms
     provider, model, request = call.provider.name, call.provider.model, call.request
@@ -212,9 +226,10 @@ async def record_generation(
         Generation(
             id=call.id,
             user_id=request.user_id,
-            story_id=request.story_id,
-            reservation_id=request.reservation_id,
-            kind=request.kind.value,
+            purpose=request.purpose.value,
+            subject_kind=request.subject.kind,
+            subject_id=request.subject.id,
+            reservation_id=call.reservation_id,
             provider=provider,
             model=model,
             prompt_tokens=usage.prompt_tokens,
@@ -231,14 +246,15 @@ async def record_generation(
         event_id=str(uuid.uuid4()),
         generation_id=str(call.id),
         user_id=request.user_id,
-        story_id=request.story_id,
-        reservation_id=request.reservation_id,
+        purpose=_PURPOSES[request.purpose],
+        subject=generation_pb2.SubjectRef(kind=request.subject.kind, id=request.subject.id),
+        reservation_id=call.reservation_id,
         provider=provider,
         model=model,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         usage_estimated=usage.estimated,
-        cost_usd=format_usd(cost),
+        cost=to_money(cost),
         outcome=_OUTCOMES[outcome],
     )
     event.occurred_at.FromDatetime(now)
@@ -251,7 +267,7 @@ async def record_generation(
 def observe(call: GenerationCall, recorded: RecordedGeneration) -> None:
     """Metrics and a log line for a recorded generation."""
     provider, model = call.provider.name, call.provider.model
-    GENERATIONS.labels(provider, model, call.request.kind.value, recorded.outcome.value).inc()
+    GENERATIONS.labels(provider, model, call.request.purpose.value, recorded.outcome.value).inc()
     GENERATION_TOKENS.labels(provider, model, "prompt").inc(recorded.usage.prompt_tokens)
     GENERATION_TOKENS.labels(provider, model, "completion").inc(recorded.usage.completion_tokens)
     GENERATION_COST.labels(provider, model).inc(float(recorded.cost_usd))
@@ -261,7 +277,7 @@ def observe(call: GenerationCall, recorded: RecordedGeneration) -> None:
         recorded.outcome.value,
         provider,
         model,
-        call.request.kind.value,
+        call.request.purpose.value,
         recorded.usage.prompt_tokens,
         recorded.usage.completion_tokens,
         " (estimated)" if recorded.usage.estimated else "",

@@ -12,14 +12,17 @@ import grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.errors import InvalidArgument, UpstreamError
-from fabula_common.money import format_usd
+from fabula_common.money import to_money
 
 from fabula_generation.generations.domain import (
-    GenerationKind,
+    STORY_PURPOSES,
     GenerationRequest,
     Outcome,
-    StoryContext,
+    Purpose,
+    StoryInputs,
+    Subject,
 )
+from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.service import (
     GenerationCall,
@@ -34,24 +37,28 @@ from fabula_generation.providers import GenerationProvider
 
 log = logging.getLogger(__name__)
 
-_KINDS = {
-    generation_pb2.GENERATION_KIND_OPENING: GenerationKind.opening,
-    generation_pb2.GENERATION_KIND_CONTINUATION: GenerationKind.continuation,
-    generation_pb2.GENERATION_KIND_ENDING: GenerationKind.ending,
+_PURPOSES = {
+    generation_pb2.PURPOSE_STORY_OPENING: Purpose.story_opening,
+    generation_pb2.PURPOSE_STORY_CONTINUATION: Purpose.story_continuation,
+    generation_pb2.PURPOSE_STORY_ENDING: Purpose.story_ending,
 }
 
 
 def request_from_proto(message: generation_pb2.GenerateRequest) -> GenerationRequest:
-    kind = _KINDS.get(message.kind)
-    if kind is None:
-        raise InvalidArgument("kind must be opening, continuation or ending")
+    purpose = _PURPOSES.get(message.purpose)
+    if purpose is None:
+        raise InvalidArgument(
+            "purpose must be one of " + ", ".join(p.value for p in _PURPOSES.values())
+        )
+    inputs = message.WhichOneof("inputs")
+    if purpose in STORY_PURPOSES and inputs != "story":
+        raise InvalidArgument(f"purpose {purpose.value} needs story inputs")
     story = message.story
     request = GenerationRequest(
         user_id=message.user_id,
-        story_id=message.story_id,
-        reservation_id=message.reservation_id,
-        kind=kind,
-        story=StoryContext(
+        purpose=purpose,
+        subject=Subject(kind=message.subject.kind, id=message.subject.id),
+        story=StoryInputs(
             genre=story.genre,
             title=story.title,
             characters=tuple(story.characters),
@@ -66,7 +73,8 @@ def request_from_proto(message: generation_pb2.GenerateRequest) -> GenerationReq
 
 
 class GenerationRecorder:
-    """Records model calls, each in a task of its own.
+    """Records model calls, each in a task of its own; gives the reservation
+    back when a call cannot be recorded.
 
     The caller awaits the record through asyncio.shield, so a call abandoned
     midway (its handler cancelled) still gets its record written. As a
@@ -74,10 +82,11 @@ class GenerationRecorder:
     written, before the outbox relay's last pass publishes their events.
     """
 
-    def __init__(self, db: Database, prices: PriceTable, subject: str) -> None:
+    def __init__(self, db: Database, prices: PriceTable, subject: str, meter: Meter) -> None:
         self.db = db
         self.prices = prices
         self.subject = subject
+        self.meter = meter
         self._pending: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
 
@@ -110,6 +119,9 @@ class GenerationRecorder:
         except Exception:
             # Logged here: when the caller has gone, nobody else sees it.
             log.exception("could not record generation %s (%s)", call.id, outcome.value)
+            # No usage event will settle the reservation: give it back (the
+            # user is not charged for a call nobody could record).
+            await self.meter.release(call.request.user_id, call.reservation_id)
             raise
         observe(call, recorded)
         return recorded
@@ -156,12 +168,22 @@ class Recording:
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
-    def __init__(self, provider: GenerationProvider, recorder: GenerationRecorder) -> None:
+    """Every model call: validate, reserve quota, call the model, record the
+    usage (which settles or releases the reservation)."""
+
+    def __init__(
+        self, provider: GenerationProvider, recorder: GenerationRecorder, meter: Meter
+    ) -> None:
         self.provider = provider
         self.recorder = recorder
+        self.meter = meter
 
-    def _start(self, message: generation_pb2.GenerateRequest) -> GenerationCall:
-        return GenerationCall(request_from_proto(message), self.provider)
+    async def _start(self, message: generation_pb2.GenerateRequest) -> GenerationCall:
+        # Invalid requests cost nothing; a refused reservation ends the call
+        # before the model is called (and, streaming, before any event).
+        request = request_from_proto(message)
+        reservation_id = await self.meter.reserve(request.user_id)
+        return GenerationCall(request, reservation_id, self.provider)
 
     def _response(
         self, call: GenerationCall, recorded: RecordedGeneration | None
@@ -177,7 +199,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                 prompt_tokens=recorded.usage.prompt_tokens,
                 completion_tokens=recorded.usage.completion_tokens,
                 estimated=recorded.usage.estimated,
-                cost_usd=format_usd(recorded.cost_usd),
+                cost=to_money(recorded.cost_usd),
             ),
             is_language_model=self.provider.is_language_model,
         )
@@ -185,7 +207,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     async def Generate(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.GenerateResponse:
-        call = self._start(request)
+        call = await self._start(request)
         async with self.recorder.recording(call) as recording:
             await complete_generation(call)
         return self._response(call, recording.recorded)
@@ -193,7 +215,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     async def GenerateStream(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.GenerateStreamEvent]:
-        call = self._start(request)
+        call = await self._start(request)
         async with self.recorder.recording(call) as recording:
             async with aclosing(stream_generation(call)) as deltas:
                 async for delta in deltas:

@@ -4,7 +4,7 @@ It lets Fabula run end to end without a model provider (development, tests,
 demos). It assembles prose from per-genre vocabulary and sentence templates,
 using the story's characters, opening line, the writer's direction and the
 kind of segment (an ending closes the story). The same request always gives
-the same text: the choices are seeded from the story id, the kind, the number
+the same text: the choices are seeded from the subject id, the purpose, the number
 of previous segments and the direction. It understands nothing it is given,
 and every response it produces says so (is_language_model = false).
 """
@@ -18,7 +18,7 @@ import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from fabula_generation.generations.domain import GenerationKind, GenerationRequest
+from fabula_generation.generations.domain import GenerationRequest, Purpose
 from fabula_generation.generations.text import count_tokens
 from fabula_generation.providers.base import Completion, ProviderEvent, ReportedUsage, TextChunk
 
@@ -553,8 +553,8 @@ def story_seed(request: GenerationRequest) -> int:
     """Stable across processes (unlike hash()): same request, same text."""
     key = "\x1f".join(
         (
-            request.story_id,
-            request.kind.value,
+            request.subject.id,
+            request.purpose.value,
             str(len(request.story.previous_segments)),
             request.direction,
         )
@@ -618,12 +618,12 @@ class OfflineStoryteller:
         return sentence.replace(",,", ",").replace(",:", ":")
 
     def _segment(self) -> str:
-        kind = self.request.kind
+        purpose = self.request.purpose
         direction = self._direction()
         first: list[str] = []
         second: list[str] = []
         closing: list[str] = []
-        if kind is GenerationKind.opening:
+        if purpose is Purpose.story_opening:
             opening_line = " ".join(self.request.story.opening_line.split())
             if opening_line:
                 first.append(_as_sentence(_first_words(opening_line, _MAX_OPENING_LINE_WORDS)))
@@ -632,7 +632,7 @@ class OfflineStoryteller:
             if direction:
                 second.append(direction)
             closing = [self._pick(HOOKS)]
-        elif kind is GenerationKind.continuation:
+        elif purpose is Purpose.story_continuation:
             first += [self._pick(BRIDGES), self._pick(ACTIONS)]
             second += [self._pick(DIALOGUE)]
             if direction:
@@ -646,12 +646,12 @@ class OfflineStoryteller:
             second += [self._fill("In the end, {name} {resolution}."), self._pick(AFTERMATHS)]
             closing = [self.rng.choice(self.voice.closings)]
 
-        if kind is GenerationKind.ending:
+        if purpose is Purpose.story_ending:
             self._pad(first, second, closing, pools=(DETAILS + TENSIONS, SETTLINGS))
         else:
             self._pad(first, second, closing, pools=(DETAILS + TENSIONS, DETAILS + TENSIONS))
         paragraphs = [" ".join(first), " ".join(second + closing)]
-        if kind is GenerationKind.ending:
+        if purpose is Purpose.story_ending:
             paragraphs.append(THE_END)
         return "\n\n".join(paragraphs)
 
@@ -665,7 +665,7 @@ class OfflineStoryteller:
         """Add detail sentences, alternating between the two paragraphs, until
         the segment reaches its (seeded) target length."""
         target = self.rng.randint(MIN_WORDS + 20, MAX_WORDS - 20)
-        reserve = _words(THE_END) if self.request.kind is GenerationKind.ending else 0
+        reserve = _words(THE_END) if self.request.purpose is Purpose.story_ending else 0
         count = sum(map(_words, first + second + closing)) + reserve
         used = set(first + second + closing)
         queues = []

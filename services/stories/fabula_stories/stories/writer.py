@@ -1,17 +1,19 @@
-"""Writing story segments with the model: reserve quota with billing, call the
-generation service, store the result.
+"""Writing story segments with the model: call the generation service (which
+meters the call: it reserves quota with billing and refuses a call over the
+plan before the model runs), store the result.
 
 Each database step is its own short transaction: a model call takes seconds
 and must hold neither a connection nor a row lock. Instead, continuing or
 ending a story first claims it for a while (a write lease on the story row),
 so one segment is written at a time and each is written knowing the ones
-before it; a concurrent request is refused before it reserves any quota.
+before it; a concurrent request is refused before any model call, so it
+costs nothing.
 Storing the segment frees the story, and so does any failure on the way.
 
-Once quota is reserved, the model call and the storing of its result run in a
-task of their own, so a caller that goes away midway (the gateway's client
-disconnected) cancels neither: the generation is billed either way, and the
-user finds the text in the story afterwards.
+The model call and the storing of its result run in a task of their own, so
+a caller that goes away midway (the gateway's client disconnected) cancels
+neither: the generation is billed once either way, and the user finds the
+text in the story afterwards.
 """
 
 from __future__ import annotations
@@ -24,9 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
-from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
-from fabula_common.context import deadline_var
 from fabula_common.db import Database
 from fabula_common.errors import Unavailable, UpstreamError, from_rpc_error
 
@@ -39,11 +39,13 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_GENERATION_KIND = {
-    SegmentKind.opening: generation_pb2.GENERATION_KIND_OPENING,
-    SegmentKind.continuation: generation_pb2.GENERATION_KIND_CONTINUATION,
-    SegmentKind.ending: generation_pb2.GENERATION_KIND_ENDING,
+_PURPOSE = {
+    SegmentKind.opening: generation_pb2.PURPOSE_STORY_OPENING,
+    SegmentKind.continuation: generation_pb2.PURPOSE_STORY_CONTINUATION,
+    SegmentKind.ending: generation_pb2.PURPOSE_STORY_ENDING,
 }
+# What the generation service logs usage against.
+_SUBJECT_KIND = "story"
 
 # What a ContinueStory call receives from its writing task, in order: text
 # deltas, then the stored segment or the error that ended the work.
@@ -62,12 +64,10 @@ class StoryWriter:
     def __init__(
         self,
         db: Database,
-        billing: billing_pb2_grpc.BillingServiceStub,
         generation: generation_pb2_grpc.GenerationServiceStub,
         settings: Settings,
     ) -> None:
         self._db = db
-        self._billing = billing
         self._generation = generation
         self._settings = settings
         # Strong references: the event loop keeps only weak ones to tasks.
@@ -76,13 +76,11 @@ class StoryWriter:
     async def create(self, new: NewStory) -> Story:
         """A new story with its generated opening (and title, when none is given)."""
         story_id = uuid.uuid4()
-        reservation_id = await self._reserve(new.user_id)
         request = generation_pb2.GenerateRequest(
             user_id=str(new.user_id),
-            story_id=str(story_id),
-            reservation_id=reservation_id,
-            kind=_GENERATION_KIND[SegmentKind.opening],
-            story=generation_pb2.StoryContext(
+            purpose=_PURPOSE[SegmentKind.opening],
+            subject=_subject(story_id),
+            story=generation_pb2.StoryInputs(
                 genre=new.genre,
                 title=new.title or "",
                 characters=new.characters,
@@ -102,9 +100,7 @@ class StoryWriter:
         self, user_id: uuid.UUID, story_id: uuid.UUID, direction: str
     ) -> AsyncIterator[ContinueEvent]:
         """Text deltas as the model writes the next segment, then the stored segment."""
-        lease, request = await self._prepare(
-            user_id, story_id, SegmentKind.continuation, direction
-        )
+        lease, request = await self._prepare(user_id, story_id, SegmentKind.continuation, direction)
         delivery = _Delivery()
         self._spawn(self._continue(lease, request, delivery))
         try:
@@ -147,7 +143,7 @@ class StoryWriter:
     async def _prepare(
         self, user_id: uuid.UUID, story_id: uuid.UUID, kind: SegmentKind, direction: str
     ) -> tuple[WriteLease, generation_pb2.GenerateRequest]:
-        """Claim the story for writing, then reserve quota: a story that is
+        """Claim the story for writing before any model call: a story that is
         missing, complete or being written already costs the user nothing."""
         async with self._db.session_scope() as session:
             lease, context = await service.start_writing(
@@ -158,13 +154,11 @@ class StoryWriter:
                 max_segments=self._settings.context_segments,
                 max_chars=self._settings.context_max_chars,
             )
-        reservation_id = await self._holding(lease, self._reserve(user_id))
         return lease, generation_pb2.GenerateRequest(
             user_id=str(user_id),
-            story_id=str(story_id),
-            reservation_id=reservation_id,
-            kind=_GENERATION_KIND[kind],
-            story=_story_context(context),
+            purpose=_PURPOSE[kind],
+            subject=_subject(story_id),
+            story=_story_inputs(context),
             direction=direction,
         )
 
@@ -224,23 +218,12 @@ class StoryWriter:
         # of a caller that went away.
         await asyncio.shield(self._spawn(stop()))
 
-    async def _reserve(self, user_id: uuid.UUID) -> str:
-        request = billing_pb2.ReserveGenerationRequest(user_id=str(user_id))
-        try:
-            reservation = await self._billing.ReserveGeneration(request)
-        except grpc.aio.AioRpcError as err:
-            # QUOTA_EXCEEDED stays a quota refusal, UNAVAILABLE stays unavailable.
-            raise from_rpc_error(err) from err
-        return reservation.reservation_id
-
     async def _generate(self, request: generation_pb2.GenerateRequest) -> GeneratedText:
         try:
             return _generated_text(await self._generation.Generate(request))
-        except Exception as exc:
-            await self._release(request)
-            if isinstance(exc, grpc.aio.AioRpcError):
-                raise from_rpc_error(exc) from exc
-            raise
+        except grpc.aio.AioRpcError as err:
+            # A quota refusal stays one, an unreachable peer stays unavailable.
+            raise from_rpc_error(err) from err
 
     async def _generate_stream(
         self, request: generation_pb2.GenerateRequest, on_token: Callable[[str], None]
@@ -253,32 +236,13 @@ class StoryWriter:
                     on_token(event.token.text)
                 elif which == "done":
                     result = event.done
-            if result is None:
-                raise UpstreamError("the generation stream ended without a result")
-            return _generated_text(result)
-        except Exception as exc:
-            await self._release(request)
-            if isinstance(exc, grpc.aio.AioRpcError):
-                raise from_rpc_error(exc) from exc
-            raise
-
-    async def _release(self, request: generation_pb2.GenerateRequest) -> None:
-        """Give back the reservation of a failed model call. Best effort: a
-        reservation nobody releases expires on its own."""
-        # The incoming call's deadline may be what just ran out; the release
-        # must still get through, so it gets a short deadline of its own.
-        token = deadline_var.set(None)
-        try:
-            await self._billing.ReleaseReservation(
-                billing_pb2.ReleaseReservationRequest(
-                    user_id=request.user_id, reservation_id=request.reservation_id
-                ),
-                timeout=self._settings.release_timeout_seconds,
-            )
-        except Exception:
-            log.warning("could not release reservation %s", request.reservation_id, exc_info=True)
-        finally:
-            deadline_var.reset(token)
+        except grpc.aio.AioRpcError as err:
+            # A quota refusal comes before the first token, so it reaches the
+            # ContinueStory call before any event of its own.
+            raise from_rpc_error(err) from err
+        if result is None:
+            raise UpstreamError("the generation stream ended without a result")
+        return _generated_text(result)
 
     # --- Tasks ------------------------------------------------------------------
 
@@ -309,8 +273,12 @@ def _log_unobserved(task: asyncio.Task[Any], what: str) -> None:
         log.info("%s: finished after its caller left", what)
 
 
-def _story_context(context: WritingContext) -> generation_pb2.StoryContext:
-    return generation_pb2.StoryContext(
+def _subject(story_id: uuid.UUID) -> generation_pb2.SubjectRef:
+    return generation_pb2.SubjectRef(kind=_SUBJECT_KIND, id=str(story_id))
+
+
+def _story_inputs(context: WritingContext) -> generation_pb2.StoryInputs:
+    return generation_pb2.StoryInputs(
         genre=context.genre,
         title=context.title,
         characters=context.characters,

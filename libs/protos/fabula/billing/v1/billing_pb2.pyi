@@ -1,5 +1,6 @@
 import datetime
 
+from fabula.common.v1 import money_pb2 as _money_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -9,12 +10,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReserveGenerationRequest(_message.Message):
-    __slots__ = ("user_id", "estimated_cost_usd")
+    __slots__ = ("user_id", "estimated_cost")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
-    ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_FIELD_NUMBER: _ClassVar[int]
     user_id: str
-    estimated_cost_usd: str
-    def __init__(self, user_id: _Optional[str] = ..., estimated_cost_usd: _Optional[str] = ...) -> None: ...
+    estimated_cost: _money_pb2.Money
+    def __init__(self, user_id: _Optional[str] = ..., estimated_cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class Reservation(_message.Message):
     __slots__ = ("reservation_id", "expires_at")
@@ -45,21 +46,21 @@ class GetUsageRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ...) -> None: ...
 
 class UsageSummary(_message.Message):
-    __slots__ = ("plan", "period_start", "period_end", "generations_used", "generations_limit", "cost_used_usd", "cost_limit_usd", "generations_reserved")
+    __slots__ = ("plan", "period_start", "period_end", "generations_used", "generations_limit", "generations_reserved", "cost_used", "cost_limit")
     PLAN_FIELD_NUMBER: _ClassVar[int]
     PERIOD_START_FIELD_NUMBER: _ClassVar[int]
     PERIOD_END_FIELD_NUMBER: _ClassVar[int]
     GENERATIONS_USED_FIELD_NUMBER: _ClassVar[int]
     GENERATIONS_LIMIT_FIELD_NUMBER: _ClassVar[int]
-    COST_USED_USD_FIELD_NUMBER: _ClassVar[int]
-    COST_LIMIT_USD_FIELD_NUMBER: _ClassVar[int]
     GENERATIONS_RESERVED_FIELD_NUMBER: _ClassVar[int]
+    COST_USED_FIELD_NUMBER: _ClassVar[int]
+    COST_LIMIT_FIELD_NUMBER: _ClassVar[int]
     plan: str
     period_start: _timestamp_pb2.Timestamp
     period_end: _timestamp_pb2.Timestamp
     generations_used: int
     generations_limit: int
-    cost_used_usd: str
-    cost_limit_usd: str
     generations_reserved: int
-    def __init__(self, plan: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generations_used: _Optional[int] = ..., generations_limit: _Optional[int] = ..., cost_used_usd: _Optional[str] = ..., cost_limit_usd: _Optional[str] = ..., generations_reserved: _Optional[int] = ...) -> None: ...
+    cost_used: _money_pb2.Money
+    cost_limit: _money_pb2.Money
+    def __init__(self, plan: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generations_used: _Optional[int] = ..., generations_limit: _Optional[int] = ..., generations_reserved: _Optional[int] = ..., cost_used: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., cost_limit: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...

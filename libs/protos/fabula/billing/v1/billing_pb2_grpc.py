@@ -59,7 +59,8 @@ class BillingServiceServicer:
     def ReserveGeneration(self, request, context):
         """Reserves one generation (and its estimated cost) against the user's plan
         with a single conditional update. RESOURCE_EXHAUSTED when it would exceed
-        the plan; the reservation is settled by the UsageRecorded event.
+        the plan; the reservation is settled by the UsageRecorded event. Only the
+        generation service, which meters every model call, calls this.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

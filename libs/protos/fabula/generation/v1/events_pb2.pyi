@@ -1,5 +1,7 @@
 import datetime
 
+from fabula.common.v1 import money_pb2 as _money_pb2
+from fabula.generation.v1 import generation_pb2 as _generation_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -21,31 +23,33 @@ GENERATION_OUTCOME_CANCELLED: GenerationOutcome
 GENERATION_OUTCOME_FAILED: GenerationOutcome
 
 class UsageRecorded(_message.Message):
-    __slots__ = ("event_id", "generation_id", "user_id", "story_id", "reservation_id", "provider", "model", "prompt_tokens", "completion_tokens", "usage_estimated", "cost_usd", "outcome", "occurred_at")
+    __slots__ = ("event_id", "generation_id", "user_id", "purpose", "subject", "reservation_id", "provider", "model", "prompt_tokens", "completion_tokens", "usage_estimated", "cost", "outcome", "occurred_at")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
-    STORY_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     USAGE_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
-    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     generation_id: str
     user_id: str
-    story_id: str
+    purpose: _generation_pb2.Purpose
+    subject: _generation_pb2.SubjectRef
     reservation_id: str
     provider: str
     model: str
     prompt_tokens: int
     completion_tokens: int
     usage_estimated: bool
-    cost_usd: str
+    cost: _money_pb2.Money
     outcome: GenerationOutcome
     occurred_at: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., cost_usd: _Optional[str] = ..., outcome: _Optional[_Union[GenerationOutcome, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, event_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., purpose: _Optional[_Union[_generation_pb2.Purpose, str]] = ..., subject: _Optional[_Union[_generation_pb2.SubjectRef, _Mapping]] = ..., reservation_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., outcome: _Optional[_Union[GenerationOutcome, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1,3 +1,4 @@
+from fabula.common.v1 import money_pb2 as _money_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -7,18 +8,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class GenerationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+class Purpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    GENERATION_KIND_UNSPECIFIED: _ClassVar[GenerationKind]
-    GENERATION_KIND_OPENING: _ClassVar[GenerationKind]
-    GENERATION_KIND_CONTINUATION: _ClassVar[GenerationKind]
-    GENERATION_KIND_ENDING: _ClassVar[GenerationKind]
-GENERATION_KIND_UNSPECIFIED: GenerationKind
-GENERATION_KIND_OPENING: GenerationKind
-GENERATION_KIND_CONTINUATION: GenerationKind
-GENERATION_KIND_ENDING: GenerationKind
+    PURPOSE_UNSPECIFIED: _ClassVar[Purpose]
+    PURPOSE_STORY_OPENING: _ClassVar[Purpose]
+    PURPOSE_STORY_CONTINUATION: _ClassVar[Purpose]
+    PURPOSE_STORY_ENDING: _ClassVar[Purpose]
+PURPOSE_UNSPECIFIED: Purpose
+PURPOSE_STORY_OPENING: Purpose
+PURPOSE_STORY_CONTINUATION: Purpose
+PURPOSE_STORY_ENDING: Purpose
 
-class StoryContext(_message.Message):
+class SubjectRef(_message.Message):
+    __slots__ = ("kind", "id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class StoryInputs(_message.Message):
     __slots__ = ("genre", "title", "characters", "opening_line", "previous_segments")
     GENRE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -33,34 +42,32 @@ class StoryContext(_message.Message):
     def __init__(self, genre: _Optional[str] = ..., title: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., opening_line: _Optional[str] = ..., previous_segments: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("user_id", "story_id", "reservation_id", "kind", "story", "direction", "want_title")
+    __slots__ = ("user_id", "purpose", "subject", "story", "direction", "want_title")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
-    STORY_ID_FIELD_NUMBER: _ClassVar[int]
-    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
-    KIND_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
     STORY_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     WANT_TITLE_FIELD_NUMBER: _ClassVar[int]
     user_id: str
-    story_id: str
-    reservation_id: str
-    kind: GenerationKind
-    story: StoryContext
+    purpose: Purpose
+    subject: SubjectRef
+    story: StoryInputs
     direction: str
     want_title: bool
-    def __init__(self, user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., kind: _Optional[_Union[GenerationKind, str]] = ..., story: _Optional[_Union[StoryContext, _Mapping]] = ..., direction: _Optional[str] = ..., want_title: _Optional[bool] = ...) -> None: ...
+    def __init__(self, user_id: _Optional[str] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., subject: _Optional[_Union[SubjectRef, _Mapping]] = ..., story: _Optional[_Union[StoryInputs, _Mapping]] = ..., direction: _Optional[str] = ..., want_title: _Optional[bool] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("prompt_tokens", "completion_tokens", "estimated", "cost_usd")
+    __slots__ = ("prompt_tokens", "completion_tokens", "estimated", "cost")
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_FIELD_NUMBER: _ClassVar[int]
-    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
     prompt_tokens: int
     completion_tokens: int
     estimated: bool
-    cost_usd: str
-    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., estimated: _Optional[bool] = ..., cost_usd: _Optional[str] = ...) -> None: ...
+    cost: _money_pb2.Money
+    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., estimated: _Optional[bool] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("generation_id", "text", "title", "provider", "model", "usage", "is_language_model")

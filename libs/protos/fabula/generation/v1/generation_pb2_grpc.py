@@ -26,8 +26,11 @@ if _version_not_supported:
 
 
 class GenerationServiceStub:
-    """Model calls. Every call records a generation and emits UsageRecorded through
-    the outbox, including calls the caller abandons midway.
+    """Model calls, metered: the one place any model is called. Each call reserves
+    quota with billing (refused with RESOURCE_EXHAUSTED, reason quota-exceeded,
+    before the model is called), records a generation and emits UsageRecorded
+    through the outbox (including calls the caller abandons midway), which
+    settles or releases the reservation.
     """
 
     def __init__(self, channel):
@@ -49,8 +52,11 @@ class GenerationServiceStub:
 
 
 class GenerationServiceServicer:
-    """Model calls. Every call records a generation and emits UsageRecorded through
-    the outbox, including calls the caller abandons midway.
+    """Model calls, metered: the one place any model is called. Each call reserves
+    quota with billing (refused with RESOURCE_EXHAUSTED, reason quota-exceeded,
+    before the model is called), records a generation and emits UsageRecorded
+    through the outbox (including calls the caller abandons midway), which
+    settles or releases the reservation.
     """
 
     def Generate(self, request, context):
@@ -60,7 +66,8 @@ class GenerationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GenerateStream(self, request, context):
-        """Text deltas as the model produces them, then exactly one `done`.
+        """Text deltas as the model produces them, then exactly one `done`. A quota
+        refusal ends the call before its first event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,8 +95,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class GenerationService:
-    """Model calls. Every call records a generation and emits UsageRecorded through
-    the outbox, including calls the caller abandons midway.
+    """Model calls, metered: the one place any model is called. Each call reserves
+    quota with billing (refused with RESOURCE_EXHAUSTED, reason quota-exceeded,
+    before the model is called), records a generation and emits UsageRecorded
+    through the outbox (including calls the caller abandons midway), which
+    settles or releases the reservation.
     """
 
     @staticmethod
