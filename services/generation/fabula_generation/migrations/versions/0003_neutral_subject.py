@@ -1,7 +1,7 @@
 """Generations name their purpose and subject instead of a story and a kind.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2025-02-01
 """
 
