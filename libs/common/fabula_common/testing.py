@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from fabula_common.db import Database
 from fabula_common.grpc_server import GrpcApp
 
 # Below the kernel's ephemeral range (32768 and up by default), which outgoing
@@ -63,3 +65,40 @@ async def running_app(app: GrpcApp) -> AsyncIterator[str]:
     finally:
         app.request_stop()
         await asyncio.wait_for(task, timeout=30)
+
+
+@asynccontextmanager
+async def rolled_back_session(database: Database) -> AsyncIterator[AsyncSession]:
+    """A session whose every change is undone at the end, commits included.
+
+    For tests that call repository and service functions directly: nothing to
+    clean up and no commit to wait for. The session runs inside an outer
+    transaction on one connection; its own begin/commit/rollback become
+    SAVEPOINTs (SQLAlchemy's "joining a session into an external transaction"
+    recipe). Nothing it writes is visible to other connections, so it is not
+    for tests that go through a running service.
+    """
+    async with database.engine.connect() as connection:
+        transaction = await connection.begin()
+        session = AsyncSession(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            yield session
+        finally:
+            await session.close()
+            await transaction.rollback()
+
+
+class RolledBackDatabase:
+    """Stands in for a `Database` where code takes one (a servicer, a worker),
+    so it can be called in-process on a `rolled_back_session`: each
+    `session_scope()` is a SAVEPOINT of that session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @asynccontextmanager
+    async def session_scope(self) -> AsyncIterator[AsyncSession]:
+        async with self.session.begin_nested():
+            yield self.session

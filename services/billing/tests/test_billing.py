@@ -19,14 +19,17 @@ from fabula_billing.app import create_app
 from fabula_billing.database import processed_events
 from fabula_billing.settings import Settings
 from fabula_billing.usage.models import Account, Reservation, UsageLedgerEntry
+from fabula_billing.usage.service import BillingService
+from fabula_billing.usage.servicer import BillingServicer
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import error_reason
 from fabula_common.events import subject_for
-from fabula_common.testing import free_port, running_app
+from fabula_common.testing import RolledBackDatabase, free_port, rolled_back_session, running_app
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 Stub = billing_pb2_grpc.BillingServiceStub
 
@@ -52,6 +55,13 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
     database = Database(settings)
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+async def session(db: Database) -> AsyncIterator[AsyncSession]:
+    """For calling billing's code in-process: every change is undone after the test."""
+    async with rolled_back_session(db) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")
@@ -496,19 +506,16 @@ async def test_a_new_month_starts_with_fresh_usage(billing: Stub, db: Database):
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-async def test_an_unlimited_plan_has_no_limits(settings: Settings):
-    enterprise_settings = settings.model_copy(
-        update={"grpc_port": free_port(), "default_plan": "enterprise"}
-    )
-    async with (
-        running_app(create_app(enterprise_settings)) as address,
-        grpc.aio.insecure_channel(address) as channel,
-    ):
-        enterprise = Stub(channel)
-        user_id = new_user()
-        for _ in range(8):
-            await reserve(enterprise, user_id, "5")
-        summary = await usage(enterprise, user_id)
+async def test_an_unlimited_plan_has_no_limits(settings: Settings, session: AsyncSession):
+    enterprise = BillingService(settings.model_copy(update={"default_plan": "enterprise"}))
+    servicer = BillingServicer(RolledBackDatabase(session), enterprise)
+    user_id = new_user()
+
+    for _ in range(8):
+        await servicer.ReserveGeneration(
+            billing_pb2.ReserveGenerationRequest(user_id=user_id, estimated_cost_usd="5"), None
+        )
+    summary = await servicer.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id), None)
 
     assert summary.plan == "enterprise"
     assert not summary.HasField("generations_limit")
