@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -23,10 +24,25 @@ _PORT_RANGE = (20000, 32000)
 _handed_out: set[int] = set()
 
 
+def _port_range() -> tuple[int, int]:
+    """This process's share of _PORT_RANGE. Under pytest-xdist every worker
+    draws from its own slice, so two workers never pick the same port (one
+    could pick a port the other has checked but not yet bound)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count <= 1:
+        return _PORT_RANGE
+    low, high = _PORT_RANGE
+    size = (high - low) // count
+    start = low + int(worker[2:]) % count * size
+    return start, start + size
+
+
 def free_port() -> int:
     """A port nothing listens on, distinct from every other one this process was given."""
+    low, high = _port_range()
     while True:
-        port = random.randrange(*_PORT_RANGE)
+        port = random.randrange(low, high)
         if port in _handed_out:
             continue
         with socket.socket() as s:

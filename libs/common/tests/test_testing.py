@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
-from fabula_common.testing import RolledBackDatabase, rolled_back_session
+import pytest
+from fabula_common.testing import RolledBackDatabase, _port_range, free_port, rolled_back_session
 from sqlalchemy import func, insert, select
 
 
@@ -48,3 +50,22 @@ async def test_a_rolled_back_database_scope_undoes_only_its_own_failed_work(even
         stored = set(await session.scalars(select(processed.c.event_id)))
 
     assert kept in stored and failed not in stored
+
+
+@pytest.mark.parametrize(("worker", "count"), [("gw0", 2), ("gw1", 2), ("gw3", 4)])
+def test_each_xdist_worker_draws_ports_from_its_own_slice(monkeypatch, worker, count):
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", str(count))
+    slices = {}
+    for index in range(count):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{index}")
+        slices[index] = _port_range()
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+
+    low, high = _port_range()
+    port = free_port()
+
+    assert low <= port < high
+    ranges = sorted(slices.values())
+    assert all(a_high <= b_low for (_, a_high), (b_low, _) in itertools.pairwise(ranges))
+    assert ranges[0][0] >= 20000 and ranges[-1][1] <= 32000
