@@ -250,10 +250,11 @@ async def test_another_users_or_an_unknown_reservation_is_not_found(billing: Stu
     [
         ("not-a-uuid", ""),
         ("", ""),
-        (str(uuid.uuid4()), "ten"),
-        (str(uuid.uuid4()), "-1"),
+        # Fixed ids: test ids must be the same in every pytest-xdist worker.
+        ("0b1c5e2a-54f4-4c39-9b7e-8f0f1b6c2d01", "ten"),
+        ("0b1c5e2a-54f4-4c39-9b7e-8f0f1b6c2d02", "-1"),
         # Too many digits to hold at nine decimal places: refused, not a crash.
-        (str(uuid.uuid4()), "1e30"),
+        ("0b1c5e2a-54f4-4c39-9b7e-8f0f1b6c2d03", "1e30"),
     ],
 )
 async def test_malformed_requests_are_invalid_arguments(billing: Stub, user_id: str, estimate: str):
