@@ -1,8 +1,10 @@
-"""Gateway fixtures: the real app in-process, its backends at closed ports.
+"""Gateway fixtures: the real app in-process, against closed ports or fakes.
 
-Nothing listens at the service addresses, so every route that reaches a
-backend answers 503; what is tested here is everything the gateway decides
-on its own. The end-to-end tests drive it against the real services.
+`client`: nothing listens at the service addresses, so every route that
+reaches a backend answers 503; for everything the gateway decides on its own.
+`api`: the backends are fakes of the services' gRPC contracts (fakes.py), for
+the happy paths and what the gateway sends. The end-to-end tests drive it
+against the real services.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from fabula_gateway.app import create_app
 from fabula_gateway.settings import GatewaySettings
 from fastapi import FastAPI
 
+from .fakes import FakeBackends, fake_backends
+
 MAX_BODY_BYTES = 8192
+# Different from each other, so a test can tell which deadline a call got.
+GRPC_DEADLINE_SECONDS = 3.0
+GENERATION_DEADLINE_SECONDS = 7.0
 USER_ID = "6f1c2a8e-3b7d-4c59-9e0a-1d2f3a4b5c6d"
 
 
@@ -29,8 +36,8 @@ def _settings(**overrides) -> GatewaySettings:
     values = {
         **{f"{name}_addr": address for name, address in closed.items()},
         "max_body_bytes": MAX_BODY_BYTES,
-        "grpc_deadline_seconds": 3.0,
-        "generation_deadline_seconds": 3.0,
+        "grpc_deadline_seconds": GRPC_DEADLINE_SECONDS,
+        "generation_deadline_seconds": GENERATION_DEADLINE_SECONDS,
         **overrides,
     }
     return GatewaySettings(**values)
@@ -84,3 +91,20 @@ def auth(settings: GatewaySettings, user_id: str) -> dict[str, str]:
 @pytest.fixture
 def max_body_bytes() -> int:
     return MAX_BODY_BYTES
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[FakeBackends]:
+    """Fakes of the users, stories and billing services (and every health check)."""
+    async with fake_backends() as backends:
+        yield backends
+
+
+@pytest.fixture
+async def api(backends: FakeBackends) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the real app whose backends are the fakes."""
+    addresses = {
+        f"{name}_addr": backends.address for name in ("users", "stories", "generation", "billing")
+    }
+    async with _serve(create_app(_settings(**addresses))) as client:
+        yield client

@@ -21,16 +21,19 @@ from fabula_billing.app import create_app
 from fabula_billing.database import processed_events
 from fabula_billing.settings import Settings
 from fabula_billing.usage.models import Account, Reservation, UsageLedgerEntry
+from fabula_billing.usage.service import BillingService
+from fabula_billing.usage.servicer import BillingServicer
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import error_reason
 from fabula_common.messaging.bus import subject_for
 from fabula_common.messaging.headers import MSG_ID_HEADER
 from fabula_common.money import format_usd, from_money, to_money
-from fabula_common.testing import free_port, running_app
+from fabula_common.testing import RolledBackDatabase, free_port, rolled_back_session, running_app
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 Stub = billing_pb2_grpc.BillingServiceStub
 
@@ -56,6 +59,13 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
     database = Database(settings)
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+async def session(db: Database) -> AsyncIterator[AsyncSession]:
+    """For calling billing's code in-process: every change is undone after the test."""
+    async with rolled_back_session(db) as session:
+        yield session
 
 
 @pytest.fixture(scope="module")
@@ -258,12 +268,13 @@ async def test_another_users_or_an_unknown_reservation_is_not_found(billing: Stu
     [
         ("not-a-uuid", None),
         ("", None),
-        (str(uuid.uuid4()), Money(currency_code="EUR", units=1)),
-        (str(uuid.uuid4()), Money(units=1)),
-        (str(uuid.uuid4()), Money(currency_code="USD", units=-1)),
-        (str(uuid.uuid4()), Money(currency_code="USD", nanos=1_000_000_000)),
+        # Fixed ids: test ids must be the same in every pytest-xdist worker.
+        ("0b1c5e2a-54f4-4c39-9b7e-8f0f1b6c2d01", Money(currency_code="EUR", units=1)),
+        ("0b1c5e2a-54f4-4c39-9b7e-8f0f1b6c2d02", Money(units=1)),
+        ("0b1c5e2a-54f4-4c39-9b7e-8f0f1b6c2d03", Money(currency_code="USD", units=-1)),
+        ("0b1c5e2a-54f4-4c39-9b7e-8f0f1b6c2d04", Money(currency_code="USD", nanos=1_000_000_000)),
         # More than the ledger holds: refused, not a crash.
-        (str(uuid.uuid4()), Money(currency_code="USD", units=10**18)),
+        ("0b1c5e2a-54f4-4c39-9b7e-8f0f1b6c2d05", Money(currency_code="USD", units=10**18)),
     ],
 )
 async def test_malformed_requests_are_invalid_arguments(
@@ -525,19 +536,16 @@ async def test_a_new_month_starts_with_fresh_usage(billing: Stub, db: Database):
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-async def test_an_unlimited_plan_has_no_limits(settings: Settings):
-    enterprise_settings = settings.model_copy(
-        update={"grpc_port": free_port(), "default_plan": "enterprise"}
-    )
-    async with (
-        running_app(create_app(enterprise_settings)) as address,
-        grpc.aio.insecure_channel(address) as channel,
-    ):
-        enterprise = Stub(channel)
-        user_id = new_user()
-        for _ in range(8):
-            await reserve(enterprise, user_id, "5")
-        summary = await usage(enterprise, user_id)
+async def test_an_unlimited_plan_has_no_limits(settings: Settings, session: AsyncSession):
+    enterprise = BillingService(settings.model_copy(update={"default_plan": "enterprise"}))
+    servicer = BillingServicer(RolledBackDatabase(session), enterprise)
+    user_id = new_user()
+
+    for _ in range(8):
+        await servicer.ReserveGeneration(
+            billing_pb2.ReserveGenerationRequest(user_id=user_id, estimated_cost=to_money(Decimal(5))), None
+        )
+    summary = await servicer.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id), None)
 
     assert summary.plan == "enterprise"
     assert not summary.HasField("generations_limit")

@@ -1,0 +1,321 @@
+"""Fake backends for the gateway's tests: real grpc.aio servers in the test
+process implementing the users, stories and billing contracts (libs/protos).
+
+They stand in for the *services* so the real gateway app can be driven
+through its happy paths: each answers with canned data derived from the
+request, records every call (request, metadata, deadline) so a test can check
+what the gateway sent, and can be told to fail a method with a status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import grpc
+from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
+from fabula.common.v1.money_pb2 import Money
+from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
+from fabula.users.v1 import users_pb2, users_pb2_grpc
+from fabula_common.errors import FabulaError
+from fabula_common.testing import free_port
+from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+CREATED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
+# The text ContinueStory streams, piece by piece, before the stored segment.
+CONTINUATION_PIECES = ("By morning ", "the ferry had stopped running.")
+
+
+async def abort_with(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    details: str,
+    reason: str | None = None,
+) -> None:
+    """End the call the way our services report an error: the rich status
+    (google.rpc.Status with ErrorInfo) when there is a reason, gRPC's plain
+    status otherwise."""
+    if reason is None:
+        await context.abort(code, details)
+    error = FabulaError(details, reason=reason)
+    error.code = code
+    status = error.to_status()
+    await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: grpc.StatusCode
+    details: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call as the fake received it."""
+
+    method: str
+    request: Message
+    metadata: dict[str, str]
+    # Seconds left before the caller's deadline when the call arrived; None = no deadline.
+    time_remaining: float | None
+
+
+@dataclass
+class Recorder:
+    calls: list[Call] = field(default_factory=list)
+    failures: dict[str, Failure] = field(default_factory=dict)
+
+    def fail(
+        self, method: str, code: grpc.StatusCode, details: str, reason: str | None = None
+    ) -> None:
+        """Answer every later call of `method` with this status."""
+        self.failures[method] = Failure(code, details, reason)
+
+    def only(self, method: str) -> Call:
+        """The one call of `method` received (fails when there were more or none)."""
+        (call,) = [c for c in self.calls if c.method == method]
+        return call
+
+    async def receive(self, method: str, request: Message, context) -> None:
+        metadata = {key: value for key, value in context.invocation_metadata() or ()}
+        self.calls.append(Call(method, request, metadata, context.time_remaining()))
+        failure = self.failures.get(method)
+        if failure is not None:
+            await abort_with(context, failure.code, failure.details, failure.reason)
+
+
+def timestamp(moment: dt.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def segment(position: int, text: str, kind: int) -> stories_pb2.Segment:
+    return stories_pb2.Segment(
+        id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"segment-{position}-{text}")),
+        position=position,
+        text=text,
+        kind=kind,
+        created_at=timestamp(CREATED_AT + dt.timedelta(seconds=position)),
+        provider="offline",
+        model="offline-v1",
+        is_language_model=False,
+    )
+
+
+def story(
+    story_id: str,
+    user_id: str,
+    *,
+    title: str = "The Lighthouse Keeper",
+    genre: str = "mystery",
+    characters: tuple[str, ...] = ("Mara",),
+    opening_line: str | None = None,
+    segments: tuple[stories_pb2.Segment, ...] = (),
+    is_complete: bool = False,
+) -> stories_pb2.Story:
+    message = stories_pb2.Story(
+        id=story_id,
+        user_id=user_id,
+        title=title,
+        genre=genre,
+        characters=list(characters),
+        is_complete=is_complete,
+        segments=list(segments),
+        segment_count=len(segments),
+        created_at=timestamp(CREATED_AT),
+        updated_at=timestamp(CREATED_AT + dt.timedelta(seconds=len(segments))),
+    )
+    if opening_line is not None:
+        message.opening_line = opening_line
+    return message
+
+
+class FakeUsers(users_pb2_grpc.UsersServiceServicer):
+    """Every email is welcome, every password right; tokens are canned."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.user_id = str(uuid.uuid4())
+
+    def _tokens(self, email: str, full_name: str = "") -> users_pb2.TokenResponse:
+        return users_pb2.TokenResponse(
+            access_token="access-token-from-users",
+            refresh_token="refresh-token-from-users",
+            expires_in=900,
+            user=users_pb2.User(
+                id=self.user_id, email=email, full_name=full_name, created_at=timestamp(CREATED_AT)
+            ),
+        )
+
+    async def Register(self, request, context):
+        await self.recorder.receive("Register", request, context)
+        return self._tokens(request.email, request.full_name)
+
+    async def Login(self, request, context):
+        await self.recorder.receive("Login", request, context)
+        return self._tokens(request.email)
+
+    async def Refresh(self, request, context):
+        await self.recorder.receive("Refresh", request, context)
+        return self._tokens("ada@example.com", "Ada")
+
+    async def GetUser(self, request, context):
+        await self.recorder.receive("GetUser", request, context)
+        return users_pb2.User(
+            id=request.user_id, email="ada@example.com", created_at=timestamp(CREATED_AT)
+        )
+
+
+class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
+    """Stories shaped from the request: any id exists, as the caller's."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.new_story_id = str(uuid.uuid4())
+        # Set to make ContinueStory fail after its text, before the segment.
+        self.fail_after_text: Failure | None = None
+
+    async def CreateStory(self, request, context):
+        await self.recorder.receive("CreateStory", request, context)
+        opening = request.opening_line if request.HasField("opening_line") else "It began."
+        return story(
+            self.new_story_id,
+            request.user_id,
+            title=request.title if request.HasField("title") else "A generated title",
+            genre=request.genre,
+            characters=tuple(request.characters),
+            opening_line=request.opening_line if request.HasField("opening_line") else None,
+            segments=(segment(1, opening, stories_pb2.SEGMENT_KIND_OPENING),),
+        )
+
+    async def ContinueStory(self, request, context):
+        await self.recorder.receive("ContinueStory", request, context)
+        for piece in CONTINUATION_PIECES:
+            yield stories_pb2.ContinueStoryEvent(token=stories_pb2.TextDelta(text=piece))
+        if self.fail_after_text is not None:
+            failure = self.fail_after_text
+            await abort_with(context, failure.code, failure.details, failure.reason)
+        text = "".join(CONTINUATION_PIECES)
+        yield stories_pb2.ContinueStoryEvent(
+            segment=segment(2, text, stories_pb2.SEGMENT_KIND_CONTINUATION)
+        )
+
+    async def EndStory(self, request, context):
+        await self.recorder.receive("EndStory", request, context)
+        return story(
+            request.story_id,
+            request.user_id,
+            segments=(
+                segment(1, "It began.", stories_pb2.SEGMENT_KIND_OPENING),
+                segment(2, "And so it ended.", stories_pb2.SEGMENT_KIND_ENDING),
+            ),
+            is_complete=True,
+        )
+
+    async def GetStory(self, request, context):
+        await self.recorder.receive("GetStory", request, context)
+        return story(
+            request.story_id,
+            request.user_id,
+            opening_line="The lamp had been dark for three nights.",
+            segments=(
+                segment(1, "The lamp had been dark.", stories_pb2.SEGMENT_KIND_OPENING),
+                segment(2, "Then it was lit.", stories_pb2.SEGMENT_KIND_CONTINUATION),
+            ),
+        )
+
+    async def ListStories(self, request, context):
+        await self.recorder.receive("ListStories", request, context)
+        items = [
+            story(str(uuid.uuid5(uuid.NAMESPACE_URL, f"story-{n}")), request.user_id)
+            for n in range(request.limit)
+        ]
+        # Pages go on until a cursor is given: one page more, then the end.
+        return stories_pb2.ListStoriesResponse(
+            items=items, next_cursor="" if request.cursor else "cursor-of-page-2"
+        )
+
+    async def DeleteStory(self, request, context):
+        await self.recorder.receive("DeleteStory", request, context)
+        return empty_pb2.Empty()
+
+
+class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
+    PERIOD_START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    PERIOD_END = dt.datetime(2025, 2, 1, tzinfo=dt.UTC)
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.unlimited = False
+
+    async def GetUsage(self, request, context):
+        await self.recorder.receive("GetUsage", request, context)
+        summary = billing_pb2.UsageSummary(
+            plan="enterprise" if self.unlimited else "free",
+            period_start=timestamp(self.PERIOD_START),
+            period_end=timestamp(self.PERIOD_END),
+            generations_used=3,
+            cost_used=Money(currency_code="USD", units=0, nanos=24_000_000),
+            generations_reserved=1,
+        )
+        if not self.unlimited:
+            summary.generations_limit = 5
+            summary.cost_limit.CopyFrom(Money(currency_code="USD", units=10))
+        return summary
+
+
+@dataclass
+class FakeBackends:
+    """One server holding every fake service and grpc.health.v1 for all."""
+
+    address: str
+    recorder: Recorder
+    users: FakeUsers
+    stories: FakeStories
+    billing: FakeBilling
+    health: health_aio.HealthServicer
+
+    @property
+    def calls(self) -> list[Call]:
+        return self.recorder.calls
+
+    def fail(
+        self, method: str, code: grpc.StatusCode, details: str, reason: str | None = None
+    ) -> None:
+        self.recorder.fail(method, code, details, reason)
+
+    def only(self, method: str) -> Call:
+        return self.recorder.only(method)
+
+
+@asynccontextmanager
+async def fake_backends() -> AsyncIterator[FakeBackends]:
+    recorder = Recorder()
+    server = grpc.aio.server()
+    backends = FakeBackends(
+        address=f"127.0.0.1:{free_port()}",
+        recorder=recorder,
+        users=FakeUsers(recorder),
+        stories=FakeStories(recorder),
+        billing=FakeBilling(recorder),
+        health=health_aio.HealthServicer(),
+    )
+    users_pb2_grpc.add_UsersServiceServicer_to_server(backends.users, server)
+    stories_pb2_grpc.add_StoriesServiceServicer_to_server(backends.stories, server)
+    billing_pb2_grpc.add_BillingServiceServicer_to_server(backends.billing, server)
+    health_pb2_grpc.add_HealthServicer_to_server(backends.health, server)
+    server.add_insecure_port(backends.address)
+    await server.start()
+    await backends.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    try:
+        yield backends
+    finally:
+        await server.stop(None)

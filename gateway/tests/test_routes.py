@@ -1,0 +1,406 @@
+"""Every route's happy path through the real app, against fakes of the
+services' gRPC contracts: the REST shapes a client relies on, and the gRPC
+requests (with request id and deadline) a service relies on."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from fabula_common.errors import QuotaExceeded
+
+from .conftest import GENERATION_DEADLINE_SECONDS, GRPC_DEADLINE_SECONDS
+from .fakes import CONTINUATION_PIECES, Failure, FakeBackends
+
+STORY_ID = "6a1f0c2e-9d8b-4e7a-8c6d-5b4a3f2e1d0c"
+PROBLEM_JSON = "application/problem+json"
+BASE = "https://fabula.dev/problems/"
+SEGMENT_KEYS = {"id", "position", "text", "kind", "created_at", "generated_by"}
+SUMMARY_KEYS = {
+    "id",
+    "title",
+    "genre",
+    "characters",
+    "opening_line",
+    "is_complete",
+    "segment_count",
+    "created_at",
+    "updated_at",
+}
+TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in", "user"}
+
+
+def assert_problem(response, status: int, problem_type: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body = response.json()
+    assert (body["type"], body["status"]) == (BASE + problem_type, status)
+    return body
+
+
+def sse_events(text: str) -> list[tuple[str, dict]]:
+    """(event, data) of each Server-Sent Event; asserts the framing."""
+    assert text.endswith("\n\n")
+    events = []
+    for block in text.removesuffix("\n\n").split("\n\n"):
+        event_line, data_line = block.split("\n")
+        assert event_line.startswith("event: ") and data_line.startswith("data: ")
+        events.append((event_line.removeprefix("event: "), json.loads(data_line[6:])))
+    return events
+
+
+# ------------------------------------------------------------ users
+
+
+async def test_register_answers_201_with_the_token_pair(api, backends: FakeBackends):
+    response = await api.post(
+        "/v1/auth/register",
+        json={"email": "ada@example.com", "password": "correct horse", "full_name": " Ada "},
+    )
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert set(body) == TOKEN_KEYS
+    assert body["access_token"] == "access-token-from-users"
+    assert body["refresh_token"] == "refresh-token-from-users"
+    assert (body["token_type"], body["expires_in"]) == ("bearer", 900)
+    assert body["user"] == {
+        "id": backends.users.user_id,
+        "email": "ada@example.com",
+        "full_name": "Ada",
+    }
+    request = backends.only("Register").request
+    assert (request.email, request.password, request.full_name) == (
+        "ada@example.com",
+        "correct horse",
+        "Ada",
+    )
+
+
+async def test_login_and_refresh_pass_the_credentials_on(api, backends: FakeBackends):
+    login = await api.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": "correct horse"}
+    )
+    refresh = await api.post("/v1/auth/refresh", json={"refresh_token": "rt-1"})
+
+    assert (login.status_code, refresh.status_code) == (200, 200)
+    assert set(login.json()) == set(refresh.json()) == TOKEN_KEYS
+    assert login.json()["user"]["full_name"] is None  # empty in gRPC is null in JSON
+    sent = backends.only("Login").request
+    assert (sent.email, sent.password) == ("ada@example.com", "correct horse")
+    assert backends.only("Refresh").request.refresh_token == "rt-1"
+
+
+async def test_me_asks_for_the_user_the_token_names(api, backends: FakeBackends, auth, user_id):
+    response = await api.get("/v1/me", headers=auth)
+
+    assert response.status_code == 200
+    assert response.json() == {"id": user_id, "email": "ada@example.com", "full_name": None}
+    assert backends.only("GetUser").request.user_id == user_id
+
+
+# ------------------------------------------------------------ stories
+
+
+async def test_create_story_answers_201_with_location(api, backends: FakeBackends, auth, user_id):
+    response = await api.post(
+        "/v1/stories",
+        headers=auth,
+        json={"genre": " noir ", "characters": ["Mara", " the keeper "]},
+    )
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert response.headers["location"] == f"/v1/stories/{backends.stories.new_story_id}"
+    assert set(body) == SUMMARY_KEYS | {"segments"}
+    assert body["id"] == backends.stories.new_story_id
+    assert (body["genre"], body["title"], body["opening_line"]) == (
+        "noir",
+        "A generated title",
+        None,
+    )
+    assert body["characters"] == ["Mara", "the keeper"]
+    assert body["segment_count"] == 1 and body["created_at"] == "2025-01-01T12:00:00Z"
+    [opening] = body["segments"]
+    assert set(opening) == SEGMENT_KEYS
+    assert (opening["position"], opening["kind"]) == (1, "opening")
+    assert opening["generated_by"] == {
+        "provider": "offline",
+        "model": "offline-v1",
+        "is_language_model": False,
+    }
+    request = backends.only("CreateStory").request
+    assert (request.user_id, request.genre, list(request.characters)) == (
+        user_id,
+        "noir",
+        ["Mara", "the keeper"],
+    )
+    # Omitted is unset, so the service generates them, not "".
+    assert not request.HasField("title") and not request.HasField("opening_line")
+
+
+async def test_create_story_passes_title_and_opening_line(api, backends: FakeBackends, auth):
+    response = await api.post(
+        "/v1/stories",
+        headers=auth,
+        json={"genre": "noir", "title": "Fog", "opening_line": "It was late."},
+    )
+
+    assert response.status_code == 201
+    assert (response.json()["title"], response.json()["opening_line"]) == ("Fog", "It was late.")
+    request = backends.only("CreateStory").request
+    assert (request.title, request.opening_line) == ("Fog", "It was late.")
+
+
+async def test_list_stories_pages_with_limit_and_cursor(api, backends: FakeBackends, auth, user_id):
+    first = await api.get("/v1/stories", headers=auth)
+    second = await api.get(
+        "/v1/stories", params={"limit": 2, "cursor": "cursor-of-page-2"}, headers=auth
+    )
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["next_cursor"] == "cursor-of-page-2"
+    assert len(first.json()["items"]) == 20  # the default page size
+    assert set(first.json()["items"][0]) == SUMMARY_KEYS  # summaries: no segments
+    assert second.json()["next_cursor"] is None
+    assert len(second.json()["items"]) == 2
+    default, paged = [call.request for call in backends.calls if call.method == "ListStories"]
+    assert (default.user_id, default.limit, default.cursor) == (user_id, 20, "")
+    assert (paged.user_id, paged.limit, paged.cursor) == (user_id, 2, "cursor-of-page-2")
+
+
+async def test_get_story_answers_the_story_with_its_segments(
+    api, backends: FakeBackends, auth, user_id
+):
+    # Any spelling of the UUID reaches the service in its canonical form.
+    response = await api.get(f"/v1/stories/{STORY_ID.upper()}", headers=auth)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == STORY_ID
+    assert body["opening_line"] == "The lamp had been dark for three nights."
+    assert [(s["position"], s["kind"]) for s in body["segments"]] == [
+        (1, "opening"),
+        (2, "continuation"),
+    ]
+    request = backends.only("GetStory").request
+    assert (request.user_id, request.story_id) == (user_id, STORY_ID)
+
+
+@pytest.mark.parametrize("body", [None, {}, {"direction": "  "}], ids=["no-body", "empty", "blank"])
+async def test_continue_without_direction_sends_none(api, backends: FakeBackends, auth, body):
+    response = await api.post(f"/v1/stories/{STORY_ID}/continue", headers=auth, json=body)
+
+    assert response.status_code == 201, response.text
+    assert not backends.only("ContinueStory").request.HasField("direction")
+
+
+async def test_continue_as_json_answers_201_with_the_segment(
+    api, backends: FakeBackends, auth, user_id
+):
+    response = await api.post(
+        f"/v1/stories/{STORY_ID}/continue", headers=auth, json={"direction": " A storm. "}
+    )
+
+    assert response.status_code == 201, response.text
+    segment = response.json()
+    assert set(segment) == SEGMENT_KEYS
+    assert (segment["position"], segment["kind"]) == (2, "continuation")
+    assert segment["text"] == "".join(CONTINUATION_PIECES)
+    request = backends.only("ContinueStory").request
+    assert (request.user_id, request.story_id, request.direction) == (
+        user_id,
+        STORY_ID,
+        "A storm.",
+    )
+
+
+async def test_continue_as_event_stream_sends_tokens_then_the_segment(
+    api, backends: FakeBackends, auth
+):
+    response = await api.post(
+        f"/v1/stories/{STORY_ID}/continue",
+        headers={**auth, "Accept": "text/event-stream"},
+        json={"direction": "rain"},
+    )
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    events = sse_events(response.text)
+    assert events[:-1] == [("token", {"text": piece}) for piece in CONTINUATION_PIECES]
+    kind, segment = events[-1]
+    assert kind == "segment" and set(segment) == SEGMENT_KEYS
+    assert segment["text"] == "".join(CONTINUATION_PIECES)
+
+
+async def test_an_error_after_the_first_text_ends_the_stream_with_an_error_event(
+    api, backends: FakeBackends, auth
+):
+    backends.stories.fail_after_text = Failure(
+        grpc.StatusCode.UNAVAILABLE, "the model went away", "upstream-error"
+    )
+
+    response = await api.post(
+        f"/v1/stories/{STORY_ID}/continue", headers={**auth, "Accept": "text/event-stream"}
+    )
+
+    assert response.status_code == 200  # sent with the first piece of text
+    events = sse_events(response.text)
+    assert [kind for kind, _ in events] == ["token", "token", "error"]
+    problem = events[-1][1]
+    assert (problem["type"], problem["status"]) == (BASE + "model-unavailable", 503)
+    assert problem["request_id"] == response.headers["x-request-id"]
+
+
+async def test_end_story_answers_the_completed_story(api, backends: FakeBackends, auth, user_id):
+    response = await api.post(
+        f"/v1/stories/{STORY_ID}/end", headers=auth, json={"direction": "They leave."}
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["is_complete"] is True
+    assert body["segments"][-1]["kind"] == "ending"
+    request = backends.only("EndStory").request
+    assert (request.user_id, request.story_id, request.direction) == (
+        user_id,
+        STORY_ID,
+        "They leave.",
+    )
+
+
+async def test_delete_story_answers_204_without_a_body(api, backends: FakeBackends, auth, user_id):
+    response = await api.delete(f"/v1/stories/{STORY_ID}", headers=auth)
+
+    assert response.status_code == 204
+    assert response.content == b""
+    request = backends.only("DeleteStory").request
+    assert (request.user_id, request.story_id) == (user_id, STORY_ID)
+
+
+# ------------------------------------------------------------ billing
+
+
+async def test_usage_answers_plan_period_and_amounts(api, backends: FakeBackends, auth, user_id):
+    response = await api.get("/v1/usage", headers=auth)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "plan": "free",
+        "period_start": "2025-01-01T00:00:00Z",
+        "period_end": "2025-02-01T00:00:00Z",
+        "generations_used": 3,
+        "generations_limit": 5,
+        "cost_used_usd": "0.024",
+        "cost_limit_usd": "10",
+    }
+    assert backends.only("GetUsage").request.user_id == user_id
+
+
+async def test_an_unlimited_plan_has_null_limits(api, backends: FakeBackends, auth):
+    backends.billing.unlimited = True
+
+    body = (await api.get("/v1/usage", headers=auth)).json()
+
+    assert body["plan"] == "enterprise"
+    assert body["generations_limit"] is None and body["cost_limit_usd"] is None
+
+
+# ------------------------------------------------------------ every call
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "rpc", "deadline"),
+    [
+        ("GET", "/v1/me", None, "GetUser", GRPC_DEADLINE_SECONDS),
+        ("POST", "/v1/stories", {"genre": "noir"}, "CreateStory", GENERATION_DEADLINE_SECONDS),
+        ("GET", "/v1/stories", None, "ListStories", GRPC_DEADLINE_SECONDS),
+        ("GET", f"/v1/stories/{STORY_ID}", None, "GetStory", GRPC_DEADLINE_SECONDS),
+        (
+            "POST",
+            f"/v1/stories/{STORY_ID}/continue",
+            None,
+            "ContinueStory",
+            GENERATION_DEADLINE_SECONDS,
+        ),
+        ("POST", f"/v1/stories/{STORY_ID}/end", None, "EndStory", GENERATION_DEADLINE_SECONDS),
+        ("DELETE", f"/v1/stories/{STORY_ID}", None, "DeleteStory", GRPC_DEADLINE_SECONDS),
+        ("GET", "/v1/usage", None, "GetUsage", GRPC_DEADLINE_SECONDS),
+        (
+            "POST",
+            "/v1/auth/login",
+            {"email": "ada@example.com", "password": "pw"},
+            "Login",
+            GRPC_DEADLINE_SECONDS,
+        ),
+    ],
+)
+async def test_every_call_carries_the_request_id_and_its_deadline(
+    api, backends: FakeBackends, auth, method, path, body, rpc, deadline
+):
+    response = await api.request(
+        method, path, json=body, headers={**auth, "X-Request-ID": "trace-me-7"}
+    )
+
+    assert response.status_code < 300, response.text
+    call = backends.only(rpc)
+    assert call.metadata["x-request-id"] == "trace-me-7"
+    # Model calls get the long deadline, everything else the short one. (The
+    # deadline travels as a rounded timeout: allow a little slack above.)
+    assert call.time_remaining is not None
+    assert deadline - 1.5 < call.time_remaining < deadline + 0.5
+
+
+async def test_readyz_is_200_when_every_service_is_serving(api):
+    response = await api.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "services": dict.fromkeys(("users", "stories", "generation", "billing"), "serving"),
+        "unavailable": [],
+    }
+
+
+# ------------------------------------------------------------ statuses from a service
+
+
+async def test_not_found_from_the_service_is_a_404_problem(api, backends: FakeBackends, auth):
+    backends.fail("GetStory", grpc.StatusCode.NOT_FOUND, "story not found", "not-found")
+
+    response = await api.get(f"/v1/stories/{STORY_ID}", headers=auth)
+
+    assert assert_problem(response, 404, "not-found")["detail"] == "story not found"
+
+
+@pytest.mark.parametrize("accept", ["application/json", "text/event-stream"])
+async def test_continuing_a_complete_story_is_a_409_problem_even_for_sse(
+    api, backends: FakeBackends, auth, accept
+):
+    backends.fail(
+        "ContinueStory", grpc.StatusCode.FAILED_PRECONDITION, "the story is complete", "conflict"
+    )
+
+    response = await api.post(
+        f"/v1/stories/{STORY_ID}/continue", headers={**auth, "Accept": accept}
+    )
+
+    assert assert_problem(response, 409, "conflict")["detail"] == "the story is complete"
+
+
+async def test_a_quota_refusal_is_a_402_problem(api, backends: FakeBackends, auth):
+    backends.fail(
+        "CreateStory",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "monthly generation quota exceeded",
+        QuotaExceeded.reason,
+    )
+
+    response = await api.post("/v1/stories", headers=auth, json={"genre": "noir"})
+
+    body = assert_problem(response, 402, "quota-exceeded")
+    assert body["detail"] == "monthly generation quota exceeded"
+    assert "location" not in response.headers
