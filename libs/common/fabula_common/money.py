@@ -4,7 +4,7 @@ wire. Public JSON keeps decimal strings (format_usd)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from fabula.common.v1 import money_pb2
 
@@ -44,5 +44,23 @@ def from_money(money: money_pb2.Money, *, field: str = "amount") -> Decimal:
         raise InvalidArgument(f"{field}.nanos must be less than {_NANOS_PER_UNIT}")
     amount = Decimal(money.units) + Decimal(money.nanos) * USD_QUANTUM
     if amount >= MAX_USD:
+        raise InvalidArgument(f"{field} must be less than {MAX_USD} US dollars")
+    return amount.quantize(USD_QUANTUM)
+
+
+def parse_usd(value: str, *, field: str = "amount") -> Decimal:
+    """The Decimal amount of a decimal string of US dollars, the way contracts
+    of the previous release carry money; InvalidArgument naming `field` unless
+    it is a non-negative amount below MAX_USD. Remove with those fields."""
+    try:
+        amount = Decimal(value.strip())
+    except InvalidOperation:
+        raise InvalidArgument(f"{field} must be a decimal number of US dollars") from None
+    if not amount.is_finite():
+        raise InvalidArgument(f"{field} must be a decimal number of US dollars")
+    if amount < 0:
+        raise InvalidArgument(f"{field} must be a non-negative amount")
+    # Compared before rounding too: quantize fails on a huge exponent.
+    if amount >= MAX_USD or amount.quantize(USD_QUANTUM) >= MAX_USD:
         raise InvalidArgument(f"{field} must be less than {MAX_USD} US dollars")
     return amount.quantize(USD_QUANTUM)

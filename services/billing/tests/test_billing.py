@@ -178,6 +178,8 @@ async def test_a_new_user_is_on_the_free_plan_for_the_current_month(billing: Stu
     assert dollars(summary.cost_limit) == "10"
     assert (summary.generations_used, summary.generations_reserved) == (0, 0)
     assert dollars(summary.cost_used) == "0"
+    # Also as the decimal strings callers of the previous release read.
+    assert (summary.cost_used_usd, summary.cost_limit_usd) == ("0", "10")
     start, end = current_month()
     assert summary.period_start.ToDatetime(dt.UTC) == start
     assert summary.period_end.ToDatetime(dt.UTC) == end
@@ -211,6 +213,23 @@ async def test_the_cost_limit_counts_estimates_and_applies_the_default_estimate(
     assert error_reason(refused.value) == "quota-exceeded"
     assert "cost quota exceeded" in refused.value.details()
     assert "$10 per month" in refused.value.details()
+
+
+async def test_an_estimate_of_the_previous_release_is_read_as_a_decimal_string(billing: Stub):
+    user_id = new_user()
+    await billing.ReserveGeneration(
+        billing_pb2.ReserveGenerationRequest(user_id=user_id, estimated_cost_usd="9.995")
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await reserve(billing, user_id)  # the default $0.01 no longer fits under $10
+    assert "$9.995 in progress" in refused.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await billing.ReserveGeneration(
+            billing_pb2.ReserveGenerationRequest(user_id=user_id, estimated_cost_usd="ten")
+        )
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "estimated_cost_usd" in invalid.value.details()
 
 
 async def test_concurrent_reservations_never_exceed_the_quota(billing: Stub):
@@ -333,6 +352,44 @@ async def test_recorded_usage_settles_the_reservation_once(
     assert settled.generation_id == event.generation_id
 
 
+async def test_usage_recorded_by_the_previous_release_is_settled(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    """Events the previous release's generation service wrote (cost as a
+    decimal string, the story's id, no Money, purpose or subject) may still
+    wait in its outbox or the stream: they are billed, not dropped."""
+    user_id, story_id = new_user(), str(uuid.uuid4())
+    reservation = await reserve(billing, user_id, "0.5")
+    legacy = generation_events.UsageRecorded(
+        event_id=str(uuid.uuid4()),
+        generation_id=str(uuid.uuid4()),
+        user_id=user_id,
+        story_id=story_id,
+        reservation_id=reservation.reservation_id,
+        provider="mistral",
+        model="mistral-small-latest",
+        prompt_tokens=300,
+        completion_tokens=200,
+        cost_usd="0.00042",
+        outcome=generation_events.GENERATION_OUTCOME_COMPLETED,
+    )
+    legacy.occurred_at.FromDatetime(utcnow())
+
+    await publish(js, usage_subject(settings), legacy)
+    await eventually(lambda: _generations_used_is(billing, user_id, 1))
+
+    summary = await usage(billing, user_id)
+    assert summary.generations_reserved == 0
+    assert (dollars(summary.cost_used), summary.cost_used_usd) == ("0.00042", "0.00042")
+    assert await reservation_status(db, reservation.reservation_id) == "settled"
+    async with db.session_scope() as session:
+        entry = await session.scalar(
+            select(UsageLedgerEntry).where(UsageLedgerEntry.event_id == legacy.event_id)
+        )
+    assert (entry.subject_kind, entry.subject_id) == ("story", story_id)
+    assert (entry.cost_usd, entry.purpose) == (Decimal("0.00042"), "unspecified")
+
+
 async def test_a_generation_reported_again_under_a_new_event_id_is_counted_once(
     billing: Stub, settings: Settings, js: JetStreamContext, db: Database
 ):
@@ -443,11 +500,25 @@ async def test_a_call_that_wrote_no_segment_releases_but_pays_its_tokens(
     assert dollars(summary.cost_used) == "0.0123"
 
 
+@pytest.mark.parametrize(
+    "cost",
+    [
+        Money(currency_code="USD", units=10**18),
+        # The previous release's decimal string, when no Money is set.
+        "-0.5",
+        "a dollar",
+    ],
+    ids=["money-too-large", "legacy-negative", "legacy-not-a-number"],
+)
 async def test_a_usage_event_with_an_unusable_cost_is_dropped_not_redelivered_forever(
-    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database, cost: Money | str
 ):
     user_id = new_user()
-    unusable = usage_event(user_id, cost=Money(currency_code="USD", units=10**18))
+    if isinstance(cost, Money):
+        unusable = usage_event(user_id, cost=cost)
+    else:
+        unusable = usage_event(user_id, cost_usd=cost)
+        unusable.ClearField("cost")
     await publish(js, usage_subject(settings), unusable)
 
     async def acknowledged() -> bool:
@@ -550,6 +621,7 @@ async def test_an_unlimited_plan_has_no_limits(settings: Settings, session: Asyn
     assert summary.plan == "enterprise"
     assert not summary.HasField("generations_limit")
     assert not summary.HasField("cost_limit")
+    assert not summary.HasField("cost_limit_usd")
     assert summary.generations_reserved == 8
 
 

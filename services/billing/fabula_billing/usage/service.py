@@ -18,7 +18,7 @@ from fabula.generation.v1 import generation_pb2
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import utcnow
 from fabula_common.errors import FabulaError, InvalidArgument, NotFound, QuotaExceeded
-from fabula_common.money import format_usd, from_money
+from fabula_common.money import format_usd, from_money, parse_usd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_billing.settings import Plan, Settings
@@ -64,6 +64,25 @@ def purpose_name(purpose: int) -> str:
     except ValueError:
         return "unspecified"
     return name.removeprefix("PURPOSE_").lower()
+
+
+def usage_cost(event: generation_events.UsageRecorded) -> Decimal:
+    """The call's cost: `cost`, or the decimal string `cost_usd` of an event
+    of the previous release (such events wait in outboxes and the stream as
+    long as NATS is down). InvalidArgument when unusable."""
+    if event.HasField("cost"):
+        return from_money(event.cost, field="cost")
+    return parse_usd(event.cost_usd, field="cost_usd")
+
+
+def usage_subject(event: generation_events.UsageRecorded) -> tuple[str, str]:
+    """(kind, id) of what the call was about; a previous release's event
+    names only its story."""
+    if event.HasField("subject"):
+        return event.subject.kind, event.subject.id
+    if event.story_id:
+        return "story", event.story_id
+    return "", ""
 
 
 @dataclass(frozen=True)
@@ -194,7 +213,7 @@ class BillingService:
         """
         try:
             user_id = parse_uuid(event.user_id, "user_id")
-            cost = from_money(event.cost, field="cost")
+            cost = usage_cost(event)
         except InvalidArgument as exc:
             # No retry can make this event usable: raising would only get it
             # redelivered forever.
@@ -238,6 +257,7 @@ class BillingService:
             generation_events.GENERATION_OUTCOME_COMPLETED,
             generation_events.GENERATION_OUTCOME_UNSPECIFIED,
         )
+        subject_kind, subject_id = usage_subject(event)
         recorded = await repo.add_ledger_entry(
             session,
             repo.LedgerEntry(
@@ -246,8 +266,8 @@ class BillingService:
                 reservation_id=reservation_id,
                 generation_id=event.generation_id,
                 purpose=purpose_name(event.purpose),
-                subject_kind=event.subject.kind,
-                subject_id=event.subject.id,
+                subject_kind=subject_kind,
+                subject_id=subject_id,
                 model=event.model,
                 provider=event.provider,
                 prompt_tokens=event.prompt_tokens,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula_common.db import Database
-from fabula_common.money import from_money, to_money
+from fabula_common.money import format_usd, from_money, parse_usd, to_money
 
 from fabula_billing.usage.service import BillingService, parse_uuid
 
@@ -16,12 +16,14 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
 
     async def ReserveGeneration(self, request: billing_pb2.ReserveGenerationRequest, context):
         user_id = parse_uuid(request.user_id, "user_id")
-        # Unset: the caller has no estimate and billing applies its configured one.
-        estimate = (
-            from_money(request.estimated_cost, field="estimated_cost")
-            if request.HasField("estimated_cost")
-            else None
-        )
+        # Unset: the caller has no estimate and billing applies its configured
+        # one. A caller of the previous release sends a decimal string instead.
+        if request.HasField("estimated_cost"):
+            estimate = from_money(request.estimated_cost, field="estimated_cost")
+        elif request.estimated_cost_usd.strip():
+            estimate = parse_usd(request.estimated_cost_usd, field="estimated_cost_usd")
+        else:
+            estimate = None
         async with self.db.session_scope() as session:
             reservation = await self.billing.reserve_generation(session, user_id, estimate)
         return billing_pb2.Reservation(
@@ -46,10 +48,13 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             generations_used=usage.generations_used,
             generations_reserved=usage.generations_reserved,
             cost_used=to_money(usage.cost_used_usd),
+            # For callers of the previous release (the deprecated strings).
+            cost_used_usd=format_usd(usage.cost_used_usd),
         )
         # Left unset (not zero) on an unlimited plan.
         if usage.plan.generations_limit is not None:
             summary.generations_limit = usage.plan.generations_limit
         if usage.plan.cost_limit_usd is not None:
             summary.cost_limit.CopyFrom(to_money(usage.plan.cost_limit_usd))
+            summary.cost_limit_usd = format_usd(usage.plan.cost_limit_usd)
         return summary

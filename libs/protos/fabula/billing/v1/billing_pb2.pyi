@@ -10,12 +10,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReserveGenerationRequest(_message.Message):
-    __slots__ = ("user_id", "estimated_cost")
+    __slots__ = ("user_id", "estimated_cost", "estimated_cost_usd")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     estimated_cost: _money_pb2.Money
-    def __init__(self, user_id: _Optional[str] = ..., estimated_cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
+    estimated_cost_usd: str
+    def __init__(self, user_id: _Optional[str] = ..., estimated_cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., estimated_cost_usd: _Optional[str] = ...) -> None: ...
 
 class Reservation(_message.Message):
     __slots__ = ("reservation_id", "expires_at")
@@ -46,7 +48,7 @@ class GetUsageRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ...) -> None: ...
 
 class UsageSummary(_message.Message):
-    __slots__ = ("plan", "period_start", "period_end", "generations_used", "generations_limit", "generations_reserved", "cost_used", "cost_limit")
+    __slots__ = ("plan", "period_start", "period_end", "generations_used", "generations_limit", "generations_reserved", "cost_used", "cost_limit", "cost_used_usd", "cost_limit_usd")
     PLAN_FIELD_NUMBER: _ClassVar[int]
     PERIOD_START_FIELD_NUMBER: _ClassVar[int]
     PERIOD_END_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +57,8 @@ class UsageSummary(_message.Message):
     GENERATIONS_RESERVED_FIELD_NUMBER: _ClassVar[int]
     COST_USED_FIELD_NUMBER: _ClassVar[int]
     COST_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    COST_USED_USD_FIELD_NUMBER: _ClassVar[int]
+    COST_LIMIT_USD_FIELD_NUMBER: _ClassVar[int]
     plan: str
     period_start: _timestamp_pb2.Timestamp
     period_end: _timestamp_pb2.Timestamp
@@ -63,4 +67,6 @@ class UsageSummary(_message.Message):
     generations_reserved: int
     cost_used: _money_pb2.Money
     cost_limit: _money_pb2.Money
-    def __init__(self, plan: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generations_used: _Optional[int] = ..., generations_limit: _Optional[int] = ..., generations_reserved: _Optional[int] = ..., cost_used: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., cost_limit: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
+    cost_used_usd: str
+    cost_limit_usd: str
+    def __init__(self, plan: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generations_used: _Optional[int] = ..., generations_limit: _Optional[int] = ..., generations_reserved: _Optional[int] = ..., cost_used: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., cost_limit: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., cost_used_usd: _Optional[str] = ..., cost_limit_usd: _Optional[str] = ...) -> None: ...

@@ -23,12 +23,13 @@ GENERATION_OUTCOME_CANCELLED: GenerationOutcome
 GENERATION_OUTCOME_FAILED: GenerationOutcome
 
 class UsageRecorded(_message.Message):
-    __slots__ = ("event_id", "generation_id", "user_id", "purpose", "subject", "reservation_id", "provider", "model", "prompt_tokens", "completion_tokens", "usage_estimated", "cost", "outcome", "occurred_at")
+    __slots__ = ("event_id", "generation_id", "user_id", "purpose", "subject", "story_id", "reservation_id", "provider", "model", "prompt_tokens", "completion_tokens", "usage_estimated", "cost", "cost_usd", "outcome", "occurred_at")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    STORY_ID_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +37,7 @@ class UsageRecorded(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     USAGE_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     event_id: str
@@ -43,6 +45,7 @@ class UsageRecorded(_message.Message):
     user_id: str
     purpose: _generation_pb2.Purpose
     subject: _generation_pb2.SubjectRef
+    story_id: str
     reservation_id: str
     provider: str
     model: str
@@ -50,6 +53,7 @@ class UsageRecorded(_message.Message):
     completion_tokens: int
     usage_estimated: bool
     cost: _money_pb2.Money
+    cost_usd: str
     outcome: GenerationOutcome
     occurred_at: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., purpose: _Optional[_Union[_generation_pb2.Purpose, str]] = ..., subject: _Optional[_Union[_generation_pb2.SubjectRef, _Mapping]] = ..., reservation_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., outcome: _Optional[_Union[GenerationOutcome, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, event_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., purpose: _Optional[_Union[_generation_pb2.Purpose, str]] = ..., subject: _Optional[_Union[_generation_pb2.SubjectRef, _Mapping]] = ..., story_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., cost_usd: _Optional[str] = ..., outcome: _Optional[_Union[GenerationOutcome, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

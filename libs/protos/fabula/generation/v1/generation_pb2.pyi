@@ -14,10 +14,21 @@ class Purpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PURPOSE_STORY_OPENING: _ClassVar[Purpose]
     PURPOSE_STORY_CONTINUATION: _ClassVar[Purpose]
     PURPOSE_STORY_ENDING: _ClassVar[Purpose]
+
+class GenerationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GENERATION_KIND_UNSPECIFIED: _ClassVar[GenerationKind]
+    GENERATION_KIND_OPENING: _ClassVar[GenerationKind]
+    GENERATION_KIND_CONTINUATION: _ClassVar[GenerationKind]
+    GENERATION_KIND_ENDING: _ClassVar[GenerationKind]
 PURPOSE_UNSPECIFIED: Purpose
 PURPOSE_STORY_OPENING: Purpose
 PURPOSE_STORY_CONTINUATION: Purpose
 PURPOSE_STORY_ENDING: Purpose
+GENERATION_KIND_UNSPECIFIED: GenerationKind
+GENERATION_KIND_OPENING: GenerationKind
+GENERATION_KIND_CONTINUATION: GenerationKind
+GENERATION_KIND_ENDING: GenerationKind
 
 class SubjectRef(_message.Message):
     __slots__ = ("kind", "id")
@@ -42,32 +53,40 @@ class StoryInputs(_message.Message):
     def __init__(self, genre: _Optional[str] = ..., title: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., opening_line: _Optional[str] = ..., previous_segments: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("user_id", "purpose", "subject", "story", "direction", "want_title")
+    __slots__ = ("user_id", "purpose", "subject", "story_id", "reservation_id", "kind", "story", "direction", "want_title")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    STORY_ID_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     STORY_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     WANT_TITLE_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     purpose: Purpose
     subject: SubjectRef
+    story_id: str
+    reservation_id: str
+    kind: GenerationKind
     story: StoryInputs
     direction: str
     want_title: bool
-    def __init__(self, user_id: _Optional[str] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., subject: _Optional[_Union[SubjectRef, _Mapping]] = ..., story: _Optional[_Union[StoryInputs, _Mapping]] = ..., direction: _Optional[str] = ..., want_title: _Optional[bool] = ...) -> None: ...
+    def __init__(self, user_id: _Optional[str] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., subject: _Optional[_Union[SubjectRef, _Mapping]] = ..., story_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., kind: _Optional[_Union[GenerationKind, str]] = ..., story: _Optional[_Union[StoryInputs, _Mapping]] = ..., direction: _Optional[str] = ..., want_title: _Optional[bool] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("prompt_tokens", "completion_tokens", "estimated", "cost")
+    __slots__ = ("prompt_tokens", "completion_tokens", "estimated", "cost", "cost_usd")
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     prompt_tokens: int
     completion_tokens: int
     estimated: bool
     cost: _money_pb2.Money
-    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., estimated: _Optional[bool] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
+    cost_usd: str
+    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., estimated: _Optional[bool] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., cost_usd: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("generation_id", "text", "title", "provider", "model", "usage", "is_language_model")
