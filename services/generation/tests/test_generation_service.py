@@ -22,7 +22,7 @@ from fabula_common.errors import error_reason
 from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.messaging.bus import subject_for
-from fabula_common.money import to_money
+from fabula_common.money import format_usd, to_money
 from fabula_common.testing import free_port, running_app
 from fabula_generation.app import SERVICE_NAME, create_app
 from fabula_generation.database import outbox
@@ -229,6 +229,12 @@ async def test_generate_records_the_generation_and_publishes_usage(
     assert event.occurred_at.ToDatetime().replace(microsecond=0) == row.created_at.replace(
         tzinfo=None, microsecond=0
     )
+    # What a billing of the previous release reads, while one may still run.
+    assert (event.story_id, event.cost_usd, response.usage.cost_usd) == (
+        request.subject.id,
+        "0",
+        "0",
+    )
     # Billed once, from the event: the reservation is settled.
     await settles_at(billing, request.user_id, used=1)
 
@@ -329,6 +335,16 @@ async def test_a_stream_whose_consumer_stops_reading_is_recorded_as_cancelled(db
         ({"subject": generation_pb2.SubjectRef(kind="story", id="s" * 65)}, "subject.id"),
         ({"story": None}, "story inputs"),
         ({"direction": "x" * 4001}, "direction"),
+        # A caller of the previous release: a kind instead of a purpose.
+        (
+            {
+                "purpose": generation_pb2.PURPOSE_UNSPECIFIED,
+                "kind": generation_pb2.GENERATION_KIND_OPENING,
+                "story_id": "0b1c5e2a-54f4-4c39-9b7e-8f0f1b6c2d01",
+                "reservation_id": "not-a-reservation",
+            },
+            "reservation_id",
+        ),
     ],
 )
 async def test_invalid_requests_are_refused_and_cost_nothing(
@@ -344,6 +360,68 @@ async def test_invalid_requests_are_refused_and_cost_nothing(
     assert await rows_for_user(db, request.user_id) == []
     if request.user_id:
         assert await usage_of(billing, request.user_id) == (0, 0)
+
+
+def previous_release_request(
+    user_id: str, story_id: str, kind, reservation_id: str = ""
+) -> generation_pb2.GenerateRequest:
+    """What a stories pod of the previous release sends: a kind, the story's
+    id and the reservation it made with billing; no purpose or subject."""
+    return generation_pb2.GenerateRequest(
+        user_id=user_id,
+        story_id=story_id,
+        reservation_id=reservation_id,
+        kind=kind,
+        story=generation_pb2.StoryInputs(genre="fantasy", previous_segments=["It began."]),
+        direction="the storm breaks",
+    )
+
+
+async def test_a_caller_of_the_previous_release_settles_its_own_reservation(
+    generation, db, billing, nats_url
+):
+    user_id, story_id = str(uuid.uuid4()), str(uuid.uuid4())
+    reservation = await billing.ReserveGeneration(
+        billing_pb2.ReserveGenerationRequest(user_id=user_id)
+    )
+    request = previous_release_request(
+        user_id,
+        story_id,
+        generation_pb2.GENERATION_KIND_CONTINUATION,
+        reservation.reservation_id,
+    )
+
+    async with usage_events(nats_url) as events:
+        *tokens, done = [event async for event in generation.GenerateStream(request)]
+        event = await event_for(events, done.done.generation_id)
+
+    assert tokens and done.done.text
+    row = await stored(db, done.done.generation_id)
+    assert (row.purpose, row.subject_kind, row.subject_id) == (
+        "story_continuation",
+        "story",
+        story_id,
+    )
+    # The caller's reservation, not a second one, is what the usage settles.
+    assert row.reservation_id == event.reservation_id == reservation.reservation_id
+    assert (event.subject.kind, event.subject.id, event.story_id) == ("story", story_id, story_id)
+    assert event.purpose == generation_pb2.PURPOSE_STORY_CONTINUATION
+    await settles_at(billing, user_id, used=1)
+    released = await billing.ReleaseReservation(
+        billing_pb2.ReleaseReservationRequest(
+            user_id=user_id, reservation_id=reservation.reservation_id
+        )
+    )
+    assert released.released is False  # settled already
+
+    # Without a reservation of its own, such a call is metered here as any other.
+    unreserved = await generation.Generate(
+        previous_release_request(user_id, story_id, generation_pb2.GENERATION_KIND_ENDING)
+    )
+    row = await stored(db, unreserved.generation_id)
+    assert row.purpose == "story_ending"
+    assert row.reservation_id not in ("", reservation.reservation_id)
+    await settles_at(billing, user_id, used=2)
 
 
 @pytest.mark.parametrize("method", ["Generate", "GenerateStream"])
@@ -400,9 +478,18 @@ async def test_mistral_usage_is_priced_from_the_table(billing_addr, db, fake_mis
     usage = response.usage
     expected = (usage.prompt_tokens * 1000 + usage.completion_tokens * 2000) / Decimal(10**6)
     assert usage.cost == to_money(expected)
+    assert usage.cost_usd == format_usd(expected)  # for callers of the previous release
     assert expected > 0
     row = await stored(db, response.generation_id)
     assert (row.cost_usd, row.usage_estimated) == (expected, True)
+    async with db.session_scope() as session:
+        payloads = (await session.scalars(select(outbox.c.payload))).all()
+    (event,) = [
+        event
+        for event in map(events_pb2.UsageRecorded.FromString, payloads)
+        if event.generation_id == response.generation_id
+    ]
+    assert (event.cost, event.cost_usd) == (to_money(expected), format_usd(expected))
 
 
 class TitleOnlyModel:

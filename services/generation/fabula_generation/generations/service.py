@@ -256,6 +256,10 @@ async def record_generation(
         usage_estimated=usage.estimated,
         cost=to_money(cost),
         outcome=_OUTCOMES[outcome],
+        # The same facts for consumers of the previous release, which may
+        # still be running when this event is read.
+        cost_usd=format_usd(cost),
+        story_id=request.subject.id if request.subject.kind == "story" else "",
     )
     event.occurred_at.FromDatetime(now)
     await enqueue(session, outbox, subject, event)

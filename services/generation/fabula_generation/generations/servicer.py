@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -12,7 +13,7 @@ import grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.errors import InvalidArgument, UpstreamError
-from fabula_common.money import to_money
+from fabula_common.money import format_usd, to_money
 
 from fabula_generation.generations.domain import (
     STORY_PURPOSES,
@@ -43,9 +44,41 @@ _PURPOSES = {
     generation_pb2.PURPOSE_STORY_ENDING: Purpose.story_ending,
 }
 
+# What a caller of the previous release sends instead of a purpose: the kind of
+# story segment, with the story's id and a reservation it made with billing.
+_LEGACY_KINDS = {
+    generation_pb2.GENERATION_KIND_OPENING: Purpose.story_opening,
+    generation_pb2.GENERATION_KIND_CONTINUATION: Purpose.story_continuation,
+    generation_pb2.GENERATION_KIND_ENDING: Purpose.story_ending,
+}
+
+
+def is_legacy_request(message: generation_pb2.GenerateRequest) -> bool:
+    """A request of the previous release's shape: a kind and no purpose."""
+    return (
+        message.purpose == generation_pb2.PURPOSE_UNSPECIFIED
+        and message.kind != generation_pb2.GENERATION_KIND_UNSPECIFIED
+    )
+
+
+def prior_reservation(message: generation_pb2.GenerateRequest) -> str | None:
+    """The reservation a caller of the previous release made with billing
+    before calling; None when this service is to reserve. InvalidArgument
+    unless it is a UUID."""
+    if not is_legacy_request(message) or not message.reservation_id:
+        return None
+    try:
+        return str(uuid.UUID(message.reservation_id))
+    except ValueError:
+        raise InvalidArgument("reservation_id must be a UUID") from None
+
 
 def request_from_proto(message: generation_pb2.GenerateRequest) -> GenerationRequest:
     purpose = _PURPOSES.get(message.purpose)
+    subject = Subject(kind=message.subject.kind, id=message.subject.id)
+    if is_legacy_request(message):
+        purpose = _LEGACY_KINDS.get(message.kind)
+        subject = Subject(kind="story", id=message.story_id)
     if purpose is None:
         raise InvalidArgument(
             "purpose must be one of " + ", ".join(p.value for p in _PURPOSES.values())
@@ -57,7 +90,7 @@ def request_from_proto(message: generation_pb2.GenerateRequest) -> GenerationReq
     request = GenerationRequest(
         user_id=message.user_id,
         purpose=purpose,
-        subject=Subject(kind=message.subject.kind, id=message.subject.id),
+        subject=subject,
         story=StoryInputs(
             genre=story.genre,
             title=story.title,
@@ -182,7 +215,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         # Invalid requests cost nothing; a refused reservation ends the call
         # before the model is called (and, streaming, before any event).
         request = request_from_proto(message)
-        reservation_id = await self.meter.reserve(request.user_id)
+        # A caller of the previous release has reserved already: this call
+        # settles that reservation rather than holding a second one.
+        reservation_id = prior_reservation(message) or await self.meter.reserve(request.user_id)
         return GenerationCall(request, reservation_id, self.provider)
 
     def _response(
@@ -200,6 +235,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                 completion_tokens=recorded.usage.completion_tokens,
                 estimated=recorded.usage.estimated,
                 cost=to_money(recorded.cost_usd),
+                cost_usd=format_usd(recorded.cost_usd),  # for the previous release's callers
             ),
             is_language_model=self.provider.is_language_model,
         )
