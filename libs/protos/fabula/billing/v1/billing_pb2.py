@@ -26,7 +26,7 @@ from fabula.common.v1 import money_pb2 as fabula_dot_common_dot_v1_dot_money__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66\x61\x62ula/billing/v1/billing.proto\x12\x11\x66\x61\x62ula.billing.v1\x1a\x1c\x66\x61\x62ula/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n\x18ReserveGenerationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12/\n\x0e\x65stimated_cost\x18\x03 \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x1e\n\x12\x65stimated_cost_usd\x18\x02 \x01(\tB\x02\x18\x01\"U\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x19ReleaseReservationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\".\n\x1aReleaseReservationResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"\"\n\x0fGetUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x94\x03\n\x0cUsageSummary\x12\x0c\n\x04plan\x18\x01 \x01(\t\x12\x30\n\x0cperiod_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10generations_used\x18\x04 \x01(\x03\x12\x1e\n\x11generations_limit\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1c\n\x14generations_reserved\x18\x08 \x01(\x03\x12*\n\tcost_used\x18\t \x01(\x0b\x32\x17.fabula.common.v1.Money\x12+\n\ncost_limit\x18\n \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x19\n\rcost_used_usd\x18\x06 \x01(\tB\x02\x18\x01\x12\x1f\n\x0e\x63ost_limit_usd\x18\x07 \x01(\tB\x02\x18\x01H\x01\x88\x01\x01\x42\x14\n\x12_generations_limitB\x11\n\x0f_cost_limit_usd2\xb6\x02\n\x0e\x42illingService\x12`\n\x11ReserveGeneration\x12+.fabula.billing.v1.ReserveGenerationRequest\x1a\x1e.fabula.billing.v1.Reservation\x12q\n\x12ReleaseReservation\x12,.fabula.billing.v1.ReleaseReservationRequest\x1a-.fabula.billing.v1.ReleaseReservationResponse\x12O\n\x08GetUsage\x12\".fabula.billing.v1.GetUsageRequest\x1a\x1f.fabula.billing.v1.UsageSummaryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66\x61\x62ula/billing/v1/billing.proto\x12\x11\x66\x61\x62ula.billing.v1\x1a\x1c\x66\x61\x62ula/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\x18ReserveGenerationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x04 \x01(\t\x12/\n\x0e\x65stimated_cost\x18\x03 \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x1e\n\x12\x65stimated_cost_usd\x18\x02 \x01(\tB\x02\x18\x01\"U\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x19ReleaseReservationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\".\n\x1aReleaseReservationResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"\"\n\x0fGetUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x94\x03\n\x0cUsageSummary\x12\x0c\n\x04plan\x18\x01 \x01(\t\x12\x30\n\x0cperiod_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10generations_used\x18\x04 \x01(\x03\x12\x1e\n\x11generations_limit\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1c\n\x14generations_reserved\x18\x08 \x01(\x03\x12*\n\tcost_used\x18\t \x01(\x0b\x32\x17.fabula.common.v1.Money\x12+\n\ncost_limit\x18\n \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x19\n\rcost_used_usd\x18\x06 \x01(\tB\x02\x18\x01\x12\x1f\n\x0e\x63ost_limit_usd\x18\x07 \x01(\tB\x02\x18\x01H\x01\x88\x01\x01\x42\x14\n\x12_generations_limitB\x11\n\x0f_cost_limit_usd2\xb6\x02\n\x0e\x42illingService\x12`\n\x11ReserveGeneration\x12+.fabula.billing.v1.ReserveGenerationRequest\x1a\x1e.fabula.billing.v1.Reservation\x12q\n\x12ReleaseReservation\x12,.fabula.billing.v1.ReleaseReservationRequest\x1a-.fabula.billing.v1.ReleaseReservationResponse\x12O\n\x08GetUsage\x12\".fabula.billing.v1.GetUsageRequest\x1a\x1f.fabula.billing.v1.UsageSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,18 +39,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGESUMMARY'].fields_by_name['cost_used_usd']._serialized_options = b'\030\001'
   _globals['_USAGESUMMARY'].fields_by_name['cost_limit_usd']._loaded_options = None
   _globals['_USAGESUMMARY'].fields_by_name['cost_limit_usd']._serialized_options = b'\030\001'
-  _globals['_RESERVEGENERATIONREQUEST']._serialized_start=117
-  _globals['_RESERVEGENERATIONREQUEST']._serialized_end=241
-  _globals['_RESERVATION']._serialized_start=243
-  _globals['_RESERVATION']._serialized_end=328
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=330
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=398
-  _globals['_RELEASERESERVATIONRESPONSE']._serialized_start=400
-  _globals['_RELEASERESERVATIONRESPONSE']._serialized_end=446
-  _globals['_GETUSAGEREQUEST']._serialized_start=448
-  _globals['_GETUSAGEREQUEST']._serialized_end=482
-  _globals['_USAGESUMMARY']._serialized_start=485
-  _globals['_USAGESUMMARY']._serialized_end=889
-  _globals['_BILLINGSERVICE']._serialized_start=892
-  _globals['_BILLINGSERVICE']._serialized_end=1202
+  _globals['_RESERVEGENERATIONREQUEST']._serialized_start=118
+  _globals['_RESERVEGENERATIONREQUEST']._serialized_end=266
+  _globals['_RESERVATION']._serialized_start=268
+  _globals['_RESERVATION']._serialized_end=353
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=355
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=423
+  _globals['_RELEASERESERVATIONRESPONSE']._serialized_start=425
+  _globals['_RELEASERESERVATIONRESPONSE']._serialized_end=471
+  _globals['_GETUSAGEREQUEST']._serialized_start=473
+  _globals['_GETUSAGEREQUEST']._serialized_end=507
+  _globals['_USAGESUMMARY']._serialized_start=510
+  _globals['_USAGESUMMARY']._serialized_end=914
+  _globals['_BILLINGSERVICE']._serialized_start=917
+  _globals['_BILLINGSERVICE']._serialized_end=1227
 # @@protoc_insertion_point(module_scope)

@@ -23,7 +23,7 @@ GENERATION_OUTCOME_CANCELLED: GenerationOutcome
 GENERATION_OUTCOME_FAILED: GenerationOutcome
 
 class UsageRecorded(_message.Message):
-    __slots__ = ("event_id", "generation_id", "user_id", "purpose", "subject", "story_id", "reservation_id", "provider", "model", "prompt_tokens", "completion_tokens", "usage_estimated", "cost", "cost_usd", "outcome", "occurred_at")
+    __slots__ = ("event_id", "generation_id", "user_id", "purpose", "subject", "story_id", "reservation_id", "provider", "model", "prompt_tokens", "completion_tokens", "usage_estimated", "cost", "cost_usd", "outcome", "occurred_at", "delivery")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class UsageRecorded(_message.Message):
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     generation_id: str
     user_id: str
@@ -56,4 +57,5 @@ class UsageRecorded(_message.Message):
     cost_usd: str
     outcome: GenerationOutcome
     occurred_at: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., purpose: _Optional[_Union[_generation_pb2.Purpose, str]] = ..., subject: _Optional[_Union[_generation_pb2.SubjectRef, _Mapping]] = ..., story_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., cost_usd: _Optional[str] = ..., outcome: _Optional[_Union[GenerationOutcome, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    delivery: _generation_pb2.Delivery
+    def __init__(self, event_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., purpose: _Optional[_Union[_generation_pb2.Purpose, str]] = ..., subject: _Optional[_Union[_generation_pb2.SubjectRef, _Mapping]] = ..., story_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., cost_usd: _Optional[str] = ..., outcome: _Optional[_Union[GenerationOutcome, str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delivery: _Optional[_Union[_generation_pb2.Delivery, str]] = ...) -> None: ...

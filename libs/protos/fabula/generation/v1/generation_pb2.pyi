@@ -21,6 +21,12 @@ class GenerationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GENERATION_KIND_OPENING: _ClassVar[GenerationKind]
     GENERATION_KIND_CONTINUATION: _ClassVar[GenerationKind]
     GENERATION_KIND_ENDING: _ClassVar[GenerationKind]
+
+class Delivery(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DELIVERY_UNSPECIFIED: _ClassVar[Delivery]
+    DELIVERY_ON_COMPLETION: _ClassVar[Delivery]
+    DELIVERY_CONFIRMED_BY_OWNER: _ClassVar[Delivery]
 PURPOSE_UNSPECIFIED: Purpose
 PURPOSE_STORY_OPENING: Purpose
 PURPOSE_STORY_CONTINUATION: Purpose
@@ -29,6 +35,9 @@ GENERATION_KIND_UNSPECIFIED: GenerationKind
 GENERATION_KIND_OPENING: GenerationKind
 GENERATION_KIND_CONTINUATION: GenerationKind
 GENERATION_KIND_ENDING: GenerationKind
+DELIVERY_UNSPECIFIED: Delivery
+DELIVERY_ON_COMPLETION: Delivery
+DELIVERY_CONFIRMED_BY_OWNER: Delivery
 
 class SubjectRef(_message.Message):
     __slots__ = ("kind", "id")
@@ -53,7 +62,7 @@ class StoryInputs(_message.Message):
     def __init__(self, genre: _Optional[str] = ..., title: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., opening_line: _Optional[str] = ..., previous_segments: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("user_id", "purpose", "subject", "story_id", "reservation_id", "kind", "story", "direction", "want_title")
+    __slots__ = ("user_id", "purpose", "subject", "story_id", "reservation_id", "kind", "story", "generation_id", "delivery", "direction", "want_title")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +70,8 @@ class GenerateRequest(_message.Message):
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STORY_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     WANT_TITLE_FIELD_NUMBER: _ClassVar[int]
     user_id: str
@@ -70,9 +81,11 @@ class GenerateRequest(_message.Message):
     reservation_id: str
     kind: GenerationKind
     story: StoryInputs
+    generation_id: str
+    delivery: Delivery
     direction: str
     want_title: bool
-    def __init__(self, user_id: _Optional[str] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., subject: _Optional[_Union[SubjectRef, _Mapping]] = ..., story_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., kind: _Optional[_Union[GenerationKind, str]] = ..., story: _Optional[_Union[StoryInputs, _Mapping]] = ..., direction: _Optional[str] = ..., want_title: _Optional[bool] = ...) -> None: ...
+    def __init__(self, user_id: _Optional[str] = ..., purpose: _Optional[_Union[Purpose, str]] = ..., subject: _Optional[_Union[SubjectRef, _Mapping]] = ..., story_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., kind: _Optional[_Union[GenerationKind, str]] = ..., story: _Optional[_Union[StoryInputs, _Mapping]] = ..., generation_id: _Optional[str] = ..., delivery: _Optional[_Union[Delivery, str]] = ..., direction: _Optional[str] = ..., want_title: _Optional[bool] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "completion_tokens", "estimated", "cost", "cost_usd")
