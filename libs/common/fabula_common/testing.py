@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -252,3 +253,42 @@ def find_postgres_bin_dir() -> str:
     if candidates:
         return os.path.dirname(candidates[0])
     raise FileNotFoundError("PostgreSQL server binaries (initdb, pg_ctl) not found; set PG_BINDIR")
+
+
+class PrivateNats:
+    """A nats-server with JetStream of the test's own on a free port, kept
+    in `store` so a restart finds its streams again."""
+
+    def __init__(self, store: str | os.PathLike[str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.store = str(store)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start, and return once it accepts connections."""
+        self.process = subprocess.Popen(
+            [shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(self.port),
+             "-js", "-sd", self.store],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _accepts_connections(self.port):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError("private nats-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def _accepts_connections(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
