@@ -10,6 +10,7 @@ from fabula.billing.v1 import billing_pb2_grpc
 from fabula.stories.v1 import stories_pb2_grpc
 from fabula.users.v1 import users_pb2_grpc
 from fabula_common.grpc_client import open_channel
+from fabula_common.health import NATS, POSTGRES, dependency_health_name
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fabula_gateway.settings import GatewaySettings
@@ -21,6 +22,22 @@ _HEALTH_STATUS_NAMES = {
     health_pb2.HealthCheckResponse.UNKNOWN: "unknown",
 }
 SERVING = "serving"
+# The dependencies a service may report in its health (fabula_common.health);
+# one a service does not use is simply absent from its answer.
+DEPENDENCIES = (POSTGRES, NATS)
+_DEPENDENCY_STATUS_NAMES = {
+    health_pb2.HealthCheckResponse.SERVING: "up",
+    health_pb2.HealthCheckResponse.NOT_SERVING: "down",
+}
+
+
+@dataclass(frozen=True)
+class BackendHealth:
+    # Each service's own health: serving, not_serving, unknown or unreachable.
+    services: dict[str, str]
+    # Per service, each dependency it reports: up, down or unknown (empty
+    # when the service could not be asked).
+    dependencies: dict[str, dict[str, str]]
 
 
 @dataclass
@@ -52,19 +69,41 @@ class ServiceClients:
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self.channels.values()))
 
-    async def health(self, timeout: float) -> dict[str, str]:
-        """Each service's answer to grpc.health.v1 Check(""), asked in parallel:
-        `serving`, `not_serving`, `unknown` or `unreachable`."""
+    async def health(self, timeout: float) -> BackendHealth:
+        """Each service's grpc.health.v1 answer for itself (`""`) and for each of
+        its dependencies (`<service>/postgres`, ...), all asked in parallel,
+        each within `timeout`."""
 
-        async def check(channel: grpc.aio.Channel) -> str:
+        async def check(service: str, dependency: str | None) -> str | None:
+            """The service's status (`dependency` None) or that of one of its
+            dependencies; None when it does not report that dependency."""
+            name = "" if dependency is None else dependency_health_name(service, dependency)
             try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=timeout
+                reply = await health_pb2_grpc.HealthStub(self.channels[service]).Check(
+                    health_pb2.HealthCheckRequest(service=name), timeout=timeout
                 )
-            except grpc.aio.AioRpcError:
-                return "unreachable"
-            return _HEALTH_STATUS_NAMES.get(reply.status, "unknown")
+            except grpc.aio.AioRpcError as err:
+                if dependency is None:
+                    return "unreachable"
+                return None if err.code() is grpc.StatusCode.NOT_FOUND else "unknown"
+            names = _HEALTH_STATUS_NAMES if dependency is None else _DEPENDENCY_STATUS_NAMES
+            return names.get(reply.status, "unknown")
 
-        names = list(self.channels)
-        statuses = await asyncio.gather(*(check(self.channels[name]) for name in names))
-        return dict(zip(names, statuses, strict=True))
+        asked = [
+            (service, dependency)
+            for service in self.channels
+            for dependency in (None, *DEPENDENCIES)
+        ]
+        answers = await asyncio.gather(*(check(*question) for question in asked))
+        services: dict[str, str] = {}
+        dependencies: dict[str, dict[str, str]] = {service: {} for service in self.channels}
+        for (service, dependency), status in zip(asked, answers, strict=True):
+            if dependency is None:
+                services[service] = status or "unknown"
+            elif status is not None:
+                dependencies[service][dependency] = status
+        # Nothing is known of the dependencies of a service that did not answer.
+        for service, status in services.items():
+            if status == "unreachable":
+                dependencies[service] = {}
+        return BackendHealth(services, dependencies)

@@ -280,9 +280,12 @@ def problem_for_status(
         case grpc.StatusCode.FAILED_PRECONDITION:
             return ProblemError(CONFLICT, passed_on)
         case grpc.StatusCode.ABORTED:
-            # Raised by concurrency control, not written for callers.
+            # Raised by concurrency control (a serialization failure, a
+            # deadlock), not written for callers: the same request may succeed now.
             return ProblemError(
-                CONFLICT, "The request conflicted with a concurrent change; retry it."
+                CONFLICT,
+                "The request conflicted with a concurrent change; retry it.",
+                headers=retry_after(error.retry_after),
             )
         case grpc.StatusCode.UNAUTHENTICATED:
             return unauthenticated(passed_on or UNAUTHENTICATED.default_detail, invalid_token=False)

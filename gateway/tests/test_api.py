@@ -414,12 +414,42 @@ async def test_readyz_stays_200_but_degraded_while_one_service_is_down(
         "status": "ready",
         "services": {name: "serving" for name in SERVICES},
         "unavailable": [],
+        "dependencies": {name: {} for name in SERVICES},
     }
     # Still in the load balancer: only billing's routes fail.
     assert degraded.status_code == 200
     body = degraded.json()
     assert body["status"] == "degraded" and body["unavailable"] == ["billing"]
     assert body["services"] == {**{name: "serving" for name in SERVICES}, "billing": "not_serving"}
+
+
+async def test_readyz_shows_each_services_dependencies(health_servers, make_settings, serve):
+    """What fabula_common.health publishes (`<service>/postgres`, `<service>/nats`)
+    shows per backend; a service down for its database is not serving, one
+    reporting NATS down still serves."""
+    addresses, servicers = health_servers
+    for name, servicer in servicers.items():
+        await servicer.set(f"{name}/postgres", health_pb2.HealthCheckResponse.SERVING)
+        if name != "stories":
+            await servicer.set(f"{name}/nats", health_pb2.HealthCheckResponse.NOT_SERVING)
+    await servicers["users"].set("users/postgres", health_pb2.HealthCheckResponse.NOT_SERVING)
+    await servicers["users"].set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    app = create_app(
+        make_settings(**{f"{name}_addr": address for name, address in addresses.items()})
+    )
+
+    async with serve(app) as client:
+        response = await client.get("/readyz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded" and body["unavailable"] == ["users"]
+    assert body["dependencies"] == {
+        "users": {"postgres": "down", "nats": "down"},
+        "stories": {"postgres": "up"},
+        "generation": {"postgres": "up", "nats": "down"},
+        "billing": {"postgres": "up", "nats": "down"},
+    }
 
 
 async def test_readyz_answers_within_its_timeout_when_a_service_never_answers(
@@ -439,6 +469,7 @@ async def test_readyz_answers_within_its_timeout_when_a_service_never_answers(
     assert response.status_code == 200
     assert response.json()["unavailable"] == ["billing"]
     assert response.json()["services"]["billing"] == "unreachable"
+    assert response.json()["dependencies"]["billing"] == {}
     assert elapsed < 2  # GATEWAY_READINESS_TIMEOUT_SECONDS is 1
 
 

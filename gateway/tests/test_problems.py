@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from fabula_common.errors import (
+    Aborted,
     FabulaError,
     QuotaExceeded,
     StoryBusy,
@@ -164,3 +165,12 @@ def test_unauthenticated_carries_a_bearer_challenge():
     problem = problem_for_rpc_error(rpc_error(grpc.StatusCode.UNAUTHENTICATED, "wrong password"))
 
     assert problem.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_transaction_that_lost_a_race_is_a_conflict_worth_retrying():
+    """A serialization failure or deadlock in a service (fabula_common.db_errors)."""
+    problem = problem_for_rpc_error(answered_with(Aborted("could not serialize access")))
+
+    assert (problem.status, problem.type) == (409, BASE + "conflict")
+    assert problem.headers["Retry-After"] == "1"
+    assert "serialize" not in problem.detail  # not written for callers

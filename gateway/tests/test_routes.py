@@ -362,6 +362,8 @@ async def test_readyz_is_200_when_every_service_is_serving(api):
         "status": "ready",
         "services": dict.fromkeys(("users", "stories", "generation", "billing"), "serving"),
         "unavailable": [],
+        # The fakes report no dependencies.
+        "dependencies": {name: {} for name in ("users", "stories", "generation", "billing")},
     }
 
 

@@ -151,9 +151,13 @@ def test_services_are_probed_over_grpc_health(overlay):
         container = main_container(docs, service)
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports == {"grpc": port, "metrics": METRICS_PORT}
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        # Readiness asks the overall health (NOT_SERVING while the database
+        # is down); startup and liveness only whether the process answers.
+        for probe, health_name in (
+            ("startupProbe", "liveness"), ("readinessProbe", ""), ("livenessProbe", "liveness")
+        ):
             grpc = container[probe].get("grpc")
-            assert grpc and grpc["port"] == port and grpc.get("service", "") == "", (
+            assert grpc and grpc["port"] == port and grpc.get("service", "") == health_name, (
                 f"{service}: {probe}"
             )
         # Headless: DNS answers with every ready pod, so callers balance per call.

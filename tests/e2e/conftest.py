@@ -8,7 +8,6 @@ ports, so it never touches what `make run` uses; all are removed afterwards.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fabula_common.testing import free_port
+from fabula_common.testing import PrivateNats, free_port
 from fabula_devtools.stack import Stack, stack_environment, start_stack, stop_stack
 
 
@@ -39,46 +38,11 @@ def assert_no_orphans(stack: Stack) -> None:
     assert not alive, f"still running after the launcher exited: {alive}"
 
 
-@dataclass
-class PrivateNats:
-    port: int
-    store: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(self.port),
-             "-js", "-sd", str(self.store)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _port_open(self.port):
-            assert time.monotonic() < deadline, "private nats-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture
 def private_nats(tmp_path) -> Iterator[PrivateNats]:
     if not shutil.which("nats-server"):
         pytest.skip("nats-server binary not installed")
-    server = PrivateNats(free_port(), tmp_path / "jetstream")
+    server = PrivateNats(tmp_path / "jetstream")
     server.start()
     yield server
     server.stop()

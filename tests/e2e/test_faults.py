@@ -51,6 +51,13 @@ def test_usage_reaches_billing_once_nats_is_back(private_nats, start_private_sta
     assert api.usage(writer)["generations_used"] == 0
 
     private_nats.stop()
+    # /readyz tells, within seconds, who lost NATS; every service still serves
+    # (events wait in the outbox), so the gateway stays ready.
+    ready = api.wait_for(lambda: _readiness_when(api, lambda body: all(
+        body["dependencies"][name].get("nats") == "down" for name in ("users", "generation", "billing")
+    )), timeout=10)
+    assert ready["status"] == "ready", ready
+    assert ready["dependencies"]["stories"] == {"postgres": "up"}
     created = api.create_story(writer)
     assert created.status_code == 201, created.text
     story = created.json()
@@ -61,11 +68,23 @@ def test_usage_reaches_billing_once_nats_is_back(private_nats, start_private_sta
     assert api.usage(writer)["generations_used"] == 0
 
     private_nats.start()  # same JetStream store: the stream survives the restart
+    api.wait_for(lambda: _readiness_when(api, lambda body: all(
+        body["dependencies"][name].get("nats") == "up" for name in ("users", "generation", "billing")
+    )), timeout=15)
     api.wait_for(lambda: api.usage(writer)["generations_used"] == 2, timeout=45)
     # Redeliveries and relay retries are absorbed: still counted once each.
     time.sleep(2)
     assert api.usage(writer)["generations_used"] == 2
     assert len(api.http.get(f"/v1/stories/{story['id']}", headers=writer.headers).json()["segments"]) == 2
+
+
+def _readiness_when(api, predicate) -> dict | None:
+    """/readyz's body when it is 200 and satisfies `predicate`."""
+    response = api.http.get("/readyz")
+    if response.status_code != 200:
+        return None
+    body = response.json()
+    return body if predicate(body) else None
 
 
 def _run_launcher(env: dict[str, str]) -> subprocess.CompletedProcess:

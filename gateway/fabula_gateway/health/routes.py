@@ -33,19 +33,30 @@ async def check_liveness() -> Liveness:
     "gateway can serve anything: `ready` when every service is serving, `degraded` "
     "(naming the others in `unavailable`) when only some are; the routes of a missing "
     "service answer 503 on their own, so one service down never takes the whole API "
-    "out of its load balancer. 503 only when no service is serving.",
+    "out of its load balancer. 503 only when no service is serving. `dependencies` "
+    "shows what each service reports of its own dependencies (Postgres, NATS): a "
+    "service is not serving while its database is down, and keeps serving (its "
+    "events wait) while NATS is down.",
     responses=problem_responses(503, s503="No backend service is serving."),
 )
 async def check_readiness(request: Request, clients: Clients) -> Readiness:
-    services = await clients.health(request.app.state.settings.readiness_timeout_seconds)
+    health = await clients.health(request.app.state.settings.readiness_timeout_seconds)
+    services = health.services
     unavailable = [name for name, status in services.items() if status != SERVING]
     if len(unavailable) == len(services):
         raise ProblemError(
             NOT_READY,
             "Not serving: " + ", ".join(unavailable) + ".",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            extensions={"services": services, "unavailable": unavailable},
+            extensions={
+                "services": services,
+                "unavailable": unavailable,
+                "dependencies": health.dependencies,
+            },
         )
     return Readiness(
-        status="degraded" if unavailable else "ready", services=services, unavailable=unavailable
+        status="degraded" if unavailable else "ready",
+        services=services,
+        unavailable=unavailable,
+        dependencies=health.dependencies,
     )

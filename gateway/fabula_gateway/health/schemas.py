@@ -24,6 +24,12 @@ class Readiness(BaseModel):
                         "billing": "serving",
                     },
                     "unavailable": [],
+                    "dependencies": {
+                        "users": {"postgres": "up", "nats": "up"},
+                        "stories": {"postgres": "up"},
+                        "generation": {"postgres": "up", "nats": "up"},
+                        "billing": {"postgres": "up", "nats": "up"},
+                    },
                 },
                 {
                     "status": "degraded",
@@ -34,6 +40,12 @@ class Readiness(BaseModel):
                         "billing": "unreachable",
                     },
                     "unavailable": ["billing"],
+                    "dependencies": {
+                        "users": {"postgres": "up", "nats": "down"},
+                        "stories": {"postgres": "up"},
+                        "generation": {"postgres": "up", "nats": "down"},
+                        "billing": {},
+                    },
                 },
             ]
         }
@@ -48,4 +60,10 @@ class Readiness(BaseModel):
     )
     unavailable: list[str] = Field(
         default_factory=list, description="The backends that are not serving, if any."
+    )
+    dependencies: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Per backend, the health of each dependency it reports (`postgres`, "
+        "`nats`): up, down or unknown; empty for a backend that did not answer. A backend "
+        "is not serving while its database is down; NATS down only delays events.",
     )

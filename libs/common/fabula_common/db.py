@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -51,7 +51,7 @@ def make_base(schema: str) -> type[DeclarativeBase]:
     return Base
 
 
-def create_engine(settings: ServiceSettings) -> AsyncEngine:
+def create_engine(settings: ServiceSettings, **overrides: object) -> AsyncEngine:
     url = make_url(settings.database_url)
     connect_args: dict = {
         "timeout": settings.db_pool_timeout_seconds,
@@ -65,25 +65,38 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
     if ssl:
         connect_args["ssl"] = ssl
         url = url.difference_update_query(["ssl"])
-    return create_async_engine(
-        url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_pre_ping=settings.db_pool_pre_ping,
-        pool_recycle=settings.db_pool_recycle_seconds,
-        pool_timeout=settings.db_pool_timeout_seconds,
-        echo=settings.db_echo,
+    options: dict = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_pre_ping": settings.db_pool_pre_ping,
+        "pool_recycle": settings.db_pool_recycle_seconds,
+        "pool_timeout": settings.db_pool_timeout_seconds,
+        "echo": settings.db_echo,
         # Statement parameters (password hashes, emails, story text) stay out
         # of logs and error messages.
-        hide_parameters=True,
-        connect_args=connect_args,
-    )
+        "hide_parameters": True,
+        "connect_args": connect_args,
+    }
+    return create_async_engine(url, **{**options, **overrides})
 
 
 class Database:
     def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
         self.engine = create_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._probe_engine: AsyncEngine | None = None
+
+    async def ping(self) -> None:
+        """`SELECT 1`, raising when the database does not answer (the health
+        check; the caller bounds its time). It runs on a connection of its own:
+        a pool busy with slow requests is not a database that is down."""
+        if self._probe_engine is None:
+            self._probe_engine = create_engine(
+                self.settings, pool_size=1, max_overflow=0, pool_pre_ping=True
+            )
+        async with self._probe_engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     @asynccontextmanager
     async def session_scope(self) -> AsyncIterator[AsyncSession]:
@@ -93,3 +106,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._probe_engine is not None:
+            await self._probe_engine.dispose()

@@ -122,6 +122,15 @@ class Unavailable(FabulaError):
     retry_after = DEFAULT_RETRY_AFTER_SECONDS
 
 
+class Aborted(FabulaError):
+    """The transaction lost a race with a concurrent one (a serialization
+    failure, a deadlock) and was rolled back: the same call may succeed now."""
+
+    code = grpc.StatusCode.ABORTED
+    reason = "aborted"
+    retry_after = 1.0
+
+
 class UpstreamError(FabulaError):
     """A model provider or other outside service failed. Its message is
     written for the end user (the gateway passes it on)."""
@@ -143,6 +152,7 @@ _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
         Unauthenticated,
         QuotaExceeded,
         Unavailable,
+        Aborted,
     )
 }
 _BY_REASON: dict[str, type[FabulaError]] = {

@@ -2,14 +2,16 @@
 
 `GrpcApp` starts a grpc.aio server with standard health and reflection,
 the interceptor (request id, deadline, metrics, error mapping), optional
-background workers (outbox relay, consumers) and graceful shutdown on
-SIGTERM/SIGINT: health goes NOT_SERVING, calls in flight get the grace period,
-workers flush, then the process exits.
+background workers (outbox relay, consumers), health that follows the
+dependencies the service declares (fabula_common.health) and graceful shutdown
+on SIGTERM/SIGINT: health goes NOT_SERVING, calls in flight get the grace
+period, workers flush, then the process exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
@@ -22,10 +24,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
-from sqlalchemy import exc as sa_exc
-
 from fabula_common.context import new_request_id, request_id_var, set_deadline_in
-from fabula_common.errors import FabulaError, Unavailable, from_rpc_error
+from fabula_common.db_errors import classify_database_error
+from fabula_common.errors import FabulaError, from_rpc_error
+from fabula_common.health import LIVENESS, SERVING, DependencyCheck, DependencyMonitor
 from fabula_common.messaging.headers import REQUEST_ID_HEADER
 from fabula_common.metrics import GRPC_HANDLED, GRPC_LATENCY
 from fabula_common.settings import ServiceSettings
@@ -33,26 +35,17 @@ from fabula_common.settings import ServiceSettings
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("fabula.grpc.access")
 
-# Failures of infrastructure we depend on: the caller should retry later (503).
-_UNAVAILABLE_ERRORS = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-)
-
-
 def _map_exception(exc: BaseException) -> FabulaError:
     """Any exception as the domain error the caller is told about."""
     if isinstance(exc, grpc.aio.AioRpcError):
         return from_rpc_error(exc)
     if isinstance(exc, FabulaError):
         return exc
-    if isinstance(exc, _UNAVAILABLE_ERRORS) or (
-        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-    ):
-        return Unavailable("a dependency is unavailable")
+    # A database that is down, restarting, overloaded or too slow: 503 with a
+    # retry delay (a lost serialization race: ABORTED, retry at once).
+    transient = classify_database_error(exc)
+    if transient is not None:
+        return transient
     return FabulaError("internal error")
 
 
@@ -156,6 +149,12 @@ class GrpcApp:
             options=settings.grpc_server_options(),
         )
         self.health = health_aio.HealthServicer()
+        self.dependencies = DependencyMonitor(
+            service,
+            self.health,
+            interval=settings.health_check_interval_seconds,
+            timeout=settings.health_check_timeout_seconds,
+        )
         self._service_names: list[str] = []
         self._workers: list[BackgroundWorker] = []
         self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []
@@ -164,6 +163,14 @@ class GrpcApp:
     def add_servicer(self, add_to_server: Callable, servicer: Any, full_name: str) -> None:
         add_to_server(servicer, self.server)
         self._service_names.append(full_name)
+
+    def watch_dependency(
+        self, name: str, probe: Callable[[], Awaitable[Any]], *, required: bool = True
+    ) -> None:
+        """Probe a dependency every HEALTH_CHECK_INTERVAL_SECONDS and report it
+        as `<service>/<name>`; while a `required` one is down the whole service
+        reports NOT_SERVING (fabula_common.health)."""
+        self.dependencies.add(DependencyCheck(name, probe, required))
 
     def add_worker(self, worker: BackgroundWorker) -> None:
         self._workers.append(worker)
@@ -184,9 +191,14 @@ class GrpcApp:
         address = self.settings.grpc_listen_address
         if self.server.add_insecure_port(address) == 0:
             raise SystemExit(f"{self.service}: cannot listen on {address}")
+        # Health is true from the first answer: the dependencies are checked
+        # before the port opens.
+        await self.health.set(LIVENESS, SERVING)
+        await self.dependencies.check_once(self._service_names)
         await self.server.start()
-        for name in [*self._service_names, ""]:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        monitor = asyncio.create_task(
+            self.dependencies.run(self._service_names), name="DependencyMonitor"
+        )
         if self.settings.metrics_port:
             start_http_server(self.settings.metrics_port, addr=self.settings.grpc_host)
         tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in self._workers]
@@ -198,13 +210,18 @@ class GrpcApp:
         try:
             await self._stopping.wait()
         finally:
-            await self._shutdown(tasks)
+            await self._shutdown(tasks, monitor)
 
-    async def _shutdown(self, tasks: list[asyncio.Task]) -> None:
+    async def _shutdown(self, tasks: list[asyncio.Task], monitor: asyncio.Task) -> None:
         grace = self.settings.shutdown_grace_seconds
         log.info("%s shutting down (grace %.1fs)", self.service, grace)
         # Load balancers and the gateway's /readyz see NOT_SERVING first.
         await self.health.enter_graceful_shutdown()
+        # A probe in flight has nothing left to tell anyone.
+        self.dependencies.stop()
+        monitor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await monitor
         if self.settings.shutdown_drain_seconds:
             await asyncio.sleep(self.settings.shutdown_drain_seconds)
         await self.server.stop(grace)

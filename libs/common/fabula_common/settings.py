@@ -123,6 +123,12 @@ class ServiceSettings(CommonSettings):
     db_statement_timeout_ms: int = env("DB_STATEMENT_TIMEOUT_MS", 10000, ge=0)
     db_echo: bool = env("DB_ECHO", False)
 
+    # Dependencies (the database, NATS) are probed this often, each probe
+    # given this long before the dependency counts as down (health reports
+    # it, and the service is NOT_SERVING while its database is down).
+    health_check_interval_seconds: float = env("HEALTH_CHECK_INTERVAL_SECONDS", 3.0, gt=0)
+    health_check_timeout_seconds: float = env("HEALTH_CHECK_TIMEOUT_SECONDS", 2.0, gt=0)
+
     outbox_poll_seconds: float = env("OUTBOX_POLL_SECONDS", 1.0, gt=0)
     # A row NATS refuses is retried after base * 2^(n-1) seconds (at most max),
     # and parked after this many attempts, so it never holds up the rows behind.

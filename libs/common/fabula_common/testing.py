@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
+import pwd
 import random
+import shutil
+import signal
 import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -118,3 +125,170 @@ class RolledBackDatabase:
     async def session_scope(self) -> AsyncIterator[AsyncSession]:
         async with self.session.begin_nested():
             yield self.session
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (initdb, then pg_ctl) on a free
+    port, so a test may stop it, kill it or freeze it without touching the
+    shared server. Trust authentication, superuser `postgres`; the data
+    directory is removed by `cleanup()`.
+
+    The binaries are found with `pg_config --bindir`, on PATH, or in the
+    Debian layout (/usr/lib/postgresql/<version>/bin); `PG_BINDIR` overrides.
+    Run as root (a container), the cluster runs as the `postgres` user,
+    since Postgres refuses to run as root.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.bin_dir = find_postgres_bin_dir()
+        self._user = "postgres" if os.geteuid() == 0 else None
+        self.root = tempfile.mkdtemp(prefix="fabula-pg-")
+        self.data_dir = os.path.join(self.root, "data")
+        self.log_file = os.path.join(self.root, "postgres.log")
+        if self._user:
+            record = pwd.getpwnam(self._user)
+            os.chown(self.root, record.pw_uid, record.pw_gid)
+        self._run("initdb", "-D", self.data_dir, "-U", "postgres", "-A", "trust",
+                  "-E", "UTF8", "--no-sync", "--no-instructions")
+
+    @property
+    def admin_url(self) -> str:
+        return self.url("postgres")
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, program: str, *args: str, timeout: float = 60) -> None:
+        result = subprocess.run(
+            [os.path.join(self.bin_dir, program), *args],
+            capture_output=True, text=True, timeout=timeout, user=self._user, cwd=self.root,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{program} failed: {result.stderr.strip() or result.stdout.strip()}")
+
+    def start(self) -> None:
+        """Start, and return once it accepts connections."""
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run("pg_ctl", "start", "-D", self.data_dir, "-l", self.log_file, "-w", "-t", "30",
+                  "-o", options)
+
+    def stop(self, mode: str = "fast") -> None:
+        """`smart`, `fast` (sessions are terminated) or `immediate` (a crash:
+        recovery runs at the next start). Nothing if it is not running."""
+        if self.running:
+            self.thaw()
+            self._run("pg_ctl", "stop", "-D", self.data_dir, "-m", mode, "-w", "-t", "30")
+
+    def restart(self, mode: str = "fast") -> None:
+        self.stop(mode)
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._postmaster_pid() is not None
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.data_dir, "postmaster.pid")) as pid_file:
+                pid = int(pid_file.readline())
+        except (OSError, ValueError):
+            return None
+        return pid if os.path.exists(f"/proc/{pid}") else None
+
+    def _processes(self) -> list[int]:
+        """The postmaster and its children (backends, checkpointer, ...)."""
+        postmaster = self._postmaster_pid()
+        if postmaster is None:
+            return []
+        pids = [postmaster]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as stat:
+                        parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if parent == postmaster:
+                    pids.append(int(entry))
+        return pids
+
+    def freeze(self) -> None:
+        """SIGSTOP every process of the cluster: connections stay open and
+        nothing answers (a hung server or a network partition)."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
+
+    def cleanup(self) -> None:
+        """Stop it (immediately) and delete its files."""
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def find_postgres_bin_dir() -> str:
+    """Where initdb and pg_ctl are."""
+    configured = os.environ.get("PG_BINDIR")
+    if configured:
+        return configured
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        bin_dir = subprocess.run(
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if os.path.exists(os.path.join(bin_dir, "initdb")):
+            return bin_dir
+    initdb = shutil.which("initdb")
+    if initdb:
+        return os.path.dirname(initdb)
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if candidates:
+        return os.path.dirname(candidates[0])
+    raise FileNotFoundError("PostgreSQL server binaries (initdb, pg_ctl) not found; set PG_BINDIR")
+
+
+class PrivateNats:
+    """A nats-server with JetStream of the test's own on a free port, kept
+    in `store` so a restart finds its streams again."""
+
+    def __init__(self, store: str | os.PathLike[str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.store = str(store)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start, and return once it accepts connections."""
+        self.process = subprocess.Popen(
+            [shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(self.port),
+             "-js", "-sd", self.store],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _accepts_connections(self.port):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError("private nats-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def _accepts_connections(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -7,6 +7,7 @@ from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import Database
 from fabula_common.grpc_server import GrpcApp
+from fabula_common.health import NATS, POSTGRES
 from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.consumers import EventConsumer
 
@@ -53,4 +54,8 @@ def create_app(settings: Settings) -> GrpcApp:
     # Workers have stopped by the time these run (GrpcApp's shutdown order).
     app.on_shutdown(bus.close)
     app.on_shutdown(db.dispose)
+    # Health: NOT_SERVING while the database is down; NATS down is reported
+    # only (events wait in the outbox or the stream).
+    app.watch_dependency(POSTGRES, db.ping)
+    app.watch_dependency(NATS, bus.ping, required=False)
     return app

@@ -9,6 +9,7 @@ from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
+from fabula_common.health import NATS, POSTGRES
 from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.outbox import OutboxRelay
 
@@ -71,4 +72,8 @@ def create_app(settings: Settings) -> GrpcApp:
     app.on_shutdown(provider.aclose)
     app.on_shutdown(bus.close)
     app.on_shutdown(db.dispose)
+    # Health: NOT_SERVING while the database is down; NATS down is reported
+    # only (events wait in the outbox or the stream).
+    app.watch_dependency(POSTGRES, db.ping)
+    app.watch_dependency(NATS, bus.ping, required=False)
     return app

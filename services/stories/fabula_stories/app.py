@@ -7,6 +7,7 @@ from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
+from fabula_common.health import POSTGRES
 
 from fabula_stories.settings import Settings
 from fabula_stories.stories.servicer import StoriesServicer
@@ -33,4 +34,6 @@ def create_app(settings: Settings) -> GrpcApp:
     app.on_shutdown(writer.shutdown)
     app.on_shutdown(generation_channel.close)
     app.on_shutdown(db.dispose)
+    # Health: NOT_SERVING while the database is down.
+    app.watch_dependency(POSTGRES, db.ping)
     return app

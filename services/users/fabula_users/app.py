@@ -5,6 +5,7 @@ from __future__ import annotations
 from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.grpc_server import GrpcApp
+from fabula_common.health import NATS, POSTGRES
 from fabula_common.messaging.bus import EventBus
 from fabula_common.messaging.outbox import OutboxRelay
 
@@ -34,4 +35,8 @@ def create_app(settings: Settings) -> GrpcApp:
     app.on_shutdown(bus.close)
     app.on_shutdown(passwords.close)
     app.on_shutdown(db.dispose)
+    # Health: NOT_SERVING while the database is down; NATS down is reported
+    # only (events wait in the outbox or the stream).
+    app.watch_dependency(POSTGRES, db.ping)
+    app.watch_dependency(NATS, bus.ping, required=False)
     return app

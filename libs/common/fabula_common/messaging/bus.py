@@ -121,6 +121,12 @@ class EventBus:
                 log.error("stream %s: could not apply the configured limits: %r", wanted.name, exc)
         self._stream_ready = True
 
+    async def ping(self) -> None:
+        """Raise unless NATS is connected and JetStream answers (the health
+        check; the caller bounds its time)."""
+        js = await self.jetstream()
+        await js.account_info()
+
     @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
