@@ -112,6 +112,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _refuse(self, kind: ProblemType, detail: str, headers: dict[str, str] | None = None) -> None:
         """Answer with a problem document and close, without involving the app."""
         self._head_received()
+        log.warning("%s (%s)", detail, kind.status)
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind a response still being sent: no room to answer.
+            self.transport.close()
+            return
         body = ProblemError(kind, detail).to_problem().model_dump_json(exclude_none=True).encode()
         head = [
             STATUS_LINE[kind.status],
@@ -120,7 +125,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             *(f"{name}: {value}\r\n".encode() for name, value in (headers or {}).items()),
             b"connection: close\r\n\r\n",
         ]
-        log.warning("%s (%s)", detail, kind.status)
         self.transport.write(b"".join(head) + body)
         self.transport.close()
 
