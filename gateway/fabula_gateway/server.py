@@ -58,8 +58,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         if too_many:
-            self._refuse(SERVICE_UNAVAILABLE, "Too many open connections; retry later.",
-                         retry_after(None))
+            self._refuse(
+                SERVICE_UNAVAILABLE, "Too many open connections; retry later.", retry_after(None)
+            )
             return
         # Also bounds a connection that never sends anything.
         self._await_head()
@@ -109,7 +110,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         self._refuse(REQUEST_TIMEOUT, "The request headers were not received in time.")
 
-    def _refuse(self, kind: ProblemType, detail: str, headers: dict[str, str] | None = None) -> None:
+    def _refuse(
+        self, kind: ProblemType, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         """Answer with a problem document and close, without involving the app."""
         self._head_received()
         log.warning("%s (%s)", detail, kind.status)
@@ -151,4 +154,3 @@ class GatewayServer(uvicorn.Server):
             await super().shutdown(sockets)
         finally:
             timer.cancel()
-

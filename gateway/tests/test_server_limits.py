@@ -230,7 +230,7 @@ async def test_a_slow_body_gets_408_after_the_body_timeout(gateway: Gateway):
     started = time.monotonic()
     writer.write(
         b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n{\"email\":"
+        b'Content-Length: 100\r\n\r\n{"email":'
     )
     await writer.drain()
 
@@ -317,9 +317,7 @@ async def test_connections_beyond_the_limit_get_503_and_are_closed(small_gateway
 # ------------------------------------------------------------ shutdown during a stream
 
 
-async def test_sigterm_ends_an_open_stream_with_a_503_error_event(
-    tmp_path, backends: FakeBackends
-):
+async def test_sigterm_ends_an_open_stream_with_a_503_error_event(tmp_path, backends: FakeBackends):
     settings = _settings()
     token, _ = issue_access_token(settings, str(uuid.uuid4()))
     backends.stories.hold_after_text = asyncio.Event()  # the model never finishes
