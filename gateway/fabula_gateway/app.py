@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,11 @@ from fabula_gateway.clients import ServiceClients
 from fabula_gateway.handlers import install_exception_handlers
 from fabula_gateway.health import routes as health
 from fabula_gateway.metrics import serve_metrics
-from fabula_gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from fabula_gateway.middleware import (
+    BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from fabula_gateway.openapi import (
     API_DESCRIPTION,
     API_TITLE,
@@ -58,6 +63,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         generate_unique_id_function=require_operation_id,
     )
     app.state.settings = settings
+    # Set by the server (server.py) when open event streams must end: shutdown.
+    app.state.streams_must_end = asyncio.Event()
 
     for module in (users, stories, billing, health):
         app.include_router(module.router)
@@ -66,8 +73,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     install_openapi(app)
 
     # The last added is outermost. From the outside in: CORS, request context,
-    # body limit; so 413s and 500s carry the request id and CORS headers too.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # concurrency limit, body limit; so 413s, 503s and 500s carry the request
+    # id and CORS headers too.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+    )
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(RequestContextMiddleware)
     if settings.cors_origins:
         app.add_middleware(

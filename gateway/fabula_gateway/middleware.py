@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request id + access log + last-resort 500, and the body limit.
+"""Pure ASGI middleware: request id + access log + last-resort 500, the limit
+on requests served at once, and the body limits (size, read time).
 
 Pure ASGI (not BaseHTTPMiddleware) so the request id context variable set
 here is the one the endpoint, the gRPC client interceptor and streaming
@@ -7,6 +8,7 @@ responses all see.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -17,7 +19,14 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fabula_gateway import metrics
-from fabula_gateway.problems import CONTENT_TOO_LARGE, INTERNAL_ERROR, ProblemError
+from fabula_gateway.problems import (
+    CONTENT_TOO_LARGE,
+    INTERNAL_ERROR,
+    REQUEST_TIMEOUT,
+    SERVICE_UNAVAILABLE,
+    ProblemError,
+    retry_after,
+)
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("fabula_gateway.access")
@@ -90,18 +99,55 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
+class ConcurrencyLimitMiddleware:
+    """Answers 503 problem+json with Retry-After, at once, to requests beyond
+    `limit` served at the same time by this process (event streams included),
+    so a flood queues nowhere and a load balancer can retry elsewhere."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            log.warning("refused: %d requests in flight", self.in_flight)
+            problem = ProblemError(
+                SERVICE_UNAVAILABLE,
+                "The gateway is serving as many requests as it can; retry later.",
+                # Frees the connection too, and leaves no request body unread.
+                headers={**retry_after(None), "Connection": "close"},
+            )
+            await problem.to_response()(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
 class BodyLimitMiddleware:
-    """Refuses request bodies over `max_body_bytes` with 413 problem+json.
+    """Refuses request bodies over `max_body_bytes` with 413 problem+json, and
+    bodies not received within `timeout_seconds` with 408.
 
     A declared Content-Length over the limit is refused before reading; a
     body without one (chunked) is read and counted. The body is buffered
-    (it is small by definition) and replayed, so the limit holds no matter
+    (it is small by definition) and replayed, so the limits hold no matter
     how the endpoint reads it.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_seconds: float) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,29 +156,27 @@ class BodyLimitMiddleware:
 
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, self._too_large())
             return
 
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # The client is gone; nobody to answer.
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await self._refuse(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                body = await self._read_body(receive)
+        except _BodyTooLarge:
+            await self._refuse(scope, receive, send, self._too_large())
+            return
+        except TimeoutError:
+            log.warning("request body not received within %ss", self.timeout_seconds)
+            problem = ProblemError(
+                REQUEST_TIMEOUT,
+                f"The request body was not received within {self.timeout_seconds:g} seconds.",
+            )
+            await self._refuse(scope, receive, send, problem)
+            return
+        if body is None:
+            return  # The client is gone; nobody to answer.
 
-        buffered: Message | None = {
-            "type": "http.request",
-            "body": b"".join(chunks),
-            "more_body": False,
-        }
+        buffered: Message | None = {"type": "http.request", "body": body, "more_body": False}
 
         async def replay() -> Message:
             nonlocal buffered
@@ -144,11 +188,30 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        problem = ProblemError(
-            CONTENT_TOO_LARGE,
-            f"The request body is larger than {self.max_body_bytes} bytes.",
-            # The unread rest of the body makes the connection unusable.
-            headers={"Connection": "close"},
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None when the client disconnected first."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self) -> ProblemError:
+        return ProblemError(
+            CONTENT_TOO_LARGE, f"The request body is larger than {self.max_body_bytes} bytes."
         )
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, problem: ProblemError
+    ) -> None:
+        # The unread rest of the body makes the connection unusable.
+        problem.headers["Connection"] = "close"
         await problem.to_response()(scope, receive, send)

@@ -76,6 +76,9 @@ STORY_BUSY = ProblemType(
 STORY_COMPLETE = ProblemType(
     "story-complete", "Story complete", 409, "The story is complete; it cannot be extended."
 )
+REQUEST_TIMEOUT = ProblemType(
+    "request-timeout", "Request timeout", 408, "The request was not received in time."
+)
 CONTENT_TOO_LARGE = ProblemType(
     "content-too-large", "Content too large", 413, "The request body is too large."
 )
@@ -84,6 +87,12 @@ UNSUPPORTED_MEDIA_TYPE = ProblemType(
     "Unsupported media type",
     415,
     "The request body must be JSON (Content-Type: application/json).",
+)
+HEADERS_TOO_LARGE = ProblemType(
+    "headers-too-large",
+    "Request header fields too large",
+    431,
+    "The request line and headers are too large.",
 )
 VALIDATION_FAILED = ProblemType(
     "validation-error", "Validation failed", 422, "The request is not valid."
@@ -117,8 +126,10 @@ _BY_STATUS = {
         NOT_FOUND,
         METHOD_NOT_ALLOWED,
         CONFLICT,
+        REQUEST_TIMEOUT,
         CONTENT_TOO_LARGE,
         UNSUPPORTED_MEDIA_TYPE,
+        HEADERS_TOO_LARGE,
         VALIDATION_FAILED,
         RATE_LIMITED,
         INTERNAL_ERROR,

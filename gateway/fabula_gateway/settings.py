@@ -20,6 +20,20 @@ class GatewaySettings(TokenSettings):
     metrics_port: int = Field(0, ge=0, le=65535)
     # Largest request body accepted, counted on the raw bytes received.
     max_body_bytes: int = Field(65536, ge=1)
+    # Limits against slow or greedy clients (docs/operations.md, "Gateway limits").
+    # Largest request head (request line + headers); larger gets 431.
+    max_header_bytes: int = Field(16384, ge=1024)
+    # A request head must arrive whole this long after its first byte (or after
+    # the connection opened); else 408 and the connection is closed.
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    # The whole body must arrive this long after the head; else 408.
+    body_timeout_seconds: float = Field(30.0, gt=0)
+    # An idle keep-alive connection is closed after this long.
+    keep_alive_timeout_seconds: float = Field(5.0, gt=0)
+    # Requests served at once by this process; more get 503 at once.
+    max_concurrent_requests: int = Field(500, ge=1)
+    # Open connections of this process; more are answered 503 and closed.
+    max_connections: int = Field(1000, ge=1)
     # How long /readyz waits for each service's health check.
     readiness_timeout_seconds: float = Field(1.0, gt=0)
     # Browser origins allowed to call the API; empty = no CORS headers at all.

@@ -9,6 +9,7 @@ what the gateway sent, and can be told to fail a method with a status.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -182,6 +183,8 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
         self.new_story_id = str(uuid.uuid4())
         # Set to make ContinueStory fail after its text, before the segment.
         self.fail_after_text: Failure | None = None
+        # Set to make ContinueStory wait for this after its text (a slow model).
+        self.hold_after_text: asyncio.Event | None = None
 
     async def CreateStory(self, request, context):
         await self.recorder.receive("CreateStory", request, context)
@@ -200,6 +203,8 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
         await self.recorder.receive("ContinueStory", request, context)
         for piece in CONTINUATION_PIECES:
             yield stories_pb2.ContinueStoryEvent(token=stories_pb2.TextDelta(text=piece))
+        if self.hold_after_text is not None:
+            await self.hold_after_text.wait()
         if self.fail_after_text is not None:
             failure = self.fail_after_text
             await abort_with(context, failure.code, failure.details, failure.reason)
@@ -282,6 +287,7 @@ class FakeBackends:
     stories: FakeStories
     billing: FakeBilling
     health: health_aio.HealthServicer
+    server: grpc.aio.Server
 
     @property
     def calls(self) -> list[Call]:
@@ -307,6 +313,7 @@ async def fake_backends() -> AsyncIterator[FakeBackends]:
         stories=FakeStories(recorder),
         billing=FakeBilling(recorder),
         health=health_aio.HealthServicer(),
+        server=server,
     )
     users_pb2_grpc.add_UsersServiceServicer_to_server(backends.users, server)
     stories_pb2_grpc.add_StoriesServiceServicer_to_server(backends.stories, server)

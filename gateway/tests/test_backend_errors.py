@@ -8,8 +8,6 @@ allows, which only gRPC itself refuses, with no reason of ours.
 
 from __future__ import annotations
 
-import json
-
 import grpc
 import pytest
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
@@ -17,6 +15,8 @@ from fabula_common.errors import StoryBusy, StoryComplete, UpstreamError
 from fabula_common.grpc_server import ServerInterceptor
 from fabula_common.testing import free_port
 from fabula_gateway.app import create_app
+
+from .sse import sse_events
 
 BUSY = "7d3e9c1a-2b4f-4a6e-8d0c-1f2e3a4b5c6d"
 COMPLETE = "8e4f0d2b-3c5a-4b7f-9e1d-2a3b4c5d6e7f"
@@ -124,9 +124,8 @@ async def test_a_failure_after_the_first_text_is_the_same_problem_as_an_event(ga
     )
 
     assert response.status_code == 200
-    blocks = [block for block in response.text.replace("\r\n", "\n").split("\n\n") if block]
-    assert blocks[0].startswith("event: token")
-    [error_event] = [block for block in blocks if block.startswith("event: error")]
-    problem = json.loads(error_event.split("data:", 1)[1])
+    events = sse_events(response.text)
+    assert events[0][0] == "token"
+    [problem] = [data for kind, data in events if kind == "error"]
     assert problem["type"] == BASE + "model-unavailable"
     assert (problem["status"], problem["detail"]) == (503, "the model provider is rate-limiting")

@@ -4,14 +4,13 @@ requests (with request id and deadline) a service relies on."""
 
 from __future__ import annotations
 
-import json
-
 import grpc
 import pytest
 from fabula_common.errors import QuotaExceeded
 
 from .conftest import GENERATION_DEADLINE_SECONDS, GRPC_DEADLINE_SECONDS
 from .fakes import CONTINUATION_PIECES, Failure, FakeBackends
+from .sse import sse_events
 
 STORY_ID = "6a1f0c2e-9d8b-4e7a-8c6d-5b4a3f2e1d0c"
 PROBLEM_JSON = "application/problem+json"
@@ -37,17 +36,6 @@ def assert_problem(response, status: int, problem_type: str) -> dict:
     body = response.json()
     assert (body["type"], body["status"]) == (BASE + problem_type, status)
     return body
-
-
-def sse_events(text: str) -> list[tuple[str, dict]]:
-    """(event, data) of each Server-Sent Event; asserts the framing."""
-    assert text.endswith("\n\n")
-    events = []
-    for block in text.removesuffix("\n\n").split("\n\n"):
-        event_line, data_line = block.split("\n")
-        assert event_line.startswith("event: ") and data_line.startswith("data: ")
-        events.append((event_line.removeprefix("event: "), json.loads(data_line[6:])))
-    return events
 
 
 # ------------------------------------------------------------ users

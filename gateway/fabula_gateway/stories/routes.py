@@ -206,7 +206,7 @@ async def continue_story(
     # story, complete story, quota, outage) real HTTP problems, even for SSE.
     stream = await ContinueStream.start(call)
     if wants_event_stream(request.headers.get("accept")):
-        return stream.response()
+        return stream.response(request.app.state.streams_must_end)
     return await stream.collect()
 
 

@@ -3,11 +3,14 @@
 The gRPC stream's first event is awaited before the HTTP response starts, so
 an error that happens before any text (unknown story, story complete, quota,
 service down) is an ordinary problem response with its real status. Errors
-after that can only travel inside the stream, as `event: error`.
+after that can only travel inside the stream, as `event: error`; so do the
+ends no client should take for a finished stream: the stories service going
+away mid-stream, and the gateway shutting down before the segment came.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -17,7 +20,13 @@ from fabula.stories.v1 import stories_pb2
 from fastapi.sse import format_sse_event
 from starlette.responses import StreamingResponse
 
-from fabula_gateway.problems import INTERNAL_ERROR, ProblemError, problem_for_rpc_error
+from fabula_gateway.problems import (
+    INTERNAL_ERROR,
+    SERVICE_UNAVAILABLE,
+    ProblemError,
+    problem_for_rpc_error,
+    retry_after,
+)
 from fabula_gateway.stories.mappers import segment_from_proto
 from fabula_gateway.stories.schemas import Segment
 
@@ -83,9 +92,11 @@ class ContinueStream:
             raise ProblemError(INTERNAL_ERROR, "The story service ended without a segment.")
         return segment
 
-    def response(self) -> StreamingResponse:
+    def response(self, must_end: asyncio.Event) -> StreamingResponse:
+        """The events as SSE; when `must_end` is set (shutdown) before the
+        segment came, the stream ends with a 503 `error` event."""
         return StreamingResponse(
-            self._sse(),
+            self._sse(must_end),
             media_type=EVENT_STREAM,
             headers={
                 "Cache-Control": "no-cache",
@@ -94,18 +105,40 @@ class ContinueStream:
             },
         )
 
-    async def _all_events(self) -> AsyncIterator[stories_pb2.ContinueStoryEvent]:
+    async def _all_events(
+        self, must_end: asyncio.Future | None = None
+    ) -> AsyncIterator[stories_pb2.ContinueStoryEvent]:
         # Read to the end of the stream, past the segment, so the call ends OK
         # (not CANCELLED) and a late error is seen.
         event = self._first
         while event is not None:
             yield event
-            event = await anext(self._events, None)
+            event = await self._next_event(must_end)
 
-    async def _sse(self) -> AsyncIterator[bytes]:
-        segment_sent = False
+    async def _next_event(
+        self, must_end: asyncio.Future | None
+    ) -> stories_pb2.ContinueStoryEvent | None:
+        if must_end is None:
+            return await anext(self._events, None)
+        reading = asyncio.ensure_future(anext(self._events, None))
         try:
-            async for event in self._all_events():
+            await asyncio.wait((reading, must_end), return_when=asyncio.FIRST_COMPLETED)
+            if reading.done():
+                return reading.result()
+        finally:
+            reading.cancel()  # A no-op once done.
+        raise ProblemError(
+            SERVICE_UNAVAILABLE,
+            "The gateway is shutting down; the story service stores the segment "
+            "regardless: fetch the story before continuing it again.",
+            headers=retry_after(None),
+        )
+
+    async def _sse(self, must_end: asyncio.Event) -> AsyncIterator[bytes]:
+        segment_sent = False
+        ending = asyncio.ensure_future(must_end.wait())
+        try:
+            async for event in self._all_events(ending):
                 if event.HasField("token"):
                     text = json.dumps({"text": event.token.text}, ensure_ascii=False)
                     yield format_sse_event(event="token", data_str=text)
@@ -124,6 +157,7 @@ class ContinueStream:
             else:
                 yield _error_event(problem)
         finally:
+            ending.cancel()
             # When the client went away: release the call. The stories service
             # finishes and stores the segment regardless.
             self._call.cancel()
@@ -132,6 +166,10 @@ class ContinueStream:
 def _problem_for(exc: Exception) -> ProblemError:
     if isinstance(exc, grpc.aio.AioRpcError):
         log.warning("continue stream failed: %s %s", exc.code().name, exc.details())
+        if exc.code() == grpc.StatusCode.CANCELLED:
+            # Not by us (we cancel only after the stream): the stories service
+            # cancelled it, as it does when it shuts down.
+            return ProblemError(SERVICE_UNAVAILABLE, headers=retry_after(None))
         return problem_for_rpc_error(exc)
     if isinstance(exc, ProblemError):
         log.error("continue stream failed: %s", exc.detail)
@@ -141,6 +179,13 @@ def _problem_for(exc: Exception) -> ProblemError:
 
 
 def _error_event(problem: ProblemError) -> bytes:
+    """The problem as an `error` event. Its Retry-After (headers are long sent)
+    travels as the document's `retry_after` member and as SSE `retry` (ms)."""
+    wait = problem.headers.get("Retry-After")
+    if wait is not None:
+        problem.extensions.setdefault("retry_after", int(wait))
     return format_sse_event(
-        event="error", data_str=problem.to_problem().model_dump_json(exclude_none=True)
+        event="error",
+        data_str=problem.to_problem().model_dump_json(exclude_none=True),
+        retry=int(wait) * 1000 if wait is not None else None,
     )
