@@ -21,6 +21,7 @@ from fabula_common.errors import (
     QuotaExceeded,
     StoryBusy,
     StoryComplete,
+    TooBusy,
     UpstreamError,
     error_details,
 )
@@ -99,6 +100,13 @@ SERVICE_UNAVAILABLE = ProblemType(
     "Service unavailable",
     503,
     "A backend service is temporarily unavailable; retry later.",
+)
+# RFC 9110: 503 is the server's own overload (429 would blame this client).
+TOO_BUSY = ProblemType(
+    "too-busy",
+    "Too busy",
+    503,
+    "The service is handling too many requests of this kind; retry later.",
 )
 MODEL_UNAVAILABLE = ProblemType(
     "model-unavailable",
@@ -288,6 +296,9 @@ def problem_for_status(
             return unauthenticated(passed_on or UNAUTHENTICATED.default_detail, invalid_token=False)
         case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == QuotaExceeded.reason:
             return ProblemError(QUOTA_EXCEEDED, passed_on)
+        case grpc.StatusCode.UNAVAILABLE if reason == TooBusy.reason:
+            # Refused at once by a service's admission control (e.g. a login storm).
+            return ProblemError(TOO_BUSY, passed_on, headers=retry_after(error.retry_after))
         case grpc.StatusCode.UNAVAILABLE if reason in UpstreamError.reasons:
             # Written by the generation service for callers (e.g. rate-limiting).
             return ProblemError(

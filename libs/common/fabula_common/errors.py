@@ -122,6 +122,14 @@ class Unavailable(FabulaError):
     retry_after = DEFAULT_RETRY_AFTER_SECONDS
 
 
+class TooBusy(Unavailable):
+    """The service refuses work beyond what it can do in time (e.g. password
+    hashing during a login storm): retry after the delay."""
+
+    reason = "too-busy"
+    retry_after = 1.0
+
+
 class UpstreamError(FabulaError):
     """A model provider or other outside service failed. Its message is
     written for the end user (the gateway passes it on)."""
@@ -146,7 +154,7 @@ _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
     )
 }
 _BY_REASON: dict[str, type[FabulaError]] = {
-    **{cls.reason: cls for cls in (*_BY_CODE.values(), StoryBusy, StoryComplete)},
+    **{cls.reason: cls for cls in (*_BY_CODE.values(), StoryBusy, StoryComplete, TooBusy)},
     **{reason: UpstreamError for reason in UpstreamError.reasons},
 }
 

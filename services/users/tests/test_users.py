@@ -23,7 +23,7 @@ from fabula_users.accounts.models import RefreshToken, User
 from fabula_users.accounts.passwords import PasswordHashing
 from fabula_users.accounts.service import UsersService, hash_refresh_token
 from fabula_users.accounts.servicer import UsersServicer
-from fabula_users.accounts.tasks import RefreshTokenPurger
+from fabula_users.accounts.tasks import ExpiredRecordsPurger
 from fabula_users.app import create_app
 from fabula_users.settings import Settings
 from sqlalchemy import select, update
@@ -241,7 +241,7 @@ async def test_expired_refresh_token_is_refused_and_later_purged(session):
             await servicer.Refresh(
                 users_pb2.RefreshRequest(refresh_token=registered.refresh_token), None
             )
-        await RefreshTokenPurger(RolledBackDatabase(session), servicer.service, 3600).purge_once()
+        await ExpiredRecordsPurger(RolledBackDatabase(session), servicer.service, 3600).purge_once()
 
     remaining = await session.scalar(
         select(RefreshToken.id).where(RefreshToken.token_hash == token_hash)

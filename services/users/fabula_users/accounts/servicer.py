@@ -7,7 +7,12 @@ from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.db import Database
 
 from fabula_users.accounts.models import User
-from fabula_users.accounts.service import IssuedTokens, RefreshTokenReused, UsersService
+from fabula_users.accounts.service import (
+    IssuedTokens,
+    RefreshTokenReused,
+    RegisteredMeanwhile,
+    UsersService,
+)
 
 
 def user_to_proto(user: User) -> users_pb2.User:
@@ -33,10 +38,28 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     async def Register(
         self, request: users_pb2.RegisterRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.TokenResponse:
+        registration = self.service.check_registration(
+            email=request.email,
+            password=request.password,
+            full_name=request.full_name,
+            idempotency_key=request.idempotency_key,
+        )
+        earlier = None
+        if registration.key_hash is not None:
+            async with self.db.session_scope() as session:
+                earlier = await self.service.find_registration(session, registration)
+        if earlier is None:
+            password_hash = await self.service.hash_password(registration)
+            try:
+                async with self.db.session_scope() as session:
+                    issued = await self.service.register(session, registration, password_hash)
+                return token_response(issued)
+            except RegisteredMeanwhile as exc:
+                earlier = exc.user
+        # A retry of a registration that succeeded: the same account, a new pair.
+        await self.service.verify_repeated_registration(earlier, registration)
         async with self.db.session_scope() as session:
-            issued = await self.service.register(
-                session, email=request.email, password=request.password, full_name=request.full_name
-            )
+            issued = await self.service.issue_for_login(session, earlier, None)
         return token_response(issued)
 
     async def Login(
