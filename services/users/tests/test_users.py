@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,13 +20,14 @@ from fabula_common.messaging.bus import subject_for
 from fabula_common.messaging.headers import MSG_ID_HEADER
 from fabula_common.testing import RolledBackDatabase, free_port, rolled_back_session, running_app
 from fabula_common.tokens import verify_access_token
-from fabula_users.accounts.models import RefreshToken, User
+from fabula_users.accounts.models import RefreshToken, RegistrationKey, User
 from fabula_users.accounts.passwords import PasswordHashing
 from fabula_users.accounts.sealing import open_replacement
 from fabula_users.accounts.service import UsersService, hash_refresh_token
 from fabula_users.accounts.servicer import UsersServicer
 from fabula_users.accounts.tasks import ExpiredRecordsPurger
 from fabula_users.app import create_app
+from fabula_users.database import outbox
 from fabula_users.settings import Settings
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -389,3 +391,125 @@ async def test_registration_publishes_user_registered(users, nats_url):
     assert uuid.UUID(event.event_id)
     assert message.headers[MSG_ID_HEADER] == event.event_id
     assert event.occurred_at == registered.user.created_at
+
+
+# --- Idempotent registration ------------------------------------------------------
+
+
+def registration(email: str, key: str, **fields) -> users_pb2.RegisterRequest:
+    return users_pb2.RegisterRequest(
+        email=email, password=PASSWORD, idempotency_key=key, **fields
+    )
+
+
+async def user_registered_events(db, user_id: str) -> int:
+    async with db.session_scope() as session:
+        payloads = await session.scalars(
+            select(outbox.c.payload).where(
+                outbox.c.subject == subject_for(Settings(), "users", "user_registered")
+            )
+        )
+        return sum(
+            events_pb2.UserRegistered.FromString(payload).user_id == user_id
+            for payload in payloads
+        )
+
+
+async def test_a_retried_registration_with_its_key_answers_for_the_same_account(users, db):
+    email, key = new_email(), str(uuid.uuid4())
+    first = await users.Register(registration(email, key, full_name="Ada"))
+
+    retried = await users.Register(registration(email, key, full_name="Ada"))
+
+    assert retried.user == first.user
+    assert retried.refresh_token != first.refresh_token  # a new pair, both valid
+    assert verify_access_token(Settings(), retried.access_token).user_id == first.user.id
+    for answer in (first, retried):
+        assert await refresh(users, answer.refresh_token)
+    assert await user_registered_events(db, first.user.id) == 1
+    # Without the key, the same request is what it always was: the email is taken.
+    err = await rpc_error(users.Register(registration(email, "", full_name="Ada")))
+    assert (err.code(), reason(err)) == (grpc.StatusCode.ALREADY_EXISTS, "email-taken")
+
+
+async def test_concurrent_registrations_with_one_key_create_one_account(users, db):
+    email, key = new_email(), str(uuid.uuid4())
+
+    answers = await asyncio.gather(*(users.Register(registration(email, key)) for _ in range(3)))
+
+    assert len({answer.user.id for answer in answers}) == 1
+    assert await user_registered_events(db, answers[0].user.id) == 1
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"email": "other"},
+        {"password": "another password"},
+        {"full_name": "Somebody Else"},
+    ],
+)
+async def test_a_key_used_with_another_request_is_refused(users, changed):
+    email, key = new_email(), str(uuid.uuid4())
+    await users.Register(registration(email, key))
+    request = registration(email, key)
+    if "email" in changed:
+        request.email = new_email()
+    if "password" in changed:
+        request.password = changed["password"]
+    if "full_name" in changed:
+        request.full_name = changed["full_name"]
+
+    err = await rpc_error(users.Register(request))
+
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason(err) == "idempotency-key-reused"
+    assert err.details().startswith("idempotency_key:")
+    if "email" in changed:  # nothing was created for the refused request
+        refused = await rpc_error(
+            users.Login(users_pb2.LoginRequest(email=request.email, password=PASSWORD))
+        )
+        assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_concurrent_registrations_of_two_emails_with_one_key_create_one(users):
+    key = str(uuid.uuid4())
+    emails = [new_email(), new_email()]
+
+    results = await asyncio.gather(
+        *(users.Register(registration(email, key)) for email in emails), return_exceptions=True
+    )
+
+    created = [r for r in results if isinstance(r, users_pb2.TokenResponse)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(created) == 1
+    assert [reason(err) for err in refused] == ["idempotency-key-reused"]
+    loser = next(email for email in emails if email != created[0].user.email)
+    err = await rpc_error(users.Login(users_pb2.LoginRequest(email=loser, password=PASSWORD)))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_the_key_is_stored_only_as_a_hash_and_forgotten_after_a_day(users, db):
+    email, key = new_email(), f"key-{uuid.uuid4()}"
+    await users.Register(registration(email, key))
+    async with db.session_scope() as session:
+        record = await session.scalar(
+            select(RegistrationKey).where(RegistrationKey.key_hash == hashlib.sha256(key.encode()).hexdigest())
+        )
+        assert record is not None
+        stored = f"{record.key_hash} {record.request_hash}"
+        assert key not in stored and email not in stored
+        assert record.expires_at - record.created_at == dt.timedelta(hours=24)
+        record.expires_at = utcnow() - dt.timedelta(seconds=1)
+
+    # Forgotten: a retry is a new registration (the email is taken), and the
+    # key is free for another one.
+    err = await rpc_error(users.Register(registration(email, key)))
+    assert (err.code(), reason(err)) == (grpc.StatusCode.ALREADY_EXISTS, "email-taken")
+    assert (await users.Register(registration(new_email(), key))).user.id
+
+
+async def test_an_overlong_idempotency_key_is_invalid(users):
+    err = await rpc_error(users.Register(registration(new_email(), "k" * 256)))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details().startswith("idempotency_key:")

@@ -58,10 +58,6 @@ class RegisteredMeanwhile(Exception):
     """A concurrent registration with the same Idempotency-Key and request
     created the account first: answer as a retry of it."""
 
-    def __init__(self, user: User) -> None:
-        super().__init__(str(user.id))
-        self.user = user
-
 
 @dataclass(frozen=True)
 class Registration:
@@ -119,6 +115,10 @@ def _idempotency_key_reused() -> InvalidArgument:
         "idempotency_key: already used for a different registration request",
         reason=IDEMPOTENCY_KEY_REUSED,
     )
+
+
+def email_taken() -> AlreadyExists:
+    return AlreadyExists("email: an account with this email already exists", reason="email-taken")
 
 
 def _invalid_credentials() -> Unauthenticated:
@@ -192,12 +192,9 @@ class UsersService:
             full_name=registration.full_name,
         )
         if user is None:
-            earlier = await self.find_registration(session, registration)
-            if earlier is not None:
-                raise RegisteredMeanwhile(earlier)
-            raise AlreadyExists(
-                "email: an account with this email already exists", reason="email-taken"
-            )
+            if await self.find_registration(session, registration) is not None:
+                raise RegisteredMeanwhile
+            raise email_taken()
         if registration.key_hash is not None:
             now = utcnow()
             recorded = await repository.add_registration_key(

@@ -12,6 +12,7 @@ from fabula_users.accounts.service import (
     RefreshTokenReused,
     RegisteredMeanwhile,
     UsersService,
+    email_taken,
 )
 
 
@@ -54,8 +55,11 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
                 async with self.db.session_scope() as session:
                     issued = await self.service.register(session, registration, password_hash)
                 return token_response(issued)
-            except RegisteredMeanwhile as exc:
-                earlier = exc.user
+            except RegisteredMeanwhile:
+                async with self.db.session_scope() as session:
+                    earlier = await self.service.find_registration(session, registration)
+                if earlier is None:  # deleted or expired since: as without a key
+                    raise email_taken() from None
         # A retry of a registration that succeeded: the same account, a new pair.
         await self.service.verify_repeated_registration(earlier, registration)
         async with self.db.session_scope() as session:
