@@ -47,10 +47,15 @@ class PasswordHashing:
         # long as a wrong password and does not reveal which emails exist.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
+    def check_room(self) -> None:
+        """Refuse now (TooBusy) when no hash could be admitted: lets a call
+        that will hash be turned away before it does any other work."""
+        if self._admitted >= self._limit:
+            raise TooBusy(TOO_BUSY)
+
     async def _run(self, fn, *args):
         with self._lock:
-            if self._admitted >= self._limit:
-                raise TooBusy(TOO_BUSY)
+            self.check_room()
             self._admitted += 1
         try:
             work = self._executor.submit(fn, *args)

@@ -45,6 +45,8 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
             full_name=request.full_name,
             idempotency_key=request.idempotency_key,
         )
+        # Either way it hashes; in a login storm, refused before any query.
+        self.service.passwords.check_room()
         earlier = None
         if registration.key_hash is not None:
             async with self.db.session_scope() as session:
@@ -69,6 +71,8 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     async def Login(
         self, request: users_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.TokenResponse:
+        # In a login storm, refused before it costs a database query too.
+        self.service.passwords.check_room()
         async with self.db.session_scope() as session:
             user = await self.service.find_for_login(session, request.email)
         new_password_hash = await self.service.verify_login(user, request.password)
