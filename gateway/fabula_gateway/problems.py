@@ -18,6 +18,7 @@ import grpc
 from fabula_common.context import current_request_id
 from fabula_common.errors import (
     ErrorDetails,
+    IdempotencyKeyReused,
     QuotaExceeded,
     StoryBusy,
     StoryComplete,
@@ -88,6 +89,12 @@ UNSUPPORTED_MEDIA_TYPE = ProblemType(
 )
 VALIDATION_FAILED = ProblemType(
     "validation-error", "Validation failed", 422, "The request is not valid."
+)
+IDEMPOTENCY_KEY_REUSED = ProblemType(
+    "idempotency-key-reused",
+    "Idempotency key reused",
+    422,
+    "The Idempotency-Key was already used with a different request.",
 )
 RATE_LIMITED = ProblemType(
     "rate-limited", "Too many requests", 429, "Too many requests; retry later."
@@ -272,6 +279,8 @@ def problem_for_status(
     passed_on = details or None
     reason = error.reason
     match code:
+        case grpc.StatusCode.INVALID_ARGUMENT if reason == IdempotencyKeyReused.reason:
+            return ProblemError(IDEMPOTENCY_KEY_REUSED, passed_on)
         case grpc.StatusCode.INVALID_ARGUMENT:
             return ProblemError(VALIDATION_FAILED, passed_on)
         case grpc.StatusCode.NOT_FOUND:

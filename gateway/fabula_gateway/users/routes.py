@@ -50,7 +50,7 @@ IdempotencyKey = Annotated[
         503,
         s409="The email address is already registered.",
         s422="The request is not valid, or its Idempotency-Key was used with another body "
-        "(type `validation-error`).",
+        "(type `idempotency-key-reused`).",
         s503="A backend is unavailable, or too many logins are being served (type "
         "`too-busy`); retry after Retry-After.",
     ),

@@ -76,6 +76,12 @@ class InvalidArgument(FabulaError):
     reason = "invalid-argument"
 
 
+class IdempotencyKeyReused(InvalidArgument):
+    """An Idempotency-Key came back with a different request than its first."""
+
+    reason = "idempotency-key-reused"
+
+
 class NotFound(FabulaError):
     code = grpc.StatusCode.NOT_FOUND
     reason = "not-found"
@@ -154,7 +160,13 @@ _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
     )
 }
 _BY_REASON: dict[str, type[FabulaError]] = {
-    **{cls.reason: cls for cls in (*_BY_CODE.values(), StoryBusy, StoryComplete, TooBusy)},
+    **{cls.reason: cls for cls in (
+            *_BY_CODE.values(),
+            StoryBusy,
+            StoryComplete,
+            TooBusy,
+            IdempotencyKeyReused,
+        )},
     **{reason: UpstreamError for reason in UpstreamError.reasons},
 }
 

@@ -19,10 +19,10 @@ from fabula_users.settings import Settings
 PASSWORD = "correct horse battery"
 WORKERS, QUEUE = 2, 2
 STORM = 40
-# Generous against a loaded CI machine; without admission control the last of
-# the storm would wait for STORM hashes, many times this.
-SLACK_SECONDS = 0.5
-REFUSED_WITHIN_SECONDS = 0.5
+# Generous against a loaded CI machine (the storm's hashes take the CPU from
+# everything else); without admission control the last of the storm would
+# wait for STORM hashes, many times the bounds below.
+SLACK_SECONDS = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ async def test_a_login_storm_is_refused_beyond_the_queue_while_others_are_served
     for err, took in refused:
         details = error_details(err)
         assert (details.reason, details.retry_after) == ("too-busy", 1.0)
-        assert took < REFUSED_WITHIN_SECONDS
+        assert took < one_hash + SLACK_SECONDS
     # Whoever was admitted waited at most for the hashes ahead of it (the
     # workers share the CPU, so count them one after another).
     bound = (WORKERS + QUEUE) * one_hash * 2 + SLACK_SECONDS

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 from fabula.users.v1 import events_pb2
 from fabula_common.db import utcnow
-from fabula_common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from fabula_common.errors import (
+    AlreadyExists,
+    IdempotencyKeyReused,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+)
 from fabula_common.messaging.bus import subject_for
 from fabula_common.messaging.outbox import enqueue
 from fabula_common.tokens import issue_access_token
@@ -42,7 +48,6 @@ REFRESH_TOKEN_BYTES = 32
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 # How long a registration's Idempotency-Key is remembered (as Stripe does).
 REGISTRATION_KEY_TTL = dt.timedelta(hours=24)
-IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused"
 # Rotations followed when a token replayed within its grace window was itself
 # rotated again meanwhile (each hop needs the token before it to open).
 MAX_GRACE_HOPS = 8
@@ -110,10 +115,9 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _idempotency_key_reused() -> InvalidArgument:
-    return InvalidArgument(
-        "idempotency_key: already used for a different registration request",
-        reason=IDEMPOTENCY_KEY_REUSED,
+def _idempotency_key_reused() -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        "idempotency_key: already used for a different registration request"
     )
 
 
