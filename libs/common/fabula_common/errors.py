@@ -160,13 +160,16 @@ _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
     )
 }
 _BY_REASON: dict[str, type[FabulaError]] = {
-    **{cls.reason: cls for cls in (
+    **{
+        cls.reason: cls
+        for cls in (
             *_BY_CODE.values(),
             StoryBusy,
             StoryComplete,
             TooBusy,
             IdempotencyKeyReused,
-        )},
+        )
+    },
     **{reason: UpstreamError for reason in UpstreamError.reasons},
 }
 

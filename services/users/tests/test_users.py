@@ -261,9 +261,7 @@ async def test_a_replay_within_the_window_follows_a_rotation_made_meanwhile(user
     assert await refresh(users, third.refresh_token)
 
 
-async def test_the_replacement_is_stored_sealed_and_forgotten_after_the_window(
-    users, db, session
-):
+async def test_the_replacement_is_stored_sealed_and_forgotten_after_the_window(users, db, session):
     registered = await register(users)
     second = await refresh(users, registered.refresh_token)
     async with db.session_scope() as reading:
@@ -397,9 +395,7 @@ async def test_registration_publishes_user_registered(users, nats_url):
 
 
 def registration(email: str, key: str, **fields) -> users_pb2.RegisterRequest:
-    return users_pb2.RegisterRequest(
-        email=email, password=PASSWORD, idempotency_key=key, **fields
-    )
+    return users_pb2.RegisterRequest(email=email, password=PASSWORD, idempotency_key=key, **fields)
 
 
 async def user_registered_events(db, user_id: str) -> int:
@@ -410,8 +406,7 @@ async def user_registered_events(db, user_id: str) -> int:
             )
         )
         return sum(
-            events_pb2.UserRegistered.FromString(payload).user_id == user_id
-            for payload in payloads
+            events_pb2.UserRegistered.FromString(payload).user_id == user_id for payload in payloads
         )
 
 
@@ -494,7 +489,9 @@ async def test_the_key_is_stored_only_as_a_hash_and_forgotten_after_a_day(users,
     await users.Register(registration(email, key))
     async with db.session_scope() as session:
         record = await session.scalar(
-            select(RegistrationKey).where(RegistrationKey.key_hash == hashlib.sha256(key.encode()).hexdigest())
+            select(RegistrationKey).where(
+                RegistrationKey.key_hash == hashlib.sha256(key.encode()).hexdigest()
+            )
         )
         assert record is not None
         stored = f"{record.key_hash} {record.request_hash}"

@@ -70,11 +70,6 @@ class PasswordHashing:
         with self._lock:
             self._admitted -= 1
 
-    @property
-    def admitted(self) -> int:
-        """Hashes running or waiting now."""
-        return self._admitted
-
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, password)
 

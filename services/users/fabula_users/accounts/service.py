@@ -22,6 +22,7 @@ from fabula_common.errors import (
     IdempotencyKeyReused,
     InvalidArgument,
     NotFound,
+    TooBusy,
     Unauthenticated,
 )
 from fabula_common.messaging.bus import subject_for
@@ -247,7 +248,10 @@ class UsersService:
         if not await self.passwords.verify(user.password_hash, password):
             raise _invalid_credentials()
         if self.passwords.needs_rehash(user.password_hash):
-            return await self.passwords.hash(password)
+            try:
+                return await self.passwords.hash(password)
+            except TooBusy:
+                return None  # the password is right: rehash at a quieter login
         return None
 
     async def issue_for_login(
