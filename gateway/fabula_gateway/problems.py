@@ -18,9 +18,11 @@ import grpc
 from fabula_common.context import current_request_id
 from fabula_common.errors import (
     ErrorDetails,
+    IdempotencyKeyReused,
     QuotaExceeded,
     StoryBusy,
     StoryComplete,
+    TooBusy,
     UpstreamError,
     error_details,
 )
@@ -97,6 +99,12 @@ HEADERS_TOO_LARGE = ProblemType(
 VALIDATION_FAILED = ProblemType(
     "validation-error", "Validation failed", 422, "The request is not valid."
 )
+IDEMPOTENCY_KEY_REUSED = ProblemType(
+    "idempotency-key-reused",
+    "Idempotency key reused",
+    422,
+    "The Idempotency-Key was already used with a different request.",
+)
 RATE_LIMITED = ProblemType(
     "rate-limited", "Too many requests", 429, "Too many requests; retry later."
 )
@@ -108,6 +116,13 @@ SERVICE_UNAVAILABLE = ProblemType(
     "Service unavailable",
     503,
     "A backend service is temporarily unavailable; retry later.",
+)
+# RFC 9110: 503 is the server's own overload (429 would blame this client).
+TOO_BUSY = ProblemType(
+    "too-busy",
+    "Too busy",
+    503,
+    "The service is handling too many requests of this kind; retry later.",
 )
 MODEL_UNAVAILABLE = ProblemType(
     "model-unavailable",
@@ -275,6 +290,8 @@ def problem_for_status(
     passed_on = details or None
     reason = error.reason
     match code:
+        case grpc.StatusCode.INVALID_ARGUMENT if reason == IdempotencyKeyReused.reason:
+            return ProblemError(IDEMPOTENCY_KEY_REUSED, passed_on)
         case grpc.StatusCode.INVALID_ARGUMENT:
             return ProblemError(VALIDATION_FAILED, passed_on)
         case grpc.StatusCode.NOT_FOUND:
@@ -302,6 +319,9 @@ def problem_for_status(
             return unauthenticated(passed_on or UNAUTHENTICATED.default_detail, invalid_token=False)
         case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == QuotaExceeded.reason:
             return ProblemError(QUOTA_EXCEEDED, passed_on)
+        case grpc.StatusCode.UNAVAILABLE if reason == TooBusy.reason:
+            # Refused at once by a service's admission control (e.g. a login storm).
+            return ProblemError(TOO_BUSY, passed_on, headers=retry_after(error.retry_after))
         case grpc.StatusCode.UNAVAILABLE if reason in UpstreamError.reasons:
             # Written by the generation service for callers (e.g. rate-limiting).
             return ProblemError(

@@ -1,9 +1,10 @@
 """Each kind of backend refusal, sent over a real gRPC channel, is its own problem.
 
-A stand-in stories server answers through the real server interceptor, so the
-statuses are exactly what the stories service sends (the e2e tests drive the
-real service into the same states); it also sends more than its channel
-allows, which only gRPC itself refuses, with no reason of ours.
+Stand-in stories and users servers answer through the real server
+interceptor, so the statuses are exactly what the services send (the e2e and
+users tests drive the real services into the same states); the stories one
+also sends more than its channel allows, which only gRPC itself refuses, with
+no reason of ours.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import grpc
 import pytest
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
-from fabula_common.errors import StoryBusy, StoryComplete, UpstreamError
+from fabula.users.v1 import users_pb2_grpc
+from fabula_common.errors import StoryBusy, StoryComplete, TooBusy, UpstreamError
 from fabula_common.grpc_server import ServerInterceptor
 from fabula_common.testing import free_port
 from fabula_gateway.app import create_app
@@ -74,6 +76,27 @@ async def stories_address():
     await server.stop(None)
 
 
+class StandInBusyUsers(users_pb2_grpc.UsersServiceServicer):
+    """A users service in a login storm: its password-hash queue is full."""
+
+    async def Login(self, request, context):
+        raise TooBusy("too many logins at once; retry shortly")
+
+    async def Register(self, request, context):
+        raise TooBusy("too many logins at once; retry shortly")
+
+
+@pytest.fixture
+async def busy_users_address():
+    server = grpc.aio.server(interceptors=[ServerInterceptor("users")])
+    users_pb2_grpc.add_UsersServiceServicer_to_server(StandInBusyUsers(), server)
+    address = f"127.0.0.1:{free_port()}"
+    server.add_insecure_port(address)
+    await server.start()
+    yield address
+    await server.stop(None)
+
+
 @pytest.fixture
 async def gateway(stories_address, make_settings, serve):
     async with serve(create_app(make_settings(stories_addr=stories_address))) as client:
@@ -129,3 +152,21 @@ async def test_a_failure_after_the_first_text_is_the_same_problem_as_an_event(ga
     [problem] = [data for kind, data in events if kind == "error"]
     assert problem["type"] == BASE + "model-unavailable"
     assert (problem["status"], problem["detail"]) == (503, "the model provider is rate-limiting")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/auth/login", {"email": "ada@example.com", "password": "correct horse"}),
+        ("/v1/auth/register", {"email": "ada@example.com", "password": "correct horse"}),
+    ],
+)
+async def test_a_login_storm_refusal_is_a_503_too_busy_with_retry_after(
+    busy_users_address, make_settings, serve, path, body
+):
+    async with serve(create_app(make_settings(users_addr=busy_users_address))) as gateway:
+        response = await gateway.post(path, json=body)
+
+    problem = assert_problem(response, 503, "too-busy")
+    assert problem["detail"] == "too many logins at once; retry shortly"
+    assert response.headers["retry-after"] == "1"

@@ -10,6 +10,7 @@ from fabula_common.errors import (
     QuotaExceeded,
     StoryBusy,
     StoryComplete,
+    TooBusy,
     Unavailable,
     UpstreamError,
 )
@@ -41,6 +42,7 @@ def rpc_error(
     ("code", "reason", "status", "problem_type"),
     [
         (grpc.StatusCode.INVALID_ARGUMENT, "invalid-argument", 422, "validation-error"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "idempotency-key-reused", 422, "idempotency-key-reused"),
         (grpc.StatusCode.NOT_FOUND, "not-found", 404, "not-found"),
         (grpc.StatusCode.ALREADY_EXISTS, "already-exists", 409, "already-exists"),
         (grpc.StatusCode.FAILED_PRECONDITION, "conflict", 409, "conflict"),
@@ -54,6 +56,7 @@ def rpc_error(
         (grpc.StatusCode.RESOURCE_EXHAUSTED, None, 500, "internal-error"),
         (grpc.StatusCode.UNAVAILABLE, "unavailable", 503, "service-unavailable"),
         (grpc.StatusCode.UNAVAILABLE, None, 503, "service-unavailable"),
+        (grpc.StatusCode.UNAVAILABLE, "too-busy", 503, "too-busy"),
         (grpc.StatusCode.UNAVAILABLE, "upstream-error", 503, "model-unavailable"),
         (grpc.StatusCode.UNAVAILABLE, "upstream-rate-limited", 503, "model-unavailable"),
         (grpc.StatusCode.DEADLINE_EXCEEDED, None, 503, "service-unavailable"),
@@ -154,6 +157,15 @@ def test_unavailable_retry_after_comes_from_the_services_retry_info(error, probl
 
     assert (problem.status, problem.type) == (503, BASE + problem_type)
     assert problem.headers["Retry-After"] == "5"
+
+
+def test_a_service_too_busy_is_a_503_too_busy_retried_after_its_delay():
+    problem = problem_for_rpc_error(answered_with(TooBusy("too many logins at once")))
+
+    assert (problem.status, problem.type) == (503, BASE + "too-busy")
+    assert problem.kind.title == "Too busy"
+    assert problem.detail == "too many logins at once"
+    assert problem.headers["Retry-After"] == "1"
 
 
 @pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])

@@ -66,6 +66,48 @@ async def test_register_answers_201_with_the_token_pair(api, backends: FakeBacke
     )
 
 
+async def test_register_passes_the_idempotency_key_on(api, backends: FakeBackends):
+    body = {"email": "ada@example.com", "password": "correct horse"}
+    with_key = await api.post(
+        "/v1/auth/register", json=body, headers={"Idempotency-Key": "4f1c-retry-me"}
+    )
+    without = await api.post("/v1/auth/register", json=body)
+
+    assert (with_key.status_code, without.status_code) == (201, 201)
+    keys = [call.request.idempotency_key for call in backends.calls if call.method == "Register"]
+    assert keys == ["4f1c-retry-me", ""]
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+async def test_an_empty_or_overlong_idempotency_key_is_a_422(api, backends: FakeBackends, key):
+    response = await api.post(
+        "/v1/auth/register",
+        json={"email": "ada@example.com", "password": "correct horse"},
+        headers={"Idempotency-Key": key},
+    )
+
+    body = assert_problem(response, 422, "validation-error")
+    assert [error["header"] for error in body["errors"]] == ["Idempotency-Key"]
+    assert not [call for call in backends.calls if call.method == "Register"]
+
+
+async def test_a_reused_idempotency_key_is_a_422(api, backends: FakeBackends):
+    backends.fail(
+        "Register",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "idempotency_key: already used for a different registration request",
+        reason="idempotency-key-reused",
+    )
+    response = await api.post(
+        "/v1/auth/register",
+        json={"email": "ada@example.com", "password": "correct horse"},
+        headers={"Idempotency-Key": "used-before"},
+    )
+
+    body = assert_problem(response, 422, "idempotency-key-reused")
+    assert body["detail"].startswith("idempotency_key:")
+
+
 async def test_login_and_refresh_pass_the_credentials_on(api, backends: FakeBackends):
     login = await api.post(
         "/v1/auth/login", json={"email": "ada@example.com", "password": "correct horse"}

@@ -54,10 +54,22 @@ def test_register_login_refresh_me(api, problem):
     refreshed = api.http.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert refreshed.status_code == 200, refreshed.text
     assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
-    reused = api.http.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-    problem(reused, 401)
+    # Sent again at once (another tab, a retry): the same new refresh token.
+    again = api.http.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert again.status_code == 200, again.text
+    assert again.json()["refresh_token"] == refreshed.json()["refresh_token"]
 
     problem(api.http.post("/v1/auth/register", json={"email": writer.email, "password": "another-password"}), 409)
+
+    # A registration retried with its Idempotency-Key: the same account, not a 409.
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    body = {"email": f"retry-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse"}
+    first = api.http.post("/v1/auth/register", json=body, headers=key)
+    retried = api.http.post("/v1/auth/register", json=body, headers=key)
+    assert (first.status_code, retried.status_code) == (201, 201), retried.text
+    assert retried.json()["user"] == first.json()["user"]
+    other = api.http.post("/v1/auth/register", json={**body, "password": "another one"}, headers=key)
+    problem(other, 422, "/idempotency-key-reused")
     problem(api.http.post("/v1/auth/register", json={"email": "not-an-email", "password": "long enough"}), 422)
     problem(api.http.post("/v1/auth/register", json={"email": "short@example.com", "password": "short"}), 422)
 

@@ -76,6 +76,12 @@ class InvalidArgument(FabulaError):
     reason = "invalid-argument"
 
 
+class IdempotencyKeyReused(InvalidArgument):
+    """An Idempotency-Key came back with a different request than its first."""
+
+    reason = "idempotency-key-reused"
+
+
 class NotFound(FabulaError):
     code = grpc.StatusCode.NOT_FOUND
     reason = "not-found"
@@ -128,6 +134,13 @@ class Aborted(FabulaError):
 
     code = grpc.StatusCode.ABORTED
     reason = "aborted"
+
+
+class TooBusy(Unavailable):
+    """The service refuses work beyond what it can do in time (e.g. password
+    hashing during a login storm): retry after the delay."""
+
+    reason = "too-busy"
     retry_after = 1.0
 
 
@@ -156,7 +169,16 @@ _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
     )
 }
 _BY_REASON: dict[str, type[FabulaError]] = {
-    **{cls.reason: cls for cls in (*_BY_CODE.values(), StoryBusy, StoryComplete)},
+    **{
+        cls.reason: cls
+        for cls in (
+            *_BY_CODE.values(),
+            StoryBusy,
+            StoryComplete,
+            TooBusy,
+            IdempotencyKeyReused,
+        )
+    },
     **{reason: UpstreamError for reason in UpstreamError.reasons},
 }
 

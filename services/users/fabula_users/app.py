@@ -12,7 +12,7 @@ from fabula_common.messaging.outbox import OutboxRelay
 from fabula_users.accounts.passwords import PasswordHashing
 from fabula_users.accounts.service import UsersService
 from fabula_users.accounts.servicer import UsersServicer
-from fabula_users.accounts.tasks import RefreshTokenPurger
+from fabula_users.accounts.tasks import ExpiredRecordsPurger
 from fabula_users.database import outbox
 from fabula_users.settings import Settings
 
@@ -30,7 +30,7 @@ def create_app(settings: Settings) -> GrpcApp:
         users_pb2_grpc.add_UsersServiceServicer_to_server, UsersServicer(db, service), SERVICE_NAME
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "users", settings))
-    app.add_worker(RefreshTokenPurger(db, service, settings.refresh_token_purge_interval_seconds))
+    app.add_worker(ExpiredRecordsPurger(db, service, settings.refresh_token_purge_interval_seconds))
     # Workers have stopped (the relay flushed) before these run.
     app.on_shutdown(bus.close)
     app.on_shutdown(passwords.close)

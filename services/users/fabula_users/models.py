@@ -4,7 +4,7 @@ its models' import below."""
 
 from __future__ import annotations
 
-from fabula_users.accounts.models import RefreshToken, User
+from fabula_users.accounts.models import RefreshToken, RegistrationKey, User
 from fabula_users.database import Base, outbox
 
-__all__ = ["Base", "RefreshToken", "User", "outbox"]
+__all__ = ["Base", "RefreshToken", "RegistrationKey", "User", "outbox"]

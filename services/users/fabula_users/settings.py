@@ -33,3 +33,12 @@ class Settings(ServiceSettings, TokenSettings):
     # Each hash holds argon2_memory_cost_kib of memory: this bounds how many
     # run at once (and so the process's memory), queueing the rest.
     password_hash_workers: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    # Hashes that may wait for a worker; a login or registration beyond them
+    # is refused at once (UNAVAILABLE, reason too-busy, with a retry delay).
+    # Keep queue / workers x one hash's time well under the callers' deadline.
+    password_hash_queue: int = Field(16, ge=0)
+
+    # A refresh token presented again this soon after its rotation gets the
+    # same new refresh token (two tabs, or a retry after a lost answer) instead
+    # of being taken for a stolen copy, which revokes its family. 0 disables.
+    refresh_reuse_grace_seconds: float = Field(10.0, ge=0)

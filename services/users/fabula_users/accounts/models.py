@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Uuid, func
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Uuid,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fabula_users.database import Base
@@ -43,6 +53,11 @@ class RefreshToken(Base):
         Index("ix_refresh_tokens_family_id", "family_id"),
         Index("ix_refresh_tokens_user_id", "user_id"),
         Index("ix_refresh_tokens_expires_at", "expires_at"),
+        Index(
+            "ix_refresh_tokens_replacement_expires_at",
+            "replacement_expires_at",
+            postgresql_where=text("replacement_expires_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -58,3 +73,28 @@ class RefreshToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # The token this one was rotated into (None if revoked otherwise or live).
     replaced_by_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # For the grace window after rotation: the replacement token, sealed with
+    # a key derived from this (old) token, which is never stored, so only its
+    # holder can open it (accounts.sealing). Cleared when the window ends.
+    replacement_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    replacement_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RegistrationKey(Base):
+    """An Idempotency-Key a registration was made with, known only by its
+    SHA-256, for retries after a lost answer."""
+
+    __tablename__ = "registration_keys"
+    __table_args__ = (Index("ix_registration_keys_expires_at", "expires_at"),)
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex SHA-256
+    # HMAC of the request's email and full name under the key (the password
+    # is checked against the account's argon2 hash instead).
+    request_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.users.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

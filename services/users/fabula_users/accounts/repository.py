@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fabula_users.accounts.models import RefreshToken, User
+from fabula_users.accounts.models import RefreshToken, RegistrationKey, User
 
 # --- Users ---------------------------------------------------------------------
 
@@ -87,15 +87,41 @@ async def get_refresh_token_for_update(
 
 
 async def mark_rotated(
-    session: AsyncSession, token: RefreshToken, replaced_by: RefreshToken
+    session: AsyncSession,
+    token: RefreshToken,
+    replaced_by: RefreshToken,
+    *,
+    replacement_sealed: bytes | None,
+    replacement_expires_at: dt.datetime | None,
 ) -> None:
     token.revoked_at = utcnow()
     token.replaced_by_id = replaced_by.id
+    token.replacement_sealed = replacement_sealed
+    token.replacement_expires_at = replacement_expires_at
     await session.flush()
 
 
+async def get_refresh_token_by_id_for_update(
+    session: AsyncSession, token_id: uuid.UUID
+) -> RefreshToken | None:
+    return await session.scalar(
+        select(RefreshToken)
+        .where(RefreshToken.id == token_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 async def revoke_token_family(session: AsyncSession, family_id: uuid.UUID) -> int:
-    """Revoke every live token of the family; return how many."""
+    """Revoke every live token of the family and forget every sealed
+    replacement (no grace for a family taken for stolen); return how many
+    tokens were live."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.replacement_sealed.is_not(None))
+        .values(replacement_sealed=None, replacement_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
     result = await session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
@@ -105,10 +131,78 @@ async def revoke_token_family(session: AsyncSession, family_id: uuid.UUID) -> in
     return result.rowcount
 
 
+async def clear_replacements_expired_before(session: AsyncSession, cutoff: dt.datetime) -> int:
+    """Forget sealed replacements whose grace window has ended."""
+    result = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.replacement_expires_at < cutoff)
+        .values(replacement_sealed=None, replacement_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
 async def delete_refresh_tokens_expired_before(session: AsyncSession, cutoff: dt.datetime) -> int:
     result = await session.execute(
         delete(RefreshToken)
         .where(RefreshToken.expires_at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+# --- Registration idempotency keys ----------------------------------------------
+
+
+async def get_registration_key(
+    session: AsyncSession, key_hash: str, now: dt.datetime
+) -> RegistrationKey | None:
+    """The unexpired record of a registration made with this key, if any."""
+    return await session.scalar(
+        select(RegistrationKey)
+        .where(RegistrationKey.key_hash == key_hash, RegistrationKey.expires_at > now)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def add_registration_key(
+    session: AsyncSession,
+    *,
+    key_hash: str,
+    request_hash: str,
+    user_id: uuid.UUID,
+    now: dt.datetime,
+    expires_at: dt.datetime,
+) -> bool:
+    """Record the key; False when an unexpired record of it exists (also one
+    a concurrent registration wrote: the primary key decides). An expired
+    record is replaced."""
+    statement = insert(RegistrationKey).values(
+        key_hash=key_hash,
+        request_hash=request_hash,
+        user_id=user_id,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[RegistrationKey.key_hash],
+        set_={
+            "request_hash": statement.excluded.request_hash,
+            "user_id": statement.excluded.user_id,
+            "created_at": statement.excluded.created_at,
+            "expires_at": statement.excluded.expires_at,
+        },
+        where=RegistrationKey.expires_at <= now,
+    ).returning(RegistrationKey.key_hash)
+    return await session.scalar(statement) is not None
+
+
+async def delete_registration_keys_expired_before(
+    session: AsyncSession, cutoff: dt.datetime
+) -> int:
+    result = await session.execute(
+        delete(RegistrationKey)
+        .where(RegistrationKey.expires_at < cutoff)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import logging
 import secrets
 import uuid
@@ -16,7 +17,14 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 from fabula.users.v1 import events_pb2
 from fabula_common.db import utcnow
-from fabula_common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from fabula_common.errors import (
+    AlreadyExists,
+    IdempotencyKeyReused,
+    InvalidArgument,
+    NotFound,
+    TooBusy,
+    Unauthenticated,
+)
 from fabula_common.messaging.bus import subject_for
 from fabula_common.messaging.outbox import enqueue
 from fabula_common.tokens import issue_access_token
@@ -25,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fabula_users.accounts import repository
 from fabula_users.accounts.models import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, RefreshToken, User
 from fabula_users.accounts.passwords import PasswordHashing
+from fabula_users.accounts.sealing import open_replacement, seal_replacement
 from fabula_users.database import outbox
 from fabula_users.settings import Settings
 
@@ -37,12 +46,35 @@ PASSWORD_MAX_LENGTH = 128
 INVALID_CREDENTIALS = "invalid email or password"
 INVALID_REFRESH_TOKEN = "invalid or expired refresh token"
 REFRESH_TOKEN_BYTES = 32
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+# How long a registration's Idempotency-Key is remembered (as Stripe does).
+REGISTRATION_KEY_TTL = dt.timedelta(hours=24)
+# Rotations followed when a token replayed within its grace window was itself
+# rotated again meanwhile (each hop needs the token before it to open).
+MAX_GRACE_HOPS = 8
 
 
 class RefreshTokenReused(Unauthenticated):
     """A token that was already rotated away came back: someone else holds a
     copy. Its family has been revoked in the session, and that revocation must
     be committed although the call fails."""
+
+
+class RegisteredMeanwhile(Exception):
+    """A concurrent registration with the same Idempotency-Key and request
+    created the account first: answer as a retry of it."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registration request, validated and normalised. The key is known
+    only by its hash, and the request by an HMAC under the key."""
+
+    email: str
+    password: str
+    full_name: str
+    key_hash: str | None = None
+    request_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +116,16 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _idempotency_key_reused() -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        "idempotency_key: already used for a different registration request"
+    )
+
+
+def email_taken() -> AlreadyExists:
+    return AlreadyExists("email: an account with this email already exists", reason="email-taken")
+
+
 def _invalid_credentials() -> Unauthenticated:
     return Unauthenticated(INVALID_CREDENTIALS, reason="invalid-credentials")
 
@@ -94,23 +136,84 @@ class UsersService:
         self.passwords = passwords
         self.user_registered_subject = subject_for(settings, "users", "user_registered")
 
-    async def register(
-        self, session: AsyncSession, *, email: str, password: str, full_name: str
-    ) -> IssuedTokens:
+    # Registering takes up to three steps so that no database connection is
+    # held while argon2 works: look for an earlier registration with the same
+    # Idempotency-Key; if none, hash the password, then create the account.
+
+    def check_registration(
+        self, *, email: str, password: str, full_name: str, idempotency_key: str = ""
+    ) -> Registration:
         email = normalise_email(email)
         check_password(password)
         full_name = normalise_full_name(full_name)
-        # Hash before the first query: the session takes a pooled connection
-        # only then, so none is held through the slow part.
-        password_hash = await self.passwords.hash(password)
+        if not idempotency_key:
+            return Registration(email, password, full_name)
+        if len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+            raise InvalidArgument(
+                f"idempotency_key: must be at most {IDEMPOTENCY_KEY_MAX_LENGTH} characters"
+            )
+        key = idempotency_key.encode()
+        # Keyed by the idempotency key, so the stored value says nothing about
+        # the email to whoever does not hold the key. The password is not in
+        # it: a fast hash of it would be a weak password hash.
+        request_hash = hmac.new(key, f"{email}\x00{full_name}".encode(), "sha256").hexdigest()
+        return Registration(
+            email, password, full_name, hashlib.sha256(key).hexdigest(), request_hash
+        )
+
+    async def find_registration(
+        self, session: AsyncSession, registration: Registration
+    ) -> User | None:
+        """The account an earlier registration with this request's key
+        created; InvalidArgument (idempotency-key-reused) when the key came
+        with another request."""
+        if registration.key_hash is None:
+            return None
+        record = await repository.get_registration_key(session, registration.key_hash, utcnow())
+        if record is None:
+            return None
+        if not hmac.compare_digest(record.request_hash, registration.request_hash or ""):
+            raise _idempotency_key_reused()
+        return await repository.get_user(session, record.user_id)
+
+    async def verify_repeated_registration(self, user: User, registration: Registration) -> None:
+        """The password must be the one the account was registered with: a
+        retry is answered with tokens, so it must prove what a login does."""
+        if not await self.passwords.verify(user.password_hash, registration.password):
+            raise _idempotency_key_reused()
+
+    async def hash_password(self, registration: Registration) -> str:
+        return await self.passwords.hash(registration.password)
+
+    async def register(
+        self, session: AsyncSession, registration: Registration, password_hash: str
+    ) -> IssuedTokens:
+        """Create the account. Raises RegisteredMeanwhile when a concurrent
+        registration with the same key and request won the race."""
         user = await repository.create_user(
             session,
-            email=email, password_hash=password_hash, full_name=full_name
+            email=registration.email,
+            password_hash=password_hash,
+            full_name=registration.full_name,
         )
         if user is None:
-            raise AlreadyExists(
-                "email: an account with this email already exists", reason="email-taken"
+            if await self.find_registration(session, registration) is not None:
+                raise RegisteredMeanwhile
+            raise email_taken()
+        if registration.key_hash is not None:
+            now = utcnow()
+            recorded = await repository.add_registration_key(
+                session,
+                key_hash=registration.key_hash,
+                request_hash=registration.request_hash or "",
+                user_id=user.id,
+                now=now,
+                expires_at=now + REGISTRATION_KEY_TTL,
             )
+            if not recorded:
+                # A concurrent registration of another email took the key
+                # first; this one is rolled back.
+                raise _idempotency_key_reused()
         await enqueue(
             session,
             outbox,
@@ -145,7 +248,10 @@ class UsersService:
         if not await self.passwords.verify(user.password_hash, password):
             raise _invalid_credentials()
         if self.passwords.needs_rehash(user.password_hash):
-            return await self.passwords.hash(password)
+            try:
+                return await self.passwords.hash(password)
+            except TooBusy:
+                return None  # the password is right: rehash at a quieter login
         return None
 
     async def issue_for_login(
@@ -158,7 +264,9 @@ class UsersService:
 
     async def refresh(self, session: AsyncSession, refresh_token: str) -> IssuedTokens:
         """Rotate: the presented token is revoked and a new one of the same
-        family issued. Raises RefreshTokenReused for a revoked token."""
+        family issued. Presented again within the grace window, it gets that
+        same new refresh token (and a fresh access token); after it, it raises
+        RefreshTokenReused, having revoked the family."""
         stored = None
         if refresh_token:
             stored = await repository.get_refresh_token_for_update(
@@ -167,6 +275,9 @@ class UsersService:
         if stored is None:
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
         if stored.revoked_at is not None:
+            repeated = await self._replacement_within_grace(session, stored, refresh_token)
+            if repeated is not None:
+                return repeated
             revoked = await repository.revoke_token_family(session, stored.family_id)
             log.warning(
                 "revoked refresh token presented again: family %s of user %s revoked "
@@ -182,8 +293,55 @@ class UsersService:
         if user is None:  # the foreign key cascades, so only a race with a deletion
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
         issued, replacement = await self._issue(session, user, family_id=stored.family_id)
-        await repository.mark_rotated(session, stored, replaced_by=replacement)
+        grace = self.settings.refresh_reuse_grace_seconds
+        sealed, window_ends = None, None
+        if grace > 0:
+            sealed = seal_replacement(refresh_token, stored.id, issued.refresh_token)
+            window_ends = utcnow() + dt.timedelta(seconds=grace)
+        await repository.mark_rotated(
+            session,
+            stored,
+            replaced_by=replacement,
+            replacement_sealed=sealed,
+            replacement_expires_at=window_ends,
+        )
         return issued
+
+    async def _replacement_within_grace(
+        self, session: AsyncSession, rotated: RefreshToken, presented: str
+    ) -> IssuedTokens | None:
+        """The live token `presented` was rotated into, when every rotation
+        on the way is within its grace window; None otherwise (a reuse)."""
+        token, row = presented, rotated
+        now = utcnow()
+        for _ in range(MAX_GRACE_HOPS):
+            if row.revoked_at is None:
+                if row.expires_at <= now:
+                    raise Unauthenticated(INVALID_REFRESH_TOKEN)
+                user = await repository.get_user(session, row.user_id)
+                if user is None:
+                    raise Unauthenticated(INVALID_REFRESH_TOKEN)
+                access_token, expires_in = issue_access_token(self.settings, str(user.id))
+                log.info("refresh token of family %s presented again within grace", row.family_id)
+                return IssuedTokens(user, access_token, expires_in, token)
+            if (
+                row.replaced_by_id is None
+                or row.replacement_sealed is None
+                or row.replacement_expires_at is None
+                or row.replacement_expires_at <= now
+            ):
+                return None
+            opened = open_replacement(token, row.id, row.replacement_sealed)
+            if opened is None:
+                return None
+            # Locked like the first: a concurrent rotation of it waits.
+            following = await repository.get_refresh_token_by_id_for_update(
+                session, row.replaced_by_id
+            )
+            if following is None or following.token_hash != hash_refresh_token(opened):
+                return None
+            token, row = opened, following
+        return None
 
     async def get_user(self, session: AsyncSession, user_id: str) -> User:
         # A malformed id names no user: NOT_FOUND, like any other unknown id.
@@ -217,5 +375,10 @@ class UsersService:
         return issued, stored
 
     async def purge_expired_refresh_tokens(self, session: AsyncSession) -> int:
-        cutoff = utcnow() - dt.timedelta(seconds=self.settings.refresh_token_retention_seconds)
+        now = utcnow()
+        await repository.clear_replacements_expired_before(session, now)
+        cutoff = now - dt.timedelta(seconds=self.settings.refresh_token_retention_seconds)
         return await repository.delete_refresh_tokens_expired_before(session, cutoff)
+
+    async def purge_expired_registration_keys(self, session: AsyncSession) -> int:
+        return await repository.delete_registration_keys_expired_before(session, utcnow())

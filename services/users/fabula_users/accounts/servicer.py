@@ -7,7 +7,13 @@ from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.db import Database
 
 from fabula_users.accounts.models import User
-from fabula_users.accounts.service import IssuedTokens, RefreshTokenReused, UsersService
+from fabula_users.accounts.service import (
+    IssuedTokens,
+    RefreshTokenReused,
+    RegisteredMeanwhile,
+    UsersService,
+    email_taken,
+)
 
 
 def user_to_proto(user: User) -> users_pb2.User:
@@ -33,15 +39,40 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
     async def Register(
         self, request: users_pb2.RegisterRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.TokenResponse:
+        registration = self.service.check_registration(
+            email=request.email,
+            password=request.password,
+            full_name=request.full_name,
+            idempotency_key=request.idempotency_key,
+        )
+        # Either way it hashes; in a login storm, refused before any query.
+        self.service.passwords.check_room()
+        earlier = None
+        if registration.key_hash is not None:
+            async with self.db.session_scope() as session:
+                earlier = await self.service.find_registration(session, registration)
+        if earlier is None:
+            password_hash = await self.service.hash_password(registration)
+            try:
+                async with self.db.session_scope() as session:
+                    issued = await self.service.register(session, registration, password_hash)
+                return token_response(issued)
+            except RegisteredMeanwhile:
+                async with self.db.session_scope() as session:
+                    earlier = await self.service.find_registration(session, registration)
+                if earlier is None:  # deleted or expired since: as without a key
+                    raise email_taken() from None
+        # A retry of a registration that succeeded: the same account, a new pair.
+        await self.service.verify_repeated_registration(earlier, registration)
         async with self.db.session_scope() as session:
-            issued = await self.service.register(
-                session, email=request.email, password=request.password, full_name=request.full_name
-            )
+            issued = await self.service.issue_for_login(session, earlier, None)
         return token_response(issued)
 
     async def Login(
         self, request: users_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.TokenResponse:
+        # In a login storm, refused before it costs a database query too.
+        self.service.passwords.check_room()
         async with self.db.session_scope() as session:
             user = await self.service.find_for_login(session, request.email)
         new_password_hash = await self.service.verify_login(user, request.password)

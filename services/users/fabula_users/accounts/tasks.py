@@ -13,9 +13,11 @@ from fabula_users.accounts.service import UsersService
 log = logging.getLogger(__name__)
 
 
-class RefreshTokenPurger:
-    """Deletes refresh tokens long expired, so the table does not grow with
-    every login forever. Safe to run in every replica (a plain DELETE)."""
+class ExpiredRecordsPurger:
+    """Deletes refresh tokens long expired and registration keys expired, so
+    the tables do not grow with every login forever, and forgets sealed
+    replacements whose grace window has ended. Safe to run in every replica
+    (plain DELETEs and UPDATEs)."""
 
     def __init__(self, db: Database, service: UsersService, interval_seconds: float) -> None:
         self.db = db
@@ -26,8 +28,9 @@ class RefreshTokenPurger:
     async def purge_once(self) -> int:
         async with self.db.session_scope() as session:
             deleted = await self.service.purge_expired_refresh_tokens(session)
-        if deleted:
-            log.info("purged %d expired refresh tokens", deleted)
+            keys = await self.service.purge_expired_registration_keys(session)
+        if deleted or keys:
+            log.info("purged %d expired refresh tokens, %d registration keys", deleted, keys)
         return deleted
 
     async def run(self) -> None:
@@ -35,7 +38,7 @@ class RefreshTokenPurger:
             try:
                 await self.purge_once()
             except Exception as exc:  # noqa: BLE001 - database briefly away: next round
-                log.warning("refresh token purge failed, will retry: %s", exc)
+                log.warning("purge of expired records failed, will retry: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), timeout=self.interval_seconds)
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x61\x62ula/users/v1/users.proto\x12\x0f\x66\x61\x62ula.users.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"d\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"u\n\rTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12#\n\x04user\x18\x04 \x01(\x0b\x32\x15.fabula.users.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t2\xb3\x02\n\x0cUsersService\x12L\n\x08Register\x12 .fabula.users.v1.RegisterRequest\x1a\x1e.fabula.users.v1.TokenResponse\x12\x46\n\x05Login\x12\x1d.fabula.users.v1.LoginRequest\x1a\x1e.fabula.users.v1.TokenResponse\x12J\n\x07Refresh\x12\x1f.fabula.users.v1.RefreshRequest\x1a\x1e.fabula.users.v1.TokenResponse\x12\x41\n\x07GetUser\x12\x1f.fabula.users.v1.GetUserRequest\x1a\x15.fabula.users.v1.Userb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x61\x62ula/users/v1/users.proto\x12\x0f\x66\x61\x62ula.users.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"d\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"u\n\rTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12#\n\x04user\x18\x04 \x01(\x0b\x32\x15.fabula.users.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t2\xb3\x02\n\x0cUsersService\x12L\n\x08Register\x12 .fabula.users.v1.RegisterRequest\x1a\x1e.fabula.users.v1.TokenResponse\x12\x46\n\x05Login\x12\x1d.fabula.users.v1.LoginRequest\x1a\x1e.fabula.users.v1.TokenResponse\x12J\n\x07Refresh\x12\x1f.fabula.users.v1.RefreshRequest\x1a\x1e.fabula.users.v1.TokenResponse\x12\x41\n\x07GetUser\x12\x1f.fabula.users.v1.GetUserRequest\x1a\x15.fabula.users.v1.Userb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +35,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USER']._serialized_start=81
   _globals['_USER']._serialized_end=181
   _globals['_REGISTERREQUEST']._serialized_start=183
-  _globals['_REGISTERREQUEST']._serialized_end=252
-  _globals['_LOGINREQUEST']._serialized_start=254
-  _globals['_LOGINREQUEST']._serialized_end=301
-  _globals['_REFRESHREQUEST']._serialized_start=303
-  _globals['_REFRESHREQUEST']._serialized_end=342
-  _globals['_TOKENRESPONSE']._serialized_start=344
-  _globals['_TOKENRESPONSE']._serialized_end=461
-  _globals['_GETUSERREQUEST']._serialized_start=463
-  _globals['_GETUSERREQUEST']._serialized_end=496
-  _globals['_USERSSERVICE']._serialized_start=499
-  _globals['_USERSSERVICE']._serialized_end=806
+  _globals['_REGISTERREQUEST']._serialized_end=277
+  _globals['_LOGINREQUEST']._serialized_start=279
+  _globals['_LOGINREQUEST']._serialized_end=326
+  _globals['_REFRESHREQUEST']._serialized_start=328
+  _globals['_REFRESHREQUEST']._serialized_end=367
+  _globals['_TOKENRESPONSE']._serialized_start=369
+  _globals['_TOKENRESPONSE']._serialized_end=486
+  _globals['_GETUSERREQUEST']._serialized_start=488
+  _globals['_GETUSERREQUEST']._serialized_end=521
+  _globals['_USERSSERVICE']._serialized_start=524
+  _globals['_USERSSERVICE']._serialized_end=831
 # @@protoc_insertion_point(module_scope)

@@ -64,7 +64,11 @@ class UsersServiceServicer:
     """
 
     def Register(self, request, context):
-        """Creates an account. ALREADY_EXISTS when the email is taken.
+        """Creates an account. ALREADY_EXISTS when the email is taken. With an
+        idempotency_key, a retry with the same key and request answers with a new
+        token pair for the account the first created; the key with another request
+        is INVALID_ARGUMENT, reason idempotency-key-reused. UNAVAILABLE, reason
+        too-busy (with a RetryInfo), when too many passwords are being hashed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -72,13 +76,17 @@ class UsersServiceServicer:
 
     def Login(self, request, context):
         """UNAUTHENTICATED for an unknown email or a wrong password (same answer).
+        UNAVAILABLE, reason too-busy (with a RetryInfo), as for Register.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Refresh(self, request, context):
-        """Rotates the refresh token: the one presented stops working.
+        """Rotates the refresh token: the one presented stops working. Presented
+        again within a short grace window, it answers with the same new refresh
+        token (and a fresh access token); after it, the token's whole family is
+        revoked (a copy is taken for stolen).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
