@@ -134,6 +134,7 @@ class Aborted(FabulaError):
 
     code = grpc.StatusCode.ABORTED
     reason = "aborted"
+    retry_after = 1.0
 
 
 class TooBusy(Unavailable):
