@@ -191,7 +191,8 @@ async def test_the_sixth_generation_on_the_free_plan_is_refused(billing: Stub):
 
     assert len({r.reservation_id for r in reservations}) == 5
     expires_at = reservations[0].expires_at.ToDatetime(dt.UTC)
-    assert dt.timedelta(seconds=890) < expires_at - utcnow() <= dt.timedelta(seconds=900)
+    # Held until its events settle it; the expiry is only a safety net, a day away.
+    assert dt.timedelta(seconds=86390) < expires_at - utcnow() <= dt.timedelta(seconds=86400)
     assert (await usage(billing, user_id)).generations_reserved == 5
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:

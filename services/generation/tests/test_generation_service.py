@@ -278,9 +278,9 @@ async def test_a_stream_cancelled_midway_is_still_recorded_as_cancelled(billing_
         call.cancel()
 
         async with asyncio.timeout(5):
-            while not (rows := await rows_for_subject(db, story_id)):
+            # Written as started at once; its outcome once the handler has ended.
+            while (row := (await rows_for_subject(db, story_id))[0]).outcome == "started":
                 await asyncio.sleep(0.05)
-        (row,) = rows
         event = await event_for(events, str(row.id))
 
     assert row.outcome == "cancelled"
@@ -612,7 +612,16 @@ async def test_a_call_over_the_plan_is_refused_before_the_model_is_called(db, me
         assert error_reason(caught.value) == "quota-exceeded"
         assert "quota exceeded" in caught.value.details()
     assert model.calls == FREE_PLAN_GENERATIONS
-    assert len(await rows_for_user(db, user_id)) == FREE_PLAN_GENERATIONS
+    rows = await rows_for_user(db, user_id)
+    # The refused calls are recorded too (started before billing was asked),
+    # as failed calls that consumed nothing.
+    assert sorted(row.outcome for row in rows) == ["completed"] * FREE_PLAN_GENERATIONS + [
+        "failed"
+    ] * 2
+    for row in rows:
+        if row.outcome == "failed":
+            assert (row.prompt_tokens, row.completion_tokens, row.cost_usd) == (0, 0, 0)
+            assert "quota exceeded" in row.error
     await settles_at(billing, user_id, used=FREE_PLAN_GENERATIONS)
 
 
@@ -632,7 +641,9 @@ async def test_concurrent_calls_at_the_quota_edge_never_exceed_the_plan(generati
         assert isinstance(error, grpc.aio.AioRpcError), error
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     await settles_at(billing, user_id, used=FREE_PLAN_GENERATIONS)
-    assert len(await rows_for_user(db, user_id)) == FREE_PLAN_GENERATIONS
+    rows = await rows_for_user(db, user_id)
+    assert len([row for row in rows if row.outcome == "completed"]) == FREE_PLAN_GENERATIONS
+    assert len([row for row in rows if row.outcome == "failed"]) == len(refused)
 
 
 async def collect(stream) -> list[generation_pb2.GenerateStreamEvent]:
@@ -653,7 +664,10 @@ async def test_with_billing_down_calls_are_unavailable_at_once_and_the_model_idl
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert asyncio.get_running_loop().time() - started < 5
     assert model.calls == 0
-    assert await rows_for_user(db, request.user_id) == []
+    # Recorded as a failed call that consumed nothing; its event releases
+    # whatever billing may have granted before the line dropped.
+    (row,) = await rows_for_user(db, request.user_id)
+    assert (row.outcome, row.prompt_tokens, row.completion_tokens) == ("failed", 0, 0)
 
 
 async def test_a_call_that_cannot_be_recorded_gives_its_reservation_back(meter, billing):
