@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
+from fabula.stories.v1 import events_pb2 as stories_events
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import Database
 from fabula_common.grpc_server import GrpcApp
@@ -34,6 +35,10 @@ def create_app(settings: Settings) -> GrpcApp:
     consumed = (
         ("billing-usage-recorded", "generation", "usage_recorded", generation_events.UsageRecorded,
          billing.settle_usage),
+        ("billing-generation-delivered", "stories", "generation_delivered",
+         stories_events.GenerationDelivered, billing.count_delivered),
+        ("billing-generation-discarded", "stories", "generation_discarded",
+         stories_events.GenerationDiscarded, billing.release_discarded),
         ("billing-user-registered", "users", "user_registered", users_events.UserRegistered,
          billing.open_registered_account),
     )

@@ -16,12 +16,13 @@ from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.common.v1.money_pb2 import Money
 from fabula.generation.v1 import generation_pb2
 from fabula.generation.v1 import events_pb2 as generation_events
+from fabula.stories.v1 import events_pb2 as stories_events
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_billing.app import create_app
 from fabula_billing.database import processed_events
 from fabula_billing.settings import Settings
 from fabula_billing.usage.models import Account, Reservation, UsageLedgerEntry
-from fabula_billing.usage.service import BillingService
+from fabula_billing.usage.service import BillingService, outcome_name
 from fabula_billing.usage.servicer import BillingServicer
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import error_reason
@@ -191,7 +192,8 @@ async def test_the_sixth_generation_on_the_free_plan_is_refused(billing: Stub):
 
     assert len({r.reservation_id for r in reservations}) == 5
     expires_at = reservations[0].expires_at.ToDatetime(dt.UTC)
-    assert dt.timedelta(seconds=890) < expires_at - utcnow() <= dt.timedelta(seconds=900)
+    # Held until its events settle it; the expiry is only a safety net, a day away.
+    assert dt.timedelta(seconds=86390) < expires_at - utcnow() <= dt.timedelta(seconds=86400)
     assert (await usage(billing, user_id)).generations_reserved == 5
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -639,3 +641,308 @@ def test_a_reservation_cannot_expire_before_its_model_call_may_end():
     with pytest.raises(ValidationError, match="BILLING_RESERVATION_TTL_SECONDS"):
         Settings(reservation_ttl_seconds=60, generation_deadline_seconds=120)
     assert Settings(reservation_ttl_seconds=121, generation_deadline_seconds=120)
+
+
+# --- Delivery confirmed by the subject's owner ------------------------------------
+
+
+def delivered_subject(settings: Settings) -> str:
+    return subject_for(settings, "stories", "generation_delivered")
+
+
+def discarded_subject(settings: Settings) -> str:
+    return subject_for(settings, "stories", "generation_discarded")
+
+
+async def reserve_as_generation(billing: Stub, user_id: str) -> str:
+    """Reserve as the generation service does: under the generation's id."""
+    generation_id = str(uuid.uuid4())
+    await billing.ReserveGeneration(
+        billing_pb2.ReserveGenerationRequest(user_id=user_id, reservation_id=generation_id)
+    )
+    return generation_id
+
+
+def confirmed_usage(user_id: str, generation_id: str, **fields) -> generation_events.UsageRecorded:
+    return usage_event(
+        user_id,
+        generation_id,
+        generation_id=generation_id,
+        delivery=generation_pb2.DELIVERY_CONFIRMED_BY_OWNER,
+        **fields,
+    )
+
+
+def delivered(user_id: str, generation_id: str) -> stories_events.GenerationDelivered:
+    return stories_events.GenerationDelivered(
+        event_id=str(uuid.uuid4()),
+        generation_id=generation_id,
+        user_id=user_id,
+        story_id=str(uuid.uuid4()),
+        segment_id=str(uuid.uuid4()),
+    )
+
+
+def discarded(user_id: str, generation_id: str) -> stories_events.GenerationDiscarded:
+    return stories_events.GenerationDiscarded(
+        event_id=str(uuid.uuid4()),
+        generation_id=generation_id,
+        user_id=user_id,
+        story_id=str(uuid.uuid4()),
+        reason="model-failed",
+    )
+
+
+async def publish_event(js: JetStreamContext, settings: Settings, event: Message) -> None:
+    """Publish as the producer's outbox relay does (the event id as Nats-Msg-Id)."""
+    subject = {
+        generation_events.UsageRecorded: usage_subject(settings),
+        stories_events.GenerationDelivered: delivered_subject(settings),
+        stories_events.GenerationDiscarded: discarded_subject(settings),
+    }[type(event)]
+    await publish(js, subject, event, msg_id=event.event_id)
+
+
+async def all_applied(db: Database, *events: Message) -> None:
+    """Wait until billing's consumers have applied (or deliberately skipped) every event."""
+
+    async def done() -> bool:
+        async with db.session_scope() as session:
+            found = set(
+                await session.scalars(
+                    select(processed_events.c.event_id).where(
+                        processed_events.c.event_id.in_([e.event_id for e in events])
+                    )
+                )
+            )
+        return found == {e.event_id for e in events}
+
+    await eventually(done)
+
+
+async def state_of(billing: Stub, db: Database, user_id: str, generation_id: str):
+    """(used, reserved, cost used, reservation status, ledger (outcome, counted) rows)."""
+    summary = await usage(billing, user_id)
+    async with db.session_scope() as session:
+        ledger = (
+            await session.execute(
+                select(UsageLedgerEntry.outcome, UsageLedgerEntry.counted).where(
+                    UsageLedgerEntry.generation_id == generation_id
+                )
+            )
+        ).all()
+        account = await session.get(Account, uuid.UUID(user_id))
+    return (
+        summary.generations_used,
+        summary.generations_reserved,
+        dollars(summary.cost_used),
+        account.cost_reserved_usd,
+        await reservation_status(db, generation_id),
+        sorted(tuple(row) for row in ledger),
+    )
+
+
+@pytest.mark.parametrize("delivered_first", [False, True], ids=["usage-first", "delivered-first"])
+async def test_a_delivered_generation_counts_once_in_either_order(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database, delivered_first: bool
+):
+    user_id = new_user()
+    generation_id = await reserve_as_generation(billing, user_id)
+    used = confirmed_usage(user_id, generation_id, cost="0.02")
+    stored = delivered(user_id, generation_id)
+
+    first, second = (stored, used) if delivered_first else (used, stored)
+    await publish_event(js, settings, first)
+    await all_applied(db, first)
+    summary = await usage(billing, user_id)
+    if delivered_first:  # counted; the cost is still held until its usage comes
+        assert (summary.generations_used, summary.generations_reserved) == (1, 0)
+    else:  # paid, but not counted until the owner says it was stored
+        assert (summary.generations_used, summary.generations_reserved) == (0, 1)
+        assert dollars(summary.cost_used) == "0.02"
+    await publish_event(js, settings, second)
+    await all_applied(db, second)
+
+    expected = (1, 0, "0.02", Decimal(0), "settled", [("completed", True)])
+    assert await state_of(billing, db, user_id, generation_id) == expected
+
+    # Each event again (a relay's re-publish after a lost ack): nothing changes.
+    repeats = [
+        delivered(user_id, generation_id),
+        confirmed_usage(user_id, generation_id, cost="0.02"),
+    ]
+    for repeat in repeats:
+        await publish_event(js, settings, repeat)
+    await all_applied(db, *repeats)
+    assert await state_of(billing, db, user_id, generation_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("outcome", "discarded_first"),
+    [
+        (generation_events.GENERATION_OUTCOME_COMPLETED, False),
+        (generation_events.GENERATION_OUTCOME_COMPLETED, True),
+        (generation_events.GENERATION_OUTCOME_FAILED, False),
+        (generation_events.GENERATION_OUTCOME_FAILED, True),
+    ],
+    ids=["completed-usage-first", "completed-discarded-first", "failed-usage-first",
+         "failed-discarded-first"],
+)
+async def test_a_discarded_generation_is_paid_but_never_counted(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database, outcome, discarded_first
+):
+    user_id = new_user()
+    generation_id = await reserve_as_generation(billing, user_id)
+    used = confirmed_usage(user_id, generation_id, cost="0.03", outcome=outcome)
+    thrown_away = discarded(user_id, generation_id)
+
+    for event in (thrown_away, used) if discarded_first else (used, thrown_away):
+        await publish_event(js, settings, event)
+        await all_applied(db, event)
+    # Duplicates of each, and a delivery contradicting the discard: no change.
+    late = [
+        discarded(user_id, generation_id),
+        confirmed_usage(user_id, generation_id, cost="0.03", outcome=outcome),
+        delivered(user_id, generation_id),
+    ]
+    for event in late:
+        await publish_event(js, settings, event)
+    await all_applied(db, *late)
+
+    # The tokens are paid; the ledger flags the entry as not counted.
+    assert await state_of(billing, db, user_id, generation_id) == (
+        0,
+        0,
+        "0.03",
+        Decimal(0),
+        "released",
+        [(outcome_name(outcome), False)],
+    )
+
+
+async def test_reserving_the_same_id_again_holds_once(billing: Stub):
+    user_id, reservation_id = new_user(), str(uuid.uuid4())
+    request = billing_pb2.ReserveGenerationRequest(user_id=user_id, reservation_id=reservation_id)
+
+    # A retry racing the first attempt, and one after it.
+    answers = await asyncio.gather(*(billing.ReserveGeneration(request) for _ in range(5)))
+    answers.append(await billing.ReserveGeneration(request))
+
+    assert {answer.reservation_id for answer in answers} == {reservation_id}
+    assert len({answer.expires_at.ToDatetime() for answer in answers}) == 1
+    assert (await usage(billing, user_id)).generations_reserved == 1
+    with pytest.raises(grpc.aio.AioRpcError) as taken:
+        await billing.ReserveGeneration(
+            billing_pb2.ReserveGenerationRequest(user_id=new_user(), reservation_id=reservation_id)
+        )
+    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_a_reservation_made_after_its_usage_was_settled_holds_nothing(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    """The generation service gave up waiting for billing (deadline) and
+    recorded the call as failed; billing commits the reservation only after
+    the usage event: it must not hold quota nobody will release."""
+    user_id, generation_id = new_user(), str(uuid.uuid4())
+    failed = confirmed_usage(
+        user_id,
+        generation_id,
+        cost="0",
+        prompt_tokens=0,
+        completion_tokens=0,
+        outcome=generation_events.GENERATION_OUTCOME_FAILED,
+    )
+    await publish_event(js, settings, failed)
+    await all_applied(db, failed)
+
+    await billing.ReserveGeneration(
+        billing_pb2.ReserveGenerationRequest(user_id=user_id, reservation_id=generation_id)
+    )
+    summary = await usage(billing, user_id)
+    assert (summary.generations_used, summary.generations_reserved) == (0, 0)
+
+
+async def test_a_long_outage_never_returns_quota_so_the_plan_holds(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    """Usage and delivery events wait in outboxes while NATS is down, longer
+    than the old 15-minute expiry: the holds stay, no reservation beyond the
+    plan is granted, and once the events arrive each call counts once."""
+    user_id = new_user()
+    generation_ids = [await reserve_as_generation(billing, user_id) for _ in range(5)]
+    async with db.session_scope() as session:  # as if they were made 20 minutes ago
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.user_id == uuid.UUID(user_id))
+            .values(created_at=utcnow() - dt.timedelta(minutes=20))
+        )
+    await asyncio.sleep(5 * settings.reservation_sweep_seconds)  # sweeps run meanwhile
+
+    racing = await asyncio.gather(
+        *(reserve_as_generation(billing, user_id) for _ in range(10)), return_exceptions=True
+    )
+    assert all(
+        isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for r in racing
+    ), racing
+    assert {await reservation_status(db, g) for g in generation_ids} == {"reserved"}
+
+    # NATS is back: the outboxes drain.
+    events = [
+        event
+        for generation_id in generation_ids
+        for event in (confirmed_usage(user_id, generation_id), delivered(user_id, generation_id))
+    ]
+    for event in events:
+        await publish_event(js, settings, event)
+    await all_applied(db, *events)
+
+    summary = await usage(billing, user_id)
+    assert (summary.generations_used, summary.generations_reserved) == (5, 0)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await reserve_as_generation(billing, user_id)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_events_after_the_safety_net_expiry_count_once(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    user_id = new_user()
+    generation_id = await reserve_as_generation(billing, user_id)
+    async with db.session_scope() as session:  # its producers lost their records, a day ago
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.id == uuid.UUID(generation_id))
+            .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+        )
+
+    async def expired() -> bool:
+        return await reservation_status(db, generation_id) == "expired"
+
+    await eventually(expired, timeout=5)
+    assert (await usage(billing, user_id)).generations_reserved == 0
+
+    # Each event twice: the late ones are applied once.
+    events = [
+        event
+        for _ in range(2)
+        for event in (
+            confirmed_usage(user_id, generation_id, cost="0.04"),
+            delivered(user_id, generation_id),
+        )
+    ]
+    for event in events:
+        await publish_event(js, settings, event)
+    await all_applied(db, *events)
+
+    used, reserved, cost, cost_reserved, _, ledger = await state_of(
+        billing, db, user_id, generation_id
+    )
+    assert (used, reserved, cost, cost_reserved, ledger) == (
+        1,
+        0,
+        "0.04",
+        Decimal(0),
+        [("completed", True)],
+    )

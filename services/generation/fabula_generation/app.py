@@ -17,6 +17,7 @@ from fabula_generation.database import outbox
 from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.servicer import GenerationRecorder, GenerationServicer
+from fabula_generation.generations.tasks import AbandonedGenerationSweeper
 from fabula_generation.providers import create_provider
 from fabula_generation.settings import Settings
 
@@ -53,9 +54,8 @@ def create_app(settings: Settings) -> GrpcApp:
     meter = Meter(
         billing_pb2_grpc.BillingServiceStub(billing_channel), settings.release_timeout_seconds
     )
-    recorder = GenerationRecorder(
-        db, prices, subject_for(settings, "generation", "usage_recorded"), meter
-    )
+    usage_subject = subject_for(settings, "generation", "usage_recorded")
+    recorder = GenerationRecorder(db, prices, usage_subject, meter)
     app.add_servicer(
         generation_pb2_grpc.add_GenerationServiceServicer_to_server,
         GenerationServicer(provider, recorder, meter),
@@ -64,10 +64,15 @@ def create_app(settings: Settings) -> GrpcApp:
     # Workers stop in this order: records still being written first, then
     # the relay's last pass publishes their events.
     app.add_worker(recorder)
+    app.add_worker(
+        AbandonedGenerationSweeper(
+            db,
+            usage_subject,
+            interval_seconds=settings.sweep_seconds,
+            abandon_after_seconds=settings.abandon_after_seconds,
+        )
+    )
     app.add_worker(OutboxRelay(db, outbox, bus, "generation", settings))
-    # After the workers: a record that failed at the last moment still
-    # releases its reservation.
-    app.on_shutdown(meter.shutdown)
     app.on_shutdown(billing_channel.close)
     app.on_shutdown(provider.aclose)
     app.on_shutdown(bus.close)

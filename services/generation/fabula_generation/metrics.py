@@ -19,3 +19,8 @@ GENERATION_COST = Counter(
     "US dollars billed for model calls (from the configured price table).",
     ["provider", "model"],
 )
+GENERATIONS_ABANDONED = Counter(
+    "fabula_generations_abandoned_total",
+    "Generations whose process died mid-call, settled as failed by the sweeper.",
+    ["provider", "model"],
+)

@@ -46,9 +46,14 @@ class Settings(ServiceSettings):
     database_url: str = "postgresql://fabula_generation:fabula_generation@127.0.0.1:5432/fabula"
     grpc_port: int = 50053
 
-    # Deadline of the best-effort ReleaseReservation when a reserved call is
-    # never recorded; independent of the incoming call, whose deadline may be spent.
+    # Deadline of the fast-path ReleaseReservation when a reserved call cannot
+    # be recorded; independent of the incoming call, whose deadline may be spent.
     release_timeout_seconds: float = Field(2.0, gt=0)
+    # How often the sweeper looks for generations whose process died mid-call,
+    # and how long after the longest a call may last (GENERATION_DEADLINE_SECONDS
+    # or MISTRAL_TIMEOUT_SECONDS) a generation still started counts as abandoned.
+    sweep_seconds: float = Field(15.0, gt=0)
+    abandon_margin_seconds: float = Field(30.0, ge=0)
 
     provider: ProviderChoice = ProviderChoice.auto
     # Pause between the offline provider's words, to make its streaming visible.
@@ -84,6 +89,12 @@ class Settings(ServiceSettings):
         if self.provider is ProviderChoice.auto:
             return ProviderChoice.mistral if self.has_mistral_key else ProviderChoice.offline
         return self.provider
+
+    @property
+    def abandon_after_seconds(self) -> float:
+        """Age of a started generation no call can still be serving."""
+        longest_call = max(self.generation_deadline_seconds, self.mistral_timeout_seconds)
+        return longest_call + self.abandon_margin_seconds
 
     def price_table(self) -> dict[str, ModelPrice]:
         return {**DEFAULT_PRICES, **self.prices}

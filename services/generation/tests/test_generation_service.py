@@ -4,6 +4,7 @@ calls with the real billing service."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -15,14 +16,16 @@ import nats
 import pytest
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import events_pb2, generation_pb2, generation_pb2_grpc
+from fabula.stories.v1 import events_pb2 as stories_events
 from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
-from fabula_common.db import Database
+from fabula_common.db import Database, utcnow
 from fabula_common.errors import error_reason
 from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.messaging.bus import subject_for
-from fabula_common.money import format_usd, to_money
+from fabula_common.messaging.headers import MSG_ID_HEADER
+from fabula_common.money import format_usd, from_money, to_money
 from fabula_common.testing import free_port, running_app
 from fabula_generation.app import SERVICE_NAME, create_app
 from fabula_generation.database import outbox
@@ -31,9 +34,10 @@ from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.models import Generation
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.servicer import GenerationRecorder, GenerationServicer
+from fabula_generation.generations.tasks import AbandonedGenerationSweeper
 from fabula_generation.providers import Completion, OfflineProvider, ReportedUsage, TextChunk
 from fabula_generation.settings import Settings
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 FREE_PLAN_GENERATIONS = 5
 ZERO_USD = to_money(Decimal(0))
@@ -278,9 +282,9 @@ async def test_a_stream_cancelled_midway_is_still_recorded_as_cancelled(billing_
         call.cancel()
 
         async with asyncio.timeout(5):
-            while not (rows := await rows_for_subject(db, story_id)):
+            # Written as started at once; its outcome once the handler has ended.
+            while (row := (await rows_for_subject(db, story_id))[0]).outcome == "started":
                 await asyncio.sleep(0.05)
-        (row,) = rows
         event = await event_for(events, str(row.id))
 
     assert row.outcome == "cancelled"
@@ -612,7 +616,16 @@ async def test_a_call_over_the_plan_is_refused_before_the_model_is_called(db, me
         assert error_reason(caught.value) == "quota-exceeded"
         assert "quota exceeded" in caught.value.details()
     assert model.calls == FREE_PLAN_GENERATIONS
-    assert len(await rows_for_user(db, user_id)) == FREE_PLAN_GENERATIONS
+    rows = await rows_for_user(db, user_id)
+    # The refused calls are recorded too (started before billing was asked),
+    # as failed calls that consumed nothing.
+    assert sorted(row.outcome for row in rows) == ["completed"] * FREE_PLAN_GENERATIONS + [
+        "failed"
+    ] * 2
+    for row in rows:
+        if row.outcome == "failed":
+            assert (row.prompt_tokens, row.completion_tokens, row.cost_usd) == (0, 0, 0)
+            assert "quota exceeded" in row.error
     await settles_at(billing, user_id, used=FREE_PLAN_GENERATIONS)
 
 
@@ -632,7 +645,9 @@ async def test_concurrent_calls_at_the_quota_edge_never_exceed_the_plan(generati
         assert isinstance(error, grpc.aio.AioRpcError), error
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     await settles_at(billing, user_id, used=FREE_PLAN_GENERATIONS)
-    assert len(await rows_for_user(db, user_id)) == FREE_PLAN_GENERATIONS
+    rows = await rows_for_user(db, user_id)
+    assert len([row for row in rows if row.outcome == "completed"]) == FREE_PLAN_GENERATIONS
+    assert len([row for row in rows if row.outcome == "failed"]) == len(refused)
 
 
 async def collect(stream) -> list[generation_pb2.GenerateStreamEvent]:
@@ -653,7 +668,10 @@ async def test_with_billing_down_calls_are_unavailable_at_once_and_the_model_idl
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert asyncio.get_running_loop().time() - started < 5
     assert model.calls == 0
-    assert await rows_for_user(db, request.user_id) == []
+    # Recorded as a failed call that consumed nothing; its event releases
+    # whatever billing may have granted before the line dropped.
+    (row,) = await rows_for_user(db, request.user_id)
+    assert (row.outcome, row.prompt_tokens, row.completion_tokens) == ("failed", 0, 0)
 
 
 async def test_a_call_that_cannot_be_recorded_gives_its_reservation_back(meter, billing):
@@ -669,3 +687,192 @@ async def test_a_call_that_cannot_be_recorded_gives_its_reservation_back(meter, 
     await unreachable.dispose()
 
     assert await usage_of(billing, request.user_id) == (0, 0)
+
+
+# --- Generation ids, delivery confirmed by the owner, crashes ---------------------
+
+
+async def publish_delivered(nats_url: str, user_id: str, generation_id: str) -> None:
+    """What stories' outbox relay publishes once it stored the segment."""
+    event = stories_events.GenerationDelivered(
+        event_id=str(uuid.uuid4()),
+        generation_id=generation_id,
+        user_id=user_id,
+        story_id=str(uuid.uuid4()),
+        segment_id=str(uuid.uuid4()),
+    )
+    nc = await nats.connect(nats_url, connect_timeout=2)
+    try:
+        await nc.jetstream().publish(
+            subject_for(Settings(), "stories", "generation_delivered"),
+            event.SerializeToString(),
+            headers={MSG_ID_HEADER: event.event_id},
+        )
+    finally:
+        await nc.close()
+
+
+async def test_a_refused_call_is_recorded_failed_with_no_usage_and_its_event(
+    generation, db, billing, nats_url
+):
+    """The generation is written before billing is asked: a refusal leaves a
+    failed record that consumed nothing, and its usage event still goes out."""
+    user_id, generation_id = str(uuid.uuid4()), str(uuid.uuid4())
+    for _ in range(FREE_PLAN_GENERATIONS):
+        await billing.ReserveGeneration(billing_pb2.ReserveGenerationRequest(user_id=user_id))
+
+    async with usage_events(nats_url) as events:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await generation.Generate(
+                generate_request(user_id=user_id, generation_id=generation_id)
+            )
+        event = await event_for(events, generation_id)
+
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    row = await stored(db, generation_id)
+    assert (row.outcome, row.prompt_tokens, row.completion_tokens, row.cost_usd) == (
+        "failed",
+        0,
+        0,
+        Decimal(0),
+    )
+    assert row.reservation_id == generation_id
+    assert (event.outcome, event.completion_tokens, event.reservation_id) == (
+        events_pb2.GENERATION_OUTCOME_FAILED,
+        0,
+        generation_id,
+    )
+    assert await usage_of(billing, user_id) == (0, FREE_PLAN_GENERATIONS)
+
+
+async def test_a_repeated_generation_id_is_already_exists_and_reserves_nothing_more(
+    generation, db, billing
+):
+    user_id, generation_id = str(uuid.uuid4()), str(uuid.uuid4())
+    request = generate_request(user_id=user_id, generation_id=generation_id)
+    first = await generation.Generate(request)
+    assert first.generation_id == generation_id
+    await settles_at(billing, user_id, used=1)
+
+    for call in (generation.Generate(request), generation.GenerateStream(request).read()):
+        with pytest.raises(grpc.aio.AioRpcError) as again:
+            await call
+        assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert error_reason(again.value) == "already-exists"
+    assert await usage_of(billing, user_id) == (1, 0)
+    (row,) = await rows_for_user(db, user_id)
+    assert row.outcome == "completed"
+
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await generation.Generate(generate_request(generation_id="not-a-uuid"))
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_call_confirmed_by_its_owner_counts_only_once_delivered(
+    generation, db, billing, nats_url
+):
+    user_id, generation_id = str(uuid.uuid4()), str(uuid.uuid4())
+    async with usage_events(nats_url) as events:
+        response = await generation.Generate(
+            generate_request(
+                user_id=user_id,
+                generation_id=generation_id,
+                delivery=generation_pb2.DELIVERY_CONFIRMED_BY_OWNER,
+            )
+        )
+        event = await event_for(events, generation_id)
+    assert response.generation_id == generation_id
+    assert event.delivery == generation_pb2.DELIVERY_CONFIRMED_BY_OWNER
+    assert (await stored(db, generation_id)).delivery == "confirmed_by_owner"
+
+    # Its usage is paid, but the generation is still held, not counted ...
+    await asyncio.sleep(0.5)
+    assert await usage_of(billing, user_id) == (0, 1)
+    # ... until stories reports the segment stored.
+    await publish_delivered(nats_url, user_id, generation_id)
+    await settles_at(billing, user_id, used=1)
+
+
+async def test_a_generation_abandoned_by_a_dead_process_is_swept_with_its_usage_event(
+    generation, db, billing, nats_url
+):
+    """The process died mid-call: its row stays started, with the quota held.
+    Once no call can still be running, the sweeper settles it as failed with
+    the prompt's estimated usage, and its event releases billing's holds."""
+    user_id, generation_id = str(uuid.uuid4()), uuid.uuid4()
+    await billing.ReserveGeneration(
+        billing_pb2.ReserveGenerationRequest(user_id=user_id, reservation_id=str(generation_id))
+    )
+    settings = Settings()
+    started_long_ago = utcnow() - dt.timedelta(seconds=settings.abandon_after_seconds + 1)
+    async with db.session_scope() as session:
+        await repository.add_started_generation(
+            session,
+            dict(
+                id=generation_id,
+                user_id=user_id,
+                purpose="story_continuation",
+                subject_kind="story",
+                subject_id=str(uuid.uuid4()),
+                reservation_id=str(generation_id),
+                provider="mistral",
+                model="mistral-small-latest",
+                prompt_tokens=1200,
+                completion_tokens=0,
+                usage_estimated=True,
+                cost_usd=Decimal("0.00012"),
+                duration_ms=0,
+                delivery="confirmed_by_owner",
+                error=None,
+                created_at=started_long_ago,
+            ),
+        )
+        # A call started just now is still someone's: left alone.
+        running = uuid.uuid4()
+        await repository.add_started_generation(
+            session,
+            dict(
+                id=running,
+                user_id=user_id,
+                purpose="story_continuation",
+                subject_kind="story",
+                subject_id=str(uuid.uuid4()),
+                reservation_id=str(running),
+                provider="offline",
+                model="offline",
+                prompt_tokens=10,
+                completion_tokens=0,
+                usage_estimated=True,
+                cost_usd=Decimal(0),
+                duration_ms=0,
+                delivery="on_completion",
+                error=None,
+                created_at=utcnow(),
+            ),
+        )
+    sweeper = AbandonedGenerationSweeper(
+        db,
+        subject_for(settings, "generation", "usage_recorded"),
+        interval_seconds=1,
+        abandon_after_seconds=settings.abandon_after_seconds,
+    )
+
+    async with usage_events(nats_url) as events:
+        assert await sweeper.sweep() == 1
+        # The module's generation app relays the outbox.
+        event = await event_for(events, str(generation_id))
+
+    row = await stored(db, str(generation_id))
+    assert (row.outcome, row.prompt_tokens, row.usage_estimated) == ("failed", 1200, True)
+    assert "abandoned" in row.error
+    assert (await stored(db, str(running))).outcome == "started"
+    assert event.outcome == events_pb2.GENERATION_OUTCOME_FAILED
+    assert (event.prompt_tokens, event.usage_estimated) == (1200, True)
+    assert event.delivery == generation_pb2.DELIVERY_CONFIRMED_BY_OWNER
+    # Both holds released; the estimated tokens are paid.
+    await settles_at(billing, user_id, used=0)
+    summary = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+    assert format_usd(from_money(summary.cost_used)) == "0.00012"
+    assert await sweeper.sweep() == 0  # settled once
+    async with db.session_scope() as session:
+        await session.execute(delete(Generation).where(Generation.id == running))

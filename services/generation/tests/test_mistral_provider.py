@@ -92,7 +92,7 @@ async def test_a_stream_yields_chunks_then_the_usage_of_its_final_chunk(provider
 
 async def test_a_title_is_asked_for_and_parsed_out(provider, fake_mistral):
     opening = request(want_title=True, kind=Purpose.story_opening)
-    call = GenerationCall(opening, "reservation-1", provider)
+    call = GenerationCall(opening, provider)
     deltas = [delta async for delta in stream_generation(call)]
 
     assert call.title == "The Lantern Keeper"
@@ -100,7 +100,7 @@ async def test_a_title_is_asked_for_and_parsed_out(provider, fake_mistral):
     assert TITLE_INSTRUCTION in fake_mistral.requests[0]["messages"][1]["content"]
 
     opening = request(want_title=True, kind=Purpose.story_opening)
-    call = GenerationCall(opening, "reservation-1", provider)
+    call = GenerationCall(opening, provider)
     await complete_generation(call)
     assert (call.title, call.text[: len(FAKE_REPLY_START)]) == (
         "The Lantern Keeper",
@@ -109,7 +109,7 @@ async def test_a_title_is_asked_for_and_parsed_out(provider, fake_mistral):
 
 
 async def test_a_stream_without_usage_is_counted_locally_and_flagged_estimated(provider):
-    call = GenerationCall(request("fake-mistral:no-usage"), "reservation-1", provider)
+    call = GenerationCall(request("fake-mistral:no-usage"), provider)
     deltas = [delta async for delta in stream_generation(call)]
 
     assert call.reported_usage is None

@@ -193,7 +193,7 @@ async def test_the_token_delay_paces_the_stream():
 
 async def test_a_call_separates_the_title_and_reports_exact_usage():
     provider = OfflineProvider()
-    call = GenerationCall(request(want_title=True), "reservation-1", provider)
+    call = GenerationCall(request(want_title=True), provider)
     deltas = [delta async for delta in stream_generation(call)]
 
     assert call.title and not call.title.startswith("Title")
@@ -206,7 +206,7 @@ async def test_a_call_separates_the_title_and_reports_exact_usage():
 
 async def test_an_abandoned_offline_call_counts_what_was_produced():
     provider = OfflineProvider()
-    call = GenerationCall(request(), "reservation-1", provider)
+    call = GenerationCall(request(), provider)
     stream = stream_generation(call)
     first = await anext(stream)
     second = await anext(stream)

@@ -30,10 +30,12 @@ Usd = Numeric(18, 9)
 
 
 class ReservationStatus(StrEnum):
-    reserved = "reserved"  # holding quota until settled, released or expired
-    settled = "settled"  # its usage was counted
-    released = "released"  # given back by its caller (the model call failed)
-    expired = "expired"  # given back by the expiry worker
+    # Holding quota: the generation's count and/or its estimated cost, each
+    # until the event that settles it (see Reservation).
+    reserved = "reserved"
+    settled = "settled"  # both settled, the generation counted
+    released = "released"  # given back uncounted (failed, discarded, or by its caller)
+    expired = "expired"  # given back by the safety-net expiry (a producer lost its records)
 
 
 class Account(Base):
@@ -66,6 +68,14 @@ class Account(Base):
 
 
 class Reservation(Base):
+    """Two holds on the account while `status` is reserved: one generation in
+    `generations_reserved` (the count hold) and the estimate in
+    `cost_reserved_usd` (the cost hold). The call's UsageRecorded settles the
+    cost (`cost_settled_at`); the count is settled (`count_settled_at`,
+    `counted`) by that event too when the call counts on completion or failed,
+    else by the owner's GenerationDelivered / GenerationDiscarded. Each is
+    applied once, in whichever order the events arrive."""
+
     __tablename__ = "reservations"
     __table_args__ = (
         CheckConstraint(
@@ -92,6 +102,18 @@ class Reservation(Base):
     )
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cost_settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    count_settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Whether the generation counted against the plan, once its count is settled.
+    counted: Mapped[bool | None] = mapped_column(Boolean)
+
+    @property
+    def holds_cost(self) -> bool:
+        return self.status == ReservationStatus.reserved and self.cost_settled_at is None
+
+    @property
+    def holds_count(self) -> bool:
+        return self.status == ReservationStatus.reserved and self.count_settled_at is None
 
 
 class UsageLedgerEntry(Base):

@@ -110,51 +110,37 @@ async def reserve_within_limits(
     return granted is not None
 
 
-async def insert_reservation(
+async def insert_reservation_if_new(
     session: AsyncSession,
     reservation_id: uuid.UUID,
     user_id: uuid.UUID,
     estimated_cost_usd: Decimal,
     expires_at: dt.datetime,
-) -> None:
-    await session.execute(
-        insert(Reservation).values(
+    status: ReservationStatus = ReservationStatus.reserved,
+) -> bool:
+    """Insert the reservation; False when one with its id exists already (a
+    concurrent insert of the same id waits for the first to commit or roll back)."""
+    inserted = await session.scalar(
+        insert(Reservation)
+        .values(
             id=reservation_id,
             user_id=user_id,
-            status=ReservationStatus.reserved,
+            status=status,
             estimated_cost_usd=estimated_cost_usd,
             expires_at=expires_at,
         )
+        .on_conflict_do_nothing(index_elements=[Reservation.id])
+        .returning(Reservation.id)
     )
+    return inserted is not None
 
 
-async def release_if_reserved(
-    session: AsyncSession, reservation_id: uuid.UUID, user_id: uuid.UUID
-) -> Decimal | None:
-    """Mark the user's reservation released if it still holds quota; return
-    its estimate, or None when it did not (unknown, or no longer reserved)."""
+async def get_reservation(session: AsyncSession, reservation_id: uuid.UUID) -> Reservation | None:
     return await session.scalar(
-        update(Reservation)
-        .where(
-            Reservation.id == reservation_id,
-            Reservation.user_id == user_id,
-            Reservation.status == ReservationStatus.reserved,
-        )
-        .values(status=ReservationStatus.released)
-        .returning(Reservation.estimated_cost_usd)
-        .execution_options(**_NO_SYNC)
+        select(Reservation)
+        .where(Reservation.id == reservation_id)
+        .execution_options(populate_existing=True)
     )
-
-
-async def reservation_exists(
-    session: AsyncSession, reservation_id: uuid.UUID, user_id: uuid.UUID
-) -> bool:
-    found = await session.scalar(
-        select(Reservation.id).where(
-            Reservation.id == reservation_id, Reservation.user_id == user_id
-        )
-    )
-    return found is not None
 
 
 async def lock_reservation(
@@ -168,31 +154,25 @@ async def lock_reservation(
     )
 
 
-async def mark_settled(
-    session: AsyncSession,
-    reservation_id: uuid.UUID,
-    actual_cost_usd: Decimal,
-    generation_id: str,
-    settled_at: dt.datetime,
+async def update_reservation(
+    session: AsyncSession, reservation_id: uuid.UUID, **values: object
 ) -> None:
     await session.execute(
         update(Reservation)
         .where(Reservation.id == reservation_id)
-        .values(
-            status=ReservationStatus.settled,
-            actual_cost_usd=actual_cost_usd,
-            generation_id=generation_id,
-            settled_at=settled_at,
-        )
+        .values(**values)
         .execution_options(**_NO_SYNC)
     )
 
 
-async def mark_released(session: AsyncSession, reservation_id: uuid.UUID) -> None:
+async def mark_ledger_counted(
+    session: AsyncSession, user_id: uuid.UUID, generation_id: str, counted: bool
+) -> None:
+    """Set whether the usage entries of a generation counted against the plan."""
     await session.execute(
-        update(Reservation)
-        .where(Reservation.id == reservation_id)
-        .values(status=ReservationStatus.released)
+        update(UsageLedgerEntry)
+        .where(UsageLedgerEntry.user_id == user_id, UsageLedgerEntry.generation_id == generation_id)
+        .values(counted=counted)
         .execution_options(**_NO_SYNC)
     )
 
@@ -254,7 +234,10 @@ async def add_ledger_entry(session: AsyncSession, entry: LedgerEntry) -> bool:
 
 @dataclass(frozen=True)
 class ExpiredReservation:
+    id: uuid.UUID
     user_id: uuid.UUID
+    # The holds it still had, given back now.
+    generations: int
     estimated_cost_usd: Decimal
 
 
@@ -275,7 +258,18 @@ async def expire_due_reservations(
         update(Reservation)
         .where(Reservation.id.in_(due.scalar_subquery()))
         .values(status=ReservationStatus.expired)
-        .returning(Reservation.user_id, Reservation.estimated_cost_usd)
+        .returning(
+            Reservation.id,
+            Reservation.user_id,
+            Reservation.count_settled_at.is_(None),
+            Reservation.cost_settled_at.is_(None),
+            Reservation.estimated_cost_usd,
+        )
         .execution_options(**_NO_SYNC)
     )
-    return [ExpiredReservation(user_id, cost) for user_id, cost in rows]
+    return [
+        ExpiredReservation(
+            id, user_id, 1 if holds_count else 0, cost if holds_cost else Decimal(0)
+        )
+        for id, user_id, holds_count, holds_cost, cost in rows
+    ]

@@ -1,5 +1,13 @@
 """Billing rules: plans, monthly periods, reservations and settlement.
 
+A reservation holds one generation (the count hold) and its estimated cost
+(the cost hold). Only events release them, never a clock while the call may
+have completed: the call's UsageRecorded settles the cost (and the count when
+the call counts on completion, or failed); the subject owner's
+GenerationDelivered / GenerationDiscarded settles the count of a call made
+with DELIVERY_CONFIRMED_BY_OWNER. Events arrive in any order and any number
+of times; each hold is settled once.
+
 Every method takes the caller's session and never commits: the edge (the
 servicer, a consumer, the expiry worker) owns the transaction.
 """
@@ -15,15 +23,23 @@ from decimal import Decimal
 
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.generation.v1 import generation_pb2
+from fabula.stories.v1 import events_pb2 as stories_events
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import utcnow
-from fabula_common.errors import FabulaError, InvalidArgument, NotFound, QuotaExceeded
+from fabula_common.errors import (
+    AlreadyExists,
+    FabulaError,
+    InvalidArgument,
+    NotFound,
+    QuotaExceeded,
+)
 from fabula_common.money import format_usd, from_money, parse_usd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_billing.settings import Plan, Settings
 from fabula_billing.usage import repository as repo
-from fabula_billing.usage.models import Account, ReservationStatus
+from fabula_billing.metrics import RESERVATIONS_EXPIRED
+from fabula_billing.usage.models import Account, Reservation, ReservationStatus
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +148,28 @@ class BillingService:
         await self._current_account(session, user_id, utcnow())
 
     async def reserve_generation(
-        self, session: AsyncSession, user_id: uuid.UUID, estimated_cost_usd: Decimal | None
+        self,
+        session: AsyncSession,
+        user_id: uuid.UUID,
+        estimated_cost_usd: Decimal | None,
+        reservation_id: uuid.UUID | None = None,
     ) -> GrantedReservation:
         """Hold one generation and its estimated cost against the user's plan;
-        QuotaExceeded when that would go over a limit of the plan."""
+        QuotaExceeded when that would go over a limit of the plan. Reserving
+        an id again answers the existing reservation and holds nothing more."""
         estimate = self.default_estimate_usd if estimated_cost_usd is None else estimated_cost_usd
         now = utcnow()
+        reservation = GrantedReservation(reservation_id or uuid.uuid4(), now + self.reservation_ttl)
+        # The row first (the lock order), so a repeat of the same id waits for
+        # this transaction and then finds it instead of holding twice.
+        if not await repo.insert_reservation_if_new(
+            session, reservation.reservation_id, user_id, estimate, reservation.expires_at
+        ):
+            existing = await repo.get_reservation(session, reservation.reservation_id)
+            assert existing is not None
+            if existing.user_id != user_id:
+                raise AlreadyExists("reservation_id is taken by another reservation")
+            return GrantedReservation(existing.id, existing.expires_at)
         await self._current_account(session, user_id, now)
         plan_name = await repo.get_plan_name(session, user_id)
         assert plan_name is not None  # created above, and accounts are never deleted
@@ -148,11 +180,8 @@ class BillingService:
         if not granted:
             account = await repo.get_account(session, user_id)
             assert account is not None
+            # Raising rolls the reservation row back with the transaction.
             raise QuotaExceeded(self._refusal(account, plan, estimate))
-        reservation = GrantedReservation(uuid.uuid4(), now + self.reservation_ttl)
-        await repo.insert_reservation(
-            session, reservation.reservation_id, user_id, estimate, reservation.expires_at
-        )
         return reservation
 
     @staticmethod
@@ -175,18 +204,29 @@ class BillingService:
     async def release_reservation(
         self, session: AsyncSession, user_id: uuid.UUID, reservation_id: uuid.UUID
     ) -> bool:
-        """Give a reservation's quota back; False when it no longer held any
-        (already released, expired or settled). NotFound for a reservation
-        that is not the user's."""
-        estimate = await repo.release_if_reserved(session, reservation_id, user_id)
-        if estimate is None:
-            if not await repo.reservation_exists(session, reservation_id, user_id):
-                raise NotFound("reservation not found")
+        """Give back what a reservation still holds; False when it held nothing
+        (already released, expired or settled). NotFound for a reservation that
+        is not the user's. Its usage event, when it comes, is still billed."""
+        reservation = await repo.lock_reservation(session, reservation_id, user_id)
+        if reservation is None:
+            raise NotFound("reservation not found")
+        if reservation.status != ReservationStatus.reserved:
             return False
-        await repo.adjust_counters(
-            session, user_id, generations_reserved=-1, cost_reserved_usd=-estimate
-        )
+        await self._release_holds(session, reservation)
+        await repo.update_reservation(session, reservation.id, status=ReservationStatus.released)
         return True
+
+    async def _release_holds(
+        self, session: AsyncSession, reservation: Reservation, *, count: bool = True
+    ) -> None:
+        await repo.adjust_counters(
+            session,
+            reservation.user_id,
+            generations_reserved=-1 if count and reservation.holds_count else 0,
+            cost_reserved_usd=(
+                -reservation.estimated_cost_usd if reservation.holds_cost else Decimal(0)
+            ),
+        )
 
     async def get_usage(self, session: AsyncSession, user_id: uuid.UUID) -> Usage:
         await self._current_account(session, user_id, utcnow())
@@ -202,14 +242,65 @@ class BillingService:
             cost_used_usd=account.cost_used_usd,
         )
 
+    async def _event_reservation(
+        self,
+        session: AsyncSession,
+        reservation_id: uuid.UUID,
+        user_id: uuid.UUID,
+        now: dt.datetime,
+        what: str,
+    ) -> Reservation | None:
+        """The reservation an event names, locked. One billing never saw (its
+        reply was lost and it was never made, or made after this event) is
+        recorded holding nothing, so the event is applied once and a late
+        ReserveGeneration of the same id finds it and holds nothing. None
+        when the id is another user's."""
+        reservation = await repo.lock_reservation(session, reservation_id, user_id)
+        if reservation is None:
+            log.warning(
+                "%s names reservation %s unknown for user %s; applied without one",
+                what,
+                reservation_id,
+                user_id,
+            )
+            await repo.insert_reservation_if_new(
+                session, reservation_id, user_id, Decimal(0), now, ReservationStatus.released
+            )
+            reservation = await repo.lock_reservation(session, reservation_id, user_id)
+        return reservation
+
+    async def _settle_count(
+        self, session: AsyncSession, reservation: Reservation, counted: bool, now: dt.datetime
+    ) -> None:
+        """Decide whether the reservation's generation counts: release its
+        count hold, count it or not, and mark its ledger entries."""
+        await self._current_account(session, reservation.user_id, now)
+        await repo.adjust_counters(
+            session,
+            reservation.user_id,
+            generations_used=1 if counted else 0,
+            generations_reserved=-1 if reservation.holds_count else 0,
+        )
+        values: dict[str, object] = {"count_settled_at": now, "counted": counted}
+        if reservation.cost_settled_at is not None:
+            values.update(_final_status(counted, now))
+        await repo.update_reservation(session, reservation.id, **values)
+        await repo.mark_ledger_counted(
+            session, reservation.user_id, str(reservation.id), counted
+        )
+
     async def settle_usage(
         self, session: AsyncSession, event: generation_events.UsageRecorded
     ) -> None:
         """Apply a model call's real usage (the UsageRecorded handler).
 
-        Usage is counted whatever became of its reservation (an expired or
-        released one still gets billed); a call that failed before producing
-        anything gives its reservation back instead.
+        Its cost is always paid and its cost hold released. Whether it counts
+        as a generation: at once for a call that counts on completion (a
+        completed one counts, a failed or cancelled one does not); for one
+        whose delivery the owner confirms, only a failed or cancelled call is
+        decided here (uncounted), a completed one waits for the owner's event.
+        Usage is billed whatever became of its reservation (an expired or
+        released one still gets billed).
         """
         try:
             user_id = parse_uuid(event.user_id, "user_id")
@@ -224,15 +315,10 @@ class BillingService:
 
         reservation = None
         if reservation_id is not None:
-            reservation = await repo.lock_reservation(session, reservation_id, user_id)
-            if reservation is None:
-                log.warning(
-                    "usage event %s names reservation %s unknown for user %s; counting it anyway",
-                    event.event_id,
-                    reservation_id,
-                    user_id,
-                )
-        if reservation is not None and reservation.status == ReservationStatus.settled:
+            reservation = await self._event_reservation(
+                session, reservation_id, user_id, now, f"usage event {event.event_id}"
+            )
+        if reservation is not None and reservation.cost_settled_at is not None:
             if reservation.generation_id == event.generation_id:
                 # The same model call reported again under a new event id.
                 log.info(
@@ -250,13 +336,19 @@ class BillingService:
             )
             reservation = None
 
-        # One completed model call is one generation. A failed or cancelled
-        # call produced nothing usable: its reservation is released, though
-        # the tokens it did consume are still paid for.
         completed = event.outcome in (
             generation_events.GENERATION_OUTCOME_COMPLETED,
             generation_events.GENERATION_OUTCOME_UNSPECIFIED,
         )
+        owner_confirms = event.delivery == generation_pb2.DELIVERY_CONFIRMED_BY_OWNER
+        # Decided here: counts on completion, or produced nothing usable.
+        decides_count = not (owner_confirms and completed)
+        if reservation is not None and reservation.count_settled_at is not None:
+            decides_count = False  # the owner's event came first
+        if decides_count:
+            counted = completed and not owner_confirms
+        else:  # decided by the owner's event, or to be
+            counted = bool(reservation is not None and reservation.counted)
         subject_kind, subject_id = usage_subject(event)
         recorded = await repo.add_ledger_entry(
             session,
@@ -275,7 +367,7 @@ class BillingService:
                 usage_estimated=event.usage_estimated,
                 cost_usd=cost,
                 outcome=outcome_name(event.outcome),
-                counted=completed,
+                counted=counted,
                 occurred_at=(
                     event.occurred_at.ToDatetime(dt.UTC) if event.HasField("occurred_at") else now
                 ),
@@ -284,22 +376,83 @@ class BillingService:
         if not recorded:
             return  # already in the ledger: applied before
 
-        holds_quota = reservation is not None and reservation.status == ReservationStatus.reserved
         await self._current_account(session, user_id, now)
+        if reservation is None:
+            await repo.adjust_counters(
+                session,
+                user_id,
+                generations_used=1 if decides_count and counted else 0,
+                cost_used_usd=cost,
+            )
+            return
         await repo.adjust_counters(
             session,
             user_id,
-            generations_used=1 if completed else 0,
             cost_used_usd=cost,
-            generations_reserved=-1 if holds_quota else 0,
-            cost_reserved_usd=-reservation.estimated_cost_usd if holds_quota else Decimal(0),
+            cost_reserved_usd=(
+                -reservation.estimated_cost_usd if reservation.holds_cost else Decimal(0)
+            ),
         )
-        if reservation is None:
+        values: dict[str, object] = {
+            "cost_settled_at": now,
+            "actual_cost_usd": cost,
+            "generation_id": event.generation_id,
+        }
+        if reservation.count_settled_at is not None:
+            values.update(_final_status(bool(reservation.counted), now))
+        await repo.update_reservation(session, reservation.id, **values)
+        if decides_count:
+            reservation.cost_settled_at = now  # the cost hold, released above
+            await self._settle_count(session, reservation, counted, now)
+
+    async def count_delivered(
+        self, session: AsyncSession, event: stories_events.GenerationDelivered
+    ) -> None:
+        """The GenerationDelivered handler: the owner stored the generation's
+        result for the user, so it counts against the plan, once."""
+        await self._owner_decided(session, event, delivered=True)
+
+    async def release_discarded(
+        self, session: AsyncSession, event: stories_events.GenerationDiscarded
+    ) -> None:
+        """The GenerationDiscarded handler: the result will never reach the
+        user, so the generation does not count (its tokens are still paid,
+        from its UsageRecorded)."""
+        await self._owner_decided(session, event, delivered=False)
+
+    async def _owner_decided(
+        self,
+        session: AsyncSession,
+        event: stories_events.GenerationDelivered | stories_events.GenerationDiscarded,
+        *,
+        delivered: bool,
+    ) -> None:
+        what = f"{'delivered' if delivered else 'discarded'} event {event.event_id}"
+        try:
+            user_id = parse_uuid(event.user_id, "user_id")
+            reservation_id = parse_uuid(event.generation_id, "generation_id")
+        except InvalidArgument as exc:
+            log.error("%s dropped: %s", what, exc.message)
             return
-        if completed:
-            await repo.mark_settled(session, reservation.id, cost, event.generation_id, now)
-        elif holds_quota:
-            await repo.mark_released(session, reservation.id)
+        now = utcnow()
+        reservation = await self._event_reservation(session, reservation_id, user_id, now, what)
+        if reservation is None:
+            log.error("%s dropped: generation %s is another user's", what, reservation_id)
+            return
+        if reservation.count_settled_at is not None:
+            if reservation.counted == delivered:
+                log.info("%s repeats a settled generation; ignored", what)
+            else:
+                # Stories sends one of the two per generation; a failed call
+                # is never stored, so a delivery after that is a producer bug.
+                log.error(
+                    "%s contradicts generation %s, already settled as %s; ignored",
+                    what,
+                    reservation_id,
+                    "counted" if reservation.counted else "not counted",
+                )
+            return
+        await self._settle_count(session, reservation, delivered, now)
 
     async def open_registered_account(
         self, session: AsyncSession, event: users_events.UserRegistered
@@ -317,13 +470,22 @@ class BillingService:
         await self.open_account(session, user_id)
 
     async def expire_reservations(self, session: AsyncSession, now: dt.datetime, limit: int) -> int:
-        """Give back the quota of up to `limit` reservations past their expiry;
-        return how many."""
+        """The safety net: give back what up to `limit` reservations past their
+        expiry still hold; return how many. Only a reservation whose producers
+        lost their records gets here (events settle all others); its events,
+        should they come after all, are still applied once (billed, counted)."""
         expired = await repo.expire_due_reservations(session, now, limit)
         generations: defaultdict[uuid.UUID, int] = defaultdict(int)
         costs: defaultdict[uuid.UUID, Decimal] = defaultdict(Decimal)
         for reservation in expired:
-            generations[reservation.user_id] += 1
+            log.error(
+                "reservation %s of user %s expired unsettled: its usage or delivery event "
+                "never came; its quota is given back",
+                reservation.id,
+                reservation.user_id,
+            )
+            RESERVATIONS_EXPIRED.inc()
+            generations[reservation.user_id] += reservation.generations
             costs[reservation.user_id] += reservation.estimated_cost_usd
         for user_id in sorted(generations):  # the repository's lock order
             await repo.adjust_counters(
@@ -333,6 +495,14 @@ class BillingService:
                 cost_reserved_usd=-costs[user_id],
             )
         return len(expired)
+
+
+def _final_status(counted: bool, now: dt.datetime) -> dict[str, object]:
+    """The status of a reservation whose cost and count are both settled."""
+    return {
+        "status": ReservationStatus.settled if counted else ReservationStatus.released,
+        "settled_at": now,
+    }
 
 
 def _optional_uuid(value: str) -> uuid.UUID | None:

@@ -24,8 +24,13 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             estimate = parse_usd(request.estimated_cost_usd, field="estimated_cost_usd")
         else:
             estimate = None
+        reservation_id = (
+            parse_uuid(request.reservation_id, "reservation_id") if request.reservation_id else None
+        )
         async with self.db.session_scope() as session:
-            reservation = await self.billing.reserve_generation(session, user_id, estimate)
+            reservation = await self.billing.reserve_generation(
+                session, user_id, estimate, reservation_id
+            )
         return billing_pb2.Reservation(
             reservation_id=str(reservation.reservation_id), expires_at=reservation.expires_at
         )

@@ -1,7 +1,11 @@
-"""Background worker giving back the quota of reservations nobody settled.
+"""The safety net: giving back the quota of reservations nobody settled.
 
-A caller that crashes between ReserveGeneration and its model call would
-otherwise hold that quota for good.
+Events settle every reservation (generation sends a usage event for every
+generation it starts, even after a crash, from its sweeper; stories sends
+delivered or discarded for every generation it asks for). Only a producer
+that lost its records leaves one held; after BILLING_RESERVATION_TTL_SECONDS
+(a day by default, far longer than any outage the events wait out) this
+worker gives it back, logged as an error.
 """
 
 from __future__ import annotations

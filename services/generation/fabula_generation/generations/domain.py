@@ -26,6 +26,20 @@ class Outcome(StrEnum):
     failed = "failed"
 
 
+# The outcome of a generation whose call is still running (or whose process
+# died mid-call, until the sweeper settles it as failed).
+STARTED = "started"
+
+
+class Delivery(StrEnum):
+    """When a generation counts against the plan."""
+
+    # The result is the user's once the call completes.
+    on_completion = "on_completion"
+    # Only when the subject's owner reports it stored (GenerationDelivered).
+    confirmed_by_owner = "confirmed_by_owner"
+
+
 @dataclass(frozen=True)
 class Subject:
     """What a generation is about (e.g. kind "story" and its id), for usage logs."""

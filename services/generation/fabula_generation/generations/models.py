@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -24,11 +25,16 @@ from fabula_generation.database import Base
 
 
 class Generation(Base):
-    """A model call as billed: who, what it produced, what it cost, how it ended."""
+    """A model call as billed: who, what it produced, what it cost, how it ended.
+
+    Written as "started" before quota is reserved (with the prompt's estimated
+    usage), updated to its outcome when the call ends."""
 
     __tablename__ = "generations"
     __table_args__ = (
-        CheckConstraint("outcome IN ('completed', 'cancelled', 'failed')", name="outcome"),
+        CheckConstraint(
+            "outcome IN ('started', 'completed', 'cancelled', 'failed')", name="outcome"
+        ),
         CheckConstraint(
             "prompt_tokens >= 0 AND completion_tokens >= 0", name="tokens_not_negative"
         ),
@@ -36,6 +42,12 @@ class Generation(Base):
         Index("ix_generations_user_id_created_at", "user_id", "created_at"),
         Index("ix_generations_subject", "subject_kind", "subject_id"),
         Index("ix_generations_reservation_id", "reservation_id"),
+        # The sweeper's scan: calls still running, or abandoned by a dead process.
+        Index(
+            "ix_generations_started_created_at",
+            "created_at",
+            postgresql_where=text("outcome = 'started'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -55,6 +67,8 @@ class Generation(Base):
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(18, 9))
     duration_ms: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(16))
+    # When the call counts against the plan (domain.Delivery).
+    delivery: Mapped[str] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()

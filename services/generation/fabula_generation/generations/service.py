@@ -3,6 +3,7 @@ what is recorded for it. Nothing here commits; the edge owns transactions."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
@@ -13,14 +14,20 @@ from decimal import Decimal
 
 from fabula.generation.v1 import events_pb2, generation_pb2
 from fabula_common.db import utcnow
-from fabula_common.errors import InvalidArgument, UpstreamError
+from fabula_common.errors import AlreadyExists, InvalidArgument, UpstreamError
 from fabula_common.messaging.outbox import enqueue
 from fabula_common.money import format_usd, to_money
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_generation.database import outbox
 from fabula_generation.generations import repository
-from fabula_generation.generations.domain import GenerationRequest, Outcome, Purpose, Usage
+from fabula_generation.generations.domain import (
+    Delivery,
+    GenerationRequest,
+    Outcome,
+    Purpose,
+    Usage,
+)
 from fabula_generation.generations.models import Generation
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.text import TitleSplitter, count_tokens
@@ -46,6 +53,10 @@ _PURPOSES = {
     Purpose.story_opening: generation_pb2.PURPOSE_STORY_OPENING,
     Purpose.story_continuation: generation_pb2.PURPOSE_STORY_CONTINUATION,
     Purpose.story_ending: generation_pb2.PURPOSE_STORY_ENDING,
+}
+_DELIVERIES = {
+    Delivery.on_completion: generation_pb2.DELIVERY_ON_COMPLETION,
+    Delivery.confirmed_by_owner: generation_pb2.DELIVERY_CONFIRMED_BY_OWNER,
 }
 _OUTCOMES = {
     Outcome.completed: events_pb2.GENERATION_OUTCOME_COMPLETED,
@@ -103,13 +114,26 @@ class GenerationCall:
     """
 
     def __init__(
-        self, request: GenerationRequest, reservation_id: str, provider: GenerationProvider
+        self,
+        request: GenerationRequest,
+        provider: GenerationProvider,
+        *,
+        generation_id: uuid.UUID | None = None,
+        reservation_id: str | None = None,
+        delivery: Delivery = Delivery.on_completion,
     ) -> None:
-        self.id = uuid.uuid4()
+        self.id = generation_id or uuid.uuid4()
         self.request = request
-        # The billing reservation the recorded usage settles.
-        self.reservation_id = reservation_id
+        # The billing reservation the recorded usage settles: the generation's
+        # own id, unless a caller of the previous release reserved already.
+        self.reservation_id = reservation_id or str(self.id)
+        self.delivery = delivery
         self.provider = provider
+        # False until the provider is asked: a call refused before that (quota,
+        # billing down) consumed no tokens.
+        self.model_called = False
+        # True once billing granted the reservation (or the caller made it).
+        self.reserved = False
         self._started = time.monotonic()
         self._raw: list[str] = []
         self._segment: list[str] = []
@@ -149,6 +173,8 @@ class GenerationCall:
     def usage(self, outcome: Outcome) -> Usage:
         """The provider's own figures when it reported them; otherwise counted
         here from the prompt and what was produced."""
+        if not self.model_called:
+            return Usage(0, 0, False)
         if self.reported_usage is not None:
             return Usage(
                 self.reported_usage.prompt_tokens, self.reported_usage.completion_tokens, False
@@ -166,6 +192,7 @@ class GenerationCall:
 
 async def stream_generation(call: GenerationCall) -> AsyncIterator[str]:
     """Drive the provider's stream; yield segment text as it arrives."""
+    call.model_called = True
     async with aclosing(call.provider.stream(call.request)) as events:
         async for event in events:
             if isinstance(event, ReportedUsage):
@@ -182,6 +209,7 @@ async def stream_generation(call: GenerationCall) -> AsyncIterator[str]:
 
 async def complete_generation(call: GenerationCall) -> None:
     """Drive one non-streamed provider call."""
+    call.model_called = True
     completion = await call.provider.complete(call.request)
     call.take(completion.text)
     call.reported_usage = completion.usage
@@ -205,25 +233,16 @@ class RecordedGeneration:
     duration_ms: int
 
 
-async def record_generation(
-    session: AsyncSession,
-    call: GenerationCall,
-    outcome: Outcome,
-    *,
-    error: str | None,
-    prices: PriceTable,
-    subject: str,
-) -> RecordedGeneration:
-    """Store the generation and, in the same transaction, the UsageRecorded
-    event billing settles (or releases) the reservation with."""
-    usage = call.usage(outcome)
-    duration_ms = call.duration_ms
-    provider, model, request = call.provider.name, call.provider.model, call.request
-    cost = prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
-    now = utcnow()
-    await repository.add_generation(
+async def start_generation(session: AsyncSession, call: GenerationCall, prices: PriceTable) -> None:
+    """Write the generation as started, before any quota is reserved for it, so
+    a process dying at any later step leaves a record the sweeper settles.
+    Its usage is the prompt's estimate until the call ends. AlreadyExists when
+    a generation with this id was started before (the caller retried)."""
+    request, provider, model = call.request, call.provider.name, call.provider.model
+    prompt_tokens = call.provider.count_prompt_tokens(request)
+    started = await repository.add_started_generation(
         session,
-        Generation(
+        dict(
             id=call.id,
             user_id=request.user_id,
             purpose=request.purpose.value,
@@ -232,6 +251,39 @@ async def record_generation(
             reservation_id=call.reservation_id,
             provider=provider,
             model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=0,
+            usage_estimated=True,
+            cost_usd=prices.cost(model, prompt_tokens, 0),
+            duration_ms=0,
+            delivery=call.delivery.value,
+            error=None,
+            created_at=utcnow(),
+        ),
+    )
+    if not started:
+        raise AlreadyExists(f"generation {call.id} was requested before")
+
+
+async def record_generation(
+    session: AsyncSession,
+    call: GenerationCall,
+    outcome: Outcome,
+    *,
+    error: str | None,
+    prices: PriceTable,
+    subject: str,
+) -> RecordedGeneration | None:
+    """Give the started generation its outcome and, in the same transaction,
+    enqueue the UsageRecorded event billing settles the reservation with.
+    None when the sweeper settled it meanwhile (as abandoned, event sent)."""
+    usage = call.usage(outcome)
+    duration_ms = call.duration_ms
+    cost = prices.cost(call.provider.model, usage.prompt_tokens, usage.completion_tokens)
+    row = await repository.finish_generation(
+        session,
+        call.id,
+        dict(
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             usage_estimated=usage.estimated,
@@ -239,33 +291,56 @@ async def record_generation(
             duration_ms=duration_ms,
             outcome=outcome.value,
             error=error[:MAX_ERROR_CHARS] if error else None,
-            created_at=now,
         ),
     )
-    event = events_pb2.UsageRecorded(
-        event_id=str(uuid.uuid4()),
-        generation_id=str(call.id),
-        user_id=request.user_id,
-        purpose=_PURPOSES[request.purpose],
-        subject=generation_pb2.SubjectRef(kind=request.subject.kind, id=request.subject.id),
-        reservation_id=call.reservation_id,
-        provider=provider,
-        model=model,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        usage_estimated=usage.estimated,
-        cost=to_money(cost),
-        outcome=_OUTCOMES[outcome],
-        # The same facts for consumers of the previous release, which may
-        # still be running when this event is read.
-        cost_usd=format_usd(cost),
-        story_id=request.subject.id if request.subject.kind == "story" else "",
-    )
-    event.occurred_at.FromDatetime(now)
-    await enqueue(session, outbox, subject, event)
+    if row is None:
+        return None
+    await enqueue(session, outbox, subject, usage_recorded(row, utcnow()))
     return RecordedGeneration(
         id=call.id, usage=usage, cost_usd=cost, outcome=outcome, duration_ms=duration_ms
     )
+
+
+async def abandon_stale_generations(
+    session: AsyncSession, cutoff: dt.datetime, limit: int, subject: str
+) -> list[Generation]:
+    """Settle generations started before `cutoff` and never finished (their
+    process died mid-call) as failed, with the prompt's estimated usage, and
+    enqueue their UsageRecorded events; return them."""
+    now = utcnow()
+    abandoned = await repository.abandon_started_before(
+        session, cutoff, limit, "abandoned: the process serving the call stopped before it ended"
+    )
+    for row in abandoned:
+        row.duration_ms = min(int((now - row.created_at).total_seconds() * 1000), 2**31 - 1)
+        await enqueue(session, outbox, subject, usage_recorded(row, now))
+    return abandoned
+
+
+def usage_recorded(row: Generation, occurred_at: dt.datetime) -> events_pb2.UsageRecorded:
+    """The UsageRecorded event of a finished generation."""
+    event = events_pb2.UsageRecorded(
+        event_id=str(uuid.uuid4()),
+        generation_id=str(row.id),
+        user_id=row.user_id,
+        purpose=_PURPOSES[Purpose(row.purpose)],
+        subject=generation_pb2.SubjectRef(kind=row.subject_kind, id=row.subject_id),
+        reservation_id=row.reservation_id,
+        provider=row.provider,
+        model=row.model,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        usage_estimated=row.usage_estimated,
+        cost=to_money(row.cost_usd),
+        outcome=_OUTCOMES[Outcome(row.outcome)],
+        delivery=_DELIVERIES[Delivery(row.delivery)],
+        # The same facts for consumers of the previous release, which may
+        # still be running when this event is read.
+        cost_usd=format_usd(row.cost_usd),
+        story_id=row.subject_id if row.subject_kind == "story" else "",
+    )
+    event.occurred_at.FromDatetime(occurred_at)
+    return event
 
 
 def observe(call: GenerationCall, recorded: RecordedGeneration) -> None:

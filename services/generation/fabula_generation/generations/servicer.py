@@ -12,11 +12,12 @@ from contextlib import aclosing
 import grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
-from fabula_common.errors import InvalidArgument, UpstreamError
+from fabula_common.errors import FabulaError, InvalidArgument, Unavailable
 from fabula_common.money import format_usd, to_money
 
 from fabula_generation.generations.domain import (
     STORY_PURPOSES,
+    Delivery,
     GenerationRequest,
     Outcome,
     Purpose,
@@ -31,6 +32,7 @@ from fabula_generation.generations.service import (
     complete_generation,
     observe,
     record_generation,
+    start_generation,
     stream_generation,
     validate_request,
 )
@@ -73,6 +75,32 @@ def prior_reservation(message: generation_pb2.GenerateRequest) -> str | None:
         raise InvalidArgument("reservation_id must be a UUID") from None
 
 
+_DELIVERIES = {
+    generation_pb2.DELIVERY_UNSPECIFIED: Delivery.on_completion,
+    generation_pb2.DELIVERY_ON_COMPLETION: Delivery.on_completion,
+    generation_pb2.DELIVERY_CONFIRMED_BY_OWNER: Delivery.confirmed_by_owner,
+}
+
+
+def requested_generation_id(message: generation_pb2.GenerateRequest) -> uuid.UUID | None:
+    """The id the caller chose for the generation; None when it left it to us."""
+    if not message.generation_id:
+        return None
+    try:
+        return uuid.UUID(message.generation_id)
+    except ValueError:
+        raise InvalidArgument("generation_id must be a UUID") from None
+
+
+def delivery_from_proto(message: generation_pb2.GenerateRequest) -> Delivery:
+    try:
+        return _DELIVERIES[message.delivery]
+    except KeyError:
+        raise InvalidArgument(
+            "delivery must be DELIVERY_ON_COMPLETION or DELIVERY_CONFIRMED_BY_OWNER"
+        ) from None
+
+
 def request_from_proto(message: generation_pb2.GenerateRequest) -> GenerationRequest:
     purpose = _PURPOSES.get(message.purpose)
     subject = Subject(kind=message.subject.kind, id=message.subject.id)
@@ -106,8 +134,10 @@ def request_from_proto(message: generation_pb2.GenerateRequest) -> GenerationReq
 
 
 class GenerationRecorder:
-    """Records model calls, each in a task of its own; gives the reservation
-    back when a call cannot be recorded.
+    """Records model calls: as started before anything is reserved, then with
+    their outcome, each in a task of its own; gives the reservation back at
+    once when a call cannot be recorded (its usage event then comes from the
+    sweeper).
 
     The caller awaits the record through asyncio.shield, so a call abandoned
     midway (its handler cancelled) still gets its record written. As a
@@ -123,12 +153,17 @@ class GenerationRecorder:
         self._pending: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
 
+    async def start(self, call: GenerationCall) -> None:
+        """Write the call as started (AlreadyExists for an id used before)."""
+        async with self.db.session_scope() as session:
+            await start_generation(session, call, self.prices)
+
     def recording(self, call: GenerationCall) -> Recording:
         return Recording(self, call)
 
     async def record(
         self, call: GenerationCall, outcome: Outcome, error: str | None
-    ) -> RecordedGeneration:
+    ) -> RecordedGeneration | None:
         task = asyncio.create_task(
             self._write(call, outcome, error), name=f"record-generation-{call.id}"
         )
@@ -143,7 +178,7 @@ class GenerationRecorder:
 
     async def _write(
         self, call: GenerationCall, outcome: Outcome, error: str | None
-    ) -> RecordedGeneration:
+    ) -> RecordedGeneration | None:
         try:
             async with self.db.session_scope() as session:
                 recorded = await record_generation(
@@ -152,10 +187,18 @@ class GenerationRecorder:
         except Exception:
             # Logged here: when the caller has gone, nobody else sees it.
             log.exception("could not record generation %s (%s)", call.id, outcome.value)
-            # No usage event will settle the reservation: give it back (the
-            # user is not charged for a call nobody could record).
-            await self.meter.release(call.request.user_id, call.reservation_id)
+            # Its usage event comes only when the sweeper settles the started
+            # row; the caller gets no result, so its quota goes back now.
+            if call.reserved:
+                await self.meter.release(call.request.user_id, call.reservation_id)
             raise
+        if recorded is None:
+            log.warning(
+                "generation %s ended (%s) after the sweeper had settled it as abandoned",
+                call.id,
+                outcome.value,
+            )
+            return None
         observe(call, recorded)
         return recorded
 
@@ -184,7 +227,9 @@ class Recording:
     async def __aexit__(self, exc_type, exc, traceback) -> bool:
         if exc is None:
             outcome, error = Outcome.completed, None
-        elif isinstance(exc, UpstreamError):
+        elif isinstance(exc, FabulaError):
+            # The model failed, or the call was refused before it (quota,
+            # billing unreachable).
             outcome, error = Outcome.failed, exc.message
         elif isinstance(exc, Exception):
             outcome, error = Outcome.failed, f"internal error ({type(exc).__name__})"
@@ -197,12 +242,17 @@ class Recording:
             if exc is None:
                 raise
             # Already logged; the original exception is the one to propagate.
+        if exc is None and self.recorded is None:
+            # Settled as failed by the sweeper: billing will not count it, so
+            # the caller must not get it as a result either.
+            raise Unavailable("the generation outlived its deadline; retry")
         return False
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
-    """Every model call: validate, reserve quota, call the model, record the
-    usage (which settles or releases the reservation)."""
+    """Every model call: validate, record it as started, reserve quota under
+    its id, call the model, record the outcome and usage (whose event settles
+    or releases the reservation)."""
 
     def __init__(
         self, provider: GenerationProvider, recorder: GenerationRecorder, meter: Meter
@@ -212,13 +262,29 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         self.meter = meter
 
     async def _start(self, message: generation_pb2.GenerateRequest) -> GenerationCall:
-        # Invalid requests cost nothing; a refused reservation ends the call
-        # before the model is called (and, streaming, before any event).
+        # Invalid requests cost nothing and leave no record.
         request = request_from_proto(message)
-        # A caller of the previous release has reserved already: this call
-        # settles that reservation rather than holding a second one.
-        reservation_id = prior_reservation(message) or await self.meter.reserve(request.user_id)
-        return GenerationCall(request, reservation_id, self.provider)
+        call = GenerationCall(
+            request,
+            self.provider,
+            generation_id=requested_generation_id(message),
+            # A caller of the previous release has reserved already: this call
+            # settles that reservation rather than holding a second one.
+            reservation_id=prior_reservation(message),
+            delivery=delivery_from_proto(message),
+        )
+        # Recorded before anything is reserved: from here on, whatever fails,
+        # the generation ends with exactly one usage event.
+        await self.recorder.start(call)
+        return call
+
+    async def _reserve(self, call: GenerationCall) -> None:
+        """Reserve quota under the generation's id (inside the recording: a
+        refusal is recorded as a failed call that consumed nothing, and its
+        event releases whatever billing may have granted after all)."""
+        if call.reservation_id == str(call.id):
+            await self.meter.reserve(call.request.user_id, call.reservation_id)
+        call.reserved = True
 
     def _response(
         self, call: GenerationCall, recorded: RecordedGeneration | None
@@ -245,6 +311,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     ) -> generation_pb2.GenerateResponse:
         call = await self._start(request)
         async with self.recorder.recording(call) as recording:
+            await self._reserve(call)
             await complete_generation(call)
         return self._response(call, recording.recorded)
 
@@ -253,6 +320,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     ) -> AsyncIterator[generation_pb2.GenerateStreamEvent]:
         call = await self._start(request)
         async with self.recorder.recording(call) as recording:
+            # A quota refusal ends the stream before its first event.
+            await self._reserve(call)
             async with aclosing(stream_generation(call)) as deltas:
                 async for delta in deltas:
                     yield generation_pb2.GenerateStreamEvent(
