@@ -286,6 +286,8 @@ class StoryWriter:
                 log.warning("could not renew the claim of generation %s: %r", claim.generation_id, exc)
                 continue
             if not held:
+                if stopped.is_set():  # stored or discarded by its writer meanwhile
+                    return
                 log.warning(
                     "the claim of generation %s was discarded while it ran; its text will not be stored",
                     claim.generation_id,
