@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -69,9 +68,7 @@ class Published:
         )
 
     def of_generation(self, generation_id: str) -> list:
-        return [
-            e for e in [*self.delivered, *self.discarded] if e.generation_id == generation_id
-        ]
+        return [e for e in [*self.delivered, *self.discarded] if e.generation_id == generation_id]
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +152,8 @@ async def create(stories: Stub, user_id: str) -> stories_pb2.Story:
 
 
 def continue_call(stories: Stub, user_id: str, story_id: str):
-    return stories.ContinueStory(stories_pb2.ContinueStoryRequest(user_id=user_id, story_id=story_id))
+    request = stories_pb2.ContinueStoryRequest(user_id=user_id, story_id=story_id)
+    return stories.ContinueStory(request)
 
 
 async def continue_story(stories: Stub, user_id: str, story_id: str) -> stories_pb2.Segment:
@@ -328,7 +326,9 @@ async def test_a_segment_the_database_refuses_is_discarded_and_frees_the_story(
 
     async with segments_refused(admin_url, test_database, story.id):
         await refused(continue_story(stories, user_id, story.id))
-        await refused(stories.EndStory(stories_pb2.EndStoryRequest(user_id=user_id, story_id=story.id)))
+        await refused(
+            stories.EndStory(stories_pb2.EndStoryRequest(user_id=user_id, story_id=story.id))
+        )
 
     await one_event_each(published, user_id, generations=3)
     _, discarded = published.of_user(user_id)
@@ -351,11 +351,13 @@ async def test_a_killed_writer_leaves_its_story_free_and_its_generation_discarde
         "STORIES_WRITE_LEASE_SECONDS": str(LEASE_SECONDS),
         "LOG_FORMAT": "text",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fabula_stories"],
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fabula_stories",
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     user_id = new_user()
     story = await create(stories, user_id)
@@ -370,8 +372,9 @@ async def test_a_killed_writer_leaves_its_story_free_and_its_generation_discarde
             with contextlib.suppress(grpc.aio.AioRpcError):
                 await read_to_end(call)
     finally:
-        process.kill()
-        process.wait()
+        with contextlib.suppress(ProcessLookupError):  # killed above
+            process.kill()
+        await process.wait()
 
     async def discarded() -> bool:
         return any(e.story_id == story.id for e in published.of_user(user_id)[1])
@@ -413,7 +416,9 @@ async def test_a_long_call_keeps_its_story_beyond_the_lease(
 # --- Storing against discarding: exactly one wins --------------------------------------------
 
 
-GENERATED = GeneratedText(text="Rain again.", provider="offline", model="test", is_language_model=False)
+GENERATED = GeneratedText(
+    text="Rain again.", provider="offline", model="test", is_language_model=False
+)
 
 
 async def test_a_text_arriving_after_its_claim_was_swept_is_not_stored(
@@ -426,8 +431,14 @@ async def test_a_text_arriving_after_its_claim_was_swept_is_not_stored(
     subjects = DeliverySubjects.for_settings(settings)
     async with db.session_scope() as session:
         claim, _ = await service.start_writing(
-            session, owner, story_id, SegmentKind.continuation, uuid.uuid4(),
-            lease_seconds=0.01, max_segments=6, max_chars=1000,
+            session,
+            owner,
+            story_id,
+            SegmentKind.continuation,
+            uuid.uuid4(),
+            lease_seconds=0.01,
+            max_segments=6,
+            max_chars=1000,
         )
     await asyncio.sleep(0.05)
     # This sweep or the running service's, whichever takes the claim first.
@@ -455,8 +466,14 @@ async def test_of_storing_and_sweeping_the_same_claim_exactly_one_wins(
     for story_id in stories_ids:
         async with db.session_scope() as session:
             claim, _ = await service.start_writing(
-                session, owner, story_id, SegmentKind.continuation, uuid.uuid4(),
-                lease_seconds=0.01, max_segments=6, max_chars=1000,
+                session,
+                owner,
+                story_id,
+                SegmentKind.continuation,
+                uuid.uuid4(),
+                lease_seconds=0.01,
+                max_segments=6,
+                max_chars=1000,
             )
         claims.append(claim)
     await asyncio.sleep(0.05)

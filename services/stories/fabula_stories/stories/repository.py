@@ -108,9 +108,7 @@ async def claim_for_writing(
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def renew_claim(
-    session: AsyncSession, generation_id: uuid.UUID, lease: dt.timedelta
-) -> bool:
+async def renew_claim(session: AsyncSession, generation_id: uuid.UUID, lease: dt.timedelta) -> bool:
     """Extend the claim of `generation_id` and its story's lease (if this
     writer still holds it) by `lease` from now; False when the claim is gone
     (the sweeper discarded it)."""
@@ -134,9 +132,7 @@ async def renew_claim(
     return True
 
 
-async def take_pending(
-    session: AsyncSession, generation_id: uuid.UUID
-) -> PendingGeneration | None:
+async def take_pending(session: AsyncSession, generation_id: uuid.UUID) -> PendingGeneration | None:
     """Delete the claim of `generation_id` and return it; None when it is
     gone already. Storing and discarding both take the claim, so of the two
     exactly one finds it (the other waits on its row lock, then finds nothing)."""

@@ -131,9 +131,7 @@ class StoryWriter:
             async def store() -> Story:
                 opening = await self._generate(request)
                 async with self._db.session_scope() as session:
-                    return await service.store_opening(
-                        session, self._subjects, claim, new, opening
-                    )
+                    return await service.store_opening(session, self._subjects, claim, new, opening)
 
             return await self._claimed(claim, store())
 
@@ -283,13 +281,16 @@ class StoryWriter:
                         session, claim, self._settings.write_lease_seconds
                     )
             except Exception as exc:  # noqa: BLE001 - database briefly away: next round
-                log.warning("could not renew the claim of generation %s: %r", claim.generation_id, exc)
+                log.warning(
+                    "could not renew the claim of generation %s: %r", claim.generation_id, exc
+                )
                 continue
             if not held:
                 if stopped.is_set():  # stored or discarded by its writer meanwhile
                     return
                 log.warning(
-                    "the claim of generation %s was discarded while it ran; its text will not be stored",
+                    "the claim of generation %s was discarded while it ran; "
+                    "its text will not be stored",
                     claim.generation_id,
                 )
                 return
