@@ -68,6 +68,8 @@ _PURPOSE = {
 # delays, doubling.
 _DISCARD_RETRY_FIRST_SECONDS = 0.25
 _DISCARD_RETRY_MAX_SECONDS = 2.0
+# How long shutdown waits for the writes it cancelled to be discarded.
+_DISCARD_ON_SHUTDOWN_SECONDS = 2.0
 
 # What the generation service logs usage against.
 _SUBJECT_KIND = "story"
@@ -190,6 +192,10 @@ class StoryWriter:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        # The cancelled writes discard their generations in tasks of their
+        # own: give those a moment, so the relay's last pass publishes them.
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=_DISCARD_ON_SHUTDOWN_SECONDS)
 
     # --- Steps ------------------------------------------------------------------
 
