@@ -31,7 +31,7 @@ GRPC_CALLS = {
     # Generation meters every model call with billing.
     "generation": {"billing"},
 }
-NATS_CLIENTS = {"users", "generation", "billing"}
+NATS_CLIENTS = {"users", "stories", "generation", "billing"}
 
 
 # One Dockerfile builds every image; the build argument SERVICE picks the component.

@@ -7,16 +7,22 @@ from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
-from fabula_common.health import POSTGRES
+from fabula_common.health import NATS, POSTGRES
+from fabula_common.messaging.bus import EventBus
+from fabula_common.messaging.outbox import OutboxRelay
 
+from fabula_stories.database import outbox
 from fabula_stories.settings import Settings
+from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.servicer import StoriesServicer
+from fabula_stories.stories.tasks import ClaimSweeper
 from fabula_stories.stories.writer import StoryWriter
 
 
 def create_app(settings: Settings) -> GrpcApp:
     app = GrpcApp("stories", settings)
     db = Database(settings)
+    bus = EventBus(settings, name="stories")
     generation_channel = open_channel(
         settings.generation_addr, settings.generation_deadline_seconds
     )
@@ -30,10 +36,19 @@ def create_app(settings: Settings) -> GrpcApp:
         StoriesServicer(db, writer),
         stories_pb2.DESCRIPTOR.services_by_name["StoriesService"].full_name,
     )
-    # In this order: writes still in flight need generation and the database.
-    app.on_shutdown(writer.shutdown)
+    # Stopped in this order: writes in flight finish (and report their
+    # generations delivered or discarded) before the relay's last pass.
+    app.add_worker(writer)
+    app.add_worker(
+        ClaimSweeper(db, DeliverySubjects.for_settings(settings), settings.sweep_interval_seconds)
+    )
+    app.add_worker(OutboxRelay(db, outbox, bus, "stories", settings))
+    # Workers have stopped before these run.
     app.on_shutdown(generation_channel.close)
+    app.on_shutdown(bus.close)
     app.on_shutdown(db.dispose)
-    # Health: NOT_SERVING while the database is down.
+    # Health: NOT_SERVING while the database is down; NATS down is reported
+    # but not fatal (delivery events wait in the outbox).
     app.watch_dependency(POSTGRES, db.ping)
+    app.watch_dependency(NATS, bus.ping, required=False)
     return app

@@ -4,7 +4,7 @@ its models' import below."""
 
 from __future__ import annotations
 
-from fabula_stories.database import Base
-from fabula_stories.stories.models import Segment, Story
+from fabula_stories.database import Base, outbox
+from fabula_stories.stories.models import PendingGeneration, Segment, Story
 
-__all__ = ["Base", "Segment", "Story"]
+__all__ = ["Base", "PendingGeneration", "Segment", "Story", "outbox"]

@@ -17,11 +17,15 @@ class Settings(ServiceSettings):
     # the most recent segments, and at most this many characters of them.
     context_segments: int = Field(6, ge=1, le=50)
     context_max_chars: int = Field(12_000, ge=500)
-    # One segment is written at a time per story: a writer holds the story for
-    # the model call's deadline plus this margin, which covers reading the
-    # story and storing the result. A writer that crashed simply lets it expire.
-    write_lease_margin_seconds: float = Field(30.0, gt=0)
+    # One segment is written at a time per story: a writer claims the story
+    # (and records the generation it asks for) for this long, and renews the
+    # claim every third of it while it works. A writer that died stops
+    # renewing, so its story is free again within this time, and the sweeper
+    # then discards its generation (GenerationDiscarded).
+    write_lease_seconds: float = Field(15.0, gt=0)
+    # How often claims whose lease ran out are looked for.
+    sweep_interval_seconds: float = Field(2.0, gt=0)
 
     @property
-    def write_lease_seconds(self) -> float:
-        return self.generation_deadline_seconds + self.write_lease_margin_seconds
+    def write_lease_renew_seconds(self) -> float:
+        return self.write_lease_seconds / 3

@@ -47,8 +47,11 @@ class Story(Base):
     opening_line: Mapped[str | None] = mapped_column(Text)
     is_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Set while a segment is being written (see service.start_writing): until
-    # then no other writer may start. Its value also identifies the holder.
+    # then no other writer may start. The writer renews it while it works, so
+    # a writer that died lets the story go within one lease.
     writing_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Which writer holds the lease: the generation it is writing with.
+    writing_generation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, server_default=func.now()
     )
@@ -101,3 +104,31 @@ class Segment(Base):
     )
 
     story: Mapped[Story] = relationship(back_populates="segments", lazy="raise")
+
+
+class PendingGeneration(Base):
+    """A generation stories asked for and has not yet either stored or
+    discarded: written before the model call, deleted by the one transaction
+    that stores its segment (GenerationDelivered) or gives it up
+    (GenerationDiscarded). Exactly one of the two can delete it, so exactly one
+    event goes out per generation id. Renewed by its writer while it works; one
+    whose `claimed_until` passed belongs to a writer that died, and the sweeper
+    discards it."""
+
+    __tablename__ = "pending_generations"
+    __table_args__ = (
+        CheckConstraint("kind IN ('opening', 'continuation', 'ending')", name="kind_known"),
+        # The sweeper's query: claims past their lease, oldest first.
+        Index("ix_pending_generations_claimed_until", "claimed_until"),
+    )
+
+    generation_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # No foreign key: an opening's story does not exist until it is stored,
+    # and a deleted story's claim is still to be discarded.
+    story_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    kind: Mapped[str] = mapped_column(String(16))  # a SegmentKind value
+    claimed_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, server_default=func.now()
+    )

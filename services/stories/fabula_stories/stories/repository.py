@@ -11,10 +11,10 @@ from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from fabula_stories.stories.models import Segment, Story
+from fabula_stories.stories.models import PendingGeneration, Segment, Story
 
 
-async def add(session: AsyncSession, *objects: Story | Segment) -> None:
+async def add(session: AsyncSession, *objects: Story | Segment | PendingGeneration) -> None:
     session.add_all(objects)
     await session.flush()
 
@@ -83,11 +83,16 @@ async def list_segments(
 
 
 async def claim_for_writing(
-    session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID, lease: dt.timedelta
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    story_id: uuid.UUID,
+    generation_id: uuid.UUID,
+    lease: dt.timedelta,
 ) -> Story | None:
-    """Hold the user's open story for `lease` unless another writer holds it.
-    One statement, so of concurrent claims exactly one finds the row free.
-    None when the story is missing, complete or held."""
+    """Hold the user's open story for `lease` for the writer of `generation_id`
+    unless another writer holds it. One statement, so of concurrent claims
+    exactly one finds the row free. None when the story is missing, complete
+    or held."""
     query = (
         update(Story)
         .where(
@@ -96,22 +101,80 @@ async def claim_for_writing(
             Story.is_complete.is_(False),
             or_(Story.writing_until.is_(None), Story.writing_until < func.now()),
         )
-        .values(writing_until=func.now() + lease)
+        .values(writing_until=func.now() + lease, writing_generation_id=generation_id)
         .returning(Story)
         .execution_options(synchronize_session=False)
     )
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def release_writing(
-    session: AsyncSession, story_id: uuid.UUID, writing_until: dt.datetime
-) -> None:
-    """Free the story if the lease ending at `writing_until` still holds it
-    (after it expired another writer may have claimed the story)."""
+async def renew_claim(session: AsyncSession, generation_id: uuid.UUID, lease: dt.timedelta) -> bool:
+    """Extend the claim of `generation_id` and its story's lease (if this
+    writer still holds it) by `lease` from now; False when the claim is gone
+    (the sweeper discarded it)."""
+    story_id = (
+        await session.execute(
+            update(PendingGeneration)
+            .where(PendingGeneration.generation_id == generation_id)
+            .values(claimed_until=func.now() + lease)
+            .returning(PendingGeneration.story_id)
+            .execution_options(synchronize_session=False)
+        )
+    ).scalar_one_or_none()
+    if story_id is None:
+        return False
+    await session.execute(
+        update(Story)
+        .where(Story.id == story_id, Story.writing_generation_id == generation_id)
+        .values(writing_until=func.now() + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return True
+
+
+async def take_pending(session: AsyncSession, generation_id: uuid.UUID) -> PendingGeneration | None:
+    """Delete the claim of `generation_id` and return it; None when it is
+    gone already. Storing and discarding both take the claim, so of the two
+    exactly one finds it (the other waits on its row lock, then finds nothing)."""
+    query = (
+        delete(PendingGeneration)
+        .where(PendingGeneration.generation_id == generation_id)
+        .returning(PendingGeneration)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def take_expired_pending(session: AsyncSession, limit: int) -> list[PendingGeneration]:
+    """Delete up to `limit` claims whose lease ran out and return them. Claims
+    another transaction holds (being stored right now) are skipped."""
+    expired = (
+        select(PendingGeneration.generation_id)
+        .where(PendingGeneration.claimed_until < func.now())
+        .order_by(PendingGeneration.claimed_until)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    query = (
+        delete(PendingGeneration)
+        .where(PendingGeneration.generation_id.in_(expired.scalar_subquery()))
+        .returning(PendingGeneration)
+        .execution_options(synchronize_session=False)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def release_writing(session: AsyncSession, claims: Sequence[PendingGeneration]) -> None:
+    """Free the stories the writers of `claims` still hold (after a lease
+    expired another writer may hold the story: it keeps it). A generation id
+    only ever holds its own claim's story, so matching either list is exact."""
     query = (
         update(Story)
-        .where(Story.id == story_id, Story.writing_until == writing_until)
-        .values(writing_until=None)
+        .where(
+            Story.id.in_([claim.story_id for claim in claims]),
+            Story.writing_generation_id.in_([claim.generation_id for claim in claims]),
+        )
+        .values(writing_until=None, writing_generation_id=None)
         .execution_options(synchronize_session=False)
     )
     await session.execute(query)

@@ -1,6 +1,7 @@
 """Domain rules of stories: input validation, ownership, the complete-story
-rule, one writer at a time per story, and segment numbering. Takes a session; never commits (the caller's
-transaction scope does)."""
+rule, one writer at a time per story, segment numbering, and exactly one
+GenerationDelivered or GenerationDiscarded per generation asked for. Takes a
+session; never commits (the caller's transaction scope does)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fabula_common.db import utcnow
-from fabula_common.errors import InvalidArgument, NotFound, StoryBusy, StoryComplete
+from fabula_common.errors import InvalidArgument, NotFound, StoryBusy, StoryComplete, Unavailable
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fabula_stories.stories import repository
+from fabula_stories.stories import events, repository
+from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.models import (
     GENRE_MAX_LENGTH,
     TITLE_MAX_LENGTH,
+    PendingGeneration,
     Segment,
     SegmentKind,
     Story,
@@ -153,19 +156,25 @@ class GeneratedText:
     provider: str
     model: str
     is_language_model: bool
-    generation_id: str
     title: str = ""
 
 
 @dataclass(frozen=True)
-class WriteLease:
-    """A writer's hold on a story while it writes the next segment. `until`
-    also tells this holder apart from one that claims the story after the
-    lease expired."""
+class WriteClaim:
+    """A writer's claim of the generation it asks for (a pending_generations
+    row) and, but for an opening, of its story (the story's write lease),
+    renewed while it works."""
 
+    generation_id: uuid.UUID
     user_id: uuid.UUID
     story_id: uuid.UUID
-    until: dt.datetime
+    kind: SegmentKind
+
+
+class ClaimLost(Unavailable):
+    """The writer's claim was discarded before its text could be stored (it
+    could not renew it in time, e.g. the database was away): the text is not
+    stored and the generation does not count; the user may simply retry."""
 
 
 @dataclass(frozen=True)
@@ -205,41 +214,38 @@ def title_for(new: NewStory, generated_title: str) -> str:
 # --- Operations ----------------------------------------------------------------
 
 
-async def create_story(
-    session: AsyncSession, new: NewStory, story_id: uuid.UUID, opening: GeneratedText
-) -> Story:
-    """The story with its opening segment (position 1)."""
-    now = utcnow()
-    story = Story(
-        id=story_id,
-        user_id=new.user_id,
-        title=title_for(new, opening.title),
-        genre=new.genre,
-        characters=list(new.characters),
-        opening_line=new.opening_line,
-        is_complete=False,
-        created_at=now,
-        updated_at=now,
-        segments=[_segment(story_id, 1, SegmentKind.opening, opening, now)],
-    )
-    await repository.add(session, story)
-    return story
+async def claim_opening(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    story_id: uuid.UUID,
+    generation_id: uuid.UUID,
+    *,
+    lease_seconds: float,
+) -> WriteClaim:
+    """Record the generation of a new story's opening before it is asked for
+    (the story is stored with it, so there is no story to hold yet)."""
+    claim = WriteClaim(generation_id, user_id, story_id, SegmentKind.opening)
+    await _add_pending(session, claim, lease_seconds)
+    return claim
 
 
 async def start_writing(
     session: AsyncSession,
     user_id: uuid.UUID,
     story_id: uuid.UUID,
+    kind: SegmentKind,
+    generation_id: uuid.UUID,
     *,
     lease_seconds: float,
     max_segments: int,
     max_chars: int,
-) -> tuple[WriteLease, WritingContext]:
+) -> tuple[WriteClaim, WritingContext]:
     """Claim a story the user owns and may still extend for writing its next
-    segment, and tell what the model needs to write it. One segment is written
-    at a time: while another writer holds the story, the claim is refused."""
+    segment with `generation_id`, and tell what the model needs to write it.
+    One segment is written at a time: while another writer holds the story,
+    the claim is refused."""
     story = await repository.claim_for_writing(
-        session, user_id, story_id, dt.timedelta(seconds=lease_seconds)
+        session, user_id, story_id, generation_id, dt.timedelta(seconds=lease_seconds)
     )
     if story is None:
         # Tell the caller why: a missing or complete story is final, a busy one is not.
@@ -249,9 +255,9 @@ async def start_writing(
             "a segment is already being written for this story; retry when it is done",
             metadata={"story_id": str(story.id)},
         )
-    assert story.writing_until is not None  # just set by the claim
+    claim = WriteClaim(generation_id, user_id, story.id, kind)
+    await _add_pending(session, claim, lease_seconds)
     texts = await repository.recent_segment_texts(session, story.id, max_segments)
-    lease = WriteLease(user_id=user_id, story_id=story.id, until=story.writing_until)
     context = WritingContext(
         genre=story.genre,
         title=story.title,
@@ -259,38 +265,118 @@ async def start_writing(
         opening_line=story.opening_line or "",
         previous_segments=recent_window(texts, max_chars),
     )
-    return lease, context
+    return claim, context
 
 
-async def stop_writing(session: AsyncSession, lease: WriteLease) -> None:
-    """Free the story for the next writer without storing a segment (the model
-    call failed), rather than when the lease expires."""
-    await repository.release_writing(session, lease.story_id, lease.until)
+async def _add_pending(session: AsyncSession, claim: WriteClaim, lease_seconds: float) -> None:
+    await repository.add(
+        session,
+        PendingGeneration(
+            generation_id=claim.generation_id,
+            story_id=claim.story_id,
+            user_id=claim.user_id,
+            kind=claim.kind.value,
+            claimed_until=utcnow() + dt.timedelta(seconds=lease_seconds),
+        ),
+    )
 
 
-async def append_segment(
-    session: AsyncSession, lease: WriteLease, kind: SegmentKind, generated: GeneratedText
+async def renew_claim(session: AsyncSession, claim: WriteClaim, lease_seconds: float) -> bool:
+    """Keep the claim (and the story) for another `lease_seconds`; False when
+    the claim was discarded meanwhile."""
+    return await repository.renew_claim(
+        session, claim.generation_id, dt.timedelta(seconds=lease_seconds)
+    )
+
+
+async def _take_claim(session: AsyncSession, claim: WriteClaim) -> PendingGeneration:
+    pending = await repository.take_pending(session, claim.generation_id)
+    if pending is None:
+        raise ClaimLost("the text could not be stored in time; retry")
+    return pending
+
+
+async def store_opening(
+    session: AsyncSession,
+    subjects: DeliverySubjects,
+    claim: WriteClaim,
+    new: NewStory,
+    opening: GeneratedText,
+) -> Story:
+    """The story with its opening segment (position 1), delivered."""
+    pending = await _take_claim(session, claim)
+    now = utcnow()
+    segment = _segment(claim, 1, opening, now)
+    story = Story(
+        id=claim.story_id,
+        user_id=new.user_id,
+        title=title_for(new, opening.title),
+        genre=new.genre,
+        characters=list(new.characters),
+        opening_line=new.opening_line,
+        is_complete=False,
+        created_at=now,
+        updated_at=now,
+        segments=[segment],
+    )
+    await repository.add(session, story)
+    await events.generation_delivered(session, subjects, pending, segment.id)
+    return story
+
+
+async def store_segment(
+    session: AsyncSession, subjects: DeliverySubjects, claim: WriteClaim, generated: GeneratedText
 ) -> tuple[Story, Segment]:
-    """Store the segment the lease's holder generated after the story's last
-    one, freeing the story for the next writer; an ending also completes it.
-    The story row stays locked until the transaction ends, so even a writer
-    whose lease expired midway numbers its segment after the others and none
-    lands after an ending."""
-    story = await _owned(session, lease.user_id, lease.story_id, for_update=True)
+    """Store the segment the claim's holder generated after the story's last
+    one and report it delivered, freeing the story for the next writer; an
+    ending also completes the story. The story row stays locked until the
+    transaction ends, so even a writer whose lease expired midway numbers its
+    segment after the others and none lands after an ending. Raises (and
+    stores nothing) when the claim was discarded or the story was deleted or
+    completed meanwhile."""
+    pending = await _take_claim(session, claim)
+    story = await _owned(session, claim.user_id, claim.story_id, for_update=True)
     # Checked again: the story may have ended while the model was writing
     # (possible only when this writer's lease expired).
     _ensure_open(story)
     now = utcnow()
     position = await repository.last_position(session, story.id) + 1
-    segment = _segment(story.id, position, kind, generated, now)
+    segment = _segment(claim, position, generated, now)
     story.updated_at = now
     # Unless the lease expired and another writer holds the story by now.
-    if story.writing_until == lease.until:
+    if story.writing_generation_id == claim.generation_id:
         story.writing_until = None
-    if kind is SegmentKind.ending:
+        story.writing_generation_id = None
+    if claim.kind is SegmentKind.ending:
         story.is_complete = True
     await repository.add(session, segment)
+    await events.generation_delivered(session, subjects, pending, segment.id)
     return story, segment
+
+
+async def discard(
+    session: AsyncSession, subjects: DeliverySubjects, claim: WriteClaim, reason: str
+) -> bool:
+    """Give up the claim's generation without storing it: free its story for
+    the next writer and report it discarded. False when the claim was already
+    taken (its text stored, or the sweeper discarded it)."""
+    pending = await repository.take_pending(session, claim.generation_id)
+    if pending is None:
+        return False
+    await repository.release_writing(session, [pending])
+    await events.generation_discarded(session, subjects, pending, reason)
+    return True
+
+
+async def discard_expired(session: AsyncSession, subjects: DeliverySubjects, limit: int) -> int:
+    """Discard up to `limit` claims whose writer stopped renewing them (it
+    died, or could not reach the database for a whole lease); how many."""
+    expired = await repository.take_expired_pending(session, limit)
+    if expired:
+        await repository.release_writing(session, expired)
+    for pending in expired:
+        await events.generation_discarded(session, subjects, pending, events.CLAIM_EXPIRED)
+    return len(expired)
 
 
 async def get_story(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> Story:
@@ -385,21 +471,18 @@ def _ensure_open(story: Story) -> None:
 
 
 def _segment(
-    story_id: uuid.UUID,
-    position: int,
-    kind: SegmentKind,
-    generated: GeneratedText,
-    created_at: dt.datetime,
+    claim: WriteClaim, position: int, generated: GeneratedText, created_at: dt.datetime
 ) -> Segment:
     return Segment(
         id=uuid.uuid4(),
-        story_id=story_id,
+        story_id=claim.story_id,
         position=position,
-        kind=kind.value,
+        kind=claim.kind.value,
         text=generated.text,
         provider=generated.provider,
         model=generated.model,
         is_language_model=generated.is_language_model,
-        generation_id=generated.generation_id,
+        # The id stories chose and generation and billing know the call by.
+        generation_id=str(claim.generation_id),
         created_at=created_at,
     )

@@ -3,23 +3,35 @@ meters the call: it reserves quota with billing and refuses a call over the
 plan before the model runs), store the result.
 
 Each database step is its own short transaction: a model call takes seconds
-and must hold neither a connection nor a row lock. Instead, continuing or
-ending a story first claims it for a while (a write lease on the story row),
-so one segment is written at a time and each is written knowing the ones
-before it; a concurrent request is refused before any model call, so it
-costs nothing.
-Storing the segment frees the story, and so does any failure on the way.
+and must hold neither a connection nor a row lock. Instead, before the call,
+the writer records a claim of the generation it asks for (its id is chosen
+here and given to generation, which reserves quota under it) and, to continue
+or end a story, claims the story (a write lease on the story row): one
+segment is written at a time and each is written knowing the ones before it;
+a concurrent request is refused before any model call, so it costs nothing.
+The claim is short and renewed while the call runs, so the story of a writer
+that died is free again within one lease.
+
+The generation counts against the user's plan only once its text is stored:
+storing takes the claim and reports GenerationDelivered in one transaction;
+a failed call, a story deleted or completed meanwhile, or a failed store
+takes the claim and reports GenerationDiscarded instead, freeing the story.
+Should that transaction fail too (the database is away), it is retried in
+the background, and the sweeper (tasks.ClaimSweeper) discards any claim its
+writer stopped renewing. Storing and discarding both take the same claim, so
+exactly one of the two events goes out per generation.
 
 The model call and the storing of its result run in a task of their own, so
 a caller that goes away midway (the gateway's client disconnected) cancels
-neither: the generation is billed once either way, and the user finds the
-text in the story afterwards.
+neither: the user finds the text in the story afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -28,12 +40,20 @@ from typing import Any, TypeVar
 import grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
-from fabula_common.errors import Unavailable, UpstreamError, from_rpc_error
+from fabula_common.errors import (
+    FabulaError,
+    NotFound,
+    StoryComplete,
+    Unavailable,
+    UpstreamError,
+    from_rpc_error,
+)
 
 from fabula_stories.settings import Settings
-from fabula_stories.stories import service
+from fabula_stories.stories import events, service
+from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.models import Segment, SegmentKind, Story
-from fabula_stories.stories.service import GeneratedText, NewStory, WriteLease, WritingContext
+from fabula_stories.stories.service import GeneratedText, NewStory, WriteClaim, WritingContext
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +64,13 @@ _PURPOSE = {
     SegmentKind.continuation: generation_pb2.PURPOSE_STORY_CONTINUATION,
     SegmentKind.ending: generation_pb2.PURPOSE_STORY_ENDING,
 }
+# Discarding a generation while the database is away is retried after these
+# delays, doubling.
+_DISCARD_RETRY_FIRST_SECONDS = 0.25
+_DISCARD_RETRY_MAX_SECONDS = 2.0
+# How long shutdown waits for the writes it cancelled to be discarded.
+_DISCARD_ON_SHUTDOWN_SECONDS = 2.0
+
 # What the generation service logs usage against.
 _SUBJECT_KIND = "story"
 
@@ -70,12 +97,14 @@ class StoryWriter:
         self._db = db
         self._generation = generation
         self._settings = settings
+        self._subjects = DeliverySubjects.for_settings(settings)
         # Strong references: the event loop keeps only weak ones to tasks.
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopped = asyncio.Event()
 
     async def create(self, new: NewStory) -> Story:
         """A new story with its generated opening (and title, when none is given)."""
-        story_id = uuid.uuid4()
+        story_id, generation_id = uuid.uuid4(), uuid.uuid4()
         request = generation_pb2.GenerateRequest(
             user_id=str(new.user_id),
             purpose=_PURPOSE[SegmentKind.opening],
@@ -87,12 +116,26 @@ class StoryWriter:
                 opening_line=new.opening_line or "",
             ),
             want_title=new.title is None,
+            generation_id=str(generation_id),
+            delivery=generation_pb2.DELIVERY_CONFIRMED_BY_OWNER,
         )
 
         async def write() -> Story:
-            opening = await self._generate(request)
             async with self._db.session_scope() as session:
-                return await service.create_story(session, new, story_id, opening)
+                claim = await service.claim_opening(
+                    session,
+                    new.user_id,
+                    story_id,
+                    generation_id,
+                    lease_seconds=self._settings.write_lease_seconds,
+                )
+
+            async def store() -> Story:
+                opening = await self._generate(request)
+                async with self._db.session_scope() as session:
+                    return await service.store_opening(session, self._subjects, claim, new, opening)
+
+            return await self._claimed(claim, store())
 
         return await self._detached(write(), f"create story {story_id}")
 
@@ -100,9 +143,9 @@ class StoryWriter:
         self, user_id: uuid.UUID, story_id: uuid.UUID, direction: str
     ) -> AsyncIterator[ContinueEvent]:
         """Text deltas as the model writes the next segment, then the stored segment."""
-        lease, request = await self._prepare(user_id, story_id, SegmentKind.continuation, direction)
+        claim, request = await self._prepare(user_id, story_id, SegmentKind.continuation, direction)
         delivery = _Delivery()
-        self._spawn(self._continue(lease, request, delivery))
+        self._spawn(self._continue(claim, request, delivery))
         try:
             while True:
                 event = await delivery.queue.get()
@@ -116,18 +159,30 @@ class StoryWriter:
 
     async def end(self, user_id: uuid.UUID, story_id: uuid.UUID, direction: str) -> Story:
         """Write the ending and complete the story; returns it with all its segments."""
-        lease, request = await self._prepare(user_id, story_id, SegmentKind.ending, direction)
+        claim, request = await self._prepare(user_id, story_id, SegmentKind.ending, direction)
 
         async def write() -> Story:
             ending = await self._generate(request)
             async with self._db.session_scope() as session:
-                await service.append_segment(session, lease, SegmentKind.ending, ending)
+                await service.store_segment(session, self._subjects, claim, ending)
                 return await service.get_story(session, user_id, story_id)
 
-        return await self._detached(self._holding(lease, write()), f"end story {story_id}")
+        return await self._detached(self._claimed(claim, write()), f"end story {story_id}")
 
-    async def shutdown(self) -> None:
-        """Give writes in flight the shutdown grace to finish, then cancel them."""
+    # --- Lifecycle: a worker of the app, stopped before the outbox relay ----------
+
+    async def run(self) -> None:
+        await self._stopped.wait()
+
+    async def stop(self) -> None:
+        """Give writes in flight the shutdown grace to finish, then cancel them
+        (their claims are discarded, or left to a sweeper)."""
+        try:
+            await self._finish_writes()
+        finally:
+            self._stopped.set()
+
+    async def _finish_writes(self) -> None:
         if not self._tasks:
             return
         log.info("waiting for %d story writes to finish", len(self._tasks))
@@ -137,47 +192,56 @@ class StoryWriter:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        # The cancelled writes discard their generations in tasks of their
+        # own: give those a moment, so the relay's last pass publishes them.
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=_DISCARD_ON_SHUTDOWN_SECONDS)
 
     # --- Steps ------------------------------------------------------------------
 
     async def _prepare(
         self, user_id: uuid.UUID, story_id: uuid.UUID, kind: SegmentKind, direction: str
-    ) -> tuple[WriteLease, generation_pb2.GenerateRequest]:
+    ) -> tuple[WriteClaim, generation_pb2.GenerateRequest]:
         """Claim the story for writing before any model call: a story that is
         missing, complete or being written already costs the user nothing."""
+        generation_id = uuid.uuid4()
         async with self._db.session_scope() as session:
-            lease, context = await service.start_writing(
+            claim, context = await service.start_writing(
                 session,
                 user_id,
                 story_id,
+                kind,
+                generation_id,
                 lease_seconds=self._settings.write_lease_seconds,
                 max_segments=self._settings.context_segments,
                 max_chars=self._settings.context_max_chars,
             )
-        return lease, generation_pb2.GenerateRequest(
+        return claim, generation_pb2.GenerateRequest(
             user_id=str(user_id),
             purpose=_PURPOSE[kind],
             subject=_subject(story_id),
             story=_story_inputs(context),
             direction=direction,
+            generation_id=str(generation_id),
+            delivery=generation_pb2.DELIVERY_CONFIRMED_BY_OWNER,
         )
 
     async def _continue(
-        self, lease: WriteLease, request: generation_pb2.GenerateRequest, delivery: _Delivery
+        self, claim: WriteClaim, request: generation_pb2.GenerateRequest, delivery: _Delivery
     ) -> None:
         """The work of one ContinueStory call; never raises but on cancellation."""
-        story_id = lease.story_id
+        story_id = claim.story_id
 
         async def write() -> Segment:
             continuation = await self._generate_stream(request, delivery.queue.put_nowait)
             async with self._db.session_scope() as session:
-                _, segment = await service.append_segment(
-                    session, lease, SegmentKind.continuation, continuation
+                _, segment = await service.store_segment(
+                    session, self._subjects, claim, continuation
                 )
             return segment
 
         try:
-            segment = await self._holding(lease, write())
+            segment = await self._claimed(claim, write())
         except asyncio.CancelledError:
             delivery.queue.put_nowait(Unavailable("the service is shutting down"))
             raise
@@ -192,31 +256,91 @@ class StoryWriter:
             )
         delivery.queue.put_nowait(segment)
 
-    async def _holding(self, lease: WriteLease, step: Awaitable[T]) -> T:
-        """Await a step of writing under `lease`. Storing the segment frees the
-        story; should any step fail instead, the story is freed at once, so
-        the next writer need not wait for the lease to expire."""
+    async def _claimed(self, claim: WriteClaim, work: Awaitable[T]) -> T:
+        """Await the generation and storing of `claim`'s text, renewing the
+        claim meanwhile. Storing takes the claim; should any step fail
+        instead, the generation is discarded and the story freed at once, so
+        the next writer need not wait for the lease to run out."""
+        renewing = asyncio.Event()
+        self._spawn(self._renew(claim, renewing))
         try:
-            return await step
-        except BaseException:
-            await self._stop_writing(lease)
+            return await work
+        except BaseException as exc:
+            renewing.set()
+            if not isinstance(exc, service.ClaimLost):  # nothing left to discard
+                await self._discard(claim, _discard_reason(exc))
             raise
+        finally:
+            renewing.set()
 
-    async def _stop_writing(self, lease: WriteLease) -> None:
-        async def stop() -> None:
+    async def _renew(self, claim: WriteClaim, stopped: asyncio.Event) -> None:
+        """Renew `claim` every third of the lease until `stopped` is set."""
+        interval = self._settings.write_lease_renew_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), timeout=interval)
+            if stopped.is_set():
+                return
             try:
                 async with self._db.session_scope() as session:
-                    await service.stop_writing(session, lease)
-            except Exception:
+                    held = await service.renew_claim(
+                        session, claim, self._settings.write_lease_seconds
+                    )
+            except Exception as exc:  # noqa: BLE001 - database briefly away: next round
                 log.warning(
-                    "could not free story %s for the next writer; its lease will expire",
-                    lease.story_id,
-                    exc_info=True,
+                    "could not renew the claim of generation %s: %r", claim.generation_id, exc
                 )
+                continue
+            if not held:
+                if stopped.is_set():  # stored or discarded by its writer meanwhile
+                    return
+                log.warning(
+                    "the claim of generation %s was discarded while it ran; "
+                    "its text will not be stored",
+                    claim.generation_id,
+                )
+                return
 
-        # A task of its own: freeing the story must survive the cancellation
-        # of a caller that went away.
-        await asyncio.shield(self._spawn(stop()))
+    async def _discard(self, claim: WriteClaim, reason: str) -> None:
+        """Discard `claim`'s generation and free its story. The caller waits for
+        the first attempt only: while the database is away, attempts go on in
+        the background with backoff for as long as the claim could still be
+        held (after that the sweeper has discarded it)."""
+        attempted = asyncio.Event()
+        give_up_at = time.monotonic() + self._settings.write_lease_seconds
+
+        async def discard() -> None:
+            delay = _DISCARD_RETRY_FIRST_SECONDS
+            while True:
+                try:
+                    async with self._db.session_scope() as session:
+                        await service.discard(session, self._subjects, claim, reason)
+                    if delay > _DISCARD_RETRY_FIRST_SECONDS:
+                        log.info("discarded generation %s after retrying", claim.generation_id)
+                    return
+                except Exception as exc:  # noqa: BLE001 - retried, then left to the sweeper
+                    if time.monotonic() > give_up_at:
+                        log.warning(
+                            "could not discard generation %s; its claim will be swept: %r",
+                            claim.generation_id,
+                            exc,
+                        )
+                        return
+                    log.warning(
+                        "could not discard generation %s, retrying in %.2fs: %r",
+                        claim.generation_id,
+                        delay,
+                        exc,
+                    )
+                finally:
+                    attempted.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _DISCARD_RETRY_MAX_SECONDS)
+
+        # A task of its own: discarding must survive the cancellation of a
+        # caller that went away.
+        self._spawn(discard())
+        await asyncio.shield(attempted.wait())
 
     async def _generate(self, request: generation_pb2.GenerateRequest) -> GeneratedText:
         try:
@@ -264,6 +388,18 @@ class StoryWriter:
             raise
 
 
+def _discard_reason(exc: BaseException) -> str:
+    if isinstance(exc, NotFound):
+        return events.STORY_DELETED
+    if isinstance(exc, StoryComplete):
+        return events.STORY_COMPLETE
+    if isinstance(exc, asyncio.CancelledError):
+        return events.WRITER_STOPPED
+    if isinstance(exc, FabulaError):  # what generation answered (see from_rpc_error)
+        return events.MODEL_FAILED
+    return events.STORE_FAILED
+
+
 def _log_unobserved(task: asyncio.Task[Any], what: str) -> None:
     if task.cancelled():
         log.warning("%s: cancelled after its caller left", what)
@@ -295,6 +431,5 @@ def _generated_text(response: generation_pb2.GenerateResponse) -> GeneratedText:
         provider=response.provider,
         model=response.model,
         is_language_model=response.is_language_model,
-        generation_id=response.generation_id,
         title=response.title,
     )
