@@ -1,8 +1,9 @@
-"""Faults: a hung service, a NATS outage, and what `make run` says when a
-dependency is missing."""
+"""Faults: a hung service, a NATS outage, a process that dies under `make run`,
+and what `make run` says when a dependency is missing."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from fabula_common.provision import drop_database
 from fabula_common.testing import free_port
 
 pytestmark = pytest.mark.e2e
@@ -150,11 +152,7 @@ def test_make_run_keeps_retrying_a_process_that_crashes_at_start(launcher_env):
     try:
         result = _run_launcher(env)
     finally:
-        from fabula_devtools.stack import ADMIN_URL
-        from fabula_common.provision import drop_database
-        import asyncio
-
-        asyncio.run(drop_database(ADMIN_URL, env["FABULA_DATABASE_NAME"]))
+        asyncio.run(drop_database(env["POSTGRES_ADMIN_URL"], env["FABULA_DATABASE_NAME"]))
     assert result.returncode == 1
     assert "make run: stories exited with code" in result.stdout
     assert "it keeps crashing" in result.stdout, result.stdout[-2000:]
