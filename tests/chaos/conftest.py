@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import asyncpg
 import httpx
@@ -275,7 +276,7 @@ class Workload:
         self.streaming = {u.user_id: threading.Event() for u in users}
         self._threads = [threading.Thread(target=self._work, args=(u,), daemon=True) for u in users]
 
-    def __enter__(self) -> Workload:
+    def __enter__(self) -> Self:
         for thread in self._threads:
             thread.start()
         return self
@@ -418,7 +419,9 @@ class Reconciler:
             time.sleep(0.5)
 
     def report(self, scenario: str, figures: dict[str, Figures], extra: str = "") -> None:
-        total = lambda attr: sum(getattr(f, attr) for f in figures.values())  # noqa: E731
+        def total(attr: str) -> int:
+            return sum(getattr(f, attr) for f in figures.values())
+
         over = sum(1 for f in figures.values() if f.limit is not None and f.charged > f.limit)
         line = (f"CHAOS {scenario}: users={len(figures)} served={total('served')} stored={total('stored')} "
                 f"recorded={total('recorded')} charged={total('charged')} ledger={total('ledger')} "
