@@ -1,8 +1,9 @@
-"""Faults: a hung service, a NATS outage, and what `make run` says when a
-dependency is missing."""
+"""Faults: a hung service, a NATS outage, a process that dies under `make run`,
+and what `make run` says when a dependency is missing."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from fabula_common.provision import drop_database
 from fabula_common.testing import free_port
 
 pytestmark = pytest.mark.e2e
@@ -131,3 +133,46 @@ def test_stopping_fabula_lets_a_stream_in_flight_finish(start_private_stack):
     reader.join(timeout=60)
     assert "event: segment" in lines, lines[-5:]
     assert api.stack.process.wait(timeout=60) == 0
+
+
+def test_make_run_restarts_a_process_that_dies(start_private_stack):
+    """kill -9 of one service: the launcher starts it again after a short
+    backoff, as Kubernetes would, and the others keep running untouched."""
+    api = start_private_stack()
+    writer = api.register()
+    assert api.create_story(writer).status_code == 201
+    before = dict(api.stack.children)
+
+    os.kill(before["stories"], signal.SIGKILL)
+    killed_at = time.monotonic()
+    api.stack.wait_restarted("stories", before["stories"], timeout=15)
+    api.wait_for(lambda: api.create_story(writer).status_code == 201, timeout=15)
+    assert time.monotonic() - killed_at < 10
+    log = api.stack.log_path.read_text(errors="replace")
+    assert "make run: stories was killed by SIGKILL" in log and "restarting in 0.5s" in log
+
+    # A second death soon after: the delay doubles.
+    os.kill(api.stack.children["stories"], signal.SIGKILL)
+    api.stack.wait_restarted("stories", api.stack.children["stories"], timeout=15)
+    assert "restarting in 1s" in api.stack.log_path.read_text(errors="replace")
+    api.wait_for(lambda: api.http.get("/readyz").json()["status"] == "ready", timeout=15)
+
+    after = api.stack.find_children()
+    unchanged = {name: pid for name, pid in before.items() if name != "stories"}
+    assert {name: after[name] for name in unchanged} == unchanged
+    assert api.stack.process.poll() is None
+
+
+def test_make_run_keeps_retrying_a_process_that_crashes_at_start(launcher_env):
+    """A child that cannot start (here: it cannot bind its address) is retried with backoff and a line saying
+    so; if Fabula never becomes ready the launch fails, naming it."""
+    env = launcher_env(STORIES_GRPC_HOST="203.0.113.1", FABULA_START_TIMEOUT_SECONDS="20",
+                       FABULA_RESTART_BACKOFF_INITIAL_SECONDS="0.1")
+    try:
+        result = _run_launcher(env)
+    finally:
+        asyncio.run(drop_database(env["POSTGRES_ADMIN_URL"], env["FABULA_DATABASE_NAME"]))
+    assert result.returncode == 1
+    assert "make run: stories exited with code" in result.stdout
+    assert "it keeps crashing" in result.stdout, result.stdout[-2000:]
+    assert "stories kept crashing" in result.stderr, result.stderr[-2000:]

@@ -7,9 +7,16 @@
 3. Starts the four services and the gateway with this process's environment,
    waits until the gateway's /readyz says every service is ready, and prints
    where the API is.
-4. On Ctrl-C or SIGTERM stops the gateway, then the services (each drains
-   gracefully), and exits. Children die with it even if it is killed outright
-   (PR_SET_PDEATHSIG), so nothing is left behind.
+4. Restarts a child that dies (exits or is killed), as Kubernetes would:
+   after a delay that doubles from FABULA_RESTART_BACKOFF_INITIAL_SECONDS up to
+   FABULA_RESTART_BACKOFF_MAX_SECONDS and starts again from the initial one
+   once the child has run FABULA_RESTART_STABLE_SECONDS; the other children
+   keep serving meanwhile. Each restart prints one line naming the child,
+   how it ended and the delay.
+5. On Ctrl-C or SIGTERM stops the gateway, then the services (each drains
+   gracefully), and exits; nothing is restarted during shutdown. Children die
+   with it even if it is killed outright (PR_SET_PDEATHSIG), so nothing is
+   left behind.
 """
 
 from __future__ import annotations
@@ -44,7 +51,108 @@ class LaunchError(SystemExit):
 @dataclass
 class Child:
     name: str
-    process: subprocess.Popen
+    module: str
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    # Delay before the next restart, and when that restart is due (None: running).
+    backoff: float = 0.0
+    restart_at: float | None = None
+    # Deaths since the child last ran stably.
+    crashes: int = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env=self.env,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
+        )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    initial: float = 0.5
+    maximum: float = 30.0
+    # A child that ran this long before dying starts again from `initial`.
+    stable: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> RestartPolicy:
+        return cls(
+            initial=float(env.get("FABULA_RESTART_BACKOFF_INITIAL_SECONDS", cls.initial)),
+            maximum=float(env.get("FABULA_RESTART_BACKOFF_MAX_SECONDS", cls.maximum)),
+            stable=float(env.get("FABULA_RESTART_STABLE_SECONDS", cls.stable)),
+        )
+
+
+def how_it_ended(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+class Supervisor:
+    """Keeps the children running: one that dies is started again after a
+    backoff delay, as a Kubernetes Deployment restarts a crashed container."""
+
+    def __init__(self, policy: RestartPolicy) -> None:
+        self.policy = policy
+        self.children: list[Child] = []
+        self.stopping = False
+
+    def start(self, name: str, module: str, env: dict[str, str]) -> Child:
+        child = Child(name, module, env)
+        child.start()
+        self.children.append(child)
+        return child
+
+    def check(self) -> None:
+        """Schedule the restart of children that died; start those that are due."""
+        now = time.monotonic()
+        for child in self.children:
+            if self.stopping:
+                return
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.start()
+                    print(f"make run: {child.name} restarted (pid {child.process.pid})", flush=True)
+                continue
+            if child.running:
+                continue
+            uptime = now - child.started_at
+            if uptime >= self.policy.stable:
+                child.crashes, child.backoff = 0, 0.0
+            child.crashes += 1
+            child.backoff = (
+                self.policy.initial
+                if not child.backoff
+                else min(child.backoff * 2, self.policy.maximum)
+            )
+            child.restart_at = now + child.backoff
+            ended = how_it_ended(child.process.returncode)
+            if child.crashes >= 2:
+                print(
+                    f"make run: {child.name} {ended} after {uptime:.1f}s; it keeps crashing "
+                    f"({child.crashes} times in a row, see its log above); "
+                    f"restarting in {child.backoff:g}s",
+                    flush=True,
+                )
+            else:
+                print(
+                    f"make run: {child.name} {ended} after {uptime:.1f}s; "
+                    f"restarting in {child.backoff:g}s",
+                    flush=True,
+                )
 
 
 def _die_with_parent() -> None:
@@ -146,20 +254,15 @@ def prepare_database(env: dict[str, str]) -> None:
     print(f"database {env['FABULA_DATABASE_NAME']}: schemas and roles ready, migrations at head", flush=True)
 
 
-def start(name: str, module: str, env: dict[str, str]) -> Child:
-    process = subprocess.Popen(
-        [sys.executable, "-m", module], env=env, preexec_fn=_die_with_parent, start_new_session=True
-    )
-    return Child(name, process)
-
-
-def wait_ready(base_url: str, children: list[Child], timeout: float) -> None:
+def wait_ready(base_url: str, supervisor: Supervisor, timeout: float, stop_requested) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
-        for child in children:
-            if child.process.poll() is not None:
-                raise LaunchError(f"{child.name} exited with code {child.process.returncode} while starting; see its log above.")
+        if stop_requested():
+            return
+        # A child that crashes while starting is restarted with backoff too;
+        # one that never comes up ends the launch at the deadline.
+        supervisor.check()
         try:
             with urllib.request.urlopen(f"{base_url}/readyz", timeout=2) as response:
                 body = response.read().decode(errors="replace")
@@ -173,12 +276,17 @@ def wait_ready(base_url: str, children: list[Child], timeout: float) -> None:
         except OSError as exc:
             last = str(exc)
         time.sleep(0.2)
+    crashing = [c.name for c in supervisor.children if c.crashes]
+    if crashing:
+        last = f"{', '.join(crashing)} kept crashing (see the log above); last answer: {last}"
     raise LaunchError(f"Fabula did not become ready within {timeout:.0f}s: {last}")
 
 
 def stop_all(children: list[Child], grace: float) -> None:
     """Gateway first (it stops taking requests), then the services."""
     for child in reversed(children):
+        if child.process is None:
+            continue
         if child.process.poll() is None:
             child.process.send_signal(signal.SIGTERM)
         try:
@@ -200,29 +308,32 @@ def main() -> None:
     signal.signal(signal.SIGINT, request_stop)
 
     env = environment()
-    children: list[Child] = []
+    supervisor = Supervisor(RestartPolicy.from_env(env))
+    grace = float(env.get("SHUTDOWN_GRACE_SECONDS", "10"))
     try:
         asyncio.run(check_postgres(env["POSTGRES_ADMIN_URL"]))
         asyncio.run(check_nats(env["NATS_URL"]))
         check_ports_free(env)
         prepare_database(env)
         for service in ("users", "billing", "generation", "stories"):
-            children.append(start(service, f"fabula_{service}", env))
-        children.append(start("gateway", "fabula_gateway", env))
+            supervisor.start(service, f"fabula_{service}", env)
+        supervisor.start("gateway", "fabula_gateway", env)
         base_url = f"http://{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']}"
-        wait_ready(base_url, children, float(env.get("FABULA_START_TIMEOUT_SECONDS", "60")))
-        print(f"Fabula is up: API {base_url}  docs {base_url}/docs  (Ctrl-C to stop)", flush=True)
+        timeout = float(env.get("FABULA_START_TIMEOUT_SECONDS", "60"))
+        wait_ready(base_url, supervisor, timeout, lambda: stop_requested)
+        if not stop_requested:
+            print(f"Fabula is up: API {base_url}  docs {base_url}/docs  (Ctrl-C to stop)", flush=True)
         while not stop_requested:
-            for child in children:
-                if child.process.poll() is not None:
-                    raise LaunchError(f"{child.name} exited unexpectedly with code {child.process.returncode}; stopping.")
+            supervisor.check()
             time.sleep(0.2)
         print("stopping Fabula...", flush=True)
     except LaunchError as exc:
+        supervisor.stopping = True
         print(f"make run: {exc.code}", file=sys.stderr, flush=True)
-        stop_all(children, float(env.get("SHUTDOWN_GRACE_SECONDS", "10")))
+        stop_all(supervisor.children, grace)
         sys.exit(1)
-    stop_all(children, float(env.get("SHUTDOWN_GRACE_SECONDS", "10")))
+    supervisor.stopping = True
+    stop_all(supervisor.children, grace)
     print("Fabula stopped.", flush=True)
 
 

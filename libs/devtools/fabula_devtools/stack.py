@@ -57,6 +57,18 @@ class Stack:
                 found[module.removeprefix("fabula_")] = int(proc.name)
         return found
 
+    def wait_restarted(self, name: str, old_pid: int, timeout: float = 30) -> int:
+        """pid of `name` once the launcher has started it again after `old_pid` died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pid = self.find_children().get(name)
+            if pid is not None and pid != old_pid:
+                self.children[name] = pid
+                return pid
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} was not restarted within {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.05)
+
 
 def stack_environment(**overrides: str) -> dict[str, str]:
     run = uuid.uuid4().hex[:8]
@@ -116,12 +128,18 @@ async def _delete_stream(nats_url: str, stream: str) -> None:
 def stop_stack(stack: Stack) -> int:
     """SIGTERM the launcher as Ctrl-C would; return its exit code."""
     if stack.process.poll() is None:
+        # The launcher may have restarted some since they were first found.
+        stack.children = stack.find_children() or stack.children
         stack.process.send_signal(signal.SIGTERM)
     try:
         code = stack.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         stack.process.kill()
         code = -9
-    asyncio.run(drop_database(ADMIN_URL, stack.env["FABULA_DATABASE_NAME"]))
+    admin_url = stack.env.get("POSTGRES_ADMIN_URL", ADMIN_URL)
+    try:
+        asyncio.run(drop_database(admin_url, stack.env["FABULA_DATABASE_NAME"]))
+    except OSError:
+        pass  # a private server already gone, and the database with it
     asyncio.run(_delete_stream(stack.env["NATS_URL"], stack.env["NATS_STREAM"]))
     return code
