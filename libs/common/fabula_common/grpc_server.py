@@ -157,6 +157,7 @@ class GrpcApp:
         )
         self._service_names: list[str] = []
         self._workers: list[BackgroundWorker] = []
+        self._on_startup: list[Callable[[], Awaitable[Any]]] = []
         self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []
         self._stopping = asyncio.Event()
 
@@ -174,6 +175,11 @@ class GrpcApp:
 
     def add_worker(self, worker: BackgroundWorker) -> None:
         self._workers.append(worker)
+
+    def on_startup(self, callback: Callable[[], Awaitable[Any]]) -> None:
+        """Await `callback` before the port opens (e.g. recovery of what a
+        previous incarnation left); it should bound its own duration."""
+        self._on_startup.append(callback)
 
     def on_shutdown(self, callback: Callable[[], Awaitable[Any]]) -> None:
         self._on_shutdown.append(callback)
@@ -195,6 +201,8 @@ class GrpcApp:
         # before the port opens.
         await self.health.set(LIVENESS, SERVING)
         await self.dependencies.check_once(self._service_names)
+        for callback in self._on_startup:
+            await callback()
         await self.server.start()
         monitor = asyncio.create_task(
             self.dependencies.run(self._service_names), name="DependencyMonitor"

@@ -39,9 +39,16 @@ def create_app(settings: Settings) -> GrpcApp:
     # Stopped in this order: writes in flight finish (and report their
     # generations delivered or discarded) before the relay's last pass.
     app.add_worker(writer)
-    app.add_worker(
-        ClaimSweeper(db, DeliverySubjects.for_settings(settings), settings.sweep_interval_seconds)
+    sweeper = ClaimSweeper(
+        db,
+        DeliverySubjects.for_settings(settings),
+        settings.sweep_interval_seconds,
+        owner=settings.instance_name,
     )
+    # A restarted process frees the stories its previous incarnation was
+    # writing before it takes calls, rather than after their leases.
+    app.on_startup(sweeper.recover_on_startup)
+    app.add_worker(sweeper)
     app.add_worker(OutboxRelay(db, outbox, bus, "stories", settings))
     # Workers have stopped before these run.
     app.on_shutdown(generation_channel.close)

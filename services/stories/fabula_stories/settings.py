@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+
 from fabula_common.settings import ServiceSettings
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 
@@ -21,10 +23,25 @@ class Settings(ServiceSettings):
     # (and records the generation it asks for) for this long, and renews the
     # claim every third of it while it works. A writer that died stops
     # renewing, so its story is free again within this time, and the sweeper
-    # then discards its generation (GenerationDiscarded).
-    write_lease_seconds: float = Field(15.0, gt=0)
+    # then discards its generation (GenerationDiscarded). Short, because a
+    # writer that died on a host that is not coming back is only noticed when
+    # its lease runs out; renewals are retried quickly while the database is
+    # away, so only an outage of more than two thirds of it can cost a writer
+    # its claim (the text is then not stored, and not charged).
+    write_lease_seconds: float = Field(10.0, gt=0)
     # How often claims whose lease ran out are looked for.
     sweep_interval_seconds: float = Field(2.0, gt=0)
+    # Whose claims are whose: each claim is tagged with the name of the
+    # process that made it. A process restarted under the same name (a
+    # container keeps its hostname, a pod its name) discards its previous
+    # incarnation's claims at once on startup instead of waiting for their
+    # leases. Must differ between stories processes running at the same time.
+    instance_name: str = Field(
+        default_factory=socket.gethostname,
+        validation_alias=AliasChoices("STORIES_INSTANCE_NAME", "HOSTNAME"),
+        min_length=1,
+        max_length=255,
+    )
 
     @property
     def write_lease_renew_seconds(self) -> float:

@@ -49,6 +49,8 @@ SWEEP_SECONDS = 0.3
 # Pause between words of the slow generator: a continuation streams for
 # several seconds (120 words at least), many leases long.
 SLOW_TOKEN_MS = 30
+# The owner of the claims the tests make themselves: no process of that name runs.
+TEST_OWNER = "delivery-tests"
 
 
 # --- Events on the stream -----------------------------------------------------------
@@ -120,6 +122,9 @@ async def generations(test_database, test_stream) -> AsyncIterator[tuple[str, st
 async def stories_service(generation_addr: str, **settings) -> AsyncIterator[Stub]:
     settings.setdefault("write_lease_seconds", LEASE_SECONDS)
     settings.setdefault("sweep_interval_seconds", SWEEP_SECONDS)
+    # Processes running together must be named apart (see Settings.instance_name);
+    # these all run in this one, on one host.
+    settings.setdefault("instance_name", f"stories-test-{uuid.uuid4().hex[:8]}")
     app = create_app(Settings(grpc_port=free_port(), generation_addr=generation_addr, **settings))
     async with running_app(app) as address, grpc.aio.insecure_channel(address) as channel:
         yield Stub(channel)
@@ -340,18 +345,20 @@ async def test_a_segment_the_database_refuses_is_discarded_and_frees_the_story(
 # --- A writer that dies --------------------------------------------------------------------
 
 
-async def test_a_killed_writer_leaves_its_story_free_and_its_generation_discarded(
-    generations: tuple[str, str], stories: Stub, published: Published
-):
-    port = free_port()
-    env = {
+def stories_process_env(generation_addr: str, lease_seconds: float, **env: str) -> dict[str, str]:
+    """The environment of a `python -m fabula_stories` process on a port of its own."""
+    return {
         **os.environ,
-        "STORIES_GRPC_PORT": str(port),
-        "GENERATION_ADDR": generations[1],
-        "STORIES_WRITE_LEASE_SECONDS": str(LEASE_SECONDS),
+        "STORIES_GRPC_PORT": str(free_port()),
+        "GENERATION_ADDR": generation_addr,
+        "STORIES_WRITE_LEASE_SECONDS": str(lease_seconds),
         "LOG_FORMAT": "text",
+        **env,
     }
-    process = await asyncio.create_subprocess_exec(
+
+
+async def start_stories_process(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "fabula_stories",
@@ -359,18 +366,34 @@ async def test_a_killed_writer_leaves_its_story_free_and_its_generation_discarde
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
+
+
+async def kill_mid_stream(
+    process: asyncio.subprocess.Process, address: str, user_id: str, story_id: str
+) -> None:
+    """Start continuing the story through the process, and SIGKILL it as the
+    first words arrive."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = continue_call(Stub(channel), user_id, story_id)
+        assert (await call.read()).WhichOneof("event") == "token"
+        process.send_signal(signal.SIGKILL)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await read_to_end(call)
+    await process.wait()
+
+
+async def test_a_killed_writer_leaves_its_story_free_and_its_generation_discarded(
+    generations: tuple[str, str], stories: Stub, published: Published
+):
+    env = stories_process_env(generations[1], LEASE_SECONDS)
+    process = await start_stories_process(env)
     user_id = new_user()
     story = await create(stories, user_id)
     try:
-        address = f"127.0.0.1:{port}"
+        address = f"127.0.0.1:{env['STORIES_GRPC_PORT']}"
         await wait_serving(address, timeout=30)
-        async with grpc.aio.insecure_channel(address) as channel:
-            call = continue_call(Stub(channel), user_id, story.id)
-            assert (await call.read()).WhichOneof("event") == "token"
-            process.send_signal(signal.SIGKILL)
-            killed_at = time.monotonic()
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                await read_to_end(call)
+        await kill_mid_stream(process, address, user_id, story.id)
+        killed_at = time.monotonic()
     finally:
         with contextlib.suppress(ProcessLookupError):  # killed above
             process.kill()
@@ -386,6 +409,130 @@ async def test_a_killed_writer_leaves_its_story_free_and_its_generation_discarde
     assert event.reason == "claim-expired"
     assert await segment_count(stories, user_id, story.id) == 1
     assert await free_for_writing(stories, user_id, story.id)
+
+
+async def test_a_writer_restarted_after_sigkill_frees_its_story_at_once(
+    generations: tuple[str, str], stories: Stub, published: Published, db: Database
+):
+    # Far longer than the test may take: only the restart can free the story.
+    lease = 120.0
+    # Its HOSTNAME, as a restarted container keeps it.
+    env = stories_process_env(generations[1], lease, HOSTNAME=f"stories-{uuid.uuid4().hex[:8]}")
+    env.pop("STORIES_INSTANCE_NAME", None)
+    address = f"127.0.0.1:{env['STORIES_GRPC_PORT']}"
+    user_id = new_user()
+    story = await create(stories, user_id)
+    process = await start_stories_process(env)
+    try:
+        await wait_serving(address, timeout=30)
+        await kill_mid_stream(process, address, user_id, story.id)
+        killed_at = time.monotonic()
+        assert await locked(db, story.id)  # its lease has long to run
+
+        process = await start_stories_process(env)
+        await wait_serving(address, timeout=30)
+        # Freed before the restarted process took its first call.
+        assert not await locked(db, story.id)
+
+        async def discarded() -> bool:
+            return bool(published.of_user(user_id)[1])
+
+        published_in = await eventually(discarded, timeout=5)
+        async with grpc.aio.insecure_channel(address) as channel:
+            assert await free_for_writing(Stub(channel), user_id, story.id)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+    assert published_in < 2
+    assert time.monotonic() - killed_at < lease / 4
+    await one_event_each(published, user_id, generations=3)
+    delivered, [event] = published.of_user(user_id)
+    assert event.reason == "writer-restarted"
+    assert event.story_id == story.id
+    # The opening, and the continuation written by the restarted process.
+    assert len(delivered) == 2
+    assert await segment_count(stories, user_id, story.id) == 2
+
+
+async def claim_directly(
+    db: Database, user_id: str, story_id: str, owner: str, lease_seconds: float
+) -> service.WriteClaim:
+    """A claim of the story as the stories process `owner` makes it, as if
+    that process were writing it now."""
+    async with db.session_scope() as session:
+        claim, _ = await service.start_writing(
+            session,
+            uuid.UUID(user_id),
+            uuid.UUID(story_id),
+            SegmentKind.continuation,
+            uuid.uuid4(),
+            lease_seconds=lease_seconds,
+            owner=owner,
+            max_segments=6,
+            max_chars=1000,
+        )
+    return claim
+
+
+async def release(db: Database, claim: service.WriteClaim) -> None:
+    async with db.session_scope() as session:
+        await service.discard(session, DeliverySubjects.for_settings(Settings()), claim, "test")
+
+
+async def test_a_restarted_writer_leaves_other_writers_claims_alone(
+    generations: tuple[str, str], stories: Stub, published: Published, db: Database
+):
+    user_id = new_user()
+    mine, theirs = await create(stories, user_id), await create(stories, user_id)
+    name = f"stories-{uuid.uuid4().hex[:8]}"
+    lease = 120.0
+    my_claim = await claim_directly(db, user_id, mine.id, name, lease)
+    their_claim = await claim_directly(db, user_id, theirs.id, f"{name}-other", lease)
+    try:
+        async with stories_service(
+            generations[0], instance_name=name, write_lease_seconds=lease
+        ) as restarted:
+            assert not await locked(db, mine.id)
+            # Another process may still be writing it: left to its lease.
+            assert await locked(db, theirs.id)
+            error = await refused(continue_story(restarted, user_id, theirs.id))
+            assert error_reason(error) == "story-busy"
+            assert await free_for_writing(restarted, user_id, mine.id)
+        await one_event_each(published, user_id, generations=4)
+        assert [e.reason for e in published.of_generation(str(my_claim.generation_id))] == [
+            "writer-restarted"
+        ]
+        assert published.of_generation(str(their_claim.generation_id)) == []
+    finally:
+        await release(db, their_claim)
+
+
+async def test_a_restarted_writer_discards_only_claims_made_before_it_started(
+    stories: Stub, published: Published, db: Database
+):
+    """What lets recovery be retried after startup (the database was away):
+    the new process's own claims are never taken for its predecessor's."""
+    user_id = new_user()
+    before, after = await create(stories, user_id), await create(stories, user_id)
+    name = f"stories-{uuid.uuid4().hex[:8]}"
+    old_claim = await claim_directly(db, user_id, before.id, name, 120.0)
+    sweeper = ClaimSweeper(
+        db, DeliverySubjects.for_settings(Settings()), SWEEP_SECONDS, owner=name
+    )  # the process starts
+    new_claim = await claim_directly(db, user_id, after.id, name, 120.0)
+    try:
+        assert await sweeper.recover_once() == 1
+        assert not await locked(db, before.id)
+        assert await locked(db, after.id)
+        assert await sweeper.recover_once() == 0
+    finally:
+        await release(db, new_claim)
+    await one_event_each(published, user_id, generations=4)
+    assert [e.reason for e in published.of_generation(str(old_claim.generation_id))] == [
+        "writer-restarted"
+    ]
 
 
 async def test_a_long_call_keeps_its_story_beyond_the_lease(
@@ -426,23 +573,24 @@ async def test_a_text_arriving_after_its_claim_was_swept_is_not_stored(
 ):
     user_id = new_user()
     story = await create(stories, user_id)
-    owner, story_id = uuid.UUID(user_id), uuid.UUID(story.id)
+    user_uuid, story_id = uuid.UUID(user_id), uuid.UUID(story.id)
     settings = Settings()
     subjects = DeliverySubjects.for_settings(settings)
     async with db.session_scope() as session:
         claim, _ = await service.start_writing(
             session,
-            owner,
+            user_uuid,
             story_id,
             SegmentKind.continuation,
             uuid.uuid4(),
             lease_seconds=0.01,
+            owner=TEST_OWNER,
             max_segments=6,
             max_chars=1000,
         )
     await asyncio.sleep(0.05)
     # This sweep or the running service's, whichever takes the claim first.
-    await ClaimSweeper(db, subjects, SWEEP_SECONDS).sweep_once()
+    await ClaimSweeper(db, subjects, SWEEP_SECONDS, owner=TEST_OWNER).sweep_once()
 
     with pytest.raises(service.ClaimLost):
         async with db.session_scope() as session:
@@ -459,7 +607,7 @@ async def test_of_storing_and_sweeping_the_same_claim_exactly_one_wins(
     stories: Stub, published: Published, db: Database
 ):
     user_id = new_user()
-    owner = uuid.UUID(user_id)
+    user_uuid = uuid.UUID(user_id)
     subjects = DeliverySubjects.for_settings(Settings())
     stories_ids = [uuid.UUID((await create(stories, user_id)).id) for _ in range(3)]
     claims = []
@@ -467,11 +615,12 @@ async def test_of_storing_and_sweeping_the_same_claim_exactly_one_wins(
         async with db.session_scope() as session:
             claim, _ = await service.start_writing(
                 session,
-                owner,
+                user_uuid,
                 story_id,
                 SegmentKind.continuation,
                 uuid.uuid4(),
                 lease_seconds=0.01,
+                owner=TEST_OWNER,
                 max_segments=6,
                 max_chars=1000,
             )
@@ -486,7 +635,7 @@ async def test_of_storing_and_sweeping_the_same_claim_exactly_one_wins(
             return False
         return True
 
-    sweeper = ClaimSweeper(db, subjects, SWEEP_SECONDS)
+    sweeper = ClaimSweeper(db, subjects, SWEEP_SECONDS, owner=TEST_OWNER)
     *stored, _ = await asyncio.gather(*(store(c) for c in claims), sweeper.sweep_once())
 
     await one_event_each(published, user_id, generations=3 + len(claims))

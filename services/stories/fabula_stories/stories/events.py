@@ -27,6 +27,7 @@ STORY_COMPLETE = "story-complete"
 STORE_FAILED = "store-failed"
 WRITER_STOPPED = "writer-stopped"
 CLAIM_EXPIRED = "claim-expired"
+WRITER_RESTARTED = "writer-restarted"
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,10 @@ class PendingGeneration(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     kind: Mapped[str] = mapped_column(String(16))  # a SegmentKind value
     claimed_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # The stories process that made the claim (Settings.instance_name): when
+    # it starts again it discards the claims of its previous incarnation at
+    # once. None for claims made before owners were recorded.
+    owner: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, server_default=func.now()
     )

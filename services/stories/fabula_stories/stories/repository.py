@@ -164,6 +164,28 @@ async def take_expired_pending(session: AsyncSession, limit: int) -> list[Pendin
     return list((await session.execute(query)).scalars())
 
 
+async def take_owned_pending(
+    session: AsyncSession, owner: str, created_before: dt.datetime, limit: int
+) -> list[PendingGeneration]:
+    """Delete up to `limit` claims `owner` made before `created_before` (its
+    previous incarnation's, when it has just started again) and return them.
+    Claims being stored right now are skipped, as by take_expired_pending."""
+    owned = (
+        select(PendingGeneration.generation_id)
+        .where(PendingGeneration.owner == owner, PendingGeneration.created_at < created_before)
+        .order_by(PendingGeneration.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    query = (
+        delete(PendingGeneration)
+        .where(PendingGeneration.generation_id.in_(owned.scalar_subquery()))
+        .returning(PendingGeneration)
+        .execution_options(synchronize_session=False)
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def release_writing(session: AsyncSession, claims: Sequence[PendingGeneration]) -> None:
     """Free the stories the writers of `claims` still hold (after a lease
     expired another writer may hold the story: it keeps it). A generation id

@@ -221,11 +221,13 @@ async def claim_opening(
     generation_id: uuid.UUID,
     *,
     lease_seconds: float,
+    owner: str,
 ) -> WriteClaim:
     """Record the generation of a new story's opening before it is asked for
-    (the story is stored with it, so there is no story to hold yet)."""
+    (the story is stored with it, so there is no story to hold yet), as made
+    by the stories process `owner`."""
     claim = WriteClaim(generation_id, user_id, story_id, SegmentKind.opening)
-    await _add_pending(session, claim, lease_seconds)
+    await _add_pending(session, claim, lease_seconds, owner)
     return claim
 
 
@@ -237,11 +239,13 @@ async def start_writing(
     generation_id: uuid.UUID,
     *,
     lease_seconds: float,
+    owner: str,
     max_segments: int,
     max_chars: int,
 ) -> tuple[WriteClaim, WritingContext]:
     """Claim a story the user owns and may still extend for writing its next
-    segment with `generation_id`, and tell what the model needs to write it.
+    segment with `generation_id` (by the stories process `owner`), and tell
+    what the model needs to write it.
     One segment is written at a time: while another writer holds the story,
     the claim is refused."""
     story = await repository.claim_for_writing(
@@ -256,7 +260,7 @@ async def start_writing(
             metadata={"story_id": str(story.id)},
         )
     claim = WriteClaim(generation_id, user_id, story.id, kind)
-    await _add_pending(session, claim, lease_seconds)
+    await _add_pending(session, claim, lease_seconds, owner)
     texts = await repository.recent_segment_texts(session, story.id, max_segments)
     context = WritingContext(
         genre=story.genre,
@@ -268,7 +272,9 @@ async def start_writing(
     return claim, context
 
 
-async def _add_pending(session: AsyncSession, claim: WriteClaim, lease_seconds: float) -> None:
+async def _add_pending(
+    session: AsyncSession, claim: WriteClaim, lease_seconds: float, owner: str
+) -> None:
     await repository.add(
         session,
         PendingGeneration(
@@ -277,6 +283,7 @@ async def _add_pending(session: AsyncSession, claim: WriteClaim, lease_seconds: 
             user_id=claim.user_id,
             kind=claim.kind.value,
             claimed_until=utcnow() + dt.timedelta(seconds=lease_seconds),
+            owner=owner,
         ),
     )
 
@@ -377,6 +384,24 @@ async def discard_expired(session: AsyncSession, subjects: DeliverySubjects, lim
     for pending in expired:
         await events.generation_discarded(session, subjects, pending, events.CLAIM_EXPIRED)
     return len(expired)
+
+
+async def discard_owned(
+    session: AsyncSession,
+    subjects: DeliverySubjects,
+    owner: str,
+    created_before: dt.datetime,
+    limit: int,
+) -> int:
+    """Discard up to `limit` claims the stories process `owner` made before
+    `created_before`: called by that process when it starts again, they are
+    its previous incarnation's, whose writers died with it; how many."""
+    owned = await repository.take_owned_pending(session, owner, created_before, limit)
+    if owned:
+        await repository.release_writing(session, owned)
+    for pending in owned:
+        await events.generation_discarded(session, subjects, pending, events.WRITER_RESTARTED)
+    return len(owned)
 
 
 async def get_story(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> Story:

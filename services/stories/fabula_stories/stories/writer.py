@@ -68,6 +68,9 @@ _PURPOSE = {
 # delays, doubling.
 _DISCARD_RETRY_FIRST_SECONDS = 0.25
 _DISCARD_RETRY_MAX_SECONDS = 2.0
+# A renewal that failed is tried again after this long (not a whole renewal
+# interval later), so a brief outage does not cost a writer its claim.
+_RENEW_RETRY_SECONDS = 0.5
 # How long shutdown waits for the writes it cancelled to be discarded.
 _DISCARD_ON_SHUTDOWN_SECONDS = 2.0
 
@@ -128,6 +131,7 @@ class StoryWriter:
                     story_id,
                     generation_id,
                     lease_seconds=self._settings.write_lease_seconds,
+                    owner=self._settings.instance_name,
                 )
 
             async def store() -> Story:
@@ -213,6 +217,7 @@ class StoryWriter:
                 kind,
                 generation_id,
                 lease_seconds=self._settings.write_lease_seconds,
+                owner=self._settings.instance_name,
                 max_segments=self._settings.context_segments,
                 max_chars=self._settings.context_max_chars,
             )
@@ -274,11 +279,15 @@ class StoryWriter:
             renewing.set()
 
     async def _renew(self, claim: WriteClaim, stopped: asyncio.Event) -> None:
-        """Renew `claim` every third of the lease until `stopped` is set."""
+        """Renew `claim` every third of the lease until `stopped` is set. A
+        renewal that failed (the database is away) is retried every
+        _RENEW_RETRY_SECONDS, so the claim survives any outage shorter than
+        the two thirds of the lease it still has left."""
         interval = self._settings.write_lease_renew_seconds
+        wait = interval
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopped.wait(), timeout=interval)
+                await asyncio.wait_for(stopped.wait(), timeout=wait)
             if stopped.is_set():
                 return
             try:
@@ -286,11 +295,13 @@ class StoryWriter:
                     held = await service.renew_claim(
                         session, claim, self._settings.write_lease_seconds
                     )
-            except Exception as exc:  # noqa: BLE001 - database briefly away: next round
+            except Exception as exc:  # noqa: BLE001 - database briefly away: retried soon
                 log.warning(
                     "could not renew the claim of generation %s: %r", claim.generation_id, exc
                 )
+                wait = min(_RENEW_RETRY_SECONDS, interval)
                 continue
+            wait = interval
             if not held:
                 if stopped.is_set():  # stored or discarded by its writer meanwhile
                     return
