@@ -145,10 +145,11 @@ class GenerationRecorder:
     The caller awaits the record through asyncio.shield, so a call abandoned
     midway (its handler cancelled) still gets its record written. An outcome
     the database could not take (a blip, a restart) fails the caller at once
-    (its reservation given back at once, as a fast path) and is written again in the background, backing off from
-    RETRY_INITIAL_SECONDS to RETRY_MAX_SECONDS for as long as the call could
-    still be running (afterwards the sweeper settles it), so its usage event
-    goes out within seconds of the database's return. As a background worker
+    (its reservation given back at once, as a fast path) and is written again
+    in the background, backing off from RETRY_INITIAL_SECONDS to
+    RETRY_MAX_SECONDS for as long as the call could still be running
+    (afterwards the sweeper settles it), so its usage event goes out within
+    seconds of the database's return. As a background worker
     of the app, stop() waits for records still being written (a retry makes
     one last attempt) before the outbox relay's last pass publishes their
     events.
