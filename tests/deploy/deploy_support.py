@@ -30,7 +30,12 @@ GRPC_CALLS = {
     "stories": {"generation"},
     # Generation meters every model call with billing.
     "generation": {"billing"},
+    # Billing's reservation expiry asks generation's record before giving quota back.
+    "billing": {"generation"},
 }
+# Calls a service does without while the callee is down (a background worker
+# retrying them): no start order for these, which would be a cycle.
+CALLS_NOT_NEEDED_AT_START = {("billing", "generation")}
 NATS_CLIENTS = {"users", "stories", "generation", "billing"}
 
 

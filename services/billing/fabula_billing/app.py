@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
+from fabula.generation.v1 import generation_pb2_grpc
 from fabula.stories.v1 import events_pb2 as stories_events
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import Database
+from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.health import NATS, POSTGRES
 from fabula_common.messaging.bus import EventBus, subject_for
@@ -16,7 +18,7 @@ from fabula_billing.database import processed_events
 from fabula_billing.settings import Settings
 from fabula_billing.usage.service import BillingService
 from fabula_billing.usage.servicer import BillingServicer
-from fabula_billing.usage.tasks import ReservationExpiryWorker
+from fabula_billing.usage.tasks import GenerationRecords, ReservationExpiryWorker
 
 SERVICE = "billing"
 
@@ -55,8 +57,14 @@ def create_app(settings: Settings) -> GrpcApp:
                 handler=handler,
             )
         )
-    app.add_worker(ReservationExpiryWorker(db, billing, settings.reservation_sweep_seconds))
+    # Expiry asks generation's durable record before giving any quota back.
+    generation_channel = open_channel(settings.generation_addr, settings.grpc_deadline_seconds)
+    records = GenerationRecords(generation_pb2_grpc.GenerationServiceStub(generation_channel))
+    app.add_worker(
+        ReservationExpiryWorker(db, billing, records, settings.reservation_sweep_seconds)
+    )
     # Workers have stopped by the time these run (GrpcApp's shutdown order).
+    app.on_shutdown(generation_channel.close)
     app.on_shutdown(bus.close)
     app.on_shutdown(db.dispose)
     # Health: NOT_SERVING while the database is down; NATS down is reported

@@ -38,12 +38,12 @@ class Settings(ServiceSettings):
     default_plan: str = "free"
     # Applied when a caller reserves without an estimate of its own.
     default_generation_estimate_usd: Decimal = Field(Decimal("0.01"), ge=0, decimal_places=9)
-    # Reservations are settled by events, however late; one still unsettled
-    # after this long is given back by the expiry worker, only as a safety net
-    # for a producer that lost its records. Giving quota back while the call
-    # may still be reported lets a user exceed the plan: keep it far longer
-    # than any outage of NATS or of a producer.
-    reservation_ttl_seconds: int = Field(86400, ge=1)
+    # Reservations are settled by events, however late. One still waiting for
+    # its usage after this long is given back only if generation's durable
+    # record says no call was ever made under it; otherwise it is kept and
+    # looked at again after as long. Safe at any length: it only bounds how
+    # long an orphaned reservation (its caller gave up) holds quota.
+    reservation_ttl_seconds: int = Field(900, ge=1)
     reservation_sweep_seconds: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ import nats
 import pytest
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.common.v1.money_pb2 import Money
-from fabula.generation.v1 import generation_pb2
+from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.stories.v1 import events_pb2 as stories_events
 from fabula.users.v1 import events_pb2 as users_events
@@ -24,12 +24,18 @@ from fabula_billing.settings import Settings
 from fabula_billing.usage.models import Account, Reservation, UsageLedgerEntry
 from fabula_billing.usage.service import BillingService, outcome_name
 from fabula_billing.usage.servicer import BillingServicer
+from fabula_billing.usage.tasks import GenerationRecords, ReservationExpiryWorker
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import error_reason
+from fabula_common.grpc_client import open_channel
 from fabula_common.messaging.bus import subject_for
 from fabula_common.messaging.headers import MSG_ID_HEADER
 from fabula_common.money import format_usd, from_money, to_money
 from fabula_common.testing import RolledBackDatabase, free_port, rolled_back_session, running_app
+from fabula_generation.app import create_app as create_generation_app
+from fabula_generation.generations import repository as generation_repository
+from fabula_generation.generations.models import Generation
+from fabula_generation.settings import Settings as GenerationSettings
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError
@@ -40,9 +46,19 @@ Stub = billing_pb2_grpc.BillingServiceStub
 
 
 @pytest.fixture(scope="module")
-async def settings(test_database, test_stream) -> Settings:
+async def generation_addr(test_database, test_stream) -> AsyncIterator[str]:
+    """The real generation service: the expiry worker asks its record."""
+    settings = GenerationSettings(grpc_port=free_port(), provider="offline")
+    async with running_app(create_generation_app(settings)) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+async def settings(generation_addr: str) -> Settings:
     # A short sweep so the expiry test need not wait 30 seconds.
-    return Settings(grpc_port=free_port(), reservation_sweep_seconds=0.2)
+    return Settings(
+        grpc_port=free_port(), reservation_sweep_seconds=0.2, generation_addr=generation_addr
+    )
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +208,9 @@ async def test_the_sixth_generation_on_the_free_plan_is_refused(billing: Stub):
 
     assert len({r.reservation_id for r in reservations}) == 5
     expires_at = reservations[0].expires_at.ToDatetime(dt.UTC)
-    # Held until its events settle it; the expiry is only a safety net, a day away.
-    assert dt.timedelta(seconds=86390) < expires_at - utcnow() <= dt.timedelta(seconds=86400)
+    # Held until its events settle it; the expiry is only a safety net: after
+    # 15 minutes it asks generation whether a call was made under it.
+    assert dt.timedelta(seconds=890) < expires_at - utcnow() <= dt.timedelta(seconds=900)
     assert (await usage(billing, user_id)).generations_reserved == 5
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -557,7 +574,8 @@ async def test_user_registered_opens_a_free_account(
 async def test_an_expired_reservation_gives_its_quota_back(billing: Stub, db: Database):
     user_id = new_user()
     reservation = await reserve(billing, user_id, "1.25")
-    async with db.session_scope() as session:  # as if its caller crashed 15 minutes ago
+    # As if its caller crashed 15 minutes ago, before calling generation.
+    async with db.session_scope() as session:
         await session.execute(
             update(Reservation)
             .where(Reservation.id == uuid.UUID(reservation.reservation_id))
@@ -910,7 +928,8 @@ async def test_events_after_the_safety_net_expiry_count_once(
 ):
     user_id = new_user()
     generation_id = await reserve_as_generation(billing, user_id)
-    async with db.session_scope() as session:  # its producers lost their records, a day ago
+    # Generation never heard of it (e.g. it lost its records), 15 minutes ago.
+    async with db.session_scope() as session:
         await session.execute(
             update(Reservation)
             .where(Reservation.id == uuid.UUID(generation_id))
@@ -945,4 +964,147 @@ async def test_events_after_the_safety_net_expiry_count_once(
         "0.04",
         Decimal(0),
         [("completed", True)],
+    )
+
+
+# --- The safety-net expiry asks generation's record --------------------------------
+
+
+async def record_in_generation(generation_id: str, user_id: str, outcome: str) -> None:
+    """A generation in generation's own database, as a call under this id
+    leaves it: still started (another pod serves it), or finished."""
+    database = Database(GenerationSettings())
+    try:
+        async with database.session_scope() as session:
+            await generation_repository.add_started_generation(
+                session,
+                dict(
+                    id=uuid.UUID(generation_id),
+                    user_id=user_id,
+                    purpose="story_continuation",
+                    subject_kind="story",
+                    subject_id=str(uuid.uuid4()),
+                    reservation_id=generation_id,
+                    provider="offline",
+                    model="offline",
+                    prompt_tokens=10,
+                    completion_tokens=0,
+                    usage_estimated=True,
+                    cost_usd=Decimal(0),
+                    duration_ms=0,
+                    delivery="confirmed_by_owner",
+                    owner="another-pod",
+                    error=None,
+                    created_at=utcnow(),
+                ),
+            )
+            await session.execute(
+                update(Generation)
+                .where(Generation.id == uuid.UUID(generation_id))
+                .values(outcome=outcome)
+            )
+    finally:
+        await database.dispose()
+
+
+async def make_due(db: Database, *reservation_ids: str) -> None:
+    """Move the reservations' expiry into the past, as if their TTL had passed."""
+    async with db.session_scope() as session:
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.id.in_([uuid.UUID(r) for r in reservation_ids]))
+            .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+        )
+
+
+async def expires_at(db: Database, reservation_id: str) -> dt.datetime:
+    async with db.session_scope() as session:
+        return await session.scalar(
+            select(Reservation.expires_at).where(Reservation.id == uuid.UUID(reservation_id))
+        )
+
+
+async def test_expiry_gives_back_only_what_generation_never_started(
+    billing: Stub, settings: Settings, db: Database
+):
+    """Past their TTL, the reservation of a call still running and that of a
+    finished call whose usage event waits (NATS down) keep their holds; only
+    the one no call was made under is given back."""
+    user_id = new_user()
+    running, finished, orphaned = [await reserve_as_generation(billing, user_id) for _ in range(3)]
+    await record_in_generation(running, user_id, "started")
+    await record_in_generation(finished, user_id, "completed")
+
+    await make_due(db, running, finished, orphaned)
+    await eventually(lambda: _is(reservation_status(db, orphaned), "expired"), timeout=5)
+
+    assert (await usage(billing, user_id)).generations_reserved == 2
+    for kept in (running, finished):
+        assert await reservation_status(db, kept) == "reserved"
+        # Looked at again a TTL from now, not at every sweep.
+        assert await expires_at(db, kept) > utcnow() + dt.timedelta(
+            seconds=settings.reservation_ttl_seconds - 60
+        )
+    async with db.session_scope() as session:
+        account = await session.get(Account, uuid.UUID(user_id))
+    assert account.cost_reserved_usd == 2 * settings.default_generation_estimate_usd
+
+
+async def test_with_generation_unreachable_expiry_gives_nothing_back(
+    session: AsyncSession, settings: Settings
+):
+    service = BillingService(settings)
+    user_id, reservation_id = uuid.uuid4(), uuid.uuid4()
+    await service.reserve_generation(session, user_id, None, reservation_id)
+    await session.execute(
+        update(Reservation)
+        .where(Reservation.id == reservation_id)
+        .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+    )
+    nobody = open_channel(f"127.0.0.1:{free_port()}", 2.0)
+    worker = ReservationExpiryWorker(
+        RolledBackDatabase(session),
+        service,
+        GenerationRecords(generation_pb2_grpc.GenerationServiceStub(nobody)),
+        interval_seconds=0.1,
+    )
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await worker.expire_due()
+    finally:
+        await nobody.close()
+
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    reservation = await session.get(Reservation, reservation_id, populate_existing=True)
+    assert reservation.status == "reserved"
+    account = await session.get(Account, user_id, populate_existing=True)
+    assert account.generations_reserved == 1
+
+
+async def test_a_settled_usage_keeps_its_count_held_until_the_owner_decides(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    """Owner-confirmed: once its usage is paid, only stories' delivered or
+    discarded event releases the count, however long past the TTL."""
+    user_id = new_user()
+    generation_id = await reserve_as_generation(billing, user_id)
+    used = confirmed_usage(user_id, generation_id, cost="0.01")
+    await publish_event(js, settings, used)
+    await all_applied(db, used)
+
+    await make_due(db, generation_id)
+    await asyncio.sleep(10 * settings.reservation_sweep_seconds)
+    assert await reservation_status(db, generation_id) == "reserved"
+    assert (await usage(billing, user_id)).generations_reserved == 1
+
+    thrown_away = discarded(user_id, generation_id)
+    await publish_event(js, settings, thrown_away)
+    await all_applied(db, thrown_away)
+    assert await state_of(billing, db, user_id, generation_id) == (
+        0,
+        0,
+        "0.01",
+        Decimal(0),
+        "released",
+        [("completed", False)],
     )

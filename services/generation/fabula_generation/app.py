@@ -55,7 +55,14 @@ def create_app(settings: Settings) -> GrpcApp:
         billing_pb2_grpc.BillingServiceStub(billing_channel), settings.release_timeout_seconds
     )
     usage_subject = subject_for(settings, "generation", "usage_recorded")
-    recorder = GenerationRecorder(db, prices, usage_subject, meter)
+    recorder = GenerationRecorder(
+        db,
+        prices,
+        usage_subject,
+        meter,
+        owner=settings.instance_name,
+        abandon_after_seconds=settings.abandon_after_seconds,
+    )
     app.add_servicer(
         generation_pb2_grpc.add_GenerationServiceServicer_to_server,
         GenerationServicer(provider, recorder, meter),
@@ -70,6 +77,9 @@ def create_app(settings: Settings) -> GrpcApp:
             usage_subject,
             interval_seconds=settings.sweep_seconds,
             abandon_after_seconds=settings.abandon_after_seconds,
+            # Made before the port opens: whatever this instance has started
+            # so far, its previous run started.
+            instance=settings.instance_name,
         )
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "generation", settings))

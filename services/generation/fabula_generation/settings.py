@@ -3,6 +3,7 @@ plus the common ones)."""
 
 from __future__ import annotations
 
+import socket
 from decimal import Decimal
 from enum import StrEnum
 
@@ -54,6 +55,17 @@ class Settings(ServiceSettings):
     # or MISTRAL_TIMEOUT_SECONDS) a generation still started counts as abandoned.
     sweep_seconds: float = Field(15.0, gt=0)
     abandon_margin_seconds: float = Field(30.0, ge=0)
+    # The name of this process's instance, written on every generation it
+    # starts: the pod name (Kubernetes sets HOSTNAME to it), else the host's
+    # name. A process that starts again under the same name (a container
+    # restarted in place) settles at once what its previous run left started.
+    # Two processes running at once must not share it.
+    instance_name: str = Field(
+        default_factory=socket.gethostname,
+        validation_alias="HOSTNAME",
+        min_length=1,
+        max_length=255,
+    )
 
     provider: ProviderChoice = ProviderChoice.auto
     # Pause between the offline provider's words, to make its streaming visible.

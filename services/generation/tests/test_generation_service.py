@@ -26,7 +26,7 @@ from fabula_common.grpc_server import GrpcApp
 from fabula_common.messaging.bus import subject_for
 from fabula_common.messaging.headers import MSG_ID_HEADER
 from fabula_common.money import format_usd, from_money, to_money
-from fabula_common.testing import free_port, running_app
+from fabula_common.testing import ConnectionCutter, free_port, running_app
 from fabula_generation.app import SERVICE_NAME, create_app
 from fabula_generation.database import outbox
 from fabula_generation.generations import repository
@@ -37,7 +37,7 @@ from fabula_generation.generations.servicer import GenerationRecorder, Generatio
 from fabula_generation.generations.tasks import AbandonedGenerationSweeper
 from fabula_generation.providers import Completion, OfflineProvider, ReportedUsage, TextChunk
 from fabula_generation.settings import Settings
-from sqlalchemy import delete, select
+from sqlalchemy import delete, make_url, select
 
 FREE_PLAN_GENERATIONS = 5
 ZERO_USD = to_money(Decimal(0))
@@ -874,5 +874,173 @@ async def test_a_generation_abandoned_by_a_dead_process_is_swept_with_its_usage_
     summary = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
     assert format_usd(from_money(summary.cost_used)) == "0.00012"
     assert await sweeper.sweep() == 0  # settled once
+    async with db.session_scope() as session:
+        await session.execute(delete(Generation).where(Generation.id == running))
+
+
+# --- Recovery: a restarted instance, a database blip -------------------------------
+
+
+def started_generation(
+    generation_id: uuid.UUID, user_id: str, owner: str, created_at: dt.datetime
+) -> dict:
+    return dict(
+        id=generation_id,
+        user_id=user_id,
+        purpose="story_continuation",
+        subject_kind="story",
+        subject_id=str(uuid.uuid4()),
+        reservation_id=str(generation_id),
+        provider="offline",
+        model="offline",
+        prompt_tokens=50,
+        completion_tokens=0,
+        usage_estimated=True,
+        cost_usd=Decimal(0),
+        duration_ms=0,
+        delivery="on_completion",
+        owner=owner,
+        error=None,
+        created_at=created_at,
+    )
+
+
+async def test_a_restarted_instance_settles_what_its_previous_run_left_started(
+    billing, db, nats_url
+):
+    """Killed mid-call and started again under the same name (a container
+    restarted in place): its calls cannot be running any more, so they are
+    settled at once, not after the abandon time. Another instance's are left
+    to that instance, or to the sweeper."""
+    user_id, mine, theirs = str(uuid.uuid4()), uuid.uuid4(), uuid.uuid4()
+    instance = f"generation-{uuid.uuid4().hex[:8]}"
+    a_moment_ago = utcnow() - dt.timedelta(seconds=5)
+    for generation_id, owner in ((mine, instance), (theirs, "another-instance")):
+        await billing.ReserveGeneration(
+            billing_pb2.ReserveGenerationRequest(
+                user_id=user_id, reservation_id=str(generation_id)
+            )
+        )
+        async with db.session_scope() as session:
+            await repository.add_started_generation(
+                session, started_generation(generation_id, user_id, owner, a_moment_ago)
+            )
+    assert await usage_of(billing, user_id) == (0, 2)
+
+    async with usage_events(nats_url) as events:
+        started = asyncio.get_running_loop().time()
+        async with serving(instance_name=instance) as restarted:
+            event = await event_for(events, str(mine))
+            settled_in = asyncio.get_running_loop().time() - started
+            # This run's own calls are its own to finish.
+            response = await restarted.Generate(generate_request(user_id=user_id))
+
+    assert settled_in < 5 < Settings().abandon_after_seconds
+    row = await stored(db, str(mine))
+    assert (row.outcome, row.prompt_tokens, row.usage_estimated) == ("failed", 50, True)
+    assert "abandoned" in row.error
+    assert event.outcome == events_pb2.GENERATION_OUTCOME_FAILED
+    new = await stored(db, response.generation_id)
+    assert (new.outcome, new.owner) == ("completed", instance)
+    assert (await stored(db, str(theirs))).outcome == "started"
+    # The restarted instance's abandoned call is released, the new one counts,
+    # the other instance's call is still held.
+    await settles_at_held(billing, user_id, used=1, reserved=1)
+    async with db.session_scope() as session:
+        await session.execute(delete(Generation).where(Generation.id == theirs))
+
+
+async def settles_at_held(billing, user_id: str, used: int, reserved: int) -> None:
+    async with asyncio.timeout(10):
+        while await usage_of(billing, user_id) != (used, reserved):
+            await asyncio.sleep(0.05)
+
+
+async def test_an_outcome_the_database_could_not_take_is_recorded_once_it_is_back(
+    billing, db, nats_url
+):
+    """The database goes away while a stream runs: the caller gets its error
+    at once, and the outcome (failed: the caller has no text) with its usage
+    event is written within seconds of the database's return, not left for
+    the sweeper."""
+    url = make_url(Settings().database_url)
+    cutter = ConnectionCutter(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=await cutter.start())
+    request = generate_request()
+    try:
+        async with (
+            usage_events(nats_url) as events,
+            serving(
+                database_url=proxied.render_as_string(hide_password=False),
+                offline_token_delay_ms=10,
+            ) as generation,
+        ):
+            call = generation.GenerateStream(request)
+            assert (await call.read()).WhichOneof("event") == "token"
+            cutter.cut()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                while await call.read() != grpc.aio.EOF:
+                    pass
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            (row,) = await rows_for_subject(db, request.subject.id)
+            assert row.outcome == "started"
+
+            await asyncio.sleep(1.0)
+            cutter.restore()
+            restored = asyncio.get_running_loop().time()
+            async with asyncio.timeout(5):
+                while (await stored(db, str(row.id))).outcome == "started":
+                    await asyncio.sleep(0.05)
+            recorded_in = asyncio.get_running_loop().time() - restored
+            event = await event_for(events, str(row.id))
+    finally:
+        await cutter.close()
+
+    assert recorded_in < 3
+    row = await stored(db, str(row.id))
+    assert row.outcome == "failed" and row.completion_tokens > 0
+    assert "could not be recorded" in row.error
+    assert (event.outcome, event.completion_tokens) == (
+        events_pb2.GENERATION_OUTCOME_FAILED,
+        row.completion_tokens,
+    )
+    # Its tokens are paid, the generation is not counted, nothing stays held.
+    await settles_at(billing, request.user_id, used=0)
+
+
+async def test_lookup_tells_what_the_record_says_of_each_id(generation, db, billing):
+    """What billing's expiry asks before giving quota back."""
+    user_id = str(uuid.uuid4())
+    finished = (await generation.Generate(generate_request(user_id=user_id))).generation_id
+    running = uuid.uuid4()
+    async with db.session_scope() as session:
+        await repository.add_started_generation(
+            session, started_generation(running, user_id, "another-instance", utcnow())
+        )
+    # A caller of the previous release reserved under its own id.
+    reservation_id = str(uuid.uuid4())
+    legacy = await generation.Generate(
+        previous_release_request(
+            user_id, str(uuid.uuid4()), generation_pb2.GENERATION_KIND_OPENING, reservation_id
+        )
+    )
+    never, not_a_uuid = str(uuid.uuid4()), "not-a-uuid"
+    ids = [finished, str(running), reservation_id, never, not_a_uuid]
+
+    reply = await generation.LookupGenerations(generation_pb2.LookupGenerationsRequest(ids=ids))
+
+    assert [(found.id, found.state) for found in reply.generations] == [
+        (finished, generation_pb2.GENERATION_STATE_FINISHED),
+        (str(running), generation_pb2.GENERATION_STATE_STARTED),
+        (reservation_id, generation_pb2.GENERATION_STATE_FINISHED),
+        (never, generation_pb2.GENERATION_STATE_UNKNOWN),
+        (not_a_uuid, generation_pb2.GENERATION_STATE_UNKNOWN),
+    ]
+    assert legacy.generation_id != reservation_id
+    with pytest.raises(grpc.aio.AioRpcError) as too_many:
+        await generation.LookupGenerations(
+            generation_pb2.LookupGenerationsRequest(ids=[never] * 1001)
+        )
+    assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     async with db.session_scope() as session:
         await session.execute(delete(Generation).where(Generation.id == running))

@@ -30,7 +30,7 @@ from fabula_common.db import Database
 from fabula_common.errors import error_reason
 from fabula_common.messaging.bus import EventBus
 from fabula_common.settings import CommonSettings
-from fabula_common.testing import free_port, running_app, wait_serving
+from fabula_common.testing import ConnectionCutter, free_port, running_app, wait_serving
 from fabula_generation.app import create_app as create_generation_app
 from fabula_generation.settings import Settings as GenerationSettings
 from fabula_stories.app import create_app
@@ -648,55 +648,6 @@ async def test_of_storing_and_sweeping_the_same_claim_exactly_one_wins(
 
 
 # --- The database away while freeing -------------------------------------------------------
-
-
-class ConnectionCutter:
-    """A TCP proxy in front of Postgres that can cut every connection and
-    refuse new ones (a network blip, a failover), then let them through again."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.blocked = False
-        self._transports: set[asyncio.Transport] = set()
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.blocked:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._transports |= {writer.transport, up_writer.transport}
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        self.blocked = True
-        for transport in self._transports:
-            transport.abort()
-        self._transports.clear()
-
-    def restore(self) -> None:
-        self.blocked = False
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
 
 
 async def test_a_database_blip_while_freeing_leaves_no_story_locked(

@@ -241,17 +241,41 @@ class ExpiredReservation:
     estimated_cost_usd: Decimal
 
 
-async def expire_due_reservations(
+async def due_reservation_ids(
     session: AsyncSession, now: dt.datetime, limit: int
+) -> list[uuid.UUID]:
+    """Up to `limit` reservations past their expiry whose usage is not settled
+    (those whose usage is settled hold only their count, which the owner's
+    delivered or discarded event releases), oldest expiry first."""
+    return list(
+        await session.scalars(
+            select(Reservation.id)
+            .where(
+                Reservation.status == ReservationStatus.reserved,
+                Reservation.cost_settled_at.is_(None),
+                Reservation.expires_at <= now,
+            )
+            .order_by(Reservation.expires_at)
+            .limit(limit)
+        )
+    )
+
+
+async def expire_reservations(
+    session: AsyncSession, ids: list[uuid.UUID], now: dt.datetime
 ) -> list[ExpiredReservation]:
-    """Mark up to `limit` reservations past their expiry as expired. Rows another
-    transaction holds (being settled or released right now) are skipped: they
-    are no longer the sweep's to give back, or will be next time."""
+    """Mark those of `ids` still due (reserved, usage unsettled, past their
+    expiry) as expired. Rows another transaction holds (being settled or
+    released right now) are skipped: they are no longer the sweep's to give
+    back, or will be next time."""
     due = (
         select(Reservation.id)
-        .where(Reservation.status == ReservationStatus.reserved, Reservation.expires_at <= now)
-        .order_by(Reservation.expires_at)
-        .limit(limit)
+        .where(
+            Reservation.id.in_(ids),
+            Reservation.status == ReservationStatus.reserved,
+            Reservation.cost_settled_at.is_(None),
+            Reservation.expires_at <= now,
+        )
         .with_for_update(skip_locked=True)
     )
     rows = await session.execute(
@@ -262,14 +286,23 @@ async def expire_due_reservations(
             Reservation.id,
             Reservation.user_id,
             Reservation.count_settled_at.is_(None),
-            Reservation.cost_settled_at.is_(None),
             Reservation.estimated_cost_usd,
         )
         .execution_options(**_NO_SYNC)
     )
     return [
-        ExpiredReservation(
-            id, user_id, 1 if holds_count else 0, cost if holds_cost else Decimal(0)
-        )
-        for id, user_id, holds_count, holds_cost, cost in rows
+        ExpiredReservation(id, user_id, 1 if holds_count else 0, cost)
+        for id, user_id, holds_count, cost in rows
     ]
+
+
+async def postpone_expiry(
+    session: AsyncSession, ids: list[uuid.UUID], until: dt.datetime
+) -> None:
+    """Look at these reservations again at `until`, if they still hold quota then."""
+    await session.execute(
+        update(Reservation)
+        .where(Reservation.id.in_(ids), Reservation.status == ReservationStatus.reserved)
+        .values(expires_at=until)
+        .execution_options(**_NO_SYNC)
+    )

@@ -469,18 +469,27 @@ class BillingService:
             return
         await self.open_account(session, user_id)
 
-    async def expire_reservations(self, session: AsyncSession, now: dt.datetime, limit: int) -> int:
-        """The safety net: give back what up to `limit` reservations past their
-        expiry still hold; return how many. Only a reservation whose producers
-        lost their records gets here (events settle all others); its events,
-        should they come after all, are still applied once (billed, counted)."""
-        expired = await repo.expire_due_reservations(session, now, limit)
+    async def due_reservations(
+        self, session: AsyncSession, now: dt.datetime, limit: int
+    ) -> list[uuid.UUID]:
+        """Up to `limit` reservations past their expiry still waiting for their
+        usage: the expiry worker asks generation about them."""
+        return await repo.due_reservation_ids(session, now, limit)
+
+    async def expire_reservations(
+        self, session: AsyncSession, ids: list[uuid.UUID], now: dt.datetime
+    ) -> int:
+        """The safety net: give back what these reservations (past their
+        expiry, and unknown to generation: no call was ever made under them)
+        still hold; return how many. Their events, should any come after all,
+        are still applied once (billed, counted)."""
+        expired = await repo.expire_reservations(session, ids, now)
         generations: defaultdict[uuid.UUID, int] = defaultdict(int)
         costs: defaultdict[uuid.UUID, Decimal] = defaultdict(Decimal)
         for reservation in expired:
             log.error(
-                "reservation %s of user %s expired unsettled: its usage or delivery event "
-                "never came; its quota is given back",
+                "reservation %s of user %s expired unsettled: generation never started a call "
+                "under it; its quota is given back",
                 reservation.id,
                 reservation.user_id,
             )
@@ -495,6 +504,13 @@ class BillingService:
                 cost_reserved_usd=-costs[user_id],
             )
         return len(expired)
+
+    async def postpone_expiry(
+        self, session: AsyncSession, ids: list[uuid.UUID], now: dt.datetime
+    ) -> None:
+        """Keep these reservations (their calls were made: usage will come)
+        and look at them again one reservation lifetime from now."""
+        await repo.postpone_expiry(session, ids, now + self.reservation_ttl)
 
 
 def _final_status(counted: bool, now: dt.datetime) -> dict[str, object]:

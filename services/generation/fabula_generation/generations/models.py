@@ -48,6 +48,12 @@ class Generation(Base):
             "created_at",
             postgresql_where=text("outcome = 'started'"),
         ),
+        # A restarted instance's scan: what it left started.
+        Index(
+            "ix_generations_started_owner",
+            "owner",
+            postgresql_where=text("outcome = 'started'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -69,6 +75,10 @@ class Generation(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     # When the call counts against the plan (domain.Delivery).
     delivery: Mapped[str] = mapped_column(String(32))
+    # The process instance serving the call (Settings.instance_name): when it
+    # starts again, whatever it left started is settled at once. None for
+    # generations recorded before instances were named.
+    owner: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()

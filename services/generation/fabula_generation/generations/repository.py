@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,13 +40,22 @@ async def finish_generation(
 
 
 async def abandon_started_before(
-    session: AsyncSession, cutoff: dt.datetime, limit: int, error: str
+    session: AsyncSession,
+    cutoff: dt.datetime,
+    limit: int,
+    error: str,
+    *,
+    owner: str | None = None,
 ) -> list[Generation]:
-    """Mark up to `limit` generations started before `cutoff` as failed and
-    return them. Rows being finished right now are skipped (theirs to finish)."""
+    """Mark up to `limit` generations started before `cutoff` (by `owner`,
+    when given) as failed and return them. Rows being finished right now are
+    skipped (theirs to finish)."""
+    conditions = [Generation.outcome == STARTED, Generation.created_at < cutoff]
+    if owner is not None:
+        conditions.append(Generation.owner == owner)
     due = (
         select(Generation.id)
-        .where(Generation.outcome == STARTED, Generation.created_at < cutoff)
+        .where(*conditions)
         .order_by(Generation.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -63,3 +72,26 @@ async def abandon_started_before(
 
 async def get_generation(session: AsyncSession, generation_id: uuid.UUID) -> Generation | None:
     return await session.get(Generation, generation_id)
+
+
+async def outcomes_of(session: AsyncSession, ids: list[str]) -> dict[str, list[str]]:
+    """The outcomes of the generations with these ids, or settling reservations
+    of these ids (a caller of the previous release reserved under its own id),
+    keyed by the id asked; ids nothing matches are absent."""
+    uuids = []
+    for value in ids:
+        try:
+            uuids.append(uuid.UUID(value))
+        except ValueError:
+            pass  # not a generation id; may still be a reservation's
+    rows = await session.execute(
+        select(Generation.id, Generation.reservation_id, Generation.outcome).where(
+            or_(Generation.id.in_(uuids), Generation.reservation_id.in_(ids))
+        )
+    )
+    asked = set(ids)
+    found: dict[str, list[str]] = {}
+    for generation_id, reservation_id, outcome in rows:
+        for key in {str(generation_id), reservation_id} & asked:
+            found.setdefault(key, []).append(outcome)
+    return found

@@ -233,11 +233,15 @@ class RecordedGeneration:
     duration_ms: int
 
 
-async def start_generation(session: AsyncSession, call: GenerationCall, prices: PriceTable) -> None:
-    """Write the generation as started, before any quota is reserved for it, so
-    a process dying at any later step leaves a record the sweeper settles.
-    Its usage is the prompt's estimate until the call ends. AlreadyExists when
-    a generation with this id was started before (the caller retried)."""
+async def start_generation(
+    session: AsyncSession, call: GenerationCall, prices: PriceTable, owner: str
+) -> None:
+    """Write the generation as started by process instance `owner`, before any
+    quota is reserved for it, so a process dying at any later step leaves a
+    record that is settled later (by the same instance when it starts again,
+    else by the sweeper). Its usage is the prompt's estimate until the call
+    ends. AlreadyExists when a generation with this id was started before (the
+    caller retried)."""
     request, provider, model = call.request, call.provider.name, call.provider.model
     prompt_tokens = call.provider.count_prompt_tokens(request)
     started = await repository.add_started_generation(
@@ -257,6 +261,7 @@ async def start_generation(session: AsyncSession, call: GenerationCall, prices: 
             cost_usd=prices.cost(model, prompt_tokens, 0),
             duration_ms=0,
             delivery=call.delivery.value,
+            owner=owner,
             error=None,
             created_at=utcnow(),
         ),
@@ -302,14 +307,24 @@ async def record_generation(
 
 
 async def abandon_stale_generations(
-    session: AsyncSession, cutoff: dt.datetime, limit: int, subject: str
+    session: AsyncSession,
+    cutoff: dt.datetime,
+    limit: int,
+    subject: str,
+    *,
+    owner: str | None = None,
 ) -> list[Generation]:
-    """Settle generations started before `cutoff` and never finished (their
-    process died mid-call) as failed, with the prompt's estimated usage, and
-    enqueue their UsageRecorded events; return them."""
+    """Settle generations started before `cutoff` (by process instance
+    `owner`, when given) and never finished (their process died mid-call) as
+    failed, with the prompt's estimated usage, and enqueue their UsageRecorded
+    events; return them."""
     now = utcnow()
     abandoned = await repository.abandon_started_before(
-        session, cutoff, limit, "abandoned: the process serving the call stopped before it ended"
+        session,
+        cutoff,
+        limit,
+        "abandoned: the process serving the call stopped before it ended",
+        owner=owner,
     )
     for row in abandoned:
         row.duration_ms = min(int((now - row.created_at).total_seconds() * 1000), 2**31 - 1)

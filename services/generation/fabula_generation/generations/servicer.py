@@ -4,7 +4,10 @@ the transactions that record each model call."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -15,7 +18,9 @@ from fabula_common.db import Database
 from fabula_common.errors import FabulaError, InvalidArgument, Unavailable
 from fabula_common.money import format_usd, to_money
 
+from fabula_generation.generations import repository
 from fabula_generation.generations.domain import (
+    STARTED,
     STORY_PURPOSES,
     Delivery,
     GenerationRequest,
@@ -134,29 +139,48 @@ def request_from_proto(message: generation_pb2.GenerateRequest) -> GenerationReq
 
 
 class GenerationRecorder:
-    """Records model calls: as started before anything is reserved, then with
-    their outcome, each in a task of its own; gives the reservation back at
-    once when a call cannot be recorded (its usage event then comes from the
-    sweeper).
+    """Records model calls: as started (by this process instance) before
+    anything is reserved, then with their outcome, each in a task of its own.
 
     The caller awaits the record through asyncio.shield, so a call abandoned
-    midway (its handler cancelled) still gets its record written. As a
-    background worker of the app, stop() waits for records still being
-    written, before the outbox relay's last pass publishes their events.
+    midway (its handler cancelled) still gets its record written. An outcome
+    the database could not take (a blip, a restart) fails the caller at once
+    (its reservation given back at once, as a fast path) and is written again
+    in the background, backing off from RETRY_INITIAL_SECONDS to
+    RETRY_MAX_SECONDS for as long as the call could still be running
+    (afterwards the sweeper settles it), so its usage event goes out within
+    seconds of the database's return. As a background worker
+    of the app, stop() waits for records still being written (a retry makes
+    one last attempt) before the outbox relay's last pass publishes their
+    events.
     """
 
-    def __init__(self, db: Database, prices: PriceTable, subject: str, meter: Meter) -> None:
+    RETRY_INITIAL_SECONDS = 0.25
+    RETRY_MAX_SECONDS = 2.0
+
+    def __init__(
+        self,
+        db: Database,
+        prices: PriceTable,
+        subject: str,
+        meter: Meter,
+        *,
+        owner: str | None = None,
+        abandon_after_seconds: float = 150.0,
+    ) -> None:
         self.db = db
         self.prices = prices
         self.subject = subject
         self.meter = meter
+        self.owner = owner or socket.gethostname()
+        self.abandon_after_seconds = abandon_after_seconds
         self._pending: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
 
     async def start(self, call: GenerationCall) -> None:
         """Write the call as started (AlreadyExists for an id used before)."""
         async with self.db.session_scope() as session:
-            await start_generation(session, call, self.prices)
+            await start_generation(session, call, self.prices, self.owner)
 
     def recording(self, call: GenerationCall) -> Recording:
         return Recording(self, call)
@@ -164,12 +188,14 @@ class GenerationRecorder:
     async def record(
         self, call: GenerationCall, outcome: Outcome, error: str | None
     ) -> RecordedGeneration | None:
-        task = asyncio.create_task(
-            self._write(call, outcome, error), name=f"record-generation-{call.id}"
-        )
+        task = self._track(self._write(call, outcome, error), f"record-generation-{call.id}")
+        return await asyncio.shield(task)
+
+    def _track(self, coroutine, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coroutine, name=name)
         self._pending.add(task)
         task.add_done_callback(self._forget)
-        return await asyncio.shield(task)
+        return task
 
     def _forget(self, task: asyncio.Task) -> None:
         self._pending.discard(task)
@@ -180,18 +206,62 @@ class GenerationRecorder:
         self, call: GenerationCall, outcome: Outcome, error: str | None
     ) -> RecordedGeneration | None:
         try:
-            async with self.db.session_scope() as session:
-                recorded = await record_generation(
-                    session, call, outcome, error=error, prices=self.prices, subject=self.subject
-                )
+            recorded = await self._write_once(call, outcome, error)
         except Exception:
             # Logged here: when the caller has gone, nobody else sees it.
             log.exception("could not record generation %s (%s)", call.id, outcome.value)
-            # Its usage event comes only when the sweeper settles the started
-            # row; the caller gets no result, so its quota goes back now.
+            if outcome is Outcome.completed:
+                # The caller gets an error, not the text: it must not count.
+                outcome = Outcome.failed
+                error = "its outcome could not be recorded in time; the caller got an error"
+            self._track(self._retry(call, outcome, error), f"retry-record-{call.id}")
+            # The caller gets no result, so it will not count: its quota goes
+            # back now rather than when the retried record's event arrives.
             if call.reserved:
                 await self.meter.release(call.request.user_id, call.reservation_id)
             raise
+        return self._observed(call, outcome, recorded)
+
+    async def _write_once(
+        self, call: GenerationCall, outcome: Outcome, error: str | None
+    ) -> RecordedGeneration | None:
+        async with self.db.session_scope() as session:
+            return await record_generation(
+                session, call, outcome, error=error, prices=self.prices, subject=self.subject
+            )
+
+    async def _retry(self, call: GenerationCall, outcome: Outcome, error: str | None) -> None:
+        """Write the outcome again until the database takes it, for as long as
+        the sweeper would leave the row alone; once stopping, one last try."""
+        give_up_at = time.monotonic() + max(self.abandon_after_seconds - call.duration_ms / 1000, 0)
+        delay = self.RETRY_INITIAL_SECONDS
+        while True:
+            last_try = self._stopped.is_set() or time.monotonic() + delay > give_up_at
+            if not last_try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), timeout=delay)
+            try:
+                recorded = await self._write_once(call, outcome, error)
+            except Exception as exc:  # noqa: BLE001 - still down: wait longer
+                if last_try or self._stopped.is_set():
+                    log.error(
+                        "gave up recording generation %s (%s): %s; it is settled as abandoned "
+                        "when this instance starts again, or by the sweeper",
+                        call.id,
+                        outcome.value,
+                        exc or type(exc).__name__,
+                    )
+                    return
+                delay = min(delay * 2, self.RETRY_MAX_SECONDS)
+                continue
+            log.info("generation %s recorded (%s) after a retry", call.id, outcome.value)
+            self._observed(call, outcome, recorded)
+            return
+
+    @staticmethod
+    def _observed(
+        call: GenerationCall, outcome: Outcome, recorded: RecordedGeneration | None
+    ) -> RecordedGeneration | None:
         if recorded is None:
             log.warning(
                 "generation %s ended (%s) after the sweeper had settled it as abandoned",
@@ -207,7 +277,7 @@ class GenerationRecorder:
 
     async def stop(self) -> None:
         self._stopped.set()
-        if self._pending:
+        while self._pending:
             await asyncio.wait(set(self._pending))
 
 
@@ -328,3 +398,30 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                         token=generation_pb2.TextDelta(text=delta)
                     )
         yield generation_pb2.GenerateStreamEvent(done=self._response(call, recording.recorded))
+
+    async def LookupGenerations(
+        self, request: generation_pb2.LookupGenerationsRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.LookupGenerationsResponse:
+        ids = list(request.ids)
+        if len(ids) > MAX_LOOKUP_IDS:
+            raise InvalidArgument(f"ids may hold at most {MAX_LOOKUP_IDS} ids")
+        async with self.recorder.db.session_scope() as session:
+            outcomes = await repository.outcomes_of(session, ids)
+        return generation_pb2.LookupGenerationsResponse(
+            generations=[
+                generation_pb2.GenerationLookup(id=id, state=lookup_state(outcomes.get(id, [])))
+                for id in ids
+            ]
+        )
+
+
+MAX_LOOKUP_IDS = 1000
+
+
+def lookup_state(outcomes: list[str]) -> generation_pb2.GenerationState:
+    """UNKNOWN for no generation, STARTED while any is, else FINISHED."""
+    if not outcomes:
+        return generation_pb2.GENERATION_STATE_UNKNOWN
+    if STARTED in outcomes:
+        return generation_pb2.GENERATION_STATE_STARTED
+    return generation_pb2.GENERATION_STATE_FINISHED

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fabula.common.v1 import money_pb2 as fabula_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%fabula/generation/v1/generation.proto\x12\x14\x66\x61\x62ula.generation.v1\x1a\x1c\x66\x61\x62ula/common/v1/money.proto\"&\n\nSubjectRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"p\n\x0bStoryInputs\x12\r\n\x05genre\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ncharacters\x18\x03 \x03(\t\x12\x14\n\x0copening_line\x18\x04 \x01(\t\x12\x19\n\x11previous_segments\x18\x05 \x03(\t\"\xa3\x03\n\x0fGenerateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x07purpose\x18\x08 \x01(\x0e\x32\x1d.fabula.generation.v1.Purpose\x12\x31\n\x07subject\x18\t \x01(\x0b\x32 .fabula.generation.v1.SubjectRef\x12\x14\n\x08story_id\x18\x02 \x01(\tB\x02\x18\x01\x12\x1a\n\x0ereservation_id\x18\x03 \x01(\tB\x02\x18\x01\x12\x36\n\x04kind\x18\x04 \x01(\x0e\x32$.fabula.generation.v1.GenerationKindB\x02\x18\x01\x12\x32\n\x05story\x18\x05 \x01(\x0b\x32!.fabula.generation.v1.StoryInputsH\x00\x12\x15\n\rgeneration_id\x18\x0b \x01(\t\x12\x30\n\x08\x64\x65livery\x18\x0c \x01(\x0e\x32\x1e.fabula.generation.v1.Delivery\x12\x11\n\tdirection\x18\x06 \x01(\t\x12\x12\n\nwant_title\x18\x07 \x01(\x08\x42\x08\n\x06inputsJ\x04\x08\n\x10\x0b\"\x89\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x11\n\testimated\x18\x03 \x01(\x08\x12%\n\x04\x63ost\x18\x05 \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x14\n\x08\x63ost_usd\x18\x04 \x01(\tB\x02\x18\x01\"\xae\x01\n\x10GenerateResponse\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12*\n\x05usage\x18\x06 \x01(\x0b\x32\x1b.fabula.generation.v1.Usage\x12\x19\n\x11is_language_model\x18\x07 \x01(\x08\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x88\x01\n\x13GenerateStreamEvent\x12\x30\n\x05token\x18\x01 \x01(\x0b\x32\x1f.fabula.generation.v1.TextDeltaH\x00\x12\x36\n\x04\x64one\x18\x02 \x01(\x0b\x32&.fabula.generation.v1.GenerateResponseH\x00\x42\x07\n\x05\x65vent*w\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x19\n\x15PURPOSE_STORY_OPENING\x10\x01\x12\x1e\n\x1aPURPOSE_STORY_CONTINUATION\x10\x02\x12\x18\n\x14PURPOSE_STORY_ENDING\x10\x03*\x90\x01\n\x0eGenerationKind\x12\x1f\n\x1bGENERATION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17GENERATION_KIND_OPENING\x10\x01\x12 \n\x1cGENERATION_KIND_CONTINUATION\x10\x02\x12\x1a\n\x16GENERATION_KIND_ENDING\x10\x03\x1a\x02\x18\x01*a\n\x08\x44\x65livery\x12\x18\n\x14\x44\x45LIVERY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_ON_COMPLETION\x10\x01\x12\x1f\n\x1b\x44\x45LIVERY_CONFIRMED_BY_OWNER\x10\x02\x32\xd4\x01\n\x11GenerationService\x12Y\n\x08Generate\x12%.fabula.generation.v1.GenerateRequest\x1a&.fabula.generation.v1.GenerateResponse\x12\x64\n\x0eGenerateStream\x12%.fabula.generation.v1.GenerateRequest\x1a).fabula.generation.v1.GenerateStreamEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%fabula/generation/v1/generation.proto\x12\x14\x66\x61\x62ula.generation.v1\x1a\x1c\x66\x61\x62ula/common/v1/money.proto\"\'\n\x18LookupGenerationsRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"T\n\x10GenerationLookup\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32%.fabula.generation.v1.GenerationState\"X\n\x19LookupGenerationsResponse\x12;\n\x0bgenerations\x18\x01 \x03(\x0b\x32&.fabula.generation.v1.GenerationLookup\"&\n\nSubjectRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"p\n\x0bStoryInputs\x12\r\n\x05genre\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ncharacters\x18\x03 \x03(\t\x12\x14\n\x0copening_line\x18\x04 \x01(\t\x12\x19\n\x11previous_segments\x18\x05 \x03(\t\"\xa3\x03\n\x0fGenerateRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12.\n\x07purpose\x18\x08 \x01(\x0e\x32\x1d.fabula.generation.v1.Purpose\x12\x31\n\x07subject\x18\t \x01(\x0b\x32 .fabula.generation.v1.SubjectRef\x12\x14\n\x08story_id\x18\x02 \x01(\tB\x02\x18\x01\x12\x1a\n\x0ereservation_id\x18\x03 \x01(\tB\x02\x18\x01\x12\x36\n\x04kind\x18\x04 \x01(\x0e\x32$.fabula.generation.v1.GenerationKindB\x02\x18\x01\x12\x32\n\x05story\x18\x05 \x01(\x0b\x32!.fabula.generation.v1.StoryInputsH\x00\x12\x15\n\rgeneration_id\x18\x0b \x01(\t\x12\x30\n\x08\x64\x65livery\x18\x0c \x01(\x0e\x32\x1e.fabula.generation.v1.Delivery\x12\x11\n\tdirection\x18\x06 \x01(\t\x12\x12\n\nwant_title\x18\x07 \x01(\x08\x42\x08\n\x06inputsJ\x04\x08\n\x10\x0b\"\x89\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x11\n\testimated\x18\x03 \x01(\x08\x12%\n\x04\x63ost\x18\x05 \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x14\n\x08\x63ost_usd\x18\x04 \x01(\tB\x02\x18\x01\"\xae\x01\n\x10GenerateResponse\x12\x15\n\rgeneration_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12*\n\x05usage\x18\x06 \x01(\x0b\x32\x1b.fabula.generation.v1.Usage\x12\x19\n\x11is_language_model\x18\x07 \x01(\x08\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x88\x01\n\x13GenerateStreamEvent\x12\x30\n\x05token\x18\x01 \x01(\x0b\x32\x1f.fabula.generation.v1.TextDeltaH\x00\x12\x36\n\x04\x64one\x18\x02 \x01(\x0b\x32&.fabula.generation.v1.GenerateResponseH\x00\x42\x07\n\x05\x65vent*\x8e\x01\n\x0fGenerationState\x12 \n\x1cGENERATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18GENERATION_STATE_UNKNOWN\x10\x01\x12\x1c\n\x18GENERATION_STATE_STARTED\x10\x02\x12\x1d\n\x19GENERATION_STATE_FINISHED\x10\x03*w\n\x07Purpose\x12\x17\n\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x19\n\x15PURPOSE_STORY_OPENING\x10\x01\x12\x1e\n\x1aPURPOSE_STORY_CONTINUATION\x10\x02\x12\x18\n\x14PURPOSE_STORY_ENDING\x10\x03*\x90\x01\n\x0eGenerationKind\x12\x1f\n\x1bGENERATION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17GENERATION_KIND_OPENING\x10\x01\x12 \n\x1cGENERATION_KIND_CONTINUATION\x10\x02\x12\x1a\n\x16GENERATION_KIND_ENDING\x10\x03\x1a\x02\x18\x01*a\n\x08\x44\x65livery\x12\x18\n\x14\x44\x45LIVERY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_ON_COMPLETION\x10\x01\x12\x1f\n\x1b\x44\x45LIVERY_CONFIRMED_BY_OWNER\x10\x02\x32\xca\x02\n\x11GenerationService\x12Y\n\x08Generate\x12%.fabula.generation.v1.GenerateRequest\x1a&.fabula.generation.v1.GenerateResponse\x12\x64\n\x0eGenerateStream\x12%.fabula.generation.v1.GenerateRequest\x1a).fabula.generation.v1.GenerateStreamEvent0\x01\x12t\n\x11LookupGenerations\x12..fabula.generation.v1.LookupGenerationsRequest\x1a/.fabula.generation.v1.LookupGenerationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,26 +42,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEREQUEST'].fields_by_name['kind']._serialized_options = b'\030\001'
   _globals['_USAGE'].fields_by_name['cost_usd']._loaded_options = None
   _globals['_USAGE'].fields_by_name['cost_usd']._serialized_options = b'\030\001'
-  _globals['_PURPOSE']._serialized_start=1152
-  _globals['_PURPOSE']._serialized_end=1271
-  _globals['_GENERATIONKIND']._serialized_start=1274
-  _globals['_GENERATIONKIND']._serialized_end=1418
-  _globals['_DELIVERY']._serialized_start=1420
-  _globals['_DELIVERY']._serialized_end=1517
-  _globals['_SUBJECTREF']._serialized_start=93
-  _globals['_SUBJECTREF']._serialized_end=131
-  _globals['_STORYINPUTS']._serialized_start=133
-  _globals['_STORYINPUTS']._serialized_end=245
-  _globals['_GENERATEREQUEST']._serialized_start=248
-  _globals['_GENERATEREQUEST']._serialized_end=667
-  _globals['_USAGE']._serialized_start=670
-  _globals['_USAGE']._serialized_end=807
-  _globals['_GENERATERESPONSE']._serialized_start=810
-  _globals['_GENERATERESPONSE']._serialized_end=984
-  _globals['_TEXTDELTA']._serialized_start=986
-  _globals['_TEXTDELTA']._serialized_end=1011
-  _globals['_GENERATESTREAMEVENT']._serialized_start=1014
-  _globals['_GENERATESTREAMEVENT']._serialized_end=1150
-  _globals['_GENERATIONSERVICE']._serialized_start=1520
-  _globals['_GENERATIONSERVICE']._serialized_end=1732
+  _globals['_GENERATIONSTATE']._serialized_start=1370
+  _globals['_GENERATIONSTATE']._serialized_end=1512
+  _globals['_PURPOSE']._serialized_start=1514
+  _globals['_PURPOSE']._serialized_end=1633
+  _globals['_GENERATIONKIND']._serialized_start=1636
+  _globals['_GENERATIONKIND']._serialized_end=1780
+  _globals['_DELIVERY']._serialized_start=1782
+  _globals['_DELIVERY']._serialized_end=1879
+  _globals['_LOOKUPGENERATIONSREQUEST']._serialized_start=93
+  _globals['_LOOKUPGENERATIONSREQUEST']._serialized_end=132
+  _globals['_GENERATIONLOOKUP']._serialized_start=134
+  _globals['_GENERATIONLOOKUP']._serialized_end=218
+  _globals['_LOOKUPGENERATIONSRESPONSE']._serialized_start=220
+  _globals['_LOOKUPGENERATIONSRESPONSE']._serialized_end=308
+  _globals['_SUBJECTREF']._serialized_start=310
+  _globals['_SUBJECTREF']._serialized_end=348
+  _globals['_STORYINPUTS']._serialized_start=350
+  _globals['_STORYINPUTS']._serialized_end=462
+  _globals['_GENERATEREQUEST']._serialized_start=465
+  _globals['_GENERATEREQUEST']._serialized_end=884
+  _globals['_USAGE']._serialized_start=887
+  _globals['_USAGE']._serialized_end=1024
+  _globals['_GENERATERESPONSE']._serialized_start=1027
+  _globals['_GENERATERESPONSE']._serialized_end=1201
+  _globals['_TEXTDELTA']._serialized_start=1203
+  _globals['_TEXTDELTA']._serialized_end=1228
+  _globals['_GENERATESTREAMEVENT']._serialized_start=1231
+  _globals['_GENERATESTREAMEVENT']._serialized_end=1367
+  _globals['_GENERATIONSERVICE']._serialized_start=1882
+  _globals['_GENERATIONSERVICE']._serialized_end=2212
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GenerationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GENERATION_STATE_UNSPECIFIED: _ClassVar[GenerationState]
+    GENERATION_STATE_UNKNOWN: _ClassVar[GenerationState]
+    GENERATION_STATE_STARTED: _ClassVar[GenerationState]
+    GENERATION_STATE_FINISHED: _ClassVar[GenerationState]
+
 class Purpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PURPOSE_UNSPECIFIED: _ClassVar[Purpose]
@@ -27,6 +34,10 @@ class Delivery(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELIVERY_UNSPECIFIED: _ClassVar[Delivery]
     DELIVERY_ON_COMPLETION: _ClassVar[Delivery]
     DELIVERY_CONFIRMED_BY_OWNER: _ClassVar[Delivery]
+GENERATION_STATE_UNSPECIFIED: GenerationState
+GENERATION_STATE_UNKNOWN: GenerationState
+GENERATION_STATE_STARTED: GenerationState
+GENERATION_STATE_FINISHED: GenerationState
 PURPOSE_UNSPECIFIED: Purpose
 PURPOSE_STORY_OPENING: Purpose
 PURPOSE_STORY_CONTINUATION: Purpose
@@ -38,6 +49,26 @@ GENERATION_KIND_ENDING: GenerationKind
 DELIVERY_UNSPECIFIED: Delivery
 DELIVERY_ON_COMPLETION: Delivery
 DELIVERY_CONFIRMED_BY_OWNER: Delivery
+
+class LookupGenerationsRequest(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GenerationLookup(_message.Message):
+    __slots__ = ("id", "state")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    state: GenerationState
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[GenerationState, str]] = ...) -> None: ...
+
+class LookupGenerationsResponse(_message.Message):
+    __slots__ = ("generations",)
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    generations: _containers.RepeatedCompositeFieldContainer[GenerationLookup]
+    def __init__(self, generations: _Optional[_Iterable[_Union[GenerationLookup, _Mapping]]] = ...) -> None: ...
 
 class SubjectRef(_message.Message):
     __slots__ = ("kind", "id")

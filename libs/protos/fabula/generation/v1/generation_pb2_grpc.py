@@ -49,6 +49,11 @@ class GenerationServiceStub:
                 request_serializer=fabula_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=fabula_dot_generation_dot_v1_dot_generation__pb2.GenerateStreamEvent.FromString,
                 _registered_method=True)
+        self.LookupGenerations = channel.unary_unary(
+                '/fabula.generation.v1.GenerationService/LookupGenerations',
+                request_serializer=fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsRequest.SerializeToString,
+                response_deserializer=fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -73,6 +78,16 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupGenerations(self, request, context):
+        """What the durable record says of generations: whether each was ever
+        started here and whether its outcome (and usage event) is recorded.
+        Billing asks before giving back the quota of a reservation nobody
+        settled: only one no generation ever started under may be given back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -85,6 +100,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.GenerateStream,
                     request_deserializer=fabula_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.FromString,
                     response_serializer=fabula_dot_generation_dot_v1_dot_generation__pb2.GenerateStreamEvent.SerializeToString,
+            ),
+            'LookupGenerations': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupGenerations,
+                    request_deserializer=fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsRequest.FromString,
+                    response_serializer=fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -146,6 +166,33 @@ class GenerationService:
             '/fabula.generation.v1.GenerationService/GenerateStream',
             fabula_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
             fabula_dot_generation_dot_v1_dot_generation__pb2.GenerateStreamEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupGenerations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.generation.v1.GenerationService/LookupGenerations',
+            fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsRequest.SerializeToString,
+            fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
