@@ -25,6 +25,8 @@ class Settings(ServiceSettings):
     write_lease_seconds: float = Field(15.0, gt=0)
     # How often claims whose lease ran out are looked for.
     sweep_interval_seconds: float = Field(2.0, gt=0)
+    # How often Idempotency-Keys past their 24 hours are deleted.
+    idempotency_key_purge_interval_seconds: float = Field(3600.0, gt=0)
 
     @property
     def write_lease_renew_seconds(self) -> float:
