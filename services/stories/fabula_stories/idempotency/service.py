@@ -168,9 +168,7 @@ async def finish(
         log.warning("the idempotency key of generation %s was gone when it finished", generation_id)
 
 
-async def stored_segment(
-    session: AsyncSession, user_id: uuid.UUID, answer: FirstAnswer
-) -> Segment:
+async def stored_segment(session: AsyncSession, user_id: uuid.UUID, answer: FirstAnswer) -> Segment:
     """The segment the first request stored; NotFound once its story is deleted."""
     segment = await repository.get_segment(session, user_id, answer.segment_id)
     if segment is None:
