@@ -18,6 +18,7 @@ import grpc
 from fabula_common.context import current_request_id
 from fabula_common.errors import (
     ErrorDetails,
+    IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     QuotaExceeded,
     StoryBusy,
@@ -74,6 +75,13 @@ STORY_BUSY = ProblemType(
     "Story busy",
     409,
     "Another segment of this story is being written; retry when it is done.",
+)
+IDEMPOTENCY_KEY_IN_PROGRESS = ProblemType(
+    "idempotency-key-in-progress",
+    "Idempotency key in progress",
+    409,
+    "The first request with this Idempotency-Key is still being processed; retry after "
+    "Retry-After seconds to get its answer.",
 )
 STORY_COMPLETE = ProblemType(
     "story-complete", "Story complete", 409, "The story is complete; it cannot be extended."
@@ -303,6 +311,10 @@ def problem_for_status(
             return ProblemError(ALREADY_EXISTS, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION if reason == StoryBusy.reason:
             return ProblemError(STORY_BUSY, passed_on, headers=retry_after(error.retry_after))
+        case grpc.StatusCode.FAILED_PRECONDITION if reason == IdempotencyKeyInProgress.reason:
+            return ProblemError(
+                IDEMPOTENCY_KEY_IN_PROGRESS, passed_on, headers=retry_after(error.retry_after)
+            )
         case grpc.StatusCode.FAILED_PRECONDITION if reason == StoryComplete.reason:
             return ProblemError(STORY_COMPLETE, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION:

@@ -185,6 +185,9 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
         self.fail_after_text: Failure | None = None
         # Set to make ContinueStory wait for this after its text (a slow model).
         self.hold_after_text: asyncio.Event | None = None
+        # Set to make ContinueStory answer as to a retry with an Idempotency-Key
+        # whose first request finished: the stored segment only, no text.
+        self.answer_as_retry = False
 
     async def CreateStory(self, request, context):
         await self.recorder.receive("CreateStory", request, context)
@@ -201,7 +204,7 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
 
     async def ContinueStory(self, request, context):
         await self.recorder.receive("ContinueStory", request, context)
-        for piece in CONTINUATION_PIECES:
+        for piece in () if self.answer_as_retry else CONTINUATION_PIECES:
             yield stories_pb2.ContinueStoryEvent(token=stories_pb2.TextDelta(text=piece))
         if self.hold_after_text is not None:
             await self.hold_after_text.wait()

@@ -7,6 +7,7 @@ import pytest
 from fabula_common.errors import (
     Aborted,
     FabulaError,
+    IdempotencyKeyInProgress,
     QuotaExceeded,
     StoryBusy,
     StoryComplete,
@@ -43,6 +44,12 @@ def rpc_error(
     [
         (grpc.StatusCode.INVALID_ARGUMENT, "invalid-argument", 422, "validation-error"),
         (grpc.StatusCode.INVALID_ARGUMENT, "idempotency-key-reused", 422, "idempotency-key-reused"),
+        (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "idempotency-key-in-progress",
+            409,
+            "idempotency-key-in-progress",
+        ),
         (grpc.StatusCode.NOT_FOUND, "not-found", 404, "not-found"),
         (grpc.StatusCode.ALREADY_EXISTS, "already-exists", 409, "already-exists"),
         (grpc.StatusCode.FAILED_PRECONDITION, "conflict", 409, "conflict"),
@@ -119,6 +126,17 @@ def test_a_busy_story_is_worth_retrying_after_the_delay_the_service_gave():
     assert problem.detail == "being written"
     # Whole seconds, rounded up: retrying earlier would be refused again.
     assert problem.headers["Retry-After"] == "4"
+
+
+def test_a_key_still_in_progress_is_worth_retrying_after_the_delay_the_service_gave():
+    problem = problem_for_rpc_error(
+        answered_with(IdempotencyKeyInProgress("the first request is still being processed"))
+    )
+
+    assert (problem.status, problem.type) == (409, BASE + "idempotency-key-in-progress")
+    assert problem.kind.title == "Idempotency key in progress"
+    assert problem.detail == "the first request is still being processed"
+    assert problem.headers["Retry-After"] == "1"
 
 
 def test_a_complete_story_is_final_no_retry_after():

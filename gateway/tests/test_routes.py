@@ -436,3 +436,99 @@ async def test_a_quota_refusal_is_a_402_problem(api, backends: FakeBackends, aut
     body = assert_problem(response, 402, "quota-exceeded")
     assert body["detail"] == "monthly generation quota exceeded"
     assert "location" not in response.headers
+
+
+# ------------------------------------------------------------ stories: Idempotency-Key
+
+WRITES = [
+    ("CreateStory", "/v1/stories", {"genre": "noir"}),
+    ("ContinueStory", f"/v1/stories/{STORY_ID}/continue", {}),
+    ("EndStory", f"/v1/stories/{STORY_ID}/end", {}),
+]
+WRITE_IDS = ["create", "continue", "end"]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES, ids=WRITE_IDS)
+async def test_writes_pass_the_idempotency_key_on(
+    api, backends: FakeBackends, auth, method, path, body
+):
+    with_key = await api.post(path, json=body, headers={**auth, "Idempotency-Key": "retry-me-1"})
+    without = await api.post(path, json=body, headers=auth)
+
+    assert with_key.status_code == without.status_code < 300, with_key.text
+    keys = [call.request.idempotency_key for call in backends.calls if call.method == method]
+    assert keys == ["retry-me-1", ""]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES, ids=WRITE_IDS)
+@pytest.mark.parametrize("key", ["", "k" * 256], ids=["empty", "overlong"])
+async def test_a_write_with_an_empty_or_overlong_idempotency_key_is_a_422(
+    api, backends: FakeBackends, auth, method, path, body, key
+):
+    response = await api.post(path, json=body, headers={**auth, "Idempotency-Key": key})
+
+    problem = assert_problem(response, 422, "validation-error")
+    assert [error["header"] for error in problem["errors"]] == ["Idempotency-Key"]
+    assert not [call for call in backends.calls if call.method == method]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES, ids=WRITE_IDS)
+async def test_a_write_reusing_an_idempotency_key_is_a_422(
+    api, backends: FakeBackends, auth, method, path, body
+):
+    backends.fail(
+        method,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "idempotency_key: already used for a different request (create-story)",
+        reason="idempotency-key-reused",
+    )
+
+    response = await api.post(path, json=body, headers={**auth, "Idempotency-Key": "used"})
+
+    assert assert_problem(response, 422, "idempotency-key-reused")["detail"].startswith(
+        "idempotency_key:"
+    )
+    assert "location" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "accept"),
+    [
+        *[(*write, "application/json") for write in WRITES],
+        # Refused before any text: a real 409, not a 200 stream with an error event.
+        (*WRITES[1], "text/event-stream"),
+    ],
+)
+async def test_a_retry_while_the_first_runs_is_a_409_with_retry_after(
+    api, backends: FakeBackends, auth, method, path, body, accept
+):
+    backends.fail(
+        method,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "idempotency_key: the first request with this key is still being processed",
+        reason="idempotency-key-in-progress",
+    )
+
+    response = await api.post(
+        path,
+        json=body,
+        headers={**auth, "Idempotency-Key": "twice", "Accept": accept},
+    )
+
+    assert_problem(response, 409, "idempotency-key-in-progress")
+    assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_a_continue_retried_as_an_event_stream_sends_just_the_segment(
+    api, backends: FakeBackends, auth
+):
+    backends.stories.answer_as_retry = True
+
+    response = await api.post(
+        f"/v1/stories/{STORY_ID}/continue",
+        headers={**auth, "Accept": "text/event-stream", "Idempotency-Key": "retry-me-2"},
+    )
+
+    assert response.status_code == 200
+    [(kind, segment)] = sse_events(response.text)
+    assert kind == "segment" and segment["text"] == "".join(CONTINUATION_PIECES)

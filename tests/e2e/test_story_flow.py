@@ -152,6 +152,29 @@ def test_whole_story(api, problem):
     problem(api.http.get(f"/v1/stories/{story['id']}", headers=writer.headers), 404)
 
 
+def test_a_create_retried_with_its_idempotency_key_is_the_same_story_charged_once(api, problem):
+    writer = api.register()
+    key = {**writer.headers, "Idempotency-Key": str(uuid.uuid4())}
+    body = {"genre": "noir", "title": "The Lost Answer"}
+    first = api.http.post("/v1/stories", json=body, headers=key)
+    assert first.status_code == 201, first.text
+    api.wait_for(lambda: api.usage(writer)["generations_used"] == 1)
+    charged = api.usage(writer)
+
+    # The client timed out and retries: the same story, nothing more charged.
+    retried = api.http.post("/v1/stories", json=body, headers=key)
+    assert retried.status_code == 201, retried.text
+    assert retried.json() == first.json()
+    assert retried.headers["location"] == first.headers["location"]
+    problem(api.http.post("/v1/stories", json={**body, "title": "Another"}, headers=key), 422,
+            "/idempotency-key-reused")
+    assert len(api.http.get("/v1/stories", headers=writer.headers).json()["items"]) == 1
+    # A later story without a key is charged: the usage counts it and nothing else.
+    assert api.create_story(writer).status_code == 201
+    api.wait_for(lambda: api.usage(writer)["generations_used"] >= 2)
+    assert api.usage(writer)["generations_used"] == charged["generations_used"] + 1
+
+
 def test_list_is_newest_first_and_paginates(api):
     writer = api.register()
     titles = [f"Tale {i}" for i in range(3)]

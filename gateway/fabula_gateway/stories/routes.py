@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fabula.stories.v1 import stories_pb2
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from starlette.responses import StreamingResponse
 
 from fabula_gateway.dependencies import Clients, CurrentUserId, JsonBody, StoryId
@@ -30,12 +30,38 @@ from fabula_gateway.stories.streaming import EVENT_STREAM, ContinueStream, wants
 
 router = APIRouter(prefix="/v1/stories", tags=["stories"])
 
-# The two reasons a story cannot take a segment now, told apart by `type`.
+# Why a story cannot take a segment now, told apart by `type`.
 _S409 = (
     "The story cannot take a segment now. `type` ends in `story-busy` while another "
     "segment is being written (retry after `Retry-After` seconds) or in `story-complete` "
     "once the story has its ending (final)."
 )
+_S409_CREATE = (
+    "The first request with this Idempotency-Key is still being processed (type "
+    "`idempotency-key-in-progress`); retry after `Retry-After` seconds to get its answer."
+)
+_S409_WRITE = (
+    _S409 + " `idempotency-key-in-progress` while the first request with the same "
+    "Idempotency-Key is still being processed (retry after `Retry-After` seconds to get "
+    "its answer)."
+)
+_S422 = (
+    "The request is not valid (`errors` lists the invalid fields), or its Idempotency-Key "
+    "was used with another request (type `idempotency-key-reused`)."
+)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Makes a retry safe: the same key with the same request answers with "
+        "what the first request stored and uses no more quota; with another request, 422; "
+        "while the first is still running, 409 `idempotency-key-in-progress`. A request "
+        "that failed stored nothing, so its key may be used again. Remembered for 24 hours, "
+        "per user. Use a fresh random value (e.g. a UUID) per intended request.",
+    ),
+]
 # Segment positions travel as int32 in the stories contract.
 MAX_POSITION = 2**31 - 1
 _STORY_VIEWS = {"full": stories_pb2.STORY_VIEW_FULL, "basic": stories_pb2.STORY_VIEW_BASIC}
@@ -60,8 +86,11 @@ _SSE_EXAMPLE = (
     summary="Start a story",
     description="Creates a story with a generated opening segment, and a generated title "
     "when none is given. Uses one generation of the plan's quota. The Location header "
-    "names the new story.",
-    responses=problem_responses(401, 402, 413, 415, 422, 500, 503),
+    "names the new story. Send an `Idempotency-Key` to retry safely after a lost answer: "
+    "a retry answers with the story the first request created, as it is now.",
+    responses=problem_responses(
+        401, 402, 409, 413, 415, 422, 500, 503, s409=_S409_CREATE, s422=_S422
+    ),
 )
 async def create_story(
     body: CreateStoryRequest,
@@ -70,9 +99,13 @@ async def create_story(
     clients: Clients,
     request: Request,
     response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> Story:
     request_message = stories_pb2.CreateStoryRequest(
-        user_id=user_id, genre=body.genre, characters=body.characters
+        user_id=user_id,
+        genre=body.genre,
+        characters=body.characters,
+        idempotency_key=idempotency_key or "",
     )
     if body.title is not None:
         request_message.title = body.title
@@ -180,13 +213,17 @@ async def list_segments(
     "With `Accept: text/event-stream` the answer is 200 with Server-Sent Events: "
     '`event: token` (data `{"text": ...}`) per piece of text, then one `event: segment` '
     "(data: the stored segment) or `event: error` (data: a problem document). Errors "
-    "before the first piece of text are ordinary problem responses.",
+    "before the first piece of text are ordinary problem responses.\n\n"
+    "Send an `Idempotency-Key` to retry safely after a lost answer: a retry answers with "
+    "the segment the first request stored (as Server-Sent Events: just its `segment` event).",
     responses={
         200: {
             "description": "The segment as it is written (Server-Sent Events).",
             "content": {EVENT_STREAM: {"schema": {"type": "string"}, "example": _SSE_EXAMPLE}},
         },
-        **problem_responses(401, 402, 404, 409, 413, 415, 422, 500, 503, s409=_S409),
+        **problem_responses(
+            401, 402, 404, 409, 413, 415, 422, 500, 503, s409=_S409_WRITE, s422=_S422
+        ),
     },
 )
 async def continue_story(
@@ -197,8 +234,11 @@ async def continue_story(
     clients: Clients,
     request: Request,
     body: OptionalDirection = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Segment | StreamingResponse:
-    request_message = stories_pb2.ContinueStoryRequest(user_id=user_id, story_id=story_id)
+    request_message = stories_pb2.ContinueStoryRequest(
+        user_id=user_id, story_id=story_id, idempotency_key=idempotency_key or ""
+    )
     if body is not None and body.direction:
         request_message.direction = body.direction
     call = clients.stories.ContinueStory(request_message, timeout=clients.generation_timeout)
@@ -217,8 +257,12 @@ async def continue_story(
     response_description="The completed story with its ending.",
     summary="End a story",
     description="Writes the ending, optionally steered by `direction`, and marks the "
-    "story complete; the body may be omitted. Uses one generation of the plan's quota.",
-    responses=problem_responses(401, 402, 404, 409, 413, 415, 422, 500, 503, s409=_S409),
+    "story complete; the body may be omitted. Uses one generation of the plan's quota. "
+    "Send an `Idempotency-Key` to retry safely after a lost answer: a retry answers with "
+    "the story as it is now.",
+    responses=problem_responses(
+        401, 402, 404, 409, 413, 415, 422, 500, 503, s409=_S409_WRITE, s422=_S422
+    ),
 )
 async def end_story(
     # Authentication first: an anonymous caller learns nothing, not even 404.
@@ -227,8 +271,11 @@ async def end_story(
     _json: JsonBody,
     clients: Clients,
     body: OptionalDirection = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Story:
-    request_message = stories_pb2.EndStoryRequest(user_id=user_id, story_id=story_id)
+    request_message = stories_pb2.EndStoryRequest(
+        user_id=user_id, story_id=story_id, idempotency_key=idempotency_key or ""
+    )
     if body is not None and body.direction:
         request_message.direction = body.direction
     reply = await clients.stories.EndStory(request_message, timeout=clients.generation_timeout)

@@ -106,6 +106,14 @@ class StoryBusy(Conflict):
     retry_after = 1.0
 
 
+class IdempotencyKeyInProgress(Conflict):
+    """The first request with this Idempotency-Key is still under way: retry
+    after the delay to get its answer."""
+
+    reason = "idempotency-key-in-progress"
+    retry_after = 1.0
+
+
 class StoryComplete(Conflict):
     """The story has its ending: it can never be extended again."""
 
@@ -178,6 +186,7 @@ _BY_REASON: dict[str, type[FabulaError]] = {
             StoryComplete,
             TooBusy,
             IdempotencyKeyReused,
+            IdempotencyKeyInProgress,
         )
     },
     **{reason: UpstreamError for reason in UpstreamError.reasons},

@@ -10,6 +10,8 @@ from fabula_common.errors import (
     ERROR_DOMAIN,
     Conflict,
     FabulaError,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
     NotFound,
     QuotaExceeded,
     StoryBusy,
@@ -72,6 +74,8 @@ def test_a_complete_story_is_final_no_retry_is_offered():
         Unavailable("a dependency is unavailable"),
         UpstreamError("rate-limiting", reason=UpstreamError.RATE_LIMITED, retry_after=7),
         Conflict("not now"),
+        IdempotencyKeyInProgress("the first request is still being processed"),
+        IdempotencyKeyReused("idempotency_key: already used for a different request"),
     ],
     ids=lambda error: error.reason,
 )

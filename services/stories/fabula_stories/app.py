@@ -12,6 +12,7 @@ from fabula_common.messaging.bus import EventBus
 from fabula_common.messaging.outbox import OutboxRelay
 
 from fabula_stories.database import outbox
+from fabula_stories.idempotency.tasks import ExpiredKeysPurger
 from fabula_stories.settings import Settings
 from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.servicer import StoriesServicer
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> GrpcApp:
     # writing before it takes calls, rather than after their leases.
     app.on_startup(sweeper.recover_on_startup)
     app.add_worker(sweeper)
+    app.add_worker(ExpiredKeysPurger(db, settings.idempotency_key_purge_interval_seconds))
     app.add_worker(OutboxRelay(db, outbox, bus, "stories", settings))
     # Workers have stopped before these run.
     app.on_shutdown(generation_channel.close)

@@ -5,6 +5,7 @@ its models' import below."""
 from __future__ import annotations
 
 from fabula_stories.database import Base, outbox
+from fabula_stories.idempotency.models import IdempotencyKey
 from fabula_stories.stories.models import PendingGeneration, Segment, Story
 
-__all__ = ["Base", "PendingGeneration", "Segment", "Story", "outbox"]
+__all__ = ["Base", "IdempotencyKey", "PendingGeneration", "Segment", "Story", "outbox"]

@@ -42,6 +42,8 @@ class Settings(ServiceSettings):
         min_length=1,
         max_length=255,
     )
+    # How often Idempotency-Keys past their 24 hours are deleted.
+    idempotency_key_purge_interval_seconds: float = Field(3600.0, gt=0)
 
     @property
     def write_lease_renew_seconds(self) -> float:

@@ -16,6 +16,8 @@ from fabula_common.errors import InvalidArgument
 from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fabula_stories.idempotency import service as idempotency
+from fabula_stories.idempotency.service import Operation
 from fabula_stories.stories import service
 from fabula_stories.stories.models import Segment, SegmentKind, Story
 from fabula_stories.stories.writer import StoryWriter
@@ -42,7 +44,13 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
             characters=list(request.characters),
             opening_line=request.opening_line if request.HasField("opening_line") else None,
         )
-        story = await self._writer.create(new)
+        keyed = idempotency.keyed_request(
+            new.user_id,
+            request.idempotency_key,
+            Operation.create_story,
+            [new.genre, new.title, new.characters, new.opening_line],
+        )
+        story = await self._writer.create(new, keyed)
         return story_to_proto(story, story.segments)
 
     async def ContinueStory(
@@ -51,7 +59,10 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
         user_id = service.parse_user_id(request.user_id)
         direction = service.validate_direction(request.direction)
         story_id = service.parse_story_id(request.story_id)
-        async for event in self._writer.continue_story(user_id, story_id, direction):
+        keyed = idempotency.keyed_request(
+            user_id, request.idempotency_key, Operation.continue_story, [str(story_id), direction]
+        )
+        async for event in self._writer.continue_story(user_id, story_id, direction, keyed):
             if isinstance(event, Segment):
                 yield stories_pb2.ContinueStoryEvent(segment=segment_to_proto(event))
             else:
@@ -63,7 +74,10 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
         user_id = service.parse_user_id(request.user_id)
         direction = service.validate_direction(request.direction)
         story_id = service.parse_story_id(request.story_id)
-        story = await self._writer.end(user_id, story_id, direction)
+        keyed = idempotency.keyed_request(
+            user_id, request.idempotency_key, Operation.end_story, [str(story_id), direction]
+        )
+        story = await self._writer.end(user_id, story_id, direction, keyed)
         return story_to_proto(story, story.segments)
 
     async def GetStory(

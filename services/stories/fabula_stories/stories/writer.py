@@ -24,6 +24,11 @@ exactly one of the two events goes out per generation.
 The model call and the storing of its result run in a task of their own, so
 a caller that goes away midway (the gateway's client disconnected) cancels
 neither: the user finds the text in the story afterwards.
+
+A request with an Idempotency-Key is recorded in the transaction that claims
+its generation and finished in the one that stores its segment (see
+fabula_stories.idempotency): a retry is answered from what the first stored,
+before any claim or model call, so it costs nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ from fabula_common.errors import (
     from_rpc_error,
 )
 
+from fabula_stories.idempotency import service as idempotency
+from fabula_stories.idempotency.service import FirstAnswer, KeyedRequest
 from fabula_stories.settings import Settings
 from fabula_stories.stories import events, service
 from fabula_stories.stories.events import DeliverySubjects
@@ -105,8 +112,10 @@ class StoryWriter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
 
-    async def create(self, new: NewStory) -> Story:
-        """A new story with its generated opening (and title, when none is given)."""
+    async def create(self, new: NewStory, keyed: KeyedRequest | None = None) -> Story:
+        """A new story with its generated opening (and title, when none is
+        given); for a retry of `keyed`, the story its first request created,
+        as it is now."""
         story_id, generation_id = uuid.uuid4(), uuid.uuid4()
         request = generation_pb2.GenerateRequest(
             user_id=str(new.user_id),
@@ -125,6 +134,12 @@ class StoryWriter:
 
         async def write() -> Story:
             async with self._db.session_scope() as session:
+                if keyed is not None:
+                    first = await idempotency.begin(
+                        session, keyed, generation_id=generation_id, story_id=story_id
+                    )
+                    if first is not None:
+                        return await service.get_story(session, new.user_id, first.story_id)
                 claim = await service.claim_opening(
                     session,
                     new.user_id,
@@ -137,19 +152,36 @@ class StoryWriter:
             async def store() -> Story:
                 opening = await self._generate(request)
                 async with self._db.session_scope() as session:
-                    return await service.store_opening(session, self._subjects, claim, new, opening)
+                    story = await service.store_opening(
+                        session, self._subjects, claim, new, opening
+                    )
+                    await idempotency.finish(session, keyed, generation_id, story.segments[0].id)
+                    return story
 
             return await self._claimed(claim, store())
 
         return await self._detached(write(), f"create story {story_id}")
 
     async def continue_story(
-        self, user_id: uuid.UUID, story_id: uuid.UUID, direction: str
+        self,
+        user_id: uuid.UUID,
+        story_id: uuid.UUID,
+        direction: str,
+        keyed: KeyedRequest | None = None,
     ) -> AsyncIterator[ContinueEvent]:
-        """Text deltas as the model writes the next segment, then the stored segment."""
-        claim, request = await self._prepare(user_id, story_id, SegmentKind.continuation, direction)
+        """Text deltas as the model writes the next segment, then the stored
+        segment; for a retry of `keyed`, just the segment its first request stored."""
+        prepared = await self._prepare(
+            user_id, story_id, SegmentKind.continuation, direction, keyed
+        )
+        if isinstance(prepared, FirstAnswer):
+            async with self._db.session_scope() as session:
+                segment = await idempotency.stored_segment(session, user_id, prepared)
+            yield segment
+            return
+        claim, request = prepared
         delivery = _Delivery()
-        self._spawn(self._continue(claim, request, delivery))
+        self._spawn(self._continue(claim, request, keyed, delivery))
         try:
             while True:
                 event = await delivery.queue.get()
@@ -161,14 +193,26 @@ class StoryWriter:
         finally:
             delivery.listening = False
 
-    async def end(self, user_id: uuid.UUID, story_id: uuid.UUID, direction: str) -> Story:
-        """Write the ending and complete the story; returns it with all its segments."""
-        claim, request = await self._prepare(user_id, story_id, SegmentKind.ending, direction)
+    async def end(
+        self,
+        user_id: uuid.UUID,
+        story_id: uuid.UUID,
+        direction: str,
+        keyed: KeyedRequest | None = None,
+    ) -> Story:
+        """Write the ending and complete the story; returns it with all its
+        segments (for a retry of `keyed`: as it is now, nothing written)."""
+        prepared = await self._prepare(user_id, story_id, SegmentKind.ending, direction, keyed)
+        if isinstance(prepared, FirstAnswer):
+            async with self._db.session_scope() as session:
+                return await service.get_story(session, user_id, prepared.story_id)
+        claim, request = prepared
 
         async def write() -> Story:
             ending = await self._generate(request)
             async with self._db.session_scope() as session:
-                await service.store_segment(session, self._subjects, claim, ending)
+                _, segment = await service.store_segment(session, self._subjects, claim, ending)
+                await idempotency.finish(session, keyed, claim.generation_id, segment.id)
                 return await service.get_story(session, user_id, story_id)
 
         return await self._detached(self._claimed(claim, write()), f"end story {story_id}")
@@ -204,12 +248,27 @@ class StoryWriter:
     # --- Steps ------------------------------------------------------------------
 
     async def _prepare(
-        self, user_id: uuid.UUID, story_id: uuid.UUID, kind: SegmentKind, direction: str
-    ) -> tuple[WriteClaim, generation_pb2.GenerateRequest]:
+        self,
+        user_id: uuid.UUID,
+        story_id: uuid.UUID,
+        kind: SegmentKind,
+        direction: str,
+        keyed: KeyedRequest | None,
+    ) -> tuple[WriteClaim, generation_pb2.GenerateRequest] | FirstAnswer:
         """Claim the story for writing before any model call: a story that is
-        missing, complete or being written already costs the user nothing."""
+        missing, complete or being written already costs the user nothing.
+        A retry of `keyed` claims nothing: the first request's answer instead."""
         generation_id = uuid.uuid4()
         async with self._db.session_scope() as session:
+            # Before the story is claimed: a retry while the first request
+            # runs is told so (not "story busy"), and a retry after it claims
+            # nothing.
+            if keyed is not None:
+                first = await idempotency.begin(
+                    session, keyed, generation_id=generation_id, story_id=story_id
+                )
+                if first is not None:
+                    return first
             claim, context = await service.start_writing(
                 session,
                 user_id,
@@ -232,7 +291,11 @@ class StoryWriter:
         )
 
     async def _continue(
-        self, claim: WriteClaim, request: generation_pb2.GenerateRequest, delivery: _Delivery
+        self,
+        claim: WriteClaim,
+        request: generation_pb2.GenerateRequest,
+        keyed: KeyedRequest | None,
+        delivery: _Delivery,
     ) -> None:
         """The work of one ContinueStory call; never raises but on cancellation."""
         story_id = claim.story_id
@@ -243,6 +306,7 @@ class StoryWriter:
                 _, segment = await service.store_segment(
                     session, self._subjects, claim, continuation
                 )
+                await idempotency.finish(session, keyed, claim.generation_id, segment.id)
             return segment
 
         try:

@@ -78,28 +78,32 @@ class Story(_message.Message):
     def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., title: _Optional[str] = ..., genre: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., opening_line: _Optional[str] = ..., is_complete: _Optional[bool] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., segment_count: _Optional[int] = ...) -> None: ...
 
 class CreateStoryRequest(_message.Message):
-    __slots__ = ("user_id", "genre", "title", "characters", "opening_line")
+    __slots__ = ("user_id", "genre", "title", "characters", "opening_line", "idempotency_key")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     GENRE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     CHARACTERS_FIELD_NUMBER: _ClassVar[int]
     OPENING_LINE_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     genre: str
     title: str
     characters: _containers.RepeatedScalarFieldContainer[str]
     opening_line: str
-    def __init__(self, user_id: _Optional[str] = ..., genre: _Optional[str] = ..., title: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., opening_line: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, user_id: _Optional[str] = ..., genre: _Optional[str] = ..., title: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., opening_line: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ContinueStoryRequest(_message.Message):
-    __slots__ = ("user_id", "story_id", "direction")
+    __slots__ = ("user_id", "story_id", "direction", "idempotency_key")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     STORY_ID_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     story_id: str
     direction: str
-    def __init__(self, user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., direction: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., direction: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("text",)
@@ -116,14 +120,16 @@ class ContinueStoryEvent(_message.Message):
     def __init__(self, token: _Optional[_Union[TextDelta, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ...) -> None: ...
 
 class EndStoryRequest(_message.Message):
-    __slots__ = ("user_id", "story_id", "direction")
+    __slots__ = ("user_id", "story_id", "direction", "idempotency_key")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     STORY_ID_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     story_id: str
     direction: str
-    def __init__(self, user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., direction: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, user_id: _Optional[str] = ..., story_id: _Optional[str] = ..., direction: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class GetStoryRequest(_message.Message):
     __slots__ = ("user_id", "story_id", "view")

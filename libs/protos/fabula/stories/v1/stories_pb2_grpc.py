@@ -82,6 +82,16 @@ class StoriesServiceServicer:
     def CreateStory(self, request, context):
         """Creates a story with its generated opening segment (and a generated title
         when none is given). RESOURCE_EXHAUSTED when the plan's quota is spent.
+
+        CreateStory, ContinueStory and EndStory take an optional idempotency_key
+        (per user, remembered for 24 hours). A retry with the same key and
+        request costs nothing more: once the first call has stored its result it
+        answers with it (CreateStory and EndStory: the story as it is now;
+        ContinueStory: just the stored segment, no text deltas); while the first
+        call is still under way it is FAILED_PRECONDITION, reason
+        `idempotency-key-in-progress`, with a RetryInfo. A call that failed
+        stored nothing, so its key may be used again. The key with another
+        request is INVALID_ARGUMENT, reason `idempotency-key-reused`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
