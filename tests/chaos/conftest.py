@@ -192,6 +192,13 @@ def wait_ready(stack: Stack, timeout: float = 30) -> None:
         wait_for(lambda: http.get("/readyz", timeout=3).json().get("status") == "ready", timeout)
 
 
+def _answer(response: httpx.Response) -> str:
+    """The status, flagged when a 503 does not say when to retry."""
+    if response.status_code == 503 and "retry-after" not in response.headers:
+        return "503-without-retry-after"
+    return str(response.status_code)
+
+
 class Workload:
     """Each user in a thread of their own: create a story, then continue it
     (streamed, as the apps do) until told to stop, whatever the answers."""
@@ -228,7 +235,7 @@ class Workload:
                         self.before_each(user, http)
                     if story_id is None:
                         response = http.post("/v1/stories", json={"genre": "mystery"}, headers=user.headers)
-                        user.note(str(response.status_code))
+                        user.note(_answer(response))
                         if response.status_code == 201:
                             user.served += 1
                             story_id = response.json()["id"]
@@ -244,7 +251,7 @@ class Workload:
                          headers={**user.headers, "Accept": "text/event-stream"}) as response:
             if response.status_code != 200:
                 response.read()
-                user.note(str(response.status_code))
+                user.note(_answer(response))
                 time.sleep(0.2)  # busy (409), quota (402) or a 503: try again shortly
                 return response.status_code not in {404, 409}
             event = None
@@ -331,8 +338,10 @@ def _plan_limit(stack: Stack, plan: str) -> int | None:
 
 
 class Reconciler:
-    """Waits (bounded) for the users' figures to settle, prints them in one
-    line per scenario, and checks the invariants."""
+    """Waits (bounded, 10 s by default) for the users' figures to settle,
+    prints them in one line per scenario, and checks the invariants: per user,
+    segments stored = generations charged = ledger rows counted, no plan
+    exceeded, no story locked, no reservation or quota held."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self.request = request
@@ -371,8 +380,17 @@ class Reconciler:
 
     def check(self, stack: Stack, users: list[User], scenario: str, timeout: float = 10,
               extra: Callable[[], str] | None = None) -> dict[str, Figures]:
+        started = time.monotonic()
         figures = self.settle(stack, users, timeout)
-        self.report(scenario, figures, extra() if extra else "")
+        # How long the books took to balance once the users stopped.
+        settled_in = f"settled_in={time.monotonic() - started:.1f}s"
+        # What the users met, all of them together (statuses, stream endings).
+        met: dict[str, int] = {}
+        for user in users:
+            for outcome, times in user.outcomes.items():
+                met[outcome] = met.get(outcome, 0) + times
+        answers = "answers=" + json.dumps(dict(sorted(met.items())), separators=(",", ":"))
+        self.report(scenario, figures, " ".join([settled_in, answers] + ([extra()] if extra else [])))
         per_user = {u.email: (f, u.outcomes) for u, f in zip(users, figures.values(), strict=True)}
         for email, (f, outcomes) in per_user.items():
             assert f.stored >= f.served, f"{email}: served more than stored: {f} {outcomes}"
