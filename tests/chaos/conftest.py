@@ -34,14 +34,16 @@ from fabula_devtools.stack import Stack, stack_environment, start_stack, stop_st
 @pytest.fixture(scope="session")
 def private_postgres() -> Iterator[PrivatePostgres]:
     try:
-        server = PrivatePostgres(settings={
-            # Five processes' pools, their health probes and the harness's own
-            # connections: more than the default 100 under a reconnect wave.
-            "max_connections": "200",
-            # A commit must survive `pg_ctl stop -m immediate` as it would a
-            # crash in production (fsync may stay off: the OS does not crash).
-            "synchronous_commit": "on",
-        })
+        server = PrivatePostgres(
+            settings={
+                # Five processes' pools, their health probes and the harness's own
+                # connections: more than the default 100 under a reconnect wave.
+                "max_connections": "200",
+                # A commit must survive `pg_ctl stop -m immediate` as it would a
+                # crash in production (fsync may stay off: the OS does not crash).
+                "synchronous_commit": "on",
+            }
+        )
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     try:
@@ -118,8 +120,9 @@ CHAOS_SETTINGS = {
 }
 
 
-def start_chaos_stack(postgres: PrivatePostgres, nats_server: PrivateNats, log_path: Path,
-                      **overrides: str) -> Stack:
+def start_chaos_stack(
+    postgres: PrivatePostgres, nats_server: PrivateNats, log_path: Path, **overrides: str
+) -> Stack:
     env = stack_environment(
         POSTGRES_ADMIN_URL=postgres.admin_url,
         NATS_URL=nats_server.url,
@@ -132,7 +135,9 @@ def start_chaos_stack(postgres: PrivatePostgres, nats_server: PrivateNats, log_p
 def chaos_stack(private_postgres, session_nats, tmp_path_factory) -> Iterator[Stack]:
     """One stack shared by the scenarios that need no settings of their own;
     each scenario has users of its own and reconciles only them."""
-    stack = start_chaos_stack(private_postgres, session_nats, tmp_path_factory.mktemp("chaos") / "fabula.log")
+    stack = start_chaos_stack(
+        private_postgres, session_nats, tmp_path_factory.mktemp("chaos") / "fabula.log"
+    )
     yield stack
     stop_stack(stack)
 
@@ -162,8 +167,10 @@ def register(stack: Stack, count: int) -> list[User]:
     with stack.client() as http:
         for _ in range(count):
             email, password = f"chaos-{uuid.uuid4().hex[:10]}@example.com", "correct horse battery"
-            response = http.post("/v1/auth/register",
-                                 json={"email": email, "password": password, "full_name": "Chaos Writer"})
+            response = http.post(
+                "/v1/auth/register",
+                json={"email": email, "password": password, "full_name": "Chaos Writer"},
+            )
             assert response.status_code == 201, response.text
             body = response.json()
             users.append(User(email, password, body["user"]["id"], body["access_token"]))
@@ -203,7 +210,12 @@ class Workload:
     """Each user in a thread of their own: create a story, then continue it
     (streamed, as the apps do) until told to stop, whatever the answers."""
 
-    def __init__(self, stack: Stack, users: list[User], before_each: Callable[[User, httpx.Client], None] | None = None):
+    def __init__(
+        self,
+        stack: Stack,
+        users: list[User],
+        before_each: Callable[[User, httpx.Client], None] | None = None,
+    ):
         self.stack = stack
         self.users = users
         self.before_each = before_each
@@ -234,7 +246,9 @@ class Workload:
                     if self.before_each:
                         self.before_each(user, http)
                     if story_id is None:
-                        response = http.post("/v1/stories", json={"genre": "mystery"}, headers=user.headers)
+                        response = http.post(
+                            "/v1/stories", json={"genre": "mystery"}, headers=user.headers
+                        )
                         user.note(_answer(response))
                         if response.status_code == 201:
                             user.served += 1
@@ -247,8 +261,12 @@ class Workload:
                 time.sleep(0.05)
 
     def _continue(self, user: User, http: httpx.Client, story_id: str) -> bool:
-        with http.stream("POST", f"/v1/stories/{story_id}/continue", json={},
-                         headers={**user.headers, "Accept": "text/event-stream"}) as response:
+        with http.stream(
+            "POST",
+            f"/v1/stories/{story_id}/continue",
+            json={},
+            headers={**user.headers, "Accept": "text/event-stream"},
+        ) as response:
             if response.status_code != 200:
                 response.read()
                 user.note(_answer(response))
@@ -277,7 +295,9 @@ class Workload:
 class Figures:
     served: int
     stored: int  # stories.segments of the user's stories
-    recorded: int  # generation.generations completed (informative: a completed call may be discarded)
+    recorded: (
+        int  # generation.generations completed (informative: a completed call may be discarded)
+    )
     charged: int  # billing.accounts.generations_used
     ledger: int  # billing.usage_ledger rows that counted
     limit: int | None
@@ -287,8 +307,12 @@ class Figures:
 
     @property
     def settled(self) -> bool:
-        return (self.stored == self.charged == self.ledger and self.locks_left == 0
-                and self.reservations_left == 0 and self.quota_held == 0)
+        return (
+            self.stored == self.charged == self.ledger
+            and self.locks_left == 0
+            and self.reservations_left == 0
+            and self.quota_held == 0
+        )
 
 
 def _database_url(stack: Stack) -> str:
@@ -304,25 +328,34 @@ async def _figures(stack: Stack, users: list[User]) -> dict[str, Figures]:
             uid = uuid.UUID(user.user_id)
             account = await conn.fetchrow(
                 "SELECT plan, generations_used, generations_reserved FROM billing.accounts WHERE user_id = $1",
-                uid)
+                uid,
+            )
             found[user.user_id] = Figures(
                 served=user.served,
                 stored=await conn.fetchval(
                     "SELECT count(*) FROM stories.segments s JOIN stories.stories t ON t.id = s.story_id"
-                    " WHERE t.user_id = $1", uid),
+                    " WHERE t.user_id = $1",
+                    uid,
+                ),
                 recorded=await conn.fetchval(
                     "SELECT count(*) FROM generation.generations WHERE user_id = $1 AND outcome = 'completed'",
-                    user.user_id),
+                    user.user_id,
+                ),
                 charged=account["generations_used"] if account else 0,
                 ledger=await conn.fetchval(
-                    "SELECT count(*) FROM billing.usage_ledger WHERE user_id = $1 AND counted", uid),
+                    "SELECT count(*) FROM billing.usage_ledger WHERE user_id = $1 AND counted", uid
+                ),
                 limit=_plan_limit(stack, account["plan"] if account else "free"),
                 locks_left=await conn.fetchval(
                     "SELECT count(*) FROM stories.stories t WHERE t.user_id = $1 AND (t.writing_until > now()"
-                    " OR EXISTS (SELECT 1 FROM stories.pending_generations p WHERE p.story_id = t.id))", uid),
+                    " OR EXISTS (SELECT 1 FROM stories.pending_generations p WHERE p.story_id = t.id))",
+                    uid,
+                ),
                 reservations_left=await conn.fetchval(
                     "SELECT count(*) FROM billing.reservations WHERE user_id = $1 AND status = 'reserved'"
-                    " AND (count_settled_at IS NULL OR cost_settled_at IS NULL)", uid),
+                    " AND (count_settled_at IS NULL OR cost_settled_at IS NULL)",
+                    uid,
+                ),
                 quota_held=account["generations_reserved"] if account else 0,
             )
         return found
@@ -362,15 +395,20 @@ class Reconciler:
             return sum(getattr(f, attr) for f in figures.values())
 
         over = sum(1 for f in figures.values() if f.limit is not None and f.charged > f.limit)
-        line = (f"CHAOS {scenario}: users={len(figures)} served={total('served')} stored={total('stored')} "
-                f"recorded={total('recorded')} charged={total('charged')} ledger={total('ledger')} "
-                f"over_plan={over} locks_left={total('locks_left')} "
-                f"reservations_left={total('reservations_left')} quota_held={total('quota_held')}")
+        line = (
+            f"CHAOS {scenario}: users={len(figures)} served={total('served')} stored={total('stored')} "
+            f"recorded={total('recorded')} charged={total('charged')} ledger={total('ledger')} "
+            f"over_plan={over} locks_left={total('locks_left')} "
+            f"reservations_left={total('reservations_left')} quota_held={total('quota_held')}"
+        )
         if extra:
             line += f" {extra}"
         # Shown whatever -r/-s say: capturing is suspended around the write.
         plugins = self.request.config.pluginmanager
-        terminal, capture = plugins.getplugin("terminalreporter"), plugins.getplugin("capturemanager")
+        terminal, capture = (
+            plugins.getplugin("terminalreporter"),
+            plugins.getplugin("capturemanager"),
+        )
         with capture.global_and_fixture_disabled():
             if terminal is not None:
                 terminal.write_line("")
@@ -378,8 +416,14 @@ class Reconciler:
             else:
                 print(line, flush=True)
 
-    def check(self, stack: Stack, users: list[User], scenario: str, timeout: float = 10,
-              extra: Callable[[], str] | None = None) -> dict[str, Figures]:
+    def check(
+        self,
+        stack: Stack,
+        users: list[User],
+        scenario: str,
+        timeout: float = 10,
+        extra: Callable[[], str] | None = None,
+    ) -> dict[str, Figures]:
         started = time.monotonic()
         figures = self.settle(stack, users, timeout)
         # How long the books took to balance once the users stopped.
@@ -390,15 +434,20 @@ class Reconciler:
             for outcome, times in user.outcomes.items():
                 met[outcome] = met.get(outcome, 0) + times
         answers = "answers=" + json.dumps(dict(sorted(met.items())), separators=(",", ":"))
-        self.report(scenario, figures, " ".join([settled_in, answers] + ([extra()] if extra else [])))
+        self.report(
+            scenario, figures, " ".join([settled_in, answers] + ([extra()] if extra else []))
+        )
         per_user = {u.email: (f, u.outcomes) for u, f in zip(users, figures.values(), strict=True)}
         for email, (f, outcomes) in per_user.items():
             assert f.stored >= f.served, f"{email}: served more than stored: {f} {outcomes}"
             assert f.limit is None or f.charged <= f.limit, f"{email}: plan exceeded: {f}"
             assert f.stored == f.charged == f.ledger, (
-                f"{email}: stored {f.stored}, charged {f.charged}, ledger {f.ledger}: {f} {outcomes}")
+                f"{email}: stored {f.stored}, charged {f.charged}, ledger {f.ledger}: {f} {outcomes}"
+            )
             assert f.locks_left == 0, f"{email}: {f.locks_left} stories still locked: {f}"
-            assert f.reservations_left == 0, f"{email}: {f.reservations_left} reservations held: {f}"
+            assert f.reservations_left == 0, (
+                f"{email}: {f.reservations_left} reservations held: {f}"
+            )
             assert f.quota_held == 0, f"{email}: {f.quota_held} generations still reserved: {f}"
         return figures
 
@@ -424,6 +473,10 @@ def chaos():
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        Workload=Workload, register=register, wait_for=wait_for, wait_ready=wait_ready,
-        start_stack=start_chaos_stack, database_url=_database_url,
+        Workload=Workload,
+        register=register,
+        wait_for=wait_for,
+        wait_ready=wait_ready,
+        start_stack=start_chaos_stack,
+        database_url=_database_url,
     )

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import asyncpg
 import httpx
@@ -47,7 +48,7 @@ class PeakRss:
             except OSError:
                 return
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -60,9 +61,13 @@ def _no_server_errors(users) -> None:
     """What a user met on the calls the fault is not aimed at: no 5xx, no cut
     or failed stream, and a working share of generations."""
     for user in users:
-        bad = {k: v for k, v in user.outcomes.items()
-               if k.startswith("5") or k in {"stream-error", "stream-cut"}
-               or (k.startswith("usage-") and k != "usage-200")}
+        bad = {
+            k: v
+            for k, v in user.outcomes.items()
+            if k.startswith("5")
+            or k in {"stream-error", "stream-cut"}
+            or (k.startswith("usage-") and k != "usage-200")
+        }
         assert not bad, f"{user.email} met errors with no fault aimed at them: {user.outcomes}"
         assert user.served >= 2, f"{user.email} was barely served: {user.outcomes}"
 
@@ -97,13 +102,17 @@ class LoginAnswer:
     retry_after: str | None
 
 
-def _log_in(http: httpx.Client, email: str, password: str) -> tuple[LoginAnswer, httpx.Response | None]:
+def _log_in(
+    http: httpx.Client, email: str, password: str
+) -> tuple[LoginAnswer, httpx.Response | None]:
     started = time.monotonic()
     try:
         response = http.post("/v1/auth/login", json={"email": email, "password": password})
     except httpx.HTTPError:
         return LoginAnswer(0, time.monotonic() - started, None), None
-    answer = LoginAnswer(response.status_code, time.monotonic() - started, response.headers.get("Retry-After"))
+    answer = LoginAnswer(
+        response.status_code, time.monotonic() - started, response.headers.get("Retry-After")
+    )
     return answer, response
 
 
@@ -148,7 +157,9 @@ def test_login_storm_while_others_work(chaos_stack, chaos, reconcile):
                 time.sleep(0.5)
 
     attackers = [threading.Thread(target=attacker, daemon=True) for _ in range(STORM_CLIENTS)]
-    logins = [threading.Thread(target=logs_in_again_and_again, args=(u,), daemon=True) for u in users]
+    logins = [
+        threading.Thread(target=logs_in_again_and_again, args=(u,), daemon=True) for u in users
+    ]
     with chaos.Workload(chaos_stack, users, before_each=_check_usage):
         for thread in attackers:
             thread.start()
@@ -168,9 +179,14 @@ def test_login_storm_while_others_work(chaos_stack, chaos, reconcile):
     refusals = [a for a in storm + own_refusals if a.status in REFUSED]
     slowest_refusal = max((a.seconds for a in refusals), default=0)
     reconcile.check(
-        chaos_stack, users, "login-storm",
-        extra=lambda: f"storm_logins={len(storm)} storm_statuses={statuses} refusals={len(refusals)} "
-                      f"slowest_refusal={slowest_refusal:.2f}s user_login_tries={list(tries.values())}")
+        chaos_stack,
+        users,
+        "login-storm",
+        extra=lambda: (
+            f"storm_logins={len(storm)} storm_statuses={statuses} refusals={len(refusals)} "
+            f"slowest_refusal={slowest_refusal:.2f}s user_login_tries={list(tries.values())}"
+        ),
+    )
     assert set(statuses) <= {401} | REFUSED, statuses
     assert refusals, "the storm never filled the hash queue: nothing was tested"
     slow = [a for a in refusals if a.seconds > REFUSAL_SECONDS]
@@ -225,7 +241,10 @@ def test_slow_and_huge_requests_while_users_work(chaos_stack, chaos, reconcile):
             for conn in still_open:
                 try:
                     if conn.sock in readable:
-                        conn.answer = conn.sock.recv(256).split(b"\r\n", 1)[0].decode(errors="replace") or "closed"
+                        conn.answer = (
+                            conn.sock.recv(256).split(b"\r\n", 1)[0].decode(errors="replace")
+                            or "closed"
+                        )
                         conn.closed_after = now - conn.opened
                     else:
                         conn.sock.send(b"X-Drip: 1\r\n")
@@ -240,12 +259,15 @@ def test_slow_and_huge_requests_while_users_work(chaos_stack, chaos, reconcile):
                 for _ in range(8 * 16):  # 8 MiB
                     sock.sendall(chunk)
                 sock.sendall(b"\r\n\r\n")
-                huge_answers.append(sock.recv(64).split(b"\r\n", 1)[0].decode(errors="replace") or "closed")
+                huge_answers.append(
+                    sock.recv(64).split(b"\r\n", 1)[0].decode(errors="replace") or "closed"
+                )
         except OSError as exc:
             huge_answers.append(type(exc).__name__)
 
-    with PeakRss(chaos_stack.find_children()["gateway"]) as rss, chaos.Workload(
-        chaos_stack, users, before_each=_check_usage
+    with (
+        PeakRss(chaos_stack.find_children()["gateway"]) as rss,
+        chaos.Workload(chaos_stack, users, before_each=_check_usage),
     ):
         attacks = [threading.Thread(target=slowloris, daemon=True)]
         attacks += [threading.Thread(target=huge_header, daemon=True) for _ in range(HUGE_HEADERS)]
@@ -263,19 +285,27 @@ def test_slow_and_huge_requests_while_users_work(chaos_stack, chaos, reconcile):
     slowest_close = max((c.closed_after for c in closed), default=0)
     answers = sorted({c.answer for c in closed})
     reconcile.check(
-        chaos_stack, users, "slow-and-huge",
-        extra=lambda: f"slow_closed={len(closed)}/{len(slow)} slowest_close={slowest_close:.1f}s "
-                      f"slow_answers={answers} huge_answers={huge_answers} "
-                      f"gateway_rss_mib={rss.before:.0f}->peak {rss.peak:.0f}")
+        chaos_stack,
+        users,
+        "slow-and-huge",
+        extra=lambda: (
+            f"slow_closed={len(closed)}/{len(slow)} slowest_close={slowest_close:.1f}s "
+            f"slow_answers={answers} huge_answers={huge_answers} "
+            f"gateway_rss_mib={rss.before:.0f}->peak {rss.peak:.0f}"
+        ),
+    )
     assert len(slow) == SLOW_CONNECTIONS
     assert len(closed) == len(slow), f"{len(slow) - len(closed)} slow connections still open"
     assert slowest_close <= header_timeout + CLOSE_SLACK_SECONDS, (
-        f"a slow connection lasted {slowest_close:.1f}s, header timeout {header_timeout}s")
+        f"a slow connection lasted {slowest_close:.1f}s, header timeout {header_timeout}s"
+    )
     refused_huge = {"closed", "BrokenPipeError", "ConnectionResetError"}
     assert len(huge_answers) == HUGE_HEADERS and all(
-        " 431 " in a or a in refused_huge for a in huge_answers), huge_answers
+        " 431 " in a or a in refused_huge for a in huge_answers
+    ), huge_answers
     assert rss.peak - rss.before < RSS_GROWTH_LIMIT_MIB, (
-        f"gateway grew from {rss.before:.0f} to {rss.peak:.0f} MiB")
+        f"gateway grew from {rss.before:.0f} to {rss.peak:.0f} MiB"
+    )
     _no_server_errors(users)
 
 
@@ -291,8 +321,10 @@ async def _refuse_segments(database_url: str, refuse: bool) -> None:
                     FOR EACH ROW EXECUTE FUNCTION public.chaos_disk_full();
             """)
         else:
-            await conn.execute("DROP TRIGGER IF EXISTS chaos_disk_full ON stories.segments;"
-                               "DROP FUNCTION IF EXISTS public.chaos_disk_full();")
+            await conn.execute(
+                "DROP TRIGGER IF EXISTS chaos_disk_full ON stories.segments;"
+                "DROP FUNCTION IF EXISTS public.chaos_disk_full();"
+            )
     finally:
         await conn.close()
 
@@ -349,16 +381,22 @@ def test_postgres_stopped_during_writes(mode, chaos_stack, private_postgres, cha
     _only_retryable_failures(users)
 
 
-def test_nats_outage_longer_than_the_reservation_ttl(private_postgres, private_nats, tmp_path, chaos, reconcile):
+def test_nats_outage_longer_than_the_reservation_ttl(
+    private_postgres, private_nats, tmp_path, chaos, reconcile
+):
     """NATS is killed for longer than a reservation lives: usage and delivery
     events wait in the outboxes; the reservations' expiry (a safety net for
     producers that lost their records, shortened here) must not give quota
     back for calls that completed, so nobody exceeds the plan meanwhile, and
     all of it is counted once NATS is back."""
     stack = chaos.start_stack(
-        private_postgres, private_nats, tmp_path / "fabula.log",
+        private_postgres,
+        private_nats,
+        tmp_path / "fabula.log",
         # The reservation must outlive the model call's deadline (a settings rule).
-        GENERATION_DEADLINE_SECONDS="3", MISTRAL_TIMEOUT_SECONDS="3", BILLING_RESERVATION_TTL_SECONDS="4",
+        GENERATION_DEADLINE_SECONDS="3",
+        MISTRAL_TIMEOUT_SECONDS="3",
+        BILLING_RESERVATION_TTL_SECONDS="4",
         GENERATION_OFFLINE_TOKEN_DELAY_MS="0",
         BILLING_PLANS_JSON=json.dumps({"free": {"generations_limit": 5, "cost_limit_usd": "10"}}),
     )

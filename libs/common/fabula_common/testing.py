@@ -166,6 +166,7 @@ class PrivatePostgres:
         result = subprocess.run(
             [os.path.join(self.bin_dir, program), *args],
             capture_output=True, text=True, timeout=timeout, user=self._user, cwd=self.root,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"{program} failed: {result.stderr.strip() or result.stdout.strip()}")
