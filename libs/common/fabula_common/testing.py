@@ -189,8 +189,11 @@ class PrivatePostgres:
     since Postgres refuses to run as root.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
+        # Extra server settings (`-c name=value`), e.g. max_connections for a
+        # whole stack of services on one cluster.
+        self.settings = dict(settings or {})
         self.bin_dir = find_postgres_bin_dir()
         self._user = "postgres" if os.geteuid() == 0 else None
         self.root = tempfile.mkdtemp(prefix="fabula-pg-")
@@ -213,6 +216,7 @@ class PrivatePostgres:
         result = subprocess.run(
             [os.path.join(self.bin_dir, program), *args],
             capture_output=True, text=True, timeout=timeout, user=self._user, cwd=self.root,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"{program} failed: {result.stderr.strip() or result.stdout.strip()}")
@@ -223,6 +227,7 @@ class PrivatePostgres:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
+        options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self._run("pg_ctl", "start", "-D", self.data_dir, "-l", self.log_file, "-w", "-t", "30",
                   "-o", options)
 
@@ -269,12 +274,17 @@ class PrivatePostgres:
     def freeze(self) -> None:
         """SIGSTOP every process of the cluster: connections stay open and
         nothing answers (a hung server or a network partition)."""
-        for pid in self._processes():
-            os.kill(pid, signal.SIGSTOP)
+        self._signal_all(signal.SIGSTOP)
 
     def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, signum: int) -> None:
         for pid in self._processes():
-            os.kill(pid, signal.SIGCONT)
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass  # a backend that ended since it was listed
 
     def cleanup(self) -> None:
         """Stop it (immediately) and delete its files."""
@@ -335,6 +345,12 @@ class PrivateNats:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL, as in a crash: nothing is flushed or said to clients."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
             self.process.wait(timeout=10)
 
 
