@@ -25,7 +25,7 @@ from fabula_common.messaging.headers import (
 from fabula_common.messaging.outbox import OutboxRelay, enqueue
 from fabula_common.messaging.replay import replay_dead_letters
 from fabula_common.settings import CommonSettings
-from fabula_common.testing import free_port
+from fabula_common.testing import PrivateNats, free_port
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import REGISTRY
 from sqlalchemy import select
@@ -111,6 +111,43 @@ async def test_nats_being_down_costs_an_outbox_row_no_attempt(event_tables, serv
             )
         ).one()
     assert attempts == 0 and parked_at is None
+
+
+async def test_rows_held_by_an_outage_go_out_as_soon_as_nats_is_back(
+    event_tables, service_settings, tmp_path
+):
+    """The relay backs off while NATS is down (up to 10 s between tries); the
+    reconnection wakes it, so the rows do not wait out that backoff."""
+    db, outbox, _ = event_tables
+    server = PrivateNats(tmp_path / "store")
+    server.start()
+    settings = CommonSettings(nats_url=server.url, nats_stream=f"WAKE_{uuid.uuid4().hex[:8]}")
+    bus = EventBus(settings, "outbox-wake-test")
+    relay = OutboxRelay(db, outbox, bus, "outbox-wake-test", service_settings)
+    relay.poll_seconds = 60.0  # only a wakeup can make it look again in time
+    subject = subject_for(settings, "outbox_test", "wake")
+    task = asyncio.create_task(relay.run())
+    try:
+        await bus.jetstream()  # connected (and the stream made) before the outage
+        server.kill()
+        event_id = await _enqueue(db, outbox, subject, "waited")
+        await asyncio.sleep(4)  # a few failed tries: the backoff has grown past 4 s
+        server.start()
+        reconnected = asyncio.get_running_loop().time()
+        while True:
+            async with db.session_scope() as session:
+                published_at = await session.scalar(
+                    select(outbox.c.published_at).where(outbox.c.id == event_id)
+                )
+            if published_at is not None:
+                break
+            assert asyncio.get_running_loop().time() - reconnected < 4, "waited out the backoff"
+            await asyncio.sleep(0.1)
+    finally:
+        await relay.stop()
+        await asyncio.wait_for(task, 10)
+        await bus.close()
+        server.stop()
 
 
 # --- Consumers: dead letters and replay --------------------------------------

@@ -5,6 +5,7 @@ limits (max age, max bytes, replicas) when an existing stream differs."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import logging
 
 import nats
@@ -61,6 +62,7 @@ class EventBus:
         self._lock = asyncio.Lock()
         self._stream_ready = False
         self._closing = False
+        self._reconnect_listeners: list[Callable[[], None]] = []
 
     async def jetstream(self) -> JetStreamContext:
         async with self._lock:
@@ -138,10 +140,18 @@ class EventBus:
         if not self._closing:  # our own close() is no news
             log.warning("nats disconnected")
 
+    def on_reconnected(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever the connection comes back, so a worker
+        backing off (the outbox relay) resumes at once rather than at the end
+        of its backoff."""
+        self._reconnect_listeners.append(listener)
+
     async def _on_reconnected(self) -> None:
         log.info("nats reconnected")
         # The server may have restarted without its store: check the stream again.
         self._stream_ready = False
+        for listener in self._reconnect_listeners:
+            listener()
 
     async def close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:

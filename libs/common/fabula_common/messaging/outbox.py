@@ -143,6 +143,8 @@ class OutboxRelay:
         self.retry_base_seconds = settings.outbox_retry_base_seconds
         self.retry_max_seconds = settings.outbox_retry_max_seconds
         self._wakeup = _wakeups[table.fullname]
+        # Rows that waited out an outage go as soon as NATS is back.
+        bus.on_reconnected(self._wakeup.set)
         self._stopped = asyncio.Event()
         self._last_purge = 0.0
 
