@@ -115,7 +115,11 @@ def start_stack(env: dict[str, str], log_path: Path, timeout: float = 90) -> Sta
 
 async def _delete_stream(nats_url: str, stream: str) -> None:
     try:
-        nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
+        # nats-py retries a refused first connection whatever its options
+        # say: bound it, or a stack whose NATS is down could never be stopped.
+        nc = await asyncio.wait_for(
+            nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0), timeout=5
+        )
     except Exception:  # noqa: BLE001 - a private server already gone
         return
     try:
