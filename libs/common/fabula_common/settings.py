@@ -37,6 +37,13 @@ class CommonSettings(BaseSettings):
     environment: Environment = env("FABULA_ENV", Environment.development)
     log_level: str = env("LOG_LEVEL", "INFO")
     log_format: str = env("LOG_FORMAT", "json", pattern="^(json|text)$")
+    # Access lines (one per REST request, one per gRPC call) are DEBUG when
+    # the request succeeded or was refused, INFO when it failed (5xx, a
+    # server-side gRPC status): a line per request costs a busy process
+    # dearly. Level of the access loggers; unset = LOG_LEVEL, DEBUG = every request.
+    access_log_level: str | None = env(
+        "ACCESS_LOG_LEVEL", None, pattern="^(?i:DEBUG|INFO|WARNING|ERROR|CRITICAL)$"
+    )
 
     nats_url: str = env("NATS_URL", "nats://127.0.0.1:4222")
     nats_stream: str = env("NATS_STREAM", "FABULA")
