@@ -2,6 +2,11 @@
 and write latency and memory figures to bench/results/latest.json.
 
     make bench            # or: .venv/bin/python -m bench --writers 20
+    .venv/bin/python -m bench --only read    # one benchmark of BENCHMARKS
+
+Each benchmark of BENCHMARKS writes bench/results/<name>.json (its figures,
+baseline, target and whether it was met); all of them together go to
+bench/results/latest.json with the writers run.
 
 Figures are for comparing changes on the same machine, not promises: the
 offline generator is used so the model's speed is not what is measured.
@@ -10,6 +15,9 @@ offline generator is used so the model's speed is not what is measured.
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
+import asyncio
 import json
 import platform
 import statistics
@@ -23,6 +31,11 @@ import httpx
 from fabula_devtools.stack import stack_environment, start_stack, stop_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+# name -> module exposing `run(args) -> dict` (sync or async).
+BENCHMARKS = {
+    "read": "bench.read",
+}
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -84,11 +97,29 @@ def one_writer(base_url: str) -> dict[str, list[float]]:
     return timings
 
 
+def run_benchmark(name: str, ns: argparse.Namespace) -> dict:
+    run = importlib.import_module(BENCHMARKS[name]).run
+    result = asyncio.run(run(ns)) if inspect.iscoroutinefunction(run) else run(ns)
+    result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **result}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({name: result}, indent=2))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--writers", type=int, default=20, help="simulated writers (each uses 4 generations)")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run this benchmark only")
+    parser.add_argument("--read-concurrency", type=int, default=16, help="read: connections of the closed loop")
+    parser.add_argument("--read-seconds", type=float, default=5.0, help="read: seconds per leg")
+    parser.add_argument("--read-rounds", type=int, default=2, help="read: legs per side")
     ns = parser.parse_args()
+    if ns.only:
+        run_benchmark(ns.only, ns)
+        return
+    benchmarks = {name: run_benchmark(name, ns) for name in BENCHMARKS}
 
     log = Path(tempfile.mkdtemp(prefix="fabula-bench-")) / "stack.log"
     stack = start_stack(stack_environment(LOG_LEVEL="WARNING", GRPC_DEADLINE_SECONDS="10"), log)
@@ -115,6 +146,7 @@ def main() -> None:
         "generations_per_second": round(ns.writers * 4 / wall, 2),
         "latency": {key: percentiles(values) for key, values in merged.items()},
         "rss_mib": {"idle": idle_rss, "after_load": loaded_rss},
+        "benchmarks": benchmarks,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -15,7 +15,9 @@ from fabula_gateway.settings import GatewaySettings
 
 def main() -> None:
     settings = GatewaySettings()
-    configure_logging("gateway", settings.log_level, settings.log_format)
+    configure_logging(
+        "gateway", settings.log_level, settings.log_format, settings.access_log_level
+    )
     settings.check_production_ready()
     # Before the app exists: tracing instruments the gRPC channels as they are created.
     configure_tracing("gateway")

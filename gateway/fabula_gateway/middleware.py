@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("fabula_gateway.access")
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-# Probes hit these every few seconds; their successes are not worth an INFO line.
-_QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def accept_request_id(value: str | None) -> str:
@@ -81,21 +79,24 @@ class RequestContextMiddleware:
                 # The router leaves the matched route in the scope.
                 route = getattr(scope.get("route"), "path", None)
                 metrics.observe(scope["method"], route, status, elapsed)
-            quiet = scope["path"] in _QUIET_PATHS and status == 200
-            access_log.log(
-                logging.DEBUG if quiet else logging.INFO,
-                "%s %s %s %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                duration_ms,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": duration_ms,
-                },
-            )
+            # DEBUG unless the gateway failed (see ACCESS_LOG_LEVEL): a line
+            # per request costs a busy gateway dearly.
+            level = logging.DEBUG if status is not None and status < 500 else logging.INFO
+            if access_log.isEnabledFor(level):
+                access_log.log(
+                    level,
+                    "%s %s %s %.1fms",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    duration_ms,
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": duration_ms,
+                    },
+                )
             request_id_var.reset(token)
 
 

@@ -23,7 +23,10 @@ from fabula_devtools.stack import Stack, stack_environment, start_stack, stop_st
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     """The whole platform with the offline provider, shared by the e2e tests."""
-    running = start_stack(stack_environment(), tmp_path_factory.mktemp("stack") / "fabula.log")
+    # Every request's access line: tests follow a request id through the logs.
+    running = start_stack(
+        stack_environment(ACCESS_LOG_LEVEL="DEBUG"), tmp_path_factory.mktemp("stack") / "fabula.log"
+    )
     yield running
     code = stop_stack(running)
     assert code == 0, running.log_tail()

@@ -8,12 +8,15 @@ success or rolls back on error. Domain code never commits.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -22,6 +25,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from fabula_common.settings import ServiceSettings
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -77,7 +82,20 @@ def create_engine(settings: ServiceSettings, **overrides: object) -> AsyncEngine
         "hide_parameters": True,
         "connect_args": connect_args,
     }
-    return create_async_engine(url, **{**options, **overrides})
+    engine = create_async_engine(url, **{**options, **overrides})
+    event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection, connection_record, connection_proxy) -> None:
+    """Instead of a pre-ping (a round trip on every checkout): a pooled
+    connection the server has closed (a restart, pg_terminate_backend) is
+    known closed to asyncpg without asking, so the pool drops it and every
+    connection older than it, and connects afresh. A connection that died
+    silently fails its first statement instead; SQLAlchemy then invalidates
+    the pool the same way (see `Database.read` for the retry)."""
+    if connection_record.driver_connection.is_closed():
+        raise sa_exc.InvalidatePoolError("pooled connection closed by the server")
 
 
 class Database:
@@ -97,6 +115,23 @@ class Database:
             )
         async with self._probe_engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
+
+    async def read(self, query: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run read-only `query` on a connection in autocommit mode: no
+        BEGIN/COMMIT round trips, so a single statement costs one round trip
+        (and is its own consistent snapshot). When the connection turns out
+        to be dead (the database restarted since it was pooled) the pool is
+        invalidated and the query runs once more on a fresh connection, so
+        the caller never sees the stale connection. Never for writes."""
+        for attempt in (1, 2):
+            try:
+                async with self.engine.connect() as connection:
+                    await connection.execution_options(isolation_level="AUTOCOMMIT")
+                    return await query(connection)
+            except sa_exc.DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     @asynccontextmanager
     async def session_scope(self) -> AsyncIterator[AsyncSession]:

@@ -34,6 +34,17 @@ from fabula_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("fabula.grpc.access")
+# Statuses that mean the service (or what it depends on) failed, not the caller.
+_SERVER_FAILURES = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.DATA_LOSS,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
 
 def _map_exception(exc: BaseException) -> FabulaError:
     """Any exception as the domain error the caller is told about."""
@@ -110,11 +121,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         elapsed = time.perf_counter() - started
         GRPC_HANDLED.labels(self.service, method, code.name).inc()
         GRPC_LATENCY.labels(self.service, method).observe(elapsed)
-        # One line per call, carrying the request id the gateway assigned.
-        access_log.info(
-            "%s %s %.1fms", method, code.name, elapsed * 1000,
-            extra={"grpc_method": method, "grpc_code": code.name, "duration_ms": round(elapsed * 1000, 1)},
-        )
+        # One line per call, carrying the request id the gateway assigned:
+        # DEBUG unless the service failed (see ACCESS_LOG_LEVEL).
+        level = logging.INFO if code in _SERVER_FAILURES else logging.DEBUG
+        if access_log.isEnabledFor(level):
+            access_log.log(
+                level, "%s %s %.1fms", method, code.name, elapsed * 1000,
+                extra={"grpc_method": method, "grpc_code": code.name, "duration_ms": round(elapsed * 1000, 1)},
+            )
 
     async def _abort(self, context, exc: BaseException, method: str, started: float) -> None:
         if isinstance(exc, grpc.aio.AbortError):
@@ -266,7 +280,7 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
             for error in exc.errors(include_input=False)
         )
         raise SystemExit(f"{service}: refusing to start, invalid configuration: {problems}") from None
-    configure_logging(service, settings.log_level, settings.log_format)
+    configure_logging(service, settings.log_level, settings.log_format, settings.access_log_level)
     settings.check_production_ready()
     # Before the app exists: tracing instruments servers and channels as they are created.
     configure_tracing(service)

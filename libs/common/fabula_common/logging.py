@@ -21,7 +21,13 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
+# One line per REST request (gateway) or gRPC call (services).
+ACCESS_LOGGERS = ("fabula_gateway.access", "fabula.grpc.access")
+
+
+def configure_logging(
+    service: str, level: str = "INFO", fmt: str = "json", access_level: str | None = None
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ContextFilter(service))
     if fmt == "json":
@@ -39,6 +45,8 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in ACCESS_LOGGERS:
+        logging.getLogger(name).setLevel(access_level.upper() if access_level else logging.NOTSET)
     # Access-log noise from libraries is not ours to print at INFO.
     for noisy in ("asyncio", "nats", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -37,6 +37,13 @@ class CommonSettings(BaseSettings):
     environment: Environment = env("FABULA_ENV", Environment.development)
     log_level: str = env("LOG_LEVEL", "INFO")
     log_format: str = env("LOG_FORMAT", "json", pattern="^(json|text)$")
+    # Access lines (one per REST request, one per gRPC call) are DEBUG when
+    # the request succeeded or was refused, INFO when it failed (5xx, a
+    # server-side gRPC status): a line per request costs a busy process
+    # dearly. Level of the access loggers; unset = LOG_LEVEL, DEBUG = every request.
+    access_log_level: str | None = env(
+        "ACCESS_LOG_LEVEL", None, pattern="^(?i:DEBUG|INFO|WARNING|ERROR|CRITICAL)$"
+    )
 
     nats_url: str = env("NATS_URL", "nats://127.0.0.1:4222")
     nats_stream: str = env("NATS_STREAM", "FABULA")
@@ -117,7 +124,10 @@ class ServiceSettings(CommonSettings):
 
     db_pool_size: int = env("DB_POOL_SIZE", 5, ge=1)
     db_max_overflow: int = env("DB_MAX_OVERFLOW", 10, ge=0)
-    db_pool_pre_ping: bool = env("DB_POOL_PRE_PING", True)
+    # Off: a round trip on every checkout. A connection the server closed is
+    # dropped on checkout without one (fabula_common.db), and a dead one
+    # costs the call that finds it (reads retry it once).
+    db_pool_pre_ping: bool = env("DB_POOL_PRE_PING", False)
     db_pool_recycle_seconds: int = env("DB_POOL_RECYCLE_SECONDS", 1800)
     db_pool_timeout_seconds: float = env("DB_POOL_TIMEOUT_SECONDS", 5.0, gt=0)
     db_statement_timeout_ms: int = env("DB_STATEMENT_TIMEOUT_MS", 10000, ge=0)

@@ -24,7 +24,8 @@ from fabula_generation.settings import Settings as GenerationSettings
 from fabula_stories.app import create_app
 from fabula_stories.settings import Settings
 from fabula_stories.stories import service
-from sqlalchemy import event
+from fabula_stories.stories.servicer import StoriesServicer
+from sqlalchemy import event, text
 
 Stub = stories_pb2_grpc.StoriesServiceStub
 FREE_PLAN_GENERATIONS = 5
@@ -490,6 +491,62 @@ async def test_the_basic_view_and_a_segment_page_load_only_what_they_return(stor
         page_query
     )
     assert "LIMIT" in page_query
+
+
+def count_round_trips(db: Database) -> list[int]:
+    """A one-item counter of the messages the pool's connections send to
+    Postgres: each waits for an answer, so each is a round trip (a prepared
+    statement's execution is one, a BEGIN or a COMMIT another)."""
+    sent = [0]
+
+    def on_connect(dbapi_connection, connection_record) -> None:
+        transport = connection_record.driver_connection._transport
+        write = transport.write
+
+        def counted(data) -> None:
+            sent[0] += 1
+            write(data)
+
+        transport.write = counted
+
+    event.listen(db.engine.sync_engine.pool, "connect", on_connect)
+    return sent
+
+
+async def test_reading_a_story_is_one_round_trip_and_survives_a_database_restart(stories: Stub):
+    user_id = new_user()
+    story = await create(stories, user_id)
+    await continue_story(stories, user_id, story.id)
+    expected = await get(stories, user_id, story.id)
+    db = Database(Settings())
+    other = Database(Settings())
+    servicer = StoriesServicer(db, writer=None)
+    sent = count_round_trips(db)
+    requests = [
+        stories_pb2.GetStoryRequest(user_id=user_id, story_id=story.id, view=view)
+        for view in (stories_pb2.STORY_VIEW_FULL, stories_pb2.STORY_VIEW_BASIC)
+    ]
+    try:
+        for request in requests:
+            await servicer.GetStory(request, None)  # connects, prepares the statement
+            sent[0] = 0
+            read = await servicer.GetStory(request, None)
+            assert sent[0] <= 2, f"{sent[0]} round trips for a read"
+        assert sent[0] == 1  # the pre-ping, BEGIN and COMMIT are gone
+
+        # Postgres closes the pooled connection (as on a restart): it is
+        # known closed, so the read takes a fresh one and the caller sees
+        # nothing.
+        async with db.engine.connect() as connection:
+            pooled = await connection.scalar(text("SELECT pg_backend_pid()"))
+        async with other.engine.connect() as admin:
+            assert await admin.scalar(text(f"SELECT pg_terminate_backend({pooled})"))
+        await asyncio.sleep(0.2)
+        assert await servicer.GetStory(requests[0], None) == expected
+    finally:
+        await db.dispose()
+        await other.dispose()
+    assert read.segment_count == len(expected.segments) == 2
 
 
 async def test_another_users_story_is_not_found(stories: Stub, billing):

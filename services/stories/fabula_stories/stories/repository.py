@@ -7,8 +7,8 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, or_, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, delete, func, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from fabula_stories.stories.models import PendingGeneration, Segment, Story
@@ -50,6 +50,64 @@ async def get_story_with_segment_count(
     query = select(Story, segment_count).where(Story.id == story_id, Story.user_id == user_id)
     row = (await session.execute(query)).one_or_none()
     return None if row is None else (row[0], row[1])
+
+
+_STORY_COLUMNS = (
+    Story.id,
+    Story.user_id,
+    Story.title,
+    Story.genre,
+    Story.characters,
+    Story.opening_line,
+    Story.is_complete,
+    Story.created_at,
+    Story.updated_at,
+)
+_SEGMENT_COLUMNS = (
+    Segment.id.label("segment_id"),
+    Segment.position,
+    Segment.kind,
+    Segment.text,
+    Segment.provider,
+    Segment.model,
+    Segment.is_language_model,
+    Segment.created_at.label("segment_created_at"),
+)
+# The read path (GetStory) in Core: plain rows, no ORM objects, one statement.
+_STORY_WITH_SEGMENTS = (
+    select(*_STORY_COLUMNS, *_SEGMENT_COLUMNS)
+    .select_from(Story)
+    .outerjoin(Segment, Segment.story_id == Story.id)
+    .order_by(Segment.position)
+)
+_STORY_WITH_SEGMENT_COUNT = select(
+    *_STORY_COLUMNS,
+    select(func.count())
+    .where(Segment.story_id == Story.id)
+    .correlate(Story)
+    .scalar_subquery()
+    .label("segment_count"),
+)
+
+
+async def read_story_rows(
+    connection: AsyncConnection, user_id: uuid.UUID, story_id: uuid.UUID
+) -> Sequence[Row]:
+    """The user's story with its segments in one statement: a row per segment
+    in story order, each carrying the story's columns (one row with NULL
+    segment columns when it has none); no rows when the story is missing or
+    someone else's."""
+    query = _STORY_WITH_SEGMENTS.where(Story.id == story_id, Story.user_id == user_id)
+    return (await connection.execute(query)).all()
+
+
+async def read_story_summary_row(
+    connection: AsyncConnection, user_id: uuid.UUID, story_id: uuid.UUID
+) -> Row | None:
+    """The user's story and its `segment_count`, in one statement; None when
+    missing or someone else's."""
+    query = _STORY_WITH_SEGMENT_COUNT.where(Story.id == story_id, Story.user_id == user_id)
+    return (await connection.execute(query)).one_or_none()
 
 
 async def story_exists(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> bool:

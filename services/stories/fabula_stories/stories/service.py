@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from fabula_common.db import utcnow
 from fabula_common.errors import InvalidArgument, NotFound, StoryBusy, StoryComplete, Unavailable
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from fabula_stories.stories import events, repository
 from fabula_stories.stories.events import DeliverySubjects
@@ -417,6 +418,27 @@ async def get_story_summary(
     if found is None:
         raise NotFound("story not found")
     return found
+
+
+async def read_story(
+    connection: AsyncConnection, user_id: uuid.UUID, story_id: uuid.UUID
+) -> Sequence[Row]:
+    """The read path of a story with its segments: plain rows (see
+    repository.read_story_rows), no ORM objects."""
+    rows = await repository.read_story_rows(connection, user_id, story_id)
+    if not rows:
+        raise NotFound("story not found")
+    return rows
+
+
+async def read_story_summary(
+    connection: AsyncConnection, user_id: uuid.UUID, story_id: uuid.UUID
+) -> Row:
+    """The read path of a story without its segments, with `segment_count`."""
+    row = await repository.read_story_summary_row(connection, user_id, story_id)
+    if row is None:
+        raise NotFound("story not found")
+    return row
 
 
 def validate_after_position(after_position: int) -> int:

@@ -15,6 +15,7 @@ from fabula_common.db import Database
 from fabula_common.errors import InvalidArgument
 from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import Row
 
 from fabula_stories.idempotency import service as idempotency
 from fabula_stories.idempotency.service import Operation
@@ -85,13 +86,16 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
     ) -> stories_pb2.Story:
         user_id = service.parse_user_id(request.user_id)
         story_id = service.parse_story_id(request.story_id)
-        with_segments = _with_segments(request.view)
-        async with self._db.session_scope() as session:
-            if not with_segments:
-                story, count = await service.get_story_summary(session, user_id, story_id)
-                return story_to_proto(story, segment_count=count)
-            story = await service.get_story(session, user_id, story_id)
-        return story_to_proto(story, story.segments)
+        # One statement in autocommit, rows straight to protobuf: reads are
+        # the hot path (no ORM objects, no BEGIN/COMMIT).
+        if not _with_segments(request.view):
+            row = await self._db.read(
+                lambda connection: service.read_story_summary(connection, user_id, story_id)
+            )
+            return story_to_proto(row, segment_count=row.segment_count)
+        rows = await self._db.read(lambda connection: service.read_story(connection, user_id, story_id))
+        segments = [_segment_row_to_proto(row) for row in rows if row.segment_id is not None]
+        return story_to_proto(rows[0], segments_proto=segments)
 
     async def ListSegments(
         self, request: stories_pb2.ListSegmentsRequest, context: grpc.aio.ServicerContext
@@ -159,10 +163,31 @@ def segment_to_proto(segment: Segment) -> stories_pb2.Segment:
     )
 
 
+def _segment_row_to_proto(row: Row) -> stories_pb2.Segment:
+    """A segment of repository.read_story_rows (its columns as in Segment)."""
+    return stories_pb2.Segment(
+        id=str(row.segment_id),
+        position=row.position,
+        text=row.text,
+        kind=_SEGMENT_KIND[SegmentKind(row.kind)],
+        created_at=_timestamp(row.segment_created_at),
+        provider=row.provider,
+        model=row.model,
+        is_language_model=row.is_language_model,
+    )
+
+
 def story_to_proto(
-    story: Story, segments: list[Segment] | None = None, *, segment_count: int | None = None
+    story: Story | Row,
+    segments: list[Segment] | None = None,
+    *,
+    segment_count: int | None = None,
+    segments_proto: list[stories_pb2.Segment] | None = None,
 ) -> stories_pb2.Story:
-    """The story; with its segments when given (list results carry only the count)."""
+    """The story (an ORM object or a row with the same columns); with its
+    segments when given (list results carry only the count)."""
+    if segments_proto is None:
+        segments_proto = [segment_to_proto(s) for s in segments or ()]
     message = stories_pb2.Story(
         id=str(story.id),
         user_id=str(story.user_id),
@@ -170,10 +195,10 @@ def story_to_proto(
         genre=story.genre,
         characters=story.characters,
         is_complete=story.is_complete,
-        segments=[segment_to_proto(s) for s in segments or ()],
+        segments=segments_proto,
         created_at=_timestamp(story.created_at),
         updated_at=_timestamp(story.updated_at),
-        segment_count=segment_count if segment_count is not None else len(segments or ()),
+        segment_count=segment_count if segment_count is not None else len(segments_proto),
     )
     if story.opening_line is not None:
         message.opening_line = story.opening_line
