@@ -24,6 +24,24 @@ from fabula_devtools.stack import stack_environment, start_stack, stop_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# name -> module exposing `run(args) -> dict` (figures, baseline, ratio, target, met),
+# which writes bench/results/<name>.json.
+BENCHMARKS = {
+    "quota": "bench.quota",
+}
+
+
+def run_registered(names: list[str], ns: argparse.Namespace) -> dict[str, dict]:
+    import asyncio
+    import importlib
+    import inspect
+
+    figures = {}
+    for name in names:
+        result = importlib.import_module(BENCHMARKS[name]).run(ns)
+        figures[name] = asyncio.run(result) if inspect.isawaitable(result) else result
+    return figures
+
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
@@ -88,7 +106,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--writers", type=int, default=20, help="simulated writers (each uses 4 generations)")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run one registered benchmark")
     ns = parser.parse_args()
+    if ns.only:
+        print(json.dumps(run_registered([ns.only], ns), indent=2))
+        return
 
     log = Path(tempfile.mkdtemp(prefix="fabula-bench-")) / "stack.log"
     stack = start_stack(stack_environment(LOG_LEVEL="WARNING", GRPC_DEADLINE_SECONDS="10"), log)
@@ -115,6 +137,7 @@ def main() -> None:
         "generations_per_second": round(ns.writers * 4 / wall, 2),
         "latency": {key: percentiles(values) for key, values in merged.items()},
         "rss_mib": {"idle": idle_rss, "after_load": loaded_rss},
+        **run_registered(list(BENCHMARKS), ns),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
