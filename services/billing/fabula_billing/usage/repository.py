@@ -187,7 +187,9 @@ async def reserve_in_current_period(
     violation and changes nothing. Postgres re-checks the condition against
     the latest row after waiting for its lock, so concurrent reservations can
     never overshoot."""
-    inserted = await session.scalar(
+    # On the session's connection: Core execution, without the ORM's.
+    connection = await session.connection()
+    inserted = await connection.scalar(
         _RESERVE_IN_CURRENT_PERIOD,
         {
             "new_reservation_id": reservation_id,
