@@ -32,9 +32,11 @@ from fabula_devtools.stack import stack_environment, start_stack, stop_stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# name -> module exposing `run(args) -> dict` (sync or async).
+# name -> module exposing `run(args) -> dict` (sync or async): figures, baseline,
+# ratio, target, met; written to bench/results/<name>.json.
 BENCHMARKS = {
     "read": "bench.read",
+    "quota": "bench.quota",
 }
 
 

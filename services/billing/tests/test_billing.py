@@ -627,9 +627,9 @@ async def test_a_new_month_starts_with_fresh_usage(billing: Stub, db: Database):
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-async def test_an_unlimited_plan_has_no_limits(settings: Settings, session: AsyncSession):
+async def test_an_unlimited_plan_has_no_limits(settings: Settings, db: Database):
     enterprise = BillingService(settings.model_copy(update={"default_plan": "enterprise"}))
-    servicer = BillingServicer(RolledBackDatabase(session), enterprise)
+    servicer = BillingServicer(db, enterprise)
     user_id = new_user()
 
     for _ in range(8):

@@ -12,11 +12,29 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    String,
+    Uuid,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import TableValuedAlias
 
-from fabula_billing.usage.models import Account, Reservation, ReservationStatus, UsageLedgerEntry
+from fabula_billing.usage.models import (
+    Account,
+    Reservation,
+    ReservationStatus,
+    UsageLedgerEntry,
+    Usd,
+)
 
 # Statements below address rows by key; nothing loaded in the session needs syncing.
 _NO_SYNC = {"synchronize_session": False}
@@ -75,39 +93,114 @@ async def get_plan_name(session: AsyncSession, user_id: uuid.UUID) -> str | None
     return await session.scalar(select(Account.plan).where(Account.user_id == user_id))
 
 
-async def reserve_within_limits(
-    session: AsyncSession,
-    user_id: uuid.UUID,
-    plan: str,
-    estimated_cost_usd: Decimal,
-    generations_limit: int | None,
-    cost_limit_usd: Decimal | None,
-) -> bool:
-    """Reserve one generation and its estimate if that keeps the account within
-    the limits (None = unlimited). One conditional UPDATE: Postgres re-checks
-    the condition against the latest row after waiting for its lock, so
-    concurrent reservations can never overshoot."""
-    conditions = [Account.user_id == user_id, Account.plan == plan]
-    if generations_limit is not None:
-        conditions.append(
-            Account.generations_used + Account.generations_reserved + 1 <= generations_limit
+def _plan_limits() -> TableValuedAlias:
+    """The configured plans as rows (name, generations_limit, cost_limit_usd),
+    from three array parameters; a NULL limit is unlimited."""
+    return (
+        func.unnest(
+            bindparam("plan_names", type_=ARRAY(String)),
+            bindparam("generations_limits", type_=ARRAY(BigInteger)),
+            bindparam("cost_limits", type_=ARRAY(Usd)),
         )
-    if cost_limit_usd is not None:
-        conditions.append(
-            Account.cost_used_usd + Account.cost_reserved_usd + estimated_cost_usd <= cost_limit_usd
+        .table_valued("name", "generations_limit", "cost_limit_usd")
+        .render_derived(name="plan")
+    )
+
+
+def _build_reserve_statement() -> Insert:
+    # Core, on the tables: no ORM work at execution. Parameter names differ
+    # from column names (an UPDATE would take such a parameter as a SET).
+    accounts, reservations = Account.__table__.c, Reservation.__table__.c
+    plan = _plan_limits()
+    estimate = bindparam("estimate", type_=Usd)
+    granted = (
+        update(Account.__table__)
+        .where(
+            accounts.user_id == bindparam("for_user_id", type_=Uuid),
+            accounts.period_end > bindparam("now", type_=DateTime(timezone=True)),
+            accounts.plan == plan.c.name,
+            or_(
+                plan.c.generations_limit.is_(None),
+                accounts.generations_used + accounts.generations_reserved + 1
+                <= plan.c.generations_limit,
+            ),
+            or_(
+                plan.c.cost_limit_usd.is_(None),
+                accounts.cost_used_usd + accounts.cost_reserved_usd + estimate
+                <= plan.c.cost_limit_usd,
+            ),
         )
-    granted = await session.scalar(
-        update(Account)
-        .where(*conditions)
         .values(
-            generations_reserved=Account.generations_reserved + 1,
-            cost_reserved_usd=Account.cost_reserved_usd + estimated_cost_usd,
+            generations_reserved=accounts.generations_reserved + 1,
+            cost_reserved_usd=accounts.cost_reserved_usd + estimate,
             updated_at=func.now(),
         )
-        .returning(Account.user_id)
-        .execution_options(**_NO_SYNC)
+        .returning(accounts.user_id)
+        .cte("granted")
     )
-    return granted is not None
+    return (
+        insert(Reservation.__table__)
+        .from_select(
+            ["id", "user_id", "status", "estimated_cost_usd", "expires_at"],
+            select(
+                bindparam("new_reservation_id", type_=Uuid),
+                granted.c.user_id,
+                literal(ReservationStatus.reserved.value, String),
+                estimate,
+                bindparam("holds_until", type_=DateTime(timezone=True)),
+            ),
+        )
+        .returning(reservations.id)
+    )
+
+
+# Built once: SQLAlchemy compiles it once and asyncpg prepares it once per connection.
+_RESERVE_IN_CURRENT_PERIOD = _build_reserve_statement()
+
+
+@dataclass(frozen=True)
+class PlanLimits:
+    """Every configured plan's limits, as the reserve statement takes them."""
+
+    plan_names: list[str]
+    generations_limits: list[int | None]
+    cost_limits: list[Decimal | None]
+
+
+async def reserve_in_current_period(
+    session: AsyncSession,
+    reservation_id: uuid.UUID,
+    user_id: uuid.UUID,
+    estimated_cost_usd: Decimal,
+    expires_at: dt.datetime,
+    now: dt.datetime,
+    limits: PlanLimits,
+) -> bool:
+    """Reserve one generation and its estimate on an account in the period of
+    `now`, if that keeps it within its plan's limits (the plan rule: written
+    here only), and insert the reservation: one statement, atomic on its own.
+    False, with nothing changed, when the account is missing, its period has
+    ended, its plan is not in `limits` or a limit would be exceeded.
+
+    The account row is locked first, then the reservation inserted: if its id
+    exists (a retry, or another user's id) the statement fails with a unique
+    violation and changes nothing. Postgres re-checks the condition against
+    the latest row after waiting for its lock, so concurrent reservations can
+    never overshoot."""
+    # On the session's connection: Core execution, without the ORM's.
+    connection = await session.connection()
+    inserted = await connection.scalar(
+        _RESERVE_IN_CURRENT_PERIOD,
+        {
+            "new_reservation_id": reservation_id,
+            "for_user_id": user_id,
+            "estimate": estimated_cost_usd,
+            "holds_until": expires_at,
+            "now": now,
+            **limits.__dict__,
+        },
+    )
+    return inserted is not None
 
 
 async def insert_reservation_if_new(

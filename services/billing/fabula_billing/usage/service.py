@@ -34,6 +34,7 @@ from fabula_common.errors import (
     QuotaExceeded,
 )
 from fabula_common.money import format_usd, from_money, parse_usd
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_billing.settings import Plan, Settings
@@ -42,6 +43,10 @@ from fabula_billing.metrics import RESERVATIONS_EXPIRED
 from fabula_billing.usage.models import Account, Reservation, ReservationStatus
 
 log = logging.getLogger(__name__)
+
+# SQLSTATEs
+UNIQUE_VIOLATION = "23505"
+DEADLOCK_DETECTED = "40P01"
 
 
 def parse_uuid(value: str, field: str) -> uuid.UUID:
@@ -121,6 +126,11 @@ class Usage:
 class BillingService:
     def __init__(self, settings: Settings) -> None:
         self.plans = settings.plans
+        self.plan_limits = repo.PlanLimits(
+            plan_names=list(self.plans),
+            generations_limits=[plan.generations_limit for plan in self.plans.values()],
+            cost_limits=[plan.cost_limit_usd for plan in self.plans.values()],
+        )
         self.default_plan = settings.default_plan
         self.default_estimate_usd = settings.default_generation_estimate_usd
         self.reservation_ttl = dt.timedelta(seconds=settings.reservation_ttl_seconds)
@@ -156,33 +166,54 @@ class BillingService:
     ) -> GrantedReservation:
         """Hold one generation and its estimated cost against the user's plan;
         QuotaExceeded when that would go over a limit of the plan. Reserving
-        an id again answers the existing reservation and holds nothing more."""
+        an id again answers the existing reservation and holds nothing more.
+
+        Every statement here is atomic on its own and the session must
+        autocommit (a repeated id fails the reserve statement, which would
+        abort a transaction): the servicer's does, one round trip for the
+        usual case. A new account, a new month, a refusal or a repeated id
+        take the few more statements that find out why."""
         estimate = self.default_estimate_usd if estimated_cost_usd is None else estimated_cost_usd
         now = utcnow()
         reservation = GrantedReservation(reservation_id or uuid.uuid4(), now + self.reservation_ttl)
-        # The row first (the lock order), so a repeat of the same id waits for
-        # this transaction and then finds it instead of holding twice.
-        if not await repo.insert_reservation_if_new(
-            session, reservation.reservation_id, user_id, estimate, reservation.expires_at
-        ):
+        account_current = False  # known to be open and in the period of `now`
+        deadlocks = 0
+        while True:
+            try:
+                granted = await repo.reserve_in_current_period(
+                    session,
+                    reservation.reservation_id,
+                    user_id,
+                    estimate,
+                    reservation.expires_at,
+                    now,
+                    self.plan_limits,
+                )
+            except DBAPIError as error:
+                sqlstate = getattr(error.orig, "sqlstate", None)
+                if sqlstate == DEADLOCK_DETECTED and deadlocks < 2:
+                    # An event recording this very id as unknown locks the
+                    # reservation, then the account: Postgres chose this side.
+                    deadlocks += 1
+                    continue
+                if sqlstate != UNIQUE_VIOLATION:
+                    raise
+                granted = False  # the id exists: answered below
+            if granted:
+                return reservation
             existing = await repo.get_reservation(session, reservation.reservation_id)
-            assert existing is not None
-            if existing.user_id != user_id:
-                raise AlreadyExists("reservation_id is taken by another reservation")
-            return GrantedReservation(existing.id, existing.expires_at)
-        await self._current_account(session, user_id, now)
-        plan_name = await repo.get_plan_name(session, user_id)
-        assert plan_name is not None  # created above, and accounts are never deleted
-        plan = self.plan(plan_name)
-        granted = await repo.reserve_within_limits(
-            session, user_id, plan_name, estimate, plan.generations_limit, plan.cost_limit_usd
-        )
-        if not granted:
-            account = await repo.get_account(session, user_id)
-            assert account is not None
-            # Raising rolls the reservation row back with the transaction.
-            raise QuotaExceeded(self._refusal(account, plan, estimate))
-        return reservation
+            if existing is not None:
+                if existing.user_id != user_id:
+                    raise AlreadyExists("reservation_id is taken by another reservation")
+                return GrantedReservation(existing.id, existing.expires_at)
+            if account_current:
+                break  # refused by the plan
+            # A new user, or the first reservation of a new month: once more.
+            await self._current_account(session, user_id, now)
+            account_current = True
+        account = await repo.get_account(session, user_id)
+        assert account is not None  # opened above, and accounts are never deleted
+        raise QuotaExceeded(self._refusal(account, self.plan(account.plan), estimate))
 
     @staticmethod
     def _refusal(account: Account, plan: Plan, estimate: Decimal) -> str:
