@@ -20,6 +20,10 @@ A request gets the next behaviour queued through the control endpoint if there
 is one, else the behaviour named by a magic word `fake-mistral:<behaviour>`
 anywhere in its last user message, else `normal`.
 
+--chunk-delay-ms paces streamed chunks and --tokens sets how many words a
+reply has (the text repeated), e.g. `--tokens 30 --chunk-delay-ms 1000` for a
+slow 30-second stream.
+
 When any message contains "Title:" (the caller asks for a title line), the
 answer starts with "Title: The Lantern Keeper" and a blank line.
 
@@ -76,12 +80,15 @@ class FakeMistral:
         *,
         slow_seconds: float = 30.0,
         chunk_delay_ms: int = 0,
+        tokens: int | None = None,
         model: str = "mistral-small-latest",
     ) -> None:
         self.host = host
         self.port = port
         self.slow_seconds = slow_seconds
         self.chunk_delay_ms = chunk_delay_ms
+        # Words in a reply (the story text repeated as needed); None: the text once.
+        self.tokens = tokens
         self.model = model
         self.requests: list[dict[str, Any]] = []
         self._queued: deque[str] = deque()
@@ -96,7 +103,10 @@ class FakeMistral:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve_connection, self.host, self.port)
+        # A deep backlog: benchmarks open a thousand streams at once.
+        self._server = await asyncio.start_server(
+            self._serve_connection, self.host, self.port, backlog=4096
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -226,7 +236,11 @@ class FakeMistral:
 
         messages = body.get("messages", [])
         wants_title = any("Title:" in str(m.get("content", "")) for m in messages)
-        reply = f"Title: {TITLE}\n\n{REPLY}" if wants_title else REPLY
+        story = REPLY
+        if self.tokens is not None:
+            words = REPLY.split()
+            story = " ".join(words[i % len(words)] for i in range(self.tokens))
+        reply = f"Title: {TITLE}\n\n{story}" if wants_title else story
         usage = {
             "prompt_tokens": sum(_word_count(str(m.get("content", ""))) for m in messages),
             "completion_tokens": _word_count(reply),
@@ -323,7 +337,11 @@ class FakeMistral:
 
 async def _serve_forever(args: argparse.Namespace) -> None:
     fake = FakeMistral(
-        args.host, args.port, slow_seconds=args.slow_seconds, chunk_delay_ms=args.chunk_delay_ms
+        args.host,
+        args.port,
+        slow_seconds=args.slow_seconds,
+        chunk_delay_ms=args.chunk_delay_ms,
+        tokens=args.tokens,
     )
     await fake.start()
     print(f"fake Mistral API listening on {fake.url}", flush=True)
@@ -344,6 +362,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--chunk-delay-ms", type=int, default=0, help="pause between streamed chunks"
+    )
+    parser.add_argument(
+        "--tokens", type=int, default=None, help="words in each reply (default: the text once)"
     )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):

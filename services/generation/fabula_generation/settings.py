@@ -80,8 +80,20 @@ class Settings(ServiceSettings):
     # Base URL of any endpoint speaking Mistral's API (a proxy, a self-hosted
     # deployment), without the /v1 the SDK appends; unset = Mistral's own.
     mistral_server_url: str | None = env("MISTRAL_SERVER_URL", None)
-    # Bounds every model call; a sooner deadline of the incoming call wins.
-    mistral_timeout_seconds: float = env("MISTRAL_TIMEOUT_SECONDS", 60.0, gt=0)
+    # Time limits of a model call; a sooner deadline of the incoming call wins.
+    # Connecting, including the wait for a free connection of the pool.
+    mistral_connect_timeout_seconds: float = env("MISTRAL_CONNECT_TIMEOUT_SECONDS", 5.0, gt=0)
+    # From the request to the first streamed token (or a whole non-streamed answer).
+    mistral_first_token_timeout_seconds: float = env(
+        "MISTRAL_FIRST_TOKEN_TIMEOUT_SECONDS", 30.0, gt=0
+    )
+    # Silence between two streamed chunks: a stream lives as long as it produces.
+    mistral_idle_timeout_seconds: float = env("MISTRAL_IDLE_TIMEOUT_SECONDS", 30.0, gt=0)
+    # The last bound on a whole call, however productive (and the sweeper's horizon).
+    mistral_timeout_seconds: float = env("MISTRAL_TIMEOUT_SECONDS", 300.0, gt=0)
+    # Connections to the provider: one per concurrent call (a stream holds its
+    # own while it lasts); calls beyond it wait, up to the connect limit.
+    mistral_max_connections: int = env("MISTRAL_MAX_CONNECTIONS", 1000, ge=1)
     mistral_max_tokens: int = env("MISTRAL_MAX_TOKENS", 800, ge=16)
     mistral_temperature: float = env("MISTRAL_TEMPERATURE", 0.8, ge=0, le=1.5)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -172,6 +173,56 @@ async def test_a_slow_provider_times_out_quickly(fake_mistral, behaviour, call):
         with pytest.raises(UpstreamError, match="did not answer within 0.5s"):
             await call(provider, request(f"fake-mistral:{behaviour}"))
         assert time.monotonic() - started < 2
+    finally:
+        await provider.aclose()
+
+
+async def test_a_long_stream_lives_as_long_as_it_keeps_producing(fake_mistral):
+    # 12 chunks 0.1 s apart: longer than the first-token and idle limits put together.
+    fake_mistral.chunk_delay_ms, fake_mistral.tokens = 100, 12
+    provider = MistralProvider(
+        api_key=API_KEY,
+        model="m",
+        server_url=fake_mistral.url,
+        first_token_timeout_seconds=0.4,
+        idle_timeout_seconds=0.4,
+    )
+    try:
+        events = [event async for event in provider.stream(request())]
+        assert len([e for e in events if isinstance(e, TextChunk)]) == 12
+    finally:
+        await provider.aclose()
+
+
+async def test_the_first_token_and_the_silence_between_tokens_have_their_own_limits(
+    fake_mistral,
+):
+    provider = MistralProvider(
+        api_key=API_KEY,
+        model="m",
+        server_url=fake_mistral.url,
+        first_token_timeout_seconds=0.6,
+        idle_timeout_seconds=0.3,
+    )
+    try:
+        for behaviour, limit in (("slow", "0.6s"), ("stall", "0.3s")):
+            started = time.monotonic()
+            with pytest.raises(UpstreamError, match=f"did not answer within {limit}"):
+                await streamed(provider, request(f"fake-mistral:{behaviour}"))
+            assert time.monotonic() - started < 1.5
+    finally:
+        await provider.aclose()
+
+
+async def test_calls_beyond_the_connection_pool_wait_for_a_free_connection(fake_mistral):
+    fake_mistral.chunk_delay_ms = 20
+    provider = MistralProvider(
+        api_key=API_KEY, model="m", server_url=fake_mistral.url, max_connections=2
+    )
+    try:
+        results = await asyncio.gather(*(provider.complete(request()) for _ in range(5)))
+        streams = await asyncio.gather(*(streamed(provider, request()) for _ in range(3)))
+        assert len(results) == 5 and len(streams) == 3
     finally:
         await provider.aclose()
 
