@@ -37,6 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS = {
     "read": "bench.read",
     "quota": "bench.quota",
+    "stream": "bench.stream",
 }
 
 
@@ -117,7 +118,8 @@ def main() -> None:
     parser.add_argument("--read-concurrency", type=int, default=16, help="read: connections of the closed loop")
     parser.add_argument("--read-seconds", type=float, default=5.0, help="read: seconds per leg")
     parser.add_argument("--read-rounds", type=int, default=2, help="read: legs per side")
-    ns = parser.parse_args()
+    # A benchmark module may read options of its own (e.g. stream's --slow-tokens).
+    ns, _ = parser.parse_known_args()
     if ns.only:
         run_benchmark(ns.only, ns)
         return
