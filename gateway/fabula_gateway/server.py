@@ -88,7 +88,25 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_received()
+        # A head that arrived in one read was parsed before data_received
+        # could count it: measure what the parser kept.
+        head_bytes = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if head_bytes > self.limits.max_header_bytes:
+            self._refuse(
+                HEADERS_TOO_LARGE,
+                f"The request line and headers exceed {self.limits.max_header_bytes} bytes.",
+            )
+            return  # no request cycle: the app never sees it
         super().on_headers_complete()
+
+    # The rest of a refused request's bytes may still be parsed: ignore them.
+    def on_body(self, body: bytes) -> None:
+        if not self.transport.is_closing():
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self.transport.is_closing():
+            super().on_message_complete()
 
     def _await_head(self) -> None:
         self._head_bytes = 0

@@ -149,6 +149,22 @@ async def test_an_oversized_head_is_a_431_problem(gateway: Gateway):
     writer.close()
 
 
+async def test_an_oversized_head_sent_whole_in_one_write_is_a_431_too(gateway: Gateway):
+    """A complete head that arrives in one read is parsed before it could be
+    counted: it is measured once parsed, and the app never sees it."""
+    reader, writer = await gateway.connect()
+    big = b"a" * (MAX_HEADER_BYTES + 1024)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + big + b"\r\n\r\n")
+    await writer.drain()
+
+    status, headers, body = await read_response(reader, timeout=2)
+
+    assert status == 431
+    assert json.loads(body)["type"] == BASE + "headers-too-large"
+    writer.close()
+    await assert_serving(gateway)
+
+
 async def test_four_64_mib_headers_leave_memory_bounded_and_requests_served(gateway: Gateway):
     rss_before = gateway.status("VmRSS")
 
