@@ -830,25 +830,7 @@ async def test_a_generation_abandoned_by_a_dead_process_is_swept_with_its_usage_
         # A call started just now is still someone's: left alone.
         running = uuid.uuid4()
         await repository.add_started_generation(
-            session,
-            dict(
-                id=running,
-                user_id=user_id,
-                purpose="story_continuation",
-                subject_kind="story",
-                subject_id=str(uuid.uuid4()),
-                reservation_id=str(running),
-                provider="offline",
-                model="offline",
-                prompt_tokens=10,
-                completion_tokens=0,
-                usage_estimated=True,
-                cost_usd=Decimal(0),
-                duration_ms=0,
-                delivery="on_completion",
-                error=None,
-                created_at=utcnow(),
-            ),
+            session, started_generation(running, user_id, owner="another-instance", created_at=utcnow())
         )
     sweeper = AbandonedGenerationSweeper(
         db,
