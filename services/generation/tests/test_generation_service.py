@@ -830,7 +830,8 @@ async def test_a_generation_abandoned_by_a_dead_process_is_swept_with_its_usage_
         # A call started just now is still someone's: left alone.
         running = uuid.uuid4()
         await repository.add_started_generation(
-            session, started_generation(running, user_id, owner="another-instance", created_at=utcnow())
+            session,
+            started_generation(running, user_id, owner="another-instance", created_at=utcnow()),
         )
     sweeper = AbandonedGenerationSweeper(
         db,
