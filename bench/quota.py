@@ -26,7 +26,6 @@ import grpc
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula_common.provision import drop_database, provision, service_database_url
 from fabula_common.testing import free_port, wait_serving
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -73,23 +72,12 @@ def _reserve_sql(billing_settings) -> tuple[str, object]:
     from fabula_billing.usage import repository as repo
     from fabula_billing.usage.service import BillingService
 
-    compiled = repo._RESERVE_IN_CURRENT_PERIOD.compile(dialect=asyncpg_dialect())
     limits = BillingService(billing_settings).plan_limits
 
     def arguments(user_id: uuid.UUID, now) -> list:
-        params = compiled.construct_params(
-            {
-                "new_reservation_id": uuid.uuid4(),
-                "for_user_id": user_id,
-                "estimate": Decimal("0.01"),
-                "holds_until": now,
-                "now": now,
-                **limits.__dict__,
-            }
-        )
-        return [params[name] for name in compiled.positiontup]
+        return repo.reserve_arguments(uuid.uuid4(), user_id, Decimal("0.01"), now, now, limits)
 
-    return str(compiled), arguments
+    return repo.RESERVE_IN_CURRENT_PERIOD_SQL, arguments
 
 
 async def run_async(args) -> dict:

@@ -1051,11 +1051,12 @@ async def test_expiry_gives_back_only_what_generation_never_started(
 
 
 async def test_with_generation_unreachable_expiry_gives_nothing_back(
-    session: AsyncSession, settings: Settings
+    session: AsyncSession, settings: Settings, db: Database
 ):
     service = BillingService(settings)
     user_id, reservation_id = uuid.uuid4(), uuid.uuid4()
-    await service.reserve_generation(session, user_id, None, reservation_id)
+    async with db.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+        await service.reserve_generation(connection, user_id, None, reservation_id)
     await session.execute(
         update(Reservation)
         .where(Reservation.id == reservation_id)
