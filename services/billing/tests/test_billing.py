@@ -1082,8 +1082,8 @@ async def test_with_generation_unreachable_expiry_gives_nothing_back(
 ):
     service = BillingService(settings)
     user_id, reservation_id = uuid.uuid4(), uuid.uuid4()
-    async with db.engine.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
-        await service.reserve_generation(connection, user_id, None, reservation_id)
+    autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    await service.reserve_generation(autocommit, user_id, None, reservation_id)
     await session.execute(
         update(Reservation)
         .where(Reservation.id == reservation_id)

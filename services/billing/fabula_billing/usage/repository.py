@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -26,8 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, Insert, insert
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.util import greenlet_spawn
 
 from fabula_billing.usage.models import (
     Account,
@@ -194,8 +198,20 @@ def reserve_arguments(
     return [params[name] for name in _RESERVE_IN_CURRENT_PERIOD.positiontup]
 
 
+@asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection as asyncpg's own, outside any transaction (each
+    statement commits on its own): no SQLAlchemy Connection around it."""
+    pooled = await engine.raw_connection()
+    try:
+        yield pooled.driver_connection
+    finally:
+        # In a greenlet: returning it may close it (an overflow connection).
+        await greenlet_spawn(pooled.close)
+
+
 async def reserve_in_current_period(
-    connection: AsyncConnection,
+    connection: asyncpg.Connection,
     reservation_id: uuid.UUID,
     user_id: uuid.UUID,
     estimated_cost_usd: Decimal,
@@ -215,13 +231,9 @@ async def reserve_in_current_period(
     against the latest row after waiting for its lock, so concurrent
     reservations can never overshoot.
 
-    `connection` must be in AUTOCOMMIT: the statement goes to the driver
-    connection directly, outside any transaction SQLAlchemy would begin, and
-    its errors are asyncpg's own."""
-    if connection.sync_connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-        raise ValueError("reserve_in_current_period takes an AUTOCOMMIT connection")
-    driver = (await connection.get_raw_connection()).driver_connection
-    inserted = await driver.fetchval(
+    `connection` is asyncpg's, not in a transaction (`driver_connection`, or
+    an AUTOCOMMIT Connection's driver connection)."""
+    inserted = await connection.fetchval(
         RESERVE_IN_CURRENT_PERIOD_SQL,
         *reserve_arguments(reservation_id, user_id, estimated_cost_usd, expires_at, now, limits),
     )

@@ -35,7 +35,7 @@ from fabula_common.errors import (
     QuotaExceeded,
 )
 from fabula_common.money import format_usd, from_money, parse_usd
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from fabula_billing.settings import Plan, Settings
 from fabula_billing.usage import repository as repo
@@ -154,7 +154,7 @@ class BillingService:
 
     async def reserve_generation(
         self,
-        connection: AsyncConnection,
+        engine: AsyncEngine,
         user_id: uuid.UUID,
         estimated_cost_usd: Decimal | None,
         reservation_id: uuid.UUID | None = None,
@@ -163,17 +163,22 @@ class BillingService:
         QuotaExceeded when that would go over a limit of the plan. Reserving
         an id again answers the existing reservation and holds nothing more.
 
-        `connection` must autocommit: every statement here is atomic on its
-        own (a repeated id fails the reserve statement, which would abort a
-        transaction). The usual case is that one statement, one round trip;
-        a new account, a new month, a refusal or a repeated id take the few
-        more statements that find out why."""
+        Every statement here is atomic on its own (a repeated id fails the
+        reserve statement, which would abort a transaction), so `engine` must
+        autocommit (isolation_level AUTOCOMMIT). The usual case is that one
+        statement on a pooled driver connection, one round trip; a new
+        account, a new month, a refusal or a repeated id take the few more
+        statements (ORM, on one connection) that find out why."""
+        if engine.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            raise ValueError("reserve_generation takes an AUTOCOMMIT engine")
         estimate = self.default_estimate_usd if estimated_cost_usd is None else estimated_cost_usd
         now = utcnow()
         reservation = GrantedReservation(reservation_id or uuid.uuid4(), now + self.reservation_ttl)
-        if await self._reserve(connection, reservation, user_id, estimate, now):
-            return reservation
-        async with AsyncSession(bind=connection) as session:
+        async with repo.driver_connection(engine) as driver:
+            if await self._reserve(driver, reservation, user_id, estimate, now):
+                return reservation
+        async with engine.connect() as connection, AsyncSession(bind=connection) as session:
+            driver = (await connection.get_raw_connection()).driver_connection
             account_current = False  # known to be open and in the period of `now`
             while True:
                 existing = await repo.get_reservation(session, reservation.reservation_id)
@@ -186,7 +191,7 @@ class BillingService:
                 # A new user, or the first reservation of a new month: once more.
                 await self._current_account(session, user_id, now)
                 account_current = True
-                if await self._reserve(connection, reservation, user_id, estimate, now):
+                if await self._reserve(driver, reservation, user_id, estimate, now):
                     return reservation
             account = await repo.get_account(session, user_id)
         assert account is not None  # opened above, and accounts are never deleted
@@ -194,7 +199,7 @@ class BillingService:
 
     async def _reserve(
         self,
-        connection: AsyncConnection,
+        driver: asyncpg.Connection,
         reservation: GrantedReservation,
         user_id: uuid.UUID,
         estimate: Decimal,
@@ -204,7 +209,7 @@ class BillingService:
         for attempt in (1, 2, 3):
             try:
                 return await repo.reserve_in_current_period(
-                    connection,
+                    driver,
                     reservation.reservation_id,
                     user_id,
                     estimate,

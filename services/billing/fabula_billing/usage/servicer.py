@@ -30,10 +30,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         reservation_id = (
             parse_uuid(request.reservation_id, "reservation_id") if request.reservation_id else None
         )
-        async with self.autocommit.connect() as connection:
-            reservation = await self.billing.reserve_generation(
-                connection, user_id, estimate, reservation_id
-            )
+        reservation = await self.billing.reserve_generation(
+            self.autocommit, user_id, estimate, reservation_id
+        )
         return billing_pb2.Reservation(
             reservation_id=str(reservation.reservation_id), expires_at=reservation.expires_at
         )
