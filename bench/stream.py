@@ -372,16 +372,16 @@ async def _run(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace | None = None) -> dict:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--cpu-rounds", type=int, default=5)
     parser.add_argument("--ttft-rounds", type=int, default=100)
     parser.add_argument("--path-rounds", type=int, default=100)
-    parser.add_argument("--only-path", action="store_true", help="time to first token only")
+    parser.add_argument("--path-only", action="store_true", help="time to first token only")
     parser.add_argument("--slow-streams", type=int, default=1000)
     parser.add_argument("--slow-tokens", type=int, default=10)
     parser.add_argument("--slow-token-ms", type=int, default=1000)
     own, _ = parser.parse_known_args(sys.argv[1:])
-    if own.only_path:  # a quick look while working; nothing written
+    if own.path_only:  # a quick look while working; nothing written
         return {"time_to_first_token": asyncio.run(_run_path(own))}
     result = asyncio.run(_run(own))
     result["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
