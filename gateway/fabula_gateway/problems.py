@@ -18,13 +18,18 @@ import grpc
 from fabula_common.context import current_request_id
 from fabula_common.errors import (
     ErrorDetails,
+    AlreadySubscribed,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
+    NoSubscription,
+    PaymentProviderUnavailable,
+    PaymentsNotConfigured,
     QuotaExceeded,
     StoryBusy,
     StoryComplete,
     TooBusy,
     UpstreamError,
+    WebhookSignatureInvalid,
     error_details,
 )
 from pydantic import BaseModel, ConfigDict, Field
@@ -137,6 +142,33 @@ MODEL_UNAVAILABLE = ProblemType(
     "Model provider unavailable",
     503,
     "The model provider could not write this segment; retry later.",
+)
+PAYMENTS_NOT_CONFIGURED = ProblemType(
+    "payments-not-configured",
+    "Payments not configured",
+    503,
+    "Payments are not configured on this server.",
+)
+PAYMENT_PROVIDER_UNAVAILABLE = ProblemType(
+    "payment-provider-unavailable",
+    "Payment provider unavailable",
+    503,
+    "The payment provider could not be reached; retry later.",
+)
+WEBHOOK_SIGNATURE_INVALID = ProblemType(
+    "webhook-signature-invalid",
+    "Webhook signature invalid",
+    400,
+    "The webhook's signature does not verify.",
+)
+ALREADY_SUBSCRIBED = ProblemType(
+    "already-subscribed",
+    "Already subscribed",
+    409,
+    "A subscription is live; change or cancel it in the customer portal.",
+)
+NO_SUBSCRIPTION = ProblemType(
+    "no-subscription", "No subscription", 409, "There is no live subscription."
 )
 NOT_READY = ProblemType("not-ready", "Not ready", 503, "No backend service is serving.")
 
@@ -300,6 +332,8 @@ def problem_for_status(
     match code:
         case grpc.StatusCode.INVALID_ARGUMENT if reason == IdempotencyKeyReused.reason:
             return ProblemError(IDEMPOTENCY_KEY_REUSED, passed_on)
+        case grpc.StatusCode.INVALID_ARGUMENT if reason == WebhookSignatureInvalid.reason:
+            return ProblemError(WEBHOOK_SIGNATURE_INVALID, passed_on)
         case grpc.StatusCode.INVALID_ARGUMENT:
             return ProblemError(VALIDATION_FAILED, passed_on)
         case grpc.StatusCode.NOT_FOUND:
@@ -307,6 +341,8 @@ def problem_for_status(
         case grpc.StatusCode.PERMISSION_DENIED:
             # Someone else's resource must be indistinguishable from none at all.
             return ProblemError(NOT_FOUND)
+        case grpc.StatusCode.ALREADY_EXISTS if reason == AlreadySubscribed.reason:
+            return ProblemError(ALREADY_SUBSCRIBED, passed_on)
         case grpc.StatusCode.ALREADY_EXISTS:
             return ProblemError(ALREADY_EXISTS, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION if reason == StoryBusy.reason:
@@ -317,6 +353,8 @@ def problem_for_status(
             )
         case grpc.StatusCode.FAILED_PRECONDITION if reason == StoryComplete.reason:
             return ProblemError(STORY_COMPLETE, passed_on)
+        case grpc.StatusCode.FAILED_PRECONDITION if reason == NoSubscription.reason:
+            return ProblemError(NO_SUBSCRIPTION, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION:
             return ProblemError(CONFLICT, passed_on)
         case grpc.StatusCode.ABORTED:
@@ -334,6 +372,13 @@ def problem_for_status(
         case grpc.StatusCode.UNAVAILABLE if reason == TooBusy.reason:
             # Refused at once by a service's admission control (e.g. a login storm).
             return ProblemError(TOO_BUSY, passed_on, headers=retry_after(error.retry_after))
+        case grpc.StatusCode.UNAVAILABLE if reason == PaymentsNotConfigured.reason:
+            # An operator's setting, not a passing fault: no Retry-After.
+            return ProblemError(PAYMENTS_NOT_CONFIGURED, passed_on)
+        case grpc.StatusCode.UNAVAILABLE if reason == PaymentProviderUnavailable.reason:
+            return ProblemError(
+                PAYMENT_PROVIDER_UNAVAILABLE, passed_on, headers=retry_after(error.retry_after)
+            )
         case grpc.StatusCode.UNAVAILABLE if reason in UpstreamError.reasons:
             # Written by the generation service for callers (e.g. rate-limiting).
             return ProblemError(

@@ -7,7 +7,7 @@ from fabula_common.db import Database
 from fabula_common.money import format_usd, from_money, parse_usd, to_money
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from fabula_billing.usage.service import BillingService, parse_uuid
+from fabula_billing.usage.service import BillingService, Usage, parse_uuid
 
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
@@ -52,20 +52,24 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         user_id = parse_uuid(request.user_id, "user_id")
         async with self.db.session_scope() as session:
             usage = await self.billing.get_usage(session, user_id)
-        summary = billing_pb2.UsageSummary(
-            plan=usage.plan_name,
-            period_start=usage.period_start,
-            period_end=usage.period_end,
-            generations_used=usage.generations_used,
-            generations_reserved=usage.generations_reserved,
-            cost_used=to_money(usage.cost_used_usd),
-            # For callers of the previous release (the deprecated strings).
-            cost_used_usd=format_usd(usage.cost_used_usd),
-        )
-        # Left unset (not zero) on an unlimited plan.
-        if usage.plan.generations_limit is not None:
-            summary.generations_limit = usage.plan.generations_limit
-        if usage.plan.cost_limit_usd is not None:
-            summary.cost_limit.CopyFrom(to_money(usage.plan.cost_limit_usd))
-            summary.cost_limit_usd = format_usd(usage.plan.cost_limit_usd)
-        return summary
+        return usage_summary(usage)
+
+
+def usage_summary(usage: Usage) -> billing_pb2.UsageSummary:
+    summary = billing_pb2.UsageSummary(
+        plan=usage.plan_name,
+        period_start=usage.period_start,
+        period_end=usage.period_end,
+        generations_used=usage.generations_used,
+        generations_reserved=usage.generations_reserved,
+        cost_used=to_money(usage.cost_used_usd),
+        # For callers of the previous release (the deprecated strings).
+        cost_used_usd=format_usd(usage.cost_used_usd),
+    )
+    # Left unset (not zero) on an unlimited plan.
+    if usage.plan.generations_limit is not None:
+        summary.generations_limit = usage.plan.generations_limit
+    if usage.plan.cost_limit_usd is not None:
+        summary.cost_limit.CopyFrom(to_money(usage.plan.cost_limit_usd))
+        summary.cost_limit_usd = format_usd(usage.plan.cost_limit_usd)
+    return summary
