@@ -43,10 +43,12 @@ TAGS = [
     {"name": "auth", "description": "Accounts and tokens."},
     {"name": "stories", "description": "Stories and their segments."},
     {"name": "usage", "description": "The plan and what this period has used of it."},
+    {"name": "billing", "description": "Plans bought through Stripe, invoices, Stripe's webhooks."},
     {"name": "health", "description": "Probes for orchestrators and load balancers."},
 ]
 
 _DESCRIPTIONS = {
+    400: "The request is malformed (e.g. a webhook signature that does not verify).",
     401: "Missing, malformed, expired or tampered access token.",
     402: "The plan's quota for this period is used up.",
     404: "No such resource (or it belongs to someone else).",

@@ -89,6 +89,8 @@ async def live_subscription(session: AsyncSession, user_id: uuid.UUID) -> Stripe
         )
         .order_by(StripeSubscription.stripe_created_at.desc())
         .limit(1)
+        # Rows change under the session (upserts): never the stale copy.
+        .execution_options(populate_existing=True)
     )
 
 
@@ -104,6 +106,8 @@ async def latest_subscription(
         .where(StripeSubscription.user_id == user_id)
         .order_by(StripeSubscription.stripe_created_at.desc())
         .limit(1)
+        # Rows change under the session (upserts): never the stale copy.
+        .execution_options(populate_existing=True)
     )
 
 
@@ -163,7 +167,10 @@ async def list_invoices(
 
 async def lock_account(session: AsyncSession, user_id: uuid.UUID) -> Account | None:
     return await session.scalar(
-        select(Account).where(Account.user_id == user_id).with_for_update()
+        select(Account)
+        .where(Account.user_id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
 
 

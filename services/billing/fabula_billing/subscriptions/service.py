@@ -292,16 +292,17 @@ class SubscriptionService:
         reason: str,
     ) -> None:
         start, end = period
-        if (account.plan, account.period_start, account.period_end) == (plan, start, end):
+        previous_plan = account.plan  # read before the update refreshes `account`
+        if (previous_plan, account.period_start, account.period_end) == (plan, start, end):
             return
         # Usage stays within a period (an upgrade raises the limit, counts
         # stay); it starts from zero only when the old period is over.
         new_period = account.period_end <= start or account.period_end <= utcnow()
         await repo.set_account_plan(session, account.user_id, plan, start, end, new_period=new_period)
-        if account.plan == plan:
+        if previous_plan == plan:
             return
         await repo.record_plan_change(
-            session, account.user_id, account.plan, plan, source, reference, reason
+            session, account.user_id, previous_plan, plan, source, reference, reason
         )
         now = utcnow()
         await enqueue(
@@ -311,7 +312,7 @@ class SubscriptionService:
             events_pb2.PlanChanged(
                 event_id=str(uuid.uuid4()),
                 user_id=str(account.user_id),
-                previous_plan=account.plan,
+                previous_plan=previous_plan,
                 plan=plan,
                 source=source,
                 reference=reference,
@@ -320,7 +321,7 @@ class SubscriptionService:
                 occurred_at=now,
             ),
         )
-        log.info("user %s moved from plan %s to %s (%s %s)", account.user_id, account.plan,
+        log.info("user %s moved from plan %s to %s (%s %s)", account.user_id, previous_plan,
                  plan, source, reference)
 
 
