@@ -279,6 +279,65 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
             summary.cost_limit.CopyFrom(Money(currency_code="USD", units=10))
         return summary
 
+    # Payments (Stripe) methods: answers shaped as billing's.
+
+    def subscription(self, cancel_at_period_end: bool = False) -> billing_pb2.Subscription:
+        return billing_pb2.Subscription(
+            plan="pro",
+            status="active",
+            current_period_start=timestamp(self.PERIOD_START),
+            current_period_end=timestamp(self.PERIOD_END),
+            cancel_at_period_end=cancel_at_period_end,
+            subscription_id="sub_123",
+            subscribed_plan="pro",
+        )
+
+    async def CreateCheckoutSession(self, request, context):
+        await self.recorder.receive("CreateCheckoutSession", request, context)
+        return billing_pb2.CheckoutSession(
+            session_id="cs_test_123", checkout_url="https://checkout.example/cs_test_123"
+        )
+
+    async def CreatePortalSession(self, request, context):
+        await self.recorder.receive("CreatePortalSession", request, context)
+        return billing_pb2.PortalSession(url="https://portal.example/bps_123")
+
+    async def GetSubscription(self, request, context):
+        await self.recorder.receive("GetSubscription", request, context)
+        return self.subscription()
+
+    async def CancelSubscription(self, request, context):
+        await self.recorder.receive("CancelSubscription", request, context)
+        return self.subscription(cancel_at_period_end=True)
+
+    async def ResumeSubscription(self, request, context):
+        await self.recorder.receive("ResumeSubscription", request, context)
+        return self.subscription()
+
+    async def ListInvoices(self, request, context):
+        await self.recorder.receive("ListInvoices", request, context)
+        return billing_pb2.ListInvoicesResponse(
+            invoices=[
+                billing_pb2.Invoice(
+                    id="in_1",
+                    number="F-0001",
+                    status="paid",
+                    amount_paid=2000,
+                    amount_due=2000,
+                    currency="usd",
+                    hosted_invoice_url="https://invoice.example/in_1",
+                    period_start=timestamp(self.PERIOD_START),
+                    period_end=timestamp(self.PERIOD_END),
+                    created=timestamp(self.PERIOD_START),
+                )
+            ],
+            next_cursor="next-page",
+        )
+
+    async def ReceiveStripeEvent(self, request, context):
+        await self.recorder.receive("ReceiveStripeEvent", request, context)
+        return billing_pb2.ReceiveStripeEventResponse(event_id="evt_1", duplicate=False)
+
 
 @dataclass
 class FakeBackends:
