@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import copy
 import hashlib
@@ -724,7 +725,12 @@ class FakeStripe:
             return 400, {"error": {"type": "invalid_request_error", "message": "not JSON"}}, {}
 
     def _api(self, method: str, path: str, query: str, headers: dict[str, str], raw: bytes):
-        key = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        scheme, _, key = headers.get("authorization", "").partition(" ")
+        if scheme == "Basic":  # `curl -u sk_test_...:` works with Stripe too
+            with contextlib.suppress(ValueError):
+                key = base64.b64decode(key).decode().partition(":")[0]
+        elif scheme != "Bearer":
+            key = ""
         if not key.startswith("sk_") or (self.api_key and key != self.api_key):
             message = (
                 "You did not provide an API key."
