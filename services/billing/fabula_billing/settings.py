@@ -19,8 +19,8 @@ class Plan(BaseModel):
 
 
 DEFAULT_PLANS: dict[str, Plan] = {
-    "free": Plan(generations_limit=5, cost_limit_usd=Decimal("10")),
-    "pro": Plan(generations_limit=50, cost_limit_usd=Decimal("100")),
+    "free": Plan(generations_limit=5, cost_limit_usd=Decimal(10)),
+    "pro": Plan(generations_limit=50, cost_limit_usd=Decimal(100)),
     "enterprise": Plan(generations_limit=None, cost_limit_usd=None),
 }
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import io
-import json
 import sys
 import time
 import uuid
@@ -24,7 +23,7 @@ from fabula_billing.app import create_app
 from fabula_billing.database import outbox
 from fabula_billing.settings import Settings
 from fabula_billing.subscriptions import inbox as inbox_cli
-from fabula_billing.subscriptions.models import PlanChange, StripeEvent, StripeSubscription
+from fabula_billing.subscriptions.models import PlanChange, StripeEvent
 from fabula_common.db import Database
 from fabula_common.errors import error_reason
 from fabula_common.testing import free_port, running_app
@@ -57,18 +56,18 @@ async def stripe_fake() -> AsyncIterator:
 
 
 def stripe_settings(fake, **overrides) -> Settings:
-    values = dict(
-        grpc_port=free_port(),
-        stripe_api_key="sk_test_billing",
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=fake.url,
-        stripe_price_pro="price_pro",
-        stripe_price_enterprise="price_enterprise",
-        stripe_timeout_seconds=2.0,
-        stripe_event_retry_base_seconds=0.2,
-        stripe_event_retry_max_seconds=0.5,
-        stripe_event_poll_seconds=0.2,
-    )
+    values = {
+        "grpc_port": free_port(),
+        "stripe_api_key": "sk_test_billing",
+        "stripe_webhook_secret": WEBHOOK_SECRET,
+        "stripe_api_base": fake.url,
+        "stripe_price_pro": "price_pro",
+        "stripe_price_enterprise": "price_enterprise",
+        "stripe_timeout_seconds": 2.0,
+        "stripe_event_retry_base_seconds": 0.2,
+        "stripe_event_retry_max_seconds": 0.5,
+        "stripe_event_poll_seconds": 0.2,
+    }
     values.update(overrides)
     return Settings(**values)
 
