@@ -219,6 +219,8 @@ async def test_a_paid_checkout_puts_the_user_on_pro_at_once_keeping_usage(buyer)
     stripe_period = buyer.fake.subscriptions[buyer.subscription_id]["items"]["data"][0]
     assert subscription.current_period_end.ToSeconds() == stripe_period["current_period_end"]
     assert usage.period_end.ToSeconds() == stripe_period["current_period_end"]
+    # The period keeps its start: it still holds the usage counted before.
+    assert usage.period_start == before.period_start
     assert await buyer.plan_changes() == [("free", "pro", "stripe")]
     invoices = await buyer.billing.ListInvoices(
         billing_pb2.ListInvoicesRequest(user_id=buyer.user_id)

@@ -293,11 +293,15 @@ class SubscriptionService:
     ) -> None:
         start, end = period
         previous_plan = account.plan  # read before the update refreshes `account`
+        # Usage starts from zero only when the old period is over. Otherwise
+        # what was used stays (an upgrade only raises the limit) and so does
+        # the period's start, so the period still holds every ledger entry
+        # its counters add up; only its end moves.
+        new_period = account.period_end <= start or account.period_end <= utcnow()
+        if not new_period:
+            start = account.period_start
         if (previous_plan, account.period_start, account.period_end) == (plan, start, end):
             return
-        # Usage stays within a period (an upgrade raises the limit, counts
-        # stay); it starts from zero only when the old period is over.
-        new_period = account.period_end <= start or account.period_end <= utcnow()
         await repo.set_account_plan(session, account.user_id, plan, start, end, new_period=new_period)
         if previous_plan == plan:
             return
