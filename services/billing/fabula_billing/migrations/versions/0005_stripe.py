@@ -1,8 +1,8 @@
 """Stripe: customers, subscriptions, invoices, the webhook inbox, plan changes,
 and an outbox for PlanChanged.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-30
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 from fabula_common.messaging.migrations import create_outbox, drop_outbox
 from sqlalchemy.dialects import postgresql
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
