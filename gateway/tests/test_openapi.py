@@ -20,6 +20,8 @@ OPERATIONS = {
     ("POST", "/v1/stories/{story_id}/continue"): "continue_story",
     ("POST", "/v1/stories/{story_id}/end"): "end_story",
     ("GET", "/v1/usage"): "get_usage",
+    ("GET", "/v1/usage/logs"): "list_usage_logs",
+    ("GET", "/v1/usage/breakdown"): "get_usage_breakdown",
     ("GET", "/healthz"): "check_liveness",
     ("GET", "/readyz"): "check_readiness",
 }
@@ -88,3 +90,11 @@ def test_get_story_documents_the_full_default_and_the_basic_view(schema):
     assert "segments" in components["Story"]["required"]
     assert "segments" not in components["StorySummary"]["properties"]
     assert "segment_count" in components["StorySummary"]["required"]
+
+
+def test_a_402_documents_the_plan_the_limit_and_when_it_resets(schema):
+    operation = schema["paths"]["/v1/stories"]["post"]
+    content = operation["responses"]["402"]["content"]["application/problem+json"]
+    assert content["schema"]["$ref"].endswith("/QuotaProblem")
+    members = schema["components"]["schemas"]["QuotaProblem"]["properties"]
+    assert {"plan", "quota", "limit", "resets_at"} <= set(members)
