@@ -272,10 +272,12 @@ def quota_facts(metadata: dict[str, str]) -> dict[str, Any]:
     quota = metadata.get("quota")
     if quota:
         facts["quota"] = quota
-    limit = metadata.get("limit")
-    if limit:
-        # A count of generations is a number; dollars stay a decimal string.
-        facts["limit"] = int(limit) if quota == "generations" and limit.isdigit() else limit
+    limit = metadata.get("limit", "")
+    # A count of generations is a number; dollars stay a decimal string.
+    if quota == "generations" and limit.isdigit():
+        facts["limit"] = int(limit)
+    elif quota == "cost" and limit:
+        facts["limit"] = limit
     try:
         facts["resets_at"] = dt.datetime.fromisoformat(metadata["resets_at"])
     except (KeyError, ValueError):
