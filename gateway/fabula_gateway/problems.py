@@ -9,6 +9,7 @@ addresses and stack traces never reach a client.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -258,6 +259,64 @@ class Problem(BaseModel):
     )
 
 
+class QuotaProblem(Problem):
+    """A quota refusal (402): what an app needs to tell its user."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://fabula.dev/problems/quota-exceeded",
+                    "title": "Quota exceeded",
+                    "status": 402,
+                    "detail": "monthly generation quota exceeded: the free plan allows 5 "
+                    "generations per month (5 used, 0 in progress)",
+                    "request_id": "3f9c0e6a5b3d4f7e9a1b2c3d4e5f6a7b",
+                    "plan": "free",
+                    "quota": "generations",
+                    "limit": 5,
+                    "resets_at": "2025-02-01T00:00:00Z",
+                }
+            ]
+        },
+    )
+
+    plan: str | None = Field(None, description="The user's plan.")
+    quota: str | None = Field(
+        None, description="The limit that was reached: `generations` or `cost`."
+    )
+    limit: int | str | None = Field(
+        None,
+        description="That limit for the period: a number of generations, or US dollars as "
+        "a decimal string (as in /v1/usage).",
+    )
+    resets_at: dt.datetime | None = Field(
+        None, description="When the period ends and the quota is renewed."
+    )
+
+
+def quota_facts(metadata: dict[str, str]) -> dict[str, Any]:
+    """The members of a quota problem from billing's ErrorInfo metadata; a
+    fact missing or unreadable (e.g. from an older billing) is left out."""
+    facts: dict[str, Any] = {}
+    if metadata.get("plan"):
+        facts["plan"] = metadata["plan"]
+    quota = metadata.get("quota")
+    if quota:
+        facts["quota"] = quota
+    limit = metadata.get("limit", "")
+    # A count of generations is a number; dollars stay a decimal string.
+    if quota == "generations" and limit.isdigit():
+        facts["limit"] = int(limit)
+    elif quota == "cost" and limit:
+        facts["limit"] = limit
+    try:
+        facts["resets_at"] = dt.datetime.fromisoformat(metadata["resets_at"])
+    except (KeyError, ValueError):
+        pass
+    return facts
+
+
 class ProblemError(Exception):
     """Raised anywhere in a request to answer with a problem document."""
 
@@ -368,7 +427,9 @@ def problem_for_status(
         case grpc.StatusCode.UNAUTHENTICATED:
             return unauthenticated(passed_on or UNAUTHENTICATED.default_detail, invalid_token=False)
         case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == QuotaExceeded.reason:
-            return ProblemError(QUOTA_EXCEEDED, passed_on)
+            return ProblemError(
+                QUOTA_EXCEEDED, passed_on, extensions=quota_facts(error.metadata)
+            )
         case grpc.StatusCode.UNAVAILABLE if reason == TooBusy.reason:
             # Refused at once by a service's admission control (e.g. a login storm).
             return ProblemError(TOO_BUSY, passed_on, headers=retry_after(error.retry_after))

@@ -27,6 +27,8 @@ OPERATIONS = {
     ("POST", "/v1/billing/portal"): "create_portal_session",
     ("GET", "/v1/billing/invoices"): "list_invoices",
     ("POST", "/v1/webhooks/stripe"): "receive_stripe_webhook",
+    ("GET", "/v1/usage/logs"): "list_usage_logs",
+    ("GET", "/v1/usage/breakdown"): "get_usage_breakdown",
     ("GET", "/healthz"): "check_liveness",
     ("GET", "/readyz"): "check_readiness",
 }
@@ -98,3 +100,11 @@ def test_get_story_documents_the_full_default_and_the_basic_view(schema):
     assert "segments" in components["Story"]["required"]
     assert "segments" not in components["StorySummary"]["properties"]
     assert "segment_count" in components["StorySummary"]["required"]
+
+
+def test_a_402_documents_the_plan_the_limit_and_when_it_resets(schema):
+    operation = schema["paths"]["/v1/stories"]["post"]
+    content = operation["responses"]["402"]["content"]["application/problem+json"]
+    assert content["schema"]["$ref"].endswith("/QuotaProblem")
+    members = schema["components"]["schemas"]["QuotaProblem"]["properties"]
+    assert {"plan", "quota", "limit", "resets_at"} <= set(members)
