@@ -349,6 +349,9 @@ class LedgerEntry:
     outcome: str
     counted: bool
     occurred_at: dt.datetime
+    # When it is applied: the moment the account's counters move (the usage
+    # breakdown picks a period's entries by it).
+    recorded_at: dt.datetime
 
 
 async def add_ledger_entry(session: AsyncSession, entry: LedgerEntry) -> bool:

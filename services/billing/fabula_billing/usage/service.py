@@ -195,7 +195,7 @@ class BillingService:
                     return reservation
             account = await repo.get_account(session, user_id)
         assert account is not None  # opened above, and accounts are never deleted
-        raise QuotaExceeded(self._refusal(account, self.plan(account.plan), estimate))
+        raise self._refusal(account, self.plan(account.plan), estimate)
 
     async def _reserve(
         self,
@@ -227,20 +227,31 @@ class BillingService:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _refusal(account: Account, plan: Plan, estimate: Decimal) -> str:
+    def _refusal(account: Account, plan: Plan, estimate: Decimal) -> QuotaExceeded:
+        """The refusal, with what an app shows its user in ErrorInfo's metadata:
+        the plan, the quota that ran out ("generations" or "cost"), its limit (a
+        count, or US dollars as a decimal string) and when the period resets
+        (RFC 3339)."""
+        facts = {
+            "plan": account.plan,
+            "resets_at": account.period_end.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
         generations_taken = account.generations_used + account.generations_reserved
         if plan.generations_limit is not None and generations_taken + 1 > plan.generations_limit:
-            return (
+            return QuotaExceeded(
                 f"monthly generation quota exceeded: the {account.plan} plan allows "
                 f"{plan.generations_limit} generations per month "
-                f"({account.generations_used} used, {account.generations_reserved} in progress)"
+                f"({account.generations_used} used, {account.generations_reserved} in progress)",
+                metadata={**facts, "quota": "generations", "limit": str(plan.generations_limit)},
             )
-        return (
+        cost_limit = format_usd(plan.cost_limit_usd or Decimal(0))
+        return QuotaExceeded(
             f"monthly cost quota exceeded: the {account.plan} plan allows "
-            f"${format_usd(plan.cost_limit_usd or Decimal(0))} per month "
+            f"${cost_limit} per month "
             f"(${format_usd(account.cost_used_usd)} used, "
             f"${format_usd(account.cost_reserved_usd)} in progress, "
-            f"${format_usd(estimate)} requested)"
+            f"${format_usd(estimate)} requested)",
+            metadata={**facts, "quota": "cost", "limit": cost_limit},
         )
 
     async def release_reservation(
@@ -413,6 +424,7 @@ class BillingService:
                 occurred_at=(
                     event.occurred_at.ToDatetime(dt.UTC) if event.HasField("occurred_at") else now
                 ),
+                recorded_at=now,
             ),
         )
         if not recorded:
