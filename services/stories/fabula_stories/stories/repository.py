@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Row, delete, func, or_, select, tuple_, update
+from sqlalchemy import Row, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -73,11 +73,15 @@ _SEGMENT_COLUMNS = (
     Segment.is_language_model,
     Segment.created_at.label("segment_created_at"),
 )
-# The read path (GetStory) in Core: plain rows, no ORM objects, one statement.
+# The read path (GetStory) in Core: plain rows, no ORM objects, one statement,
+# built once. The ids are bound per call: a statement built per call would
+# cost its construction and cache key (~0.2 ms) on every read.
+_OWNED_STORY = (Story.id == bindparam("story_id"), Story.user_id == bindparam("user_id"))
 _STORY_WITH_SEGMENTS = (
     select(*_STORY_COLUMNS, *_SEGMENT_COLUMNS)
     .select_from(Story)
     .outerjoin(Segment, Segment.story_id == Story.id)
+    .where(*_OWNED_STORY)
     .order_by(Segment.position)
 )
 _STORY_WITH_SEGMENT_COUNT = select(
@@ -87,7 +91,7 @@ _STORY_WITH_SEGMENT_COUNT = select(
     .correlate(Story)
     .scalar_subquery()
     .label("segment_count"),
-)
+).where(*_OWNED_STORY)
 
 
 async def read_story_rows(
@@ -97,8 +101,8 @@ async def read_story_rows(
     in story order, each carrying the story's columns (one row with NULL
     segment columns when it has none); no rows when the story is missing or
     someone else's."""
-    query = _STORY_WITH_SEGMENTS.where(Story.id == story_id, Story.user_id == user_id)
-    return (await connection.execute(query)).all()
+    ids = {"story_id": story_id, "user_id": user_id}
+    return (await connection.execute(_STORY_WITH_SEGMENTS, ids)).all()
 
 
 async def read_story_summary_row(
@@ -106,8 +110,8 @@ async def read_story_summary_row(
 ) -> Row | None:
     """The user's story and its `segment_count`, in one statement; None when
     missing or someone else's."""
-    query = _STORY_WITH_SEGMENT_COUNT.where(Story.id == story_id, Story.user_id == user_id)
-    return (await connection.execute(query)).one_or_none()
+    ids = {"story_id": story_id, "user_id": user_id}
+    return (await connection.execute(_STORY_WITH_SEGMENT_COUNT, ids)).one_or_none()
 
 
 async def story_exists(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> bool:

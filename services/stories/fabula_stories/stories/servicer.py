@@ -144,10 +144,14 @@ def _with_segments(view: int) -> bool:
     raise InvalidArgument(f"view {view} is unknown")
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _timestamp(value: dt.datetime) -> Timestamp:
-    timestamp = Timestamp()
-    timestamp.FromDatetime(value)
-    return timestamp
+    """As Timestamp.FromDatetime (a naive value is UTC), in exact integer
+    arithmetic and a third of its time: reads build several per story."""
+    since = (value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)) - _EPOCH
+    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def segment_to_proto(segment: Segment) -> stories_pb2.Segment:
@@ -169,7 +173,7 @@ def _segment_row_to_proto(row: Row) -> stories_pb2.Segment:
         id=str(row.segment_id),
         position=row.position,
         text=row.text,
-        kind=_SEGMENT_KIND[SegmentKind(row.kind)],
+        kind=_SEGMENT_KIND[row.kind],  # a str: SegmentKind members hash as their values
         created_at=_timestamp(row.segment_created_at),
         provider=row.provider,
         model=row.model,
