@@ -8,7 +8,6 @@ import uuid
 from typing import Annotated
 
 from fabula_common.errors import Unauthenticated
-from fabula_common.tokens import verify_access_token
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -46,7 +45,8 @@ async def current_user_id(
             )
         raise unauthenticated("A bearer access token is required.", invalid_token=False)
     try:
-        claims = verify_access_token(request.app.state.settings, credentials.credentials)
+        # app.state.tokens: a VerifiedTokens (a valid token is checked once).
+        claims = request.app.state.tokens.verify(credentials.credentials)
     except Unauthenticated as exc:
         raise unauthenticated(exc.message, invalid_token=True) from None
     return claims.user_id
