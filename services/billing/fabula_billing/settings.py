@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from fabula_common.settings import ServiceSettings
+from fabula_common.settings import ServiceSettings, env
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -45,6 +45,13 @@ class Settings(ServiceSettings):
     # long an orphaned reservation (its caller gave up) holds quota.
     reservation_ttl_seconds: int = Field(900, ge=1)
     reservation_sweep_seconds: float = Field(30.0, gt=0)
+    # A fixed pool, at the other services' maximum (5 + 10). SQLAlchemy closes
+    # an overflow connection when it comes back to a pool whose idle slots
+    # are full, which under a steady load above DB_POOL_SIZE is all the time:
+    # reserving at 50-way concurrency opened ~20 connections a second, each
+    # a new Postgres backend (docs/architecture.md, Quota).
+    db_pool_size: int = env("DB_POOL_SIZE", 15, ge=1)
+    db_max_overflow: int = env("DB_MAX_OVERFLOW", 0, ge=0)
 
     @model_validator(mode="after")
     def _check_plans(self) -> Settings:

@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
+import asyncpg
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.generation.v1 import generation_pb2
 from fabula.stories.v1 import events_pb2 as stories_events
@@ -34,8 +35,7 @@ from fabula_common.errors import (
     QuotaExceeded,
 )
 from fabula_common.money import format_usd, from_money, parse_usd
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from fabula_billing.settings import Plan, Settings
 from fabula_billing.usage import repository as repo
@@ -43,11 +43,6 @@ from fabula_billing.metrics import RESERVATIONS_EXPIRED
 from fabula_billing.usage.models import Account, Reservation, ReservationStatus
 
 log = logging.getLogger(__name__)
-
-# SQLSTATEs
-UNIQUE_VIOLATION = "23505"
-DEADLOCK_DETECTED = "40P01"
-
 
 def parse_uuid(value: str, field: str) -> uuid.UUID:
     try:
@@ -159,7 +154,7 @@ class BillingService:
 
     async def reserve_generation(
         self,
-        session: AsyncSession,
+        engine: AsyncEngine,
         user_id: uuid.UUID,
         estimated_cost_usd: Decimal | None,
         reservation_id: uuid.UUID | None = None,
@@ -168,20 +163,53 @@ class BillingService:
         QuotaExceeded when that would go over a limit of the plan. Reserving
         an id again answers the existing reservation and holds nothing more.
 
-        Every statement here is atomic on its own and the session must
-        autocommit (a repeated id fails the reserve statement, which would
-        abort a transaction): the servicer's does, one round trip for the
-        usual case. A new account, a new month, a refusal or a repeated id
-        take the few more statements that find out why."""
+        Every statement here is atomic on its own (a repeated id fails the
+        reserve statement, which would abort a transaction), so `engine` must
+        autocommit (isolation_level AUTOCOMMIT). The usual case is that one
+        statement on a pooled driver connection, one round trip; a new
+        account, a new month, a refusal or a repeated id take the few more
+        statements (ORM, on one connection) that find out why."""
+        if engine.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            raise ValueError("reserve_generation takes an AUTOCOMMIT engine")
         estimate = self.default_estimate_usd if estimated_cost_usd is None else estimated_cost_usd
         now = utcnow()
         reservation = GrantedReservation(reservation_id or uuid.uuid4(), now + self.reservation_ttl)
-        account_current = False  # known to be open and in the period of `now`
-        deadlocks = 0
-        while True:
+        async with repo.driver_connection(engine) as driver:
+            if await self._reserve(driver, reservation, user_id, estimate, now):
+                return reservation
+        async with engine.connect() as connection, AsyncSession(bind=connection) as session:
+            driver = (await connection.get_raw_connection()).driver_connection
+            account_current = False  # known to be open and in the period of `now`
+            while True:
+                existing = await repo.get_reservation(session, reservation.reservation_id)
+                if existing is not None:
+                    if existing.user_id != user_id:
+                        raise AlreadyExists("reservation_id is taken by another reservation")
+                    return GrantedReservation(existing.id, existing.expires_at)
+                if account_current:
+                    break  # refused by the plan
+                # A new user, or the first reservation of a new month: once more.
+                await self._current_account(session, user_id, now)
+                account_current = True
+                if await self._reserve(driver, reservation, user_id, estimate, now):
+                    return reservation
+            account = await repo.get_account(session, user_id)
+        assert account is not None  # opened above, and accounts are never deleted
+        raise QuotaExceeded(self._refusal(account, self.plan(account.plan), estimate))
+
+    async def _reserve(
+        self,
+        driver: asyncpg.Connection,
+        reservation: GrantedReservation,
+        user_id: uuid.UUID,
+        estimate: Decimal,
+        now: dt.datetime,
+    ) -> bool:
+        """The reserve statement; False when refused or the id exists."""
+        for attempt in (1, 2, 3):
             try:
-                granted = await repo.reserve_in_current_period(
-                    session,
+                return await repo.reserve_in_current_period(
+                    driver,
                     reservation.reservation_id,
                     user_id,
                     estimate,
@@ -189,31 +217,14 @@ class BillingService:
                     now,
                     self.plan_limits,
                 )
-            except DBAPIError as error:
-                sqlstate = getattr(error.orig, "sqlstate", None)
-                if sqlstate == DEADLOCK_DETECTED and deadlocks < 2:
-                    # An event recording this very id as unknown locks the
-                    # reservation, then the account: Postgres chose this side.
-                    deadlocks += 1
-                    continue
-                if sqlstate != UNIQUE_VIOLATION:
+            except asyncpg.DeadlockDetectedError:
+                # An event recording this very id as unknown locks the
+                # reservation, then the account: Postgres chose this side.
+                if attempt == 3:
                     raise
-                granted = False  # the id exists: answered below
-            if granted:
-                return reservation
-            existing = await repo.get_reservation(session, reservation.reservation_id)
-            if existing is not None:
-                if existing.user_id != user_id:
-                    raise AlreadyExists("reservation_id is taken by another reservation")
-                return GrantedReservation(existing.id, existing.expires_at)
-            if account_current:
-                break  # refused by the plan
-            # A new user, or the first reservation of a new month: once more.
-            await self._current_account(session, user_id, now)
-            account_current = True
-        account = await repo.get_account(session, user_id)
-        assert account is not None  # opened above, and accounts are never deleted
-        raise QuotaExceeded(self._refusal(account, self.plan(account.plan), estimate))
+            except asyncpg.UniqueViolationError:
+                return False  # the id exists: the caller looks it up
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _refusal(account: Account, plan: Plan, estimate: Decimal) -> str:

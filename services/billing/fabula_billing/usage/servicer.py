@@ -5,7 +5,6 @@ from __future__ import annotations
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.money import format_usd, from_money, parse_usd, to_money
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fabula_billing.usage.service import BillingService, parse_uuid
 
@@ -16,9 +15,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self.billing = billing
         # Reserving is one self-contained statement in the usual case: no
         # BEGIN and COMMIT around it (see BillingService.reserve_generation).
-        self.autocommit = async_sessionmaker(
-            db.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-        )
+        self.autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def ReserveGeneration(self, request: billing_pb2.ReserveGenerationRequest, context):
         user_id = parse_uuid(request.user_id, "user_id")
@@ -33,10 +30,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         reservation_id = (
             parse_uuid(request.reservation_id, "reservation_id") if request.reservation_id else None
         )
-        async with self.autocommit() as session:
-            reservation = await self.billing.reserve_generation(
-                session, user_id, estimate, reservation_id
-            )
+        reservation = await self.billing.reserve_generation(
+            self.autocommit, user_id, estimate, reservation_id
+        )
         return billing_pb2.Reservation(
             reservation_id=str(reservation.reservation_id), expires_at=reservation.expires_at
         )
