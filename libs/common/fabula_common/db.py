@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.util import greenlet_spawn
 
 from fabula_common.settings import ServiceSettings
 
@@ -161,16 +162,19 @@ class Database:
         for writes."""
         arguments = [values[name] for name in query.parameters]
         for attempt in (1, 2):
-            async with self.engine.connect() as connection:
-                pooled = await connection.get_raw_connection()
-                try:
-                    return await pooled.driver_connection.fetch(
-                        query.sql, *arguments, record_class=Row
-                    )
-                except _DEAD_CONNECTION:
-                    if attempt == 2:
-                        raise
-                    await connection.invalidate()
+            # The pool's connection itself: no SQLAlchemy Connection around it.
+            pooled = await self.engine.raw_connection()
+            try:
+                return await pooled.driver_connection.fetch(
+                    query.sql, *arguments, record_class=Row
+                )
+            except _DEAD_CONNECTION:
+                if attempt == 2:
+                    raise
+                await greenlet_spawn(pooled.invalidate)
+            finally:
+                # In a greenlet: returning it may close it (an overflow connection).
+                await greenlet_spawn(pooled.close)
         raise AssertionError("unreachable")
 
     @asynccontextmanager
