@@ -6,6 +6,9 @@ database, alternated in one run.
 Throughput: closed loop, `--read-concurrency` keep-alive connections.
 Added latency: open loop at half the gateway's throughput, both sides at the
 same rate; added p50 = gateway p50 - baseline p50.
+CPU per read: each process's CPU time over the throughput legs divided by the
+reads served; on a machine shared with other work it is steadier than the
+throughput itself.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from fabula_devtools.stack import ADMIN_URL, stack_environment, start_stack, sto
 from sqlalchemy.engine import make_url
 
 TARGET_RATIO = 0.6
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_ADDED_P50_MS = 1.5
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,6 +118,12 @@ async def open_loop(url: str, path: str, token: str, rate: float, seconds: float
     return latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def p(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
@@ -161,7 +171,8 @@ def prepare_story(base_url: str) -> tuple[str, str]:
 
 
 async def measure(sides: dict[str, str], path: str, token: str, concurrency: int, seconds: float,
-                  rounds: int) -> dict:
+                  rounds: int, pids: dict[str, dict[str, int]]) -> dict:
+    """`pids`: per side, the processes whose CPU per read is reported."""
     bodies = {}
     for name, url in sides.items():
         c = Connection(url, path, token)
@@ -172,11 +183,21 @@ async def measure(sides: dict[str, str], path: str, token: str, concurrency: int
         raise AssertionError(f"the sides answer differently: {bodies}")
 
     throughput: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, dict[str, list[float]]] = {
+        name: {process: [] for process in pids[name]} for name in sides
+    }
     for name, url in sides.items():  # warm up
         await closed_loop(url, path, token, concurrency, 1.0)
     for _ in range(rounds):
         for name, url in sides.items():
-            throughput[name].append(await closed_loop(url, path, token, concurrency, seconds))
+            before = {process: cpu_seconds(pid) for process, pid in pids[name].items()}
+            started = time.perf_counter()
+            rate = await closed_loop(url, path, token, concurrency, seconds)
+            reads = rate * (time.perf_counter() - started)
+            throughput[name].append(rate)
+            for process, pid in pids[name].items():
+                used = cpu_seconds(pid) - before[process]
+                cpu[name][process].append(round(used / reads * 1000, 3))
     best = {name: max(values) for name, values in throughput.items()}
 
     rate = best["gateway"] / 2
@@ -187,6 +208,7 @@ async def measure(sides: dict[str, str], path: str, token: str, concurrency: int
     return {
         "response_bytes": len(bodies["gateway"]),
         "throughput_rps": {name: [round(v, 1) for v in values] for name, values in throughput.items()},
+        "cpu_ms_per_read": cpu,
         "half_load_rate_rps": round(rate, 1),
         "half_load_latency_ms": {
             name: {"p50": p(values, 0.5), "p95": p(values, 0.95), "n": len(values)}
@@ -205,9 +227,13 @@ def run(args) -> dict:
     try:
         token, path = prepare_story(stack.base_url)
         baseline, baseline_url = start_baseline(stack.env)
+        pids = {
+            "baseline": {"baseline": baseline.pid},
+            "gateway": {name: stack.children[name] for name in ("gateway", "stories")},
+        }
         figures = asyncio.run(
             measure({"baseline": baseline_url, "gateway": stack.base_url}, path, token,
-                    concurrency, seconds, rounds)
+                    concurrency, seconds, rounds, pids)
         )
     finally:
         if baseline is not None:

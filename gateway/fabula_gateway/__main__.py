@@ -34,6 +34,7 @@ def main() -> None:
             )
         ),
         ws="none",
+        loop="uvloop",  # uvicorn's default when installed; said here, it is relied on
         lifespan="on",
         # Logging is configured above; RequestContextMiddleware writes the access log.
         log_config=None,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fabula_common.messaging.headers import REQUEST_ID_HEADER
+from fabula_common.tokens import VerifiedTokens
 from fabula_common.tracing import flush_tracing, tracing_provider
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -64,6 +65,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         generate_unique_id_function=require_operation_id,
     )
     app.state.settings = settings
+    app.state.tokens = VerifiedTokens(settings)
     # Set by the server (server.py) when open event streams must end: shutdown.
     app.state.streams_must_end = asyncio.Event()
 

@@ -9,7 +9,7 @@ import grpc
 from fabula.billing.v1 import billing_pb2_grpc
 from fabula.stories.v1 import stories_pb2_grpc
 from fabula.users.v1 import users_pb2_grpc
-from fabula_common.grpc_client import open_channel
+from fabula_common.grpc_client import ContextChannel, open_channel
 from fabula_common.health import NATS, POSTGRES, dependency_health_name
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -45,7 +45,7 @@ class ServiceClients:
     """Stubs over long-lived channels. Channels connect lazily and reconnect
     on their own, so the gateway starts (and answers 503) with services down."""
 
-    channels: dict[str, grpc.aio.Channel]
+    channels: dict[str, ContextChannel]
     users: users_pb2_grpc.UsersServiceStub
     stories: stories_pb2_grpc.StoriesServiceStub
     billing: billing_pb2_grpc.BillingServiceStub

@@ -8,9 +8,8 @@ import uuid
 from typing import Annotated
 
 from fabula_common.errors import Unauthenticated
-from fabula_common.tokens import verify_access_token
 from fastapi import Depends, Path, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from fabula_gateway.clients import ServiceClients
 from fabula_gateway.problems import NOT_FOUND, UNSUPPORTED_MEDIA_TYPE, ProblemError, unauthenticated
@@ -25,8 +24,21 @@ Clients = Annotated[ServiceClients, Depends(get_clients)]
 
 # --- Authentication: access tokens are verified here, without a network call.
 
+
+
+class BearerToken(HTTPBearer):
+    """FastAPI's HTTPBearer (the same security scheme in the OpenAPI
+    document), answering the token itself, or None when the request has no
+    `Bearer <token>` Authorization: no credentials model built per request."""
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        token = token.strip()
+        return token if token and scheme.lower() == "bearer" else None
+
+
 # auto_error=False: the 401 is ours (problem+json with a proper challenge).
-bearer_scheme = HTTPBearer(
+bearer_scheme = BearerToken(
     scheme_name="bearerAuth",
     bearerFormat="JWT",
     description="The `access_token` from /v1/auth/register, /login or /refresh.",
@@ -36,17 +48,18 @@ bearer_scheme = HTTPBearer(
 
 async def current_user_id(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    token: Annotated[str | None, Depends(bearer_scheme)],
 ) -> str:
     """Id of the user the request's access token was issued to."""
-    if credentials is None:
+    if token is None:
         if "authorization" in request.headers:
             raise unauthenticated(
                 "The Authorization header must be 'Bearer <access token>'.", invalid_token=True
             )
         raise unauthenticated("A bearer access token is required.", invalid_token=False)
     try:
-        claims = verify_access_token(request.app.state.settings, credentials.credentials)
+        # app.state.tokens: a VerifiedTokens (a valid token is checked once).
+        claims = request.app.state.tokens.verify(token)
     except Unauthenticated as exc:
         raise unauthenticated(exc.message, invalid_token=True) from None
     return claims.user_id

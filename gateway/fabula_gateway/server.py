@@ -57,6 +57,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
+        self._read_bytes = 0  # of the read being parsed
         if too_many:
             self._refuse(
                 SERVICE_UNAVAILABLE, "Too many open connections; retry later.", retry_after(None)
@@ -70,6 +71,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._read_bytes = len(data)
         super().data_received(data)
         if self._head_timer is None or self.transport.is_closing():
             return
@@ -89,15 +91,22 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_received()
         # A head that arrived in one read was parsed before data_received
-        # could count it: measure what the parser kept.
-        head_bytes = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if head_bytes > self.limits.max_header_bytes:
+        # could count it. The head is at most what arrived for it, this read
+        # included; only when that is over the limit is what the parser kept
+        # measured (most heads are far below it: no work per request).
+        arrived = self._head_bytes + self._read_bytes
+        if arrived > self.limits.max_header_bytes and self._parsed_head_bytes() > (
+            self.limits.max_header_bytes
+        ):
             self._refuse(
                 HEADERS_TOO_LARGE,
                 f"The request line and headers exceed {self.limits.max_header_bytes} bytes.",
             )
             return  # no request cycle: the app never sees it
         super().on_headers_complete()
+
+    def _parsed_head_bytes(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     # The rest of a refused request's bytes may still be parsed: ignore them.
     def on_body(self, body: bytes) -> None:

@@ -4,6 +4,7 @@ The happy paths, against fakes of the services, are in test_routes.py."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import socket
 import time
@@ -13,7 +14,7 @@ import httpx
 import jwt
 import pytest
 from fabula_common.testing import free_port
-from fabula_common.tokens import ALGORITHM, AUDIENCE, issue_access_token
+from fabula_common.tokens import ALGORITHM, AUDIENCE, LEEWAY_SECONDS, issue_access_token
 from fabula_gateway.app import create_app
 from fabula_gateway.settings import GatewaySettings
 from fabula_gateway.stories.streaming import wants_event_stream
@@ -255,6 +256,34 @@ async def test_expired_token_is_a_401_problem(client, settings, user_id):
     body = assert_unauthenticated(response)
     assert "expired" in body["detail"]
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+async def test_a_token_accepted_before_stops_working_when_it_expires(client, settings, user_id):
+    """Valid tokens are remembered (not verified again on every request), but
+    never past their expiry (and its leeway)."""
+    expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=2)
+    token = jwt.encode(
+        {
+            "sub": user_id,
+            "iss": settings.jwt_issuer,
+            "aud": AUDIENCE,
+            "iat": expires - dt.timedelta(minutes=15),
+            "exp": expires,
+            "typ": "access",
+        },
+        settings.jwt_secret.get_secret_value(),
+        algorithm=ALGORITHM,
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(2):  # accepted: on to the users service, which is not running here
+        assert (await client.get("/v1/me", headers=headers)).status_code == 503
+
+    leeway = dt.timedelta(seconds=LEEWAY_SECONDS)
+    past_expiry = (expires + leeway - dt.datetime.now(dt.UTC)).total_seconds() + 0.1
+    await asyncio.sleep(past_expiry)
+
+    body = assert_unauthenticated(await client.get("/v1/me", headers=headers))
+    assert "expired" in body["detail"]
 
 
 async def test_token_signed_with_another_secret_is_a_401_problem(client, make_settings, user_id):

@@ -13,6 +13,7 @@ re-resolves and picks up pods added since it connected.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import grpc
 
@@ -20,35 +21,61 @@ from fabula_common.context import current_request_id, remaining_time
 from fabula_common.messaging.headers import REQUEST_ID_HEADER
 
 
-def _with_context(details: grpc.aio.ClientCallDetails, default_timeout: float):
-    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+def _with_request_id(metadata: Any) -> Any:
+    """The call's metadata plus the current request id (a caller's own wins)."""
     request_id = current_request_id()
-    if request_id and REQUEST_ID_HEADER not in metadata:
-        metadata.add(REQUEST_ID_HEADER, request_id)
-    timeout = details.timeout if details.timeout is not None else default_timeout
-    return grpc.aio.ClientCallDetails(
-        method=details.method,
-        timeout=remaining_time(timeout),
-        metadata=metadata,
-        credentials=details.credentials,
-        wait_for_ready=details.wait_for_ready,
-    )
+    if not request_id:
+        return metadata
+    if metadata is None:
+        return ((REQUEST_ID_HEADER, request_id),)
+    if any(key == REQUEST_ID_HEADER for key, _ in metadata):
+        return metadata
+    return (*metadata, (REQUEST_ID_HEADER, request_id))
 
 
-class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, default_timeout: float) -> None:
-        self.default_timeout = default_timeout
+class _WithContext:
+    """A method of a stub: calls it with the request id and the deadline.
+    A wrapper rather than a grpc.aio client interceptor, which costs every
+    call an extra task and call object (a tenth of a read's gateway CPU)."""
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
-        return await continuation(_with_context(client_call_details, self.default_timeout), request)
+    __slots__ = ("_method", "_default_timeout")
+
+    def __init__(self, method: Any, default_timeout: float) -> None:
+        self._method = method
+        self._default_timeout = default_timeout
+
+    def __call__(self, request: Any, *, timeout: float | None = None, metadata: Any = None,
+                 **kwargs: Any) -> Any:
+        return self._method(
+            request,
+            timeout=remaining_time(self._default_timeout if timeout is None else timeout),
+            metadata=_with_request_id(metadata),
+            **kwargs,
+        )
 
 
-class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, default_timeout: float) -> None:
-        self.default_timeout = default_timeout
+class ContextChannel:
+    """A grpc.aio channel whose unary-request calls (what the stubs make)
+    carry the request id and a deadline; anything else is the channel's."""
 
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
-        return await continuation(_with_context(client_call_details, self.default_timeout), request)
+    def __init__(self, channel: grpc.aio.Channel, default_timeout: float) -> None:
+        self._channel = channel
+        self._default_timeout = default_timeout
+
+    def unary_unary(self, *args: Any, **kwargs: Any) -> _WithContext:
+        return _WithContext(self._channel.unary_unary(*args, **kwargs), self._default_timeout)
+
+    def unary_stream(self, *args: Any, **kwargs: Any) -> _WithContext:
+        return _WithContext(self._channel.unary_stream(*args, **kwargs), self._default_timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._channel, name)
+
+    async def __aenter__(self) -> ContextChannel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._channel.close()
 
 
 # Every address the name resolves to gets a connection; calls rotate over the
@@ -74,10 +101,9 @@ def channel_target(address: str) -> str:
     return f"dns:///{address}"
 
 
-def open_channel(address: str, default_timeout: float) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
+def open_channel(address: str, default_timeout: float) -> ContextChannel:
+    channel = grpc.aio.insecure_channel(
         channel_target(address),
-        interceptors=[_UnaryUnary(default_timeout), _UnaryStream(default_timeout)],
         options=[
             ("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG),
             # Our service config, not one a DNS TXT record might carry.
@@ -93,3 +119,4 @@ def open_channel(address: str, default_timeout: float) -> grpc.aio.Channel:
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ],
     )
+    return ContextChannel(channel, default_timeout)

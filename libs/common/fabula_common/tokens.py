@@ -14,6 +14,8 @@ from fabula_common.settings import TokenSettings
 
 AUDIENCE = "fabula-api"
 ALGORITHM = "HS256"
+# Clock skew tolerated on `exp`, `nbf` and `iat`.
+LEEWAY_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def verify_access_token(settings: TokenSettings, token: str) -> AccessClaims:
             audience=AUDIENCE,
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "sub", "iat"]},
-            leeway=5,
+            leeway=LEEWAY_SECONDS,
         )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("access token expired") from None
@@ -60,3 +62,31 @@ def verify_access_token(settings: TokenSettings, token: str) -> AccessClaims:
         user_id=str(claims["sub"]),
         expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
     )
+
+
+class VerifiedTokens:
+    """`verify_access_token` that remembers the tokens it found valid until
+    they expire: a client sends the same token with every request, and the
+    signature, JSON and claims checks are most of the gateway's CPU for a read.
+    Only valid tokens are kept, so an invalid one costs its check every time;
+    at most `max_size` (the oldest go first)."""
+
+    def __init__(self, settings: TokenSettings, max_size: int = 10_000) -> None:
+        self.settings = settings
+        self.max_size = max_size
+        self._valid: dict[str, AccessClaims] = {}
+
+    def verify(self, token: str) -> AccessClaims:
+        claims = self._valid.get(token)
+        if claims is not None:
+            if dt.datetime.now(dt.UTC) < claims.expires_at + _LEEWAY:
+                return claims
+            del self._valid[token]
+        claims = verify_access_token(self.settings, token)
+        if len(self._valid) >= self.max_size:
+            del self._valid[next(iter(self._valid))]
+        self._valid[token] = claims
+        return claims
+
+
+_LEEWAY = dt.timedelta(seconds=LEEWAY_SECONDS)

@@ -10,8 +10,10 @@ import time
 
 import grpc
 import pytest
+from fabula_common.context import request_id_scope, set_deadline_in
 from fabula_common.grpc_client import channel_target, open_channel
 from fabula_common.grpc_server import GrpcApp
+from fabula_common.messaging.headers import REQUEST_ID_HEADER
 from fabula_common.settings import ServiceSettings
 from fabula_common.testing import free_port, running_app
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -143,3 +145,42 @@ async def test_servers_retire_old_connections_so_callers_reconnect():
             later = await call(b"")
     # The caller's address (its local port) changed: a new connection.
     assert later != first
+
+
+async def test_calls_carry_the_request_id_and_no_later_deadline_than_the_call_being_served():
+    seen: list[tuple[dict[str, str], float | None]] = []
+
+    async def record(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        seen.append((dict(context.invocation_metadata()), context.time_remaining()))
+        return request
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "test.Echo", {"Call": grpc.unary_unary_rpc_method_handler(record)}
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with open_channel(f"127.0.0.1:{port}", default_timeout=10) as channel:
+            call = channel.unary_unary("/test.Echo/Call")
+            with request_id_scope("req-1"):
+                set_deadline_in(2.0)  # the incoming call must be answered within 2 s
+                try:
+                    assert await call(b"x") == b"x"
+                    # The caller's own metadata is kept, its request id wins.
+                    await call(b"x", metadata=(("x-request-id", "mine"), ("k", "v")))
+                finally:
+                    set_deadline_in(None)
+            await call(b"x", timeout=30)  # no call being served: the caller's timeout
+    finally:
+        await server.stop(None)
+
+    (first, first_left), (second, _), (third, third_left) = seen
+    # gRPC rounds deadlines up a little; the 10 s default would be far off.
+    assert first[REQUEST_ID_HEADER] == "req-1" and 1.0 < first_left < 2.5
+    assert second[REQUEST_ID_HEADER] == "mine" and second["k"] == "v"
+    assert REQUEST_ID_HEADER not in third and 20 < third_left < 30.5

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from fabula_common.settings import ServiceSettings
+from fabula_common.settings import ServiceSettings, env
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
@@ -14,6 +14,10 @@ class Settings(ServiceSettings):
 
     database_url: str = "postgresql://fabula_stories:fabula_stories@127.0.0.1:5432/fabula"
     grpc_port: int = 50052
+    # Readers come many at a time: connections past the pool's size are
+    # closed as they come back, and a busy read path would then open (and
+    # Postgres fork) a connection for a few reads in every hundred.
+    db_pool_size: int = env("DB_POOL_SIZE", 15, ge=1)
 
     # How much of a story the model is shown when continuing or ending it:
     # the most recent segments, and at most this many characters of them.

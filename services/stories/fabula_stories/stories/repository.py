@@ -8,11 +8,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fabula_common.db import CompiledQuery
 from sqlalchemy import (
     DateTime,
-    Row,
     String,
     Uuid,
+    bindparam,
     delete,
     func,
     literal,
@@ -23,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from fabula_stories.stories.models import PendingGeneration, Segment, Story
@@ -88,41 +89,31 @@ _SEGMENT_COLUMNS = (
     Segment.is_language_model,
     Segment.created_at.label("segment_created_at"),
 )
-# The read path (GetStory) in Core: plain rows, no ORM objects, one statement.
-_STORY_WITH_SEGMENTS = (
+# The read path (GetStory): one statement each, written in Core from the
+# models and compiled once; run by Database.fetch straight on the driver (no
+# per-read statement building, caching, ORM objects or result wrapping).
+_OWNED_STORY = (Story.id == bindparam("story_id"), Story.user_id == bindparam("user_id"))
+STORY_WITH_SEGMENTS = CompiledQuery.of(
     select(*_STORY_COLUMNS, *_SEGMENT_COLUMNS)
     .select_from(Story)
     .outerjoin(Segment, Segment.story_id == Story.id)
+    .where(*_OWNED_STORY)
     .order_by(Segment.position)
 )
-_STORY_WITH_SEGMENT_COUNT = select(
-    *_STORY_COLUMNS,
-    select(func.count())
-    .where(Segment.story_id == Story.id)
-    .correlate(Story)
-    .scalar_subquery()
-    .label("segment_count"),
+"""The user's story with its segments: a row per segment in story order, each
+carrying the story's columns (one row with NULL segment columns when it has
+none); no rows when the story is missing or someone else's."""
+STORY_WITH_SEGMENT_COUNT = CompiledQuery.of(
+    select(
+        *_STORY_COLUMNS,
+        select(func.count())
+        .where(Segment.story_id == Story.id)
+        .correlate(Story)
+        .scalar_subquery()
+        .label("segment_count"),
+    ).where(*_OWNED_STORY)
 )
-
-
-async def read_story_rows(
-    connection: AsyncConnection, user_id: uuid.UUID, story_id: uuid.UUID
-) -> Sequence[Row]:
-    """The user's story with its segments in one statement: a row per segment
-    in story order, each carrying the story's columns (one row with NULL
-    segment columns when it has none); no rows when the story is missing or
-    someone else's."""
-    query = _STORY_WITH_SEGMENTS.where(Story.id == story_id, Story.user_id == user_id)
-    return (await connection.execute(query)).all()
-
-
-async def read_story_summary_row(
-    connection: AsyncConnection, user_id: uuid.UUID, story_id: uuid.UUID
-) -> Row | None:
-    """The user's story and its `segment_count`, in one statement; None when
-    missing or someone else's."""
-    query = _STORY_WITH_SEGMENT_COUNT.where(Story.id == story_id, Story.user_id == user_id)
-    return (await connection.execute(query)).one_or_none()
+"""The user's story and its `segment_count`; no row when missing or someone else's."""
 
 
 async def story_exists(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> bool:

@@ -13,10 +13,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fabula_common.db import utcnow
+from fabula_common.db import Database, Row, utcnow
 from fabula_common.errors import InvalidArgument, NotFound, StoryBusy, StoryComplete, Unavailable
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_stories.stories import events, repository
 from fabula_stories.stories.events import DeliverySubjects
@@ -426,25 +425,23 @@ async def get_story_summary(
     return found
 
 
-async def read_story(
-    connection: AsyncConnection, user_id: uuid.UUID, story_id: uuid.UUID
-) -> Sequence[Row]:
+async def read_story(db: Database, user_id: uuid.UUID, story_id: uuid.UUID) -> Sequence[Row]:
     """The read path of a story with its segments: plain rows (see
-    repository.read_story_rows), no ORM objects."""
-    rows = await repository.read_story_rows(connection, user_id, story_id)
+    repository.STORY_WITH_SEGMENTS), no ORM objects."""
+    rows = await db.fetch(repository.STORY_WITH_SEGMENTS, story_id=story_id, user_id=user_id)
     if not rows:
         raise NotFound("story not found")
     return rows
 
 
-async def read_story_summary(
-    connection: AsyncConnection, user_id: uuid.UUID, story_id: uuid.UUID
-) -> Row:
+async def read_story_summary(db: Database, user_id: uuid.UUID, story_id: uuid.UUID) -> Row:
     """The read path of a story without its segments, with `segment_count`."""
-    row = await repository.read_story_summary_row(connection, user_id, story_id)
-    if row is None:
+    rows = await db.fetch(
+        repository.STORY_WITH_SEGMENT_COUNT, story_id=story_id, user_id=user_id
+    )
+    if not rows:
         raise NotFound("story not found")
-    return row
+    return rows[0]
 
 
 def validate_after_position(after_position: int) -> int:

@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
-from fabula_common.db import Database
+from fabula_common.db import Database, Row
 from fabula_common.errors import InvalidArgument
 from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import Row
 
 from fabula_stories.idempotency import service as idempotency
 from fabula_stories.idempotency.service import Operation
@@ -86,14 +85,12 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
     ) -> stories_pb2.Story:
         user_id = service.parse_user_id(request.user_id)
         story_id = service.parse_story_id(request.story_id)
-        # One statement in autocommit, rows straight to protobuf: reads are
-        # the hot path (no ORM objects, no BEGIN/COMMIT).
+        # One statement outside a transaction, rows straight to protobuf:
+        # reads are the hot path (no ORM objects, no BEGIN/COMMIT).
         if not _with_segments(request.view):
-            row = await self._db.read(
-                lambda connection: service.read_story_summary(connection, user_id, story_id)
-            )
+            row = await service.read_story_summary(self._db, user_id, story_id)
             return story_to_proto(row, segment_count=row.segment_count)
-        rows = await self._db.read(lambda connection: service.read_story(connection, user_id, story_id))
+        rows = await service.read_story(self._db, user_id, story_id)
         segments = [_segment_row_to_proto(row) for row in rows if row.segment_id is not None]
         return story_to_proto(rows[0], segments_proto=segments)
 
@@ -144,10 +141,14 @@ def _with_segments(view: int) -> bool:
     raise InvalidArgument(f"view {view} is unknown")
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _timestamp(value: dt.datetime) -> Timestamp:
-    timestamp = Timestamp()
-    timestamp.FromDatetime(value)
-    return timestamp
+    """As Timestamp.FromDatetime (a naive value is UTC), in exact integer
+    arithmetic and a third of its time: reads build several per story."""
+    since = (value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)) - _EPOCH
+    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def segment_to_proto(segment: Segment) -> stories_pb2.Segment:
@@ -164,12 +165,12 @@ def segment_to_proto(segment: Segment) -> stories_pb2.Segment:
 
 
 def _segment_row_to_proto(row: Row) -> stories_pb2.Segment:
-    """A segment of repository.read_story_rows (its columns as in Segment)."""
+    """A segment of repository.STORY_WITH_SEGMENTS (its columns as in Segment)."""
     return stories_pb2.Segment(
         id=str(row.segment_id),
         position=row.position,
         text=row.text,
-        kind=_SEGMENT_KIND[SegmentKind(row.kind)],
+        kind=_SEGMENT_KIND[row.kind],  # a str: SegmentKind members hash as their values
         created_at=_timestamp(row.segment_created_at),
         provider=row.provider,
         model=row.model,
