@@ -14,9 +14,20 @@ from fabula_users.accounts.service import UsersService
 from fabula_users.accounts.servicer import UsersServicer
 from fabula_users.accounts.tasks import ExpiredRecordsPurger
 from fabula_users.database import outbox
+from fabula_users.identities.providers import IdentityProviders
+from fabula_users.identities.service import IdentitiesService
+from fabula_users.identities.servicer import IdentitiesServicer
 from fabula_users.settings import Settings
 
 SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
+
+
+class Servicer(UsersServicer, IdentitiesServicer):
+    """UsersService: each domain package implements its own methods."""
+
+    def __init__(self, db: Database, service: UsersService, identities: IdentitiesService) -> None:
+        UsersServicer.__init__(self, db, service)
+        IdentitiesServicer.__init__(self, db, identities)
 
 
 def create_app(settings: Settings) -> GrpcApp:
@@ -25,15 +36,20 @@ def create_app(settings: Settings) -> GrpcApp:
     bus = EventBus(settings, name="users")
     passwords = PasswordHashing(settings)
     service = UsersService(settings, passwords)
+    providers = IdentityProviders(settings)
+    identities = IdentitiesService(settings, providers, service)
 
     app.add_servicer(
-        users_pb2_grpc.add_UsersServiceServicer_to_server, UsersServicer(db, service), SERVICE_NAME
+        users_pb2_grpc.add_UsersServiceServicer_to_server,
+        Servicer(db, service, identities),
+        SERVICE_NAME,
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "users", settings))
     app.add_worker(ExpiredRecordsPurger(db, service, settings.refresh_token_purge_interval_seconds))
     # Workers have stopped (the relay flushed) before these run.
     app.on_shutdown(bus.close)
     app.on_shutdown(passwords.close)
+    app.on_shutdown(providers.close)
     app.on_shutdown(db.dispose)
     # Health: NOT_SERVING while the database is down; NATS down is reported
     # only (events wait in the outbox or the stream).

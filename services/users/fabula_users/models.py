@@ -6,5 +6,14 @@ from __future__ import annotations
 
 from fabula_users.accounts.models import RefreshToken, RegistrationKey, User
 from fabula_users.database import Base, outbox
+from fabula_users.identities.models import Identity, PendingSignIn
 
-__all__ = ["Base", "RefreshToken", "RegistrationKey", "User", "outbox"]
+__all__ = [
+    "Base",
+    "Identity",
+    "PendingSignIn",
+    "RefreshToken",
+    "RegistrationKey",
+    "User",
+    "outbox",
+]

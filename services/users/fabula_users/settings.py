@@ -8,6 +8,8 @@ from fabula_common.settings import ServiceSettings, TokenSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from fabula_users.identities.config import ProviderConfig
+
 # argon2-cffi's defaults (RFC 9106, low-memory profile).
 DEFAULT_ARGON2_TIME_COST = 3
 DEFAULT_ARGON2_MEMORY_COST_KIB = 65536
@@ -42,3 +44,16 @@ class Settings(ServiceSettings, TokenSettings):
     # same new refresh token (two tabs, or a retry after a lost answer) instead
     # of being taken for a stolen copy, which revokes its family. 0 disables.
     refresh_reuse_grace_seconds: float = Field(10.0, ge=0)
+
+    # Identity providers for sign-in (identities.providers.ProviderConfig),
+    # a JSON object by name: {"google": {"issuer": ..., "client_id": ...,
+    # "client_secret": ...}, "github": {"authorize_url": ..., ...}}.
+    oidc_providers: dict[str, ProviderConfig] = Field(
+        default_factory=dict, validation_alias="USERS_OIDC_PROVIDERS_JSON"
+    )
+    # Deadline of each call to a provider (discovery, JWKS, token, userinfo).
+    oidc_timeout_seconds: float = Field(5.0, gt=0)
+    # How long a discovery document and JWKS are reused before being fetched again.
+    oidc_metadata_ttl_seconds: float = Field(3600.0, ge=0)
+    # How long a started sign-in (its state) may take to come back.
+    oidc_state_ttl_seconds: int = Field(600, ge=30)

@@ -179,7 +179,9 @@ class UsersService:
     async def verify_repeated_registration(self, user: User, registration: Registration) -> None:
         """The password must be the one the account was registered with: a
         retry is answered with tokens, so it must prove what a login does."""
-        if not await self.passwords.verify(user.password_hash, registration.password):
+        if user.password_hash is None or not await self.passwords.verify(
+            user.password_hash, registration.password
+        ):
             raise _idempotency_key_reused()
 
     async def hash_password(self, registration: Registration) -> str:
@@ -214,6 +216,13 @@ class UsersService:
                 # A concurrent registration of another email took the key
                 # first; this one is rolled back.
                 raise _idempotency_key_reused()
+        await self.announce_registration(session, user)
+        issued, _ = await self._issue(session, user, family_id=uuid.uuid4())
+        return issued
+
+    async def announce_registration(self, session: AsyncSession, user: User) -> None:
+        """UserRegistered, in the transaction that created the account (also
+        one created by signing in with an identity provider)."""
         await enqueue(
             session,
             outbox,
@@ -225,8 +234,6 @@ class UsersService:
                 occurred_at=user.created_at,
             ),
         )
-        issued, _ = await self._issue(session, user, family_id=uuid.uuid4())
-        return issued
 
     # Logging in takes three steps so that no database connection is held
     # while argon2 works (tens to hundreds of milliseconds, by design):
@@ -241,7 +248,9 @@ class UsersService:
     async def verify_login(self, user: User | None, password: str) -> str | None:
         """Raise Unauthenticated unless `password` is the user's; return a new
         hash when the stored one was made with other argon2 parameters."""
-        if user is None or len(password) > PASSWORD_MAX_LENGTH:
+        # An account without a password (made through an identity provider)
+        # fails like an unknown email.
+        if user is None or user.password_hash is None or len(password) > PASSWORD_MAX_LENGTH:
             # Same work as a real check, so the answer's timing is the same too.
             await self.passwords.verify_dummy(password[:PASSWORD_MAX_LENGTH])
             raise _invalid_credentials()
