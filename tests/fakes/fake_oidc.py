@@ -33,7 +33,7 @@ import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from joserfc import jwt
@@ -110,7 +110,7 @@ class FakeOidc:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> FakeOidc:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -172,7 +172,9 @@ class FakeOidc:
             .rstrip(b"=")
             .decode()
         )
-        if grant["method"] != "S256" or not hmac.compare_digest(challenge, grant["challenge"] or ""):
+        if grant["method"] != "S256" or not hmac.compare_digest(
+            challenge, grant["challenge"] or ""
+        ):
             return 400, {"error": "invalid_grant", "error_description": "PKCE verification failed"}
         access_token = secrets.token_urlsafe(24)
         with self._lock:
@@ -221,8 +223,12 @@ class FakeOidc:
         if status != 200:
             return status, user
         # GitHub's /user: a numeric id, and an email it does not vouch for.
-        return 200, {"id": int(hashlib.sha256(user["sub"].encode()).hexdigest()[:8], 16),
-                     "login": user["sub"], "name": user.get("name"), "email": user.get("email")}
+        return 200, {
+            "id": int(hashlib.sha256(user["sub"].encode()).hexdigest()[:8], 16),
+            "login": user["sub"],
+            "name": user.get("name"),
+            "email": user.get("email"),
+        }
 
     def github_emails(self, authorization: str | None) -> tuple[int, Any]:
         status, user = self.userinfo(authorization)
@@ -254,7 +260,7 @@ class FakeOidc:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 authorization = self.headers.get("Authorization")
@@ -275,7 +281,7 @@ class FakeOidc:
                     case _:
                         self._send(404, {"error": "not_found"})
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 if urlsplit(self.path).path == "/token":

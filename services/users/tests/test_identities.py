@@ -67,9 +67,11 @@ async def users(test_database, test_stream, provider):
         oidc_providers={"fake": provider.provider_config(), "github": provider.github_config()},
         oidc_timeout_seconds=3.0,
     )
-    async with running_app(create_app(settings)) as address:
-        async with grpc.aio.insecure_channel(address) as channel:
-            yield users_pb2_grpc.UsersServiceStub(channel)
+    async with (
+        running_app(create_app(settings)) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        yield users_pb2_grpc.UsersServiceStub(channel)
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +344,9 @@ async def test_someone_elses_identity_is_not_found(users, provider):
     owner = await sign_in(users)
     (identity,) = await identities_of(users, owner.user.id)
     provider.user = person()
-    other = await users.Register(users_pb2.RegisterRequest(email=provider.user["email"], password=PASSWORD))
+    other = await users.Register(
+        users_pb2.RegisterRequest(email=provider.user["email"], password=PASSWORD)
+    )
 
     err = await rpc_error(
         users.UnlinkIdentity(

@@ -32,7 +32,9 @@ class ProviderConfig(BaseModel):
 
     @model_validator(mode="after")
     def _oidc_or_endpoints(self) -> ProviderConfig:
-        if self.issuer is None and not (self.authorize_url and self.token_url and self.userinfo_url):
+        if self.issuer is None and not (
+            self.authorize_url and self.token_url and self.userinfo_url
+        ):
             raise ValueError(
                 "an identity provider needs an issuer (OpenID Connect) or authorize_url, "
                 "token_url and userinfo_url (plain OAuth 2)"

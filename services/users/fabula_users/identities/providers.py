@@ -34,7 +34,16 @@ log = logging.getLogger(__name__)
 # Asymmetric only: a token signed with the client secret (HS*) or unsigned
 # ("none") is never accepted.
 SIGNING_ALGORITHMS = (
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
 )
 # Clock difference tolerated between the provider and us.
 CLOCK_LEEWAY_SECONDS = 60
@@ -88,7 +97,11 @@ class IdentityProviders:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             cached = self._cache.get(key)
-            if cached is not None and not refresh and time.monotonic() - cached[0] < self.metadata_ttl:
+            if (
+                cached is not None
+                and not refresh
+                and time.monotonic() - cached[0] < self.metadata_ttl
+            ):
                 return cached[1]
             value = await fetch()
             self._cache[key] = (time.monotonic(), value)
@@ -247,7 +260,11 @@ class IdentityProviders:
         claims = decoded.claims
         # OpenID Connect Core 3.1.3.7: with other audiences, we must be the authorized party.
         audience = claims["aud"]
-        if isinstance(audience, list) and len(audience) > 1 and claims.get("azp") != config.client_id:
+        if (
+            isinstance(audience, list)
+            and len(audience) > 1
+            and claims.get("azp") != config.client_id
+        ):
             raise InvalidIdToken("the identity provider's ID token did not verify")
         return claims
 
@@ -269,7 +286,8 @@ class IdentityProviders:
             addresses = await self._get_json(name, config.emails_url, headers=headers)
             primary = [
                 entry
-                for entry in addresses if isinstance(addresses, list)
+                for entry in addresses
+                if isinstance(addresses, list)
                 if isinstance(entry, dict) and entry.get("primary")
             ]
             if primary:

@@ -61,15 +61,20 @@ async def add_identity(
 
 async def list_identities(session: AsyncSession, user_id: uuid.UUID) -> list[Identity]:
     result = await session.scalars(
-        select(Identity).where(Identity.user_id == user_id).order_by(Identity.created_at, Identity.id)
+        select(Identity)
+        .where(Identity.user_id == user_id)
+        .order_by(Identity.created_at, Identity.id)
     )
     return list(result)
 
 
 async def count_identities(session: AsyncSession, user_id: uuid.UUID) -> int:
-    return await session.scalar(
-        select(func.count()).select_from(Identity).where(Identity.user_id == user_id)
-    ) or 0
+    return (
+        await session.scalar(
+            select(func.count()).select_from(Identity).where(Identity.user_id == user_id)
+        )
+        or 0
+    )
 
 
 async def delete_identity(session: AsyncSession, identity: Identity) -> None:
