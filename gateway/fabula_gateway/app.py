@@ -15,6 +15,7 @@ from fabula_gateway.billing import routes as billing
 from fabula_gateway.clients import ServiceClients
 from fabula_gateway.handlers import install_exception_handlers
 from fabula_gateway.health import routes as health
+from fabula_gateway.identities import routes as identities
 from fabula_gateway.metrics import serve_metrics
 from fabula_gateway.middleware import (
     BodyLimitMiddleware,
@@ -66,7 +67,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Set by the server (server.py) when open event streams must end: shutdown.
     app.state.streams_must_end = asyncio.Event()
 
-    for module in (users, stories, billing, health):
+    for module in (users, identities, stories, billing, health):
         app.include_router(module.router)
 
     install_exception_handlers(app)

@@ -42,6 +42,9 @@ class GatewaySettings(TokenSettings):
     # Trust X-Forwarded-For/-Proto only behind a proxy that sets them.
     proxy_headers: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
+    # The API's public base URL (e.g. https://api.example.com), for the
+    # identity-provider callback it registers; empty: taken from the request.
+    public_url: str = ""
 
     @field_validator("cors_origins", mode="before")
     @classmethod

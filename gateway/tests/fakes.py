@@ -174,6 +174,41 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
             id=request.user_id, email="ada@example.com", created_at=timestamp(CREATED_AT)
         )
 
+    async def ListIdentityProviders(self, request, context):
+        await self.recorder.receive("ListIdentityProviders", request, context)
+        return users_pb2.ListIdentityProvidersResponse(
+            providers=[users_pb2.IdentityProvider(name="google", display_name="Google")]
+        )
+
+    async def StartIdentitySignIn(self, request, context):
+        await self.recorder.receive("StartIdentitySignIn", request, context)
+        return users_pb2.StartIdentitySignInResponse(
+            authorization_url=f"https://idp.example/{request.provider}/authorize?state=state-1",
+            state="state-1",
+        )
+
+    async def CompleteIdentitySignIn(self, request, context):
+        await self.recorder.receive("CompleteIdentitySignIn", request, context)
+        return self._tokens("ada@example.com", "Ada")
+
+    async def ListIdentities(self, request, context):
+        await self.recorder.receive("ListIdentities", request, context)
+        return users_pb2.ListIdentitiesResponse(
+            identities=[
+                users_pb2.Identity(
+                    id="0b6f3c1e-8d2a-4f5b-9c7e-1a2b3c4d5e6f",
+                    provider="google",
+                    subject="110248495921238986420",
+                    email="ada@example.com",
+                    created_at=timestamp(CREATED_AT),
+                )
+            ]
+        )
+
+    async def UnlinkIdentity(self, request, context):
+        await self.recorder.receive("UnlinkIdentity", request, context)
+        return users_pb2.UnlinkIdentityResponse()
+
 
 class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
     """Stories shaped from the request: any id exists, as the caller's."""

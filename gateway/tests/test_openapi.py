@@ -12,6 +12,11 @@ OPERATIONS = {
     ("POST", "/v1/auth/login"): "login",
     ("POST", "/v1/auth/refresh"): "refresh_tokens",
     ("GET", "/v1/me"): "get_current_user",
+    ("GET", "/v1/auth/providers"): "list_identity_providers",
+    ("GET", "/v1/auth/oidc/{provider}/start"): "start_identity_sign_in",
+    ("GET", "/v1/auth/oidc/{provider}/callback"): "complete_identity_sign_in",
+    ("GET", "/v1/me/identities"): "list_identities",
+    ("DELETE", "/v1/me/identities/{identity_id}"): "unlink_identity",
     ("POST", "/v1/stories"): "create_story",
     ("GET", "/v1/stories"): "list_stories",
     ("GET", "/v1/stories/{story_id}"): "get_story",
@@ -72,6 +77,11 @@ def test_generated_by_explains_the_offline_generator(schema):
 
 def test_protected_routes_declare_bearer_auth(schema):
     public = {"/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/healthz", "/readyz"}
+    public |= {
+        "/v1/auth/providers",
+        "/v1/auth/oidc/{provider}/start",
+        "/v1/auth/oidc/{provider}/callback",
+    }
     for method, path, operation in operations(schema):
         assert bool(operation.get("security")) == (path not in public), (method, path)
 
