@@ -283,6 +283,7 @@ def expected_edges(overlay: str) -> set[tuple[str, str, int, str]]:
         edges |= {(caller, callee, SERVICE_PORTS[callee], "TCP") for callee in callees}
     edges |= {("monitoring", c, METRICS_PORT, "TCP") for c in (*SERVICES, "gateway")}
     edges.add(("generation", "external", 443, "TCP"))  # the model provider
+    edges.add(("users", "external", 443, "TCP"))  # identity providers
     if overlay == "dev":
         database, nats, extra = "postgres", "nats", {"postgres", "nats", "bootstrap"}
         edges.add(("bootstrap", "postgres", 5432, "TCP"))
