@@ -5,6 +5,16 @@ its models' import below."""
 from __future__ import annotations
 
 from fabula_users.accounts.models import RefreshToken, RegistrationKey, User
+from fabula_users.admin.models import AuditEntry
+from fabula_users.api_keys.models import ApiKey
 from fabula_users.database import Base, outbox
 
-__all__ = ["Base", "RefreshToken", "RegistrationKey", "User", "outbox"]
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "RefreshToken",
+    "RegistrationKey",
+    "User",
+    "outbox",
+]

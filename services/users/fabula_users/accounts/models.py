@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -13,8 +14,10 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Uuid,
+    false,
     func,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,6 +45,10 @@ class User(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # Administration (migration 0004_keys_admin): a deactivated account cannot
+    # sign in and its tokens and API keys stop working.
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    is_superuser: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class RefreshToken(Base):
