@@ -18,7 +18,12 @@ from fabula_users.accounts.service import (
 
 def user_to_proto(user: User) -> users_pb2.User:
     return users_pb2.User(
-        id=str(user.id), email=user.email, full_name=user.full_name, created_at=user.created_at
+        id=str(user.id),
+        email=user.email,
+        full_name=user.full_name,
+        created_at=user.created_at,
+        is_active=user.is_active,
+        is_superuser=user.is_superuser,
     )
 
 
