@@ -13,10 +13,21 @@ from fabula_users.accounts.passwords import PasswordHashing
 from fabula_users.accounts.service import UsersService
 from fabula_users.accounts.servicer import UsersServicer
 from fabula_users.accounts.tasks import ExpiredRecordsPurger
+from fabula_users.admin.servicer import AdminServicer
+from fabula_users.api_keys.servicer import ApiKeysServicer
 from fabula_users.database import outbox
 from fabula_users.settings import Settings
 
 SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
+
+
+class Servicer(UsersServicer, ApiKeysServicer, AdminServicer):
+    """UsersService: each domain package serves its own methods."""
+
+    def __init__(self, db: Database, service: UsersService) -> None:
+        UsersServicer.__init__(self, db, service)
+        ApiKeysServicer.__init__(self, db)
+        AdminServicer.__init__(self, db)
 
 
 def create_app(settings: Settings) -> GrpcApp:
@@ -27,7 +38,7 @@ def create_app(settings: Settings) -> GrpcApp:
     service = UsersService(settings, passwords)
 
     app.add_servicer(
-        users_pb2_grpc.add_UsersServiceServicer_to_server, UsersServicer(db, service), SERVICE_NAME
+        users_pb2_grpc.add_UsersServiceServicer_to_server, Servicer(db, service), SERVICE_NAME
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "users", settings))
     app.add_worker(ExpiredRecordsPurger(db, service, settings.refresh_token_purge_interval_seconds))

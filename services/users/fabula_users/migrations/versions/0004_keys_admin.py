@@ -47,7 +47,10 @@ def upgrade() -> None:
         sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["user_id"], [f"{SCHEMA}.users.id"], name="fk_api_keys_user_id_users", ondelete="CASCADE"
+            ["user_id"],
+            [f"{SCHEMA}.users.id"],
+            name="fk_api_keys_user_id_users",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
         sa.UniqueConstraint("prefix", name="uq_api_keys_prefix"),
