@@ -11,6 +11,8 @@ from fabula_common.tracing import flush_tracing, tracing_provider
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from fabula_gateway.admin import routes as admin
+from fabula_gateway.api_keys import routes as api_keys
 from fabula_gateway.billing import routes as billing
 from fabula_gateway.clients import ServiceClients
 from fabula_gateway.handlers import install_exception_handlers
@@ -30,6 +32,7 @@ from fabula_gateway.openapi import (
     install_openapi,
     require_operation_id,
 )
+from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.settings import GatewaySettings
 from fabula_gateway.stories import routes as stories
 from fabula_gateway.users import routes as users
@@ -64,10 +67,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         generate_unique_id_function=require_operation_id,
     )
     app.state.settings = settings
+    app.state.principals = PrincipalCache(
+        ttl_seconds=settings.auth_cache_ttl_seconds,
+        max_entries=settings.auth_cache_max_entries,
+    )
     # Set by the server (server.py) when open event streams must end: shutdown.
     app.state.streams_must_end = asyncio.Event()
 
-    for module in (users, identities, stories, billing, health):
+    for module in (users, identities, api_keys, admin, stories, billing, health):
         app.include_router(module.router)
 
     install_exception_handlers(app)

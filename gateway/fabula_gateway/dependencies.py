@@ -1,5 +1,5 @@
 """Every FastAPI dependency of the routes, in one place: the backend clients,
-the authenticated user, path ids and the JSON body check."""
+the authenticated user (and its scopes), path ids and the JSON body check."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fabula_gateway.clients import ServiceClients
-from fabula_gateway.problems import NOT_FOUND, UNSUPPORTED_MEDIA_TYPE, ProblemError, unauthenticated
+from fabula_gateway.principals import API_KEY_PREFIX, Principal, PrincipalCache, Refused
+from fabula_gateway.problems import (
+    FORBIDDEN,
+    NOT_FOUND,
+    UNSUPPORTED_MEDIA_TYPE,
+    ProblemError,
+    insufficient_scope,
+    unauthenticated,
+)
 
 
 async def get_clients(request: Request) -> ServiceClients:
@@ -23,36 +31,79 @@ async def get_clients(request: Request) -> ServiceClients:
 
 Clients = Annotated[ServiceClients, Depends(get_clients)]
 
-# --- Authentication: access tokens are verified here, without a network call.
+# --- Authentication: an access token is verified here, without a network call;
+# whether its account (or an API key) may still act is users' answer to
+# Authenticate, cached briefly (principals.py).
 
 # auto_error=False: the 401 is ours (problem+json with a proper challenge).
 bearer_scheme = HTTPBearer(
     scheme_name="bearerAuth",
-    bearerFormat="JWT",
-    description="The `access_token` from /v1/auth/register, /login or /refresh.",
+    bearerFormat="JWT or API key",
+    description="The `access_token` from /v1/auth/register, /login or /refresh, or an API "
+    "key (`fab_...`) from /v1/me/api-keys.",
     auto_error=False,
 )
 
 
-async def current_user_id(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> str:
-    """Id of the user the request's access token was issued to."""
+    clients: Clients,
+) -> Principal:
+    """Who the request acts for, within its credential's scopes: a read-only
+    API key gets 403 on anything but GET and HEAD."""
     if credentials is None:
         if "authorization" in request.headers:
             raise unauthenticated(
-                "The Authorization header must be 'Bearer <access token>'.", invalid_token=True
+                "The Authorization header must be 'Bearer <access token or API key>'.",
+                invalid_token=True,
             )
         raise unauthenticated("A bearer access token is required.", invalid_token=False)
-    try:
-        claims = verify_access_token(request.app.state.settings, credentials.credentials)
-    except Unauthenticated as exc:
-        raise unauthenticated(exc.message, invalid_token=True) from None
-    return claims.user_id
+    principals: PrincipalCache = request.app.state.principals
+    credential = credentials.credentials
+    if credential.startswith(API_KEY_PREFIX):
+        answer = await principals.for_api_key(clients.users, credential)
+    else:
+        try:
+            claims = verify_access_token(request.app.state.settings, credential)
+        except Unauthenticated as exc:
+            raise unauthenticated(exc.message, invalid_token=True) from None
+        answer = await principals.for_user(clients.users, claims.user_id)
+    if isinstance(answer, Refused):
+        raise unauthenticated(answer.detail, invalid_token=True)
+    if not answer.may(request.method):
+        raise insufficient_scope("write")
+    return answer
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_user_id(principal: CurrentPrincipal) -> str:
+    """Id of the user the request acts for."""
+    return principal.user_id
 
 
 CurrentUserId = Annotated[str, Depends(current_user_id)]
+
+
+async def _signed_in_user_id(principal: CurrentPrincipal) -> str:
+    # A leaked key must not be able to mint more keys.
+    if principal.api_key_id:
+        raise ProblemError(FORBIDDEN, "API keys are managed with an access token, not a key.")
+    return principal.user_id
+
+
+SignedInUserId = Annotated[str, Depends(_signed_in_user_id)]
+
+
+async def _superuser(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_superuser:
+        raise ProblemError(FORBIDDEN, "Only administrators may do this.")
+    return principal
+
+
+CurrentSuperuser = Annotated[Principal, Depends(_superuser)]
 
 # --- Path parameters and bodies
 

@@ -19,6 +19,9 @@ Write stories with a model, one segment at a time.
 **Authentication.** Register or log in to get an `access_token` (short-lived)
 and a `refresh_token` (single use). Send `Authorization: Bearer <access_token>`;
 when it expires, exchange the refresh token at `/v1/auth/refresh`.
+Scripts can use an API key (`/v1/me/api-keys`) the same way:
+`Authorization: Bearer fab_...`; a read-only key may only GET (else 403,
+type `insufficient-scope`).
 
 **Who wrote the text.** Every segment carries `generated_by: {provider, model,
 is_language_model}`. The built-in `offline` provider (used when no model
@@ -41,14 +44,18 @@ a sane one).
 
 TAGS = [
     {"name": "auth", "description": "Accounts and tokens."},
+    {"name": "api-keys", "description": "Keys for scripts, instead of signing in."},
     {"name": "stories", "description": "Stories and their segments."},
     {"name": "usage", "description": "The plan and what this period has used of it."},
+    {"name": "admin", "description": "Administration of accounts (superusers only)."},
     {"name": "health", "description": "Probes for orchestrators and load balancers."},
 ]
 
 _DESCRIPTIONS = {
     401: "Missing, malformed, expired or tampered access token.",
     402: "The plan's quota for this period is used up.",
+    403: "Not allowed: an API key without the scope (type `insufficient-scope`), or not "
+    "an administrator (type `forbidden`).",
     404: "No such resource (or it belongs to someone else).",
     409: "The resource's state forbids this.",
     413: "The request body is too large.",

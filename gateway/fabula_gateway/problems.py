@@ -57,6 +57,13 @@ BAD_REQUEST = ProblemType("bad-request", "Bad request", 400, "The request could 
 UNAUTHENTICATED = ProblemType(
     "unauthenticated", "Authentication required", 401, "A valid bearer token is required."
 )
+FORBIDDEN = ProblemType("forbidden", "Forbidden", 403, "This account may not do this.")
+INSUFFICIENT_SCOPE = ProblemType(
+    "insufficient-scope",
+    "Insufficient scope",
+    403,
+    "The API key's scopes do not allow this request.",
+)
 QUOTA_EXCEEDED = ProblemType(
     "quota-exceeded", "Quota exceeded", 402, "The plan's quota for this period is used up."
 )
@@ -281,6 +288,16 @@ def unauthenticated(detail: str, *, invalid_token: bool) -> ProblemError:
         description = detail.replace('"', "'").replace("\\", "/")
         challenge += f', error="invalid_token", error_description="{description}"'
     return ProblemError(UNAUTHENTICATED, detail, headers={"WWW-Authenticate": challenge})
+
+
+def insufficient_scope(scope: str) -> ProblemError:
+    """403 with the challenge RFC 6750 asks for when a token lacks a scope."""
+    challenge = f'{WWW_AUTHENTICATE}, error="insufficient_scope", scope="{scope}"'
+    return ProblemError(
+        INSUFFICIENT_SCOPE,
+        f"This API key lacks the '{scope}' scope; only reading (GET) is allowed with it.",
+        headers={"WWW-Authenticate": challenge},
+    )
 
 
 def retry_after(seconds: float | None) -> dict[str, str]:

@@ -208,6 +208,89 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
     async def UnlinkIdentity(self, request, context):
         await self.recorder.receive("UnlinkIdentity", request, context)
         return users_pb2.UnlinkIdentityResponse()
+    # --- API keys, Authenticate and administration (U3) ---------------------------
+    # Every access token's account is active; API keys are those in
+    # `api_keys` (key -> Principal); superusers are those in `superusers`.
+
+    async def Authenticate(self, request, context):
+        await self.recorder.receive("Authenticate", request, context)
+        if request.WhichOneof("credential") == "api_key":
+            principal = getattr(self, "api_keys", {}).get(request.api_key)
+            if principal is None:
+                await abort_with(
+                    context, grpc.StatusCode.UNAUTHENTICATED, "invalid, revoked or expired API key"
+                )
+            return principal
+        return users_pb2.Principal(
+            user_id=request.user_id,
+            is_superuser=request.user_id in getattr(self, "superusers", set()),
+        )
+
+    def _api_key(self) -> users_pb2.ApiKey:
+        return users_pb2.ApiKey(
+            id="0b7f3c1e-8a52-4d0e-9f61-2c4b5a6d7e8f",
+            name="nightly export",
+            scopes=["read"],
+            prefix="fab_3f9c0e6a5b3d",
+            created_at=timestamp(CREATED_AT),
+        )
+
+    async def CreateApiKey(self, request, context):
+        await self.recorder.receive("CreateApiKey", request, context)
+        api_key = self._api_key()
+        api_key.name, api_key.scopes[:] = request.name, request.scopes
+        if request.HasField("expires_at"):
+            api_key.expires_at.CopyFrom(request.expires_at)
+        return users_pb2.CreatedApiKey(api_key=api_key, key="fab_3f9c0e6a5b3d_secret")
+
+    async def ListApiKeys(self, request, context):
+        await self.recorder.receive("ListApiKeys", request, context)
+        return users_pb2.ListApiKeysResponse(api_keys=[self._api_key()])
+
+    async def RevokeApiKey(self, request, context):
+        await self.recorder.receive("RevokeApiKey", request, context)
+        return users_pb2.RevokeApiKeyResponse()
+
+    def _admin_user(self, user_id: str, **fields) -> users_pb2.User:
+        return users_pb2.User(
+            id=user_id, email="ada@example.com", created_at=timestamp(CREATED_AT), **fields
+        )
+
+    async def AdminListUsers(self, request, context):
+        await self.recorder.receive("AdminListUsers", request, context)
+        return users_pb2.AdminListUsersResponse(
+            users=[self._admin_user(self.user_id, is_active=True)], next_cursor="next-page"
+        )
+
+    async def AdminSetActive(self, request, context):
+        await self.recorder.receive("AdminSetActive", request, context)
+        return self._admin_user(request.user_id, is_active=request.active)
+
+    async def AdminSetSuperuser(self, request, context):
+        await self.recorder.receive("AdminSetSuperuser", request, context)
+        return self._admin_user(request.user_id, is_active=True, is_superuser=request.superuser)
+
+    async def AdminRecordAction(self, request, context):
+        await self.recorder.receive("AdminRecordAction", request, context)
+        return users_pb2.AuditEntry(
+            id=str(uuid.uuid4()),
+            actor_id=request.actor_id,
+            action=request.action,
+            target_user_id=request.target_user_id,
+            details=request.details,
+            created_at=timestamp(CREATED_AT),
+        )
+
+    async def AdminListAudit(self, request, context):
+        await self.recorder.receive("AdminListAudit", request, context)
+        entry = users_pb2.AuditEntry(
+            id=str(uuid.uuid4()),
+            action="superuser.granted",
+            target_user_id=request.actor_id,
+            details={"via": "command"},
+            created_at=timestamp(CREATED_AT),
+        )
+        return users_pb2.AdminListAuditResponse(entries=[entry])
 
 
 class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
@@ -313,6 +396,15 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
             summary.generations_limit = 5
             summary.cost_limit.CopyFrom(Money(currency_code="USD", units=10))
         return summary
+
+    async def SetPlan(self, request, context):
+        await self.recorder.receive("SetPlan", request, context)
+        return billing_pb2.UsageSummary(
+            plan=request.plan,
+            period_start=timestamp(self.PERIOD_START),
+            period_end=timestamp(self.PERIOD_END),
+            cost_used=Money(currency_code="USD"),
+        )
 
 
 @dataclass

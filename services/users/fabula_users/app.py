@@ -13,6 +13,8 @@ from fabula_users.accounts.passwords import PasswordHashing
 from fabula_users.accounts.service import UsersService
 from fabula_users.accounts.servicer import UsersServicer
 from fabula_users.accounts.tasks import ExpiredRecordsPurger
+from fabula_users.admin.servicer import AdminServicer
+from fabula_users.api_keys.servicer import ApiKeysServicer
 from fabula_users.database import outbox
 from fabula_users.identities.providers import IdentityProviders
 from fabula_users.identities.service import IdentitiesService
@@ -22,12 +24,14 @@ from fabula_users.settings import Settings
 SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
 
 
-class Servicer(UsersServicer, IdentitiesServicer):
+class Servicer(UsersServicer, IdentitiesServicer, ApiKeysServicer, AdminServicer):
     """UsersService: each domain package implements its own methods."""
 
     def __init__(self, db: Database, service: UsersService, identities: IdentitiesService) -> None:
         UsersServicer.__init__(self, db, service)
         IdentitiesServicer.__init__(self, db, identities)
+        ApiKeysServicer.__init__(self, db)
+        AdminServicer.__init__(self, db)
 
 
 def create_app(settings: Settings) -> GrpcApp:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     false,
     func,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -47,6 +48,10 @@ class User(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # Administration (migration 0004_keys_admin): a deactivated account cannot
+    # sign in and its tokens and API keys stop working.
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    is_superuser: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class RefreshToken(Base):

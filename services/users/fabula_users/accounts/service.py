@@ -130,6 +130,10 @@ def _invalid_credentials() -> Unauthenticated:
     return Unauthenticated(INVALID_CREDENTIALS, reason="invalid-credentials")
 
 
+def account_deactivated() -> Unauthenticated:
+    return Unauthenticated("this account has been deactivated", reason="account-deactivated")
+
+
 class UsersService:
     def __init__(self, settings: Settings, passwords: PasswordHashing) -> None:
         self.settings = settings
@@ -183,6 +187,8 @@ class UsersService:
             user.password_hash, registration.password
         ):
             raise _idempotency_key_reused()
+        if not user.is_active:
+            raise account_deactivated()
 
     async def hash_password(self, registration: Registration) -> str:
         return await self.passwords.hash(registration.password)
@@ -256,6 +262,9 @@ class UsersService:
             raise _invalid_credentials()
         if not await self.passwords.verify(user.password_hash, password):
             raise _invalid_credentials()
+        # Told only to whoever knows the password.
+        if not user.is_active:
+            raise account_deactivated()
         if self.passwords.needs_rehash(user.password_hash):
             try:
                 return await self.passwords.hash(password)
@@ -301,6 +310,8 @@ class UsersService:
         user = await repository.get_user(session, stored.user_id)
         if user is None:  # the foreign key cascades, so only a race with a deletion
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
+        if not user.is_active:
+            raise account_deactivated()
         issued, replacement = await self._issue(session, user, family_id=stored.family_id)
         grace = self.settings.refresh_reuse_grace_seconds
         sealed, window_ends = None, None
@@ -330,6 +341,8 @@ class UsersService:
                 user = await repository.get_user(session, row.user_id)
                 if user is None:
                     raise Unauthenticated(INVALID_REFRESH_TOKEN)
+                if not user.is_active:
+                    raise account_deactivated()
                 access_token, expires_in = issue_access_token(self.settings, str(user.id))
                 log.info("refresh token of family %s presented again within grace", row.family_id)
                 return IssuedTokens(user, access_token, expires_in, token)

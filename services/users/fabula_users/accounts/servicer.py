@@ -24,6 +24,8 @@ def user_to_proto(user: User) -> users_pb2.User:
         created_at=user.created_at,
         is_verified=user.is_verified,
         has_password=user.password_hash is not None,
+        is_active=user.is_active,
+        is_superuser=user.is_superuser,
     )
 
 

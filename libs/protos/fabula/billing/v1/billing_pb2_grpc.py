@@ -50,6 +50,11 @@ class BillingServiceStub:
                 request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.FromString,
                 _registered_method=True)
+        self.SetPlan = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/SetPlan',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.SetPlanRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -80,6 +85,15 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPlan(self, request, context):
+        """Support and comp accounts: sets a user's plan by hand, recorded with who
+        and why. INVALID_ARGUMENT (UNKNOWN_PLAN) for a plan not configured. A live
+        Stripe subscription's next event sets the plan again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +110,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
             'GetUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsage,
                     request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.GetUsageRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.SerializeToString,
+            ),
+            'SetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPlan,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.SetPlanRequest.FromString,
                     response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.SerializeToString,
             ),
     }
@@ -180,6 +199,33 @@ class BillingService:
             target,
             '/fabula.billing.v1.BillingService/GetUsage',
             fabula_dot_billing_dot_v1_dot_billing__pb2.GetUsageRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/SetPlan',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.SetPlanRequest.SerializeToString,
             fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.FromString,
             options,
             channel_credentials,
