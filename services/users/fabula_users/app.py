@@ -14,6 +14,7 @@ from fabula_users.accounts.service import UsersService
 from fabula_users.accounts.servicer import UsersServicer
 from fabula_users.accounts.tasks import ExpiredRecordsPurger
 from fabula_users.database import outbox
+from fabula_users.mail.sender import MailSender
 from fabula_users.settings import Settings
 
 SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
@@ -25,11 +26,15 @@ def create_app(settings: Settings) -> GrpcApp:
     bus = EventBus(settings, name="users")
     passwords = PasswordHashing(settings)
     service = UsersService(settings, passwords)
+    mail = MailSender(db, settings)
 
     app.add_servicer(
-        users_pb2_grpc.add_UsersServiceServicer_to_server, UsersServicer(db, service), SERVICE_NAME
+        users_pb2_grpc.add_UsersServiceServicer_to_server,
+        UsersServicer(db, service, mail_queued=mail.wake),
+        SERVICE_NAME,
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "users", settings))
+    app.add_worker(mail)
     app.add_worker(ExpiredRecordsPurger(db, service, settings.refresh_token_purge_interval_seconds))
     # Workers have stopped (the relay flushed) before these run.
     app.on_shutdown(bus.close)

@@ -4,7 +4,23 @@ its models' import below."""
 
 from __future__ import annotations
 
-from fabula_users.accounts.models import RefreshToken, RegistrationKey, User
+from fabula_users.accounts.models import (
+    AccountToken,
+    LoginFailures,
+    RefreshToken,
+    RegistrationKey,
+    User,
+)
 from fabula_users.database import Base, outbox
+from fabula_users.mail.models import OutgoingMail
 
-__all__ = ["Base", "RefreshToken", "RegistrationKey", "User", "outbox"]
+__all__ = [
+    "AccountToken",
+    "Base",
+    "LoginFailures",
+    "OutgoingMail",
+    "RefreshToken",
+    "RegistrationKey",
+    "User",
+    "outbox",
+]
