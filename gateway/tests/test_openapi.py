@@ -12,6 +12,12 @@ OPERATIONS = {
     ("POST", "/v1/auth/login"): "login",
     ("POST", "/v1/auth/refresh"): "refresh_tokens",
     ("GET", "/v1/me"): "get_current_user",
+    ("PATCH", "/v1/me"): "update_current_user",
+    ("POST", "/v1/me/email"): "change_email",
+    ("POST", "/v1/auth/verify-email/request"): "request_email_verification",
+    ("POST", "/v1/auth/verify-email"): "verify_email",
+    ("POST", "/v1/auth/password-reset/request"): "request_password_reset",
+    ("POST", "/v1/auth/password-reset"): "reset_password",
     ("POST", "/v1/stories"): "create_story",
     ("GET", "/v1/stories"): "list_stories",
     ("GET", "/v1/stories/{story_id}"): "get_story",
@@ -71,7 +77,17 @@ def test_generated_by_explains_the_offline_generator(schema):
 
 
 def test_protected_routes_declare_bearer_auth(schema):
-    public = {"/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/healthz", "/readyz"}
+    public = {
+        "/v1/auth/register",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        # The emailed token is the credential.
+        "/v1/auth/verify-email",
+        "/v1/auth/password-reset/request",
+        "/v1/auth/password-reset",
+        "/healthz",
+        "/readyz",
+    }
     for method, path, operation in operations(schema):
         assert bool(operation.get("security")) == (path not in public), (method, path)
 
