@@ -136,7 +136,7 @@ class ProfileUpdate(RequestBody):
     avatar_url: AvatarUrl | None = Field(None, description="An http:// or https:// URL.")
     birthdate: dt.date | None = Field(None, description="YYYY-MM-DD, not in the future.")
     # Not nullable: an explicit null is a 422 (the default only marks "not sent").
-    locale: Literal["en", "de"] = Field(None, description="`en` or `de`.")  # type: ignore[assignment]
+    locale: Literal["en", "de"] = Field(None, description="`en` or `de`.")  # type: ignore
 
 
 class ChangeEmailRequest(RequestBody):
@@ -150,11 +150,15 @@ class ChangeEmailRequest(RequestBody):
     password: str = Field(min_length=1, max_length=128, description="The current password.")
 
 
-Token = Annotated[str, Field(min_length=1, max_length=512, description="The token from the email.")]
+Token = Annotated[
+    str, Field(min_length=1, max_length=512, description="The token from the email.")
+]
 
 
 class VerifyEmailRequest(RequestBody):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"token": "3kF9yQ0c...from-the-link"}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"token": "3kF9yQ0c...from-the-link"}]}
+    )
 
     token: Token
 

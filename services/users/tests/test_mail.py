@@ -5,25 +5,23 @@ through a real local SMTP server."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from email.message import EmailMessage
 
 import pytest
+from aiosmtpd.controller import Controller
 from fabula_common.db import Database, utcnow
-from sqlalchemy import select, update
+from fabula_common.testing import free_port
 from fabula_users.mail.models import OutgoingMail
 from fabula_users.mail.outbox import enqueue_mail
 from fabula_users.mail.sender import MailSender
 from fabula_users.settings import Settings
+from sqlalchemy import select, update
 
-from .test_accounts import Inbox, new_email  # noqa: F401 - shared helpers
+from .test_accounts import Inbox, new_email
 
 
 @pytest.fixture(scope="module")
 def smtp():
-    from aiosmtpd.controller import Controller
-    from fabula_common.testing import free_port
-
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
