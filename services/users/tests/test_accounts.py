@@ -195,6 +195,10 @@ async def test_password_reset_sets_the_password_and_ends_every_session(users, in
     await users.RequestPasswordReset(users_pb2.RequestPasswordResetRequest(email=email.upper()))
     message = await inbox.wait_for(email, 2)  # after the verification email
     assert message["Subject"] == "Reset your password"
+    # Asked again at once: no second email (nobody can flood an inbox).
+    await users.RequestPasswordReset(users_pb2.RequestPasswordResetRequest(email=email))
+    await asyncio.sleep(0.5)
+    assert len(inbox.to(email)) == 2
     token = token_in(message, "/reset-password")
     assert inbox.to(unknown) == []
 

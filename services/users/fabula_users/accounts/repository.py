@@ -111,6 +111,23 @@ async def add_account_token(
     await session.flush()
 
 
+async def account_token_issued_since(
+    session: AsyncSession, user_id: uuid.UUID, purpose: str, since: dt.datetime
+) -> bool:
+    return (
+        await session.scalar(
+            select(AccountToken.id)
+            .where(
+                AccountToken.user_id == user_id,
+                AccountToken.purpose == purpose,
+                AccountToken.created_at > since,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 async def use_account_token(
     session: AsyncSession, purpose: str, token_hash: str
 ) -> AccountToken | None:

@@ -70,6 +70,9 @@ PROFILE_FIELDS = ("full_name", "avatar_url", "birthdate", "locale")
 EARLIEST_BIRTHDATE = dt.date(1900, 1, 1)
 # No one's today is later than UTC+14's.
 LATEST_TIMEZONE = dt.timezone(dt.timedelta(hours=14))
+# Anyone may ask for a reset email for any address: at most one per account
+# this often, so the endpoint cannot flood someone's inbox.
+RESET_EMAIL_INTERVAL = dt.timedelta(seconds=60)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Rotations followed when a token replayed within its grace window was itself
 # rotated again meanwhile (each hop needs the token before it to open).
@@ -533,6 +536,11 @@ class UsersService:
         except InvalidArgument:
             return False
         if user is None:
+            return False
+        if await repository.account_token_issued_since(
+            session, user.id, RESET_PASSWORD, utcnow() - RESET_EMAIL_INTERVAL
+        ):
+            log.info("password reset for user %s asked again within a minute: not sent", user.id)
             return False
         await self._send_token(session, user, RESET_PASSWORD)
         return True
