@@ -74,7 +74,7 @@ class DirectoryTransport:
 
     def _write(self, message: EmailMessage) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S")
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S.%f")  # names sort in sending order
         message_id = message["Message-ID"].strip("<>").split("@")[0]
         path = self.directory / f"{stamp}-{message_id}.eml"
         path.write_bytes(message.as_bytes())
