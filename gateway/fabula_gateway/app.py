@@ -94,7 +94,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept", REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After", "WWW-Authenticate"],
             max_age=600,

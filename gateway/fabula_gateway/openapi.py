@@ -61,6 +61,7 @@ _DESCRIPTIONS = {
     413: "The request body is too large.",
     415: "The request body is not JSON.",
     422: "The request is not valid; `errors` lists the invalid fields.",
+    429: "Too many attempts; retry after `Retry-After` seconds.",
     500: "Unexpected error.",
     503: "A backend service is unavailable; retry after `Retry-After` seconds.",
 }

@@ -24,6 +24,7 @@ from fabula_common.errors import (
     StoryBusy,
     StoryComplete,
     TooBusy,
+    TooManyAttempts,
     UpstreamError,
     error_details,
 )
@@ -122,6 +123,12 @@ IDEMPOTENCY_KEY_REUSED = ProblemType(
 )
 RATE_LIMITED = ProblemType(
     "rate-limited", "Too many requests", 429, "Too many requests; retry later."
+)
+TOO_MANY_ATTEMPTS = ProblemType(
+    "too-many-attempts",
+    "Too many attempts",
+    429,
+    "Too many failed attempts; retry after Retry-After seconds.",
 )
 INTERNAL_ERROR = ProblemType(
     "internal-error", "Internal server error", 500, "An unexpected error occurred."
@@ -346,6 +353,11 @@ def problem_for_status(
             )
         case grpc.StatusCode.UNAUTHENTICATED:
             return unauthenticated(passed_on or UNAUTHENTICATED.default_detail, invalid_token=False)
+        case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == TooManyAttempts.reason:
+            # Failed logins of an account or address: refused until Retry-After.
+            return ProblemError(
+                TOO_MANY_ATTEMPTS, passed_on, headers=retry_after(error.retry_after)
+            )
         case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == QuotaExceeded.reason:
             return ProblemError(QUOTA_EXCEEDED, passed_on)
         case grpc.StatusCode.UNAVAILABLE if reason == TooBusy.reason:

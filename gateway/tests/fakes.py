@@ -291,6 +291,46 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
             created_at=timestamp(CREATED_AT),
         )
         return users_pb2.AdminListAuditResponse(entries=[entry])
+    # --- U1 accounts: profile, verification, password reset
+
+    def _profile(self, user_id: str, **fields) -> users_pb2.User:
+        return users_pb2.User(
+            id=user_id,
+            email="ada@example.com",
+            created_at=timestamp(CREATED_AT),
+            locale="en",
+            has_password=True,
+            **fields,
+        )
+
+    async def UpdateProfile(self, request, context):
+        await self.recorder.receive("UpdateProfile", request, context)
+        return self._profile(
+            request.user_id,
+            **{name: getattr(request, name) for name in request.fields},
+        )
+
+    async def ChangeEmail(self, request, context):
+        await self.recorder.receive("ChangeEmail", request, context)
+        user = self._profile(request.user_id)
+        user.email = request.new_email
+        return user
+
+    async def RequestEmailVerification(self, request, context):
+        await self.recorder.receive("RequestEmailVerification", request, context)
+        return users_pb2.RequestEmailVerificationResponse()
+
+    async def VerifyEmail(self, request, context):
+        await self.recorder.receive("VerifyEmail", request, context)
+        return self._profile(self.user_id, is_verified=True)
+
+    async def RequestPasswordReset(self, request, context):
+        await self.recorder.receive("RequestPasswordReset", request, context)
+        return users_pb2.RequestPasswordResetResponse()
+
+    async def ResetPassword(self, request, context):
+        await self.recorder.receive("ResetPassword", request, context)
+        return users_pb2.ResetPasswordResponse()
 
 
 class FakeStories(stories_pb2_grpc.StoriesServiceServicer):

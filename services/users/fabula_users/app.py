@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.grpc_server import GrpcApp
@@ -19,6 +21,7 @@ from fabula_users.database import outbox
 from fabula_users.identities.providers import IdentityProviders
 from fabula_users.identities.service import IdentitiesService
 from fabula_users.identities.servicer import IdentitiesServicer
+from fabula_users.mail.sender import MailSender
 from fabula_users.settings import Settings
 
 SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
@@ -27,8 +30,14 @@ SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
 class Servicer(UsersServicer, IdentitiesServicer, ApiKeysServicer, AdminServicer):
     """UsersService: each domain package implements its own methods."""
 
-    def __init__(self, db: Database, service: UsersService, identities: IdentitiesService) -> None:
-        UsersServicer.__init__(self, db, service)
+    def __init__(
+        self,
+        db: Database,
+        service: UsersService,
+        identities: IdentitiesService,
+        mail_queued: Callable[[], None],
+    ) -> None:
+        UsersServicer.__init__(self, db, service, mail_queued=mail_queued)
         IdentitiesServicer.__init__(self, db, identities)
         ApiKeysServicer.__init__(self, db)
         AdminServicer.__init__(self, db)
@@ -42,13 +51,15 @@ def create_app(settings: Settings) -> GrpcApp:
     service = UsersService(settings, passwords)
     providers = IdentityProviders(settings)
     identities = IdentitiesService(settings, providers, service)
+    mail = MailSender(db, settings)
 
     app.add_servicer(
         users_pb2_grpc.add_UsersServiceServicer_to_server,
-        Servicer(db, service, identities),
+        Servicer(db, service, identities, mail_queued=mail.wake),
         SERVICE_NAME,
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "users", settings))
+    app.add_worker(mail)
     app.add_worker(ExpiredRecordsPurger(db, service, settings.refresh_token_purge_interval_seconds))
     # Workers have stopped (the relay flushed) before these run.
     app.on_shutdown(bus.close)

@@ -1,7 +1,7 @@
 """API keys; accounts that can be deactivated and superusers; the admin audit trail.
 
 Revision ID: 0004_keys_admin
-Revises: 0003
+Revises: 0004_identities
 Create Date: 2025-02-01
 """
 
