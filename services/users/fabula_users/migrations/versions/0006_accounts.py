@@ -2,7 +2,7 @@
 single-use tokens, login failure counts and the mail outbox.
 
 Revision ID: 0004_accounts
-Revises: 0005_keys_admin
+Revises: 0004_keys_admin
 Create Date: 2026-11-30
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_accounts"
-down_revision: str | None = "0005_keys_admin"
+down_revision: str | None = "0004_keys_admin"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
