@@ -14,9 +14,19 @@ from fabula_users.accounts.service import UsersService
 from fabula_users.accounts.servicer import UsersServicer
 from fabula_users.accounts.tasks import ExpiredRecordsPurger
 from fabula_users.database import outbox
+from fabula_users.leaving.service import LeavingService
+from fabula_users.leaving.servicer import LeavingServicer
 from fabula_users.settings import Settings
 
 SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
+
+
+class Servicer(UsersServicer, LeavingServicer):
+    """UsersService: each domain package serves its own RPCs."""
+
+    def __init__(self, db: Database, service: UsersService, leaving: LeavingService) -> None:
+        UsersServicer.__init__(self, db, service)
+        LeavingServicer.__init__(self, db, leaving)
 
 
 def create_app(settings: Settings) -> GrpcApp:
@@ -26,8 +36,11 @@ def create_app(settings: Settings) -> GrpcApp:
     passwords = PasswordHashing(settings)
     service = UsersService(settings, passwords)
 
+    leaving = LeavingService(settings, passwords)
     app.add_servicer(
-        users_pb2_grpc.add_UsersServiceServicer_to_server, UsersServicer(db, service), SERVICE_NAME
+        users_pb2_grpc.add_UsersServiceServicer_to_server,
+        Servicer(db, service, leaving),
+        SERVICE_NAME,
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "users", settings))
     app.add_worker(ExpiredRecordsPurger(db, service, settings.refresh_token_purge_interval_seconds))

@@ -42,3 +42,7 @@ class Settings(ServiceSettings, TokenSettings):
     # same new refresh token (two tabs, or a retry after a lost answer) instead
     # of being taken for a stolen copy, which revokes its family. 0 disables.
     refresh_reuse_grace_seconds: float = Field(10.0, ge=0)
+
+    # Deleting the account needs no password when the caller's access token
+    # was issued this recently (a fresh sign-in).
+    fresh_sign_in_seconds: int = Field(300, ge=0)
