@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated
 
 from fabula_common.errors import Unauthenticated
-from fabula_common.tokens import verify_access_token
+from fabula_common.tokens import AccessClaims, verify_access_token
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -34,11 +34,11 @@ bearer_scheme = HTTPBearer(
 )
 
 
-async def current_user_id(
+async def current_access(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> str:
-    """Id of the user the request's access token was issued to."""
+) -> AccessClaims:
+    """The request's verified access token: its user and when it was issued."""
     if credentials is None:
         if "authorization" in request.headers:
             raise unauthenticated(
@@ -49,7 +49,15 @@ async def current_user_id(
         claims = verify_access_token(request.app.state.settings, credentials.credentials)
     except Unauthenticated as exc:
         raise unauthenticated(exc.message, invalid_token=True) from None
-    return claims.user_id
+    return claims
+
+
+CurrentAccess = Annotated[AccessClaims, Depends(current_access)]
+
+
+async def current_user_id(access: CurrentAccess) -> str:
+    """Id of the user the request's access token was issued to."""
+    return access.user_id
 
 
 CurrentUserId = Annotated[str, Depends(current_user_id)]

@@ -43,6 +43,7 @@ TAGS = [
     {"name": "auth", "description": "Accounts and tokens."},
     {"name": "stories", "description": "Stories and their segments."},
     {"name": "usage", "description": "The plan and what this period has used of it."},
+    {"name": "account", "description": "Export your data, delete your account."},
     {"name": "health", "description": "Probes for orchestrators and load balancers."},
 ]
 

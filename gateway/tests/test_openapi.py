@@ -12,6 +12,8 @@ OPERATIONS = {
     ("POST", "/v1/auth/login"): "login",
     ("POST", "/v1/auth/refresh"): "refresh_tokens",
     ("GET", "/v1/me"): "get_current_user",
+    ("GET", "/v1/me/export"): "export_account",
+    ("DELETE", "/v1/me"): "delete_account",
     ("POST", "/v1/stories"): "create_story",
     ("GET", "/v1/stories"): "list_stories",
     ("GET", "/v1/stories/{story_id}"): "get_story",
