@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from fabula_gateway.admin import routes as admin
 from fabula_gateway.api_keys import routes as api_keys
+from fabula_gateway.account import routes as account
 from fabula_gateway.billing import routes as billing
 from fabula_gateway.clients import ServiceClients
 from fabula_gateway.handlers import install_exception_handlers
@@ -74,7 +75,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Set by the server (server.py) when open event streams must end: shutdown.
     app.state.streams_must_end = asyncio.Event()
 
-    for module in (users, identities, api_keys, admin, stories, billing, health):
+    for module in (users, identities, api_keys, admin, account, stories, billing, health):
         app.include_router(module.router)
 
     install_exception_handlers(app)

@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated
 
 from fabula_common.errors import Unauthenticated
-from fabula_common.tokens import verify_access_token
+from fabula_common.tokens import AccessClaims, verify_access_token
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -68,6 +68,7 @@ async def current_principal(
             claims = verify_access_token(request.app.state.settings, credential)
         except Unauthenticated as exc:
             raise unauthenticated(exc.message, invalid_token=True) from None
+        request.state.access_claims = claims
         answer = await principals.for_user(clients.users, claims.user_id)
     if isinstance(answer, Refused):
         raise unauthenticated(answer.detail, invalid_token=True)
@@ -82,6 +83,17 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 async def current_user_id(principal: CurrentPrincipal) -> str:
     """Id of the user the request acts for."""
     return principal.user_id
+
+
+async def current_access(request: Request, principal: CurrentPrincipal) -> AccessClaims:
+    """The request's verified access token (its user and when it was issued),
+    for what only a signed-in user, not an API key, may do."""
+    if principal.api_key_id:
+        raise ProblemError(FORBIDDEN, "This needs an access token, not an API key.")
+    return request.state.access_claims
+
+
+CurrentAccess = Annotated[AccessClaims, Depends(current_access)]
 
 
 CurrentUserId = Annotated[str, Depends(current_user_id)]

@@ -48,6 +48,7 @@ TAGS = [
     {"name": "stories", "description": "Stories and their segments."},
     {"name": "usage", "description": "The plan and what this period has used of it."},
     {"name": "admin", "description": "Administration of accounts (superusers only)."},
+    {"name": "account", "description": "Export your data, delete your account."},
     {"name": "health", "description": "Probes for orchestrators and load balancers."},
 ]
 

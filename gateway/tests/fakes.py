@@ -331,6 +331,18 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
     async def ResetPassword(self, request, context):
         await self.recorder.receive("ResetPassword", request, context)
         return users_pb2.ResetPasswordResponse()
+    async def ExportUser(self, request, context):
+        await self.recorder.receive("ExportUser", request, context)
+        return users_pb2.UserExport(
+            user=users_pb2.User(
+                id=request.user_id, email="ada@example.com", created_at=timestamp(CREATED_AT)
+            ),
+            api_keys=[users_pb2.ApiKey(id="key-1", name="script", prefix="fab_live_3kF9")],
+        )
+
+    async def DeleteUser(self, request, context):
+        await self.recorder.receive("DeleteUser", request, context)
+        return users_pb2.DeleteUserResponse()
 
 
 class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
@@ -412,6 +424,15 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
     async def DeleteStory(self, request, context):
         await self.recorder.receive("DeleteStory", request, context)
         return empty_pb2.Empty()
+
+    async def ExportStories(self, request, context):
+        await self.recorder.receive("ExportStories", request, context)
+        for n in range(2):
+            yield story(
+                str(uuid.uuid5(uuid.NAMESPACE_URL, f"exported-{n}")),
+                request.user_id,
+                segments=(segment(1, f"Story {n} began.", stories_pb2.SEGMENT_KIND_OPENING),),
+            )
 
 
 class FakeBilling(billing_pb2_grpc.BillingServiceServicer):

@@ -23,6 +23,8 @@ OPERATIONS = {
     ("POST", "/v1/auth/verify-email"): "verify_email",
     ("POST", "/v1/auth/password-reset/request"): "request_password_reset",
     ("POST", "/v1/auth/password-reset"): "reset_password",
+    ("GET", "/v1/me/export"): "export_account",
+    ("DELETE", "/v1/me"): "delete_account",
     ("POST", "/v1/stories"): "create_story",
     ("GET", "/v1/stories"): "list_stories",
     ("GET", "/v1/stories/{story_id}"): "get_story",

@@ -15,6 +15,7 @@ from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.consumers import EventConsumer
 
 from fabula_billing.database import processed_events
+from fabula_billing.leaving.service import forget_user
 from fabula_billing.settings import Settings
 from fabula_billing.usage.service import BillingService
 from fabula_billing.usage.servicer import BillingServicer
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> GrpcApp:
          stories_events.GenerationDiscarded, billing.release_discarded),
         ("billing-user-registered", "users", "user_registered", users_events.UserRegistered,
          billing.open_registered_account),
+        ("billing-user-deleted", "users", "user_deleted", users_events.UserDeleted, forget_user),
     )
     for durable, domain, event, message_type, handler in consumed:
         app.add_worker(

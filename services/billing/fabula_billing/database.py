@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from fabula_common.db import make_base
 from fabula_common.messaging.inbox import processed_events_table
+from fabula_common.tombstones import deleted_users_table
 
 Base = make_base("billing")
 
 # Ids of the events already applied (the consumers' inbox).
 processed_events = processed_events_table(Base.metadata)
+
+# Who was deleted (by the id's SHA-256): no account is opened for them again.
+deleted_users = deleted_users_table(Base.metadata)

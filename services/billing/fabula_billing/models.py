@@ -4,7 +4,14 @@ its models' import below."""
 
 from __future__ import annotations
 
-from fabula_billing.database import Base, processed_events
+from fabula_billing.database import Base, deleted_users, processed_events
 from fabula_billing.usage.models import Account, Reservation, UsageLedgerEntry
 
-__all__ = ["Account", "Base", "Reservation", "UsageLedgerEntry", "processed_events"]
+__all__ = [
+    "Account",
+    "Base",
+    "Reservation",
+    "UsageLedgerEntry",
+    "deleted_users",
+    "processed_events",
+]

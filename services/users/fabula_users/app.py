@@ -22,12 +22,16 @@ from fabula_users.identities.providers import IdentityProviders
 from fabula_users.identities.service import IdentitiesService
 from fabula_users.identities.servicer import IdentitiesServicer
 from fabula_users.mail.sender import MailSender
+from fabula_users.leaving.service import LeavingService
+from fabula_users.leaving.servicer import LeavingServicer
 from fabula_users.settings import Settings
 
 SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
 
 
-class Servicer(UsersServicer, IdentitiesServicer, ApiKeysServicer, AdminServicer):
+class Servicer(
+    UsersServicer, IdentitiesServicer, ApiKeysServicer, AdminServicer, LeavingServicer
+):
     """UsersService: each domain package implements its own methods."""
 
     def __init__(
@@ -35,12 +39,14 @@ class Servicer(UsersServicer, IdentitiesServicer, ApiKeysServicer, AdminServicer
         db: Database,
         service: UsersService,
         identities: IdentitiesService,
+        leaving: LeavingService,
         mail_queued: Callable[[], None],
     ) -> None:
         UsersServicer.__init__(self, db, service, mail_queued=mail_queued)
         IdentitiesServicer.__init__(self, db, identities)
         ApiKeysServicer.__init__(self, db)
         AdminServicer.__init__(self, db)
+        LeavingServicer.__init__(self, db, leaving)
 
 
 def create_app(settings: Settings) -> GrpcApp:
@@ -52,10 +58,11 @@ def create_app(settings: Settings) -> GrpcApp:
     providers = IdentityProviders(settings)
     identities = IdentitiesService(settings, providers, service)
     mail = MailSender(db, settings)
+    leaving = LeavingService(settings, passwords)
 
     app.add_servicer(
         users_pb2_grpc.add_UsersServiceServicer_to_server,
-        Servicer(db, service, identities, mail_queued=mail.wake),
+        Servicer(db, service, identities, leaving, mail_queued=mail.wake),
         SERVICE_NAME,
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "users", settings))

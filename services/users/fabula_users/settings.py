@@ -99,3 +99,6 @@ class Settings(ServiceSettings, TokenSettings):
     mail_retry_base_seconds: float = Field(5.0, gt=0)
     mail_retry_max_seconds: float = Field(600.0, gt=0)
     mail_poll_seconds: float = Field(2.0, gt=0)
+    # Deleting the account needs no password when the caller's access token
+    # was issued this recently (a fresh sign-in).
+    fresh_sign_in_seconds: int = Field(300, ge=0)
