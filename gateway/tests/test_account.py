@@ -46,9 +46,10 @@ async def test_export_is_one_json_document_with_every_service_part(
     for method in ("ExportUser", "ExportStories", "GetUsage"):
         call = backends.only(method)
         assert call.request.user_id == user_id
-        # Every call has a deadline; the stream the longer one.
+        # Every call has a deadline; the stream the longer one (the clocks of
+        # the two ends differ by a little).
         limit = GENERATION_DEADLINE_SECONDS if method == "ExportStories" else GRPC_DEADLINE_SECONDS
-        assert call.time_remaining is not None and 0 < call.time_remaining <= limit
+        assert call.time_remaining is not None and 0 < call.time_remaining < limit + 0.5
 
 
 async def test_export_as_zip_has_one_json_file_per_service(api, auth, user_id):
