@@ -8,7 +8,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PYTHON := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install run test proto proto-baseline bench
+.PHONY: help install run test proto proto-baseline bench superuser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -34,3 +34,7 @@ proto-baseline: install ## Record protos/ as the released contracts that `make t
 
 bench: install ## Run the benchmarks; figures go to bench/results/
 	$(PYTHON) -m bench
+
+superuser: install ## Make an existing account a superuser: make superuser EMAIL=ada@example.com
+	@test -n "$(EMAIL)" || { echo "usage: make superuser EMAIL=<email>"; exit 2; }
+	$(PYTHON) -m fabula_users.admin.cli superuser "$(EMAIL)"

@@ -12,11 +12,15 @@ from fabula_common.tracing import flush_tracing, tracing_provider
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from fabula_gateway.admin import routes as admin
+from fabula_gateway.api_keys import routes as api_keys
+from fabula_gateway.account import routes as account
 from fabula_gateway.billing import routes as billing
 from fabula_gateway.payments import routes as payments
 from fabula_gateway.clients import ServiceClients
 from fabula_gateway.handlers import install_exception_handlers
 from fabula_gateway.health import routes as health
+from fabula_gateway.identities import routes as identities
 from fabula_gateway.metrics import serve_metrics
 from fabula_gateway.middleware import (
     BodyLimitMiddleware,
@@ -31,6 +35,7 @@ from fabula_gateway.openapi import (
     install_openapi,
     require_operation_id,
 )
+from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.settings import GatewaySettings
 from fabula_gateway.stories import routes as stories
 from fabula_gateway.users import routes as users
@@ -66,10 +71,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.tokens = VerifiedTokens(settings)
+    app.state.principals = PrincipalCache(
+        ttl_seconds=settings.auth_cache_ttl_seconds,
+        max_entries=settings.auth_cache_max_entries,
+    )
     # Set by the server (server.py) when open event streams must end: shutdown.
     app.state.streams_must_end = asyncio.Event()
 
-    for module in (users, stories, billing, payments, health):
+    modules = (users, identities, api_keys, admin, account, stories, billing, payments, health)
+    for module in modules:
         app.include_router(module.router)
 
     install_exception_handlers(app)
@@ -89,7 +99,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept", REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After", "WWW-Authenticate"],
             max_age=600,

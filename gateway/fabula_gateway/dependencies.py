@@ -8,11 +8,20 @@ import uuid
 from typing import Annotated
 
 from fabula_common.errors import Unauthenticated
+from fabula_common.tokens import AccessClaims
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPBearer
 
 from fabula_gateway.clients import ServiceClients
-from fabula_gateway.problems import NOT_FOUND, UNSUPPORTED_MEDIA_TYPE, ProblemError, unauthenticated
+from fabula_gateway.principals import API_KEY_PREFIX, Principal, PrincipalCache, Refused
+from fabula_gateway.problems import (
+    FORBIDDEN,
+    NOT_FOUND,
+    UNSUPPORTED_MEDIA_TYPE,
+    ProblemError,
+    insufficient_scope,
+    unauthenticated,
+)
 
 
 async def get_clients(request: Request) -> ServiceClients:
@@ -22,8 +31,10 @@ async def get_clients(request: Request) -> ServiceClients:
 
 Clients = Annotated[ServiceClients, Depends(get_clients)]
 
-# --- Authentication: access tokens are verified here, without a network call.
-
+# --- Authentication: an access token is verified here, without a network call
+# (a valid token once, then remembered: app.state.tokens); whether its account
+# (or an API key) may still act is users' answer to Authenticate, cached
+# briefly (principals.py).
 
 
 class BearerToken(HTTPBearer):
@@ -40,32 +51,83 @@ class BearerToken(HTTPBearer):
 # auto_error=False: the 401 is ours (problem+json with a proper challenge).
 bearer_scheme = BearerToken(
     scheme_name="bearerAuth",
-    bearerFormat="JWT",
-    description="The `access_token` from /v1/auth/register, /login or /refresh.",
+    bearerFormat="JWT or API key",
+    description="The `access_token` from /v1/auth/register, /login or /refresh, or an API "
+    "key (`fab_...`) from /v1/me/api-keys.",
     auto_error=False,
 )
 
 
-async def current_user_id(
+async def current_principal(
     request: Request,
     token: Annotated[str | None, Depends(bearer_scheme)],
-) -> str:
-    """Id of the user the request's access token was issued to."""
+    clients: Clients,
+) -> Principal:
+    """Who the request acts for, within its credential's scopes: a read-only
+    API key gets 403 on anything but GET and HEAD."""
     if token is None:
         if "authorization" in request.headers:
             raise unauthenticated(
-                "The Authorization header must be 'Bearer <access token>'.", invalid_token=True
+                "The Authorization header must be 'Bearer <access token or API key>'.",
+                invalid_token=True,
             )
         raise unauthenticated("A bearer access token is required.", invalid_token=False)
-    try:
-        # app.state.tokens: a VerifiedTokens (a valid token is checked once).
-        claims = request.app.state.tokens.verify(token)
-    except Unauthenticated as exc:
-        raise unauthenticated(exc.message, invalid_token=True) from None
-    return claims.user_id
+    principals: PrincipalCache = request.app.state.principals
+    if token.startswith(API_KEY_PREFIX):
+        answer = await principals.for_api_key(clients.users, token)
+    else:
+        try:
+            claims = request.app.state.tokens.verify(token)
+        except Unauthenticated as exc:
+            raise unauthenticated(exc.message, invalid_token=True) from None
+        request.state.access_claims = claims
+        answer = await principals.for_user(clients.users, claims.user_id)
+    if isinstance(answer, Refused):
+        raise unauthenticated(answer.detail, invalid_token=True)
+    if not answer.may(request.method):
+        raise insufficient_scope("write")
+    return answer
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_user_id(principal: CurrentPrincipal) -> str:
+    """Id of the user the request acts for."""
+    return principal.user_id
 
 
 CurrentUserId = Annotated[str, Depends(current_user_id)]
+
+
+async def current_access(request: Request, principal: CurrentPrincipal) -> AccessClaims:
+    """The request's verified access token (its user and when it was issued),
+    for what only a signed-in user, not an API key, may do."""
+    if principal.api_key_id:
+        raise ProblemError(FORBIDDEN, "This needs an access token, not an API key.")
+    return request.state.access_claims
+
+
+CurrentAccess = Annotated[AccessClaims, Depends(current_access)]
+
+
+async def _signed_in_user_id(principal: CurrentPrincipal) -> str:
+    # A leaked key must not be able to mint more keys.
+    if principal.api_key_id:
+        raise ProblemError(FORBIDDEN, "API keys are managed with an access token, not a key.")
+    return principal.user_id
+
+
+SignedInUserId = Annotated[str, Depends(_signed_in_user_id)]
+
+
+async def _superuser(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_superuser:
+        raise ProblemError(FORBIDDEN, "Only administrators may do this.")
+    return principal
+
+
+CurrentSuperuser = Annotated[Principal, Depends(_superuser)]
 
 # --- Path parameters and bodies
 

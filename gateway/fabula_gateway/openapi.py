@@ -19,6 +19,9 @@ Write stories with a model, one segment at a time.
 **Authentication.** Register or log in to get an `access_token` (short-lived)
 and a `refresh_token` (single use). Send `Authorization: Bearer <access_token>`;
 when it expires, exchange the refresh token at `/v1/auth/refresh`.
+Scripts can use an API key (`/v1/me/api-keys`) the same way:
+`Authorization: Bearer fab_...`; a read-only key may only GET (else 403,
+type `insufficient-scope`).
 
 **Who wrote the text.** Every segment carries `generated_by: {provider, model,
 is_language_model}`. The built-in `offline` provider (used when no model
@@ -41,9 +44,12 @@ a sane one).
 
 TAGS = [
     {"name": "auth", "description": "Accounts and tokens."},
+    {"name": "api-keys", "description": "Keys for scripts, instead of signing in."},
     {"name": "stories", "description": "Stories and their segments."},
     {"name": "usage", "description": "The plan and what this period has used of it."},
     {"name": "billing", "description": "Plans bought through Stripe, invoices, Stripe's webhooks."},
+    {"name": "admin", "description": "Administration of accounts (superusers only)."},
+    {"name": "account", "description": "Export your data, delete your account."},
     {"name": "health", "description": "Probes for orchestrators and load balancers."},
 ]
 
@@ -52,11 +58,14 @@ _DESCRIPTIONS = {
     401: "Missing, malformed, expired or tampered access token.",
     402: "The plan's quota for this period is used up; the problem names the `plan`, "
     "the `quota` reached, its `limit` and when it `resets_at`.",
+    403: "Not allowed: an API key without the scope (type `insufficient-scope`), or not "
+    "an administrator (type `forbidden`).",
     404: "No such resource (or it belongs to someone else).",
     409: "The resource's state forbids this.",
     413: "The request body is too large.",
     415: "The request body is not JSON.",
     422: "The request is not valid; `errors` lists the invalid fields.",
+    429: "Too many attempts; retry after `Retry-After` seconds.",
     500: "Unexpected error.",
     503: "A backend service is unavailable; retry after `Retry-After` seconds.",
 }

@@ -29,6 +29,7 @@ from fabula_common.errors import (
     StoryBusy,
     StoryComplete,
     TooBusy,
+    TooManyAttempts,
     UpstreamError,
     WebhookSignatureInvalid,
     error_details,
@@ -62,6 +63,13 @@ class ProblemType:
 BAD_REQUEST = ProblemType("bad-request", "Bad request", 400, "The request could not be understood.")
 UNAUTHENTICATED = ProblemType(
     "unauthenticated", "Authentication required", 401, "A valid bearer token is required."
+)
+FORBIDDEN = ProblemType("forbidden", "Forbidden", 403, "This account may not do this.")
+INSUFFICIENT_SCOPE = ProblemType(
+    "insufficient-scope",
+    "Insufficient scope",
+    403,
+    "The API key's scopes do not allow this request.",
 )
 QUOTA_EXCEEDED = ProblemType(
     "quota-exceeded", "Quota exceeded", 402, "The plan's quota for this period is used up."
@@ -121,6 +129,12 @@ IDEMPOTENCY_KEY_REUSED = ProblemType(
 )
 RATE_LIMITED = ProblemType(
     "rate-limited", "Too many requests", 429, "Too many requests; retry later."
+)
+TOO_MANY_ATTEMPTS = ProblemType(
+    "too-many-attempts",
+    "Too many attempts",
+    429,
+    "Too many failed attempts; retry after Retry-After seconds.",
 )
 INTERNAL_ERROR = ProblemType(
     "internal-error", "Internal server error", 500, "An unexpected error occurred."
@@ -374,6 +388,16 @@ def unauthenticated(detail: str, *, invalid_token: bool) -> ProblemError:
     return ProblemError(UNAUTHENTICATED, detail, headers={"WWW-Authenticate": challenge})
 
 
+def insufficient_scope(scope: str) -> ProblemError:
+    """403 with the challenge RFC 6750 asks for when a token lacks a scope."""
+    challenge = f'{WWW_AUTHENTICATE}, error="insufficient_scope", scope="{scope}"'
+    return ProblemError(
+        INSUFFICIENT_SCOPE,
+        f"This API key lacks the '{scope}' scope; only reading (GET) is allowed with it.",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
 def retry_after(seconds: float | None) -> dict[str, str]:
     """The Retry-After header: whole seconds, at least 1 (RFC 9110 section 10.2.3)."""
     wait = RETRY_AFTER_SECONDS if seconds is None else max(1, math.ceil(seconds))
@@ -426,6 +450,11 @@ def problem_for_status(
             )
         case grpc.StatusCode.UNAUTHENTICATED:
             return unauthenticated(passed_on or UNAUTHENTICATED.default_detail, invalid_token=False)
+        case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == TooManyAttempts.reason:
+            # Failed logins of an account or address: refused until Retry-After.
+            return ProblemError(
+                TOO_MANY_ATTEMPTS, passed_on, headers=retry_after(error.retry_after)
+            )
         case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == QuotaExceeded.reason:
             return ProblemError(
                 QUOTA_EXCEEDED, passed_on, extensions=quota_facts(error.metadata)

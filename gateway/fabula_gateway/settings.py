@@ -39,9 +39,18 @@ class GatewaySettings(TokenSettings):
     # Browser origins allowed to call the API; empty = no CORS headers at all.
     # GATEWAY_CORS_ORIGINS takes a JSON list or a comma-separated string.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long users' answer about an account or API key is trusted: a
+    # deactivated account or revoked key stops working within it. While users
+    # is unreachable the last answer is used however old.
+    auth_cache_ttl_seconds: float = Field(30.0, gt=0, le=30)
+    # Accounts and keys remembered at once (the oldest answers go first).
+    auth_cache_max_entries: int = Field(10000, ge=1)
     # Trust X-Forwarded-For/-Proto only behind a proxy that sets them.
     proxy_headers: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
+    # The API's public base URL (e.g. https://api.example.com), for the
+    # identity-provider callback it registers; empty: taken from the request.
+    public_url: str = ""
 
     @field_validator("cors_origins", mode="before")
     @classmethod

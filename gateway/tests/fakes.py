@@ -183,6 +183,176 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
             id=request.user_id, email="ada@example.com", created_at=timestamp(CREATED_AT)
         )
 
+    async def ListIdentityProviders(self, request, context):
+        await self.recorder.receive("ListIdentityProviders", request, context)
+        return users_pb2.ListIdentityProvidersResponse(
+            providers=[users_pb2.IdentityProvider(name="google", display_name="Google")]
+        )
+
+    async def StartIdentitySignIn(self, request, context):
+        await self.recorder.receive("StartIdentitySignIn", request, context)
+        return users_pb2.StartIdentitySignInResponse(
+            authorization_url=f"https://idp.example/{request.provider}/authorize?state=state-1",
+            state="state-1",
+        )
+
+    async def CompleteIdentitySignIn(self, request, context):
+        await self.recorder.receive("CompleteIdentitySignIn", request, context)
+        return self._tokens("ada@example.com", "Ada")
+
+    async def ListIdentities(self, request, context):
+        await self.recorder.receive("ListIdentities", request, context)
+        return users_pb2.ListIdentitiesResponse(
+            identities=[
+                users_pb2.Identity(
+                    id="0b6f3c1e-8d2a-4f5b-9c7e-1a2b3c4d5e6f",
+                    provider="google",
+                    subject="110248495921238986420",
+                    email="ada@example.com",
+                    created_at=timestamp(CREATED_AT),
+                )
+            ]
+        )
+
+    async def UnlinkIdentity(self, request, context):
+        await self.recorder.receive("UnlinkIdentity", request, context)
+        return users_pb2.UnlinkIdentityResponse()
+    # --- API keys, Authenticate and administration (U3) ---------------------------
+    # Every access token's account is active; API keys are those in
+    # `api_keys` (key -> Principal); superusers are those in `superusers`.
+
+    async def Authenticate(self, request, context):
+        await self.recorder.receive("Authenticate", request, context)
+        if request.WhichOneof("credential") == "api_key":
+            principal = getattr(self, "api_keys", {}).get(request.api_key)
+            if principal is None:
+                await abort_with(
+                    context, grpc.StatusCode.UNAUTHENTICATED, "invalid, revoked or expired API key"
+                )
+            return principal
+        return users_pb2.Principal(
+            user_id=request.user_id,
+            is_superuser=request.user_id in getattr(self, "superusers", set()),
+        )
+
+    def _api_key(self) -> users_pb2.ApiKey:
+        return users_pb2.ApiKey(
+            id="0b7f3c1e-8a52-4d0e-9f61-2c4b5a6d7e8f",
+            name="nightly export",
+            scopes=["read"],
+            prefix="fab_3f9c0e6a5b3d",
+            created_at=timestamp(CREATED_AT),
+        )
+
+    async def CreateApiKey(self, request, context):
+        await self.recorder.receive("CreateApiKey", request, context)
+        api_key = self._api_key()
+        api_key.name, api_key.scopes[:] = request.name, request.scopes
+        if request.HasField("expires_at"):
+            api_key.expires_at.CopyFrom(request.expires_at)
+        return users_pb2.CreatedApiKey(api_key=api_key, key="fab_3f9c0e6a5b3d_secret")
+
+    async def ListApiKeys(self, request, context):
+        await self.recorder.receive("ListApiKeys", request, context)
+        return users_pb2.ListApiKeysResponse(api_keys=[self._api_key()])
+
+    async def RevokeApiKey(self, request, context):
+        await self.recorder.receive("RevokeApiKey", request, context)
+        return users_pb2.RevokeApiKeyResponse()
+
+    def _admin_user(self, user_id: str, **fields) -> users_pb2.User:
+        return users_pb2.User(
+            id=user_id, email="ada@example.com", created_at=timestamp(CREATED_AT), **fields
+        )
+
+    async def AdminListUsers(self, request, context):
+        await self.recorder.receive("AdminListUsers", request, context)
+        return users_pb2.AdminListUsersResponse(
+            users=[self._admin_user(self.user_id, is_active=True)], next_cursor="next-page"
+        )
+
+    async def AdminSetActive(self, request, context):
+        await self.recorder.receive("AdminSetActive", request, context)
+        return self._admin_user(request.user_id, is_active=request.active)
+
+    async def AdminSetSuperuser(self, request, context):
+        await self.recorder.receive("AdminSetSuperuser", request, context)
+        return self._admin_user(request.user_id, is_active=True, is_superuser=request.superuser)
+
+    async def AdminRecordAction(self, request, context):
+        await self.recorder.receive("AdminRecordAction", request, context)
+        return users_pb2.AuditEntry(
+            id=str(uuid.uuid4()),
+            actor_id=request.actor_id,
+            action=request.action,
+            target_user_id=request.target_user_id,
+            details=request.details,
+            created_at=timestamp(CREATED_AT),
+        )
+
+    async def AdminListAudit(self, request, context):
+        await self.recorder.receive("AdminListAudit", request, context)
+        entry = users_pb2.AuditEntry(
+            id=str(uuid.uuid4()),
+            action="superuser.granted",
+            target_user_id=request.actor_id,
+            details={"via": "command"},
+            created_at=timestamp(CREATED_AT),
+        )
+        return users_pb2.AdminListAuditResponse(entries=[entry])
+    # --- U1 accounts: profile, verification, password reset
+
+    def _profile(self, user_id: str, **fields) -> users_pb2.User:
+        return users_pb2.User(
+            id=user_id,
+            email="ada@example.com",
+            created_at=timestamp(CREATED_AT),
+            locale="en",
+            has_password=True,
+            **fields,
+        )
+
+    async def UpdateProfile(self, request, context):
+        await self.recorder.receive("UpdateProfile", request, context)
+        return self._profile(
+            request.user_id,
+            **{name: getattr(request, name) for name in request.fields},
+        )
+
+    async def ChangeEmail(self, request, context):
+        await self.recorder.receive("ChangeEmail", request, context)
+        user = self._profile(request.user_id)
+        user.email = request.new_email
+        return user
+
+    async def RequestEmailVerification(self, request, context):
+        await self.recorder.receive("RequestEmailVerification", request, context)
+        return users_pb2.RequestEmailVerificationResponse()
+
+    async def VerifyEmail(self, request, context):
+        await self.recorder.receive("VerifyEmail", request, context)
+        return self._profile(self.user_id, is_verified=True)
+
+    async def RequestPasswordReset(self, request, context):
+        await self.recorder.receive("RequestPasswordReset", request, context)
+        return users_pb2.RequestPasswordResetResponse()
+
+    async def ResetPassword(self, request, context):
+        await self.recorder.receive("ResetPassword", request, context)
+        return users_pb2.ResetPasswordResponse()
+    async def ExportUser(self, request, context):
+        await self.recorder.receive("ExportUser", request, context)
+        return users_pb2.UserExport(
+            user=users_pb2.User(
+                id=request.user_id, email="ada@example.com", created_at=timestamp(CREATED_AT)
+            ),
+            api_keys=[users_pb2.ApiKey(id="key-1", name="script", prefix="fab_live_3kF9")],
+        )
+
+    async def DeleteUser(self, request, context):
+        await self.recorder.receive("DeleteUser", request, context)
+        return users_pb2.DeleteUserResponse()
+
 
 class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
     """Stories shaped from the request: any id exists, as the caller's."""
@@ -265,6 +435,15 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
     async def DeleteStory(self, request, context):
         await self.recorder.receive("DeleteStory", request, context)
         return empty_pb2.Empty()
+
+    async def ExportStories(self, request, context):
+        await self.recorder.receive("ExportStories", request, context)
+        for n in range(2):
+            yield story(
+                str(uuid.uuid5(uuid.NAMESPACE_URL, f"exported-{n}")),
+                request.user_id,
+                segments=(segment(1, f"Story {n} began.", stories_pb2.SEGMENT_KIND_OPENING),),
+            )
 
 
 class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
@@ -401,6 +580,15 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
                 row("opening", "", 1, 1, 2_000_000),
             ],
             total=row("", "", 3, 4, 24_000_000),
+        )
+
+    async def SetPlan(self, request, context):
+        await self.recorder.receive("SetPlan", request, context)
+        return billing_pb2.UsageSummary(
+            plan=request.plan,
+            period_start=timestamp(self.PERIOD_START),
+            period_end=timestamp(self.PERIOD_END),
+            cost_used=Money(currency_code="USD"),
         )
 
 

@@ -16,6 +16,7 @@ import pytest
 from fabula_common.testing import free_port
 from fabula_common.tokens import ALGORITHM, AUDIENCE, LEEWAY_SECONDS, issue_access_token
 from fabula_gateway.app import create_app
+from fabula_gateway.principals import Principal
 from fabula_gateway.settings import GatewaySettings
 from fabula_gateway.stories.streaming import wants_event_stream
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -519,8 +520,11 @@ async def test_a_dead_backend_fails_its_own_routes_fast_and_only_those(
         **{f"{name}_addr": address for name, address in addresses.items()},
     )
     token, _ = issue_access_token(settings, user_id)
+    app = create_app(settings)
+    # Users here serves health only: its answer for the account is known.
+    app.state.principals.remember_user(Principal(user_id))
 
-    async with serve(create_app(settings)) as client:
+    async with serve(app) as client:
         timings = []
         for _ in range(2):
             started = time.monotonic()

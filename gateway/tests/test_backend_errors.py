@@ -17,6 +17,7 @@ from fabula_common.errors import StoryBusy, StoryComplete, TooBusy, UpstreamErro
 from fabula_common.grpc_server import ServerInterceptor
 from fabula_common.testing import free_port
 from fabula_gateway.app import create_app
+from fabula_gateway.principals import Principal
 
 from .sse import sse_events
 
@@ -98,8 +99,11 @@ async def busy_users_address():
 
 
 @pytest.fixture
-async def gateway(stories_address, make_settings, serve):
-    async with serve(create_app(make_settings(stories_addr=stories_address))) as client:
+async def gateway(stories_address, make_settings, serve, user_id):
+    app = create_app(make_settings(stories_addr=stories_address))
+    # No users service here: its earlier answer for the account is used.
+    app.state.principals.remember_user(Principal(user_id))
+    async with serve(app) as client:
         yield client
 
 

@@ -12,6 +12,19 @@ OPERATIONS = {
     ("POST", "/v1/auth/login"): "login",
     ("POST", "/v1/auth/refresh"): "refresh_tokens",
     ("GET", "/v1/me"): "get_current_user",
+    ("GET", "/v1/auth/providers"): "list_identity_providers",
+    ("GET", "/v1/auth/oidc/{provider}/start"): "start_identity_sign_in",
+    ("GET", "/v1/auth/oidc/{provider}/callback"): "complete_identity_sign_in",
+    ("GET", "/v1/me/identities"): "list_identities",
+    ("DELETE", "/v1/me/identities/{identity_id}"): "unlink_identity",
+    ("PATCH", "/v1/me"): "update_current_user",
+    ("POST", "/v1/me/email"): "change_email",
+    ("POST", "/v1/auth/verify-email/request"): "request_email_verification",
+    ("POST", "/v1/auth/verify-email"): "verify_email",
+    ("POST", "/v1/auth/password-reset/request"): "request_password_reset",
+    ("POST", "/v1/auth/password-reset"): "reset_password",
+    ("GET", "/v1/me/export"): "export_account",
+    ("DELETE", "/v1/me"): "delete_account",
     ("POST", "/v1/stories"): "create_story",
     ("GET", "/v1/stories"): "list_stories",
     ("GET", "/v1/stories/{story_id}"): "get_story",
@@ -29,6 +42,16 @@ OPERATIONS = {
     ("POST", "/v1/webhooks/stripe"): "receive_stripe_webhook",
     ("GET", "/v1/usage/logs"): "list_usage_logs",
     ("GET", "/v1/usage/breakdown"): "get_usage_breakdown",
+    ("POST", "/v1/me/api-keys"): "create_api_key",
+    ("GET", "/v1/me/api-keys"): "list_api_keys",
+    ("DELETE", "/v1/me/api-keys/{api_key_id}"): "revoke_api_key",
+    ("GET", "/v1/admin/users"): "admin_list_users",
+    ("GET", "/v1/admin/users/{user_id}"): "admin_get_user",
+    ("POST", "/v1/admin/users/{user_id}/deactivate"): "admin_deactivate_user",
+    ("POST", "/v1/admin/users/{user_id}/reactivate"): "admin_reactivate_user",
+    ("PUT", "/v1/admin/users/{user_id}/plan"): "admin_set_plan",
+    ("POST", "/v1/admin/users/{user_id}/superuser"): "admin_set_superuser",
+    ("GET", "/v1/admin/audit"): "admin_list_audit",
     ("GET", "/healthz"): "check_liveness",
     ("GET", "/readyz"): "check_readiness",
 }
@@ -81,8 +104,19 @@ def test_generated_by_explains_the_offline_generator(schema):
 
 def test_protected_routes_declare_bearer_auth(schema):
     public = {
-        "/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/healthz", "/readyz",
         "/v1/webhooks/stripe",  # Stripe signs it instead
+        "/v1/auth/register",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/providers",
+        "/v1/auth/oidc/{provider}/start",
+        "/v1/auth/oidc/{provider}/callback",
+        # The emailed token is the credential.
+        "/v1/auth/verify-email",
+        "/v1/auth/password-reset/request",
+        "/v1/auth/password-reset",
+        "/healthz",
+        "/readyz",
     }
     for method, path, operation in operations(schema):
         assert bool(operation.get("security")) == (path not in public), (method, path)

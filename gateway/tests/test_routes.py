@@ -126,7 +126,18 @@ async def test_me_asks_for_the_user_the_token_names(api, backends: FakeBackends,
     response = await api.get("/v1/me", headers=auth)
 
     assert response.status_code == 200
-    assert response.json() == {"id": user_id, "email": "ada@example.com", "full_name": None}
+    assert response.json() == {
+        "id": user_id,
+        "email": "ada@example.com",
+        "full_name": None,
+        "avatar_url": None,
+        "birthdate": None,
+        "locale": "en",
+        "is_verified": False,
+        "is_superuser": False,
+        "created_at": "2025-01-01T12:00:00Z",
+        "last_login_at": None,
+    }
     assert backends.only("GetUser").request.user_id == user_id
 
 

@@ -38,7 +38,10 @@ async def test_a_request_continues_the_callers_trace_into_grpc(
     # Probes are not traced: the only server span of the gateway is the API request.
     # (The fake's own server span, if its server is instrumented, is not ours.)
     [request] = [s for s in spans if s.kind is SpanKind.SERVER and s.name.startswith("GET ")]
-    [call] = [s for s in spans if s.kind is SpanKind.CLIENT]
+    # Users' Authenticate (is the account still active?), then billing's GetUsage.
+    authenticate, call = [s for s in spans if s.kind is SpanKind.CLIENT]
+    assert authenticate.name == "/fabula.users.v1.UsersService/Authenticate"
+    assert authenticate.parent.span_id == request.context.span_id
     assert request.name == "GET /v1/usage"  # the route template, so spans group by route
     assert request.resource.attributes["service.name"] == "gateway"
     assert f"{request.context.trace_id:032x}" == CALLER_TRACE_ID

@@ -288,6 +288,7 @@ def expected_edges(overlay: str) -> set[tuple[str, str, int, str]]:
     edges |= {("monitoring", c, METRICS_PORT, "TCP") for c in (*SERVICES, "gateway")}
     edges.add(("generation", "external", 443, "TCP"))  # the model provider
     edges.add(("billing", "external", 443, "TCP"))  # Stripe
+    edges.add(("users", "external", 443, "TCP"))  # identity providers
     if overlay == "dev":
         database, nats, extra = "postgres", "nats", {"postgres", "nats", "bootstrap"}
         edges.add(("bootstrap", "postgres", 5432, "TCP"))

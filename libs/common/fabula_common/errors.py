@@ -130,6 +130,14 @@ class QuotaExceeded(FabulaError):
     reason = "quota-exceeded"
 
 
+class TooManyAttempts(FabulaError):
+    """This caller failed too often (e.g. wrong passwords): refused until the
+    delay has passed, whatever it sends meanwhile."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "too-many-attempts"
+
+
 class Unavailable(FabulaError):
     code = grpc.StatusCode.UNAVAILABLE
     reason = "unavailable"
@@ -215,6 +223,7 @@ _BY_REASON: dict[str, type[FabulaError]] = {
             StoryBusy,
             StoryComplete,
             TooBusy,
+            TooManyAttempts,
             IdempotencyKeyReused,
             IdempotencyKeyInProgress,
             PaymentsNotConfigured,

@@ -22,6 +22,8 @@ LEEWAY_SECONDS = 5
 class AccessClaims:
     user_id: str
     expires_at: dt.datetime
+    # When the token was issued: a sign-in (or refresh) that recent.
+    issued_at: dt.datetime
 
 
 def issue_access_token(settings: TokenSettings, user_id: str) -> tuple[str, int]:
@@ -61,6 +63,7 @@ def verify_access_token(settings: TokenSettings, token: str) -> AccessClaims:
     return AccessClaims(
         user_id=str(claims["sub"]),
         expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+        issued_at=dt.datetime.fromtimestamp(claims["iat"], dt.UTC),
     )
 
 

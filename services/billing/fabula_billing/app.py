@@ -16,6 +16,7 @@ from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
 from fabula_billing.database import outbox, processed_events
+from fabula_billing.leaving.service import forget_user
 from fabula_billing.settings import Settings
 from fabula_billing.subscriptions.service import SubscriptionService
 from fabula_billing.subscriptions.servicer import SubscriptionsServicer
@@ -67,6 +68,8 @@ def create_app(settings: Settings) -> GrpcApp:
          stories_events.GenerationDiscarded, billing.release_discarded),
         ("billing-user-registered", "users", "user_registered", users_events.UserRegistered,
          billing.open_registered_account),
+        ("billing-user-deleted", "users", "user_deleted", users_events.UserDeleted,
+         subscriptions.forget_user),
     )
     for durable, domain, event, message_type, handler in consumed:
         app.add_worker(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fabula_common.db import make_base
 from fabula_common.messaging.inbox import processed_events_table
 from fabula_common.messaging.outbox import outbox_table
+from fabula_common.tombstones import deleted_users_table
 
 Base = make_base("billing")
 
@@ -13,3 +14,6 @@ Base = make_base("billing")
 processed_events = processed_events_table(Base.metadata)
 # Events for NATS (plan changes), written in the transaction of the change.
 outbox = outbox_table(Base.metadata)
+
+# Who was deleted (by the id's SHA-256): no account is opened for them again.
+deleted_users = deleted_users_table(Base.metadata)

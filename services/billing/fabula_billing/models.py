@@ -4,7 +4,7 @@ its models' import below."""
 
 from __future__ import annotations
 
-from fabula_billing.database import Base, outbox, processed_events
+from fabula_billing.database import Base, deleted_users, outbox, processed_events
 from fabula_billing.subscriptions.models import (
     PlanChange,
     StripeCustomer,
@@ -24,6 +24,7 @@ __all__ = [
     "StripeInvoice",
     "StripeSubscription",
     "UsageLedgerEntry",
+    "deleted_users",
     "outbox",
     "processed_events",
 ]

@@ -6,18 +6,21 @@ import logging
 
 from fabula.billing.v1 import billing_pb2_grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
+from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.health import NATS, POSTGRES
 from fabula_common.messaging.bus import EventBus, subject_for
+from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
-from fabula_generation.database import outbox
+from fabula_generation.database import outbox, processed_events
 from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.servicer import GenerationRecorder, GenerationServicer
 from fabula_generation.generations.tasks import AbandonedGenerationSweeper
+from fabula_generation.leaving.service import delete_user_generations
 from fabula_generation.providers import create_provider
 from fabula_generation.settings import Settings
 
@@ -80,6 +83,18 @@ def create_app(settings: Settings) -> GrpcApp:
             # Made before the port opens: whatever this instance has started
             # so far, its previous run started.
             instance=settings.instance_name,
+        )
+    )
+    app.add_worker(
+        EventConsumer(
+            db=db,
+            bus=bus,
+            processed=processed_events,
+            service="generation",
+            durable="generation-user-deleted",
+            subject=subject_for(settings, "users", "user_deleted"),
+            message_type=users_events.UserDeleted,
+            handler=delete_user_generations,
         )
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "generation", settings))

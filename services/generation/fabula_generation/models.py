@@ -4,7 +4,7 @@ its models' import below."""
 
 from __future__ import annotations
 
-from fabula_generation.database import Base, outbox
+from fabula_generation.database import Base, outbox, processed_events
 from fabula_generation.generations.models import Generation
 
-__all__ = ["Base", "Generation", "outbox"]
+__all__ = ["Base", "Generation", "outbox", "processed_events"]

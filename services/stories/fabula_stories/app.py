@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from fabula.generation.v1 import generation_pb2_grpc
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
+from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.health import NATS, POSTGRES
-from fabula_common.messaging.bus import EventBus
+from fabula_common.messaging.bus import EventBus, subject_for
+from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
-from fabula_stories.database import outbox
+from fabula_stories.database import outbox, processed_events
 from fabula_stories.idempotency.tasks import ExpiredKeysPurger
+from fabula_stories.leaving.service import delete_user_data
 from fabula_stories.settings import Settings
 from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.servicer import StoriesServicer
@@ -51,6 +54,18 @@ def create_app(settings: Settings) -> GrpcApp:
     app.on_startup(sweeper.recover_on_startup)
     app.add_worker(sweeper)
     app.add_worker(ExpiredKeysPurger(db, settings.idempotency_key_purge_interval_seconds))
+    app.add_worker(
+        EventConsumer(
+            db=db,
+            bus=bus,
+            processed=processed_events,
+            service="stories",
+            durable="stories-user-deleted",
+            subject=subject_for(settings, "users", "user_deleted"),
+            message_type=users_events.UserDeleted,
+            handler=delete_user_data,
+        )
+    )
     app.add_worker(OutboxRelay(db, outbox, bus, "stories", settings))
     # Workers have stopped before these run.
     app.on_shutdown(generation_channel.close)

@@ -4,10 +4,18 @@ service shares. Each domain package defines its own models on this Base."""
 from __future__ import annotations
 
 from fabula_common.db import make_base
+from fabula_common.messaging.inbox import processed_events_table
 from fabula_common.messaging.outbox import outbox_table
+from fabula_common.tombstones import deleted_users_table
 
 Base = make_base("stories")
 
 # Events for NATS (GenerationDelivered, GenerationDiscarded), written in the
 # transaction of the change they report.
 outbox = outbox_table(Base.metadata)
+
+# Ids of the events already applied (the UserDeleted consumer's inbox).
+processed_events = processed_events_table(Base.metadata)
+
+# Who was deleted (by the id's SHA-256): no story is created for them again.
+deleted_users = deleted_users_table(Base.metadata)

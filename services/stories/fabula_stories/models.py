@@ -4,8 +4,17 @@ its models' import below."""
 
 from __future__ import annotations
 
-from fabula_stories.database import Base, outbox
+from fabula_stories.database import Base, deleted_users, outbox, processed_events
 from fabula_stories.idempotency.models import IdempotencyKey
 from fabula_stories.stories.models import PendingGeneration, Segment, Story
 
-__all__ = ["Base", "IdempotencyKey", "PendingGeneration", "Segment", "Story", "outbox"]
+__all__ = [
+    "Base",
+    "IdempotencyKey",
+    "PendingGeneration",
+    "Segment",
+    "Story",
+    "deleted_users",
+    "outbox",
+    "processed_events",
+]

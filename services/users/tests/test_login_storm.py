@@ -27,8 +27,14 @@ SLACK_SECONDS = 1.0
 
 @pytest.fixture(scope="module")
 async def users(test_database, test_stream):
+    # The storm is of wrong passwords for one account: throttling (tested in
+    # test_accounts) is out of the way here.
     settings = Settings(
-        grpc_port=free_port(), password_hash_workers=WORKERS, password_hash_queue=QUEUE
+        grpc_port=free_port(),
+        password_hash_workers=WORKERS,
+        password_hash_queue=QUEUE,
+        login_max_failures=10 * STORM,
+        login_failure_delay_seconds=0,
     )
     async with (
         running_app(create_app(settings)) as address,

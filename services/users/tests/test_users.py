@@ -94,7 +94,10 @@ async def test_register_login_refresh_and_get_user(users):
     assert registered.refresh_token
 
     logged_in = await users.Login(users_pb2.LoginRequest(email=email, password=PASSWORD))
-    assert logged_in.user == user
+    # The login is recorded: it is the only difference.
+    assert not user.HasField("last_login_at")
+    assert logged_in.user.HasField("last_login_at")
+    user = logged_in.user
     assert verify_access_token(settings, logged_in.access_token).user_id == user.id
     assert logged_in.refresh_token != registered.refresh_token
 

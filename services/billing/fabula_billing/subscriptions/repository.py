@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, func, not_, or_, select, text, update
+from sqlalchemy import Text, and_, cast, delete, func, not_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -226,6 +226,20 @@ async def record_plan_change(
         )
     )
     await session.flush()
+
+
+async def forget_payments(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Delete every payment record naming the user (a deleted account)."""
+    for model in (StripeCustomer, StripeSubscription, StripeInvoice, PlanChange):
+        await session.execute(delete(model).where(model.user_id == user_id))
+    # Events keep the user's id inside Stripe's objects (metadata,
+    # client_reference_id); handled ones are history, dropped with the user.
+    await session.execute(
+        delete(StripeEvent).where(
+            StripeEvent.handled_at.is_not(None),
+            func.strpos(cast(StripeEvent.payload, Text), str(user_id)) > 0,
+        )
+    )
 
 
 # The webhook inbox.

@@ -24,11 +24,18 @@ from typing import Any
 
 from fabula.billing.v1 import events_pb2
 from fabula_common.db import utcnow
-from fabula_common.errors import AlreadySubscribed, InvalidArgument, NoSubscription
+from fabula.users.v1 import events_pb2 as users_events
+from fabula_common.errors import (
+    AlreadySubscribed,
+    InvalidArgument,
+    NoSubscription,
+    PaymentsNotConfigured,
+)
 from fabula_common.messaging.outbox import enqueue
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_billing.database import outbox
+from fabula_billing.leaving.service import forget_user
 from fabula_billing.settings import Settings
 from fabula_billing.subscriptions import repository as repo
 from fabula_billing.subscriptions.models import StripeInvoice, StripeSubscription
@@ -158,6 +165,26 @@ class SubscriptionService:
         self, session: AsyncSession, user_id: uuid.UUID, limit: int, after: Any
     ) -> list[StripeInvoice]:
         return await repo.list_invoices(session, user_id, limit, after)
+
+    # Leaving.
+
+    async def forget_user(self, session: AsyncSession, event: users_events.UserDeleted) -> None:
+        """The UserDeleted handler: a live subscription is cancelled in Stripe
+        at once (the user is gone: nothing more is charged), then every
+        payment record naming the user is deleted (Stripe keeps the invoices
+        themselves), then usage is anonymised (leaving.forget_user)."""
+        user_id = _uuid(event.user_id)
+        if user_id is not None:
+            live = await repo.live_subscription(session, user_id)
+            if live is not None:
+                if not self.stripe.configured:
+                    # Retried (redelivered) until an operator configures Stripe.
+                    raise PaymentsNotConfigured(
+                        f"subscription {live.id} of a deleted user cannot be cancelled"
+                    )
+                await self.stripe.cancel_subscription(live.id)
+            await repo.forget_payments(session, user_id)
+        await forget_user(session, event)
 
     # Webhooks.
 

@@ -242,6 +242,16 @@ class StripeApi:
         )
         return SubscriptionState.from_stripe(subscription.to_dict())
 
+    async def cancel_subscription(self, subscription_id: str) -> None:
+        """Cancel now (not at the period's end); one already cancelled is fine."""
+        try:
+            await self._call(
+                "cancelling a subscription",
+                lambda: self.client.v1.subscriptions.cancel_async(subscription_id),
+            )
+        except StripeNotFound:
+            log.info("subscription %s to cancel no longer exists in Stripe", subscription_id)
+
     def verified_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         """The event a webhook delivered, once its Stripe-Signature is checked
         against the webhook secret (within the tolerance)."""

@@ -130,7 +130,9 @@ class UsageLedgerEntry(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # NULL once the user is deleted: the entry is kept for accounting,
+    # anonymised (its reservation, generation and subject ids cleared too).
+    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # Not a foreign key: usage without a known reservation is still recorded.
     reservation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # Free-form text from the producer: unbounded, so no event is refused for its length.

@@ -334,7 +334,7 @@ async def adjust_counters(
 @dataclass(frozen=True)
 class LedgerEntry:
     event_id: str
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None
     reservation_id: uuid.UUID | None
     generation_id: str
     purpose: str

@@ -37,6 +37,12 @@ from fabula_common.errors import (
 from fabula_common.money import format_usd, from_money, parse_usd
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from fabula_billing.leaving.service import (
+    AccountDeleted,
+    anonymous,
+    refuse_deleted,
+    user_was_deleted,
+)
 from fabula_billing.settings import Plan, Settings
 from fabula_billing.usage import repository as repo
 from fabula_billing.metrics import RESERVATIONS_EXPIRED
@@ -141,7 +147,9 @@ class BillingService:
     async def _current_account(
         self, session: AsyncSession, user_id: uuid.UUID, now: dt.datetime
     ) -> None:
-        """Make sure the user has an account and that it is in the period of `now`."""
+        """Make sure the user has an account and that it is in the period of
+        `now`; AccountDeleted for a deleted user (none is opened again)."""
+        await refuse_deleted(session, user_id)
         period_start, period_end = period_containing(now)
         created = await repo.create_account_if_missing(
             session, user_id, self.default_plan, period_start, period_end
@@ -194,7 +202,8 @@ class BillingService:
                 if await self._reserve(driver, reservation, user_id, estimate, now):
                     return reservation
             account = await repo.get_account(session, user_id)
-        assert account is not None  # opened above, and accounts are never deleted
+        if account is None:  # opened above, and deleted with its user since
+            raise AccountDeleted("the account was deleted")
         raise self._refusal(account, self.plan(account.plan), estimate)
 
     async def _reserve(
@@ -284,7 +293,8 @@ class BillingService:
     async def get_usage(self, session: AsyncSession, user_id: uuid.UUID) -> Usage:
         await self._current_account(session, user_id, utcnow())
         account = await repo.get_account(session, user_id)
-        assert account is not None
+        if account is None:  # opened above, and deleted with its user since
+            raise AccountDeleted("the account was deleted")
         return Usage(
             plan_name=account.plan,
             plan=self.plan(account.plan),
@@ -365,6 +375,9 @@ class BillingService:
             return
         reservation_id = _optional_uuid(event.reservation_id)
         now = utcnow()
+        if await user_was_deleted(session, user_id):
+            await self._record_anonymous_usage(session, event, cost, now)
+            return
 
         reservation = None
         if reservation_id is not None:
@@ -402,30 +415,8 @@ class BillingService:
             counted = completed and not owner_confirms
         else:  # decided by the owner's event, or to be
             counted = bool(reservation is not None and reservation.counted)
-        subject_kind, subject_id = usage_subject(event)
         recorded = await repo.add_ledger_entry(
-            session,
-            repo.LedgerEntry(
-                event_id=event.event_id,
-                user_id=user_id,
-                reservation_id=reservation_id,
-                generation_id=event.generation_id,
-                purpose=purpose_name(event.purpose),
-                subject_kind=subject_kind,
-                subject_id=subject_id,
-                model=event.model,
-                provider=event.provider,
-                prompt_tokens=event.prompt_tokens,
-                completion_tokens=event.completion_tokens,
-                usage_estimated=event.usage_estimated,
-                cost_usd=cost,
-                outcome=outcome_name(event.outcome),
-                counted=counted,
-                occurred_at=(
-                    event.occurred_at.ToDatetime(dt.UTC) if event.HasField("occurred_at") else now
-                ),
-                recorded_at=now,
-            ),
+            session, _ledger_entry(event, user_id, reservation_id, cost, counted, now)
         )
         if not recorded:
             return  # already in the ledger: applied before
@@ -459,6 +450,19 @@ class BillingService:
             reservation.cost_settled_at = now  # the cost hold, released above
             await self._settle_count(session, reservation, counted, now)
 
+    @staticmethod
+    async def _record_anonymous_usage(
+        session: AsyncSession,
+        event: generation_events.UsageRecorded,
+        cost: Decimal,
+        now: dt.datetime,
+    ) -> None:
+        """Usage of a deleted user: its cost goes into the ledger for
+        accounting, anonymised and uncounted; no account is opened again."""
+        entry = _ledger_entry(event, None, None, cost, False, now)
+        await repo.add_ledger_entry(session, repo.LedgerEntry(**anonymous(entry.__dict__)))
+        log.info("usage event %s of a deleted user recorded anonymised", event.event_id)
+
     async def count_delivered(
         self, session: AsyncSession, event: stories_events.GenerationDelivered
     ) -> None:
@@ -487,6 +491,9 @@ class BillingService:
             reservation_id = parse_uuid(event.generation_id, "generation_id")
         except InvalidArgument as exc:
             log.error("%s dropped: %s", what, exc.message)
+            return
+        if await user_was_deleted(session, user_id):
+            log.info("%s dropped: the user was deleted", what)
             return
         now = utcnow()
         reservation = await self._event_reservation(session, reservation_id, user_id, now, what)
@@ -520,6 +527,9 @@ class BillingService:
                 event.event_id,
                 event.user_id,
             )
+            return
+        if await user_was_deleted(session, user_id):
+            log.info("user-registered event %s dropped: the user was deleted", event.event_id)
             return
         await self.open_account(session, user_id)
 
@@ -573,6 +583,36 @@ def _final_status(counted: bool, now: dt.datetime) -> dict[str, object]:
         "status": ReservationStatus.settled if counted else ReservationStatus.released,
         "settled_at": now,
     }
+
+
+def _ledger_entry(
+    event: generation_events.UsageRecorded,
+    user_id: uuid.UUID | None,
+    reservation_id: uuid.UUID | None,
+    cost: Decimal,
+    counted: bool,
+    now: dt.datetime,
+) -> repo.LedgerEntry:
+    subject_kind, subject_id = usage_subject(event)
+    return repo.LedgerEntry(
+        event_id=event.event_id,
+        user_id=user_id,
+        reservation_id=reservation_id,
+        generation_id=event.generation_id,
+        purpose=purpose_name(event.purpose),
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        model=event.model,
+        provider=event.provider,
+        prompt_tokens=event.prompt_tokens,
+        completion_tokens=event.completion_tokens,
+        usage_estimated=event.usage_estimated,
+        cost_usd=cost,
+        outcome=outcome_name(event.outcome),
+        counted=counted,
+        occurred_at=event.occurred_at.ToDatetime(dt.UTC) if event.HasField("occurred_at") else now,
+        recorded_at=now,
+    )
 
 
 def _optional_uuid(value: str) -> uuid.UUID | None:

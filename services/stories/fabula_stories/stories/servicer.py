@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from fabula_stories.idempotency import service as idempotency
 from fabula_stories.idempotency.service import Operation
+from fabula_stories.leaving import service as leaving
 from fabula_stories.stories import service
 from fabula_stories.stories.models import Segment, SegmentKind, Story
 from fabula_stories.stories.writer import StoryWriter
@@ -116,11 +117,19 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
         user_id = service.parse_user_id(request.user_id)
         limit = service.page_size(request.limit)
         async with self._db.session_scope() as session:
+            await leaving.refuse_deleted_reader(session, user_id)
             page = await service.list_stories(session, user_id, limit, request.cursor)
         return stories_pb2.ListStoriesResponse(
             items=[story_to_proto(story, segment_count=count) for story, count in page.items],
             next_cursor=page.next_cursor,
         )
+
+    async def ExportStories(
+        self, request: stories_pb2.ExportStoriesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[stories_pb2.Story]:
+        user_id = service.parse_user_id(request.user_id)
+        async for story, segments in leaving.export_stories(self._db, user_id):
+            yield story_to_proto(story, segments)
 
     async def DeleteStory(
         self, request: stories_pb2.DeleteStoryRequest, context: grpc.aio.ServicerContext

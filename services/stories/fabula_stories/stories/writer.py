@@ -56,6 +56,7 @@ from fabula_common.errors import (
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fabula_stories.idempotency import service as idempotency
+from fabula_stories.leaving import service as leaving
 from fabula_stories.idempotency.service import FirstAnswer, KeyedRequest
 from fabula_stories.settings import Settings
 from fabula_stories.stories import events, service
@@ -138,6 +139,8 @@ class StoryWriter:
 
         async def write() -> Story:
             async with self._db.session_scope() as session:
+                # Held until the claim commits: a deletion of the user waits for it.
+                await leaving.refuse_deleted_user(session, new.user_id)
                 if keyed is not None:
                     first = await idempotency.begin(
                         session, keyed, generation_id=generation_id, story_id=story_id

@@ -6,12 +6,21 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from typing import Any
+
 from fabula_common.db import utcnow
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fabula_users.accounts.models import RefreshToken, RegistrationKey, User
+from fabula_users.accounts.models import (
+    AccountToken,
+    LoginFailures,
+    RefreshToken,
+    RegistrationKey,
+    User,
+)
 
 # --- Users ---------------------------------------------------------------------
 
@@ -47,6 +56,173 @@ async def set_password_hash(session: AsyncSession, user: User, password_hash: st
         update(User).where(User.id == user.id).values(password_hash=password_hash, updated_at=now)
     )
     user.password_hash, user.updated_at = password_hash, now
+
+
+async def update_user(session: AsyncSession, user_id: uuid.UUID, **values: Any) -> User | None:
+    """Set `values` on the user; the updated user, None when there is none."""
+    return await session.scalar(
+        update(User)
+        .where(User.id == user_id)
+        .values(**values, updated_at=utcnow())
+        .returning(User)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def change_email(session: AsyncSession, user_id: uuid.UUID, email: str) -> User | None:
+    """Set the email (now unverified); None when another account has it. The
+    unique constraint decides (also against a concurrent change), in a
+    savepoint so that its error does not abort the transaction."""
+    try:
+        async with session.begin_nested():
+            return await update_user(session, user_id, email=email, is_verified=False)
+    except IntegrityError:
+        return None
+
+
+async def touch_last_login(session: AsyncSession, user: User) -> None:
+    now = utcnow()
+    await session.execute(update(User).where(User.id == user.id).values(last_login_at=now))
+    user.last_login_at = now
+
+
+# --- Emailed single-use tokens ---------------------------------------------------
+
+
+async def add_account_token(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    purpose: str,
+    token_hash: str,
+    email: str,
+    expires_at: dt.datetime,
+) -> None:
+    session.add(
+        AccountToken(
+            id=uuid.uuid4(),
+            user_id=user_id,
+            purpose=purpose,
+            token_hash=token_hash,
+            email=email,
+            expires_at=expires_at,
+        )
+    )
+    await session.flush()
+
+
+async def account_token_issued_since(
+    session: AsyncSession, user_id: uuid.UUID, purpose: str, since: dt.datetime
+) -> bool:
+    return (
+        await session.scalar(
+            select(AccountToken.id)
+            .where(
+                AccountToken.user_id == user_id,
+                AccountToken.purpose == purpose,
+                AccountToken.created_at > since,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+async def use_account_token(
+    session: AsyncSession, purpose: str, token_hash: str
+) -> AccountToken | None:
+    """Mark the token used and return it; None when it is unknown, used or
+    expired. One conditional statement: of two concurrent uses, one wins."""
+    now = utcnow()
+    return await session.scalar(
+        update(AccountToken)
+        .where(
+            AccountToken.token_hash == token_hash,
+            AccountToken.purpose == purpose,
+            AccountToken.used_at.is_(None),
+            AccountToken.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(AccountToken)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def use_all_account_tokens(session: AsyncSession, user_id: uuid.UUID, purpose: str) -> int:
+    """End every outstanding token of the user for `purpose` (superseded)."""
+    result = await session.execute(
+        update(AccountToken)
+        .where(
+            AccountToken.user_id == user_id,
+            AccountToken.purpose == purpose,
+            AccountToken.used_at.is_(None),
+        )
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+async def delete_account_tokens_expired_before(session: AsyncSession, cutoff: dt.datetime) -> int:
+    result = await session.execute(
+        delete(AccountToken)
+        .where(AccountToken.expires_at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+# --- Login throttling ---------------------------------------------------------------
+
+
+async def count_login_attempt(
+    session: AsyncSession, key: str, *, limit: int, window: dt.timedelta
+) -> int | None:
+    """Count an attempt against `key` as a failure (undone by a success) and
+    return the consecutive count, or None when `limit` failures within the
+    window already refuse it (then nothing is counted). One statement: of
+    concurrent attempts past the limit, none slips through."""
+    now = utcnow()
+    in_window = LoginFailures.last_failure_at > now - window
+    statement = insert(LoginFailures).values(key=key, failures=1, last_failure_at=now)
+    statement = statement.on_conflict_do_update(
+        index_elements=[LoginFailures.key],
+        set_={
+            "failures": case((in_window, LoginFailures.failures + 1), else_=1),
+            "last_failure_at": now,
+        },
+        where=~in_window | (LoginFailures.failures < limit),
+    ).returning(LoginFailures.failures)
+    return await session.scalar(statement)
+
+
+async def login_refused_until(session: AsyncSession, key: str, window: dt.timedelta):
+    last = await session.scalar(
+        select(LoginFailures.last_failure_at).where(LoginFailures.key == key)
+    )
+    return None if last is None else last + window
+
+
+async def forget_login_failures(session: AsyncSession, key: str) -> None:
+    await session.execute(delete(LoginFailures).where(LoginFailures.key == key))
+
+
+async def uncount_login_attempt(session: AsyncSession, key: str) -> None:
+    """Take back one counted attempt (it was not a failure)."""
+    await session.execute(
+        update(LoginFailures)
+        .where(LoginFailures.key == key)
+        .values(failures=func.greatest(LoginFailures.failures - 1, 0))
+    )
+
+
+async def delete_login_failures_before(session: AsyncSession, cutoff: dt.datetime) -> int:
+    result = await session.execute(
+        delete(LoginFailures)
+        .where(LoginFailures.last_failure_at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
 
 
 # --- Refresh tokens --------------------------------------------------------------
@@ -125,6 +301,24 @@ async def revoke_token_family(session: AsyncSession, family_id: uuid.UUID) -> in
     result = await session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+async def revoke_user_refresh_tokens(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """Revoke every live refresh token of the user, and every sealed
+    replacement (no grace window brings one back)."""
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.replacement_sealed.is_not(None))
+        .values(replacement_sealed=None, replacement_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     )

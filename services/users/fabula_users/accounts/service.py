@@ -10,15 +10,19 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from fabula.users.v1 import events_pb2
 from fabula_common.db import utcnow
 from fabula_common.errors import (
     AlreadyExists,
+    Conflict,
     IdempotencyKeyReused,
     InvalidArgument,
     NotFound,
@@ -31,10 +35,19 @@ from fabula_common.tokens import issue_access_token
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_users.accounts import repository
-from fabula_users.accounts.models import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, RefreshToken, User
+from fabula_users.accounts.models import (
+    AVATAR_URL_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    FULL_NAME_MAX_LENGTH,
+    LOCALES,
+    RefreshToken,
+    User,
+)
 from fabula_users.accounts.passwords import PasswordHashing
 from fabula_users.accounts.sealing import open_replacement, seal_replacement
 from fabula_users.database import outbox
+from fabula_users.mail.outbox import enqueue_mail
+from fabula_users.mail.templates import render
 from fabula_users.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +62,18 @@ REFRESH_TOKEN_BYTES = 32
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 # How long a registration's Idempotency-Key is remembered (as Stripe does).
 REGISTRATION_KEY_TTL = dt.timedelta(hours=24)
+ACCOUNT_TOKEN_BYTES = 32
+VERIFY_EMAIL = "verify-email"
+RESET_PASSWORD = "reset-password"
+INVALID_TOKEN = "token: unknown, already used or expired"
+PROFILE_FIELDS = ("full_name", "avatar_url", "birthdate", "locale")
+EARLIEST_BIRTHDATE = dt.date(1900, 1, 1)
+# No one's today is later than UTC+14's.
+LATEST_TIMEZONE = dt.timezone(dt.timedelta(hours=14))
+# Anyone may ask for a reset email for any address: at most one per account
+# this often, so the endpoint cannot flood someone's inbox.
+RESET_EMAIL_INTERVAL = dt.timedelta(seconds=60)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Rotations followed when a token replayed within its grace window was itself
 # rotated again meanwhile (each hop needs the token before it to open).
 MAX_GRACE_HOPS = 8
@@ -112,6 +137,49 @@ def normalise_full_name(raw: str) -> str:
     return full_name
 
 
+def normalise_avatar_url(raw: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    if len(url) > AVATAR_URL_MAX_LENGTH:
+        raise InvalidArgument(f"avatar_url: must be at most {AVATAR_URL_MAX_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() or c == "\x00" for c in url)
+    ):
+        raise InvalidArgument("avatar_url: must be an http:// or https:// URL")
+    return url
+
+
+def parse_birthdate(raw: str) -> dt.date | None:
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        if not _ISO_DATE.fullmatch(text):
+            raise ValueError
+        birthdate = dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgument("birthdate: must be a date as YYYY-MM-DD") from None
+    if birthdate > dt.datetime.now(LATEST_TIMEZONE).date():
+        raise InvalidArgument("birthdate: must not be in the future")
+    if birthdate < EARLIEST_BIRTHDATE:
+        raise InvalidArgument(f"birthdate: must not be before {EARLIEST_BIRTHDATE.isoformat()}")
+    return birthdate
+
+
+def check_locale(locale: str) -> str:
+    if locale not in LOCALES:
+        raise InvalidArgument(f"locale: must be one of {', '.join(LOCALES)}")
+    return locale
+
+
 def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -128,6 +196,16 @@ def email_taken() -> AlreadyExists:
 
 def _invalid_credentials() -> Unauthenticated:
     return Unauthenticated(INVALID_CREDENTIALS, reason="invalid-credentials")
+
+
+def account_deactivated() -> Unauthenticated:
+    return Unauthenticated("this account has been deactivated", reason="account-deactivated")
+def _invalid_token() -> InvalidArgument:
+    return InvalidArgument(INVALID_TOKEN, reason="invalid-token")
+
+
+def hash_account_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class UsersService:
@@ -179,8 +257,12 @@ class UsersService:
     async def verify_repeated_registration(self, user: User, registration: Registration) -> None:
         """The password must be the one the account was registered with: a
         retry is answered with tokens, so it must prove what a login does."""
-        if not await self.passwords.verify(user.password_hash, registration.password):
+        if user.password_hash is None or not await self.passwords.verify(
+            user.password_hash, registration.password
+        ):
             raise _idempotency_key_reused()
+        if not user.is_active:
+            raise account_deactivated()
 
     async def hash_password(self, registration: Registration) -> str:
         return await self.passwords.hash(registration.password)
@@ -214,6 +296,14 @@ class UsersService:
                 # A concurrent registration of another email took the key
                 # first; this one is rolled back.
                 raise _idempotency_key_reused()
+        await self.announce_registration(session, user)
+        await self.send_verification(session, user)
+        issued, _ = await self._issue(session, user, family_id=uuid.uuid4())
+        return issued
+
+    async def announce_registration(self, session: AsyncSession, user: User) -> None:
+        """UserRegistered, in the transaction that created the account (also
+        one created by signing in with an identity provider)."""
         await enqueue(
             session,
             outbox,
@@ -225,8 +315,6 @@ class UsersService:
                 occurred_at=user.created_at,
             ),
         )
-        issued, _ = await self._issue(session, user, family_id=uuid.uuid4())
-        return issued
 
     # Logging in takes three steps so that no database connection is held
     # while argon2 works (tens to hundreds of milliseconds, by design):
@@ -241,12 +329,17 @@ class UsersService:
     async def verify_login(self, user: User | None, password: str) -> str | None:
         """Raise Unauthenticated unless `password` is the user's; return a new
         hash when the stored one was made with other argon2 parameters."""
-        if user is None or len(password) > PASSWORD_MAX_LENGTH:
+        # An account without a password (made through an identity provider)
+        # fails like an unknown email.
+        if user is None or user.password_hash is None or len(password) > PASSWORD_MAX_LENGTH:
             # Same work as a real check, so the answer's timing is the same too.
             await self.passwords.verify_dummy(password[:PASSWORD_MAX_LENGTH])
             raise _invalid_credentials()
         if not await self.passwords.verify(user.password_hash, password):
             raise _invalid_credentials()
+        # Told only to whoever knows the password.
+        if not user.is_active:
+            raise account_deactivated()
         if self.passwords.needs_rehash(user.password_hash):
             try:
                 return await self.passwords.hash(password)
@@ -255,10 +348,17 @@ class UsersService:
         return None
 
     async def issue_for_login(
-        self, session: AsyncSession, user: User, new_password_hash: str | None
+        self,
+        session: AsyncSession,
+        user: User,
+        new_password_hash: str | None,
+        *,
+        record_login: bool = True,
     ) -> IssuedTokens:
         if new_password_hash is not None:
             await repository.set_password_hash(session, user, new_password_hash)
+        if record_login:
+            await repository.touch_last_login(session, user)
         issued, _ = await self._issue(session, user, family_id=uuid.uuid4())
         return issued
 
@@ -292,6 +392,8 @@ class UsersService:
         user = await repository.get_user(session, stored.user_id)
         if user is None:  # the foreign key cascades, so only a race with a deletion
             raise Unauthenticated(INVALID_REFRESH_TOKEN)
+        if not user.is_active:
+            raise account_deactivated()
         issued, replacement = await self._issue(session, user, family_id=stored.family_id)
         grace = self.settings.refresh_reuse_grace_seconds
         sealed, window_ends = None, None
@@ -321,6 +423,8 @@ class UsersService:
                 user = await repository.get_user(session, row.user_id)
                 if user is None:
                     raise Unauthenticated(INVALID_REFRESH_TOKEN)
+                if not user.is_active:
+                    raise account_deactivated()
                 access_token, expires_in = issue_access_token(self.settings, str(user.id))
                 log.info("refresh token of family %s presented again within grace", row.family_id)
                 return IssuedTokens(user, access_token, expires_in, token)
@@ -353,6 +457,146 @@ class UsersService:
         if user is None:
             raise NotFound("user not found")
         return user
+
+    # --- Profile --------------------------------------------------------------
+
+    async def update_profile(
+        self, session: AsyncSession, user_id: str, fields: Sequence[str], values: dict[str, str]
+    ) -> User:
+        changes: dict[str, object] = {}
+        for name in fields:
+            if name not in PROFILE_FIELDS:
+                raise InvalidArgument(
+                    f"fields: unknown field {name!r} (one of {', '.join(PROFILE_FIELDS)})"
+                )
+            raw = values.get(name, "")
+            if name == "full_name":
+                changes[name] = normalise_full_name(raw)
+            elif name == "avatar_url":
+                changes[name] = normalise_avatar_url(raw)
+            elif name == "birthdate":
+                changes[name] = parse_birthdate(raw)
+            else:
+                changes[name] = check_locale(raw)
+        user = await self.get_user(session, user_id)
+        if not changes:
+            return user
+        updated = await repository.update_user(session, user.id, **changes)
+        if updated is None:
+            raise NotFound("user not found")
+        return updated
+
+    async def verify_password(self, user: User, password: str) -> None:
+        """Unauthenticated unless `password` is the user's (for a sensitive change)."""
+        if (
+            not user.password_hash
+            or len(password) > PASSWORD_MAX_LENGTH
+            or not await self.passwords.verify(user.password_hash, password)
+        ):
+            raise Unauthenticated("password: wrong password", reason="invalid-credentials")
+
+    async def change_email(self, session: AsyncSession, user_id: uuid.UUID, email: str) -> User:
+        """Set the (normalised) new email: unverified, with a verification
+        mail to it; the old address's pending verifications end."""
+        user = await repository.change_email(session, user_id, email)
+        if user is None:
+            raise email_taken()
+        await repository.use_all_account_tokens(session, user.id, VERIFY_EMAIL)
+        await self.send_verification(session, user)
+        return user
+
+    # --- Emailed tokens --------------------------------------------------------
+
+    async def _send_token(self, session: AsyncSession, user: User, purpose: str) -> None:
+        ttl = (
+            self.settings.email_verification_ttl_seconds
+            if purpose == VERIFY_EMAIL
+            else self.settings.password_reset_ttl_seconds
+        )
+        token = secrets.token_urlsafe(ACCOUNT_TOKEN_BYTES)
+        await repository.add_account_token(
+            session,
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=hash_account_token(token),
+            email=user.email,
+            expires_at=utcnow() + dt.timedelta(seconds=ttl),
+        )
+        subject, body = render(
+            purpose, user.locale, base_url=self.settings.app_base_url, token=token, ttl_seconds=ttl
+        )
+        await enqueue_mail(session, recipient=user.email, subject=subject, body=body)
+
+    async def send_verification(self, session: AsyncSession, user: User) -> None:
+        await self._send_token(session, user, VERIFY_EMAIL)
+
+    async def request_verification(self, session: AsyncSession, user_id: str) -> None:
+        user = await self.get_user(session, user_id)
+        if user.is_verified:
+            raise Conflict("the email address is already verified", reason="already-verified")
+        await self.send_verification(session, user)
+
+    async def verify_email(self, session: AsyncSession, token: str) -> User:
+        used = await self._use_token(session, VERIFY_EMAIL, token)
+        user = await repository.get_user(session, used.user_id)
+        # Sent to an address the account no longer has: it proves nothing.
+        if user is None or user.email != used.email:
+            raise _invalid_token()
+        if user.is_verified:
+            return user
+        verified = await repository.update_user(session, user.id, is_verified=True)
+        assert verified is not None
+        return verified
+
+    async def request_password_reset(self, session: AsyncSession, email: str) -> bool:
+        """Queue a reset email when the address has an account; True if it has.
+        The caller answers the same either way."""
+        try:
+            user = await repository.get_user_by_email(session, normalise_email(email))
+        except InvalidArgument:
+            return False
+        if user is None:
+            return False
+        if await repository.account_token_issued_since(
+            session, user.id, RESET_PASSWORD, utcnow() - RESET_EMAIL_INTERVAL
+        ):
+            log.info("password reset for user %s asked again within a minute: not sent", user.id)
+            return False
+        await self._send_token(session, user, RESET_PASSWORD)
+        return True
+
+    def check_new_password(self, password: str) -> None:
+        check_password(password)
+
+    async def reset_password(self, session: AsyncSession, token: str, password_hash: str) -> User:
+        """Set the password hash (hashed by the caller before the transaction)
+        and revoke every refresh token of the account."""
+        used = await self._use_token(session, RESET_PASSWORD, token)
+        user = await repository.get_user(session, used.user_id)
+        if user is None:
+            raise _invalid_token()
+        await repository.set_password_hash(session, user, password_hash)
+        # Any other reset link sent meanwhile must not work after this one.
+        await repository.use_all_account_tokens(session, user.id, RESET_PASSWORD)
+        revoked = await repository.revoke_user_refresh_tokens(session, user.id)
+        if user.email == used.email and not user.is_verified:
+            # The token came to this address: its owner has just proved it.
+            await repository.update_user(session, user.id, is_verified=True)
+        log.info("password of user %s reset; %d refresh tokens revoked", user.id, revoked)
+        return user
+
+    async def _use_token(self, session: AsyncSession, purpose: str, token: str):
+        if not token or len(token) > 512:
+            raise _invalid_token()
+        token_hash = hash_account_token(token)
+        used = await repository.use_account_token(session, purpose, token_hash)
+        # Found by its hash's index; compared again in constant time.
+        if used is None or not hmac.compare_digest(used.token_hash, token_hash):
+            raise _invalid_token()
+        return used
+
+    async def purge_expired_account_tokens(self, session: AsyncSession) -> int:
+        return await repository.delete_account_tokens_expired_before(session, utcnow())
 
     async def _issue(
         self, session: AsyncSession, user: User, *, family_id: uuid.UUID

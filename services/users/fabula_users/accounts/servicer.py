@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.db import Database
+from fabula_common.errors import Unauthenticated
 
 from fabula_users.accounts.models import User
 from fabula_users.accounts.service import (
@@ -13,12 +16,25 @@ from fabula_users.accounts.service import (
     RegisteredMeanwhile,
     UsersService,
     email_taken,
+    normalise_email,
 )
+from fabula_users.accounts.throttle import LoginThrottle
 
 
 def user_to_proto(user: User) -> users_pb2.User:
     return users_pb2.User(
-        id=str(user.id), email=user.email, full_name=user.full_name, created_at=user.created_at
+        id=str(user.id),
+        email=user.email,
+        full_name=user.full_name,
+        created_at=user.created_at,
+        is_active=user.is_active,
+        is_superuser=user.is_superuser,
+        avatar_url=user.avatar_url or "",
+        birthdate=user.birthdate.isoformat() if user.birthdate else "",
+        locale=user.locale,
+        is_verified=user.is_verified,
+        last_login_at=user.last_login_at,
+        has_password=bool(user.password_hash),
     )
 
 
@@ -32,9 +48,18 @@ def token_response(issued: IssuedTokens) -> users_pb2.TokenResponse:
 
 
 class UsersServicer(users_pb2_grpc.UsersServiceServicer):
-    def __init__(self, db: Database, service: UsersService) -> None:
+    def __init__(
+        self,
+        db: Database,
+        service: UsersService,
+        throttle: LoginThrottle | None = None,
+        mail_queued: Callable[[], None] = lambda: None,
+    ) -> None:
         self.db = db
         self.service = service
+        self.throttle = throttle or LoginThrottle(service.settings)
+        # Called after a commit that queued an email (wakes the mail sender).
+        self.mail_queued = mail_queued
 
     async def Register(
         self, request: users_pb2.RegisterRequest, context: grpc.aio.ServicerContext
@@ -56,6 +81,7 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
             try:
                 async with self.db.session_scope() as session:
                     issued = await self.service.register(session, registration, password_hash)
+                self.mail_queued()
                 return token_response(issued)
             except RegisteredMeanwhile:
                 async with self.db.session_scope() as session:
@@ -65,7 +91,9 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
         # A retry of a registration that succeeded: the same account, a new pair.
         await self.service.verify_repeated_registration(earlier, registration)
         async with self.db.session_scope() as session:
-            issued = await self.service.issue_for_login(session, earlier, None)
+            issued = await self.service.issue_for_login(
+                session, earlier, None, record_login=False
+            )
         return token_response(issued)
 
     async def Login(
@@ -75,8 +103,15 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
         self.service.passwords.check_room()
         async with self.db.session_scope() as session:
             user = await self.service.find_for_login(session, request.email)
-        new_password_hash = await self.service.verify_login(user, request.password)
+            # Last before the commit: the counter's row is locked only briefly.
+            attempt = await self.throttle.admit(session, request.email, request.client_ip)
+        try:
+            new_password_hash = await self.service.verify_login(user, request.password)
+        except Unauthenticated:
+            await self.throttle.slow_down(attempt)
+            raise
         async with self.db.session_scope() as session:
+            await self.throttle.succeeded(session, attempt)
             issued = await self.service.issue_for_login(session, user, new_password_hash)
         return token_response(issued)
 
@@ -100,3 +135,71 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
         async with self.db.session_scope() as session:
             user = await self.service.get_user(session, request.user_id)
         return user_to_proto(user)
+
+    async def UpdateProfile(
+        self, request: users_pb2.UpdateProfileRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.User:
+        values = {
+            "full_name": request.full_name,
+            "avatar_url": request.avatar_url,
+            "birthdate": request.birthdate,
+            "locale": request.locale,
+        }
+        async with self.db.session_scope() as session:
+            user = await self.service.update_profile(
+                session, request.user_id, request.fields, values
+            )
+        return user_to_proto(user)
+
+    async def ChangeEmail(
+        self, request: users_pb2.ChangeEmailRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.User:
+        email = normalise_email(request.new_email)
+        self.service.passwords.check_room()
+        async with self.db.session_scope() as session:
+            user = await self.service.get_user(session, request.user_id)
+        # argon2 runs outside any transaction.
+        await self.service.verify_password(user, request.password)
+        if email == user.email:
+            return user_to_proto(user)
+        async with self.db.session_scope() as session:
+            changed = await self.service.change_email(session, user.id, email)
+        self.mail_queued()
+        return user_to_proto(changed)
+
+    async def RequestEmailVerification(
+        self,
+        request: users_pb2.RequestEmailVerificationRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> users_pb2.RequestEmailVerificationResponse:
+        async with self.db.session_scope() as session:
+            await self.service.request_verification(session, request.user_id)
+        self.mail_queued()
+        return users_pb2.RequestEmailVerificationResponse()
+
+    async def VerifyEmail(
+        self, request: users_pb2.VerifyEmailRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.User:
+        async with self.db.session_scope() as session:
+            user = await self.service.verify_email(session, request.token)
+        return user_to_proto(user)
+
+    async def RequestPasswordReset(
+        self, request: users_pb2.RequestPasswordResetRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.RequestPasswordResetResponse:
+        async with self.db.session_scope() as session:
+            queued = await self.service.request_password_reset(session, request.email)
+        if queued:
+            self.mail_queued()
+        return users_pb2.RequestPasswordResetResponse()
+
+    async def ResetPassword(
+        self, request: users_pb2.ResetPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.ResetPasswordResponse:
+        self.service.check_new_password(request.new_password)
+        # Hashed before the transaction (argon2 holds no connection); a bad
+        # token then costs one hash, within the hashing admission control.
+        password_hash = await self.service.passwords.hash(request.new_password)
+        async with self.db.session_scope() as session:
+            await self.service.reset_password(session, request.token, password_hash)
+        return users_pb2.ResetPasswordResponse()

@@ -9,6 +9,7 @@ import logging
 from fabula_common.db import Database
 
 from fabula_users.accounts.service import UsersService
+from fabula_users.accounts.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class ExpiredRecordsPurger:
     def __init__(self, db: Database, service: UsersService, interval_seconds: float) -> None:
         self.db = db
         self.service = service
+        self.throttle = LoginThrottle(service.settings)
         self.interval_seconds = interval_seconds
         self._stopped = asyncio.Event()
 
@@ -29,8 +31,17 @@ class ExpiredRecordsPurger:
         async with self.db.session_scope() as session:
             deleted = await self.service.purge_expired_refresh_tokens(session)
             keys = await self.service.purge_expired_registration_keys(session)
-        if deleted or keys:
-            log.info("purged %d expired refresh tokens, %d registration keys", deleted, keys)
+            tokens = await self.service.purge_expired_account_tokens(session)
+            failures = await self.throttle.purge(session)
+        if deleted or keys or tokens or failures:
+            log.info(
+                "purged %d expired refresh tokens, %d registration keys, %d emailed tokens, "
+                "%d login failure counts",
+                deleted,
+                keys,
+                tokens,
+                failures,
+            )
         return deleted
 
     async def run(self) -> None:

@@ -26,43 +26,45 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66\x61\x62ula/stories/v1/stories.proto\x12\x11\x66\x61\x62ula.stories.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x01\n\x07Segment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12,\n\x04kind\x18\x04 \x01(\x0e\x32\x1e.fabula.stories.v1.SegmentKind\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12\x19\n\x11is_language_model\x18\x08 \x01(\x08\"\xbc\x02\n\x05Story\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\r\n\x05genre\x18\x04 \x01(\t\x12\x12\n\ncharacters\x18\x05 \x03(\t\x12\x19\n\x0copening_line\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0bis_complete\x18\x07 \x01(\x08\x12,\n\x08segments\x18\x08 \x03(\x0b\x32\x1a.fabula.stories.v1.Segment\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsegment_count\x18\x0b \x01(\x05\x42\x0f\n\r_opening_line\"\xab\x01\n\x12\x43reateStoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05genre\x18\x02 \x01(\t\x12\x12\n\x05title\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x12\n\ncharacters\x18\x04 \x03(\t\x12\x19\n\x0copening_line\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\tB\x08\n\x06_titleB\x0f\n\r_opening_line\"x\n\x14\x43ontinueStoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08story_id\x18\x02 \x01(\t\x12\x16\n\tdirection\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\tB\x0c\n\n_direction\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"{\n\x12\x43ontinueStoryEvent\x12-\n\x05token\x18\x01 \x01(\x0b\x32\x1c.fabula.stories.v1.TextDeltaH\x00\x12-\n\x07segment\x18\x02 \x01(\x0b\x32\x1a.fabula.stories.v1.SegmentH\x00\x42\x07\n\x05\x65vent\"s\n\x0f\x45ndStoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08story_id\x18\x02 \x01(\t\x12\x16\n\tdirection\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\tB\x0c\n\n_direction\"`\n\x0fGetStoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08story_id\x18\x02 \x01(\t\x12*\n\x04view\x18\x03 \x01(\x0e\x32\x1c.fabula.stories.v1.StoryView\"_\n\x13ListSegmentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08story_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_position\x18\x03 \x01(\x05\x12\r\n\x05limit\x18\x04 \x01(\x05\"~\n\x14ListSegmentsResponse\x12,\n\x08segments\x18\x01 \x03(\x0b\x32\x1a.fabula.stories.v1.Segment\x12 \n\x13next_after_position\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x16\n\x14_next_after_position\"D\n\x12ListStoriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"S\n\x13ListStoriesResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.fabula.stories.v1.Story\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"7\n\x12\x44\x65leteStoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08story_id\x18\x02 \x01(\t*}\n\x0bSegmentKind\x12\x1c\n\x18SEGMENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14SEGMENT_KIND_OPENING\x10\x01\x12\x1d\n\x19SEGMENT_KIND_CONTINUATION\x10\x02\x12\x17\n\x13SEGMENT_KIND_ENDING\x10\x03*R\n\tStoryView\x12\x1a\n\x16STORY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n\x10STORY_VIEW_BASIC\x10\x01\x12\x13\n\x0fSTORY_VIEW_FULL\x10\x02\x32\xe4\x04\n\x0eStoriesService\x12N\n\x0b\x43reateStory\x12%.fabula.stories.v1.CreateStoryRequest\x1a\x18.fabula.stories.v1.Story\x12\x61\n\rContinueStory\x12\'.fabula.stories.v1.ContinueStoryRequest\x1a%.fabula.stories.v1.ContinueStoryEvent0\x01\x12H\n\x08\x45ndStory\x12\".fabula.stories.v1.EndStoryRequest\x1a\x18.fabula.stories.v1.Story\x12H\n\x08GetStory\x12\".fabula.stories.v1.GetStoryRequest\x1a\x18.fabula.stories.v1.Story\x12_\n\x0cListSegments\x12&.fabula.stories.v1.ListSegmentsRequest\x1a\'.fabula.stories.v1.ListSegmentsResponse\x12\\\n\x0bListStories\x12%.fabula.stories.v1.ListStoriesRequest\x1a&.fabula.stories.v1.ListStoriesResponse\x12L\n\x0b\x44\x65leteStory\x12%.fabula.stories.v1.DeleteStoryRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66\x61\x62ula/stories/v1/stories.proto\x12\x11\x66\x61\x62ula.stories.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x14\x45xportStoriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\xcf\x01\n\x07Segment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12,\n\x04kind\x18\x04 \x01(\x0e\x32\x1e.fabula.stories.v1.SegmentKind\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12\x19\n\x11is_language_model\x18\x08 \x01(\x08\"\xbc\x02\n\x05Story\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\r\n\x05genre\x18\x04 \x01(\t\x12\x12\n\ncharacters\x18\x05 \x03(\t\x12\x19\n\x0copening_line\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0bis_complete\x18\x07 \x01(\x08\x12,\n\x08segments\x18\x08 \x03(\x0b\x32\x1a.fabula.stories.v1.Segment\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsegment_count\x18\x0b \x01(\x05\x42\x0f\n\r_opening_line\"\xab\x01\n\x12\x43reateStoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05genre\x18\x02 \x01(\t\x12\x12\n\x05title\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x12\n\ncharacters\x18\x04 \x03(\t\x12\x19\n\x0copening_line\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\tB\x08\n\x06_titleB\x0f\n\r_opening_line\"x\n\x14\x43ontinueStoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08story_id\x18\x02 \x01(\t\x12\x16\n\tdirection\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\tB\x0c\n\n_direction\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"{\n\x12\x43ontinueStoryEvent\x12-\n\x05token\x18\x01 \x01(\x0b\x32\x1c.fabula.stories.v1.TextDeltaH\x00\x12-\n\x07segment\x18\x02 \x01(\x0b\x32\x1a.fabula.stories.v1.SegmentH\x00\x42\x07\n\x05\x65vent\"s\n\x0f\x45ndStoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08story_id\x18\x02 \x01(\t\x12\x16\n\tdirection\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\tB\x0c\n\n_direction\"`\n\x0fGetStoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08story_id\x18\x02 \x01(\t\x12*\n\x04view\x18\x03 \x01(\x0e\x32\x1c.fabula.stories.v1.StoryView\"_\n\x13ListSegmentsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08story_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_position\x18\x03 \x01(\x05\x12\r\n\x05limit\x18\x04 \x01(\x05\"~\n\x14ListSegmentsResponse\x12,\n\x08segments\x18\x01 \x03(\x0b\x32\x1a.fabula.stories.v1.Segment\x12 \n\x13next_after_position\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x16\n\x14_next_after_position\"D\n\x12ListStoriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"S\n\x13ListStoriesResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.fabula.stories.v1.Story\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"7\n\x12\x44\x65leteStoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08story_id\x18\x02 \x01(\t*}\n\x0bSegmentKind\x12\x1c\n\x18SEGMENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14SEGMENT_KIND_OPENING\x10\x01\x12\x1d\n\x19SEGMENT_KIND_CONTINUATION\x10\x02\x12\x17\n\x13SEGMENT_KIND_ENDING\x10\x03*R\n\tStoryView\x12\x1a\n\x16STORY_VIEW_UNSPECIFIED\x10\x00\x12\x14\n\x10STORY_VIEW_BASIC\x10\x01\x12\x13\n\x0fSTORY_VIEW_FULL\x10\x02\x32\xba\x05\n\x0eStoriesService\x12N\n\x0b\x43reateStory\x12%.fabula.stories.v1.CreateStoryRequest\x1a\x18.fabula.stories.v1.Story\x12\x61\n\rContinueStory\x12\'.fabula.stories.v1.ContinueStoryRequest\x1a%.fabula.stories.v1.ContinueStoryEvent0\x01\x12H\n\x08\x45ndStory\x12\".fabula.stories.v1.EndStoryRequest\x1a\x18.fabula.stories.v1.Story\x12H\n\x08GetStory\x12\".fabula.stories.v1.GetStoryRequest\x1a\x18.fabula.stories.v1.Story\x12_\n\x0cListSegments\x12&.fabula.stories.v1.ListSegmentsRequest\x1a\'.fabula.stories.v1.ListSegmentsResponse\x12\\\n\x0bListStories\x12%.fabula.stories.v1.ListStoriesRequest\x1a&.fabula.stories.v1.ListStoriesResponse\x12L\n\x0b\x44\x65leteStory\x12%.fabula.stories.v1.DeleteStoryRequest\x1a\x16.google.protobuf.Empty\x12T\n\rExportStories\x12\'.fabula.stories.v1.ExportStoriesRequest\x1a\x18.fabula.stories.v1.Story0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fabula.stories.v1.stories_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEGMENTKIND']._serialized_start=1745
-  _globals['_SEGMENTKIND']._serialized_end=1870
-  _globals['_STORYVIEW']._serialized_start=1872
-  _globals['_STORYVIEW']._serialized_end=1954
-  _globals['_SEGMENT']._serialized_start=117
-  _globals['_SEGMENT']._serialized_end=324
-  _globals['_STORY']._serialized_start=327
-  _globals['_STORY']._serialized_end=643
-  _globals['_CREATESTORYREQUEST']._serialized_start=646
-  _globals['_CREATESTORYREQUEST']._serialized_end=817
-  _globals['_CONTINUESTORYREQUEST']._serialized_start=819
-  _globals['_CONTINUESTORYREQUEST']._serialized_end=939
-  _globals['_TEXTDELTA']._serialized_start=941
-  _globals['_TEXTDELTA']._serialized_end=966
-  _globals['_CONTINUESTORYEVENT']._serialized_start=968
-  _globals['_CONTINUESTORYEVENT']._serialized_end=1091
-  _globals['_ENDSTORYREQUEST']._serialized_start=1093
-  _globals['_ENDSTORYREQUEST']._serialized_end=1208
-  _globals['_GETSTORYREQUEST']._serialized_start=1210
-  _globals['_GETSTORYREQUEST']._serialized_end=1306
-  _globals['_LISTSEGMENTSREQUEST']._serialized_start=1308
-  _globals['_LISTSEGMENTSREQUEST']._serialized_end=1403
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=1405
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=1531
-  _globals['_LISTSTORIESREQUEST']._serialized_start=1533
-  _globals['_LISTSTORIESREQUEST']._serialized_end=1601
-  _globals['_LISTSTORIESRESPONSE']._serialized_start=1603
-  _globals['_LISTSTORIESRESPONSE']._serialized_end=1686
-  _globals['_DELETESTORYREQUEST']._serialized_start=1688
-  _globals['_DELETESTORYREQUEST']._serialized_end=1743
-  _globals['_STORIESSERVICE']._serialized_start=1957
-  _globals['_STORIESSERVICE']._serialized_end=2569
+  _globals['_SEGMENTKIND']._serialized_start=1786
+  _globals['_SEGMENTKIND']._serialized_end=1911
+  _globals['_STORYVIEW']._serialized_start=1913
+  _globals['_STORYVIEW']._serialized_end=1995
+  _globals['_EXPORTSTORIESREQUEST']._serialized_start=116
+  _globals['_EXPORTSTORIESREQUEST']._serialized_end=155
+  _globals['_SEGMENT']._serialized_start=158
+  _globals['_SEGMENT']._serialized_end=365
+  _globals['_STORY']._serialized_start=368
+  _globals['_STORY']._serialized_end=684
+  _globals['_CREATESTORYREQUEST']._serialized_start=687
+  _globals['_CREATESTORYREQUEST']._serialized_end=858
+  _globals['_CONTINUESTORYREQUEST']._serialized_start=860
+  _globals['_CONTINUESTORYREQUEST']._serialized_end=980
+  _globals['_TEXTDELTA']._serialized_start=982
+  _globals['_TEXTDELTA']._serialized_end=1007
+  _globals['_CONTINUESTORYEVENT']._serialized_start=1009
+  _globals['_CONTINUESTORYEVENT']._serialized_end=1132
+  _globals['_ENDSTORYREQUEST']._serialized_start=1134
+  _globals['_ENDSTORYREQUEST']._serialized_end=1249
+  _globals['_GETSTORYREQUEST']._serialized_start=1251
+  _globals['_GETSTORYREQUEST']._serialized_end=1347
+  _globals['_LISTSEGMENTSREQUEST']._serialized_start=1349
+  _globals['_LISTSEGMENTSREQUEST']._serialized_end=1444
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=1446
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=1572
+  _globals['_LISTSTORIESREQUEST']._serialized_start=1574
+  _globals['_LISTSTORIESREQUEST']._serialized_end=1642
+  _globals['_LISTSTORIESRESPONSE']._serialized_start=1644
+  _globals['_LISTSTORIESRESPONSE']._serialized_end=1727
+  _globals['_DELETESTORYREQUEST']._serialized_start=1729
+  _globals['_DELETESTORYREQUEST']._serialized_end=1784
+  _globals['_STORIESSERVICE']._serialized_start=1998
+  _globals['_STORIESSERVICE']._serialized_end=2696
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,12 @@ STORY_VIEW_UNSPECIFIED: StoryView
 STORY_VIEW_BASIC: StoryView
 STORY_VIEW_FULL: StoryView
 
+class ExportStoriesRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
 class Segment(_message.Message):
     __slots__ = ("id", "position", "text", "kind", "created_at", "provider", "model", "is_language_model")
     ID_FIELD_NUMBER: _ClassVar[int]

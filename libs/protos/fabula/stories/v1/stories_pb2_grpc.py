@@ -72,6 +72,11 @@ class StoriesServiceStub:
                 request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.DeleteStoryRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ExportStories = channel.unary_stream(
+                '/fabula.stories.v1.StoriesService/ExportStories',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ExportStoriesRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
+                _registered_method=True)
 
 
 class StoriesServiceServicer:
@@ -148,6 +153,14 @@ class StoriesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportStories(self, request, context):
+        """Every story of the user with all its segments, oldest first, for the
+        user's export of their data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoriesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +198,11 @@ def add_StoriesServiceServicer_to_server(servicer, server):
                     servicer.DeleteStory,
                     request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.DeleteStoryRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ExportStories': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportStories,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ExportStoriesRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -378,6 +396,33 @@ class StoriesService:
             '/fabula.stories.v1.StoriesService/DeleteStory',
             fabula_dot_stories_dot_v1_dot_stories__pb2.DeleteStoryRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportStories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/ExportStories',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ExportStoriesRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,116 @@ class UsersServiceStub:
                 request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.GetUserRequest.SerializeToString,
                 response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
                 _registered_method=True)
+        self.UpdateProfile = channel.unary_unary(
+                '/fabula.users.v1.UsersService/UpdateProfile',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.UpdateProfileRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+                _registered_method=True)
+        self.ChangeEmail = channel.unary_unary(
+                '/fabula.users.v1.UsersService/ChangeEmail',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.ChangeEmailRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+                _registered_method=True)
+        self.RequestEmailVerification = channel.unary_unary(
+                '/fabula.users.v1.UsersService/RequestEmailVerification',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.RequestEmailVerificationRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.RequestEmailVerificationResponse.FromString,
+                _registered_method=True)
+        self.VerifyEmail = channel.unary_unary(
+                '/fabula.users.v1.UsersService/VerifyEmail',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.VerifyEmailRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+                _registered_method=True)
+        self.RequestPasswordReset = channel.unary_unary(
+                '/fabula.users.v1.UsersService/RequestPasswordReset',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/fabula.users.v1.UsersService/ResetPassword',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
+        self.ListIdentityProviders = channel.unary_unary(
+                '/fabula.users.v1.UsersService/ListIdentityProviders',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.ListIdentityProvidersRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.ListIdentityProvidersResponse.FromString,
+                _registered_method=True)
+        self.StartIdentitySignIn = channel.unary_unary(
+                '/fabula.users.v1.UsersService/StartIdentitySignIn',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.StartIdentitySignInRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.StartIdentitySignInResponse.FromString,
+                _registered_method=True)
+        self.CompleteIdentitySignIn = channel.unary_unary(
+                '/fabula.users.v1.UsersService/CompleteIdentitySignIn',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.CompleteIdentitySignInRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.TokenResponse.FromString,
+                _registered_method=True)
+        self.ListIdentities = channel.unary_unary(
+                '/fabula.users.v1.UsersService/ListIdentities',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.ListIdentitiesRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.ListIdentitiesResponse.FromString,
+                _registered_method=True)
+        self.UnlinkIdentity = channel.unary_unary(
+                '/fabula.users.v1.UsersService/UnlinkIdentity',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.UnlinkIdentityRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.UnlinkIdentityResponse.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/fabula.users.v1.UsersService/CreateApiKey',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.CreatedApiKey.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/fabula.users.v1.UsersService/ListApiKeys',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/fabula.users.v1.UsersService/RevokeApiKey',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
+        self.Authenticate = channel.unary_unary(
+                '/fabula.users.v1.UsersService/Authenticate',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.AuthenticateRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.Principal.FromString,
+                _registered_method=True)
+        self.ExportUser = channel.unary_unary(
+                '/fabula.users.v1.UsersService/ExportUser',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.ExportUserRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.UserExport.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/fabula.users.v1.UsersService/DeleteUser',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
+        self.AdminListUsers = channel.unary_unary(
+                '/fabula.users.v1.UsersService/AdminListUsers',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminListUsersRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminListUsersResponse.FromString,
+                _registered_method=True)
+        self.AdminSetActive = channel.unary_unary(
+                '/fabula.users.v1.UsersService/AdminSetActive',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminSetActiveRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+                _registered_method=True)
+        self.AdminSetSuperuser = channel.unary_unary(
+                '/fabula.users.v1.UsersService/AdminSetSuperuser',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminSetSuperuserRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+                _registered_method=True)
+        self.AdminRecordAction = channel.unary_unary(
+                '/fabula.users.v1.UsersService/AdminRecordAction',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminRecordActionRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.AuditEntry.FromString,
+                _registered_method=True)
+        self.AdminListAudit = channel.unary_unary(
+                '/fabula.users.v1.UsersService/AdminListAudit',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminListAuditRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminListAuditResponse.FromString,
+                _registered_method=True)
 
 
 class UsersServiceServicer:
@@ -98,6 +208,174 @@ class UsersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateProfile(self, request, context):
+        """--- Profile ---------------------------------------------------------------
+        Changes the fields named in `fields` (others are left alone).
+        INVALID_ARGUMENT naming the field for a bad value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeEmail(self, request, context):
+        """Changes the email: the password is required (UNAUTHENTICATED when wrong),
+        the account becomes unverified and a verification email goes to the new
+        address. ALREADY_EXISTS when another account has it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestEmailVerification(self, request, context):
+        """--- Verification and password reset (emailed single-use tokens) ------------
+        Sends a verification email (again). FAILED_PRECONDITION, reason
+        already-verified, when there is nothing to verify.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyEmail(self, request, context):
+        """INVALID_ARGUMENT, reason invalid-token, for an unknown, used or expired token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPasswordReset(self, request, context):
+        """Always OK, whether or not the address has an account (nothing is revealed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """Sets the new password and revokes every refresh token of the account.
+        INVALID_ARGUMENT, reason invalid-token, as for VerifyEmail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIdentityProviders(self, request, context):
+        """--- Sign-in with an identity provider (OpenID Connect / OAuth 2) -----------
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartIdentitySignIn(self, request, context):
+        """The provider's authorization URL (code flow with PKCE, state and nonce
+        kept by this service). NOT_FOUND for a provider not configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteIdentitySignIn(self, request, context):
+        """Exchanges the code: signs in the linked account, links a verified email's
+        matching account, or creates one. INVALID_ARGUMENT, reason invalid-state,
+        for an unknown, used or expired state; UNAUTHENTICATED when the provider
+        refuses the code or its ID token does not verify.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIdentities(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlinkIdentity(self, request, context):
+        """FAILED_PRECONDITION, reason last-sign-in-method, when it is the account's
+        only way to sign in (no password and no other identity).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """--- API keys ----------------------------------------------------------------
+        The key is in the answer once; only its hash is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Authenticate(self, request, context):
+        """Who an API key or an access token's user is, for the gateway: the user,
+        whether the account may act, and the key's scopes. UNAUTHENTICATED for an
+        unknown, revoked or expired key and for a deactivated or deleted account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportUser(self, request, context):
+        """--- Leaving -------------------------------------------------------------------
+        Everything this service holds about the user (profile, identities, API
+        keys without their secrets), for the user's export.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Deletes the account. The password is required unless the caller proves a
+        fresh sign-in (access token issued within the last few minutes).
+        Publishes UserDeleted, on which every service deletes or anonymises what
+        it holds for the user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdminListUsers(self, request, context):
+        """--- Administration (the caller is a superuser: PERMISSION_DENIED otherwise) ---
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdminSetActive(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdminSetSuperuser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdminRecordAction(self, request, context):
+        """Records an admin action performed elsewhere (e.g. a plan set in billing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdminListAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -120,6 +398,116 @@ def add_UsersServiceServicer_to_server(servicer, server):
                     servicer.GetUser,
                     request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.GetUserRequest.FromString,
                     response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.User.SerializeToString,
+            ),
+            'UpdateProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProfile,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.UpdateProfileRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.User.SerializeToString,
+            ),
+            'ChangeEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeEmail,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.ChangeEmailRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.User.SerializeToString,
+            ),
+            'RequestEmailVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestEmailVerification,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.RequestEmailVerificationRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.RequestEmailVerificationResponse.SerializeToString,
+            ),
+            'VerifyEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyEmail,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.VerifyEmailRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.User.SerializeToString,
+            ),
+            'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordReset,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'ListIdentityProviders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIdentityProviders,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.ListIdentityProvidersRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.ListIdentityProvidersResponse.SerializeToString,
+            ),
+            'StartIdentitySignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartIdentitySignIn,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.StartIdentitySignInRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.StartIdentitySignInResponse.SerializeToString,
+            ),
+            'CompleteIdentitySignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteIdentitySignIn,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.CompleteIdentitySignInRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.TokenResponse.SerializeToString,
+            ),
+            'ListIdentities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIdentities,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.ListIdentitiesRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.ListIdentitiesResponse.SerializeToString,
+            ),
+            'UnlinkIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlinkIdentity,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.UnlinkIdentityRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.UnlinkIdentityResponse.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.CreatedApiKey.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'Authenticate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Authenticate,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.AuthenticateRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.Principal.SerializeToString,
+            ),
+            'ExportUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUser,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.ExportUserRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.UserExport.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.DeleteUserRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'AdminListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdminListUsers,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminListUsersRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminListUsersResponse.SerializeToString,
+            ),
+            'AdminSetActive': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdminSetActive,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminSetActiveRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.User.SerializeToString,
+            ),
+            'AdminSetSuperuser': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdminSetSuperuser,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminSetSuperuserRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.User.SerializeToString,
+            ),
+            'AdminRecordAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdminRecordAction,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminRecordActionRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.AuditEntry.SerializeToString,
+            ),
+            'AdminListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdminListAudit,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminListAuditRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.AdminListAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -232,6 +620,600 @@ class UsersService:
             '/fabula.users.v1.UsersService/GetUser',
             fabula_dot_users_dot_v1_dot_users__pb2.GetUserRequest.SerializeToString,
             fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/UpdateProfile',
+            fabula_dot_users_dot_v1_dot_users__pb2.UpdateProfileRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/ChangeEmail',
+            fabula_dot_users_dot_v1_dot_users__pb2.ChangeEmailRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestEmailVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/RequestEmailVerification',
+            fabula_dot_users_dot_v1_dot_users__pb2.RequestEmailVerificationRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.RequestEmailVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/VerifyEmail',
+            fabula_dot_users_dot_v1_dot_users__pb2.VerifyEmailRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/RequestPasswordReset',
+            fabula_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/ResetPassword',
+            fabula_dot_users_dot_v1_dot_users__pb2.ResetPasswordRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIdentityProviders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/ListIdentityProviders',
+            fabula_dot_users_dot_v1_dot_users__pb2.ListIdentityProvidersRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.ListIdentityProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartIdentitySignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/StartIdentitySignIn',
+            fabula_dot_users_dot_v1_dot_users__pb2.StartIdentitySignInRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.StartIdentitySignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteIdentitySignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/CompleteIdentitySignIn',
+            fabula_dot_users_dot_v1_dot_users__pb2.CompleteIdentitySignInRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.TokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIdentities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/ListIdentities',
+            fabula_dot_users_dot_v1_dot_users__pb2.ListIdentitiesRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.ListIdentitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlinkIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/UnlinkIdentity',
+            fabula_dot_users_dot_v1_dot_users__pb2.UnlinkIdentityRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.UnlinkIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/CreateApiKey',
+            fabula_dot_users_dot_v1_dot_users__pb2.CreateApiKeyRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.CreatedApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/ListApiKeys',
+            fabula_dot_users_dot_v1_dot_users__pb2.ListApiKeysRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/RevokeApiKey',
+            fabula_dot_users_dot_v1_dot_users__pb2.RevokeApiKeyRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Authenticate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/Authenticate',
+            fabula_dot_users_dot_v1_dot_users__pb2.AuthenticateRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.Principal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/ExportUser',
+            fabula_dot_users_dot_v1_dot_users__pb2.ExportUserRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.UserExport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/DeleteUser',
+            fabula_dot_users_dot_v1_dot_users__pb2.DeleteUserRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdminListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/AdminListUsers',
+            fabula_dot_users_dot_v1_dot_users__pb2.AdminListUsersRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.AdminListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdminSetActive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/AdminSetActive',
+            fabula_dot_users_dot_v1_dot_users__pb2.AdminSetActiveRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdminSetSuperuser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/AdminSetSuperuser',
+            fabula_dot_users_dot_v1_dot_users__pb2.AdminSetSuperuserRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdminRecordAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/AdminRecordAction',
+            fabula_dot_users_dot_v1_dot_users__pb2.AdminRecordActionRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.AuditEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdminListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/AdminListAudit',
+            fabula_dot_users_dot_v1_dot_users__pb2.AdminListAuditRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.AdminListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

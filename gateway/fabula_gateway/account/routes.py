@@ -1,0 +1,164 @@
+"""Leaving: the user's export of their data, and deleting the account."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import json
+import zipfile
+from typing import Annotated, Any, Literal
+
+from fabula.billing.v1 import billing_pb2
+from fabula.stories.v1 import stories_pb2
+from fabula.users.v1 import users_pb2
+from fastapi import APIRouter, Query, Response, status
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from fabula_gateway.account.schemas import AccountExport, DeleteAccountRequest
+from fabula_gateway.clients import ServiceClients
+from fabula_gateway.dependencies import Clients, CurrentAccess, CurrentUserId, JsonBody
+from fabula_gateway.openapi import problem_responses
+
+router = APIRouter(tags=["account"])
+
+EXPORT_FORMAT = "fabula-export/1"
+
+
+def _plain(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+async def _users_part(clients: ServiceClients, user_id: str) -> dict[str, Any]:
+    reply = await clients.users.ExportUser(users_pb2.ExportUserRequest(user_id=user_id))
+    return _plain(reply)
+
+
+async def _stories_part(clients: ServiceClients, user_id: str) -> list[dict[str, Any]]:
+    # A stream of every story with its segments: the longer deadline, one
+    # bound on the whole stream.
+    call = clients.stories.ExportStories(
+        stories_pb2.ExportStoriesRequest(user_id=user_id), timeout=clients.generation_timeout
+    )
+    return [_plain(story) async for story in call]
+
+
+async def _billing_part(clients: ServiceClients, user_id: str) -> dict[str, Any]:
+    usage = await clients.billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+    # MERGE HOOK (h-stripe): "subscription" (GetSubscription), "usage_logs"
+    # (every page of ListUsageLogs) and "invoices" (ListInvoices) go here.
+    return {"usage": _plain(usage)}
+
+
+async def collect_export(clients: ServiceClients, user_id: str) -> dict[str, Any]:
+    """Every service's part, asked at once. Any service failing fails the
+    whole export (a 503 from its status): a partial export would look complete."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            users = group.create_task(_users_part(clients, user_id))
+            stories = group.create_task(_stories_part(clients, user_id))
+            billing = group.create_task(_billing_part(clients, user_id))
+    except ExceptionGroup as failed:
+        # The first failure answers (the others were cancelled with it).
+        raise failed.exceptions[0] from None
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "user_id": user_id,
+        "users": users.result(),
+        "stories": stories.result(),
+        "billing": billing.result(),
+    }
+
+
+def zip_export(document: dict[str, Any]) -> bytes:
+    """One JSON file per service, plus the document's header."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        header = {key: document[key] for key in ("format", "exported_at", "user_id")}
+        archive.writestr("export.json", json.dumps(header, indent=2))
+        for part in ("users", "stories", "billing"):
+            archive.writestr(f"{part}.json", json.dumps(document[part], indent=2))
+    return buffer.getvalue()
+
+
+@router.get(
+    "/v1/me/export",
+    operation_id="export_account",
+    response_model=AccountExport,
+    summary="Export everything Fabula holds about you",
+    description="One JSON document with a member per service: the profile, identities and "
+    "API keys (without secrets); every story with all its segments; the plan and its "
+    "usage. `?format=zip` answers a zip archive with one JSON file per service instead. "
+    "When a service cannot answer, the export fails with 503 rather than leave a part out.",
+    responses={
+        **problem_responses(401, 404, 422, 500, 503),
+        200: {
+            "content": {"application/zip": {}},
+            "description": "The export (JSON, or a zip with `?format=zip`).",
+        },
+    },
+)
+async def export_account(
+    user_id: CurrentUserId,
+    clients: Clients,
+    export_format: Annotated[
+        Literal["json", "zip"],
+        Query(alias="format", description="`json` (the default) or `zip`."),
+    ] = "json",
+) -> Response:
+    document = await collect_export(clients, user_id)
+    stamp = document["exported_at"][:10]
+    if export_format == "zip":
+        return Response(
+            zip_export(document),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="fabula-export-{stamp}.zip"'},
+        )
+    return Response(
+        json.dumps(document),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="fabula-export-{stamp}.json"'},
+    )
+
+
+@router.delete(
+    "/v1/me",
+    operation_id="delete_account",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete your account",
+    description="Deletes the account and everything of it in every service: stories go, "
+    "the usage ledger is kept anonymised for accounting. Needs the password, unless the "
+    "access token was issued within the last few minutes (sign in again, then delete). "
+    "Other services finish within seconds; the account's tokens stop working at once.",
+    responses=problem_responses(
+        401,
+        404,
+        413,
+        415,
+        422,
+        500,
+        503,
+        s401="No valid access token, or the password is missing (type `unauthenticated`, "
+        "detail naming `password`) or wrong.",
+        s404="The account is already deleted.",
+    ),
+)
+async def delete_account(
+    access: CurrentAccess,
+    clients: Clients,
+    _json: JsonBody,
+    body: DeleteAccountRequest | None = None,
+) -> Response:
+    signed_in_at = Timestamp()
+    signed_in_at.FromDatetime(access.issued_at)
+    await clients.users.DeleteUser(
+        users_pb2.DeleteUserRequest(
+            user_id=access.user_id,
+            password=(body.password or "") if body is not None else "",
+            fresh_sign_in_at=signed_in_at,
+        )
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
