@@ -12,11 +12,10 @@ from fabula_common.tracing import flush_tracing, tracing_provider
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from fabula_gateway.account import routes as account
 from fabula_gateway.admin import routes as admin
 from fabula_gateway.api_keys import routes as api_keys
-from fabula_gateway.account import routes as account
 from fabula_gateway.billing import routes as billing
-from fabula_gateway.payments import routes as payments
 from fabula_gateway.clients import ServiceClients
 from fabula_gateway.handlers import install_exception_handlers
 from fabula_gateway.health import routes as health
@@ -35,6 +34,7 @@ from fabula_gateway.openapi import (
     install_openapi,
     require_operation_id,
 )
+from fabula_gateway.payments import routes as payments
 from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.settings import GatewaySettings
 from fabula_gateway.stories import routes as stories

@@ -521,7 +521,8 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
                     created=timestamp(self.PERIOD_START),
                 )
             ],
-            next_cursor="next-page",
+            # One page more when asked without a cursor, then the end.
+            next_cursor="" if request.cursor else "next-page",
         )
 
     async def ReceiveStripeEvent(self, request, context):

@@ -47,9 +47,33 @@ async def _stories_part(clients: ServiceClients, user_id: str) -> list[dict[str,
 
 async def _billing_part(clients: ServiceClients, user_id: str) -> dict[str, Any]:
     usage = await clients.billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
-    # MERGE HOOK (h-stripe): "subscription" (GetSubscription), "usage_logs"
-    # (every page of ListUsageLogs) and "invoices" (ListInvoices) go here.
-    return {"usage": _plain(usage)}
+    subscription = await clients.billing.GetSubscription(
+        billing_pb2.GetSubscriptionRequest(user_id=user_id)
+    )
+    logs: list[dict[str, Any]] = []
+    cursor = ""
+    while True:  # every page of the ledger
+        page = await clients.billing.ListUsageLogs(
+            billing_pb2.ListUsageLogsRequest(user_id=user_id, limit=100, cursor=cursor)
+        )
+        logs.extend(_plain(log) for log in page.logs)
+        if not (cursor := page.next_cursor):
+            break
+    invoices: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        page = await clients.billing.ListInvoices(
+            billing_pb2.ListInvoicesRequest(user_id=user_id, limit=100, cursor=cursor)
+        )
+        invoices.extend(_plain(invoice) for invoice in page.invoices)
+        if not (cursor := page.next_cursor):
+            break
+    return {
+        "usage": _plain(usage),
+        "subscription": _plain(subscription),
+        "usage_logs": logs,
+        "invoices": invoices,
+    }
 
 
 async def collect_export(clients: ServiceClients, user_id: str) -> dict[str, Any]:

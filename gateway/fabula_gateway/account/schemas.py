@@ -51,4 +51,6 @@ class AccountExport(BaseModel):
     user_id: str
     users: dict[str, Any] = Field(description="Profile, identities, API keys (no secrets).")
     stories: list[dict[str, Any]] = Field(description="Every story with all its segments.")
-    billing: dict[str, Any] = Field(description="Plan and usage.")
+    billing: dict[str, Any] = Field(
+        description="Plan and usage, the subscription, every usage log entry, invoices."
+    )

@@ -86,10 +86,12 @@ async def rows_naming(session: AsyncSession, user_id: str) -> dict[str, int]:
     return found
 
 
-async def test_deletion_anonymises_the_ledger_and_removes_the_rest(session, billing):
+async def test_deletion_anonymises_the_ledger_and_removes_the_rest(session, billing, db):
     user_id = str(uuid.uuid4())
-    reservation = await billing.reserve_generation(session, uuid.UUID(user_id), Decimal("0.5"))
-    await billing.reserve_generation(session, uuid.UUID(user_id), Decimal("0.5"))  # in flight
+    # Reserving commits on its own (one autocommit statement); the rest is undone.
+    autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    reservation = await billing.reserve_generation(autocommit, uuid.UUID(user_id), Decimal("0.5"))
+    await billing.reserve_generation(autocommit, uuid.UUID(user_id), Decimal("0.5"))  # in flight
     event = usage_event(user_id, str(reservation.reservation_id))
     await billing.settle_usage(session, event)
     assert await rows_naming(session, user_id)
@@ -147,5 +149,14 @@ async def test_late_events_of_a_deleted_user_open_no_account(session, billing):
     assert entry.user_id is None and entry.cost_usd == Decimal("0.25") and not entry.counted
     with pytest.raises(AccountDeleted):
         await billing.get_usage(session, uuid.UUID(user_id))
+
+
+async def test_a_deleted_user_cannot_reserve(billing, db):
+    # Reserving runs on connections of its own: the deletion is committed here.
+    user_id = uuid.uuid4()
+    async with db.session_scope() as session:
+        await billing.open_account(session, user_id)
+        await forget_user(session, deleted(str(user_id)))
+    autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
     with pytest.raises(AccountDeleted):
-        await billing.reserve_generation(session, uuid.UUID(user_id), Decimal("0.1"))
+        await billing.reserve_generation(autocommit, user_id, Decimal("0.1"))

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fabula.billing.v1 import events_pb2
-from fabula_common.db import utcnow
 from fabula.users.v1 import events_pb2 as users_events
+from fabula_common.db import utcnow
 from fabula_common.errors import (
     AlreadySubscribed,
     InvalidArgument,

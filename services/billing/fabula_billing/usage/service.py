@@ -43,9 +43,9 @@ from fabula_billing.leaving.service import (
     refuse_deleted,
     user_was_deleted,
 )
+from fabula_billing.metrics import RESERVATIONS_EXPIRED
 from fabula_billing.settings import Plan, Settings
 from fabula_billing.usage import repository as repo
-from fabula_billing.metrics import RESERVATIONS_EXPIRED
 from fabula_billing.usage.models import Account, Reservation, ReservationStatus
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fabula_users.accounts.models import User
 from fabula_users.accounts.passwords import PasswordHashing
 from fabula_users.accounts.service import PASSWORD_MAX_LENGTH
+from fabula_users.api_keys import service as api_keys
+from fabula_users.api_keys.servicer import api_key_to_proto
 from fabula_users.database import outbox
+from fabula_users.identities import repository as identities_repository
+from fabula_users.identities.servicer import identity_to_proto
 from fabula_users.leaving import repository
 from fabula_users.settings import Settings
 
@@ -72,11 +76,17 @@ class LeavingService:
         user = await repository.get_user(session, parse_user_id(user_id))
         if user is None:
             raise NotFound("user not found")
-        data = UserData(user)
-        # MERGE HOOK (issue 10): the identities (U2's identities repository)
-        # and the API keys without their secrets (U3's api_keys repository)
-        # are added to `data` here.
-        return data
+        return UserData(
+            user,
+            identities=[
+                identity_to_proto(identity)
+                for identity in await identities_repository.list_identities(session, user.id)
+            ],
+            # Their hashes stay here: a key is shown once, when it is made.
+            api_keys=[
+                api_key_to_proto(key) for key in await api_keys.list_for_user(session, str(user.id))
+            ],
+        )
 
     def signed_in_freshly(self, signed_in_at: dt.datetime | None) -> bool:
         if signed_in_at is None:

@@ -301,15 +301,3 @@ class UsageSummary(_message.Message):
     cost_used_usd: str
     cost_limit_usd: str
     def __init__(self, plan: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generations_used: _Optional[int] = ..., generations_limit: _Optional[int] = ..., generations_reserved: _Optional[int] = ..., cost_used: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., cost_limit: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., cost_used_usd: _Optional[str] = ..., cost_limit_usd: _Optional[str] = ...) -> None: ...
-
-class SetPlanRequest(_message.Message):
-    __slots__ = ("user_id", "plan", "actor", "reason")
-    USER_ID_FIELD_NUMBER: _ClassVar[int]
-    PLAN_FIELD_NUMBER: _ClassVar[int]
-    ACTOR_FIELD_NUMBER: _ClassVar[int]
-    REASON_FIELD_NUMBER: _ClassVar[int]
-    user_id: str
-    plan: str
-    actor: str
-    reason: str
-    def __init__(self, user_id: _Optional[str] = ..., plan: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
