@@ -44,7 +44,8 @@ def create_app(settings: Settings) -> GrpcApp:
         ("billing-user-registered", "users", "user_registered", users_events.UserRegistered,
          billing.open_registered_account),
     )
-    for durable, domain, event, message_type, handler in consumed:
+    # Each handler takes a fetched batch of events and applies it in one transaction.
+    for durable, domain, event, message_type, batch_handler in consumed:
         app.add_worker(
             EventConsumer(
                 db=db,
@@ -54,7 +55,7 @@ def create_app(settings: Settings) -> GrpcApp:
                 durable=durable,
                 subject=subject_for(settings, domain, event),
                 message_type=message_type,
-                handler=handler,
+                batch_handler=batch_handler,
             )
         )
     # Expiry asks generation's durable record before giving any quota back.

@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     String,
     Uuid,
+    any_,
     bindparam,
     func,
     literal,
@@ -48,13 +49,42 @@ async def create_account_if_missing(
     period_end: dt.datetime,
 ) -> bool:
     """Open the account on `plan`; True if it was created now."""
-    created = await session.scalar(
-        insert(Account)
-        .values(user_id=user_id, plan=plan, period_start=period_start, period_end=period_end)
-        .on_conflict_do_nothing(index_elements=[Account.user_id])
-        .returning(Account.user_id)
+    return bool(await create_accounts_if_missing(session, [user_id], plan, period_start, period_end))
+
+
+def _user_ids_param():
+    return any_(bindparam("user_ids", type_=ARRAY(Uuid)))
+
+
+async def create_accounts_if_missing(
+    session: AsyncSession,
+    user_ids: list[uuid.UUID],
+    plan: str,
+    period_start: dt.datetime,
+    period_end: dt.datetime,
+) -> set[uuid.UUID]:
+    """Open the accounts of `user_ids` that do not exist on `plan`, in
+    user-id order (the lock order); return the ids opened now."""
+    new_users = func.unnest(bindparam("user_ids", type_=ARRAY(Uuid))).table_valued(
+        "user_id"
+    ).render_derived(name="new_user")
+    accounts = Account.__table__
+    created = await session.scalars(
+        insert(accounts)
+        .from_select(
+            ["user_id", "plan", "period_start", "period_end"],
+            select(
+                new_users.c.user_id,
+                literal(plan, String),
+                literal(period_start, DateTime(timezone=True)),
+                literal(period_end, DateTime(timezone=True)),
+            ).order_by(new_users.c.user_id),
+        )
+        .on_conflict_do_nothing(index_elements=[accounts.c.user_id])
+        .returning(accounts.c.user_id),
+        {"user_ids": sorted(set(user_ids))},
     )
-    return created is not None
+    return set(created)
 
 
 async def start_period_if_ended(
@@ -65,11 +95,25 @@ async def start_period_if_ended(
     period_end: dt.datetime,
 ) -> bool:
     """Move the account into the period [period_start, period_end) and zero its
-    usage if its period ended before `now`. Reserved counters stay: they track
-    reservations still outstanding, whichever period they were made in."""
-    rolled = await session.scalar(
-        update(Account)
-        .where(Account.user_id == user_id, Account.period_end <= now)
+    usage if its period ended before `now` (see start_periods_if_ended)."""
+    return bool(await start_periods_if_ended(session, [user_id], now, period_start, period_end))
+
+
+async def start_periods_if_ended(
+    session: AsyncSession,
+    user_ids: list[uuid.UUID],
+    now: dt.datetime,
+    period_start: dt.datetime,
+    period_end: dt.datetime,
+) -> set[uuid.UUID]:
+    """Move the accounts of `user_ids` whose period ended before `now` into
+    the period [period_start, period_end) and zero their usage; return their
+    ids. Reserved counters stay: they track reservations still outstanding,
+    whichever period they were made in."""
+    accounts = Account.__table__
+    rolled = await session.scalars(
+        update(accounts)
+        .where(accounts.c.user_id == _user_ids_param(), accounts.c.period_end <= now)
         .values(
             period_start=period_start,
             period_end=period_end,
@@ -77,10 +121,10 @@ async def start_period_if_ended(
             cost_used_usd=0,
             updated_at=func.now(),
         )
-        .returning(Account.user_id)
-        .execution_options(**_NO_SYNC)
+        .returning(accounts.c.user_id),
+        {"user_ids": sorted(set(user_ids))},
     )
-    return rolled is not None
+    return set(rolled)
 
 
 async def get_account(session: AsyncSession, user_id: uuid.UUID) -> Account | None:
@@ -203,29 +247,28 @@ async def reserve_in_current_period(
     return inserted is not None
 
 
-async def insert_reservation_if_new(
-    session: AsyncSession,
-    reservation_id: uuid.UUID,
-    user_id: uuid.UUID,
-    estimated_cost_usd: Decimal,
-    expires_at: dt.datetime,
-    status: ReservationStatus = ReservationStatus.reserved,
-) -> bool:
-    """Insert the reservation; False when one with its id exists already (a
-    concurrent insert of the same id waits for the first to commit or roll back)."""
-    inserted = await session.scalar(
-        insert(Reservation)
-        .values(
-            id=reservation_id,
-            user_id=user_id,
-            status=status,
-            estimated_cost_usd=estimated_cost_usd,
-            expires_at=expires_at,
-        )
-        .on_conflict_do_nothing(index_elements=[Reservation.id])
-        .returning(Reservation.id)
+async def insert_released_reservations_if_new(
+    session: AsyncSession, owners: dict[uuid.UUID, uuid.UUID], now: dt.datetime
+) -> None:
+    """Record the reservations `owners` names (id -> user id) as holding
+    nothing (released, no estimate), those whose id is not taken: events name
+    them that billing never saw. A concurrent insert of the same id waits for
+    the first to commit or roll back."""
+    if not owners:
+        return
+    await session.execute(
+        insert(Reservation.__table__).on_conflict_do_nothing(index_elements=["id"]),
+        [
+            {
+                "id": reservation_id,
+                "user_id": user_id,
+                "status": ReservationStatus.released.value,
+                "estimated_cost_usd": Decimal(0),
+                "expires_at": now,
+            }
+            for reservation_id, user_id in sorted(owners.items())
+        ],
     )
-    return inserted is not None
 
 
 async def get_reservation(session: AsyncSession, reservation_id: uuid.UUID) -> Reservation | None:
@@ -247,6 +290,57 @@ async def lock_reservation(
     )
 
 
+async def lock_reservations(
+    session: AsyncSession, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, Reservation]:
+    """Lock the reservations of `ids` (in id order, the lock order) and
+    return them as copies outside the session: a caller changes them in
+    memory and writes them back with `save_settlements`."""
+    if not ids:
+        return {}
+    table = Reservation.__table__
+    rows = await session.execute(
+        select(table)
+        .where(table.c.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
+        .order_by(table.c.id)
+        .with_for_update(),
+        {"ids": sorted(set(ids))},
+    )
+    return {row.id: Reservation(**row._asdict()) for row in rows}
+
+
+# What settling changes on a reservation (see save_settlements).
+_SETTLEMENT_COLUMNS = (
+    "status",
+    "actual_cost_usd",
+    "generation_id",
+    "settled_at",
+    "cost_settled_at",
+    "count_settled_at",
+    "counted",
+)
+
+
+async def save_settlements(session: AsyncSession, reservations: list[Reservation]) -> None:
+    """Write the settlement columns of these (locked, changed in memory)
+    reservations: one statement, executed for each."""
+    if not reservations:
+        return
+    table = Reservation.__table__
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("reservation_id"))
+        .values({name: bindparam(f"new_{name}") for name in _SETTLEMENT_COLUMNS}),
+        [
+            {
+                "reservation_id": reservation.id,
+                **{f"new_{name}": getattr(reservation, name) for name in _SETTLEMENT_COLUMNS},
+            }
+            for reservation in sorted(reservations, key=lambda r: r.id)
+        ],
+    )
+
+
 async def update_reservation(
     session: AsyncSession, reservation_id: uuid.UUID, **values: object
 ) -> None:
@@ -259,15 +353,41 @@ async def update_reservation(
 
 
 async def mark_ledger_counted(
-    session: AsyncSession, user_id: uuid.UUID, generation_id: str, counted: bool
+    session: AsyncSession, marks: dict[tuple[uuid.UUID, str], bool]
 ) -> None:
-    """Set whether the usage entries of a generation counted against the plan."""
+    """Set whether the usage entries of each (user id, generation id) counted
+    against the plan."""
+    if not marks:
+        return
+    table = UsageLedgerEntry.__table__
     await session.execute(
-        update(UsageLedgerEntry)
-        .where(UsageLedgerEntry.user_id == user_id, UsageLedgerEntry.generation_id == generation_id)
-        .values(counted=counted)
-        .execution_options(**_NO_SYNC)
+        update(table)
+        .where(
+            table.c.user_id == bindparam("for_user_id"),
+            table.c.generation_id == bindparam("for_generation_id"),
+        )
+        .values(counted=bindparam("now_counted")),
+        [
+            {"for_user_id": user_id, "for_generation_id": generation_id, "now_counted": counted}
+            for (user_id, generation_id), counted in marks.items()
+        ],
     )
+
+
+@dataclass
+class CounterDeltas:
+    """Signed amounts to add to an account's counters."""
+
+    generations_used: int = 0
+    cost_used_usd: Decimal = Decimal(0)
+    generations_reserved: int = 0
+    cost_reserved_usd: Decimal = Decimal(0)
+
+    def add(self, other: CounterDeltas) -> None:
+        self.generations_used += other.generations_used
+        self.cost_used_usd += other.cost_used_usd
+        self.generations_reserved += other.generations_reserved
+        self.cost_reserved_usd += other.cost_reserved_usd
 
 
 async def adjust_counters(
@@ -280,17 +400,51 @@ async def adjust_counters(
     cost_reserved_usd: Decimal = Decimal(0),
 ) -> None:
     """Add the (signed) deltas to the account's counters."""
-    await session.execute(
-        update(Account)
-        .where(Account.user_id == user_id)
+    deltas = CounterDeltas(generations_used, cost_used_usd, generations_reserved, cost_reserved_usd)
+    await adjust_many_counters(session, {user_id: deltas})
+
+
+def _build_adjust_statement():
+    accounts = Account.__table__
+    return (
+        update(accounts)
+        .where(accounts.c.user_id == bindparam("for_user_id"))
         .values(
-            generations_used=Account.generations_used + generations_used,
-            cost_used_usd=Account.cost_used_usd + cost_used_usd,
-            generations_reserved=Account.generations_reserved + generations_reserved,
-            cost_reserved_usd=Account.cost_reserved_usd + cost_reserved_usd,
+            generations_used=accounts.c.generations_used + bindparam("d_generations_used"),
+            cost_used_usd=accounts.c.cost_used_usd + bindparam("d_cost_used_usd", type_=Usd),
+            generations_reserved=(
+                accounts.c.generations_reserved + bindparam("d_generations_reserved")
+            ),
+            cost_reserved_usd=(
+                accounts.c.cost_reserved_usd + bindparam("d_cost_reserved_usd", type_=Usd)
+            ),
             updated_at=func.now(),
         )
-        .execution_options(**_NO_SYNC)
+    )
+
+
+_ADJUST_COUNTERS = _build_adjust_statement()
+
+
+async def adjust_many_counters(
+    session: AsyncSession, deltas: dict[uuid.UUID, CounterDeltas]
+) -> None:
+    """Add each account's deltas to its counters, in user-id order (the lock
+    order): one statement, executed for each account."""
+    if not deltas:
+        return
+    await session.execute(
+        _ADJUST_COUNTERS,
+        [
+            {
+                "for_user_id": user_id,
+                "d_generations_used": d.generations_used,
+                "d_cost_used_usd": d.cost_used_usd,
+                "d_generations_reserved": d.generations_reserved,
+                "d_cost_reserved_usd": d.cost_reserved_usd,
+            }
+            for user_id, d in sorted(deltas.items())
+        ],
     )
 
 
@@ -314,15 +468,29 @@ class LedgerEntry:
     occurred_at: dt.datetime
 
 
-async def add_ledger_entry(session: AsyncSession, entry: LedgerEntry) -> bool:
-    """Record a usage event; False if one with its event id is already there."""
-    inserted = await session.scalar(
-        insert(UsageLedgerEntry)
-        .values(**entry.__dict__)
-        .on_conflict_do_nothing(index_elements=[UsageLedgerEntry.event_id])
-        .returning(UsageLedgerEntry.id)
+async def ledger_event_ids(session: AsyncSession, event_ids: list[str]) -> set[str]:
+    """Those of `event_ids` already in the ledger (applied before)."""
+    if not event_ids:
+        return set()
+    table = UsageLedgerEntry.__table__
+    return set(
+        await session.scalars(
+            select(table.c.event_id).where(
+                table.c.event_id == any_(bindparam("event_ids", type_=ARRAY(String)))
+            ),
+            {"event_ids": event_ids},
+        )
     )
-    return inserted is not None
+
+
+async def add_ledger_entries(session: AsyncSession, entries: list[LedgerEntry]) -> None:
+    """Record usage events (an event id already there is left as it is)."""
+    if not entries:
+        return
+    await session.execute(
+        insert(UsageLedgerEntry.__table__).on_conflict_do_nothing(index_elements=["event_id"]),
+        [entry.__dict__ for entry in entries],
+    )
 
 
 @dataclass(frozen=True)
