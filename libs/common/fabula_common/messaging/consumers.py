@@ -141,6 +141,7 @@ class EventConsumer(Generic[E]):
         self._stopped = asyncio.Event()
         self._subscription = None
         self._last_purge = 0.0
+        self._prefetch: asyncio.Task | None = None
 
     async def purge_processed(self) -> int:
         """Forget this consumer's event ids older than the retention."""
@@ -216,13 +217,17 @@ class EventConsumer(Generic[E]):
                     last_lag_check = time.monotonic()
                     info = await subscription.consumer_info()
                     CONSUMER_PENDING.labels(self.service, self.durable).set(info.num_pending)
-                messages = await subscription.fetch(self.batch_size, timeout=1.0)
+                if self.batch_handler is not None:
+                    messages = await self._fetch_ahead(subscription)
+                else:
+                    messages = await subscription.fetch(self.batch_size, timeout=1.0)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 # An empty fetch; nats-py raises the asyncio one when its own
                 # deadline passed while the event loop was busy.
                 continue
             except Exception as exc:  # noqa: BLE001 - NATS down or restarted: resubscribe
                 log.warning("consumer %s: %r; retrying", self.durable, exc)
+                await self._drop_prefetch()
                 self._subscription = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -242,7 +247,34 @@ class EventConsumer(Generic[E]):
                 # The unacknowledged events come back and the inbox absorbs
                 # the ones already applied; this loop must go on regardless.
                 log.warning("consumer %s: %r while acknowledging; resubscribing", self.durable, exc)
+                await self._drop_prefetch()
                 self._subscription = None
+        await self._drop_prefetch()
+
+    async def _fetch_ahead(self, subscription) -> list[Msg]:
+        """The next batch, and the fetch of the one after it started, so it
+        arrives while this one is applied (a batch handler only)."""
+        fetching, self._prefetch = self._prefetch, None
+        messages = await (fetching or subscription.fetch(self.batch_size, timeout=1.0))
+        self._prefetch = asyncio.create_task(subscription.fetch(self.batch_size, timeout=1.0))
+        return messages
+
+    async def _drop_prefetch(self) -> None:
+        """Give back what a fetch ahead holds (stopping or resubscribing), so
+        it is redelivered now rather than after the ack wait."""
+        fetching, self._prefetch = self._prefetch, None
+        if fetching is None:
+            return
+        if not fetching.done():
+            fetching.cancel()
+        await asyncio.wait([fetching])
+        if fetching.cancelled() or fetching.exception() is not None:
+            return  # nothing held: cancelled, empty or failed
+        for message in fetching.result():
+            try:
+                await message.nak()
+            except Exception:  # noqa: BLE001 - the connection is gone: redelivered after the ack wait
+                return
 
     async def handle(self, message: Msg) -> None:
         headers = message.headers or {}

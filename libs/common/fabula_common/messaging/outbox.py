@@ -131,6 +131,7 @@ class OutboxRelay:
     """Background worker publishing a service's outbox to JetStream."""
 
     batch_size = 500
+    concurrent_passes = 2
     # Published rows are kept a while for inspection, then deleted.
     retention = dt.timedelta(days=7)
     purge_every_seconds = 3600.0
@@ -157,6 +158,19 @@ class OutboxRelay:
         return min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(attempts - 1, 0))
 
     async def run(self) -> None:
+        # Passes run side by side (SKIP LOCKED keeps their rows apart): while
+        # one waits for JetStream's acknowledgements, another locks and sends
+        # the rows after it, and a commit is not kept waiting by a pass.
+        await asyncio.gather(*(self._relay() for _ in range(self.concurrent_passes)))
+        # Last pass, once no publish of ours holds a row lock: what the final
+        # calls committed goes out before the process exits.
+        try:
+            while await self.publish_pending() == self.batch_size:
+                pass
+        except Exception as exc:  # noqa: BLE001 - rows stay for the next start
+            log.warning("outbox relay: final flush failed, rows kept: %s", exc)
+
+    async def _relay(self) -> None:
         backoff = self.poll_seconds
         while not self._stopped.is_set():
             try:
@@ -182,13 +196,6 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
             except TimeoutError:
                 pass
-        # Last pass, once no publish of ours holds a row lock: what the final
-        # calls committed goes out before the process exits.
-        try:
-            while await self.publish_pending() == self.batch_size:
-                pass
-        except Exception as exc:  # noqa: BLE001 - rows stay for the next start
-            log.warning("outbox relay: final flush failed, rows kept: %s", exc)
 
     async def publish_pending(self) -> int:
         """Publish one batch of due rows; return how many were published (a
@@ -323,6 +330,11 @@ class OutboxRelay:
                 delete(t).where(t.c.published_at < utcnow() - self.retention)
             )
         return result.rowcount or 0
+
+    def wake(self) -> None:
+        """Look at the outbox now: for rows committed other than through
+        `enqueue` (which wakes the relay itself)."""
+        self._wakeup.set()
 
     async def stop(self) -> None:
         """Ask run() to make its last pass and return."""

@@ -31,6 +31,7 @@ from sqlalchemy.sql.selectable import TableValuedAlias
 
 from fabula_billing.usage.models import (
     Account,
+    LockedReservation,
     Reservation,
     ReservationStatus,
     UsageLedgerEntry,
@@ -39,6 +40,24 @@ from fabula_billing.usage.models import (
 
 # Statements below address rows by key; nothing loaded in the session needs syncing.
 _NO_SYNC = {"synchronize_session": False}
+
+
+def _rows(name: str, table, columns) -> TableValuedAlias:
+    """A batch of rows as one parameter per column (`<name>_<column>`, an
+    array of the table column's type), unnested: what lets one statement
+    write a whole batch. Parameters: `_row_params(name, columns, rows)`."""
+    return (
+        func.unnest(
+            *(bindparam(f"{name}_{c}", type_=ARRAY(table.c[c].type)) for c in columns)
+        )
+        .table_valued(*columns)
+        .render_derived(name=name)
+    )
+
+
+def _row_params(name: str, columns, rows) -> dict[str, list]:
+    """The parameters of `_rows(name, ...)` for `rows` (objects with those attributes)."""
+    return {f"{name}_{c}": [getattr(row, c) for row in rows] for c in columns}
 
 
 async def create_account_if_missing(
@@ -292,7 +311,7 @@ async def lock_reservation(
 
 async def lock_reservations(
     session: AsyncSession, ids: list[uuid.UUID]
-) -> dict[uuid.UUID, Reservation]:
+) -> dict[uuid.UUID, LockedReservation]:
     """Lock the reservations of `ids` (in id order, the lock order) and
     return them as copies outside the session: a caller changes them in
     memory and writes them back with `save_settlements`."""
@@ -306,7 +325,7 @@ async def lock_reservations(
         .with_for_update(),
         {"ids": sorted(set(ids))},
     )
-    return {row.id: Reservation(**row._asdict()) for row in rows}
+    return {row.id: LockedReservation(**row._mapping) for row in rows}
 
 
 # What settling changes on a reservation (see save_settlements).
@@ -321,24 +340,28 @@ _SETTLEMENT_COLUMNS = (
 )
 
 
-async def save_settlements(session: AsyncSession, reservations: list[Reservation]) -> None:
-    """Write the settlement columns of these (locked, changed in memory)
-    reservations: one statement, executed for each."""
-    if not reservations:
-        return
-    table = Reservation.__table__
-    await session.execute(
-        update(table)
-        .where(table.c.id == bindparam("reservation_id"))
-        .values({name: bindparam(f"new_{name}") for name in _SETTLEMENT_COLUMNS}),
-        [
-            {
-                "reservation_id": reservation.id,
-                **{f"new_{name}": getattr(reservation, name) for name in _SETTLEMENT_COLUMNS},
-            }
-            for reservation in sorted(reservations, key=lambda r: r.id)
-        ],
+def _build_save_settlements():
+    reservations = Reservation.__table__
+    settled = _rows("settled", reservations, ("id", *_SETTLEMENT_COLUMNS))
+    return (
+        update(reservations)
+        .where(reservations.c.id == settled.c.id)
+        .values({name: settled.c[name] for name in _SETTLEMENT_COLUMNS})
     )
+
+
+_SAVE_SETTLEMENTS = _build_save_settlements()
+
+
+async def save_settlements(
+    session: AsyncSession, reservations: list[LockedReservation]
+) -> None:
+    """Write the settlement columns of these reservations (locked, changed in
+    memory): one statement."""
+    if reservations:
+        await session.execute(
+            _SAVE_SETTLEMENTS, _row_params("settled", ("id", *_SETTLEMENT_COLUMNS), reservations)
+        )
 
 
 async def update_reservation(
@@ -352,26 +375,36 @@ async def update_reservation(
     )
 
 
+def _build_mark_ledger_counted():
+    ledger = UsageLedgerEntry.__table__
+    marks = _rows("marked", ledger, ("user_id", "generation_id", "counted"))
+    return (
+        update(ledger)
+        .where(ledger.c.user_id == marks.c.user_id, ledger.c.generation_id == marks.c.generation_id)
+        .values(counted=marks.c.counted)
+    )
+
+
+_MARK_LEDGER_COUNTED = _build_mark_ledger_counted()
+
+
+@dataclass(frozen=True)
+class LedgerMark:
+    user_id: uuid.UUID
+    generation_id: str
+    counted: bool
+
+
 async def mark_ledger_counted(
     session: AsyncSession, marks: dict[tuple[uuid.UUID, str], bool]
 ) -> None:
     """Set whether the usage entries of each (user id, generation id) counted
-    against the plan."""
-    if not marks:
-        return
-    table = UsageLedgerEntry.__table__
-    await session.execute(
-        update(table)
-        .where(
-            table.c.user_id == bindparam("for_user_id"),
-            table.c.generation_id == bindparam("for_generation_id"),
+    against the plan: one statement."""
+    if marks:
+        rows = [LedgerMark(user, generation, counted) for (user, generation), counted in marks.items()]
+        await session.execute(
+            _MARK_LEDGER_COUNTED, _row_params("marked", ("user_id", "generation_id", "counted"), rows)
         )
-        .values(counted=bindparam("now_counted")),
-        [
-            {"for_user_id": user_id, "for_generation_id": generation_id, "now_counted": counted}
-            for (user_id, generation_id), counted in marks.items()
-        ],
-    )
 
 
 @dataclass
@@ -404,21 +437,18 @@ async def adjust_counters(
     await adjust_many_counters(session, {user_id: deltas})
 
 
+_DELTA_COLUMNS = ("generations_used", "cost_used_usd", "generations_reserved", "cost_reserved_usd")
+
+
 def _build_adjust_statement():
     accounts = Account.__table__
+    deltas = _rows("delta", accounts, ("user_id", *_DELTA_COLUMNS))
     return (
         update(accounts)
-        .where(accounts.c.user_id == bindparam("for_user_id"))
+        .where(accounts.c.user_id == deltas.c.user_id)
         .values(
-            generations_used=accounts.c.generations_used + bindparam("d_generations_used"),
-            cost_used_usd=accounts.c.cost_used_usd + bindparam("d_cost_used_usd", type_=Usd),
-            generations_reserved=(
-                accounts.c.generations_reserved + bindparam("d_generations_reserved")
-            ),
-            cost_reserved_usd=(
-                accounts.c.cost_reserved_usd + bindparam("d_cost_reserved_usd", type_=Usd)
-            ),
-            updated_at=func.now(),
+            {name: accounts.c[name] + deltas.c[name] for name in _DELTA_COLUMNS}
+            | {"updated_at": func.now()}
         )
     )
 
@@ -426,25 +456,41 @@ def _build_adjust_statement():
 _ADJUST_COUNTERS = _build_adjust_statement()
 
 
+@dataclass(frozen=True)
+class _AccountDeltas:
+    user_id: uuid.UUID
+    generations_used: int
+    cost_used_usd: Decimal
+    generations_reserved: int
+    cost_reserved_usd: Decimal
+
+
 async def adjust_many_counters(
     session: AsyncSession, deltas: dict[uuid.UUID, CounterDeltas]
 ) -> None:
-    """Add each account's deltas to its counters, in user-id order (the lock
-    order): one statement, executed for each account."""
+    """Add each account's deltas to its counters: the accounts are locked in
+    user-id order (the lock order) first, then one statement adds them all."""
     if not deltas:
         return
+    if len(deltas) > 1:
+        await lock_accounts(session, list(deltas))
+    rows = [
+        _AccountDeltas(user_id, d.generations_used, d.cost_used_usd, d.generations_reserved,
+                       d.cost_reserved_usd)
+        for user_id, d in deltas.items()
+    ]
+    await session.execute(_ADJUST_COUNTERS, _row_params("delta", ("user_id", *_DELTA_COLUMNS), rows))
+
+
+async def lock_accounts(session: AsyncSession, user_ids: list[uuid.UUID]) -> None:
+    """Lock these accounts in user-id order (the lock order)."""
+    accounts = Account.__table__
     await session.execute(
-        _ADJUST_COUNTERS,
-        [
-            {
-                "for_user_id": user_id,
-                "d_generations_used": d.generations_used,
-                "d_cost_used_usd": d.cost_used_usd,
-                "d_generations_reserved": d.generations_reserved,
-                "d_cost_reserved_usd": d.cost_reserved_usd,
-            }
-            for user_id, d in sorted(deltas.items())
-        ],
+        select(accounts.c.user_id)
+        .where(accounts.c.user_id == _user_ids_param())
+        .order_by(accounts.c.user_id)
+        .with_for_update(),
+        {"user_ids": sorted(set(user_ids))},
     )
 
 
@@ -483,14 +529,24 @@ async def ledger_event_ids(session: AsyncSession, event_ids: list[str]) -> set[s
     )
 
 
-async def add_ledger_entries(session: AsyncSession, entries: list[LedgerEntry]) -> None:
-    """Record usage events (an event id already there is left as it is)."""
-    if not entries:
-        return
-    await session.execute(
-        insert(UsageLedgerEntry.__table__).on_conflict_do_nothing(index_elements=["event_id"]),
-        [entry.__dict__ for entry in entries],
+def _build_add_ledger_entries():
+    ledger = UsageLedgerEntry.__table__
+    entries = _rows("entry", ledger, _LEDGER_FIELDS)
+    return (
+        insert(ledger)
+        .from_select(list(_LEDGER_FIELDS), select(*(entries.c[name] for name in _LEDGER_FIELDS)))
+        .on_conflict_do_nothing(index_elements=["event_id"])
     )
+
+
+_LEDGER_FIELDS = tuple(LedgerEntry.__dataclass_fields__)
+_ADD_LEDGER_ENTRIES = _build_add_ledger_entries()
+
+
+async def add_ledger_entries(session: AsyncSession, entries: list[LedgerEntry]) -> None:
+    """Record usage events (an event id already there is left as it is): one statement."""
+    if entries:
+        await session.execute(_ADD_LEDGER_ENTRIES, _row_params("entry", _LEDGER_FIELDS, entries))
 
 
 @dataclass(frozen=True)

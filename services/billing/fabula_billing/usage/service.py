@@ -40,7 +40,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fabula_billing.settings import Plan, Settings
 from fabula_billing.usage import repository as repo
 from fabula_billing.metrics import RESERVATIONS_EXPIRED
-from fabula_billing.usage.models import Account, Reservation, ReservationStatus
+from fabula_billing.usage.models import (
+    Account,
+    LockedReservation,
+    Reservation,
+    ReservationStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +307,7 @@ class BillingService:
         return _Settlement(now, reservations)
 
     def _settle_count(
-        self, settlement: _Settlement, reservation: Reservation, counted: bool
+        self, settlement: _Settlement, reservation: LockedReservation, counted: bool
     ) -> None:
         """Decide whether the reservation's generation counts: release its
         count hold, count it or not, and mark its ledger entries."""
@@ -586,7 +591,7 @@ class BillingService:
         await repo.postpone_expiry(session, ids, now + self.reservation_ttl)
 
 
-def _finish(reservation: Reservation, counted: bool, now: dt.datetime) -> None:
+def _finish(reservation: LockedReservation, counted: bool, now: dt.datetime) -> None:
     """The status of a reservation whose cost and count are both settled."""
     reservation.status = ReservationStatus.settled if counted else ReservationStatus.released
     reservation.settled_at = now
@@ -600,7 +605,7 @@ class _Settlement:
 
     now: dt.datetime
     # Locked, and changed in memory only: written back by _save.
-    reservations: dict[uuid.UUID, Reservation]
+    reservations: dict[uuid.UUID, LockedReservation]
     changed: set[uuid.UUID] = field(default_factory=set)
     ledgered: set[str] = field(default_factory=set)  # event ids in the ledger, or going in
     ledger: list[repo.LedgerEntry] = field(default_factory=list)
@@ -610,7 +615,7 @@ class _Settlement:
 
     def reservation(
         self, reservation_id: uuid.UUID | None, user_id: uuid.UUID
-    ) -> Reservation | None:
+    ) -> LockedReservation | None:
         """The reservation an event names; None when it names none, or
         another user's."""
         reservation = self.reservations.get(reservation_id) if reservation_id else None
