@@ -11,9 +11,10 @@ in billing's ledger, through the real relay, JetStream and billing process.
   moment the bench sees its ledger row (polled every POLL_SECONDS, so a lag
   is overstated by up to that).
 - baseline, alternated with the burst rounds: the least a pipeline of this
-  shape costs here: the same events published pipelined to the same NATS,
-  pulled in batches of the same size, inserted into a bare table with one
-  asyncpg statement per batch and acknowledged (no outbox, inbox or rules).
+  shape costs here: the same events with the same headers published
+  pipelined to the same NATS, pulled in batches of the same size, inserted
+  into a bare table with one asyncpg statement per batch and acknowledged
+  (no outbox, inbox or rules), all in this one process.
 
 Billing runs as its own process (`python -m fabula_billing`, LOG_LEVEL=INFO as
 deployed) on a private database and stream; this process plays generation:
@@ -103,6 +104,12 @@ async def _reserve(billing: asyncpg.Connection, users: list[uuid.UUID], count: i
     return pairs
 
 
+def _headers(event) -> dict[str, str]:
+    """What `enqueue` stores as a row's headers."""
+    return {MSG_ID_HEADER: event.event_id, EVENT_TYPE_HEADER: event.DESCRIPTOR.full_name,
+            REQUEST_ID_HEADER: uuid.uuid4().hex}
+
+
 async def _enqueue(generation: asyncpg.Connection, subject: str, events: list) -> None:
     """Write `events` to generation's outbox as `enqueue` does, in one transaction."""
     await generation.executemany(
@@ -112,9 +119,7 @@ async def _enqueue(generation: asyncpg.Connection, subject: str, events: list) -
             (
                 uuid.UUID(event.event_id), subject, event.DESCRIPTOR.full_name,
                 event.SerializeToString(),
-                json.dumps({MSG_ID_HEADER: event.event_id,
-                            EVENT_TYPE_HEADER: event.DESCRIPTOR.full_name,
-                            REQUEST_ID_HEADER: uuid.uuid4().hex}),
+                json.dumps(_headers(event)),
             )
             for event in events
         ],
@@ -170,12 +175,17 @@ async def _baseline_burst(count: int, admin_dsn: str, database: str, run: str) -
             "CREATE TABLE IF NOT EXISTS bare_ledger (event_id text PRIMARY KEY, user_id uuid,"
             " cost numeric, recorded_at timestamptz DEFAULT now())"
         )
-        payloads = [_usage(uuid.uuid4(), uuid.uuid4()).SerializeToString() for _ in range(count)]
+        events = [_usage(uuid.uuid4(), uuid.uuid4()) for _ in range(count)]
+        # The headers the relay sends (Nats-Msg-Id makes JetStream deduplicate: it costs).
+        outgoing = [(event.SerializeToString(), _headers(event)) for event in events]
         subscription = await js.pull_subscribe(subject, durable=f"bare_{run}", stream=stream)
         began = time.perf_counter()
 
         async def publish() -> None:
-            futures = [await js.publish_async(subject, payload) for payload in payloads]
+            futures = [
+                await js.publish_async(subject, payload, headers=headers)
+                for payload, headers in outgoing
+            ]
             await asyncio.gather(*futures)
 
         publishing = asyncio.create_task(publish())

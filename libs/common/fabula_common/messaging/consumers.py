@@ -71,6 +71,11 @@ _DATABASE_ERRORS = (
 )
 
 
+# How long a fetch waits for more once it has a message: the longest an
+# event waits for others to share its batch.
+_MORE_SECONDS = 0.02
+
+
 def _is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, _DATABASE_ERRORS) or (
         isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
@@ -220,7 +225,7 @@ class EventConsumer(Generic[E]):
                 if self.batch_handler is not None:
                     messages = await self._fetch_ahead(subscription)
                 else:
-                    messages = await subscription.fetch(self.batch_size, timeout=1.0)
+                    messages = await self._fetch(subscription)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 # An empty fetch; nats-py raises the asyncio one when its own
                 # deadline passed while the event loop was busy.
@@ -255,8 +260,21 @@ class EventConsumer(Generic[E]):
         """The next batch, and the fetch of the one after it started, so it
         arrives while this one is applied (a batch handler only)."""
         fetching, self._prefetch = self._prefetch, None
-        messages = await (fetching or subscription.fetch(self.batch_size, timeout=1.0))
-        self._prefetch = asyncio.create_task(subscription.fetch(self.batch_size, timeout=1.0))
+        messages = await (fetching or self._fetch(subscription))
+        self._prefetch = asyncio.create_task(self._fetch(subscription))
+        return messages
+
+    async def _fetch(self, subscription) -> list[Msg]:
+        """Up to `batch_size` messages, as soon as there is one. (A single
+        fetch of many that finds none waits its whole timeout to fill up:
+        up to a second of lag at a low rate.) Waits up to a second for the
+        first, then takes what else is there at once."""
+        messages = await subscription.fetch(1, timeout=1.0)
+        if self.batch_size > 1:
+            try:
+                messages += await subscription.fetch(self.batch_size - 1, timeout=_MORE_SECONDS)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                pass  # nothing more right now
         return messages
 
     async def _drop_prefetch(self) -> None:

@@ -35,13 +35,15 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    any_,
+    bindparam,
     delete,
     event,
     func,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_common.context import current_request_id
@@ -232,7 +234,10 @@ class OutboxRelay:
             # Mark what did go out, even when others failed.
             if published:
                 await session.execute(
-                    update(t).where(t.c.id.in_(published)).values(published_at=utcnow())
+                    update(t)
+                    .where(t.c.id == any_(bindparam("published", type_=ARRAY(Uuid))))
+                    .values(published_at=utcnow()),
+                    {"published": published},
                 )
             if len(rows) < self.batch_size:
                 # Caught up: the count is of the few rows left, so it is cheap.
