@@ -57,6 +57,7 @@ STEADY_RATE = 1_000
 STEADY_SECONDS = 10.0
 STEADY_TICK = 0.01  # one producing transaction per tick
 POLL_SECONDS = 0.01
+BURST_POLL_SECONDS = 0.05
 BATCH = 500  # the consumer's batch, for the baseline too
 TARGET_PER_SECOND, TARGET_LAG_P99_MS = 5_000, 1_000
 ESTIMATE, COST = Decimal("0.01"), Decimal("0.004")
@@ -131,27 +132,50 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def _backends_cpu(connection: asyncpg.Connection) -> dict[int, float]:
+    """CPU seconds of each Postgres backend serving this database (billing's,
+    the relay's, the bench's own)."""
+    pids = await connection.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+    )
+    cpu = {}
+    for row in pids:
+        try:
+            cpu[row["pid"]] = _cpu_seconds(row["pid"])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return cpu
+
+
 async def _ledger_count(billing: asyncpg.Connection) -> int:
     return await billing.fetchval("SELECT count(*) FROM billing.usage_ledger")
 
 
 async def _fabula_burst(producer, billing: asyncpg.Connection, pairs: list) -> dict:
     generation, relay_factory, subject, billing_pid = producer
-    before = await _ledger_count(billing)
+    last_id = await billing.fetchval("SELECT coalesce(max(id), 0) FROM billing.usage_ledger")
     for start in range(0, len(pairs), 1000):
         await _enqueue(generation, subject, [_usage(u, r) for u, r in pairs[start : start + 1000]])
     relay = relay_factory()
     cpu_billing, cpu_relay = _cpu_seconds(billing_pid), time.process_time()
+    cpu_postgres = await _backends_cpu(billing)
     began = time.perf_counter()
     relaying = asyncio.create_task(relay.run())
     try:
-        while await _ledger_count(billing) < before + len(pairs):
-            await asyncio.sleep(POLL_SECONDS)
+        # Counted over the new rows only (by index), and not too often: the
+        # bench's own queries must not weigh on the database it measures.
+        while await billing.fetchval(
+            "SELECT count(*) FROM billing.usage_ledger WHERE id > $1", last_id
+        ) < len(pairs):
+            await asyncio.sleep(BURST_POLL_SECONDS)
         elapsed = time.perf_counter() - began
     finally:
         await relay.stop()
         await relaying
     cpu_billing, cpu_relay = _cpu_seconds(billing_pid) - cpu_billing, time.process_time() - cpu_relay
+    cpu_postgres = sum(
+        cpu - cpu_postgres.get(pid, 0.0) for pid, cpu in (await _backends_cpu(billing)).items()
+    )
     held = await billing.fetchval(
         "SELECT count(*) FROM billing.reservations WHERE id = ANY($1::uuid[])"
         " AND status <> 'settled'", [reservation for _, reservation in pairs],
@@ -159,7 +183,8 @@ async def _fabula_burst(producer, billing: asyncpg.Connection, pairs: list) -> d
     return {"events": len(pairs), "seconds": round(elapsed, 2),
             "per_second": round(len(pairs) / elapsed), "unsettled_reservations": held,
             "cpu_s_per_1000": {"billing": round(cpu_billing * 1000 / len(pairs), 3),
-                               "relay_and_bench_poll": round(cpu_relay * 1000 / len(pairs), 3)}}
+                               "relay_and_bench_poll": round(cpu_relay * 1000 / len(pairs), 3),
+                               "postgres": round(cpu_postgres * 1000 / len(pairs), 3)}}
 
 
 async def _baseline_burst(count: int, admin_dsn: str, database: str, run: str) -> dict:
@@ -188,8 +213,9 @@ async def _baseline_burst(count: int, admin_dsn: str, database: str, run: str) -
             ]
             await asyncio.gather(*futures)
 
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
         publishing = asyncio.create_task(publish())
-        cpu = time.process_time()
+        cpu, cpu_postgres = time.process_time(), _cpu_seconds(backend)
         stored = 0
         while stored < count:
             try:
@@ -208,13 +234,14 @@ async def _baseline_burst(count: int, admin_dsn: str, database: str, run: str) -
             stored += len(messages)
         elapsed = time.perf_counter() - began
         await publishing
-        cpu = time.process_time() - cpu
+        cpu, cpu_postgres = time.process_time() - cpu, _cpu_seconds(backend) - cpu_postgres
     finally:
         await js.delete_stream(stream)
         await connection.close()
         await nc.close()
     return {"events": count, "seconds": round(elapsed, 2), "per_second": round(count / elapsed),
-            "cpu_s_per_1000": round(cpu * 1000 / count, 3)}
+            "cpu_s_per_1000": {"process": round(cpu * 1000 / count, 3),
+                               "postgres": round(cpu_postgres * 1000 / count, 3)}}
 
 
 async def _steady(producer, billing: asyncpg.Connection, pairs: list) -> dict:

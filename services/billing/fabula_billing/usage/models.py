@@ -153,6 +153,8 @@ class UsageLedgerEntry(Base):
     __tablename__ = "usage_ledger"
     __table_args__ = (
         Index("ix_usage_ledger_user_id_occurred_at", "user_id", "occurred_at"),
+        # A generation's entries, marked counted or not when its count is settled.
+        Index("ix_usage_ledger_generation_id_user_id", "generation_id", "user_id"),
         CheckConstraint("cost_usd >= 0", name="cost_non_negative"),
     )
 

@@ -380,7 +380,13 @@ def _build_mark_ledger_counted():
     marks = _rows("marked", ledger, ("user_id", "generation_id", "counted"))
     return (
         update(ledger)
-        .where(ledger.c.user_id == marks.c.user_id, ledger.c.generation_id == marks.c.generation_id)
+        .where(
+            # Restricts the ledger by its index on its own (a join alone was
+            # planned as a scan of the whole ledger).
+            ledger.c.generation_id == any_(bindparam("marked_generation_id")),
+            ledger.c.user_id == marks.c.user_id,
+            ledger.c.generation_id == marks.c.generation_id,
+        )
         .values(counted=marks.c.counted)
     )
 
