@@ -71,6 +71,12 @@ _DATABASE_ERRORS = (
 )
 
 
+# A batch's statements take arrays of its rows (unnest, = ANY). A prepared
+# statement's generic plan knows neither their length nor their contents and
+# was seen to scan a whole table per row; planned with its values, each
+# statement uses the indexes.
+_PLAN_EACH_BATCH = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
 # How long a fetch waits for more once it has a message: the longest an
 # event waits for others to share its batch.
 _MORE_SECONDS = 0.02
@@ -386,6 +392,7 @@ class EventConsumer(Generic[E]):
         applied: set[str] = set()
         try:
             async with self.db.session_scope() as session:
+                await session.execute(_PLAN_EACH_BATCH)
                 new_ids = set(
                     await session.scalars(
                         self._insert_batch_ids,

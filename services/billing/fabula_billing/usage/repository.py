@@ -345,7 +345,9 @@ def _build_save_settlements():
     settled = _rows("settled", reservations, ("id", *_SETTLEMENT_COLUMNS))
     return (
         update(reservations)
-        .where(reservations.c.id == settled.c.id)
+        # The ANY restricts the table by its key on its own (a join alone may
+        # be planned as a scan of every reservation).
+        .where(reservations.c.id == any_(bindparam("settled_id")), reservations.c.id == settled.c.id)
         .values({name: settled.c[name] for name in _SETTLEMENT_COLUMNS})
     )
 
@@ -386,6 +388,8 @@ def _build_mark_ledger_counted():
             ledger.c.generation_id == any_(bindparam("marked_generation_id")),
             ledger.c.user_id == marks.c.user_id,
             ledger.c.generation_id == marks.c.generation_id,
+            # Most entries already say so (written in the same batch): no new row version.
+            ledger.c.counted.is_distinct_from(marks.c.counted),
         )
         .values(counted=marks.c.counted)
     )
