@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from google.protobuf.message import Message
 import nats.errors
@@ -225,12 +225,15 @@ class OutboxRelay:
             js = await self.bus.jetstream()
             outcomes, connection_error = await self._publish_all(js, rows)
             published: list[uuid.UUID] = []
+            per_subject: Counter[str] = Counter()
             for row, outcome in zip(rows, outcomes, strict=True):
                 if outcome is None:
                     published.append(row.id)
-                    OUTBOX_PUBLISHED.labels(self.service, row.subject).inc()
+                    per_subject[row.subject] += 1
                 elif outcome is not _NOT_SENT:
                     await self._record_failure(session, row, outcome)
+            for subject, count in per_subject.items():
+                OUTBOX_PUBLISHED.labels(self.service, subject).inc(count)
             # Mark what did go out, even when others failed.
             if published:
                 await session.execute(
