@@ -54,7 +54,7 @@ from fabula_common.messaging.bus import EventBus
 from fabula_common.messaging.dead_letters import send_to_dead_letters
 from fabula_common.messaging.headers import MSG_ID_HEADER, REQUEST_ID_HEADER
 from fabula_common.metrics import CONSUMER_DEAD_LETTERED, CONSUMER_HANDLED, CONSUMER_PENDING
-from fabula_common.tracing import consumer_span
+from fabula_common.tracing import consumer_span, tracing_provider
 
 log = logging.getLogger(__name__)
 # One line per consumed event, like a request's access line (see logging.ACCESS_LOGGERS).
@@ -434,12 +434,18 @@ class EventConsumer(Generic[E]):
             CONSUMER_HANDLED.labels(self.service, self.durable, "handled").inc(len(applied))
         if duplicates:
             CONSUMER_HANDLED.labels(self.service, self.durable, "duplicate").inc(duplicates)
-        if events_log.isEnabledFor(logging.DEBUG):
+        if events_log.isEnabledFor(logging.DEBUG) or tracing_provider() is not None:
+            # Each event's line (and span, child of the one that enqueued it)
+            # under its own request id, as a single event's would be.
             logged: set[str] = set()
             for message, event_id in decoded:
                 result = "handled" if event_id in applied and event_id not in logged else "duplicate"
                 logged.add(event_id)
-                with request_id_scope((message.headers or {}).get(REQUEST_ID_HEADER)):
+                headers = message.headers or {}
+                with (
+                    request_id_scope(headers.get(REQUEST_ID_HEADER)),
+                    consumer_span(self.durable, message.subject, headers),
+                ):
                     self._log_handled(event_id, message.subject, result)
 
     async def _dead_letter(self, message: Msg, deliveries: int, error: str) -> None:
