@@ -6,17 +6,19 @@ side by side with the baseline in one run:
   the SDK's CompletionChunk built once) against the SDK's own stream decoder
   (`chat.stream_async` iterated as is), alternating, from this process's
   utime+stime over the tokens streamed.
-- Time to first token: through the provider against a bare httpx request
-  straight to the fake, alternating.
+- Time to first token through the whole path: a client continuing a story
+  over the gateway's SSE (gateway -> stories: claim -> generation: started
+  row, billing reservation, model call -> the fake) against the same client
+  sending the fake directly the very request generation sent it, alternating,
+  on a private stack (the real launcher) with the Mistral provider pointed
+  at the fake. The provider layer alone (the SDK's request against a bare
+  httpx request) is measured beside it, to tell the hops apart.
 - Concurrent slow streams: N streams at once, one token every
   --slow-token-ms, --slow-tokens tokens each; all must complete, and this
   process's RSS plus the fake's is reported.
 
     .venv/bin/python -m bench --only stream [--slow-streams 1000 --slow-tokens 30]
 
-What it does not cover: the gateway and stories hops and the generation
-service's database row and billing reservation (the reservation now overlaps
-the model call; see docs/architecture.md, "Performance").
 """
 
 from __future__ import annotations
@@ -176,6 +178,105 @@ async def _ttft(url: str, rounds: int) -> dict:
     }
 
 
+# A plan no benchmark run exhausts: every continue is reserved like a user's.
+_BENCH_PLANS = '{"bench": {"generations_limit": 1000000, "cost_limit_usd": "1000000"}}'
+
+
+async def _first_sse_token(http: httpx.AsyncClient, path: str, headers: dict) -> float:
+    """Seconds from sending a continue to its first `token` event; the stream
+    is read to its end (the story is free again for the next one)."""
+    first, event = None, ""
+    started = time.perf_counter()
+    async with http.stream("POST", path, json={}, headers=headers) as reply:
+        if reply.status_code != 200:
+            raise RuntimeError(f"continue answered {reply.status_code}: {await reply.aread()!r}")
+        async for line in reply.aiter_lines():
+            if first is None and line.startswith("data: ") and event == "token":
+                first = time.perf_counter() - started
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+            elif not line:
+                event = ""
+    if first is None:
+        raise RuntimeError("the continue streamed no token")
+    return first
+
+
+async def _first_direct_token(http: httpx.AsyncClient, url: str, body: dict) -> float:
+    """Seconds from sending `body` to the fake to its first chunk with text;
+    read to its end like the gateway's stream."""
+    first = None
+    started = time.perf_counter()
+    async with http.stream("POST", f"{url}/v1/chat/completions", json=body) as reply:
+        async for line in reply.aiter_lines():
+            if first is None and line.startswith("data: {"):  # the fake's first chunk has text
+                first = time.perf_counter() - started
+    if first is None:
+        raise RuntimeError("the fake streamed no token")
+    return first
+
+
+async def _path_ttft(fake_url: str, base_url: str, rounds: int) -> dict:
+    """Alternately: a continue over the gateway's SSE, and the request the
+    generation service sent the fake for it, sent directly (same prompt)."""
+    headers = {"Accept": "text/event-stream"}
+    through, direct = [], []
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as api, httpx.AsyncClient(
+        timeout=30, headers={"Authorization": "Bearer bench"}
+    ) as fake:
+        reply = await api.post(
+            "/v1/auth/register",
+            json={"email": f"bench-{os.getpid()}-{time.time_ns()}@example.com",
+                  "password": "benchmark-password"},
+        )
+        reply.raise_for_status()
+        headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
+        story = await api.post(
+            "/v1/stories", json={"genre": "mystery", "characters": ["Mara"]}, headers=headers
+        )
+        story.raise_for_status()
+        path = f"/v1/stories/{story.json()['id']}/continue"
+        # Warm up both sides (connections, the story's context reaching its
+        # steady size of STORIES_CONTEXT_SEGMENTS segments).
+        for _ in range(8):
+            await _first_sse_token(api, path, headers)
+        for _ in range(rounds):
+            await fake.post(f"{fake_url}/_fake/reset")
+            through.append(await _first_sse_token(api, path, headers))
+            sent = (await fake.get(f"{fake_url}/_fake/requests")).json()["requests"][-1]
+            direct.append(await _first_direct_token(fake, fake_url, sent))
+    p50_direct = statistics.median(direct) * 1000
+    p50_through = statistics.median(through) * 1000
+    q = lambda xs: sorted(xs)[int(0.95 * len(xs))] * 1000  # noqa: E731
+    return {
+        "direct_p50_ms": round(p50_direct, 2),
+        "gateway_p50_ms": round(p50_through, 2),
+        "added_p50_ms": round(p50_through - p50_direct, 2),
+        "direct_p95_ms": round(q(direct), 2),
+        "gateway_p95_ms": round(q(through), 2),
+        "rounds": rounds,
+        "target_added_p50_ms": TARGET_ADDED_TTFT_MS,
+    }
+
+
+def _path_stack(fake_url: str):
+    import tempfile
+
+    from fabula_devtools.stack import stack_environment, start_stack
+
+    env = stack_environment(
+        LOG_LEVEL="WARNING",
+        GENERATION_PROVIDER="mistral",
+        MISTRAL_API_KEY="bench",
+        MISTRAL_SERVER_URL=fake_url,
+        BILLING_PLANS_JSON=_BENCH_PLANS,
+        BILLING_DEFAULT_PLAN="bench",
+        GRPC_DEADLINE_SECONDS="10",
+    )
+    log = Path(tempfile.mkdtemp(prefix="fabula-bench-stream-")) / "stack.log"
+    return start_stack(env, log)
+
+
 async def _slow_streams(url: str, fake_pid: int, streams: int, tokens: int, token_ms: int) -> dict:
     from fabula_generation.providers import MistralProvider
 
@@ -218,6 +319,19 @@ async def _slow_streams(url: str, fake_pid: int, streams: int, tokens: int, toke
     }
 
 
+async def _run_path(args: argparse.Namespace) -> dict:
+    from fabula_devtools.stack import stop_stack
+
+    fake, fake_url = _start_fake()
+    stack = await asyncio.to_thread(_path_stack, fake_url)
+    try:
+        return await _path_ttft(fake_url, stack.base_url, args.path_rounds)
+    finally:
+        await asyncio.to_thread(stop_stack, stack)
+        fake.terminate()
+        fake.wait()
+
+
 async def _run(args: argparse.Namespace) -> dict:
     fast, fast_url = _start_fake("--tokens", "200")
     try:
@@ -231,6 +345,7 @@ async def _run(args: argparse.Namespace) -> dict:
     finally:
         fast.terminate()
         fast.wait()
+    path = await _run_path(args)
     slow, slow_url = _start_fake(
         "--tokens", str(args.slow_tokens), "--chunk-delay-ms", str(args.slow_token_ms)
     )
@@ -242,22 +357,32 @@ async def _run(args: argparse.Namespace) -> dict:
         slow.terminate()
         slow.wait()
     met = (
-        ttft["added_p50_ms"] <= TARGET_ADDED_TTFT_MS
+        path["added_p50_ms"] <= TARGET_ADDED_TTFT_MS
         and cpu["ms_per_token"] <= TARGET_CPU_MS_PER_TOKEN
         and many["completed"] == many["streams"]
         and many["peak_rss_mib_client_and_fake"] < TARGET_RSS_MIB
     )
-    return {"cpu_per_token": cpu, "time_to_first_token": ttft, "slow_streams": many, "met": met}
+    return {
+        "cpu_per_token": cpu,
+        "time_to_first_token": path,
+        "provider_time_to_first_token": ttft,
+        "slow_streams": many,
+        "met": met,
+    }
 
 
 def run(args: argparse.Namespace | None = None) -> dict:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--cpu-rounds", type=int, default=5)
     parser.add_argument("--ttft-rounds", type=int, default=100)
+    parser.add_argument("--path-rounds", type=int, default=100)
+    parser.add_argument("--path-only", action="store_true", help="time to first token only")
     parser.add_argument("--slow-streams", type=int, default=1000)
     parser.add_argument("--slow-tokens", type=int, default=10)
     parser.add_argument("--slow-token-ms", type=int, default=1000)
     own, _ = parser.parse_known_args(sys.argv[1:])
+    if own.path_only:  # a quick look while working; nothing written
+        return {"time_to_first_token": asyncio.run(_run_path(own))}
     result = asyncio.run(_run(own))
     result["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     RESULTS.mkdir(exist_ok=True)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from fabula_gateway.billing import routes as billing
+from fabula_gateway.payments import routes as payments
 from fabula_gateway.clients import ServiceClients
 from fabula_gateway.handlers import install_exception_handlers
 from fabula_gateway.health import routes as health
@@ -66,7 +67,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Set by the server (server.py) when open event streams must end: shutdown.
     app.state.streams_must_end = asyncio.Event()
 
-    for module in (users, stories, billing, health):
+    for module in (users, stories, billing, payments, health):
         app.include_router(module.router)
 
     install_exception_handlers(app)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from fabula_gateway.problems import PROBLEM_MEDIA_TYPE, Problem
+from fabula_gateway.problems import PROBLEM_MEDIA_TYPE, Problem, QuotaProblem
 
 API_TITLE = "Fabula API"
 API_VERSION = "1.0.0"
@@ -43,12 +43,15 @@ TAGS = [
     {"name": "auth", "description": "Accounts and tokens."},
     {"name": "stories", "description": "Stories and their segments."},
     {"name": "usage", "description": "The plan and what this period has used of it."},
+    {"name": "billing", "description": "Plans bought through Stripe, invoices, Stripe's webhooks."},
     {"name": "health", "description": "Probes for orchestrators and load balancers."},
 ]
 
 _DESCRIPTIONS = {
+    400: "The request is malformed (e.g. a webhook signature that does not verify).",
     401: "Missing, malformed, expired or tampered access token.",
-    402: "The plan's quota for this period is used up.",
+    402: "The plan's quota for this period is used up; the problem names the `plan`, "
+    "the `quota` reached, its `limit` and when it `resets_at`.",
     404: "No such resource (or it belongs to someone else).",
     409: "The resource's state forbids this.",
     413: "The request body is too large.",
@@ -66,7 +69,7 @@ def problem_responses(*statuses: int, **descriptions: str) -> dict[int | str, di
     """
     return {
         status: {
-            "model": Problem,
+            "model": QuotaProblem if status == 402 else Problem,
             "description": descriptions.get(f"s{status}", _DESCRIPTIONS[status]),
         }
         for status in statuses

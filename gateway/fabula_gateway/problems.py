@@ -9,6 +9,7 @@ addresses and stack traces never reach a client.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -18,13 +19,18 @@ import grpc
 from fabula_common.context import current_request_id
 from fabula_common.errors import (
     ErrorDetails,
+    AlreadySubscribed,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
+    NoSubscription,
+    PaymentProviderUnavailable,
+    PaymentsNotConfigured,
     QuotaExceeded,
     StoryBusy,
     StoryComplete,
     TooBusy,
     UpstreamError,
+    WebhookSignatureInvalid,
     error_details,
 )
 from pydantic import BaseModel, ConfigDict, Field
@@ -138,6 +144,33 @@ MODEL_UNAVAILABLE = ProblemType(
     503,
     "The model provider could not write this segment; retry later.",
 )
+PAYMENTS_NOT_CONFIGURED = ProblemType(
+    "payments-not-configured",
+    "Payments not configured",
+    503,
+    "Payments are not configured on this server.",
+)
+PAYMENT_PROVIDER_UNAVAILABLE = ProblemType(
+    "payment-provider-unavailable",
+    "Payment provider unavailable",
+    503,
+    "The payment provider could not be reached; retry later.",
+)
+WEBHOOK_SIGNATURE_INVALID = ProblemType(
+    "webhook-signature-invalid",
+    "Webhook signature invalid",
+    400,
+    "The webhook's signature does not verify.",
+)
+ALREADY_SUBSCRIBED = ProblemType(
+    "already-subscribed",
+    "Already subscribed",
+    409,
+    "A subscription is live; change or cancel it in the customer portal.",
+)
+NO_SUBSCRIPTION = ProblemType(
+    "no-subscription", "No subscription", 409, "There is no live subscription."
+)
 NOT_READY = ProblemType("not-ready", "Not ready", 503, "No backend service is serving.")
 
 _BY_STATUS = {
@@ -226,6 +259,64 @@ class Problem(BaseModel):
     )
 
 
+class QuotaProblem(Problem):
+    """A quota refusal (402): what an app needs to tell its user."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://fabula.dev/problems/quota-exceeded",
+                    "title": "Quota exceeded",
+                    "status": 402,
+                    "detail": "monthly generation quota exceeded: the free plan allows 5 "
+                    "generations per month (5 used, 0 in progress)",
+                    "request_id": "3f9c0e6a5b3d4f7e9a1b2c3d4e5f6a7b",
+                    "plan": "free",
+                    "quota": "generations",
+                    "limit": 5,
+                    "resets_at": "2025-02-01T00:00:00Z",
+                }
+            ]
+        },
+    )
+
+    plan: str | None = Field(None, description="The user's plan.")
+    quota: str | None = Field(
+        None, description="The limit that was reached: `generations` or `cost`."
+    )
+    limit: int | str | None = Field(
+        None,
+        description="That limit for the period: a number of generations, or US dollars as "
+        "a decimal string (as in /v1/usage).",
+    )
+    resets_at: dt.datetime | None = Field(
+        None, description="When the period ends and the quota is renewed."
+    )
+
+
+def quota_facts(metadata: dict[str, str]) -> dict[str, Any]:
+    """The members of a quota problem from billing's ErrorInfo metadata; a
+    fact missing or unreadable (e.g. from an older billing) is left out."""
+    facts: dict[str, Any] = {}
+    if metadata.get("plan"):
+        facts["plan"] = metadata["plan"]
+    quota = metadata.get("quota")
+    if quota:
+        facts["quota"] = quota
+    limit = metadata.get("limit", "")
+    # A count of generations is a number; dollars stay a decimal string.
+    if quota == "generations" and limit.isdigit():
+        facts["limit"] = int(limit)
+    elif quota == "cost" and limit:
+        facts["limit"] = limit
+    try:
+        facts["resets_at"] = dt.datetime.fromisoformat(metadata["resets_at"])
+    except (KeyError, ValueError):
+        pass
+    return facts
+
+
 class ProblemError(Exception):
     """Raised anywhere in a request to answer with a problem document."""
 
@@ -300,6 +391,8 @@ def problem_for_status(
     match code:
         case grpc.StatusCode.INVALID_ARGUMENT if reason == IdempotencyKeyReused.reason:
             return ProblemError(IDEMPOTENCY_KEY_REUSED, passed_on)
+        case grpc.StatusCode.INVALID_ARGUMENT if reason == WebhookSignatureInvalid.reason:
+            return ProblemError(WEBHOOK_SIGNATURE_INVALID, passed_on)
         case grpc.StatusCode.INVALID_ARGUMENT:
             return ProblemError(VALIDATION_FAILED, passed_on)
         case grpc.StatusCode.NOT_FOUND:
@@ -307,6 +400,8 @@ def problem_for_status(
         case grpc.StatusCode.PERMISSION_DENIED:
             # Someone else's resource must be indistinguishable from none at all.
             return ProblemError(NOT_FOUND)
+        case grpc.StatusCode.ALREADY_EXISTS if reason == AlreadySubscribed.reason:
+            return ProblemError(ALREADY_SUBSCRIBED, passed_on)
         case grpc.StatusCode.ALREADY_EXISTS:
             return ProblemError(ALREADY_EXISTS, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION if reason == StoryBusy.reason:
@@ -317,6 +412,8 @@ def problem_for_status(
             )
         case grpc.StatusCode.FAILED_PRECONDITION if reason == StoryComplete.reason:
             return ProblemError(STORY_COMPLETE, passed_on)
+        case grpc.StatusCode.FAILED_PRECONDITION if reason == NoSubscription.reason:
+            return ProblemError(NO_SUBSCRIPTION, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION:
             return ProblemError(CONFLICT, passed_on)
         case grpc.StatusCode.ABORTED:
@@ -330,10 +427,19 @@ def problem_for_status(
         case grpc.StatusCode.UNAUTHENTICATED:
             return unauthenticated(passed_on or UNAUTHENTICATED.default_detail, invalid_token=False)
         case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == QuotaExceeded.reason:
-            return ProblemError(QUOTA_EXCEEDED, passed_on)
+            return ProblemError(
+                QUOTA_EXCEEDED, passed_on, extensions=quota_facts(error.metadata)
+            )
         case grpc.StatusCode.UNAVAILABLE if reason == TooBusy.reason:
             # Refused at once by a service's admission control (e.g. a login storm).
             return ProblemError(TOO_BUSY, passed_on, headers=retry_after(error.retry_after))
+        case grpc.StatusCode.UNAVAILABLE if reason == PaymentsNotConfigured.reason:
+            # An operator's setting, not a passing fault: no Retry-After.
+            return ProblemError(PAYMENTS_NOT_CONFIGURED, passed_on)
+        case grpc.StatusCode.UNAVAILABLE if reason == PaymentProviderUnavailable.reason:
+            return ProblemError(
+                PAYMENT_PROVIDER_UNAVAILABLE, passed_on, headers=retry_after(error.retry_after)
+            )
         case grpc.StatusCode.UNAVAILABLE if reason in UpstreamError.reasons:
             # Written by the generation service for callers (e.g. rate-limiting).
             return ProblemError(

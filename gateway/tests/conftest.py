@@ -108,3 +108,17 @@ async def api(backends: FakeBackends) -> AsyncIterator[httpx.AsyncClient]:
     }
     async with _serve(create_app(_settings(**addresses))) as client:
         yield client
+
+
+@pytest.fixture
+def problem() -> Callable[[httpx.Response, int], dict]:
+    """Check that a response is a problem document of `status`; its body."""
+
+    def check(response: httpx.Response, status: int) -> dict:
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        body = response.json()
+        assert body["status"] == status and body["type"].startswith("https://fabula.dev/problems/")
+        return body
+
+    return check

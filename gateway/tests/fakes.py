@@ -38,13 +38,14 @@ async def abort_with(
     code: grpc.StatusCode,
     details: str,
     reason: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """End the call the way our services report an error: the rich status
-    (google.rpc.Status with ErrorInfo) when there is a reason, gRPC's plain
-    status otherwise."""
+    (google.rpc.Status with ErrorInfo and its metadata) when there is a
+    reason, gRPC's plain status otherwise."""
     if reason is None:
         await context.abort(code, details)
-    error = FabulaError(details, reason=reason)
+    error = FabulaError(details, reason=reason, metadata=metadata)
     error.code = code
     status = error.to_status()
     await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
@@ -55,6 +56,7 @@ class Failure:
     code: grpc.StatusCode
     details: str
     reason: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,15 @@ class Recorder:
     failures: dict[str, Failure] = field(default_factory=dict)
 
     def fail(
-        self, method: str, code: grpc.StatusCode, details: str, reason: str | None = None
+        self,
+        method: str,
+        code: grpc.StatusCode,
+        details: str,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         """Answer every later call of `method` with this status."""
-        self.failures[method] = Failure(code, details, reason)
+        self.failures[method] = Failure(code, details, reason, metadata)
 
     def only(self, method: str) -> Call:
         """The one call of `method` received (fails when there were more or none)."""
@@ -89,7 +96,9 @@ class Recorder:
         self.calls.append(Call(method, request, metadata, context.time_remaining()))
         failure = self.failures.get(method)
         if failure is not None:
-            await abort_with(context, failure.code, failure.details, failure.reason)
+            await abort_with(
+                context, failure.code, failure.details, failure.reason, failure.metadata
+            )
 
 
 def timestamp(moment: dt.datetime) -> timestamp_pb2.Timestamp:
@@ -210,7 +219,9 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
             await self.hold_after_text.wait()
         if self.fail_after_text is not None:
             failure = self.fail_after_text
-            await abort_with(context, failure.code, failure.details, failure.reason)
+            await abort_with(
+                context, failure.code, failure.details, failure.reason, failure.metadata
+            )
         text = "".join(CONTINUATION_PIECES)
         yield stories_pb2.ContinueStoryEvent(
             segment=segment(2, text, stories_pb2.SEGMENT_KIND_CONTINUATION)
@@ -279,6 +290,119 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
             summary.cost_limit.CopyFrom(Money(currency_code="USD", units=10))
         return summary
 
+    # Payments (Stripe) methods: answers shaped as billing's.
+
+    def subscription(self, cancel_at_period_end: bool = False) -> billing_pb2.Subscription:
+        return billing_pb2.Subscription(
+            plan="pro",
+            status="active",
+            current_period_start=timestamp(self.PERIOD_START),
+            current_period_end=timestamp(self.PERIOD_END),
+            cancel_at_period_end=cancel_at_period_end,
+            subscription_id="sub_123",
+            subscribed_plan="pro",
+        )
+
+    async def CreateCheckoutSession(self, request, context):
+        await self.recorder.receive("CreateCheckoutSession", request, context)
+        return billing_pb2.CheckoutSession(
+            session_id="cs_test_123", checkout_url="https://checkout.example/cs_test_123"
+        )
+
+    async def CreatePortalSession(self, request, context):
+        await self.recorder.receive("CreatePortalSession", request, context)
+        return billing_pb2.PortalSession(url="https://portal.example/bps_123")
+
+    async def GetSubscription(self, request, context):
+        await self.recorder.receive("GetSubscription", request, context)
+        return self.subscription()
+
+    async def CancelSubscription(self, request, context):
+        await self.recorder.receive("CancelSubscription", request, context)
+        return self.subscription(cancel_at_period_end=True)
+
+    async def ResumeSubscription(self, request, context):
+        await self.recorder.receive("ResumeSubscription", request, context)
+        return self.subscription()
+
+    async def ListInvoices(self, request, context):
+        await self.recorder.receive("ListInvoices", request, context)
+        return billing_pb2.ListInvoicesResponse(
+            invoices=[
+                billing_pb2.Invoice(
+                    id="in_1",
+                    number="F-0001",
+                    status="paid",
+                    amount_paid=2000,
+                    amount_due=2000,
+                    currency="usd",
+                    hosted_invoice_url="https://invoice.example/in_1",
+                    period_start=timestamp(self.PERIOD_START),
+                    period_end=timestamp(self.PERIOD_END),
+                    created=timestamp(self.PERIOD_START),
+                )
+            ],
+            next_cursor="next-page",
+        )
+
+    async def ReceiveStripeEvent(self, request, context):
+        await self.recorder.receive("ReceiveStripeEvent", request, context)
+        return billing_pb2.ReceiveStripeEventResponse(event_id="evt_1", duplicate=False)
+
+
+    async def ListUsageLogs(self, request, context):
+        await self.recorder.receive("ListUsageLogs", request, context)
+        logs = [
+            billing_pb2.UsageLog(
+                id=str(1000 - n),
+                created_at=timestamp(CREATED_AT - dt.timedelta(minutes=n)),
+                operation="continuation" if n else "opening",
+                story_id=str(uuid.uuid5(uuid.NAMESPACE_URL, "story-0")) if n % 2 == 0 else "",
+                provider="mistral",
+                model="mistral-small-latest",
+                prompt_tokens=800,
+                completion_tokens=300,
+                cost=Money(currency_code="USD", units=0, nanos=340_000),
+                estimated=n == 1,
+                outcome="completed",
+                counted=True,
+                generation_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"generation-{n}")),
+            )
+            for n in range(request.limit or 20)
+        ]
+        # Pages go on until a cursor is given: one page more, then the end.
+        return billing_pb2.ListUsageLogsResponse(
+            logs=logs, next_cursor="" if request.cursor else "cursor-of-page-2"
+        )
+
+    async def GetUsageBreakdown(self, request, context):
+        await self.recorder.receive("GetUsageBreakdown", request, context)
+
+        def row(key: str, provider: str, generations: int, calls: int, nanos: int):
+            return billing_pb2.UsageBreakdownRow(
+                key=key,
+                provider=provider,
+                generations=generations,
+                calls=calls,
+                prompt_tokens=calls * 100,
+                completion_tokens=calls * 40,
+                cost=Money(currency_code="USD", nanos=nanos),
+            )
+
+        return billing_pb2.UsageBreakdown(
+            period_start=timestamp(self.PERIOD_START),
+            period_end=timestamp(self.PERIOD_END),
+            by_model=[
+                row("mistral-large-latest", "mistral", 1, 2, 20_000_000),
+                row("mistral-small-latest", "mistral", 2, 2, 4_000_000),
+            ],
+            by_operation=[
+                row("continuation", "", 2, 3, 22_000_000),
+                row("opening", "", 1, 1, 2_000_000),
+            ],
+            total=row("", "", 3, 4, 24_000_000),
+        )
+
 
 @dataclass
 class FakeBackends:
@@ -297,9 +421,14 @@ class FakeBackends:
         return self.recorder.calls
 
     def fail(
-        self, method: str, code: grpc.StatusCode, details: str, reason: str | None = None
+        self,
+        method: str,
+        code: grpc.StatusCode,
+        details: str,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
-        self.recorder.fail(method, code, details, reason)
+        self.recorder.fail(method, code, details, reason, metadata)
 
     def only(self, method: str) -> Call:
         return self.recorder.only(method)

@@ -20,6 +20,15 @@ OPERATIONS = {
     ("POST", "/v1/stories/{story_id}/continue"): "continue_story",
     ("POST", "/v1/stories/{story_id}/end"): "end_story",
     ("GET", "/v1/usage"): "get_usage",
+    ("POST", "/v1/billing/checkout"): "create_checkout",
+    ("GET", "/v1/billing/subscription"): "get_subscription",
+    ("POST", "/v1/billing/subscription/cancel"): "cancel_subscription",
+    ("POST", "/v1/billing/subscription/resume"): "resume_subscription",
+    ("POST", "/v1/billing/portal"): "create_portal_session",
+    ("GET", "/v1/billing/invoices"): "list_invoices",
+    ("POST", "/v1/webhooks/stripe"): "receive_stripe_webhook",
+    ("GET", "/v1/usage/logs"): "list_usage_logs",
+    ("GET", "/v1/usage/breakdown"): "get_usage_breakdown",
     ("GET", "/healthz"): "check_liveness",
     ("GET", "/readyz"): "check_readiness",
 }
@@ -71,7 +80,10 @@ def test_generated_by_explains_the_offline_generator(schema):
 
 
 def test_protected_routes_declare_bearer_auth(schema):
-    public = {"/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/healthz", "/readyz"}
+    public = {
+        "/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/healthz", "/readyz",
+        "/v1/webhooks/stripe",  # Stripe signs it instead
+    }
     for method, path, operation in operations(schema):
         assert bool(operation.get("security")) == (path not in public), (method, path)
 
@@ -88,3 +100,11 @@ def test_get_story_documents_the_full_default_and_the_basic_view(schema):
     assert "segments" in components["Story"]["required"]
     assert "segments" not in components["StorySummary"]["properties"]
     assert "segment_count" in components["StorySummary"]["required"]
+
+
+def test_a_402_documents_the_plan_the_limit_and_when_it_resets(schema):
+    operation = schema["paths"]["/v1/stories"]["post"]
+    content = operation["responses"]["402"]["content"]["application/problem+json"]
+    assert content["schema"]["$ref"].endswith("/QuotaProblem")
+    members = schema["components"]["schemas"]["QuotaProblem"]["properties"]
+    assert {"plan", "quota", "limit", "resets_at"} <= set(members)

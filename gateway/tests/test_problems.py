@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 from fabula_common.errors import (
@@ -204,3 +206,38 @@ def test_a_transaction_that_lost_a_race_is_a_conflict_worth_retrying():
     assert (problem.status, problem.type) == (409, BASE + "conflict")
     assert problem.headers["Retry-After"] == "1"
     assert "serialize" not in problem.detail  # not written for callers
+
+
+def test_a_quota_problem_carries_the_plan_the_limit_and_the_reset_as_members():
+    refusal = QuotaExceeded(
+        "monthly generation quota exceeded",
+        metadata={
+            "plan": "pro",
+            "quota": "generations",
+            "limit": "50",
+            "resets_at": "2025-02-01T00:00:00Z",
+        },
+    )
+
+    body = problem_for_rpc_error(answered_with(refusal)).to_response().body
+
+    problem = json.loads(body)
+    assert (problem["status"], problem["plan"], problem["quota"], problem["limit"]) == (
+        402,
+        "pro",
+        "generations",
+        50,
+    )
+    assert problem["resets_at"] == "2025-02-01T00:00:00Z"
+
+
+def test_unreadable_quota_facts_are_left_out_not_an_error():
+    refusal = QuotaExceeded(
+        "monthly generation quota exceeded",
+        metadata={"plan": "free", "quota": "generations", "limit": "many", "resets_at": "soon"},
+    )
+
+    problem = json.loads(problem_for_rpc_error(answered_with(refusal)).to_response().body)
+
+    assert problem["plan"] == "free"
+    assert "limit" not in problem and "resets_at" not in problem

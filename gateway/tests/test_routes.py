@@ -322,7 +322,9 @@ async def test_usage_answers_plan_period_and_amounts(api, backends: FakeBackends
         "plan": "free",
         "period_start": "2025-01-01T00:00:00Z",
         "period_end": "2025-02-01T00:00:00Z",
-        "generations_used": 3,
+        # Settled (3) and in progress (1): a returned call counts at once.
+        "generations_used": 4,
+        "generations_in_progress": 1,
         "generations_limit": 5,
         "cost_used_usd": "0.024",
         "cost_limit_usd": "10",
@@ -337,6 +339,100 @@ async def test_an_unlimited_plan_has_null_limits(api, backends: FakeBackends, au
 
     assert body["plan"] == "enterprise"
     assert body["generations_limit"] is None and body["cost_limit_usd"] is None
+
+
+async def test_usage_logs_answer_a_page_newest_first(api, backends: FakeBackends, auth, user_id):
+    response = await api.get("/v1/usage/logs?limit=3", headers=auth)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["next_cursor"] == "cursor-of-page-2"
+    assert [item["id"] for item in body["items"]] == ["1000", "999", "998"]
+    assert body["items"][0] == {
+        "id": "1000",
+        "created_at": "2025-01-01T12:00:00Z",
+        "operation": "opening",
+        "story_id": "71298cff-2b8d-5852-866b-a3bbb34e6e29",
+        "provider": "mistral",
+        "model": "mistral-small-latest",
+        "prompt_tokens": 800,
+        "completion_tokens": 300,
+        "cost_usd": "0.00034",
+        "estimated": False,
+        "outcome": "completed",
+        "counted": True,
+        "generation_id": body["items"][0]["generation_id"],
+    }
+    assert body["items"][1]["story_id"] is None  # a call about no story
+    assert body["items"][1]["estimated"] is True
+    request = backends.only("ListUsageLogs").request
+    assert (request.user_id, request.limit, request.cursor) == (user_id, 3, "")
+
+
+async def test_usage_logs_follow_the_cursor_to_the_last_page(api, backends: FakeBackends, auth):
+    response = await api.get("/v1/usage/logs?cursor=cursor-of-page-2", headers=auth)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["next_cursor"] is None
+    assert len(body["items"]) == 20  # the default page size
+    request = backends.only("ListUsageLogs").request
+    assert (request.limit, request.cursor) == (20, "cursor-of-page-2")
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=many", "cursor=" + "x" * 513])
+async def test_usage_logs_refuse_a_bad_page_request(api, backends: FakeBackends, auth, query):
+    response = await api.get(f"/v1/usage/logs?{query}", headers=auth)
+
+    body = assert_problem(response, 422, "validation-error")
+    assert body["errors"][0]["parameter"] == query.split("=")[0]
+    assert not [c for c in backends.calls if c.method == "ListUsageLogs"]
+
+
+async def test_a_malformed_cursor_is_a_422_with_billings_reason(api, backends: FakeBackends, auth):
+    backends.fail(
+        "ListUsageLogs",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "cursor is malformed: pass the next_cursor of the previous page as it is",
+        "invalid-argument",
+    )
+
+    response = await api.get("/v1/usage/logs?cursor=forged", headers=auth)
+
+    body = assert_problem(response, 422, "validation-error")
+    assert body["detail"].startswith("cursor is malformed")
+
+
+async def test_usage_breakdown_answers_per_model_per_operation_and_total(
+    api, backends: FakeBackends, auth, user_id
+):
+    response = await api.get("/v1/usage/breakdown", headers=auth)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["period_start"], body["period_end"]) == (
+        "2025-01-01T00:00:00Z",
+        "2025-02-01T00:00:00Z",
+    )
+    assert body["by_model"][0] == {
+        "model": "mistral-large-latest",
+        "provider": "mistral",
+        "generations": 1,
+        "calls": 2,
+        "prompt_tokens": 200,
+        "completion_tokens": 80,
+        "cost_usd": "0.02",
+    }
+    assert [row["operation"] for row in body["by_operation"]] == ["continuation", "opening"]
+    assert "provider" not in body["by_operation"][0]
+    assert body["total"] == {
+        "generations": 3,
+        "calls": 4,
+        "prompt_tokens": 400,
+        "completion_tokens": 160,
+        "cost_usd": "0.024",
+    }
+    assert backends.only("GetUsageBreakdown").request.user_id == user_id
 
 
 # ------------------------------------------------------------ every call
@@ -359,6 +455,8 @@ async def test_an_unlimited_plan_has_null_limits(api, backends: FakeBackends, au
         ("POST", f"/v1/stories/{STORY_ID}/end", None, "EndStory", GENERATION_DEADLINE_SECONDS),
         ("DELETE", f"/v1/stories/{STORY_ID}", None, "DeleteStory", GRPC_DEADLINE_SECONDS),
         ("GET", "/v1/usage", None, "GetUsage", GRPC_DEADLINE_SECONDS),
+        ("GET", "/v1/usage/logs", None, "ListUsageLogs", GRPC_DEADLINE_SECONDS),
+        ("GET", "/v1/usage/breakdown", None, "GetUsageBreakdown", GRPC_DEADLINE_SECONDS),
         (
             "POST",
             "/v1/auth/login",
@@ -436,6 +534,33 @@ async def test_a_quota_refusal_is_a_402_problem(api, backends: FakeBackends, aut
     body = assert_problem(response, 402, "quota-exceeded")
     assert body["detail"] == "monthly generation quota exceeded"
     assert "location" not in response.headers
+    # An older billing names no plan: the problem has no such members either.
+    assert not {"plan", "quota", "limit", "resets_at"} & set(body)
+
+
+@pytest.mark.parametrize(
+    ("quota", "limit", "shown"), [("generations", "5", 5), ("cost", "10.5", "10.5")]
+)
+async def test_a_quota_refusal_names_the_plan_the_limit_and_when_it_resets(
+    api, backends: FakeBackends, auth, quota, limit, shown
+):
+    backends.fail(
+        "CreateStory",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "monthly quota exceeded",
+        QuotaExceeded.reason,
+        {"plan": "free", "quota": quota, "limit": limit, "resets_at": "2025-02-01T00:00:00Z"},
+    )
+
+    response = await api.post("/v1/stories", headers=auth, json={"genre": "noir"})
+
+    body = assert_problem(response, 402, "quota-exceeded")
+    assert (body["plan"], body["quota"], body["limit"], body["resets_at"]) == (
+        "free",
+        quota,
+        shown,
+        "2025-02-01T00:00:00Z",
+    )
 
 
 # ------------------------------------------------------------ stories: Idempotency-Key

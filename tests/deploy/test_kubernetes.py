@@ -51,6 +51,10 @@ PROD_SECRETS = {
     ("fabula-jwt", "secret"): "a-production-signing-key",
     ("fabula-nats", "url"): "tls://nats.example.internal:4222",
     ("fabula-mistral", "api-key"): "mistral-key",
+    ("fabula-stripe", "api-key"): "sk_live_key",
+    ("fabula-stripe", "webhook-secret"): "whsec_secret",
+    ("fabula-stripe", "price-pro"): "price_pro",
+    ("fabula-stripe", "price-enterprise"): "price_enterprise",
 }
 
 _RENDERED: dict[str, list[dict]] = {}
@@ -283,6 +287,7 @@ def expected_edges(overlay: str) -> set[tuple[str, str, int, str]]:
         edges |= {(caller, callee, SERVICE_PORTS[callee], "TCP") for callee in callees}
     edges |= {("monitoring", c, METRICS_PORT, "TCP") for c in (*SERVICES, "gateway")}
     edges.add(("generation", "external", 443, "TCP"))  # the model provider
+    edges.add(("billing", "external", 443, "TCP"))  # Stripe
     if overlay == "dev":
         database, nats, extra = "postgres", "nats", {"postgres", "nats", "bootstrap"}
         edges.add(("bootstrap", "postgres", 5432, "TCP"))

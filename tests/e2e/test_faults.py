@@ -65,19 +65,22 @@ def test_usage_reaches_billing_once_nats_is_back(private_nats, start_private_sta
     story = created.json()
     cont = api.http.post(f"/v1/stories/{story['id']}/continue", json={}, headers=writer.headers)
     assert cont.status_code == 201, cont.text
-    # The stories are written; their usage waits in the generation outbox.
+    # The stories are written; their usage waits in the generation outbox. They
+    # count at once all the same: their reservations hold them, in progress.
     time.sleep(1.5)
-    assert api.usage(writer)["generations_used"] == 0
+    usage = api.usage(writer)
+    assert (usage["generations_used"], usage["generations_in_progress"]) == (2, 2)
 
     private_nats.start()  # same JetStream store: the stream survives the restart
     api.wait_for(lambda: _readiness_when(api, lambda body: all(
         body["dependencies"][name].get("nats") == "up"
         for name in ("users", "stories", "generation", "billing")
     )), timeout=15)
-    api.wait_for(lambda: api.usage(writer)["generations_used"] == 2, timeout=45)
+    api.wait_for(lambda: api.usage(writer)["generations_in_progress"] == 0, timeout=45)
     # Redeliveries and relay retries are absorbed: still counted once each.
     time.sleep(2)
-    assert api.usage(writer)["generations_used"] == 2
+    usage = api.usage(writer)
+    assert (usage["generations_used"], usage["generations_in_progress"]) == (2, 0)
     assert len(api.http.get(f"/v1/stories/{story['id']}", headers=writer.headers).json()["segments"]) == 2
 
 

@@ -91,6 +91,8 @@ class FakeMistral:
         self.tokens = tokens
         self.model = model
         self.requests: list[dict[str, Any]] = []
+        # Connections accepted so far: tells whether a client reuses its own.
+        self.connections_opened = 0
         self._queued: deque[str] = deque()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
@@ -156,6 +158,7 @@ class FakeMistral:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        self.connections_opened += 1
         try:
             while True:
                 request_line = await reader.readline()

@@ -164,6 +164,36 @@ class UpstreamError(FabulaError):
     reasons = frozenset({reason, RATE_LIMITED})
 
 
+class PaymentsNotConfigured(Unavailable):
+    """Billing has no Stripe API key (or webhook secret): payments are off,
+    and retrying will not help until an operator configures them."""
+
+    reason = "payments-not-configured"
+    retry_after = None
+
+
+class PaymentProviderUnavailable(Unavailable):
+    """Stripe could not be reached in time or failed."""
+
+    reason = "payment-provider-unavailable"
+
+
+class WebhookSignatureInvalid(InvalidArgument):
+    """A webhook's signature does not verify: nothing was stored."""
+
+    reason = "webhook-signature-invalid"
+
+
+class AlreadySubscribed(AlreadyExists):
+    reason = "already-subscribed"
+
+
+class NoSubscription(Conflict):
+    """The user has no (live) subscription or no Stripe customer yet."""
+
+    reason = "no-subscription"
+
+
 _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
     cls.code: cls
     for cls in (
@@ -187,6 +217,11 @@ _BY_REASON: dict[str, type[FabulaError]] = {
             TooBusy,
             IdempotencyKeyReused,
             IdempotencyKeyInProgress,
+            PaymentsNotConfigured,
+            PaymentProviderUnavailable,
+            WebhookSignatureInvalid,
+            AlreadySubscribed,
+            NoSubscription,
         )
     },
     **{reason: UpstreamError for reason in UpstreamError.reasons},

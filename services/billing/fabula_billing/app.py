@@ -13,9 +13,14 @@ from fabula_common.grpc_server import GrpcApp
 from fabula_common.health import NATS, POSTGRES
 from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.consumers import EventConsumer
+from fabula_common.messaging.outbox import OutboxRelay
 
-from fabula_billing.database import processed_events
+from fabula_billing.database import outbox, processed_events
 from fabula_billing.settings import Settings
+from fabula_billing.subscriptions.service import SubscriptionService
+from fabula_billing.subscriptions.servicer import SubscriptionsServicer
+from fabula_billing.subscriptions.stripe_api import StripeApi
+from fabula_billing.subscriptions.tasks import StripeInboxWorker
 from fabula_billing.usage.service import BillingService
 from fabula_billing.usage.servicer import BillingServicer
 from fabula_billing.usage.tasks import GenerationRecords, ReservationExpiryWorker
@@ -23,15 +28,34 @@ from fabula_billing.usage.tasks import GenerationRecords, ReservationExpiryWorke
 SERVICE = "billing"
 
 
+class Servicer(BillingServicer, SubscriptionsServicer):
+    """BillingService: usage methods from the usage domain, payment methods
+    from the subscriptions domain."""
+
+    def __init__(
+        self,
+        db: Database,
+        billing: BillingService,
+        subscriptions: SubscriptionService,
+        inbox: StripeInboxWorker,
+    ) -> None:
+        BillingServicer.__init__(self, db, billing)
+        SubscriptionsServicer.__init__(self, db, subscriptions, inbox)
+
+
 def create_app(settings: Settings) -> GrpcApp:
     app = GrpcApp(SERVICE, settings)
     db = Database(settings)
     bus = EventBus(settings, name=SERVICE)
     billing = BillingService(settings)
+    subscriptions = SubscriptionService(
+        settings, StripeApi(settings), billing, subject_for(settings, "billing", "plan_changed")
+    )
+    inbox = StripeInboxWorker(db, subscriptions, settings)
 
     app.add_servicer(
         billing_pb2_grpc.add_BillingServiceServicer_to_server,
-        BillingServicer(db, billing),
+        Servicer(db, billing, subscriptions, inbox),
         billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
     )
     consumed = (
@@ -58,6 +82,8 @@ def create_app(settings: Settings) -> GrpcApp:
                 batch_handler=batch_handler,
             )
         )
+    app.add_worker(inbox)
+    app.add_worker(OutboxRelay(db, outbox, bus, SERVICE, settings))
     # Expiry asks generation's durable record before giving any quota back.
     generation_channel = open_channel(settings.generation_addr, settings.grpc_deadline_seconds)
     records = GenerationRecords(generation_pb2_grpc.GenerationServiceStub(generation_channel))

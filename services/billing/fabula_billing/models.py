@@ -4,7 +4,26 @@ its models' import below."""
 
 from __future__ import annotations
 
-from fabula_billing.database import Base, processed_events
+from fabula_billing.database import Base, outbox, processed_events
+from fabula_billing.subscriptions.models import (
+    PlanChange,
+    StripeCustomer,
+    StripeEvent,
+    StripeInvoice,
+    StripeSubscription,
+)
 from fabula_billing.usage.models import Account, Reservation, UsageLedgerEntry
 
-__all__ = ["Account", "Base", "Reservation", "UsageLedgerEntry", "processed_events"]
+__all__ = [
+    "Account",
+    "Base",
+    "PlanChange",
+    "Reservation",
+    "StripeCustomer",
+    "StripeEvent",
+    "StripeInvoice",
+    "StripeSubscription",
+    "UsageLedgerEntry",
+    "outbox",
+    "processed_events",
+]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from fabula_common.settings import ServiceSettings
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fabula_common.settings import ServiceSettings, env
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 
@@ -19,8 +19,8 @@ class Plan(BaseModel):
 
 
 DEFAULT_PLANS: dict[str, Plan] = {
-    "free": Plan(generations_limit=5, cost_limit_usd=Decimal("10")),
-    "pro": Plan(generations_limit=50, cost_limit_usd=Decimal("100")),
+    "free": Plan(generations_limit=5, cost_limit_usd=Decimal(10)),
+    "pro": Plan(generations_limit=50, cost_limit_usd=Decimal(100)),
     "enterprise": Plan(generations_limit=None, cost_limit_usd=None),
 }
 
@@ -45,6 +45,41 @@ class Settings(ServiceSettings):
     # long an orphaned reservation (its caller gave up) holds quota.
     reservation_ttl_seconds: int = Field(900, ge=1)
     reservation_sweep_seconds: float = Field(30.0, gt=0)
+    # A fixed pool, at the other services' maximum (5 + 10). SQLAlchemy closes
+    # an overflow connection when it comes back to a pool whose idle slots
+    # are full, which under a steady load above DB_POOL_SIZE is all the time:
+    # reserving at 50-way concurrency opened ~20 connections a second, each
+    # a new Postgres backend (docs/architecture.md, Quota).
+    db_pool_size: int = env("DB_POOL_SIZE", 15, ge=1)
+    db_max_overflow: int = env("DB_MAX_OVERFLOW", 0, ge=0)
+
+    # Stripe. Without an API key the payment methods answer "payments not
+    # configured" and everything else works.
+    stripe_api_key: SecretStr | None = env("STRIPE_API_KEY", None)
+    stripe_webhook_secret: SecretStr | None = env("STRIPE_WEBHOOK_SECRET", None)
+    # Where the Stripe API is reached (a local stand-in in tests).
+    stripe_api_base: str = env("STRIPE_API_BASE", "https://api.stripe.com")
+    stripe_price_pro: str | None = env("STRIPE_PRICE_PRO", None)
+    stripe_price_enterprise: str | None = env("STRIPE_PRICE_ENTERPRISE", None)
+    # Deadline of one call to Stripe (connect, send and read the answer).
+    stripe_timeout_seconds: float = env("STRIPE_TIMEOUT_SECONDS", 10.0, gt=0)
+    # Stripe's signature tolerance: older signed deliveries are refused (replays).
+    stripe_webhook_tolerance_seconds: int = env("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300, ge=1)
+    # Where Checkout and the portal send the user back when the caller names no URL.
+    checkout_success_url: str = "http://127.0.0.1:8000/v1/billing/subscription?checkout=success"
+    checkout_cancel_url: str = "http://127.0.0.1:8000/v1/billing/subscription?checkout=cancel"
+    portal_return_url: str = "http://127.0.0.1:8000/v1/billing/subscription"
+    # A webhook event whose handling fails is retried after base * 2^(n-1)
+    # seconds (at most max), and parked for an operator after this many attempts.
+    stripe_event_max_attempts: int = Field(12, ge=1)
+    stripe_event_retry_base_seconds: float = Field(1.0, gt=0)
+    stripe_event_retry_max_seconds: float = Field(600.0, gt=0)
+    stripe_event_poll_seconds: float = Field(5.0, gt=0)
+
+    def stripe_prices(self) -> dict[str, str]:
+        """plan -> Stripe price id, for the plans that can be bought."""
+        prices = {"pro": self.stripe_price_pro, "enterprise": self.stripe_price_enterprise}
+        return {plan: price for plan, price in prices.items() if price}
 
     @model_validator(mode="after")
     def _check_plans(self) -> Settings:
@@ -58,6 +93,9 @@ class Settings(ServiceSettings):
                 f"BILLING_DEFAULT_PLAN {self.default_plan!r} is not one of the configured plans "
                 f"{sorted(self.plans)}"
             )
+        unknown = [plan for plan in self.stripe_prices() if plan not in self.plans]
+        if unknown:
+            raise ValueError(f"STRIPE_PRICE_* set for plans not in BILLING_PLANS_JSON: {unknown}")
         # Expiring a reservation while its model call may still be running
         # would give the quota back before the usage arrives: overspending.
         if self.reservation_ttl_seconds <= self.generation_deadline_seconds:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 
+import asyncpg
 import grpc
 import nats
 import pytest
@@ -40,6 +41,7 @@ from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError
 from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 Stub = billing_pb2_grpc.BillingServiceStub
@@ -264,6 +266,31 @@ async def test_concurrent_reservations_never_exceed_the_quota(billing: Stub):
     assert len(refused) == 25
     assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert (await usage(billing, user_id)).generations_reserved == 5
+
+
+async def test_a_steady_load_above_the_pool_reuses_its_connections(
+    billing: Stub, settings: Settings, admin_url: str, test_database: str
+):
+    """Reserving 100 at a time, far more than the pool holds, waits for the
+    pool's connections instead of opening and closing others (each a new
+    Postgres backend, on the hot path)."""
+    users = [new_user() for _ in range(50)]
+
+    async def burst() -> None:
+        await asyncio.gather(*(reserve(billing, user) for user in users * 2))
+
+    admin = await asyncpg.connect(admin_url)
+    try:
+        backends = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = $2"
+        role = make_url(settings.database_url).username
+        await burst()  # the pool fills up
+        before = {row["pid"] for row in await admin.fetch(backends, test_database, role)}
+        await burst()
+        after = {row["pid"] for row in await admin.fetch(backends, test_database, role)}
+    finally:
+        await admin.close()
+
+    assert after - before == set()
 
 
 async def test_releasing_gives_the_quota_back_once(billing: Stub):
@@ -1051,11 +1078,12 @@ async def test_expiry_gives_back_only_what_generation_never_started(
 
 
 async def test_with_generation_unreachable_expiry_gives_nothing_back(
-    session: AsyncSession, settings: Settings
+    session: AsyncSession, settings: Settings, db: Database
 ):
     service = BillingService(settings)
     user_id, reservation_id = uuid.uuid4(), uuid.uuid4()
-    await service.reserve_generation(session, user_id, None, reservation_id)
+    autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+    await service.reserve_generation(autocommit, user_id, None, reservation_id)
     await session.execute(
         update(Reservation)
         .where(Reservation.id == reservation_id)

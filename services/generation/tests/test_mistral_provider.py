@@ -239,6 +239,18 @@ async def test_the_incoming_deadline_shortens_the_provider_timeout(provider):
         set_deadline_in(None)
 
 
+async def test_calls_one_after_another_reuse_one_connection(provider, fake_mistral):
+    """A new connection (TCP and TLS to the real API) would come before every
+    call's first token."""
+    for _ in range(3):
+        events = [event async for event in provider.stream(request())]
+        assert isinstance(events[-1], ReportedUsage)
+    await provider.complete(request())
+
+    assert len(fake_mistral.requests) == 4
+    assert fake_mistral.connections_opened == 1
+
+
 async def test_a_stream_abandoned_midway_closes_the_connection(provider, fake_mistral):
     stream = provider.stream(request())
     first = await anext(stream)

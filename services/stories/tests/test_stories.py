@@ -16,7 +16,7 @@ from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
 from fabula_common.db import Database
-from fabula_common.errors import error_details, error_reason
+from fabula_common.errors import StoryBusy, error_details, error_reason
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.testing import free_port, running_app
 from fabula_generation.app import create_app as create_generation_app
@@ -24,8 +24,10 @@ from fabula_generation.settings import Settings as GenerationSettings
 from fabula_stories.app import create_app
 from fabula_stories.settings import Settings
 from fabula_stories.stories import service
+from fabula_stories.stories.models import PendingGeneration, SegmentKind, Story
 from fabula_stories.stories.servicer import StoriesServicer
 from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 Stub = stories_pb2_grpc.StoriesServiceStub
 FREE_PLAN_GENERATIONS = 5
@@ -547,6 +549,53 @@ async def test_reading_a_story_is_one_round_trip_and_survives_a_database_restart
         await db.dispose()
         await other.dispose()
     assert read.segment_count == len(expected.segments) == 2
+
+
+async def test_claiming_a_story_to_continue_it_is_one_round_trip(stories: Stub):
+    """Claim, pending generation and the model's context in one statement,
+    sent without BEGIN/COMMIT: the model call waits for one round trip."""
+    user_id = new_user()
+    warm, story = await create(stories, user_id), await create(stories, user_id)
+    db = Database(Settings())
+    sent = count_round_trips(db)
+    autocommit = async_sessionmaker(db.engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+    async def claim(story_id: str, generation_id: uuid.UUID):
+        async with autocommit() as session:
+            return await service.start_writing(
+                session,
+                uuid.UUID(user_id),
+                uuid.UUID(story_id),
+                SegmentKind.continuation,
+                generation_id,
+                lease_seconds=1,
+                owner="test",
+                max_segments=6,
+                max_chars=10_000,
+            )
+
+    try:
+        await claim(warm.id, uuid.uuid4())  # connects, prepares the statement
+        sent[0] = 0
+        generation_id = uuid.uuid4()
+        written, context = await claim(story.id, generation_id)
+        assert sent[0] == 1
+        assert context.previous_segments == [story.segments[0].text]
+        assert (context.genre, context.title) == (story.genre, story.title)
+        async with db.session_scope() as session:
+            pending = await session.get(PendingGeneration, generation_id)
+            held = await session.get(Story, uuid.UUID(story.id))
+        assert (pending.story_id, pending.kind, pending.owner) == (
+            written.story_id,
+            "continuation",
+            "test",
+        )
+        assert held.writing_generation_id == generation_id
+        # Held: a second claim is refused and writes nothing.
+        with pytest.raises(StoryBusy):
+            await claim(story.id, uuid.uuid4())
+    finally:
+        await db.dispose()
 
 
 async def test_another_users_story_is_not_found(stories: Stub, billing):

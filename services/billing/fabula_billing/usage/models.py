@@ -152,7 +152,10 @@ class UsageLedgerEntry(Base):
 
     __tablename__ = "usage_ledger"
     __table_args__ = (
-        Index("ix_usage_ledger_user_id_occurred_at", "user_id", "occurred_at"),
+        # Usage logs: a user's entries newest first, paged by (occurred_at, id).
+        Index("ix_usage_ledger_user_id_occurred_at_id", "user_id", "occurred_at", "id"),
+        # Usage breakdown: a user's entries applied in a period.
+        Index("ix_usage_ledger_user_id_recorded_at", "user_id", "recorded_at"),
         # A generation's entries, marked counted or not when its count is settled.
         Index("ix_usage_ledger_generation_id_user_id", "generation_id", "user_id"),
         CheckConstraint("cost_usd >= 0", name="cost_non_negative"),

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -26,8 +29,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, Insert, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.util import greenlet_spawn
 
 from fabula_billing.usage.models import (
     Account,
@@ -217,8 +222,12 @@ def _build_reserve_statement() -> Insert:
     )
 
 
-# Built once: SQLAlchemy compiles it once and asyncpg prepares it once per connection.
-_RESERVE_IN_CURRENT_PERIOD = _build_reserve_statement()
+# Compiled once, for asyncpg. The hot path sends this text on the pooled
+# driver connection: asyncpg prepares it once per connection, and none of
+# SQLAlchemy's per-call execution work (compiled cache lookup, execution
+# context, cursor adaptation, result wrapping) is done.
+_RESERVE_IN_CURRENT_PERIOD = _build_reserve_statement().compile(dialect=asyncpg_dialect())
+RESERVE_IN_CURRENT_PERIOD_SQL = str(_RESERVE_IN_CURRENT_PERIOD)
 
 
 @dataclass(frozen=True)
@@ -230,8 +239,42 @@ class PlanLimits:
     cost_limits: list[Decimal | None]
 
 
+def reserve_arguments(
+    reservation_id: uuid.UUID,
+    user_id: uuid.UUID,
+    estimated_cost_usd: Decimal,
+    expires_at: dt.datetime,
+    now: dt.datetime,
+    limits: PlanLimits,
+) -> list[object]:
+    """The positional arguments of RESERVE_IN_CURRENT_PERIOD_SQL."""
+    params = _RESERVE_IN_CURRENT_PERIOD.construct_params(
+        {
+            "new_reservation_id": reservation_id,
+            "for_user_id": user_id,
+            "estimate": estimated_cost_usd,
+            "holds_until": expires_at,
+            "now": now,
+            **limits.__dict__,
+        }
+    )
+    return [params[name] for name in _RESERVE_IN_CURRENT_PERIOD.positiontup]
+
+
+@asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection as asyncpg's own, outside any transaction (each
+    statement commits on its own): no SQLAlchemy Connection around it."""
+    pooled = await engine.raw_connection()
+    try:
+        yield pooled.driver_connection
+    finally:
+        # In a greenlet: returning it may close it (an overflow connection).
+        await greenlet_spawn(pooled.close)
+
+
 async def reserve_in_current_period(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     reservation_id: uuid.UUID,
     user_id: uuid.UUID,
     estimated_cost_usd: Decimal,
@@ -246,22 +289,16 @@ async def reserve_in_current_period(
     ended, its plan is not in `limits` or a limit would be exceeded.
 
     The account row is locked first, then the reservation inserted: if its id
-    exists (a retry, or another user's id) the statement fails with a unique
-    violation and changes nothing. Postgres re-checks the condition against
-    the latest row after waiting for its lock, so concurrent reservations can
-    never overshoot."""
-    # On the session's connection: Core execution, without the ORM's.
-    connection = await session.connection()
-    inserted = await connection.scalar(
-        _RESERVE_IN_CURRENT_PERIOD,
-        {
-            "new_reservation_id": reservation_id,
-            "for_user_id": user_id,
-            "estimate": estimated_cost_usd,
-            "holds_until": expires_at,
-            "now": now,
-            **limits.__dict__,
-        },
+    exists (a retry, or another user's id) the statement fails with asyncpg's
+    UniqueViolationError and changes nothing. Postgres re-checks the condition
+    against the latest row after waiting for its lock, so concurrent
+    reservations can never overshoot.
+
+    `connection` is asyncpg's, not in a transaction (`driver_connection`, or
+    an AUTOCOMMIT Connection's driver connection)."""
+    inserted = await connection.fetchval(
+        RESERVE_IN_CURRENT_PERIOD_SQL,
+        *reserve_arguments(reservation_id, user_id, estimated_cost_usd, expires_at, now, limits),
     )
     return inserted is not None
 
@@ -522,6 +559,9 @@ class LedgerEntry:
     outcome: str
     counted: bool
     occurred_at: dt.datetime
+    # When it is applied: the moment the account's counters move (the usage
+    # breakdown picks a period's entries by it).
+    recorded_at: dt.datetime
 
 
 async def ledger_event_ids(session: AsyncSession, event_ids: list[str]) -> set[str]:

@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import asyncpg
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.generation.v1 import generation_pb2
 from fabula.stories.v1 import events_pb2 as stories_events
@@ -34,8 +35,7 @@ from fabula_common.errors import (
     QuotaExceeded,
 )
 from fabula_common.money import format_usd, from_money, parse_usd
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from fabula_billing.settings import Plan, Settings
 from fabula_billing.usage import repository as repo
@@ -48,11 +48,6 @@ from fabula_billing.usage.models import (
 )
 
 log = logging.getLogger(__name__)
-
-# SQLSTATEs
-UNIQUE_VIOLATION = "23505"
-DEADLOCK_DETECTED = "40P01"
-
 
 def parse_uuid(value: str, field: str) -> uuid.UUID:
     try:
@@ -164,7 +159,7 @@ class BillingService:
 
     async def reserve_generation(
         self,
-        session: AsyncSession,
+        engine: AsyncEngine,
         user_id: uuid.UUID,
         estimated_cost_usd: Decimal | None,
         reservation_id: uuid.UUID | None = None,
@@ -173,20 +168,53 @@ class BillingService:
         QuotaExceeded when that would go over a limit of the plan. Reserving
         an id again answers the existing reservation and holds nothing more.
 
-        Every statement here is atomic on its own and the session must
-        autocommit (a repeated id fails the reserve statement, which would
-        abort a transaction): the servicer's does, one round trip for the
-        usual case. A new account, a new month, a refusal or a repeated id
-        take the few more statements that find out why."""
+        Every statement here is atomic on its own (a repeated id fails the
+        reserve statement, which would abort a transaction), so `engine` must
+        autocommit (isolation_level AUTOCOMMIT). The usual case is that one
+        statement on a pooled driver connection, one round trip; a new
+        account, a new month, a refusal or a repeated id take the few more
+        statements (ORM, on one connection) that find out why."""
+        if engine.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            raise ValueError("reserve_generation takes an AUTOCOMMIT engine")
         estimate = self.default_estimate_usd if estimated_cost_usd is None else estimated_cost_usd
         now = utcnow()
         reservation = GrantedReservation(reservation_id or uuid.uuid4(), now + self.reservation_ttl)
-        account_current = False  # known to be open and in the period of `now`
-        deadlocks = 0
-        while True:
+        async with repo.driver_connection(engine) as driver:
+            if await self._reserve(driver, reservation, user_id, estimate, now):
+                return reservation
+        async with engine.connect() as connection, AsyncSession(bind=connection) as session:
+            driver = (await connection.get_raw_connection()).driver_connection
+            account_current = False  # known to be open and in the period of `now`
+            while True:
+                existing = await repo.get_reservation(session, reservation.reservation_id)
+                if existing is not None:
+                    if existing.user_id != user_id:
+                        raise AlreadyExists("reservation_id is taken by another reservation")
+                    return GrantedReservation(existing.id, existing.expires_at)
+                if account_current:
+                    break  # refused by the plan
+                # A new user, or the first reservation of a new month: once more.
+                await self._current_account(session, user_id, now)
+                account_current = True
+                if await self._reserve(driver, reservation, user_id, estimate, now):
+                    return reservation
+            account = await repo.get_account(session, user_id)
+        assert account is not None  # opened above, and accounts are never deleted
+        raise self._refusal(account, self.plan(account.plan), estimate)
+
+    async def _reserve(
+        self,
+        driver: asyncpg.Connection,
+        reservation: GrantedReservation,
+        user_id: uuid.UUID,
+        estimate: Decimal,
+        now: dt.datetime,
+    ) -> bool:
+        """The reserve statement; False when refused or the id exists."""
+        for attempt in (1, 2, 3):
             try:
-                granted = await repo.reserve_in_current_period(
-                    session,
+                return await repo.reserve_in_current_period(
+                    driver,
                     reservation.reservation_id,
                     user_id,
                     estimate,
@@ -194,47 +222,41 @@ class BillingService:
                     now,
                     self.plan_limits,
                 )
-            except DBAPIError as error:
-                sqlstate = getattr(error.orig, "sqlstate", None)
-                if sqlstate == DEADLOCK_DETECTED and deadlocks < 2:
-                    # An event recording this very id as unknown locks the
-                    # reservation, then the account: Postgres chose this side.
-                    deadlocks += 1
-                    continue
-                if sqlstate != UNIQUE_VIOLATION:
+            except asyncpg.DeadlockDetectedError:
+                # An event recording this very id as unknown locks the
+                # reservation, then the account: Postgres chose this side.
+                if attempt == 3:
                     raise
-                granted = False  # the id exists: answered below
-            if granted:
-                return reservation
-            existing = await repo.get_reservation(session, reservation.reservation_id)
-            if existing is not None:
-                if existing.user_id != user_id:
-                    raise AlreadyExists("reservation_id is taken by another reservation")
-                return GrantedReservation(existing.id, existing.expires_at)
-            if account_current:
-                break  # refused by the plan
-            # A new user, or the first reservation of a new month: once more.
-            await self._current_account(session, user_id, now)
-            account_current = True
-        account = await repo.get_account(session, user_id)
-        assert account is not None  # opened above, and accounts are never deleted
-        raise QuotaExceeded(self._refusal(account, self.plan(account.plan), estimate))
+            except asyncpg.UniqueViolationError:
+                return False  # the id exists: the caller looks it up
+        raise AssertionError("unreachable")
 
     @staticmethod
-    def _refusal(account: Account, plan: Plan, estimate: Decimal) -> str:
+    def _refusal(account: Account, plan: Plan, estimate: Decimal) -> QuotaExceeded:
+        """The refusal, with what an app shows its user in ErrorInfo's metadata:
+        the plan, the quota that ran out ("generations" or "cost"), its limit (a
+        count, or US dollars as a decimal string) and when the period resets
+        (RFC 3339)."""
+        facts = {
+            "plan": account.plan,
+            "resets_at": account.period_end.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
         generations_taken = account.generations_used + account.generations_reserved
         if plan.generations_limit is not None and generations_taken + 1 > plan.generations_limit:
-            return (
+            return QuotaExceeded(
                 f"monthly generation quota exceeded: the {account.plan} plan allows "
                 f"{plan.generations_limit} generations per month "
-                f"({account.generations_used} used, {account.generations_reserved} in progress)"
+                f"({account.generations_used} used, {account.generations_reserved} in progress)",
+                metadata={**facts, "quota": "generations", "limit": str(plan.generations_limit)},
             )
-        return (
+        cost_limit = format_usd(plan.cost_limit_usd or Decimal(0))
+        return QuotaExceeded(
             f"monthly cost quota exceeded: the {account.plan} plan allows "
-            f"${format_usd(plan.cost_limit_usd or Decimal(0))} per month "
+            f"${cost_limit} per month "
             f"(${format_usd(account.cost_used_usd)} used, "
             f"${format_usd(account.cost_reserved_usd)} in progress, "
-            f"${format_usd(estimate)} requested)"
+            f"${format_usd(estimate)} requested)",
+            metadata={**facts, "quota": "cost", "limit": cost_limit},
         )
 
     async def release_reservation(
@@ -426,6 +448,7 @@ class BillingService:
                 occurred_at=(
                     event.occurred_at.ToDatetime(dt.UTC) if event.HasField("occurred_at") else now
                 ),
+                recorded_at=now,
             )
         )
         if reservation is None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.money import format_usd, from_money, parse_usd, to_money
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from fabula_billing.usage.service import BillingService, parse_uuid
+from fabula_billing.usage import reports
+from fabula_billing.usage.service import BillingService, Usage, parse_uuid
 
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
@@ -16,9 +16,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self.billing = billing
         # Reserving is one self-contained statement in the usual case: no
         # BEGIN and COMMIT around it (see BillingService.reserve_generation).
-        self.autocommit = async_sessionmaker(
-            db.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-        )
+        self.autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def ReserveGeneration(self, request: billing_pb2.ReserveGenerationRequest, context):
         user_id = parse_uuid(request.user_id, "user_id")
@@ -33,10 +31,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         reservation_id = (
             parse_uuid(request.reservation_id, "reservation_id") if request.reservation_id else None
         )
-        async with self.autocommit() as session:
-            reservation = await self.billing.reserve_generation(
-                session, user_id, estimate, reservation_id
-            )
+        reservation = await self.billing.reserve_generation(
+            self.autocommit, user_id, estimate, reservation_id
+        )
         return billing_pb2.Reservation(
             reservation_id=str(reservation.reservation_id), expires_at=reservation.expires_at
         )
@@ -52,20 +49,79 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         user_id = parse_uuid(request.user_id, "user_id")
         async with self.db.session_scope() as session:
             usage = await self.billing.get_usage(session, user_id)
-        summary = billing_pb2.UsageSummary(
-            plan=usage.plan_name,
+        return usage_summary(usage)
+
+    async def ListUsageLogs(self, request: billing_pb2.ListUsageLogsRequest, context):
+        user_id = parse_uuid(request.user_id, "user_id")
+        limit = reports.page_size(request.limit)
+        async with self.db.session_scope() as session:
+            page = await reports.list_usage_logs(session, user_id, limit, request.cursor)
+        return billing_pb2.ListUsageLogsResponse(
+            logs=[_usage_log_to_proto(log) for log in page.logs], next_cursor=page.next_cursor
+        )
+
+    async def GetUsageBreakdown(self, request: billing_pb2.GetUsageBreakdownRequest, context):
+        user_id = parse_uuid(request.user_id, "user_id")
+        async with self.db.session_scope() as session:
+            # The account's current period (opened or rolled over as GetUsage does).
+            usage = await self.billing.get_usage(session, user_id)
+            breakdown = await reports.usage_breakdown(
+                session, user_id, usage.period_start, usage.period_end
+            )
+        return billing_pb2.UsageBreakdown(
             period_start=usage.period_start,
             period_end=usage.period_end,
-            generations_used=usage.generations_used,
-            generations_reserved=usage.generations_reserved,
-            cost_used=to_money(usage.cost_used_usd),
-            # For callers of the previous release (the deprecated strings).
-            cost_used_usd=format_usd(usage.cost_used_usd),
+            by_model=[_breakdown_row_to_proto(row) for row in breakdown.by_model],
+            by_operation=[_breakdown_row_to_proto(row) for row in breakdown.by_operation],
+            total=_breakdown_row_to_proto(breakdown.total),
         )
-        # Left unset (not zero) on an unlimited plan.
-        if usage.plan.generations_limit is not None:
-            summary.generations_limit = usage.plan.generations_limit
-        if usage.plan.cost_limit_usd is not None:
-            summary.cost_limit.CopyFrom(to_money(usage.plan.cost_limit_usd))
-            summary.cost_limit_usd = format_usd(usage.plan.cost_limit_usd)
-        return summary
+
+
+def usage_summary(usage: Usage) -> billing_pb2.UsageSummary:
+    summary = billing_pb2.UsageSummary(
+        plan=usage.plan_name,
+        period_start=usage.period_start,
+        period_end=usage.period_end,
+        generations_used=usage.generations_used,
+        generations_reserved=usage.generations_reserved,
+        cost_used=to_money(usage.cost_used_usd),
+        # For callers of the previous release (the deprecated strings).
+        cost_used_usd=format_usd(usage.cost_used_usd),
+    )
+    # Left unset (not zero) on an unlimited plan.
+    if usage.plan.generations_limit is not None:
+        summary.generations_limit = usage.plan.generations_limit
+    if usage.plan.cost_limit_usd is not None:
+        summary.cost_limit.CopyFrom(to_money(usage.plan.cost_limit_usd))
+        summary.cost_limit_usd = format_usd(usage.plan.cost_limit_usd)
+    return summary
+
+
+def _usage_log_to_proto(log: reports.UsageLog) -> billing_pb2.UsageLog:
+    return billing_pb2.UsageLog(
+        id=str(log.id),
+        created_at=log.occurred_at,
+        operation=log.operation,
+        story_id=log.story_id,
+        provider=log.provider,
+        model=log.model,
+        prompt_tokens=log.prompt_tokens,
+        completion_tokens=log.completion_tokens,
+        cost=to_money(log.cost_usd),
+        estimated=log.estimated,
+        outcome=log.outcome,
+        counted=log.counted,
+        generation_id=log.generation_id,
+    )
+
+
+def _breakdown_row_to_proto(row: reports.BreakdownRow) -> billing_pb2.UsageBreakdownRow:
+    return billing_pb2.UsageBreakdownRow(
+        key=row.key,
+        provider=row.provider,
+        generations=row.generations,
+        calls=row.calls,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        cost=to_money(row.cost_usd),
+    )

@@ -1,11 +1,12 @@
 """Quota for model calls: a reservation with billing before each call.
 
 The reservation's id is the generation's, and the generation is recorded as
-started before it is made, so whatever happens next the generation ends with
-one UsageRecorded event (from the call, or from the sweeper after a crash),
-and that event is what settles or releases the reservation with billing. The
-explicit release here is only a fast path for a call that could not be
-recorded (the event comes later, from the sweeper).
+started while it is made, so whatever happens after the row is written the
+generation ends with one UsageRecorded event (from the call, or from the
+sweeper after a crash), and that event is what settles or releases the
+reservation with billing. The explicit release here is only a fast path for a
+call whose row could not be written (a reservation nobody released is given
+back by billing's expiry: generation's record knows no call under it).
 """
 
 from __future__ import annotations

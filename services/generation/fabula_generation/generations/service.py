@@ -236,8 +236,8 @@ class RecordedGeneration:
 async def start_generation(
     session: AsyncSession, call: GenerationCall, prices: PriceTable, owner: str
 ) -> None:
-    """Write the generation as started by process instance `owner`, before any
-    quota is reserved for it, so a process dying at any later step leaves a
+    """Write the generation as started by process instance `owner` (while its
+    quota is reserved), so a process dying at any later step leaves a
     record that is settled later (by the same instance when it starts again,
     else by the sweeper). Its usage is the prompt's estimate until the call
     ends. AlreadyExists when a generation with this id was started before (the

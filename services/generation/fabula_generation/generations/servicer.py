@@ -15,8 +15,9 @@ from contextlib import aclosing
 import grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 from fabula_common.db import Database
-from fabula_common.errors import FabulaError, InvalidArgument, Unavailable
+from fabula_common.errors import AlreadyExists, FabulaError, InvalidArgument, Unavailable
 from fabula_common.money import format_usd, to_money
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fabula_generation.generations import repository
 from fabula_generation.generations.domain import (
@@ -139,8 +140,8 @@ def request_from_proto(message: generation_pb2.GenerateRequest) -> GenerationReq
 
 
 class GenerationRecorder:
-    """Records model calls: as started (by this process instance) before
-    anything is reserved, then with their outcome, each in a task of its own.
+    """Records model calls: as started (by this process instance) while their
+    quota is reserved, then with their outcome, each in a task of its own.
 
     The caller awaits the record through asyncio.shield, so a call abandoned
     midway (its handler cancelled) still gets its record written. An outcome
@@ -174,12 +175,16 @@ class GenerationRecorder:
         self.meter = meter
         self.owner = owner or socket.gethostname()
         self.abandon_after_seconds = abandon_after_seconds
+        self._autocommit = async_sessionmaker(
+            db.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         self._pending: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
 
     async def start(self, call: GenerationCall) -> None:
-        """Write the call as started (AlreadyExists for an id used before)."""
-        async with self.db.session_scope() as session:
+        """Write the call as started (AlreadyExists for an id used before).
+        One statement, sent without BEGIN/COMMIT: one round trip."""
+        async with self._autocommit() as session:
             await start_generation(session, call, self.prices, self.owner)
 
     def recording(self, call: GenerationCall) -> Recording:
@@ -188,10 +193,11 @@ class GenerationRecorder:
     async def record(
         self, call: GenerationCall, outcome: Outcome, error: str | None
     ) -> RecordedGeneration | None:
-        task = self._track(self._write(call, outcome, error), f"record-generation-{call.id}")
+        task = self.track(self._write(call, outcome, error), f"record-generation-{call.id}")
         return await asyncio.shield(task)
 
-    def _track(self, coroutine, name: str) -> asyncio.Task:
+    def track(self, coroutine, name: str) -> asyncio.Task:
+        """Run `coroutine` in a task that stop() waits for."""
         task = asyncio.create_task(coroutine, name=name)
         self._pending.add(task)
         task.add_done_callback(self._forget)
@@ -214,7 +220,7 @@ class GenerationRecorder:
                 # The caller gets an error, not the text: it must not count.
                 outcome = Outcome.failed
                 error = "its outcome could not be recorded in time; the caller got an error"
-            self._track(self._retry(call, outcome, error), f"retry-record-{call.id}")
+            self.track(self._retry(call, outcome, error), f"retry-record-{call.id}")
             # The caller gets no result, so it will not count: its quota goes
             # back now rather than when the retried record's event arrives.
             if call.reserved:
@@ -320,8 +326,8 @@ class Recording:
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
-    """Every model call: validate, record it as started, reserve quota under
-    its id, call the model, record the outcome and usage (whose event settles
+    """Every model call: validate, record it as started while quota is
+    reserved under its id, call the model once billing granted it, record the outcome and usage (whose event settles
     or releases the reservation)."""
 
     def __init__(
@@ -331,7 +337,15 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         self.recorder = recorder
         self.meter = meter
 
-    async def _start(self, message: generation_pb2.GenerateRequest) -> GenerationCall:
+    async def _start(
+        self, message: generation_pb2.GenerateRequest
+    ) -> tuple[GenerationCall, asyncio.Future[None]]:
+        """Record the call as started and reserve its quota, both at once (the
+        two round trips overlap: nothing but the model call is left once the
+        reservation is granted). Returns once the row is written, with the
+        reservation under way: it is awaited inside the recording, so a
+        refusal is recorded as a failed call that consumed nothing, and its
+        event releases whatever billing may have granted after all."""
         # Invalid requests cost nothing and leave no record.
         request = request_from_proto(message)
         call = GenerationCall(
@@ -343,18 +357,44 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             reservation_id=prior_reservation(message),
             delivery=delivery_from_proto(message),
         )
-        # Recorded before anything is reserved: from here on, whatever fails,
-        # the generation ends with exactly one usage event.
-        await self.recorder.start(call)
-        return call
+        reserving = asyncio.ensure_future(self._reserve(call))
+        try:
+            # From the row on, whatever fails, the generation ends with exactly
+            # one usage event (which settles the reservation).
+            await self.recorder.start(call)
+        except BaseException as exc:
+            self._drop_reservation(call, reserving, exc)
+            raise
+        return call, reserving
 
     async def _reserve(self, call: GenerationCall) -> None:
-        """Reserve quota under the generation's id (inside the recording: a
-        refusal is recorded as a failed call that consumed nothing, and its
-        event releases whatever billing may have granted after all)."""
+        """Reserve quota under the generation's id (billing answers a repeat
+        with the same reservation, so a duplicate request holds nothing more)."""
         if call.reservation_id == str(call.id):
             await self.meter.reserve(call.request.user_id, call.reservation_id)
         call.reserved = True
+
+    def _drop_reservation(
+        self, call: GenerationCall, reserving: asyncio.Future[None], row_error: BaseException
+    ) -> None:
+        """The started row was not written, so no usage event will settle the
+        reservation made beside it. A duplicate id's reservation is the first
+        call's: left alone. Otherwise a granted one is given back at once (the
+        row may have committed unseen: billing settles each hold once); one
+        still unknown is given back by billing's expiry, for which generation's
+        record (LookupGenerations) knows no call under it."""
+        if isinstance(row_error, AlreadyExists):
+            reserving.cancel()
+            reserving.add_done_callback(_retrieved)
+            return
+
+        async def release_if_granted() -> None:
+            with contextlib.suppress(Exception):
+                await reserving
+            if call.reserved:
+                await self.meter.release(call.request.user_id, call.reservation_id)
+
+        self.recorder.track(release_if_granted(), f"drop-reservation-{call.id}")
 
     def _response(
         self, call: GenerationCall, recorded: RecordedGeneration | None
@@ -379,19 +419,20 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     async def Generate(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.GenerateResponse:
-        call = await self._start(request)
+        call, reserving = await self._start(request)
         async with self.recorder.recording(call) as recording:
-            await self._reserve(call)
+            await reserving
             await complete_generation(call)
         return self._response(call, recording.recorded)
 
     async def GenerateStream(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.GenerateStreamEvent]:
-        call = await self._start(request)
+        call, reserving = await self._start(request)
         async with self.recorder.recording(call) as recording:
-            # A quota refusal ends the stream before its first event.
-            await self._reserve(call)
+            # A quota refusal ends the stream before its first event; the
+            # model is never asked before billing granted the call.
+            await reserving
             async with aclosing(stream_generation(call)) as deltas:
                 async for delta in deltas:
                     yield generation_pb2.GenerateStreamEvent(
@@ -416,6 +457,11 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
 
 
 MAX_LOOKUP_IDS = 1000
+
+
+def _retrieved(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def lookup_state(outcomes: list[str]) -> generation_pb2.GenerationState:

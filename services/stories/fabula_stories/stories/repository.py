@@ -6,8 +6,23 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import Row, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    DateTime,
+    Row,
+    String,
+    Uuid,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -140,18 +155,38 @@ async def list_segments(
     return list((await session.execute(query)).scalars())
 
 
+@dataclass(frozen=True)
+class ClaimedStory:
+    """What claiming a story for writing returns: what the model needs of it."""
+
+    id: uuid.UUID
+    genre: str
+    title: str
+    characters: list[str]
+    opening_line: str | None
+    # The texts of its last segments, newest first.
+    recent_texts: list[str]
+
+
 async def claim_for_writing(
     session: AsyncSession,
     user_id: uuid.UUID,
     story_id: uuid.UUID,
     generation_id: uuid.UUID,
     lease: dt.timedelta,
-) -> Story | None:
+    *,
+    kind: str,
+    claimed_until: dt.datetime,
+    owner: str,
+    recent: int,
+) -> ClaimedStory | None:
     """Hold the user's open story for `lease` for the writer of `generation_id`
-    unless another writer holds it. One statement, so of concurrent claims
-    exactly one finds the row free. None when the story is missing, complete
-    or held."""
-    query = (
+    unless another writer holds it, record the pending generation, and read
+    the texts of its `recent` last segments. One statement (a single round
+    trip, atomic even in autocommit), so of concurrent claims exactly one
+    finds the row free. None when the story is missing, complete or held
+    (then nothing is written)."""
+    claimed = (
         update(Story)
         .where(
             Story.id == story_id,
@@ -160,10 +195,46 @@ async def claim_for_writing(
             or_(Story.writing_until.is_(None), Story.writing_until < func.now()),
         )
         .values(writing_until=func.now() + lease, writing_generation_id=generation_id)
-        .returning(Story)
-        .execution_options(synchronize_session=False)
+        .returning(Story.id, Story.genre, Story.title, Story.characters, Story.opening_line)
+        .cte("claimed")
     )
-    return (await session.execute(query)).scalar_one_or_none()
+    pending = (
+        insert(PendingGeneration)
+        .from_select(
+            ["generation_id", "story_id", "user_id", "kind", "claimed_until", "owner"],
+            select(
+                literal(generation_id, Uuid),
+                claimed.c.id,
+                literal(user_id, Uuid),
+                literal(kind, String),
+                literal(claimed_until, DateTime(timezone=True)),
+                literal(owner, String),
+            ),
+        )
+        .returning(PendingGeneration.generation_id)
+        .cte("pending")
+    )
+    last = (
+        select(Segment.text, Segment.position)
+        .where(Segment.story_id == story_id)
+        .order_by(Segment.position.desc())
+        .limit(recent)
+        .subquery()
+    )
+    texts = select(array_agg(aggregate_order_by(last.c.text, last.c.position.desc())))
+    query = select(
+        claimed.c.id,
+        claimed.c.genre,
+        claimed.c.title,
+        claimed.c.characters,
+        claimed.c.opening_line,
+        texts.scalar_subquery(),
+    ).select_from(claimed.join(pending, true()))
+    row = (await session.execute(query)).one_or_none()
+    if row is None:
+        return None
+    story, genre, title, characters, opening_line, recent_texts = row
+    return ClaimedStory(story, genre, title, list(characters), opening_line, recent_texts or [])
 
 
 async def renew_claim(session: AsyncSession, generation_id: uuid.UUID, lease: dt.timedelta) -> bool:
@@ -258,17 +329,6 @@ async def release_writing(session: AsyncSession, claims: Sequence[PendingGenerat
         .execution_options(synchronize_session=False)
     )
     await session.execute(query)
-
-
-async def recent_segment_texts(session: AsyncSession, story_id: uuid.UUID, count: int) -> list[str]:
-    """Texts of the story's last `count` segments, newest first."""
-    query = (
-        select(Segment.text)
-        .where(Segment.story_id == story_id)
-        .order_by(Segment.position.desc())
-        .limit(count)
-    )
-    return list((await session.execute(query)).scalars())
 
 
 async def last_position(session: AsyncSession, story_id: uuid.UUID) -> int:

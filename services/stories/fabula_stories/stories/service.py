@@ -250,25 +250,31 @@ async def start_writing(
     One segment is written at a time: while another writer holds the story,
     the claim is refused."""
     story = await repository.claim_for_writing(
-        session, user_id, story_id, generation_id, dt.timedelta(seconds=lease_seconds)
+        session,
+        user_id,
+        story_id,
+        generation_id,
+        dt.timedelta(seconds=lease_seconds),
+        kind=kind.value,
+        claimed_until=utcnow() + dt.timedelta(seconds=lease_seconds),
+        owner=owner,
+        recent=max_segments,
     )
     if story is None:
         # Tell the caller why: a missing or complete story is final, a busy one is not.
-        story = await _owned(session, user_id, story_id)
-        _ensure_open(story)
+        owned = await _owned(session, user_id, story_id)
+        _ensure_open(owned)
         raise StoryBusy(
             "a segment is already being written for this story; retry when it is done",
-            metadata={"story_id": str(story.id)},
+            metadata={"story_id": str(owned.id)},
         )
     claim = WriteClaim(generation_id, user_id, story.id, kind)
-    await _add_pending(session, claim, lease_seconds, owner)
-    texts = await repository.recent_segment_texts(session, story.id, max_segments)
     context = WritingContext(
         genre=story.genre,
         title=story.title,
-        characters=list(story.characters),
+        characters=story.characters,
         opening_line=story.opening_line or "",
-        previous_segments=recent_window(texts, max_chars),
+        previous_segments=recent_window(story.recent_texts, max_chars),
     )
     return claim, context
 

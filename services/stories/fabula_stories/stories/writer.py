@@ -53,6 +53,7 @@ from fabula_common.errors import (
     UpstreamError,
     from_rpc_error,
 )
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fabula_stories.idempotency import service as idempotency
 from fabula_stories.idempotency.service import FirstAnswer, KeyedRequest
@@ -108,6 +109,9 @@ class StoryWriter:
         self._generation = generation
         self._settings = settings
         self._subjects = DeliverySubjects.for_settings(settings)
+        self._autocommit = async_sessionmaker(
+            db.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         # Strong references: the event loop keeps only weak ones to tasks.
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
@@ -259,7 +263,10 @@ class StoryWriter:
         missing, complete or being written already costs the user nothing.
         A retry of `keyed` claims nothing: the first request's answer instead."""
         generation_id = uuid.uuid4()
-        async with self._db.session_scope() as session:
+        # Without a key the claim is one statement, sent without BEGIN/COMMIT
+        # (one round trip before the model call can be asked for).
+        scope = self._db.session_scope() if keyed is not None else self._autocommit()
+        async with scope as session:
             # Before the story is claimed: a retry while the first request
             # runs is told so (not "story busy"), and a retry after it claims
             # nothing.

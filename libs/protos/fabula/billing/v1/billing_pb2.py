@@ -26,7 +26,7 @@ from fabula.common.v1 import money_pb2 as fabula_dot_common_dot_v1_dot_money__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66\x61\x62ula/billing/v1/billing.proto\x12\x11\x66\x61\x62ula.billing.v1\x1a\x1c\x66\x61\x62ula/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\x18ReserveGenerationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x04 \x01(\t\x12/\n\x0e\x65stimated_cost\x18\x03 \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x1e\n\x12\x65stimated_cost_usd\x18\x02 \x01(\tB\x02\x18\x01\"U\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x19ReleaseReservationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\".\n\x1aReleaseReservationResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"\"\n\x0fGetUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x94\x03\n\x0cUsageSummary\x12\x0c\n\x04plan\x18\x01 \x01(\t\x12\x30\n\x0cperiod_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10generations_used\x18\x04 \x01(\x03\x12\x1e\n\x11generations_limit\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1c\n\x14generations_reserved\x18\x08 \x01(\x03\x12*\n\tcost_used\x18\t \x01(\x0b\x32\x17.fabula.common.v1.Money\x12+\n\ncost_limit\x18\n \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x19\n\rcost_used_usd\x18\x06 \x01(\tB\x02\x18\x01\x12\x1f\n\x0e\x63ost_limit_usd\x18\x07 \x01(\tB\x02\x18\x01H\x01\x88\x01\x01\x42\x14\n\x12_generations_limitB\x11\n\x0f_cost_limit_usd2\xb6\x02\n\x0e\x42illingService\x12`\n\x11ReserveGeneration\x12+.fabula.billing.v1.ReserveGenerationRequest\x1a\x1e.fabula.billing.v1.Reservation\x12q\n\x12ReleaseReservation\x12,.fabula.billing.v1.ReleaseReservationRequest\x1a-.fabula.billing.v1.ReleaseReservationResponse\x12O\n\x08GetUsage\x12\".fabula.billing.v1.GetUsageRequest\x1a\x1f.fabula.billing.v1.UsageSummaryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66\x61\x62ula/billing/v1/billing.proto\x12\x11\x66\x61\x62ula.billing.v1\x1a\x1c\x66\x61\x62ula/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n\x14ListUsageLogsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"\xb1\x02\n\x08UsageLog\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\toperation\x18\x03 \x01(\t\x12\x10\n\x08story_id\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x15\n\rprompt_tokens\x18\x07 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x08 \x01(\x03\x12%\n\x04\x63ost\x18\t \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x11\n\testimated\x18\n \x01(\x08\x12\x0f\n\x07outcome\x18\x0b \x01(\t\x12\x0f\n\x07\x63ounted\x18\x0c \x01(\x08\x12\x15\n\rgeneration_id\x18\r \x01(\t\"W\n\x15ListUsageLogsResponse\x12)\n\x04logs\x18\x01 \x03(\x0b\x32\x1b.fabula.billing.v1.UsageLog\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"+\n\x18GetUsageBreakdownRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\xaf\x01\n\x11UsageBreakdownRow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x13\n\x0bgenerations\x18\x03 \x01(\x03\x12\r\n\x05\x63\x61lls\x18\x04 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x03\x12%\n\x04\x63ost\x18\x07 \x01(\x0b\x32\x17.fabula.common.v1.Money\"\x9b\x02\n\x0eUsageBreakdown\x12\x30\n\x0cperiod_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x08\x62y_model\x18\x03 \x03(\x0b\x32$.fabula.billing.v1.UsageBreakdownRow\x12:\n\x0c\x62y_operation\x18\x04 \x03(\x0b\x32$.fabula.billing.v1.UsageBreakdownRow\x12\x33\n\x05total\x18\x05 \x01(\x0b\x32$.fabula.billing.v1.UsageBreakdownRow\"u\n\x1c\x43reateCheckoutSessionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\x12\x13\n\x0bsuccess_url\x18\x03 \x01(\t\x12\x12\n\ncancel_url\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\";\n\x0f\x43heckoutSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63heckout_url\x18\x02 \x01(\t\"A\n\x1a\x43reatePortalSessionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nreturn_url\x18\x02 \x01(\t\"\x1c\n\rPortalSession\x12\x0b\n\x03url\x18\x01 \x01(\t\")\n\x16GetSubscriptionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\",\n\x19\x43\x61ncelSubscriptionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\",\n\x19ResumeSubscriptionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\xee\x01\n\x0cSubscription\x12\x0c\n\x04plan\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x38\n\x14\x63urrent_period_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x63urrent_period_end\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63\x61ncel_at_period_end\x18\x05 \x01(\x08\x12\x17\n\x0fsubscription_id\x18\x06 \x01(\t\x12\x17\n\x0fsubscribed_plan\x18\x07 \x01(\t\"E\n\x13ListInvoicesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"\x9b\x02\n\x07Invoice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x13\n\x0b\x61mount_paid\x18\x04 \x01(\x03\x12\x12\n\namount_due\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x1a\n\x12hosted_invoice_url\x18\x07 \x01(\t\x12\x30\n\x0cperiod_start\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x63reated\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x14ListInvoicesResponse\x12,\n\x08invoices\x18\x01 \x03(\x0b\x32\x1a.fabula.billing.v1.Invoice\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"?\n\x19ReceiveStripeEventRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\t\"A\n\x1aReceiveStripeEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"N\n\x0eSetPlanRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x94\x01\n\x18ReserveGenerationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x04 \x01(\t\x12/\n\x0e\x65stimated_cost\x18\x03 \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x1e\n\x12\x65stimated_cost_usd\x18\x02 \x01(\tB\x02\x18\x01\"U\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x19ReleaseReservationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\".\n\x1aReleaseReservationResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"\"\n\x0fGetUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x94\x03\n\x0cUsageSummary\x12\x0c\n\x04plan\x18\x01 \x01(\t\x12\x30\n\x0cperiod_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10generations_used\x18\x04 \x01(\x03\x12\x1e\n\x11generations_limit\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1c\n\x14generations_reserved\x18\x08 \x01(\x03\x12*\n\tcost_used\x18\t \x01(\x0b\x32\x17.fabula.common.v1.Money\x12+\n\ncost_limit\x18\n \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x19\n\rcost_used_usd\x18\x06 \x01(\tB\x02\x18\x01\x12\x1f\n\x0e\x63ost_limit_usd\x18\x07 \x01(\tB\x02\x18\x01H\x01\x88\x01\x01\x42\x14\n\x12_generations_limitB\x11\n\x0f_cost_limit_usd2\xa1\n\n\x0e\x42illingService\x12`\n\x11ReserveGeneration\x12+.fabula.billing.v1.ReserveGenerationRequest\x1a\x1e.fabula.billing.v1.Reservation\x12q\n\x12ReleaseReservation\x12,.fabula.billing.v1.ReleaseReservationRequest\x1a-.fabula.billing.v1.ReleaseReservationResponse\x12O\n\x08GetUsage\x12\".fabula.billing.v1.GetUsageRequest\x1a\x1f.fabula.billing.v1.UsageSummary\x12\x62\n\rListUsageLogs\x12\'.fabula.billing.v1.ListUsageLogsRequest\x1a(.fabula.billing.v1.ListUsageLogsResponse\x12\x63\n\x11GetUsageBreakdown\x12+.fabula.billing.v1.GetUsageBreakdownRequest\x1a!.fabula.billing.v1.UsageBreakdown\x12l\n\x15\x43reateCheckoutSession\x12/.fabula.billing.v1.CreateCheckoutSessionRequest\x1a\".fabula.billing.v1.CheckoutSession\x12\x66\n\x13\x43reatePortalSession\x12-.fabula.billing.v1.CreatePortalSessionRequest\x1a .fabula.billing.v1.PortalSession\x12]\n\x0fGetSubscription\x12).fabula.billing.v1.GetSubscriptionRequest\x1a\x1f.fabula.billing.v1.Subscription\x12\x63\n\x12\x43\x61ncelSubscription\x12,.fabula.billing.v1.CancelSubscriptionRequest\x1a\x1f.fabula.billing.v1.Subscription\x12\x63\n\x12ResumeSubscription\x12,.fabula.billing.v1.ResumeSubscriptionRequest\x1a\x1f.fabula.billing.v1.Subscription\x12_\n\x0cListInvoices\x12&.fabula.billing.v1.ListInvoicesRequest\x1a\'.fabula.billing.v1.ListInvoicesResponse\x12q\n\x12ReceiveStripeEvent\x12,.fabula.billing.v1.ReceiveStripeEventRequest\x1a-.fabula.billing.v1.ReceiveStripeEventResponse\x12M\n\x07SetPlan\x12!.fabula.billing.v1.SetPlanRequest\x1a\x1f.fabula.billing.v1.UsageSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,18 +39,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGESUMMARY'].fields_by_name['cost_used_usd']._serialized_options = b'\030\001'
   _globals['_USAGESUMMARY'].fields_by_name['cost_limit_usd']._loaded_options = None
   _globals['_USAGESUMMARY'].fields_by_name['cost_limit_usd']._serialized_options = b'\030\001'
-  _globals['_RESERVEGENERATIONREQUEST']._serialized_start=118
-  _globals['_RESERVEGENERATIONREQUEST']._serialized_end=266
-  _globals['_RESERVATION']._serialized_start=268
-  _globals['_RESERVATION']._serialized_end=353
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=355
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=423
-  _globals['_RELEASERESERVATIONRESPONSE']._serialized_start=425
-  _globals['_RELEASERESERVATIONRESPONSE']._serialized_end=471
-  _globals['_GETUSAGEREQUEST']._serialized_start=473
-  _globals['_GETUSAGEREQUEST']._serialized_end=507
-  _globals['_USAGESUMMARY']._serialized_start=510
-  _globals['_USAGESUMMARY']._serialized_end=914
-  _globals['_BILLINGSERVICE']._serialized_start=917
-  _globals['_BILLINGSERVICE']._serialized_end=1227
+  _globals['_LISTUSAGELOGSREQUEST']._serialized_start=117
+  _globals['_LISTUSAGELOGSREQUEST']._serialized_end=187
+  _globals['_USAGELOG']._serialized_start=190
+  _globals['_USAGELOG']._serialized_end=495
+  _globals['_LISTUSAGELOGSRESPONSE']._serialized_start=497
+  _globals['_LISTUSAGELOGSRESPONSE']._serialized_end=584
+  _globals['_GETUSAGEBREAKDOWNREQUEST']._serialized_start=586
+  _globals['_GETUSAGEBREAKDOWNREQUEST']._serialized_end=629
+  _globals['_USAGEBREAKDOWNROW']._serialized_start=632
+  _globals['_USAGEBREAKDOWNROW']._serialized_end=807
+  _globals['_USAGEBREAKDOWN']._serialized_start=810
+  _globals['_USAGEBREAKDOWN']._serialized_end=1093
+  _globals['_CREATECHECKOUTSESSIONREQUEST']._serialized_start=1095
+  _globals['_CREATECHECKOUTSESSIONREQUEST']._serialized_end=1212
+  _globals['_CHECKOUTSESSION']._serialized_start=1214
+  _globals['_CHECKOUTSESSION']._serialized_end=1273
+  _globals['_CREATEPORTALSESSIONREQUEST']._serialized_start=1275
+  _globals['_CREATEPORTALSESSIONREQUEST']._serialized_end=1340
+  _globals['_PORTALSESSION']._serialized_start=1342
+  _globals['_PORTALSESSION']._serialized_end=1370
+  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_start=1372
+  _globals['_GETSUBSCRIPTIONREQUEST']._serialized_end=1413
+  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_start=1415
+  _globals['_CANCELSUBSCRIPTIONREQUEST']._serialized_end=1459
+  _globals['_RESUMESUBSCRIPTIONREQUEST']._serialized_start=1461
+  _globals['_RESUMESUBSCRIPTIONREQUEST']._serialized_end=1505
+  _globals['_SUBSCRIPTION']._serialized_start=1508
+  _globals['_SUBSCRIPTION']._serialized_end=1746
+  _globals['_LISTINVOICESREQUEST']._serialized_start=1748
+  _globals['_LISTINVOICESREQUEST']._serialized_end=1817
+  _globals['_INVOICE']._serialized_start=1820
+  _globals['_INVOICE']._serialized_end=2103
+  _globals['_LISTINVOICESRESPONSE']._serialized_start=2105
+  _globals['_LISTINVOICESRESPONSE']._serialized_end=2194
+  _globals['_RECEIVESTRIPEEVENTREQUEST']._serialized_start=2196
+  _globals['_RECEIVESTRIPEEVENTREQUEST']._serialized_end=2259
+  _globals['_RECEIVESTRIPEEVENTRESPONSE']._serialized_start=2261
+  _globals['_RECEIVESTRIPEEVENTRESPONSE']._serialized_end=2326
+  _globals['_SETPLANREQUEST']._serialized_start=2328
+  _globals['_SETPLANREQUEST']._serialized_end=2406
+  _globals['_RESERVEGENERATIONREQUEST']._serialized_start=2409
+  _globals['_RESERVEGENERATIONREQUEST']._serialized_end=2557
+  _globals['_RESERVATION']._serialized_start=2559
+  _globals['_RESERVATION']._serialized_end=2644
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=2646
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=2714
+  _globals['_RELEASERESERVATIONRESPONSE']._serialized_start=2716
+  _globals['_RELEASERESERVATIONRESPONSE']._serialized_end=2762
+  _globals['_GETUSAGEREQUEST']._serialized_start=2764
+  _globals['_GETUSAGEREQUEST']._serialized_end=2798
+  _globals['_USAGESUMMARY']._serialized_start=2801
+  _globals['_USAGESUMMARY']._serialized_end=3205
+  _globals['_BILLINGSERVICE']._serialized_start=3208
+  _globals['_BILLINGSERVICE']._serialized_end=4521
 # @@protoc_insertion_point(module_scope)

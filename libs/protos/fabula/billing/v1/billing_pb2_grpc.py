@@ -50,6 +50,56 @@ class BillingServiceStub:
                 request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.FromString,
                 _registered_method=True)
+        self.ListUsageLogs = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/ListUsageLogs',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ListUsageLogsRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ListUsageLogsResponse.FromString,
+                _registered_method=True)
+        self.GetUsageBreakdown = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/GetUsageBreakdown',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.GetUsageBreakdownRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.UsageBreakdown.FromString,
+                _registered_method=True)
+        self.CreateCheckoutSession = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/CreateCheckoutSession',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.CreateCheckoutSessionRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.CheckoutSession.FromString,
+                _registered_method=True)
+        self.CreatePortalSession = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/CreatePortalSession',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.CreatePortalSessionRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.PortalSession.FromString,
+                _registered_method=True)
+        self.GetSubscription = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/GetSubscription',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.GetSubscriptionRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.Subscription.FromString,
+                _registered_method=True)
+        self.CancelSubscription = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/CancelSubscription',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.CancelSubscriptionRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.Subscription.FromString,
+                _registered_method=True)
+        self.ResumeSubscription = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/ResumeSubscription',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ResumeSubscriptionRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.Subscription.FromString,
+                _registered_method=True)
+        self.ListInvoices = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/ListInvoices',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ListInvoicesRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ListInvoicesResponse.FromString,
+                _registered_method=True)
+        self.ReceiveStripeEvent = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/ReceiveStripeEvent',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ReceiveStripeEventRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ReceiveStripeEventResponse.FromString,
+                _registered_method=True)
+        self.SetPlan = channel.unary_unary(
+                '/fabula.billing.v1.BillingService/SetPlan',
+                request_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.SetPlanRequest.SerializeToString,
+                response_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -80,6 +130,88 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsageLogs(self, request, context):
+        """The ledger's entries of a user, newest first (cursor-paginated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsageBreakdown(self, request, context):
+        """The current period's ledger grouped per model and per operation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCheckoutSession(self, request, context):
+        """Subscriptions through Stripe. Every method below answers UNAVAILABLE with
+        reason PAYMENTS_NOT_CONFIGURED when billing has no Stripe API key.
+
+        A Stripe Checkout session (mode subscription) for `plan`; the user's
+        Stripe customer is created on first need and reused. ALREADY_EXISTS
+        (reason ALREADY_SUBSCRIBED) while a subscription is live.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePortalSession(self, request, context):
+        """A Stripe customer portal session. FAILED_PRECONDITION (NO_CUSTOMER) when
+        the user never checked out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSubscription(self, request, context):
+        """The user's subscription as known from Stripe (status NONE without one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelSubscription(self, request, context):
+        """Cancel at the period's end / undo that. Both update Stripe first and
+        answer the subscription as Stripe returned it. FAILED_PRECONDITION
+        (NO_SUBSCRIPTION) without a live subscription.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSubscription(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInvoices(self, request, context):
+        """Invoices known from Stripe's webhooks, newest first (cursor-paginated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReceiveStripeEvent(self, request, context):
+        """One Stripe webhook delivery: billing verifies the signature with its
+        webhook secret (INVALID_ARGUMENT, reason STRIPE_SIGNATURE_INVALID, changes
+        nothing), stores the event in its inbox keyed by Stripe's event id
+        (a duplicate is OK with duplicate = true) and handles it after answering.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPlan(self, request, context):
+        """Support and comp accounts: sets a user's plan by hand, recorded with who
+        and why. INVALID_ARGUMENT (UNKNOWN_PLAN) for a plan not configured. A live
+        Stripe subscription's next event sets the plan again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +228,56 @@ def add_BillingServiceServicer_to_server(servicer, server):
             'GetUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsage,
                     request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.GetUsageRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.SerializeToString,
+            ),
+            'ListUsageLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsageLogs,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ListUsageLogsRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ListUsageLogsResponse.SerializeToString,
+            ),
+            'GetUsageBreakdown': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsageBreakdown,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.GetUsageBreakdownRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.UsageBreakdown.SerializeToString,
+            ),
+            'CreateCheckoutSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCheckoutSession,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.CreateCheckoutSessionRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.CheckoutSession.SerializeToString,
+            ),
+            'CreatePortalSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePortalSession,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.CreatePortalSessionRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.PortalSession.SerializeToString,
+            ),
+            'GetSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSubscription,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.GetSubscriptionRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.Subscription.SerializeToString,
+            ),
+            'CancelSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelSubscription,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.CancelSubscriptionRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.Subscription.SerializeToString,
+            ),
+            'ResumeSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSubscription,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ResumeSubscriptionRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.Subscription.SerializeToString,
+            ),
+            'ListInvoices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInvoices,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ListInvoicesRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ListInvoicesResponse.SerializeToString,
+            ),
+            'ReceiveStripeEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReceiveStripeEvent,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ReceiveStripeEventRequest.FromString,
+                    response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.ReceiveStripeEventResponse.SerializeToString,
+            ),
+            'SetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPlan,
+                    request_deserializer=fabula_dot_billing_dot_v1_dot_billing__pb2.SetPlanRequest.FromString,
                     response_serializer=fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.SerializeToString,
             ),
     }
@@ -180,6 +362,276 @@ class BillingService:
             target,
             '/fabula.billing.v1.BillingService/GetUsage',
             fabula_dot_billing_dot_v1_dot_billing__pb2.GetUsageRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsageLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/ListUsageLogs',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.ListUsageLogsRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.ListUsageLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsageBreakdown(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/GetUsageBreakdown',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.GetUsageBreakdownRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.UsageBreakdown.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCheckoutSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/CreateCheckoutSession',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.CreateCheckoutSessionRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.CheckoutSession.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePortalSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/CreatePortalSession',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.CreatePortalSessionRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.PortalSession.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/GetSubscription',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.GetSubscriptionRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.Subscription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/CancelSubscription',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.CancelSubscriptionRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.Subscription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/ResumeSubscription',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.ResumeSubscriptionRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.Subscription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInvoices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/ListInvoices',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.ListInvoicesRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.ListInvoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveStripeEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/ReceiveStripeEvent',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.ReceiveStripeEventRequest.SerializeToString,
+            fabula_dot_billing_dot_v1_dot_billing__pb2.ReceiveStripeEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.billing.v1.BillingService/SetPlan',
+            fabula_dot_billing_dot_v1_dot_billing__pb2.SetPlanRequest.SerializeToString,
             fabula_dot_billing_dot_v1_dot_billing__pb2.UsageSummary.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,229 @@
+"""What a user reads about their usage: the ledger's entries (usage logs) and
+the current period's ledger grouped per model and per operation. Read-only
+queries over billing.usage_ledger; functions take the caller's session.
+
+The breakdown selects the period by `recorded_at`, the moment the entry was
+applied: the account's counters (`cost_used_usd`) move at that same moment,
+so the breakdown's total is what the account says was used.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import struct
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from fabula_common.errors import InvalidArgument
+from sqlalchemy import ColumnElement, func, literal_column, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fabula_billing.usage.models import UsageLedgerEntry
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+Ledger = UsageLedgerEntry.__table__.c
+
+# The operation a user reads: the model call's purpose without the "story_"
+# every story call has ("story_opening" -> "opening"); other purposes as they are.
+# Literals, not parameters: GROUP BY must repeat the SELECT's expression exactly.
+OPERATION: ColumnElement[str] = func.regexp_replace(
+    Ledger.purpose, literal_column("'^story_'"), literal_column("''")
+)
+
+
+def page_size(limit: int) -> int:
+    """The page size a request asks for: 0 means the default."""
+    if limit == 0:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    return limit
+
+
+# A cursor is the (occurred_at, id) key of the last entry of the previous page:
+# microseconds since the epoch (Postgres' precision) and the entry's id.
+_CURSOR = struct.Struct(">qq")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def encode_cursor(occurred_at: dt.datetime, entry_id: int) -> str:
+    micros = (occurred_at - _EPOCH) // dt.timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(_CURSOR.pack(micros, entry_id)).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, int] | None:
+    """The key a cursor stands for; None for the first page (empty cursor)."""
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
+        micros, entry_id = _CURSOR.unpack(raw)
+        occurred_at = _EPOCH + dt.timedelta(microseconds=micros)
+    except (binascii.Error, ValueError, struct.error, OverflowError):
+        raise InvalidArgument(
+            "cursor is malformed: pass the next_cursor of the previous page as it is"
+        ) from None
+    return occurred_at, entry_id
+
+
+@dataclass(frozen=True)
+class UsageLog:
+    id: int
+    occurred_at: dt.datetime
+    operation: str
+    # The story's id when the call was about a story, else "".
+    story_id: str
+    provider: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+    estimated: bool
+    outcome: str
+    counted: bool
+    generation_id: str
+
+
+@dataclass(frozen=True)
+class UsageLogPage:
+    logs: list[UsageLog]
+    # "" on the last page.
+    next_cursor: str
+
+
+async def list_usage_logs(
+    session: AsyncSession, user_id: uuid.UUID, limit: int, cursor: str
+) -> UsageLogPage:
+    """Up to `limit` of the user's ledger entries, newest first, after `cursor`.
+    Entries recorded later with an older time (events arrive in any order)
+    land on a later page: a page walk never skips nor repeats an entry."""
+    after = decode_cursor(cursor)
+    query = (
+        select(
+            Ledger.id,
+            Ledger.occurred_at,
+            OPERATION,
+            Ledger.subject_kind,
+            Ledger.subject_id,
+            Ledger.provider,
+            Ledger.model,
+            Ledger.prompt_tokens,
+            Ledger.completion_tokens,
+            Ledger.cost_usd,
+            Ledger.usage_estimated,
+            Ledger.outcome,
+            Ledger.counted,
+            Ledger.generation_id,
+        )
+        .where(Ledger.user_id == user_id)
+        .order_by(Ledger.occurred_at.desc(), Ledger.id.desc())
+        # One row more than asked tells whether another page follows.
+        .limit(limit + 1)
+    )
+    if after is not None:
+        # A row comparison, so Postgres walks ix_usage_ledger_user_id_occurred_at_id.
+        query = query.where(tuple_(Ledger.occurred_at, Ledger.id) < tuple_(*after))
+    rows = (await session.execute(query)).all()
+    logs = [
+        UsageLog(
+            id=row.id,
+            occurred_at=row.occurred_at,
+            operation=row[2],
+            story_id=row.subject_id if row.subject_kind == "story" else "",
+            provider=row.provider,
+            model=row.model,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            cost_usd=row.cost_usd,
+            estimated=row.usage_estimated,
+            outcome=row.outcome,
+            counted=row.counted,
+            generation_id=row.generation_id,
+        )
+        for row in rows[:limit]
+    ]
+    next_cursor = ""
+    if len(rows) > limit:
+        next_cursor = encode_cursor(logs[-1].occurred_at, logs[-1].id)
+    return UsageLogPage(logs=logs, next_cursor=next_cursor)
+
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    # The model (per-model rows), the operation (per-operation rows), "" (total).
+    key: str
+    provider: str
+    generations: int  # calls that counted against the plan
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    by_model: list[BreakdownRow]
+    by_operation: list[BreakdownRow]
+    total: BreakdownRow
+
+
+async def usage_breakdown(
+    session: AsyncSession, user_id: uuid.UUID, period_start: dt.datetime, period_end: dt.datetime
+) -> Breakdown:
+    """The ledger entries recorded in [period_start, period_end), summed per
+    (model, provider), per operation and in total: one statement (GROUPING
+    SETS), so the three always agree."""
+    operation = OPERATION.label("operation")
+    # GROUPING(...) is 0 for the columns a row is grouped by.
+    per_model = func.grouping(Ledger.model, Ledger.provider) == 0
+    per_operation = func.grouping(OPERATION) == 0
+    query = (
+        select(
+            per_model.label("per_model"),
+            per_operation.label("per_operation"),
+            Ledger.model,
+            Ledger.provider,
+            operation,
+            func.count().filter(Ledger.counted).label("generations"),
+            func.count().label("calls"),
+            func.coalesce(func.sum(Ledger.prompt_tokens), 0).label("prompt_tokens"),
+            func.coalesce(func.sum(Ledger.completion_tokens), 0).label("completion_tokens"),
+            func.coalesce(func.sum(Ledger.cost_usd), 0).label("cost_usd"),
+        )
+        .where(
+            Ledger.user_id == user_id,
+            Ledger.recorded_at >= period_start,
+            Ledger.recorded_at < period_end,
+        )
+        .group_by(
+            func.grouping_sets(
+                tuple_(Ledger.model, Ledger.provider), tuple_(OPERATION), text("()")
+            )
+        )
+        .order_by(text("cost_usd DESC"), text("calls DESC"), Ledger.model, operation)
+    )
+    by_model: list[BreakdownRow] = []
+    by_operation: list[BreakdownRow] = []
+    total = BreakdownRow("", "", 0, 0, 0, 0, Decimal(0))
+    for row in (await session.execute(query)).all():
+        sums = (
+            int(row.generations),
+            int(row.calls),
+            int(row.prompt_tokens),
+            int(row.completion_tokens),
+            Decimal(row.cost_usd),
+        )
+        if row.per_model:
+            by_model.append(BreakdownRow(row.model, row.provider, *sums))
+        elif row.per_operation:
+            by_operation.append(BreakdownRow(row.operation, "", *sums))
+        else:
+            total = BreakdownRow("", "", *sums)
+    return Breakdown(by_model=by_model, by_operation=by_operation, total=total)
+
