@@ -38,6 +38,7 @@ BENCHMARKS = {
     "read": "bench.read",
     "quota": "bench.quota",
     "stream": "bench.stream",
+    "usage": "bench.usage",
 }
 
 

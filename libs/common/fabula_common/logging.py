@@ -21,8 +21,8 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-# One line per REST request (gateway) or gRPC call (services).
-ACCESS_LOGGERS = ("fabula_gateway.access", "fabula.grpc.access")
+# One line per REST request (gateway), gRPC call or consumed event (services).
+ACCESS_LOGGERS = ("fabula_gateway.access", "fabula.grpc.access", "fabula.events.access")
 
 
 def configure_logging(

@@ -60,6 +60,29 @@ async def is_deleted(session: AsyncSession, table: Table, user_id: uuid.UUID | s
     return found.first() is not None
 
 
+async def deleted_among(
+    session: AsyncSession, table: Table, user_ids: list[uuid.UUID]
+) -> set[uuid.UUID]:
+    """is_deleted for a batch: which of these users were deleted, holding
+    each one's lock shared until the transaction ends (taken in one
+    statement, in a fixed order)."""
+    if not user_ids:
+        return set()
+    keys = sorted({str(user_id).lower() for user_id in user_ids})
+    await session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock_shared(:lock_class, hashtext(k)) "
+            "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k"
+        ),
+        {"lock_class": _LOCK_CLASS, "keys": keys},
+    )
+    by_digest = {user_digest(user_id): user_id for user_id in user_ids}
+    found = await session.execute(
+        select(table.c.user_id_sha256).where(table.c.user_id_sha256.in_(list(by_digest)))
+    )
+    return {by_digest[digest] for (digest,) in found}
+
+
 async def was_deleted(session: AsyncSession, table: Table, user_id: uuid.UUID | str) -> bool:
     """Whether the user was deleted, without a lock (for reads and for
     handlers whose writes a later deletion finds anyway)."""

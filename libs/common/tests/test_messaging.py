@@ -150,6 +150,75 @@ async def test_rows_held_by_an_outage_go_out_as_soon_as_nats_is_back(
         server.stop()
 
 
+async def test_a_commit_during_a_relay_pass_is_published_without_waiting_for_the_poll(
+    event_tables, service_settings
+):
+    """A wake-up that arrives while the relay is publishing is not lost: the
+    event committed then goes out at once, not at the next poll."""
+    db, outbox, _ = event_tables
+    settings = CommonSettings()
+    bus = EventBus(settings, "outbox-wakeup-test")
+    relay = OutboxRelay(db, outbox, bus, "outbox-wakeup-test", service_settings)
+    relay.poll_seconds = 60.0  # only the wake-up can bring the relay back in time
+    subject = subject_for(settings, "outbox_test", f"wakeup_{uuid.uuid4().hex[:8]}")
+    publish_pending = relay.publish_pending
+    late: list[uuid.UUID] = []
+
+    async def pass_with_a_commit_inside() -> int:
+        published = await publish_pending()
+        if not late:  # committed while this pass is still running
+            late.append(await _enqueue(db, outbox, subject, "late"))
+        return published
+
+    relay.publish_pending = pass_with_a_commit_inside
+    await _enqueue(db, outbox, subject, "first")
+    task = asyncio.create_task(relay.run())
+    try:
+        async with asyncio.timeout(5):
+            while not late:
+                await asyncio.sleep(0.02)
+            while True:
+                async with db.session_scope() as session:
+                    published_at = await session.scalar(
+                        select(outbox.c.published_at).where(outbox.c.id == late[0])
+                    )
+                if published_at is not None:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await relay.stop()
+        await asyncio.wait_for(task, 10)
+        await bus.close()
+
+
+async def test_a_burst_is_published_in_full_batches_in_order(event_tables, service_settings):
+    """Pipelined publishing loses and reorders nothing: every row of a burst
+    larger than a batch reaches the stream once, in the order enqueued."""
+    db, outbox, _ = event_tables
+    settings = CommonSettings()
+    bus = EventBus(settings, "outbox-burst-test")
+    relay = OutboxRelay(db, outbox, bus, "outbox-burst-test", service_settings)
+    relay.batch_size = 50
+    subject = subject_for(settings, "outbox_test", f"burst_{uuid.uuid4().hex[:8]}")
+    async with db.session_scope() as session:
+        for i in range(120):
+            await enqueue(session, outbox, subject, _registered(f"u{i:03d}"))
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = await bus.jetstream()
+        subscription = await js.pull_subscribe(subject, durable=None, stream=settings.nats_stream)
+        assert [await relay.publish_pending() for _ in range(4)] == [50, 50, 20, 0]
+        received: list[str] = []
+        while len(received) < 120:
+            for message in await subscription.fetch(120 - len(received), timeout=5):
+                received.append(events_pb2.UserRegistered.FromString(message.data).user_id)
+                await message.ack()
+        assert received == [f"u{i:03d}" for i in range(120)]
+    finally:
+        await nc.close()
+        await bus.close()
+
+
 # --- Consumers: dead letters and replay --------------------------------------
 
 

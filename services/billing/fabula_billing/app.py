@@ -16,7 +16,6 @@ from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
 from fabula_billing.database import outbox, processed_events
-from fabula_billing.leaving.service import forget_user
 from fabula_billing.settings import Settings
 from fabula_billing.subscriptions.service import SubscriptionService
 from fabula_billing.subscriptions.servicer import SubscriptionsServicer
@@ -71,7 +70,8 @@ def create_app(settings: Settings) -> GrpcApp:
         ("billing-user-deleted", "users", "user_deleted", users_events.UserDeleted,
          subscriptions.forget_user),
     )
-    for durable, domain, event, message_type, handler in consumed:
+    # Each handler takes a fetched batch of events and applies it in one transaction.
+    for durable, domain, event, message_type, batch_handler in consumed:
         app.add_worker(
             EventConsumer(
                 db=db,
@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> GrpcApp:
                 durable=durable,
                 subject=subject_for(settings, domain, event),
                 message_type=message_type,
-                handler=handler,
+                batch_handler=batch_handler,
             )
         )
     app.add_worker(inbox)

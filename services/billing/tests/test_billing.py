@@ -1136,3 +1136,51 @@ async def test_a_settled_usage_keeps_its_count_held_until_the_owner_decides(
         "released",
         [("completed", False)],
     )
+
+
+async def test_a_burst_of_usage_is_settled_exactly_once_whatever_the_batches(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    """Events published faster than they are consumed arrive in batches of
+    many: each still settles its own reservation once, a repeat inside the
+    burst (the same event, the same model call under a new event id) changes
+    nothing, and a malformed event is dropped without holding up the rest."""
+    users = [new_user() for _ in range(3)]
+    reservations = {user: [await reserve(billing, user, "0.01") for _ in range(4)] for user in users}
+    events = [
+        usage_event(user, reservation.reservation_id, cost="0.002")
+        for user in users
+        for reservation in reservations[user]
+    ]
+    repeat_call = usage_event(
+        users[0], reservations[users[0]][0].reservation_id,
+        generation_id=events[0].generation_id, cost="0.002",
+    )
+    malformed = usage_event("not-a-uuid", cost="0.002")
+    burst = [*events[:6], events[0], repeat_call, malformed, *events[6:], events[3]]
+    acks = [
+        await js.publish_async(usage_subject(settings), event.SerializeToString(),
+                               headers={MSG_ID_HEADER: uuid.uuid4().hex})
+        for event in burst
+    ]
+    await asyncio.gather(*acks)
+
+    async def all_settled() -> bool:
+        return all([await _generations_used_is(billing, user, 4) for user in users])
+
+    await eventually(all_settled)
+    for user in users:
+        summary = await usage(billing, user)
+        assert (summary.generations_used, summary.generations_reserved) == (4, 0)
+        assert dollars(summary.cost_used) == "0.008"
+        for reservation in reservations[user]:
+            assert await reservation_status(db, reservation.reservation_id) == "settled"
+    async with db.session_scope() as session:
+        recorded = list(
+            await session.scalars(
+                select(UsageLedgerEntry.event_id).where(
+                    UsageLedgerEntry.user_id.in_([uuid.UUID(user) for user in users])
+                )
+            )
+        )
+    assert sorted(recorded) == sorted(event.event_id for event in events)

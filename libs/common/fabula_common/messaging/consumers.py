@@ -14,6 +14,20 @@ is unreachable the consumer stops fetching, so an outage of the database
 does not use up the deliveries of the events it would have applied.
 Each message is handled under its own request id (the one it carries, or a
 fresh one), reset afterwards.
+
+A consumer takes either a `handler`, called once per event in its own
+transaction, or a `batch_handler`, called with every new event of a fetched
+batch in one transaction: the inbox rows of the whole batch are inserted in
+one statement (`ON CONFLICT DO NOTHING RETURNING` names the new ones), the
+handler applies those, and every message is acknowledged after the commit.
+Should the batch fail for anything but the database being down, its events
+are handled again one by one (each in a transaction of its own, through the
+same batch handler), so one poisoned event is retried and dead-lettered as
+above while the others are applied.
+
+Each event's line ("consumer <durable>: event <id> handled") is logged at
+DEBUG on `fabula.events.access`, an access logger (`ACCESS_LOG_LEVEL=DEBUG`
+shows one per event, under the event's own request id).
 """
 
 from __future__ import annotations
@@ -29,9 +43,9 @@ import nats.errors
 from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from sqlalchemy import Table, delete, text
+from sqlalchemy import String, Table, bindparam, delete, func, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_common.context import request_id_scope
@@ -40,9 +54,11 @@ from fabula_common.messaging.bus import EventBus
 from fabula_common.messaging.dead_letters import send_to_dead_letters
 from fabula_common.messaging.headers import MSG_ID_HEADER, REQUEST_ID_HEADER
 from fabula_common.metrics import CONSUMER_DEAD_LETTERED, CONSUMER_HANDLED, CONSUMER_PENDING
-from fabula_common.tracing import consumer_span
+from fabula_common.tracing import consumer_span, tracing_provider
 
 log = logging.getLogger(__name__)
+# One line per consumed event, like a request's access line (see logging.ACCESS_LOGGERS).
+events_log = logging.getLogger("fabula.events.access")
 
 E = TypeVar("E", bound=Message)
 
@@ -55,16 +71,44 @@ _DATABASE_ERRORS = (
 )
 
 
+# A batch's statements take arrays of its rows (unnest, = ANY). A prepared
+# statement's generic plan knows neither their length nor their contents and
+# was seen to scan a whole table per row; planned with its values, each
+# statement uses the indexes.
+_PLAN_EACH_BATCH = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+# How long a fetch waits for more once it has a message: the longest an
+# event waits for others to share its batch.
+_MORE_SECONDS = 0.02
+
+
 def _is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, _DATABASE_ERRORS) or (
         isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
     )
 
 
+def _inbox_insert(processed: Table):
+    """Insert a batch's event ids into the inbox in one statement, returning
+    the ids that were not there yet."""
+    batch = func.unnest(
+        bindparam("event_ids", type_=ARRAY(String)), bindparam("subjects", type_=ARRAY(String))
+    ).table_valued("event_id", "subject").render_derived(name="batch")
+    return (
+        insert(processed)
+        .from_select(["event_id", "subject"], select(batch.c.event_id, batch.c.subject))
+        .on_conflict_do_nothing()
+        .returning(processed.c.event_id)
+    )
+
+
 class EventConsumer(Generic[E]):
-    """Background worker applying one subject's events with `handler`."""
+    """Background worker applying one subject's events with `handler` (one
+    event per transaction) or `batch_handler` (a fetched batch per transaction)."""
 
     batch_size = 32
+    # Events per fetch and transaction for a batch handler.
+    batch_handler_size = 500
     ack_wait_seconds = 30.0
     # An id is kept far longer than a redelivery or a re-publish can come
     # (JetStream's duplicate window is minutes), then deleted.
@@ -81,7 +125,8 @@ class EventConsumer(Generic[E]):
         durable: str,
         subject: str,
         message_type: type[E],
-        handler: Callable[[AsyncSession, E], Awaitable[None]],
+        handler: Callable[[AsyncSession, E], Awaitable[None]] | None = None,
+        batch_handler: Callable[[AsyncSession, list[E]], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -90,6 +135,14 @@ class EventConsumer(Generic[E]):
         self.durable = durable
         self.subject = subject
         self.message_type = message_type
+        self.batch_handler = batch_handler
+        if batch_handler is not None:
+            if handler is not None:
+                raise ValueError("give a consumer a handler or a batch_handler, not both")
+            self.batch_size = self.batch_handler_size
+            # An event handled alone (a failed batch's) is a batch of one.
+            handler = lambda session, event: batch_handler(session, [event])  # noqa: E731
+            self._insert_batch_ids = _inbox_insert(processed)
         self.handler = handler
         settings = bus.settings
         self.max_deliver = settings.consumer_max_deliver
@@ -99,6 +152,7 @@ class EventConsumer(Generic[E]):
         self._stopped = asyncio.Event()
         self._subscription = None
         self._last_purge = 0.0
+        self._prefetch: asyncio.Task | None = None
 
     async def purge_processed(self) -> int:
         """Forget this consumer's event ids older than the retention."""
@@ -174,19 +228,26 @@ class EventConsumer(Generic[E]):
                     last_lag_check = time.monotonic()
                     info = await subscription.consumer_info()
                     CONSUMER_PENDING.labels(self.service, self.durable).set(info.num_pending)
-                messages = await subscription.fetch(self.batch_size, timeout=1.0)
+                if self.batch_handler is not None:
+                    messages = await self._fetch_ahead(subscription)
+                else:
+                    messages = await self._fetch(subscription)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 # An empty fetch; nats-py raises the asyncio one when its own
                 # deadline passed while the event loop was busy.
                 continue
             except Exception as exc:  # noqa: BLE001 - NATS down or restarted: resubscribe
                 log.warning("consumer %s: %r; retrying", self.durable, exc)
+                await self._drop_prefetch()
                 self._subscription = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.5
             try:
+                if self.batch_handler is not None:
+                    await self.handle_batch(messages)
+                    continue
                 for message in messages:
                     if self._database_down:
                         # Left for a later delivery, once the database is back.
@@ -197,7 +258,47 @@ class EventConsumer(Generic[E]):
                 # The unacknowledged events come back and the inbox absorbs
                 # the ones already applied; this loop must go on regardless.
                 log.warning("consumer %s: %r while acknowledging; resubscribing", self.durable, exc)
+                await self._drop_prefetch()
                 self._subscription = None
+        await self._drop_prefetch()
+
+    async def _fetch_ahead(self, subscription) -> list[Msg]:
+        """The next batch, and the fetch of the one after it started, so it
+        arrives while this one is applied (a batch handler only)."""
+        fetching, self._prefetch = self._prefetch, None
+        messages = await (fetching or self._fetch(subscription))
+        self._prefetch = asyncio.create_task(self._fetch(subscription))
+        return messages
+
+    async def _fetch(self, subscription) -> list[Msg]:
+        """Up to `batch_size` messages, as soon as there is one. (A single
+        fetch of many that finds none waits its whole timeout to fill up:
+        up to a second of lag at a low rate.) Waits up to a second for the
+        first, then takes what else is there at once."""
+        messages = await subscription.fetch(1, timeout=1.0)
+        if self.batch_size > 1:
+            try:
+                messages += await subscription.fetch(self.batch_size - 1, timeout=_MORE_SECONDS)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                pass  # nothing more right now
+        return messages
+
+    async def _drop_prefetch(self) -> None:
+        """Give back what a fetch ahead holds (stopping or resubscribing), so
+        it is redelivered now rather than after the ack wait."""
+        fetching, self._prefetch = self._prefetch, None
+        if fetching is None:
+            return
+        if not fetching.done():
+            fetching.cancel()
+        await asyncio.wait([fetching])
+        if fetching.cancelled() or fetching.exception() is not None:
+            return  # nothing held: cancelled, empty or failed
+        for message in fetching.result():
+            try:
+                await message.nak()
+            except Exception:  # noqa: BLE001 - the connection is gone: redelivered after the ack wait
+                return
 
     async def handle(self, message: Msg) -> None:
         headers = message.headers or {}
@@ -254,8 +355,98 @@ class EventConsumer(Generic[E]):
         await message.ack()
         result = "handled" if first_time else "duplicate"
         CONSUMER_HANDLED.labels(self.service, self.durable, result).inc()
-        log.info("consumer %s: event %s %s", self.durable, event_id, result,
-                 extra={"event_id": event_id, "subject": message.subject, "result": result})
+        self._log_handled(event_id, message.subject, result)
+
+    def _log_handled(self, event_id: str, subject: str, result: str) -> None:
+        """The event's line, under the request id in effect (the event's)."""
+        if events_log.isEnabledFor(logging.DEBUG):
+            events_log.debug("consumer %s: event %s %s", self.durable, event_id, result,
+                             extra={"event_id": event_id, "subject": subject, "result": result})
+
+    async def handle_batch(self, messages: list[Msg]) -> None:
+        """Apply the new events of `messages` in one transaction with the
+        batch handler, then acknowledge them all (duplicates included). A
+        message that cannot be decoded goes to the dead letters as alone; a
+        failing batch is handled again one message at a time."""
+        decoded: list[tuple[Msg, str]] = []
+        events: list[E] = []
+        for message in messages:
+            try:
+                event = self.message_type.FromString(message.data)
+                event_id = getattr(event, "event_id", "") or (message.headers or {})[MSG_ID_HEADER]
+            except (DecodeError, KeyError):
+                await self.handle(message)  # dead-lettered there, under its request id
+                continue
+            decoded.append((message, event_id))
+            events.append(event)
+        if len(decoded) == 1:
+            # Alone (a redelivered event, often): its failure is its own.
+            await self.handle(decoded[0][0])
+            return
+        if not decoded:
+            return
+        if self._database_down:
+            for message, _ in decoded:
+                await message.nak(delay=self.retry_base_seconds)
+            return
+        applied: set[str] = set()
+        try:
+            async with self.db.session_scope() as session:
+                await session.execute(_PLAN_EACH_BATCH)
+                new_ids = set(
+                    await session.scalars(
+                        self._insert_batch_ids,
+                        {
+                            "event_ids": [event_id for _, event_id in decoded],
+                            "subjects": [message.subject for message, _ in decoded],
+                        },
+                    )
+                )
+                fresh: list[E] = []
+                for (_, event_id), event in zip(decoded, events, strict=True):
+                    # The first of several copies inside the batch is the one applied.
+                    if event_id in new_ids and event_id not in applied:
+                        applied.add(event_id)
+                        fresh.append(event)
+                if fresh:
+                    await self.batch_handler(session, fresh)
+        except Exception as exc:  # noqa: BLE001 - each event gets its own try below
+            if _is_database_error(exc) and not await self._database_answers():
+                self._database_down = True
+                log.warning("consumer %s: database down; %d events left for later",
+                            self.durable, len(decoded))
+                CONSUMER_HANDLED.labels(self.service, self.durable, "failed").inc(len(decoded))
+                for message, _ in decoded:
+                    await message.nak(delay=self.retry_base_seconds)
+                return
+            log.warning("consumer %s: a batch of %d events failed (%r); handling them one by one",
+                        self.durable, len(decoded), exc)
+            for message, _ in decoded:
+                if self._database_down:
+                    await message.nak(delay=self.retry_base_seconds)
+                else:
+                    await self.handle(message)
+            return
+        for message, _ in decoded:
+            await message.ack()
+        duplicates = len(decoded) - len(applied)
+        if applied:
+            CONSUMER_HANDLED.labels(self.service, self.durable, "handled").inc(len(applied))
+        if duplicates:
+            CONSUMER_HANDLED.labels(self.service, self.durable, "duplicate").inc(duplicates)
+        if events_log.isEnabledFor(logging.DEBUG) or tracing_provider() is not None:
+            # Each event's line (and span, child of the one that enqueued it)
+            # under its own request id, as a single event's would be.
+            logged: set[str] = set()
+            for message, event_id in decoded:
+                result = "handled" if event_id in applied and event_id not in logged else "duplicate"
+                logged.add(event_id)
+                headers = message.headers or {}
+                with (
+                    request_id_scope(headers.get(REQUEST_ID_HEADER)),
+                    consumer_span(self.durable, message.subject, headers),
+                ):
+                    self._log_handled(event_id, message.subject, result)
 
     async def _dead_letter(self, message: Msg, deliveries: int, error: str) -> None:
         """Move `message` to the dead-letter subject, then acknowledge it. If

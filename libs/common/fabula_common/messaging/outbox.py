@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from google.protobuf.message import Message
 import nats.errors
@@ -35,13 +35,15 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    any_,
+    bindparam,
     delete,
     event,
     func,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_common.context import current_request_id
@@ -66,6 +68,10 @@ _CONNECTION_ERRORS = (
     nats.errors.OutboundBufferLimitError,
     nats.errors.UnexpectedEOF,
 )
+
+# A row whose publish was not attempted or not answered because the
+# connection failed: it stays due and is charged no attempt.
+_NOT_SENT = object()
 
 # Set after a commit that wrote to an outbox, so the relay need not wait for its poll.
 _wakeups: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
@@ -126,7 +132,8 @@ async def enqueue(session: AsyncSession, table: Table, subject: str, message: Me
 class OutboxRelay:
     """Background worker publishing a service's outbox to JetStream."""
 
-    batch_size = 100
+    batch_size = 500
+    concurrent_passes = 2
     # Published rows are kept a while for inspection, then deleted.
     retention = dt.timedelta(days=7)
     purge_every_seconds = 3600.0
@@ -153,28 +160,10 @@ class OutboxRelay:
         return min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(attempts - 1, 0))
 
     async def run(self) -> None:
-        backoff = self.poll_seconds
-        while not self._stopped.is_set():
-            try:
-                if time.monotonic() - self._last_purge > self.purge_every_seconds:
-                    await self.purge_published()
-            except Exception as exc:  # noqa: BLE001 - housekeeping must not hold up publishing
-                log.warning("outbox relay: purge failed, will retry later: %s", exc)
-            try:
-                published = await self.publish_pending()
-                backoff = self.poll_seconds
-                if published == self.batch_size:
-                    continue
-            except Exception as exc:  # noqa: BLE001 - keep relaying whatever failed
-                log.warning("outbox relay: publish failed, will retry: %s", exc)
-                backoff = min(backoff * 2, 10.0)
-            self._wakeup.clear()
-            if self._stopped.is_set():  # stop() may have set the wakeup just cleared
-                break
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
+        # Passes run side by side (SKIP LOCKED keeps their rows apart): while
+        # one waits for JetStream's acknowledgements, another locks and sends
+        # the rows after it, and a commit is not kept waiting by a pass.
+        await asyncio.gather(*(self._relay() for _ in range(self.concurrent_passes)))
         # Last pass, once no publish of ours holds a row lock: what the final
         # calls committed goes out before the process exits.
         try:
@@ -183,17 +172,44 @@ class OutboxRelay:
         except Exception as exc:  # noqa: BLE001 - rows stay for the next start
             log.warning("outbox relay: final flush failed, rows kept: %s", exc)
 
+    async def _relay(self) -> None:
+        backoff = self.poll_seconds
+        while not self._stopped.is_set():
+            try:
+                if time.monotonic() - self._last_purge > self.purge_every_seconds:
+                    await self.purge_published()
+            except Exception as exc:  # noqa: BLE001 - housekeeping must not hold up publishing
+                log.warning("outbox relay: purge failed, will retry later: %s", exc)
+            # Cleared before the pass, never after it: a commit that lands
+            # while the pass runs sets it again and the wait below returns at
+            # once, so no wake-up is lost to the poll.
+            self._wakeup.clear()
+            try:
+                published = await self.publish_pending()
+                backoff = self.poll_seconds
+                if published == self.batch_size:
+                    continue
+            except Exception as exc:  # noqa: BLE001 - keep relaying whatever failed
+                log.warning("outbox relay: publish failed, will retry: %s", exc)
+                backoff = min(backoff * 2, 10.0)
+            if self._stopped.is_set():
+                break
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+
     async def publish_pending(self) -> int:
         """Publish one batch of due rows; return how many were published (a
         full batch means more may be due). Rows are locked with SKIP LOCKED so
         several replicas can relay side by side. Raises when the connection to
-        NATS fails; a row's own failure is recorded on the row instead."""
+        NATS fails; a row's own failure is recorded on the row instead.
+
+        The batch is published pipelined: every message is sent, then the
+        acknowledgements are awaited together (one round trip to JetStream
+        per batch, not per row)."""
         t = self.table
         async with self.db.session_scope() as session:
-            backlog = await session.scalar(select(func.count()).select_from(t).where(_pending(t)))
-            OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
-            if not backlog:
-                return 0
             rows = (
                 await session.execute(
                     select(t.c.id, t.c.subject, t.c.payload, t.c.headers, t.c.attempts)
@@ -204,38 +220,93 @@ class OutboxRelay:
                 )
             ).all()
             if not rows:
+                await self._measure_backlog(session)
                 return 0
             js = await self.bus.jetstream()
+            outcomes, connection_error = await self._publish_all(js, rows)
             published: list[uuid.UUID] = []
-            connection_error: Exception | None = None
-            for row in rows:
-                try:
-                    await js.publish(
-                        row.subject,
-                        row.payload,
-                        headers=row.headers,
-                        timeout=self.bus.settings.nats_timeout_seconds,
-                    )
-                except Exception as exc:  # noqa: BLE001 - recorded on the row or re-raised below
-                    if isinstance(exc, _CONNECTION_ERRORS) or not self.bus.connected:
-                        connection_error = exc
-                        break
-                    await self._record_failure(session, row, exc)
-                    if isinstance(exc, (nats.errors.TimeoutError, TimeoutError)):
-                        break  # JetStream is slow for every row: leave the rest for the next pass
-                    continue
-                published.append(row.id)
-                OUTBOX_PUBLISHED.labels(self.service, row.subject).inc()
-            # Mark what did go out, even when a later publish failed.
+            per_subject: Counter[str] = Counter()
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if outcome is None:
+                    published.append(row.id)
+                    per_subject[row.subject] += 1
+                elif outcome is not _NOT_SENT:
+                    await self._record_failure(session, row, outcome)
+            for subject, count in per_subject.items():
+                OUTBOX_PUBLISHED.labels(self.service, subject).inc(count)
+            # Mark what did go out, even when others failed.
             if published:
                 await session.execute(
-                    update(t).where(t.c.id.in_(published)).values(published_at=utcnow())
+                    update(t)
+                    .where(t.c.id == any_(bindparam("published", type_=ARRAY(Uuid))))
+                    .values(published_at=utcnow()),
+                    {"published": published},
                 )
-            OUTBOX_BACKLOG.labels(self.service).set((backlog or 0) - len(published))
+            if len(rows) < self.batch_size:
+                # Caught up: the count is of the few rows left, so it is cheap.
+                await self._measure_backlog(session)
         if connection_error is not None:
             raise connection_error
         # A full batch, failures included, means more rows may be due now.
         return len(published) if len(rows) < self.batch_size else self.batch_size
+
+    async def _measure_backlog(self, session: AsyncSession) -> None:
+        t = self.table
+        backlog = await session.scalar(select(func.count()).select_from(t).where(_pending(t)))
+        OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+
+    async def _publish_all(self, js, rows) -> tuple[list, Exception | None]:
+        """Send every row, then await the acknowledgements together, within
+        one `nats_timeout_seconds`. Per row: None (published), the exception
+        JetStream answered (the row's own failure), or `_NOT_SENT` (not sent
+        or not acknowledged because the connection failed: no attempt is
+        charged). Also the connection's error, if any."""
+        timeout = self.bus.settings.nats_timeout_seconds
+        # Per row sent: its acknowledgement to come, or what refused it at once
+        # (e.g. a payload over the server's limit).
+        sent: list[asyncio.Future | Exception] = []
+        connection_error: Exception | None = None
+        for row in rows:
+            try:
+                sent.append(
+                    await js.publish_async(
+                        row.subject, row.payload, headers=row.headers, wait_stall=timeout
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - recorded on the row or re-raised
+                if isinstance(exc, _CONNECTION_ERRORS) or not self.bus.connected:
+                    connection_error = exc
+                    break
+                sent.append(exc)
+        futures = [f for f in sent if isinstance(f, asyncio.Future)]
+        if futures:
+            await asyncio.wait(futures, timeout=timeout)
+        outcomes: list = []
+        timed_out = False
+        for future in sent:
+            if isinstance(future, Exception):
+                outcome = future
+            elif future.done() and not future.cancelled():
+                outcome = future.exception()
+            else:
+                future.cancel()  # frees its slot in the client's window of pending publishes
+                # JetStream is slow for every row: one row is charged the
+                # timeout, as before, and the rest go again next pass.
+                outcome = _NOT_SENT if timed_out else nats.errors.TimeoutError()
+                timed_out = True
+            if isinstance(outcome, _CONNECTION_ERRORS):
+                connection_error = connection_error or outcome
+            outcomes.append(outcome)
+        outcomes.extend([_NOT_SENT] * (len(rows) - len(sent)))
+        if connection_error is None and not self.bus.connected:
+            connection_error = Unavailable("NATS connection lost while publishing")
+        if connection_error is not None:
+            # An outage costs no attempt: what it left unanswered goes again.
+            outcomes = [
+                _NOT_SENT if isinstance(o, (*_CONNECTION_ERRORS, nats.errors.TimeoutError)) else o
+                for o in outcomes
+            ]
+        return outcomes, connection_error
 
     async def _record_failure(self, session: AsyncSession, row, exc: Exception) -> None:
         t = self.table
@@ -267,6 +338,11 @@ class OutboxRelay:
                 delete(t).where(t.c.published_at < utcnow() - self.retention)
             )
         return result.rowcount or 0
+
+    def wake(self) -> None:
+        """Look at the outbox now: for rows committed other than through
+        `enqueue` (which wakes the relay itself)."""
+        self._wakeup.set()
 
     async def stop(self) -> None:
         """Ask run() to make its last pass and return."""

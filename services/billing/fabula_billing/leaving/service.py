@@ -16,7 +16,7 @@ import uuid
 
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.errors import Unauthenticated
-from fabula_common.tombstones import is_deleted, record_deletion, was_deleted
+from fabula_common.tombstones import deleted_among, is_deleted, record_deletion, was_deleted
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +34,11 @@ async def user_was_deleted(session: AsyncSession, user_id: uuid.UUID) -> bool:
     """For event handlers: holds the user's lock shared until the transaction
     ends, so a deletion runs wholly before or after the handler."""
     return await is_deleted(session, deleted_users, user_id)
+
+
+async def users_deleted(session: AsyncSession, user_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """user_was_deleted for a batch of events."""
+    return await deleted_among(session, deleted_users, user_ids)
 
 
 async def refuse_deleted(session: AsyncSession, user_id: uuid.UUID) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
@@ -67,7 +68,23 @@ class Account(Base):
     )
 
 
-class Reservation(Base):
+class ReservationHolds:
+    """What a reservation still holds (for the model and its locked copies)."""
+
+    status: str
+    cost_settled_at: dt.datetime | None
+    count_settled_at: dt.datetime | None
+
+    @property
+    def holds_cost(self) -> bool:
+        return self.status == ReservationStatus.reserved and self.cost_settled_at is None
+
+    @property
+    def holds_count(self) -> bool:
+        return self.status == ReservationStatus.reserved and self.count_settled_at is None
+
+
+class Reservation(ReservationHolds, Base):
     """Two holds on the account while `status` is reserved: one generation in
     `generations_reserved` (the count hold) and the estimate in
     `cost_reserved_usd` (the cost hold). The call's UsageRecorded settles the
@@ -107,13 +124,27 @@ class Reservation(Base):
     # Whether the generation counted against the plan, once its count is settled.
     counted: Mapped[bool | None] = mapped_column(Boolean)
 
-    @property
-    def holds_cost(self) -> bool:
-        return self.status == ReservationStatus.reserved and self.cost_settled_at is None
 
-    @property
-    def holds_count(self) -> bool:
-        return self.status == ReservationStatus.reserved and self.count_settled_at is None
+
+@dataclass(slots=True)
+class LockedReservation(ReservationHolds):
+    """A reservation row locked by a settling transaction, as a plain object:
+    events change it in memory, then it is written back in one statement
+    (repository.save_settlements). Settling a batch builds thousands; an ORM
+    instance costs ten times as much."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    estimated_cost_usd: Decimal
+    actual_cost_usd: Decimal | None
+    generation_id: str | None
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    settled_at: dt.datetime | None
+    cost_settled_at: dt.datetime | None
+    count_settled_at: dt.datetime | None
+    counted: bool | None
 
 
 class UsageLedgerEntry(Base):
@@ -125,6 +156,8 @@ class UsageLedgerEntry(Base):
         Index("ix_usage_ledger_user_id_occurred_at_id", "user_id", "occurred_at", "id"),
         # Usage breakdown: a user's entries applied in a period.
         Index("ix_usage_ledger_user_id_recorded_at", "user_id", "recorded_at"),
+        # A generation's entries, marked counted or not when its count is settled.
+        Index("ix_usage_ledger_generation_id_user_id", "generation_id", "user_id"),
         CheckConstraint("cost_usd >= 0", name="cost_non_negative"),
     )
 

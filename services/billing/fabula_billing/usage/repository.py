@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     String,
     Uuid,
+    any_,
     bindparam,
     func,
     literal,
@@ -35,6 +36,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from fabula_billing.usage.models import (
     Account,
+    LockedReservation,
     Reservation,
     ReservationStatus,
     UsageLedgerEntry,
@@ -45,6 +47,24 @@ from fabula_billing.usage.models import (
 _NO_SYNC = {"synchronize_session": False}
 
 
+def _rows(name: str, table, columns) -> TableValuedAlias:
+    """A batch of rows as one parameter per column (`<name>_<column>`, an
+    array of the table column's type), unnested: what lets one statement
+    write a whole batch. Parameters: `_row_params(name, columns, rows)`."""
+    return (
+        func.unnest(
+            *(bindparam(f"{name}_{c}", type_=ARRAY(table.c[c].type)) for c in columns)
+        )
+        .table_valued(*columns)
+        .render_derived(name=name)
+    )
+
+
+def _row_params(name: str, columns, rows) -> dict[str, list]:
+    """The parameters of `_rows(name, ...)` for `rows` (objects with those attributes)."""
+    return {f"{name}_{c}": [getattr(row, c) for row in rows] for c in columns}
+
+
 async def create_account_if_missing(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -53,13 +73,42 @@ async def create_account_if_missing(
     period_end: dt.datetime,
 ) -> bool:
     """Open the account on `plan`; True if it was created now."""
-    created = await session.scalar(
-        insert(Account)
-        .values(user_id=user_id, plan=plan, period_start=period_start, period_end=period_end)
-        .on_conflict_do_nothing(index_elements=[Account.user_id])
-        .returning(Account.user_id)
+    return bool(await create_accounts_if_missing(session, [user_id], plan, period_start, period_end))
+
+
+def _user_ids_param():
+    return any_(bindparam("user_ids", type_=ARRAY(Uuid)))
+
+
+async def create_accounts_if_missing(
+    session: AsyncSession,
+    user_ids: list[uuid.UUID],
+    plan: str,
+    period_start: dt.datetime,
+    period_end: dt.datetime,
+) -> set[uuid.UUID]:
+    """Open the accounts of `user_ids` that do not exist on `plan`, in
+    user-id order (the lock order); return the ids opened now."""
+    new_users = func.unnest(bindparam("user_ids", type_=ARRAY(Uuid))).table_valued(
+        "user_id"
+    ).render_derived(name="new_user")
+    accounts = Account.__table__
+    created = await session.scalars(
+        insert(accounts)
+        .from_select(
+            ["user_id", "plan", "period_start", "period_end"],
+            select(
+                new_users.c.user_id,
+                literal(plan, String),
+                literal(period_start, DateTime(timezone=True)),
+                literal(period_end, DateTime(timezone=True)),
+            ).order_by(new_users.c.user_id),
+        )
+        .on_conflict_do_nothing(index_elements=[accounts.c.user_id])
+        .returning(accounts.c.user_id),
+        {"user_ids": sorted(set(user_ids))},
     )
-    return created is not None
+    return set(created)
 
 
 async def start_period_if_ended(
@@ -70,11 +119,25 @@ async def start_period_if_ended(
     period_end: dt.datetime,
 ) -> bool:
     """Move the account into the period [period_start, period_end) and zero its
-    usage if its period ended before `now`. Reserved counters stay: they track
-    reservations still outstanding, whichever period they were made in."""
-    rolled = await session.scalar(
-        update(Account)
-        .where(Account.user_id == user_id, Account.period_end <= now)
+    usage if its period ended before `now` (see start_periods_if_ended)."""
+    return bool(await start_periods_if_ended(session, [user_id], now, period_start, period_end))
+
+
+async def start_periods_if_ended(
+    session: AsyncSession,
+    user_ids: list[uuid.UUID],
+    now: dt.datetime,
+    period_start: dt.datetime,
+    period_end: dt.datetime,
+) -> set[uuid.UUID]:
+    """Move the accounts of `user_ids` whose period ended before `now` into
+    the period [period_start, period_end) and zero their usage; return their
+    ids. Reserved counters stay: they track reservations still outstanding,
+    whichever period they were made in."""
+    accounts = Account.__table__
+    rolled = await session.scalars(
+        update(accounts)
+        .where(accounts.c.user_id == _user_ids_param(), accounts.c.period_end <= now)
         .values(
             period_start=period_start,
             period_end=period_end,
@@ -82,10 +145,10 @@ async def start_period_if_ended(
             cost_used_usd=0,
             updated_at=func.now(),
         )
-        .returning(Account.user_id)
-        .execution_options(**_NO_SYNC)
+        .returning(accounts.c.user_id),
+        {"user_ids": sorted(set(user_ids))},
     )
-    return rolled is not None
+    return set(rolled)
 
 
 async def get_account(session: AsyncSession, user_id: uuid.UUID) -> Account | None:
@@ -240,29 +303,28 @@ async def reserve_in_current_period(
     return inserted is not None
 
 
-async def insert_reservation_if_new(
-    session: AsyncSession,
-    reservation_id: uuid.UUID,
-    user_id: uuid.UUID,
-    estimated_cost_usd: Decimal,
-    expires_at: dt.datetime,
-    status: ReservationStatus = ReservationStatus.reserved,
-) -> bool:
-    """Insert the reservation; False when one with its id exists already (a
-    concurrent insert of the same id waits for the first to commit or roll back)."""
-    inserted = await session.scalar(
-        insert(Reservation)
-        .values(
-            id=reservation_id,
-            user_id=user_id,
-            status=status,
-            estimated_cost_usd=estimated_cost_usd,
-            expires_at=expires_at,
-        )
-        .on_conflict_do_nothing(index_elements=[Reservation.id])
-        .returning(Reservation.id)
+async def insert_released_reservations_if_new(
+    session: AsyncSession, owners: dict[uuid.UUID, uuid.UUID], now: dt.datetime
+) -> None:
+    """Record the reservations `owners` names (id -> user id) as holding
+    nothing (released, no estimate), those whose id is not taken: events name
+    them that billing never saw. A concurrent insert of the same id waits for
+    the first to commit or roll back."""
+    if not owners:
+        return
+    await session.execute(
+        insert(Reservation.__table__).on_conflict_do_nothing(index_elements=["id"]),
+        [
+            {
+                "id": reservation_id,
+                "user_id": user_id,
+                "status": ReservationStatus.released.value,
+                "estimated_cost_usd": Decimal(0),
+                "expires_at": now,
+            }
+            for reservation_id, user_id in sorted(owners.items())
+        ],
     )
-    return inserted is not None
 
 
 async def get_reservation(session: AsyncSession, reservation_id: uuid.UUID) -> Reservation | None:
@@ -284,6 +346,63 @@ async def lock_reservation(
     )
 
 
+async def lock_reservations(
+    session: AsyncSession, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, LockedReservation]:
+    """Lock the reservations of `ids` (in id order, the lock order) and
+    return them as copies outside the session: a caller changes them in
+    memory and writes them back with `save_settlements`."""
+    if not ids:
+        return {}
+    table = Reservation.__table__
+    rows = await session.execute(
+        select(table)
+        .where(table.c.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
+        .order_by(table.c.id)
+        .with_for_update(),
+        {"ids": sorted(set(ids))},
+    )
+    return {row.id: LockedReservation(**row._mapping) for row in rows}
+
+
+# What settling changes on a reservation (see save_settlements).
+_SETTLEMENT_COLUMNS = (
+    "status",
+    "actual_cost_usd",
+    "generation_id",
+    "settled_at",
+    "cost_settled_at",
+    "count_settled_at",
+    "counted",
+)
+
+
+def _build_save_settlements():
+    reservations = Reservation.__table__
+    settled = _rows("settled", reservations, ("id", *_SETTLEMENT_COLUMNS))
+    return (
+        update(reservations)
+        # The ANY restricts the table by its key on its own (a join alone may
+        # be planned as a scan of every reservation).
+        .where(reservations.c.id == any_(bindparam("settled_id")), reservations.c.id == settled.c.id)
+        .values({name: settled.c[name] for name in _SETTLEMENT_COLUMNS})
+    )
+
+
+_SAVE_SETTLEMENTS = _build_save_settlements()
+
+
+async def save_settlements(
+    session: AsyncSession, reservations: list[LockedReservation]
+) -> None:
+    """Write the settlement columns of these reservations (locked, changed in
+    memory): one statement."""
+    if reservations:
+        await session.execute(
+            _SAVE_SETTLEMENTS, _row_params("settled", ("id", *_SETTLEMENT_COLUMNS), reservations)
+        )
+
+
 async def update_reservation(
     session: AsyncSession, reservation_id: uuid.UUID, **values: object
 ) -> None:
@@ -295,16 +414,60 @@ async def update_reservation(
     )
 
 
-async def mark_ledger_counted(
-    session: AsyncSession, user_id: uuid.UUID, generation_id: str, counted: bool
-) -> None:
-    """Set whether the usage entries of a generation counted against the plan."""
-    await session.execute(
-        update(UsageLedgerEntry)
-        .where(UsageLedgerEntry.user_id == user_id, UsageLedgerEntry.generation_id == generation_id)
-        .values(counted=counted)
-        .execution_options(**_NO_SYNC)
+def _build_mark_ledger_counted():
+    ledger = UsageLedgerEntry.__table__
+    marks = _rows("marked", ledger, ("user_id", "generation_id", "counted"))
+    return (
+        update(ledger)
+        .where(
+            # Restricts the ledger by its index on its own (a join alone was
+            # planned as a scan of the whole ledger).
+            ledger.c.generation_id == any_(bindparam("marked_generation_id")),
+            ledger.c.user_id == marks.c.user_id,
+            ledger.c.generation_id == marks.c.generation_id,
+            # Most entries already say so (written in the same batch): no new row version.
+            ledger.c.counted.is_distinct_from(marks.c.counted),
+        )
+        .values(counted=marks.c.counted)
     )
+
+
+_MARK_LEDGER_COUNTED = _build_mark_ledger_counted()
+
+
+@dataclass(frozen=True)
+class LedgerMark:
+    user_id: uuid.UUID
+    generation_id: str
+    counted: bool
+
+
+async def mark_ledger_counted(
+    session: AsyncSession, marks: dict[tuple[uuid.UUID, str], bool]
+) -> None:
+    """Set whether the usage entries of each (user id, generation id) counted
+    against the plan: one statement."""
+    if marks:
+        rows = [LedgerMark(user, generation, counted) for (user, generation), counted in marks.items()]
+        await session.execute(
+            _MARK_LEDGER_COUNTED, _row_params("marked", ("user_id", "generation_id", "counted"), rows)
+        )
+
+
+@dataclass
+class CounterDeltas:
+    """Signed amounts to add to an account's counters."""
+
+    generations_used: int = 0
+    cost_used_usd: Decimal = Decimal(0)
+    generations_reserved: int = 0
+    cost_reserved_usd: Decimal = Decimal(0)
+
+    def add(self, other: CounterDeltas) -> None:
+        self.generations_used += other.generations_used
+        self.cost_used_usd += other.cost_used_usd
+        self.generations_reserved += other.generations_reserved
+        self.cost_reserved_usd += other.cost_reserved_usd
 
 
 async def adjust_counters(
@@ -317,17 +480,64 @@ async def adjust_counters(
     cost_reserved_usd: Decimal = Decimal(0),
 ) -> None:
     """Add the (signed) deltas to the account's counters."""
-    await session.execute(
-        update(Account)
-        .where(Account.user_id == user_id)
+    deltas = CounterDeltas(generations_used, cost_used_usd, generations_reserved, cost_reserved_usd)
+    await adjust_many_counters(session, {user_id: deltas})
+
+
+_DELTA_COLUMNS = ("generations_used", "cost_used_usd", "generations_reserved", "cost_reserved_usd")
+
+
+def _build_adjust_statement():
+    accounts = Account.__table__
+    deltas = _rows("delta", accounts, ("user_id", *_DELTA_COLUMNS))
+    return (
+        update(accounts)
+        .where(accounts.c.user_id == deltas.c.user_id)
         .values(
-            generations_used=Account.generations_used + generations_used,
-            cost_used_usd=Account.cost_used_usd + cost_used_usd,
-            generations_reserved=Account.generations_reserved + generations_reserved,
-            cost_reserved_usd=Account.cost_reserved_usd + cost_reserved_usd,
-            updated_at=func.now(),
+            {name: accounts.c[name] + deltas.c[name] for name in _DELTA_COLUMNS}
+            | {"updated_at": func.now()}
         )
-        .execution_options(**_NO_SYNC)
+    )
+
+
+_ADJUST_COUNTERS = _build_adjust_statement()
+
+
+@dataclass(frozen=True)
+class _AccountDeltas:
+    user_id: uuid.UUID
+    generations_used: int
+    cost_used_usd: Decimal
+    generations_reserved: int
+    cost_reserved_usd: Decimal
+
+
+async def adjust_many_counters(
+    session: AsyncSession, deltas: dict[uuid.UUID, CounterDeltas]
+) -> None:
+    """Add each account's deltas to its counters: the accounts are locked in
+    user-id order (the lock order) first, then one statement adds them all."""
+    if not deltas:
+        return
+    if len(deltas) > 1:
+        await lock_accounts(session, list(deltas))
+    rows = [
+        _AccountDeltas(user_id, d.generations_used, d.cost_used_usd, d.generations_reserved,
+                       d.cost_reserved_usd)
+        for user_id, d in deltas.items()
+    ]
+    await session.execute(_ADJUST_COUNTERS, _row_params("delta", ("user_id", *_DELTA_COLUMNS), rows))
+
+
+async def lock_accounts(session: AsyncSession, user_ids: list[uuid.UUID]) -> None:
+    """Lock these accounts in user-id order (the lock order)."""
+    accounts = Account.__table__
+    await session.execute(
+        select(accounts.c.user_id)
+        .where(accounts.c.user_id == _user_ids_param())
+        .order_by(accounts.c.user_id)
+        .with_for_update(),
+        {"user_ids": sorted(set(user_ids))},
     )
 
 
@@ -354,15 +564,39 @@ class LedgerEntry:
     recorded_at: dt.datetime
 
 
-async def add_ledger_entry(session: AsyncSession, entry: LedgerEntry) -> bool:
-    """Record a usage event; False if one with its event id is already there."""
-    inserted = await session.scalar(
-        insert(UsageLedgerEntry)
-        .values(**entry.__dict__)
-        .on_conflict_do_nothing(index_elements=[UsageLedgerEntry.event_id])
-        .returning(UsageLedgerEntry.id)
+async def ledger_event_ids(session: AsyncSession, event_ids: list[str]) -> set[str]:
+    """Those of `event_ids` already in the ledger (applied before)."""
+    if not event_ids:
+        return set()
+    table = UsageLedgerEntry.__table__
+    return set(
+        await session.scalars(
+            select(table.c.event_id).where(
+                table.c.event_id == any_(bindparam("event_ids", type_=ARRAY(String)))
+            ),
+            {"event_ids": event_ids},
+        )
     )
-    return inserted is not None
+
+
+def _build_add_ledger_entries():
+    ledger = UsageLedgerEntry.__table__
+    entries = _rows("entry", ledger, _LEDGER_FIELDS)
+    return (
+        insert(ledger)
+        .from_select(list(_LEDGER_FIELDS), select(*(entries.c[name] for name in _LEDGER_FIELDS)))
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
+
+
+_LEDGER_FIELDS = tuple(LedgerEntry.__dataclass_fields__)
+_ADD_LEDGER_ENTRIES = _build_add_ledger_entries()
+
+
+async def add_ledger_entries(session: AsyncSession, entries: list[LedgerEntry]) -> None:
+    """Record usage events (an event id already there is left as it is): one statement."""
+    if entries:
+        await session.execute(_ADD_LEDGER_ENTRIES, _row_params("entry", _LEDGER_FIELDS, entries))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import asyncpg
@@ -41,12 +41,17 @@ from fabula_billing.leaving.service import (
     AccountDeleted,
     anonymous,
     refuse_deleted,
-    user_was_deleted,
+    users_deleted,
 )
 from fabula_billing.metrics import RESERVATIONS_EXPIRED
 from fabula_billing.settings import Plan, Settings
 from fabula_billing.usage import repository as repo
-from fabula_billing.usage.models import Account, Reservation, ReservationStatus
+from fabula_billing.usage.models import (
+    Account,
+    LockedReservation,
+    Reservation,
+    ReservationStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -305,57 +310,57 @@ class BillingService:
             cost_used_usd=account.cost_used_usd,
         )
 
-    async def _event_reservation(
+    async def _settlement(
         self,
         session: AsyncSession,
-        reservation_id: uuid.UUID,
-        user_id: uuid.UUID,
+        named: list[tuple[uuid.UUID, uuid.UUID, str]],
         now: dt.datetime,
-        what: str,
-    ) -> Reservation | None:
-        """The reservation an event names, locked. One billing never saw (its
-        reply was lost and it was never made, or made after this event) is
-        recorded holding nothing, so the event is applied once and a late
-        ReserveGeneration of the same id finds it and holds nothing. None
-        when the id is another user's."""
-        reservation = await repo.lock_reservation(session, reservation_id, user_id)
-        if reservation is None:
-            log.warning(
-                "%s names reservation %s unknown for user %s; applied without one",
-                what,
-                reservation_id,
-                user_id,
-            )
-            await repo.insert_reservation_if_new(
-                session, reservation_id, user_id, Decimal(0), now, ReservationStatus.released
-            )
-            reservation = await repo.lock_reservation(session, reservation_id, user_id)
-        return reservation
+    ) -> _Settlement:
+        """Lock the reservations that a batch's events name ((reservation id,
+        user id, what) each) and start its settlement. One billing never saw
+        (its reply was lost and it was never made, or made after this event)
+        is recorded holding nothing, so the event is applied once and a late
+        ReserveGeneration of the same id finds it and holds nothing."""
+        ids = [reservation_id for reservation_id, _, _ in named]
+        reservations = await repo.lock_reservations(session, ids)
+        unknown: dict[uuid.UUID, uuid.UUID] = {}
+        for reservation_id, user_id, what in named:
+            if reservation_id not in reservations and reservation_id not in unknown:
+                log.warning(
+                    "%s names reservation %s unknown for user %s; applied without one",
+                    what,
+                    reservation_id,
+                    user_id,
+                )
+                unknown[reservation_id] = user_id
+        if unknown:
+            await repo.insert_released_reservations_if_new(session, unknown, now)
+            reservations.update(await repo.lock_reservations(session, list(unknown)))
+        return _Settlement(now, reservations)
 
-    async def _settle_count(
-        self, session: AsyncSession, reservation: Reservation, counted: bool, now: dt.datetime
+    def _settle_count(
+        self, settlement: _Settlement, reservation: LockedReservation, counted: bool
     ) -> None:
         """Decide whether the reservation's generation counts: release its
         count hold, count it or not, and mark its ledger entries."""
-        await self._current_account(session, reservation.user_id, now)
-        await repo.adjust_counters(
-            session,
+        settlement.adjust(
             reservation.user_id,
             generations_used=1 if counted else 0,
             generations_reserved=-1 if reservation.holds_count else 0,
         )
-        values: dict[str, object] = {"count_settled_at": now, "counted": counted}
+        reservation.count_settled_at = settlement.now
+        reservation.counted = counted
         if reservation.cost_settled_at is not None:
-            values.update(_final_status(counted, now))
-        await repo.update_reservation(session, reservation.id, **values)
-        await repo.mark_ledger_counted(
-            session, reservation.user_id, str(reservation.id), counted
-        )
+            _finish(reservation, counted, settlement.now)
+        settlement.changed.add(reservation.id)
+        settlement.counted_marks[(reservation.user_id, str(reservation.id))] = counted
 
     async def settle_usage(
-        self, session: AsyncSession, event: generation_events.UsageRecorded
+        self, session: AsyncSession, events: list[generation_events.UsageRecorded]
     ) -> None:
-        """Apply a model call's real usage (the UsageRecorded handler).
+        """Apply model calls' real usage (the UsageRecorded batch handler):
+        every rule is decided in memory, event after event, on the locked
+        reservations; the batch's writes then go out set-based.
 
         Its cost is always paid and its cost hold released. Whether it counts
         as a generation: at once for a call that counts on completion (a
@@ -365,25 +370,47 @@ class BillingService:
         Usage is billed whatever became of its reservation (an expired or
         released one still gets billed).
         """
-        try:
-            user_id = parse_uuid(event.user_id, "user_id")
-            cost = usage_cost(event)
-        except InvalidArgument as exc:
-            # No retry can make this event usable: raising would only get it
-            # redelivered forever.
-            log.error("usage event %s dropped: %s", event.event_id, exc.message)
+        usable: list[tuple[generation_events.UsageRecorded, uuid.UUID, Decimal]] = []
+        for event in events:
+            try:
+                usable.append((event, parse_uuid(event.user_id, "user_id"), usage_cost(event)))
+            except InvalidArgument as exc:
+                # No retry can make this event usable: raising would only get it
+                # redelivered forever.
+                log.error("usage event %s dropped: %s", event.event_id, exc.message)
+        if not usable:
             return
-        reservation_id = _optional_uuid(event.reservation_id)
         now = utcnow()
-        if await user_was_deleted(session, user_id):
-            await self._record_anonymous_usage(session, event, cost, now)
+        deleted = await users_deleted(session, [user_id for _, user_id, _ in usable])
+        for event, user_id, cost in usable:
+            if user_id in deleted:
+                await self._record_anonymous_usage(session, event, cost, now)
+        usable = [item for item in usable if item[1] not in deleted]
+        if not usable:
             return
+        named = [
+            (reservation_id, user_id, f"usage event {event.event_id}")
+            for event, user_id, _ in usable
+            if (reservation_id := _optional_uuid(event.reservation_id)) is not None
+        ]
+        settlement = await self._settlement(session, named, now)
+        settlement.ledgered = await repo.ledger_event_ids(
+            session, [event.event_id for event, _, _ in usable]
+        )
+        for event, user_id, cost in usable:
+            self._apply_usage(settlement, event, user_id, cost)
+        await self._save(session, settlement)
 
-        reservation = None
-        if reservation_id is not None:
-            reservation = await self._event_reservation(
-                session, reservation_id, user_id, now, f"usage event {event.event_id}"
-            )
+    def _apply_usage(
+        self,
+        settlement: _Settlement,
+        event: generation_events.UsageRecorded,
+        user_id: uuid.UUID,
+        cost: Decimal,
+    ) -> None:
+        now = settlement.now
+        reservation_id = _optional_uuid(event.reservation_id)
+        reservation = settlement.reservation(reservation_id, user_id)
         if reservation is not None and reservation.cost_settled_at is not None:
             if reservation.generation_id == event.generation_id:
                 # The same model call reported again under a new event id.
@@ -415,40 +442,32 @@ class BillingService:
             counted = completed and not owner_confirms
         else:  # decided by the owner's event, or to be
             counted = bool(reservation is not None and reservation.counted)
-        recorded = await repo.add_ledger_entry(
-            session, _ledger_entry(event, user_id, reservation_id, cost, counted, now)
-        )
-        if not recorded:
+        if event.event_id in settlement.ledgered:
             return  # already in the ledger: applied before
-
-        await self._current_account(session, user_id, now)
+        settlement.ledgered.add(event.event_id)
+        settlement.ledger.append(
+            _ledger_entry(event, user_id, reservation_id, cost, counted, now)
+        )
         if reservation is None:
-            await repo.adjust_counters(
-                session,
-                user_id,
-                generations_used=1 if decides_count and counted else 0,
-                cost_used_usd=cost,
+            settlement.adjust(
+                user_id, generations_used=1 if decides_count and counted else 0, cost_used_usd=cost
             )
             return
-        await repo.adjust_counters(
-            session,
+        settlement.adjust(
             user_id,
             cost_used_usd=cost,
             cost_reserved_usd=(
                 -reservation.estimated_cost_usd if reservation.holds_cost else Decimal(0)
             ),
         )
-        values: dict[str, object] = {
-            "cost_settled_at": now,
-            "actual_cost_usd": cost,
-            "generation_id": event.generation_id,
-        }
+        reservation.cost_settled_at = now  # the cost hold, released above
+        reservation.actual_cost_usd = cost
+        reservation.generation_id = event.generation_id
         if reservation.count_settled_at is not None:
-            values.update(_final_status(bool(reservation.counted), now))
-        await repo.update_reservation(session, reservation.id, **values)
+            _finish(reservation, bool(reservation.counted), now)
+        settlement.changed.add(reservation.id)
         if decides_count:
-            reservation.cost_settled_at = now  # the cost hold, released above
-            await self._settle_count(session, reservation, counted, now)
+            self._settle_count(settlement, reservation, counted)
 
     @staticmethod
     async def _record_anonymous_usage(
@@ -464,74 +483,113 @@ class BillingService:
         log.info("usage event %s of a deleted user recorded anonymised", event.event_id)
 
     async def count_delivered(
-        self, session: AsyncSession, event: stories_events.GenerationDelivered
+        self, session: AsyncSession, events: list[stories_events.GenerationDelivered]
     ) -> None:
-        """The GenerationDelivered handler: the owner stored the generation's
-        result for the user, so it counts against the plan, once."""
-        await self._owner_decided(session, event, delivered=True)
+        """The GenerationDelivered batch handler: the owner stored each
+        generation's result for the user, so it counts against the plan, once."""
+        await self._owner_decided(session, events, delivered=True)
 
     async def release_discarded(
-        self, session: AsyncSession, event: stories_events.GenerationDiscarded
+        self, session: AsyncSession, events: list[stories_events.GenerationDiscarded]
     ) -> None:
-        """The GenerationDiscarded handler: the result will never reach the
-        user, so the generation does not count (its tokens are still paid,
+        """The GenerationDiscarded batch handler: the result will never reach
+        the user, so the generation does not count (its tokens are still paid,
         from its UsageRecorded)."""
-        await self._owner_decided(session, event, delivered=False)
+        await self._owner_decided(session, events, delivered=False)
 
     async def _owner_decided(
         self,
         session: AsyncSession,
-        event: stories_events.GenerationDelivered | stories_events.GenerationDiscarded,
+        events: list[stories_events.GenerationDelivered]
+        | list[stories_events.GenerationDiscarded],
         *,
         delivered: bool,
     ) -> None:
-        what = f"{'delivered' if delivered else 'discarded'} event {event.event_id}"
-        try:
-            user_id = parse_uuid(event.user_id, "user_id")
-            reservation_id = parse_uuid(event.generation_id, "generation_id")
-        except InvalidArgument as exc:
-            log.error("%s dropped: %s", what, exc.message)
+        decided: list[tuple[uuid.UUID, uuid.UUID, str]] = []
+        for event in events:
+            what = f"{'delivered' if delivered else 'discarded'} event {event.event_id}"
+            try:
+                user_id = parse_uuid(event.user_id, "user_id")
+                reservation_id = parse_uuid(event.generation_id, "generation_id")
+            except InvalidArgument as exc:
+                log.error("%s dropped: %s", what, exc.message)
+                continue
+            decided.append((reservation_id, user_id, what))
+        if not decided:
             return
-        if await user_was_deleted(session, user_id):
-            log.info("%s dropped: the user was deleted", what)
+        deleted = await users_deleted(session, [user_id for _, user_id, _ in decided])
+        for _, user_id, what in decided:
+            if user_id in deleted:
+                log.info("%s dropped: the user was deleted", what)
+        decided = [item for item in decided if item[1] not in deleted]
+        if not decided:
             return
-        now = utcnow()
-        reservation = await self._event_reservation(session, reservation_id, user_id, now, what)
-        if reservation is None:
-            log.error("%s dropped: generation %s is another user's", what, reservation_id)
-            return
-        if reservation.count_settled_at is not None:
-            if reservation.counted == delivered:
-                log.info("%s repeats a settled generation; ignored", what)
-            else:
-                # Stories sends one of the two per generation; a failed call
-                # is never stored, so a delivery after that is a producer bug.
-                log.error(
-                    "%s contradicts generation %s, already settled as %s; ignored",
-                    what,
-                    reservation_id,
-                    "counted" if reservation.counted else "not counted",
-                )
-            return
-        await self._settle_count(session, reservation, delivered, now)
+        settlement = await self._settlement(session, decided, utcnow())
+        for reservation_id, user_id, what in decided:
+            reservation = settlement.reservation(reservation_id, user_id)
+            if reservation is None:
+                log.error("%s dropped: generation %s is another user's", what, reservation_id)
+                continue
+            if reservation.count_settled_at is not None:
+                if reservation.counted == delivered:
+                    log.info("%s repeats a settled generation; ignored", what)
+                else:
+                    # Stories sends one of the two per generation; a failed call
+                    # is never stored, so a delivery after that is a producer bug.
+                    log.error(
+                        "%s contradicts generation %s, already settled as %s; ignored",
+                        what,
+                        reservation_id,
+                        "counted" if reservation.counted else "not counted",
+                    )
+                continue
+            self._settle_count(settlement, reservation, delivered)
+        await self._save(session, settlement)
+
+    async def _save(self, session: AsyncSession, settlement: _Settlement) -> None:
+        """Write a batch's settlement: the ledger, the reservations, then the
+        accounts (opened and in the period of `now` first), in the lock order."""
+        await repo.add_ledger_entries(session, settlement.ledger)
+        await repo.save_settlements(
+            session, [settlement.reservations[id] for id in settlement.changed]
+        )
+        if settlement.deltas:
+            await self._current_accounts(session, list(settlement.deltas), settlement.now)
+            await repo.adjust_many_counters(session, settlement.deltas)
+        await repo.mark_ledger_counted(session, settlement.counted_marks)
+
+    async def _current_accounts(
+        self, session: AsyncSession, user_ids: list[uuid.UUID], now: dt.datetime
+    ) -> None:
+        """Make sure these users have accounts, in the period of `now`."""
+        period_start, period_end = period_containing(now)
+        created = await repo.create_accounts_if_missing(
+            session, user_ids, self.default_plan, period_start, period_end
+        )
+        existing = [user_id for user_id in user_ids if user_id not in created]
+        if existing:
+            await repo.start_periods_if_ended(session, existing, now, period_start, period_end)
 
     async def open_registered_account(
-        self, session: AsyncSession, event: users_events.UserRegistered
+        self, session: AsyncSession, events: list[users_events.UserRegistered]
     ) -> None:
-        """The UserRegistered handler: every new user starts on the default plan."""
-        try:
-            user_id = parse_uuid(event.user_id, "user_id")
-        except InvalidArgument:
-            log.error(
-                "user-registered event %s dropped: user_id %r is not a UUID",
-                event.event_id,
-                event.user_id,
-            )
-            return
-        if await user_was_deleted(session, user_id):
-            log.info("user-registered event %s dropped: the user was deleted", event.event_id)
-            return
-        await self.open_account(session, user_id)
+        """The UserRegistered batch handler: every new user starts on the default plan."""
+        user_ids: list[uuid.UUID] = []
+        for event in events:
+            try:
+                user_ids.append(parse_uuid(event.user_id, "user_id"))
+            except InvalidArgument:
+                log.error(
+                    "user-registered event %s dropped: user_id %r is not a UUID",
+                    event.event_id,
+                    event.user_id,
+                )
+        deleted = await users_deleted(session, user_ids)
+        if deleted:
+            log.info("user-registered events of %d deleted users dropped", len(deleted))
+        user_ids = [user_id for user_id in user_ids if user_id not in deleted]
+        if user_ids:
+            await self._current_accounts(session, user_ids, utcnow())
 
     async def due_reservations(
         self, session: AsyncSession, now: dt.datetime, limit: int
@@ -577,12 +635,38 @@ class BillingService:
         await repo.postpone_expiry(session, ids, now + self.reservation_ttl)
 
 
-def _final_status(counted: bool, now: dt.datetime) -> dict[str, object]:
+def _finish(reservation: LockedReservation, counted: bool, now: dt.datetime) -> None:
     """The status of a reservation whose cost and count are both settled."""
-    return {
-        "status": ReservationStatus.settled if counted else ReservationStatus.released,
-        "settled_at": now,
-    }
+    reservation.status = ReservationStatus.settled if counted else ReservationStatus.released
+    reservation.settled_at = now
+
+
+@dataclass
+class _Settlement:
+    """What a batch of events changes, decided in memory event after event
+    (so events of the same batch see each other's effects), then written
+    set-based by BillingService._save."""
+
+    now: dt.datetime
+    # Locked, and changed in memory only: written back by _save.
+    reservations: dict[uuid.UUID, LockedReservation]
+    changed: set[uuid.UUID] = field(default_factory=set)
+    ledgered: set[str] = field(default_factory=set)  # event ids in the ledger, or going in
+    ledger: list[repo.LedgerEntry] = field(default_factory=list)
+    deltas: dict[uuid.UUID, repo.CounterDeltas] = field(default_factory=dict)
+    # (user id, generation id) -> whether its ledger entries counted.
+    counted_marks: dict[tuple[uuid.UUID, str], bool] = field(default_factory=dict)
+
+    def reservation(
+        self, reservation_id: uuid.UUID | None, user_id: uuid.UUID
+    ) -> LockedReservation | None:
+        """The reservation an event names; None when it names none, or
+        another user's."""
+        reservation = self.reservations.get(reservation_id) if reservation_id else None
+        return reservation if reservation is not None and reservation.user_id == user_id else None
+
+    def adjust(self, user_id: uuid.UUID, **deltas) -> None:
+        self.deltas.setdefault(user_id, repo.CounterDeltas()).add(repo.CounterDeltas(**deltas))
 
 
 def _ledger_entry(

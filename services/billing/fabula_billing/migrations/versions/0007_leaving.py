@@ -1,7 +1,7 @@
 """Leaving: tombstones of deleted users; their ledger entries are kept anonymised.
 
 Revision ID: 0004_leaving
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-30
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_leaving"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
