@@ -93,7 +93,7 @@ async def test_deletion_anonymises_the_ledger_and_removes_the_rest(session, bill
     reservation = await billing.reserve_generation(autocommit, uuid.UUID(user_id), Decimal("0.5"))
     await billing.reserve_generation(autocommit, uuid.UUID(user_id), Decimal("0.5"))  # in flight
     event = usage_event(user_id, str(reservation.reservation_id))
-    await billing.settle_usage(session, event)
+    await billing.settle_usage(session, [event])
     assert await rows_naming(session, user_id)
 
     await forget_user(session, deleted(user_id))
@@ -130,15 +130,17 @@ async def test_late_events_of_a_deleted_user_open_no_account(session, billing):
     await forget_user(session, deleted(user_id))
 
     late = usage_event(user_id, str(uuid.uuid4()))
-    await billing.settle_usage(session, late)
+    await billing.settle_usage(session, [late])
     await billing.count_delivered(
         session,
-        stories_events.GenerationDelivered(
-            event_id=str(uuid.uuid4()), generation_id=late.reservation_id, user_id=user_id
-        ),
+        [
+            stories_events.GenerationDelivered(
+                event_id=str(uuid.uuid4()), generation_id=late.reservation_id, user_id=user_id
+            )
+        ],
     )
     await billing.open_registered_account(
-        session, users_events.UserRegistered(event_id=str(uuid.uuid4()), user_id=user_id)
+        session, [users_events.UserRegistered(event_id=str(uuid.uuid4()), user_id=user_id)]
     )
 
     assert await rows_naming(session, user_id) == {}

@@ -55,6 +55,7 @@ from fabula_billing.usage.models import (
 
 log = logging.getLogger(__name__)
 
+
 def parse_uuid(value: str, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -382,9 +383,18 @@ class BillingService:
             return
         now = utcnow()
         deleted = await users_deleted(session, [user_id for _, user_id, _ in usable])
-        for event, user_id, cost in usable:
-            if user_id in deleted:
-                await self._record_anonymous_usage(session, event, cost, now)
+        # Usage of deleted users: its cost goes into the ledger for accounting,
+        # anonymised and uncounted; no account is opened again.
+        await repo.add_ledger_entries(
+            session,
+            [
+                repo.LedgerEntry(
+                    **anonymous(_ledger_entry(event, None, None, cost, False, now).__dict__)
+                )
+                for event, user_id, cost in usable
+                if user_id in deleted
+            ],
+        )
         usable = [item for item in usable if item[1] not in deleted]
         if not usable:
             return
@@ -468,19 +478,6 @@ class BillingService:
         settlement.changed.add(reservation.id)
         if decides_count:
             self._settle_count(settlement, reservation, counted)
-
-    @staticmethod
-    async def _record_anonymous_usage(
-        session: AsyncSession,
-        event: generation_events.UsageRecorded,
-        cost: Decimal,
-        now: dt.datetime,
-    ) -> None:
-        """Usage of a deleted user: its cost goes into the ledger for
-        accounting, anonymised and uncounted; no account is opened again."""
-        entry = _ledger_entry(event, None, None, cost, False, now)
-        await repo.add_ledger_entry(session, repo.LedgerEntry(**anonymous(entry.__dict__)))
-        log.info("usage event %s of a deleted user recorded anonymised", event.event_id)
 
     async def count_delivered(
         self, session: AsyncSession, events: list[stories_events.GenerationDelivered]
