@@ -122,7 +122,10 @@ def test_login_storm_while_others_work(chaos_stack, chaos, reconcile):
     keep writing and reading their usage, and each of their logins, retried
     after Retry-After, gets in within a few tries."""
     chaos.wait_ready(chaos_stack)
-    users = chaos.register(chaos_stack, 3)
+    # The storm guesses the password of an account of its own: that account
+    # is locked while it lasts (login throttling, the right password too);
+    # the others are not.
+    victim, *users = chaos.register(chaos_stack, 4)
     storm_over = threading.Event()
     storm: list[LoginAnswer] = []
     own_refusals: list[LoginAnswer] = []
@@ -132,7 +135,7 @@ def test_login_storm_while_others_work(chaos_stack, chaos, reconcile):
     def attacker() -> None:
         with httpx.Client(base_url=chaos_stack.base_url, timeout=30) as http:
             while not storm_over.is_set():
-                storm.append(_log_in(http, users[0].email, "wrong password guess")[0])
+                storm.append(_log_in(http, victim.email, "wrong password guess")[0])
 
     def logs_in_again_and_again(user) -> None:
         """Log in, retrying after Retry-After up to MAX_LOGIN_TRIES times;

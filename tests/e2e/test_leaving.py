@@ -100,7 +100,10 @@ def test_export_then_delete_removes_the_user_from_every_service(api, problem):
     login = api.http.post("/v1/auth/login", json={"email": writer.email, "password": writer.password})
     problem(login, 401)
     # Every service applies UserDeleted; then nothing holds the id.
-    api.wait_for(lambda: not places_holding(api.stack, user_id), timeout=30, interval=0.5)
+    try:
+        api.wait_for(lambda: not places_holding(api.stack, user_id), timeout=30, interval=0.5)
+    except AssertionError:
+        raise AssertionError(f"still held: {places_holding(api.stack, user_id)}") from None
     assert asyncio.run(_anonymised_ledger_entries(api.stack)) == anonymised_before + 2
     # The access token outlives the account by minutes; it opens nothing.
     problem(api.http.get("/v1/stories", headers=writer.headers), 401)

@@ -67,8 +67,6 @@ def create_app(settings: Settings) -> GrpcApp:
          stories_events.GenerationDiscarded, billing.release_discarded),
         ("billing-user-registered", "users", "user_registered", users_events.UserRegistered,
          billing.open_registered_account),
-        ("billing-user-deleted", "users", "user_deleted", users_events.UserDeleted,
-         subscriptions.forget_user),
     )
     # Each handler takes a fetched batch of events and applies it in one transaction.
     for durable, domain, event, message_type, batch_handler in consumed:
@@ -84,6 +82,19 @@ def create_app(settings: Settings) -> GrpcApp:
                 batch_handler=batch_handler,
             )
         )
+    # Rare, and it may call Stripe: one event per transaction.
+    app.add_worker(
+        EventConsumer(
+            db=db,
+            bus=bus,
+            processed=processed_events,
+            service=SERVICE,
+            durable="billing-user-deleted",
+            subject=subject_for(settings, "users", "user_deleted"),
+            message_type=users_events.UserDeleted,
+            handler=subscriptions.forget_user,
+        )
+    )
     app.add_worker(inbox)
     app.add_worker(OutboxRelay(db, outbox, bus, SERVICE, settings))
     # Expiry asks generation's durable record before giving any quota back.
