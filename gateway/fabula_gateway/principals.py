@@ -124,6 +124,12 @@ class PrincipalCache:
         whose users service is not running)."""
         self._store("u:" + principal.user_id, principal)
 
+    def forget_user(self, user_id: str) -> None:
+        """Drop what is known of the account: users has just vouched for it
+        (a login or refresh succeeded), so an earlier refusal, e.g. from
+        before a reactivation, must not outlive that."""
+        self._entries.pop("u:" + user_id, None)
+
     def _store(self, key: str, answer: Answer) -> None:
         self._entries.pop(key, None)
         self._entries[key] = (time.monotonic(), answer)

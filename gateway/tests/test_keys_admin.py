@@ -171,3 +171,22 @@ async def test_superusers_administer(api, backends, auth):
     # Revoked meanwhile (within the cache time): users refuses, still a 403.
     backends.fail("AdminListAudit", grpc.StatusCode.PERMISSION_DENIED, "only superusers")
     problem(await api.get("/v1/admin/audit", headers=auth), 403, "forbidden")
+
+
+async def test_a_login_forgets_an_earlier_refusal_of_the_account(api, backends, settings):
+    """A reactivated user logs in: the gateway must not keep answering 401
+    from a refusal it cached while the account was deactivated."""
+    from fabula_gateway.principals import Refused
+
+    cache = api._transport.app.state.principals  # type: ignore[attr-defined]
+    login = await api.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": "correct horse battery"}
+    )
+    assert login.status_code == 200, login.text
+    user_id = login.json()["user"]["id"]
+    cache._store("u:" + user_id, Refused("deactivated"))
+    again = await api.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": "correct horse battery"}
+    )
+    assert again.status_code == 200
+    assert "u:" + user_id not in cache._entries

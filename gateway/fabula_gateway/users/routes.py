@@ -110,6 +110,7 @@ async def login(
     reply = await clients.users.Login(
         users_pb2.LoginRequest(email=body.email, password=body.password, client_ip=client_ip)
     )
+    request.app.state.principals.forget_user(reply.user.id)
     return tokens_from_proto(reply)
 
 
@@ -125,8 +126,11 @@ async def login(
         401, 413, 415, 422, 500, 503, s401="Unknown, expired or already used refresh token."
     ),
 )
-async def refresh_tokens(body: RefreshRequest, _json: JsonBody, clients: Clients) -> TokenResponse:
+async def refresh_tokens(
+    body: RefreshRequest, _json: JsonBody, clients: Clients, request: Request
+) -> TokenResponse:
     reply = await clients.users.Refresh(users_pb2.RefreshRequest(refresh_token=body.refresh_token))
+    request.app.state.principals.forget_user(reply.user.id)
     return tokens_from_proto(reply)
 
 
