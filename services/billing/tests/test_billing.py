@@ -271,22 +271,34 @@ async def test_concurrent_reservations_never_exceed_the_quota(billing: Stub):
 async def test_a_steady_load_above_the_pool_reuses_its_connections(
     billing: Stub, settings: Settings, admin_url: str, test_database: str
 ):
-    """Reserving 100 at a time, far more than the pool holds, waits for the
+    """Reserving 300 at a time, far more than the pool holds, waits for the
     pool's connections instead of opening and closing others (each a new
     Postgres backend, on the hot path)."""
-    users = [new_user() for _ in range(50)]
 
     async def burst() -> None:
+        # Users of its own: within every plan's quota.
+        users = [new_user() for _ in range(150)]
         await asyncio.gather(*(reserve(billing, user) for user in users * 2))
 
     admin = await asyncpg.connect(admin_url)
+    backends = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = $2"
+    role = make_url(settings.database_url).username
+
+    async def pids() -> set[int]:
+        return {row["pid"] for row in await admin.fetch(backends, test_database, role)}
+
     try:
-        backends = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = $2"
-        role = make_url(settings.database_url).username
-        await burst()  # the pool fills up
-        before = {row["pid"] for row in await admin.fetch(backends, test_database, role)}
+        # The pool opens its connections as the load first needs them: burst
+        # until it has as many as this load takes (at most a few bursts).
+        before = await pids()
+        for _ in range(5):
+            await burst()
+            grown = await pids()
+            if grown <= before:
+                break
+            before = grown
         await burst()
-        after = {row["pid"] for row in await admin.fetch(backends, test_database, role)}
+        after = await pids()
     finally:
         await admin.close()
 
