@@ -28,7 +28,7 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str] | None:
         micros, key = raw.decode().split(":", 1)
         return _EPOCH + dt.timedelta(microseconds=int(micros)), key
     except (binascii.Error, ValueError, UnicodeDecodeError, OverflowError):
-        raise InvalidArgument("cursor is malformed", reason="invalid-cursor") from None
+        raise InvalidArgument("cursor is malformed") from None
 
 
 def page_limit(limit: int, default: int = 20, maximum: int = 100) -> int:

@@ -41,11 +41,12 @@ from fabula_billing.subscriptions import repository as repo
 from fabula_billing.subscriptions.models import StripeInvoice, StripeSubscription
 from fabula_billing.subscriptions.stripe_api import (
     InvoiceState,
+    object_id,
     StripeApi,
     StripeNotFound,
     SubscriptionState,
 )
-from fabula_billing.usage.service import BillingService, period_containing
+from fabula_billing.usage.service import BillingService, optional_uuid, period_containing
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class SubscriptionService:
         at once (the user is gone: nothing more is charged), then every
         payment record naming the user is deleted (Stripe keeps the invoices
         themselves), then usage is anonymised (leaving.forget_user)."""
-        user_id = _uuid(event.user_id)
+        user_id = optional_uuid(event.user_id)
         if user_id is not None:
             live = await repo.live_subscription(session, user_id)
             if live is not None:
@@ -203,13 +204,13 @@ class SubscriptionService:
         item = (event.get("data") or {}).get("object") or {}
         created = dt.datetime.fromtimestamp(int(event.get("created") or 0), dt.UTC)
         if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-            user_id = _uuid(item.get("client_reference_id")) or _uuid(
+            user_id = optional_uuid(item.get("client_reference_id")) or optional_uuid(
                 (item.get("metadata") or {}).get("user_id")
             )
-            customer = _ref(item.get("customer"))
+            customer = object_id(item.get("customer"))
             if user_id is not None and customer:
                 await repo.link_customer(session, user_id, customer)
-            subscription = _ref(item.get("subscription"))
+            subscription = object_id(item.get("subscription"))
             if subscription:
                 await self._sync_subscription(session, subscription, user_hint=user_id)
         elif kind.startswith("customer.subscription."):
@@ -250,7 +251,7 @@ class SubscriptionService:
                 return
             state = SubscriptionState.from_stripe(fallback)
         user_id = (
-            _uuid(state.metadata_user_id)
+            optional_uuid(state.metadata_user_id)
             or await repo.user_of_customer(session, state.customer_id)
             or user_hint
         )
@@ -373,16 +374,3 @@ def _view(plan: str, subscription: StripeSubscription) -> SubscriptionView:
         subscription_id=subscription.id,
         subscribed_plan=subscription.plan or "",
     )
-
-
-def _ref(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("id")
-    return value or None
-
-
-def _uuid(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value)) if value else None
-    except ValueError:
-        return None

@@ -40,7 +40,7 @@ def _timestamp(value: Any) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(int(value), dt.UTC) if value else None
 
 
-def _id(value: Any) -> str | None:
+def object_id(value: Any) -> str | None:
     """An expandable field: an id, or the expanded object."""
     if isinstance(value, dict):
         return value.get("id")
@@ -72,9 +72,9 @@ class SubscriptionState:
         end = item.get("current_period_end") or subscription.get("current_period_end")
         return cls(
             id=subscription["id"],
-            customer_id=_id(subscription.get("customer")) or "",
+            customer_id=object_id(subscription.get("customer")) or "",
             status=subscription.get("status") or "incomplete",
-            price_id=_id(price),
+            price_id=object_id(price),
             current_period_start=_timestamp(start),
             current_period_end=_timestamp(end),
             cancel_at_period_end=bool(subscription.get("cancel_at_period_end")),
@@ -103,12 +103,14 @@ class InvoiceState:
         # Recent API versions name the subscription under parent; older ones
         # on the invoice.
         parent = (invoice.get("parent") or {}).get("subscription_details") or {}
-        subscription = _id(parent.get("subscription")) or _id(invoice.get("subscription"))
+        subscription = object_id(parent.get("subscription")) or object_id(
+            invoice.get("subscription")
+        )
         lines = (invoice.get("lines") or {}).get("data") or []
         line_period = (lines[0].get("period") or {}) if lines else {}
         return cls(
             id=invoice["id"],
-            customer_id=_id(invoice.get("customer")),
+            customer_id=object_id(invoice.get("customer")),
             subscription_id=subscription,
             number=invoice.get("number"),
             status=invoice.get("status") or "draft",

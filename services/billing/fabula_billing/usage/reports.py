@@ -9,15 +9,14 @@ so the breakdown's total is what the account says was used.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import struct
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
+from fabula_common import pagination
 from fabula_common.errors import InvalidArgument
+from fabula_common.pagination import page_limit
 from sqlalchemy import ColumnElement, func, literal_column, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,38 +37,24 @@ OPERATION: ColumnElement[str] = func.regexp_replace(
 
 def page_size(limit: int) -> int:
     """The page size a request asks for: 0 means the default."""
-    if limit == 0:
-        return DEFAULT_PAGE_SIZE
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE_SIZE}")
-    return limit
+    return page_limit(limit, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-# A cursor is the (occurred_at, id) key of the last entry of the previous page:
-# microseconds since the epoch (Postgres' precision) and the entry's id.
-_CURSOR = struct.Struct(">qq")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
+# A cursor is the (occurred_at, id) key of the last entry of the previous page.
 def encode_cursor(occurred_at: dt.datetime, entry_id: int) -> str:
-    micros = (occurred_at - _EPOCH) // dt.timedelta(microseconds=1)
-    return base64.urlsafe_b64encode(_CURSOR.pack(micros, entry_id)).rstrip(b"=").decode()
+    return pagination.encode_cursor(occurred_at, str(entry_id))
 
 
 def decode_cursor(cursor: str) -> tuple[dt.datetime, int] | None:
     """The key a cursor stands for; None for the first page (empty cursor)."""
-    if not cursor:
+    key = pagination.decode_cursor(cursor)
+    if key is None:
         return None
+    occurred_at, entry_id = key
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
-        micros, entry_id = _CURSOR.unpack(raw)
-        occurred_at = _EPOCH + dt.timedelta(microseconds=micros)
-    except (binascii.Error, ValueError, struct.error, OverflowError):
-        raise InvalidArgument(
-            "cursor is malformed: pass the next_cursor of the previous page as it is"
-        ) from None
-    return occurred_at, entry_id
+        return occurred_at, int(entry_id)
+    except ValueError:
+        raise InvalidArgument("cursor is malformed") from None
 
 
 @dataclass(frozen=True)

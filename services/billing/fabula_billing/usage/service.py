@@ -401,7 +401,7 @@ class BillingService:
         named = [
             (reservation_id, user_id, f"usage event {event.event_id}")
             for event, user_id, _ in usable
-            if (reservation_id := _optional_uuid(event.reservation_id)) is not None
+            if (reservation_id := optional_uuid(event.reservation_id)) is not None
         ]
         settlement = await self._settlement(session, named, now)
         settlement.ledgered = await repo.ledger_event_ids(
@@ -419,7 +419,7 @@ class BillingService:
         cost: Decimal,
     ) -> None:
         now = settlement.now
-        reservation_id = _optional_uuid(event.reservation_id)
+        reservation_id = optional_uuid(event.reservation_id)
         reservation = settlement.reservation(reservation_id, user_id)
         if reservation is not None and reservation.cost_settled_at is not None:
             if reservation.generation_id == event.generation_id:
@@ -696,7 +696,7 @@ def _ledger_entry(
     )
 
 
-def _optional_uuid(value: str) -> uuid.UUID | None:
+def optional_uuid(value: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(value) if value else None
     except ValueError:
