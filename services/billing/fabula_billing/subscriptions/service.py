@@ -41,10 +41,10 @@ from fabula_billing.subscriptions import repository as repo
 from fabula_billing.subscriptions.models import StripeInvoice, StripeSubscription
 from fabula_billing.subscriptions.stripe_api import (
     InvoiceState,
-    object_id,
     StripeApi,
     StripeNotFound,
     SubscriptionState,
+    object_id,
 )
 from fabula_billing.usage.service import BillingService, optional_uuid, period_containing
 
