@@ -15,17 +15,27 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
+import nats
 import pytest
 import stripe
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.billing.v1 import events_pb2 as billing_events
+from fabula.users.v1 import events_pb2 as users_events
 from fabula_billing.app import create_app
 from fabula_billing.database import outbox
 from fabula_billing.settings import Settings
 from fabula_billing.subscriptions import inbox as inbox_cli
-from fabula_billing.subscriptions.models import PlanChange, StripeEvent
+from fabula_billing.subscriptions.models import (
+    PlanChange,
+    StripeCustomer,
+    StripeEvent,
+    StripeInvoice,
+    StripeSubscription,
+)
 from fabula_common.db import Database
 from fabula_common.errors import error_reason
+from fabula_common.messaging.bus import subject_for
+from fabula_common.messaging.headers import MSG_ID_HEADER
 from fabula_common.testing import free_port, running_app
 from sqlalchemy import func, select, update
 
@@ -480,3 +490,41 @@ async def test_without_a_stripe_key_payments_say_they_are_not_configured(test_da
         # Everything else works.
         status = await stub.GetSubscription(billing_pb2.GetSubscriptionRequest(user_id=user_id))
         assert (status.plan, status.status) == ("free", "none")
+
+
+async def test_deleting_a_subscriber_cancels_the_subscription_and_forgets_payments(
+    buyer, stripe_fake, settings, db
+):
+    """UserDeleted while a subscription is live: Stripe stops charging at once
+    and no payment record names the user any more. Delivered twice (the
+    consumer's redelivery after a crash between Stripe and the commit): the
+    second finds the subscription gone and changes nothing."""
+    await buyer.pay("pro")
+    await buyer.deliver_all(buyer.take_events())
+    assert (await buyer.usage()).plan == "pro"
+
+    event = users_events.UserDeleted(event_id=str(uuid.uuid4()), user_id=buyer.user_id)
+    nc = await nats.connect(settings.nats_url, connect_timeout=2)
+    try:
+        js = nc.jetstream()
+        subject = subject_for(settings, "users", "user_deleted")
+        for _ in range(2):  # a new message id each time: past JetStream's duplicate window
+            await js.publish(
+                subject, event.SerializeToString(), headers={MSG_ID_HEADER: uuid.uuid4().hex}
+            )
+    finally:
+        await nc.close()
+
+    async def forgotten() -> bool:
+        async with db.session_scope() as session:
+            left = 0
+            for model in (StripeCustomer, StripeSubscription, StripeInvoice, PlanChange):
+                left += await session.scalar(
+                    select(func.count()).select_from(model).where(
+                        model.user_id == uuid.UUID(buyer.user_id)
+                    )
+                )
+            return left == 0
+
+    await eventually(forgotten)
+    assert stripe_fake.subscriptions[buyer.subscription_id]["status"] == "canceled"
