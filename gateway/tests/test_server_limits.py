@@ -197,8 +197,10 @@ async def test_slowloris_connections_get_408_after_the_header_timeout_while_othe
     gateway: Gateway,
 ):
     async def slow_head() -> tuple[bytes, float]:
-        reader, writer = await gateway.connect()
+        # From before connecting: the server's clock starts when it accepts,
+        # which a busy client may see well before connect() returns.
         started = time.monotonic()
+        reader, writer = await gateway.connect()
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
 
         async def trickle() -> None:
