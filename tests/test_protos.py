@@ -146,8 +146,8 @@ def edit(proto: Path, old: str, new: str) -> None:
             id="rpc-removed",
         ),
         pytest.param(
-            "returns (stream ContinueStoryEvent);",
-            "returns (ContinueStoryEvent);",
+            "(ContinueStoryRequest) returns (stream ContinueStoryEvent);",
+            "(ContinueStoryRequest) returns (ContinueStoryEvent);",
             'RPC "ContinueStory" on service "StoriesService" changed from server streaming',
             id="stream-made-unary",
         ),
@@ -169,7 +169,7 @@ def test_an_additive_change_passes(released):
     edit(
         protos / STORIES_PROTO,
         "  int32 segment_count = 11;\n",
-        "  int32 segment_count = 11;\n  string subtitle = 12;\n",
+        "  int32 segment_count = 11;\n  string subtitle = 90;\n",
     )
     edit(
         protos / STORIES_PROTO,

@@ -6,14 +6,24 @@ from __future__ import annotations
 
 from fabula_stories.database import Base, deleted_users, outbox, processed_events
 from fabula_stories.idempotency.models import IdempotencyKey
-from fabula_stories.stories.models import PendingGeneration, Segment, Story
+from fabula_stories.stories.models import (
+    LoreEntry,
+    PendingGeneration,
+    Segment,
+    SegmentRevision,
+    Story,
+    StoryShare,
+)
 
 __all__ = [
     "Base",
     "IdempotencyKey",
+    "LoreEntry",
     "PendingGeneration",
     "Segment",
+    "SegmentRevision",
     "Story",
+    "StoryShare",
     "deleted_users",
     "outbox",
     "processed_events",

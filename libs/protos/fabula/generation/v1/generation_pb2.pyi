@@ -21,6 +21,7 @@ class Purpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PURPOSE_STORY_OPENING: _ClassVar[Purpose]
     PURPOSE_STORY_CONTINUATION: _ClassVar[Purpose]
     PURPOSE_STORY_ENDING: _ClassVar[Purpose]
+    PURPOSE_STORY_SUGGESTIONS: _ClassVar[Purpose]
 
 class GenerationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -42,6 +43,7 @@ PURPOSE_UNSPECIFIED: Purpose
 PURPOSE_STORY_OPENING: Purpose
 PURPOSE_STORY_CONTINUATION: Purpose
 PURPOSE_STORY_ENDING: Purpose
+PURPOSE_STORY_SUGGESTIONS: Purpose
 GENERATION_KIND_UNSPECIFIED: GenerationKind
 GENERATION_KIND_OPENING: GenerationKind
 GENERATION_KIND_CONTINUATION: GenerationKind
@@ -49,6 +51,62 @@ GENERATION_KIND_ENDING: GenerationKind
 DELIVERY_UNSPECIFIED: Delivery
 DELIVERY_ON_COMPLETION: Delivery
 DELIVERY_CONFIRMED_BY_OWNER: Delivery
+
+class RenderedPrompt(_message.Message):
+    __slots__ = ("messages", "prompt_tokens")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    prompt_tokens: int
+    def __init__(self, messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., prompt_tokens: _Optional[int] = ...) -> None: ...
+
+class ChatMessage(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class SuggestStoriesRequest(_message.Message):
+    __slots__ = ("user_id", "genre", "count", "locale")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    LOCALE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    genre: str
+    count: int
+    locale: str
+    def __init__(self, user_id: _Optional[str] = ..., genre: _Optional[str] = ..., count: _Optional[int] = ..., locale: _Optional[str] = ...) -> None: ...
+
+class StoryIdea(_message.Message):
+    __slots__ = ("title", "genre", "characters", "opening_line")
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    OPENING_LINE_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    genre: str
+    characters: _containers.RepeatedScalarFieldContainer[str]
+    opening_line: str
+    def __init__(self, title: _Optional[str] = ..., genre: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., opening_line: _Optional[str] = ...) -> None: ...
+
+class SuggestStoriesResponse(_message.Message):
+    __slots__ = ("ideas", "generation_id", "provider", "model", "is_language_model", "usage")
+    IDEAS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IS_LANGUAGE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    ideas: _containers.RepeatedCompositeFieldContainer[StoryIdea]
+    generation_id: str
+    provider: str
+    model: str
+    is_language_model: bool
+    usage: Usage
+    def __init__(self, ideas: _Optional[_Iterable[_Union[StoryIdea, _Mapping]]] = ..., generation_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., is_language_model: _Optional[bool] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
 
 class LookupGenerationsRequest(_message.Message):
     __slots__ = ("ids",)
@@ -79,18 +137,24 @@ class SubjectRef(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class StoryInputs(_message.Message):
-    __slots__ = ("genre", "title", "characters", "opening_line", "previous_segments")
+    __slots__ = ("genre", "title", "characters", "opening_line", "previous_segments", "memory", "authors_note", "lore")
     GENRE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     CHARACTERS_FIELD_NUMBER: _ClassVar[int]
     OPENING_LINE_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    AUTHORS_NOTE_FIELD_NUMBER: _ClassVar[int]
+    LORE_FIELD_NUMBER: _ClassVar[int]
     genre: str
     title: str
     characters: _containers.RepeatedScalarFieldContainer[str]
     opening_line: str
     previous_segments: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, genre: _Optional[str] = ..., title: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., opening_line: _Optional[str] = ..., previous_segments: _Optional[_Iterable[str]] = ...) -> None: ...
+    memory: str
+    authors_note: str
+    lore: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, genre: _Optional[str] = ..., title: _Optional[str] = ..., characters: _Optional[_Iterable[str]] = ..., opening_line: _Optional[str] = ..., previous_segments: _Optional[_Iterable[str]] = ..., memory: _Optional[str] = ..., authors_note: _Optional[str] = ..., lore: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("user_id", "purpose", "subject", "story_id", "reservation_id", "kind", "story", "generation_id", "delivery", "direction", "want_title")

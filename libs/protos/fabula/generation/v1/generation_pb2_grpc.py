@@ -54,6 +54,16 @@ class GenerationServiceStub:
                 request_serializer=fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsRequest.SerializeToString,
                 response_deserializer=fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsResponse.FromString,
                 _registered_method=True)
+        self.RenderPrompt = channel.unary_unary(
+                '/fabula.generation.v1.GenerationService/RenderPrompt',
+                request_serializer=fabula_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=fabula_dot_generation_dot_v1_dot_generation__pb2.RenderedPrompt.FromString,
+                _registered_method=True)
+        self.SuggestStories = channel.unary_unary(
+                '/fabula.generation.v1.GenerationService/SuggestStories',
+                request_serializer=fabula_dot_generation_dot_v1_dot_generation__pb2.SuggestStoriesRequest.SerializeToString,
+                response_deserializer=fabula_dot_generation_dot_v1_dot_generation__pb2.SuggestStoriesResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -88,6 +98,25 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenderPrompt(self, request, context):
+        """The messages Generate would send the model for this request, without
+        calling it, reserving or recording anything (for showing a context).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuggestStories(self, request, context):
+        """Story ideas from the model (structured output where the provider has it;
+        the offline generator otherwise). Metered as cost (a usage record with
+        purpose PURPOSE_STORY_SUGGESTIONS) but never counted as a generation of
+        the plan. RESOURCE_EXHAUSTED, reason `rate-limited` with a RetryInfo,
+        when the user asks too often.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +134,16 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.LookupGenerations,
                     request_deserializer=fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsRequest.FromString,
                     response_serializer=fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsResponse.SerializeToString,
+            ),
+            'RenderPrompt': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderPrompt,
+                    request_deserializer=fabula_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.FromString,
+                    response_serializer=fabula_dot_generation_dot_v1_dot_generation__pb2.RenderedPrompt.SerializeToString,
+            ),
+            'SuggestStories': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuggestStories,
+                    request_deserializer=fabula_dot_generation_dot_v1_dot_generation__pb2.SuggestStoriesRequest.FromString,
+                    response_serializer=fabula_dot_generation_dot_v1_dot_generation__pb2.SuggestStoriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -193,6 +232,60 @@ class GenerationService:
             '/fabula.generation.v1.GenerationService/LookupGenerations',
             fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsRequest.SerializeToString,
             fabula_dot_generation_dot_v1_dot_generation__pb2.LookupGenerationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderPrompt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.generation.v1.GenerationService/RenderPrompt',
+            fabula_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
+            fabula_dot_generation_dot_v1_dot_generation__pb2.RenderedPrompt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuggestStories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.generation.v1.GenerationService/SuggestStories',
+            fabula_dot_generation_dot_v1_dot_generation__pb2.SuggestStoriesRequest.SerializeToString,
+            fabula_dot_generation_dot_v1_dot_generation__pb2.SuggestStoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

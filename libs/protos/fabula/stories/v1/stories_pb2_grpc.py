@@ -77,6 +77,111 @@ class StoriesServiceStub:
                 request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ExportStoriesRequest.SerializeToString,
                 response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
                 _registered_method=True)
+        self.RegenerateSegment = channel.unary_stream(
+                '/fabula.stories.v1.StoriesService/RegenerateSegment',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.RegenerateSegmentRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ContinueStoryEvent.FromString,
+                _registered_method=True)
+        self.ListAlternatives = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/ListAlternatives',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.SegmentRef.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListAlternativesResponse.FromString,
+                _registered_method=True)
+        self.SelectAlternative = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/SelectAlternative',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.SelectAlternativeRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
+                _registered_method=True)
+        self.EditSegment = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/EditSegment',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.EditSegmentRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Segment.FromString,
+                _registered_method=True)
+        self.ListRevisions = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/ListRevisions',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.SegmentRef.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListRevisionsResponse.FromString,
+                _registered_method=True)
+        self.RestoreRevision = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/RestoreRevision',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.RestoreRevisionRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Segment.FromString,
+                _registered_method=True)
+        self.ListBranches = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/ListBranches',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListBranchesResponse.FromString,
+                _registered_method=True)
+        self.SelectBranch = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/SelectBranch',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.SelectBranchRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
+                _registered_method=True)
+        self.UpdateStory = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/UpdateStory',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.UpdateStoryRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
+                _registered_method=True)
+        self.CreateLoreEntry = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/CreateLoreEntry',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.CreateLoreEntryRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntry.FromString,
+                _registered_method=True)
+        self.ListLoreEntries = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/ListLoreEntries',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListLoreEntriesResponse.FromString,
+                _registered_method=True)
+        self.GetLoreEntry = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/GetLoreEntry',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntryRef.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntry.FromString,
+                _registered_method=True)
+        self.UpdateLoreEntry = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/UpdateLoreEntry',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.UpdateLoreEntryRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntry.FromString,
+                _registered_method=True)
+        self.DeleteLoreEntry = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/DeleteLoreEntry',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntryRef.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetContext = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/GetContext',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.GetContextRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryContext.FromString,
+                _registered_method=True)
+        self.ShareStory = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/ShareStory',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryShare.FromString,
+                _registered_method=True)
+        self.RevokeShare = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/RevokeShare',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetSharedStory = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/GetSharedStory',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.GetSharedStoryRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.SharedStory.FromString,
+                _registered_method=True)
+        self.GetStoryStats = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/GetStoryStats',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.GetStoryStatsRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryStats.FromString,
+                _registered_method=True)
+        self.ExportStory = channel.unary_stream(
+                '/fabula.stories.v1.StoriesService/ExportStory',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ExportStoryRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ExportChunk.FromString,
+                _registered_method=True)
+        self.ImportStory = channel.unary_unary(
+                '/fabula.stories.v1.StoriesService/ImportStory',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ImportStoryRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ImportStoryResponse.FromString,
+                _registered_method=True)
 
 
 class StoriesServiceServicer:
@@ -161,6 +266,179 @@ class StoriesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegenerateSegment(self, request, context):
+        """--- Shaping a story ---------------------------------------------------------
+        A story's segments form a tree: each segment follows its parent (none for
+        the opening), alternatives of a segment share its parent, and a branch is
+        a path from the opening to a segment nothing follows yet (a leaf). The
+        story follows one path, ending at its head segment; GetStory and
+        ListSegments read that path. Nothing is ever deleted by regenerating,
+        editing, branching or selecting. All of them keep the one-writer rule:
+        FAILED_PRECONDITION, reason `story-busy`, while a segment is being
+        written. Another user's story, segment, revision or branch is NOT_FOUND.
+
+        Writes another version of a segment (an alternative: same parent, same
+        position) and makes the story follow it. Costs one generation, like
+        ContinueStory, and streams the same events. A failed regeneration leaves
+        the story as it was.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlternatives(self, request, context):
+        """The versions of a segment's position on its path (the segment and its
+        siblings), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SelectAlternative(self, request, context):
+        """Makes the story follow an alternative: the head becomes the newest leaf
+        under it (the alternative itself when nothing follows it). Answers the
+        story on its new path (BASIC view).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditSegment(self, request, context):
+        """Changes a segment's text without any model call; the text it had is kept
+        as a revision. INVALID_ARGUMENT for an empty or too long text.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRevisions(self, request, context):
+        """Earlier texts of a segment, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreRevision(self, request, context):
+        """Gives the segment a revision's text again (undo); the text it had is
+        kept as a revision too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBranches(self, request, context):
+        """Every branch of the story (a path to a leaf), newest first, the followed
+        one marked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SelectBranch(self, request, context):
+        """Makes the story follow the branch that ends at `branch_id` (a leaf
+        segment's id). Answers the story on its new path (BASIC view).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateStory(self, request, context):
+        """Changes title, memory, author's note and favourite mark (those present).
+        Answers the story (BASIC view).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateLoreEntry(self, request, context):
+        """--- Lore: facts shown to the model when the story mentions them -------------
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLoreEntries(self, request, context):
+        """All the story's entries, by priority (highest first), then oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLoreEntry(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateLoreEntry(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLoreEntry(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetContext(self, request, context):
+        """Exactly what the model would be given for the story's next segment:
+        the context sections, what was left out for the token budget, and the
+        prompt messages the generation service would send.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShareStory(self, request, context):
+        """--- Finding, sharing, statistics -------------------------------------------
+        Gives the story a new share link (a previous one stops working: only a
+        hash of the token is kept, so the token is shown once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeShare(self, request, context):
+        """Revokes the link: NOT_FOUND when the story has none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSharedStory(self, request, context):
+        """The shared story's followed path, read-only, with nothing about its
+        owner; counts the view. NOT_FOUND for an unknown or revoked token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStoryStats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportStory(self, request, context):
+        """--- Export and import -----------------------------------------------------
+        The story's followed path as a file: a header, then its bytes in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportStory(self, request, context):
+        """Imports one story (e.g. from the AI Story Generator's saved_stories),
+        idempotently: a story with the same (source, original_id) already
+        imported for the user is not imported again (imported=false).
+        INVALID_ARGUMENT, naming the field, for a malformed story: nothing stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoriesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +481,111 @@ def add_StoriesServiceServicer_to_server(servicer, server):
                     servicer.ExportStories,
                     request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ExportStoriesRequest.FromString,
                     response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.SerializeToString,
+            ),
+            'RegenerateSegment': grpc.unary_stream_rpc_method_handler(
+                    servicer.RegenerateSegment,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.RegenerateSegmentRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ContinueStoryEvent.SerializeToString,
+            ),
+            'ListAlternatives': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlternatives,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.SegmentRef.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListAlternativesResponse.SerializeToString,
+            ),
+            'SelectAlternative': grpc.unary_unary_rpc_method_handler(
+                    servicer.SelectAlternative,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.SelectAlternativeRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.SerializeToString,
+            ),
+            'EditSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditSegment,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.EditSegmentRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Segment.SerializeToString,
+            ),
+            'ListRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevisions,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.SegmentRef.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListRevisionsResponse.SerializeToString,
+            ),
+            'RestoreRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreRevision,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.RestoreRevisionRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Segment.SerializeToString,
+            ),
+            'ListBranches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBranches,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListBranchesResponse.SerializeToString,
+            ),
+            'SelectBranch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SelectBranch,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.SelectBranchRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.SerializeToString,
+            ),
+            'UpdateStory': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStory,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.UpdateStoryRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.SerializeToString,
+            ),
+            'CreateLoreEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLoreEntry,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.CreateLoreEntryRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntry.SerializeToString,
+            ),
+            'ListLoreEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLoreEntries,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ListLoreEntriesResponse.SerializeToString,
+            ),
+            'GetLoreEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoreEntry,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntryRef.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntry.SerializeToString,
+            ),
+            'UpdateLoreEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateLoreEntry,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.UpdateLoreEntryRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntry.SerializeToString,
+            ),
+            'DeleteLoreEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLoreEntry,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntryRef.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetContext': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContext,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.GetContextRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryContext.SerializeToString,
+            ),
+            'ShareStory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShareStory,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryShare.SerializeToString,
+            ),
+            'RevokeShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeShare,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetSharedStory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSharedStory,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.GetSharedStoryRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.SharedStory.SerializeToString,
+            ),
+            'GetStoryStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStoryStats,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.GetStoryStatsRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.StoryStats.SerializeToString,
+            ),
+            'ExportStory': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportStory,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ExportStoryRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ExportChunk.SerializeToString,
+            ),
+            'ImportStory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportStory,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ImportStoryRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ImportStoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -423,6 +806,573 @@ class StoriesService:
             '/fabula.stories.v1.StoriesService/ExportStories',
             fabula_dot_stories_dot_v1_dot_stories__pb2.ExportStoriesRequest.SerializeToString,
             fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegenerateSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/RegenerateSegment',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.RegenerateSegmentRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ContinueStoryEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlternatives(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/ListAlternatives',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.SegmentRef.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ListAlternativesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SelectAlternative(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/SelectAlternative',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.SelectAlternativeRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/EditSegment',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.EditSegmentRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.Segment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/ListRevisions',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.SegmentRef.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ListRevisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/RestoreRevision',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.RestoreRevisionRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.Segment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBranches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/ListBranches',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ListBranchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SelectBranch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/SelectBranch',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.SelectBranchRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/UpdateStory',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.UpdateStoryRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateLoreEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/CreateLoreEntry',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.CreateLoreEntryRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLoreEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/ListLoreEntries',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ListLoreEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoreEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/GetLoreEntry',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntryRef.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateLoreEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/UpdateLoreEntry',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.UpdateLoreEntryRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLoreEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/DeleteLoreEntry',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.LoreEntryRef.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContext(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/GetContext',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.GetContextRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.StoryContext.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShareStory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/ShareStory',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.StoryShare.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/RevokeShare',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.StoryRef.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSharedStory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/GetSharedStory',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.GetSharedStoryRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.SharedStory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStoryStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/GetStoryStats',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.GetStoryStatsRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.StoryStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportStory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/ExportStory',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ExportStoryRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ExportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportStory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/ImportStory',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ImportStoryRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.ImportStoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

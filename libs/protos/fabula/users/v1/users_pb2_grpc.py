@@ -56,6 +56,11 @@ class UsersServiceStub:
                 request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.GetUserRequest.SerializeToString,
                 response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
                 _registered_method=True)
+        self.FindUserByEmail = channel.unary_unary(
+                '/fabula.users.v1.UsersService/FindUserByEmail',
+                request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.FindUserByEmailRequest.SerializeToString,
+                response_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+                _registered_method=True)
         self.UpdateProfile = channel.unary_unary(
                 '/fabula.users.v1.UsersService/UpdateProfile',
                 request_serializer=fabula_dot_users_dot_v1_dot_users__pb2.UpdateProfileRequest.SerializeToString,
@@ -204,6 +209,14 @@ class UsersServiceServicer:
 
     def GetUser(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindUserByEmail(self, request, context):
+        """The account with this email (case-insensitive), for operator tools such
+        as the story import; NOT_FOUND when none. Not exposed by the gateway.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -397,6 +410,11 @@ def add_UsersServiceServicer_to_server(servicer, server):
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
                     request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.GetUserRequest.FromString,
+                    response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.User.SerializeToString,
+            ),
+            'FindUserByEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindUserByEmail,
+                    request_deserializer=fabula_dot_users_dot_v1_dot_users__pb2.FindUserByEmailRequest.FromString,
                     response_serializer=fabula_dot_users_dot_v1_dot_users__pb2.User.SerializeToString,
             ),
             'UpdateProfile': grpc.unary_unary_rpc_method_handler(
@@ -619,6 +637,33 @@ class UsersService:
             target,
             '/fabula.users.v1.UsersService/GetUser',
             fabula_dot_users_dot_v1_dot_users__pb2.GetUserRequest.SerializeToString,
+            fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindUserByEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.users.v1.UsersService/FindUserByEmail',
+            fabula_dot_users_dot_v1_dot_users__pb2.FindUserByEmailRequest.SerializeToString,
             fabula_dot_users_dot_v1_dot_users__pb2.User.FromString,
             options,
             channel_credentials,
