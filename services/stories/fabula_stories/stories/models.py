@@ -121,6 +121,10 @@ class Segment(Base):
     __table_args__ = (
         CheckConstraint("position >= 1", name="position_positive"),
         CheckConstraint("kind IN ('opening', 'continuation', 'ending')", name="kind_known"),
+        CheckConstraint(
+            "text_source IN ('generated', 'edited', 'restored', 'imported')",
+            name="text_source_known",
+        ),
         Index("ix_segments_story_id_position", "story_id", "position"),
         Index("ix_segments_parent_id", "parent_id"),
         Index("ix_segments_search_vector", "search_vector", postgresql_using="gin"),
@@ -148,6 +152,11 @@ class Segment(Base):
     # When the writer last changed the text by hand (None: never); the texts
     # it replaced are SegmentRevisions.
     edited_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # How the current text came to be the segment's (a RevisionSource value);
+    # becomes the revision's source when the text is replaced.
+    text_source: Mapped[str] = mapped_column(
+        String(16), default="generated", server_default="generated"
+    )
     # Whether the story follows it: on the path from the opening to the
     # story's head. Kept by paths.follow whenever the head moves, so reading
     # the followed path is one index range (story_id, position) WHERE on_path.

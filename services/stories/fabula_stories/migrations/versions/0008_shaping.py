@@ -56,6 +56,17 @@ def upgrade() -> None:
     op.add_column(
         "segments", sa.Column("edited_at", sa.DateTime(timezone=True)), schema=SCHEMA
     )
+    op.add_column(
+        "segments",
+        sa.Column("text_source", sa.String(16), nullable=False, server_default="generated"),
+        schema=SCHEMA,
+    )
+    op.create_check_constraint(
+        "ck_segments_text_source_known",
+        "segments",
+        "text_source IN ('generated', 'edited', 'restored', 'imported')",
+        schema=SCHEMA,
+    )
     # Every existing segment is on its story's one path.
     op.add_column(
         "segments",
@@ -301,6 +312,7 @@ def downgrade() -> None:
     op.create_unique_constraint(
         "uq_segments_story_id_position", "segments", ["story_id", "position"], schema=SCHEMA
     )
-    for name in ("search_vector", "on_path", "edited_at", "word_count", "parent_id"):
+    op.drop_constraint("ck_segments_text_source_known", "segments", schema=SCHEMA)
+    for name in ("search_vector", "on_path", "text_source", "edited_at", "word_count", "parent_id"):
         op.drop_column("segments", name, schema=SCHEMA)
     op.execute(f"DROP FUNCTION {SCHEMA}.join_words(text[])")
