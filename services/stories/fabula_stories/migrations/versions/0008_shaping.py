@@ -312,7 +312,7 @@ def downgrade() -> None:
     op.create_unique_constraint(
         "uq_segments_story_id_position", "segments", ["story_id", "position"], schema=SCHEMA
     )
-    op.drop_constraint("text_source_known", "segments", schema=SCHEMA)
+    op.drop_constraint("ck_segments_text_source_known", "segments", schema=SCHEMA)
     for name in ("search_vector", "on_path", "text_source", "edited_at", "word_count", "parent_id"):
         op.drop_column("segments", name, schema=SCHEMA)
     op.execute(f"DROP FUNCTION {SCHEMA}.join_words(text[])")
