@@ -1028,3 +1028,46 @@ async def test_lookup_tells_what_the_record_says_of_each_id(generation, db, bill
     assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     async with db.session_scope() as session:
         await session.execute(delete(Generation).where(Generation.id == running))
+
+
+# --- RenderPrompt -------------------------------------------------------------------
+
+
+async def test_render_prompt_shows_the_messages_generate_would_send_and_costs_nothing(
+    generation, db, billing
+):
+    request = generate_request(
+        generation_pb2.PURPOSE_STORY_CONTINUATION,
+        story=generation_pb2.StoryInputs(
+            genre="fantasy",
+            characters=["Mara"],
+            previous_segments=["The fog came in at noon."],
+            memory="Mara cannot swim.",
+            lore=["The ferry leaves at dawn."],
+            authors_note="Keep it eerie.",
+        ),
+    )
+
+    rendered = await generation.RenderPrompt(request)
+
+    [system, user] = rendered.messages
+    assert (system.role, user.role) == ("system", "user")
+    for part in ("Mara cannot swim.", "- The ferry leaves at dawn.", "[Author's note: Keep it eerie.]",
+                 "The fog came in at noon.", "Mara finds the lost ship"):
+        assert part in user.content
+    assert rendered.prompt_tokens == (len(system.content) + 1 + len(user.content) + 3) // 4
+    # Nothing reserved, recorded or billed.
+    assert await rows_for_user(db, request.user_id) == []
+    assert await usage_of(billing, request.user_id) == (0, 0)
+
+
+async def test_render_prompt_refuses_what_generate_refuses(generation):
+    request = generate_request(
+        story=generation_pb2.StoryInputs(genre="fantasy", memory="x" * 10_001)
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await generation.RenderPrompt(request)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "story.memory" in caught.value.details()

@@ -16,11 +16,26 @@ from fabula_common.messaging.outbox import OutboxRelay
 from fabula_stories.database import outbox, processed_events
 from fabula_stories.idempotency.tasks import ExpiredKeysPurger
 from fabula_stories.leaving.service import delete_user_data
+from fabula_stories.lore.servicer import LoreServicer
 from fabula_stories.settings import Settings
 from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.servicer import StoriesServicer
 from fabula_stories.stories.tasks import ClaimSweeper
 from fabula_stories.stories.writer import StoryWriter
+
+
+class StoriesApi(LoreServicer, StoriesServicer):
+    """Every StoriesService method: each mixin serves its part."""
+
+    def __init__(
+        self,
+        db: Database,
+        writer: StoryWriter,
+        generation: generation_pb2_grpc.GenerationServiceStub,
+        settings: Settings,
+    ) -> None:
+        StoriesServicer.__init__(self, db, writer)
+        LoreServicer.__init__(self, db, generation, settings)
 
 
 def create_app(settings: Settings) -> GrpcApp:
@@ -30,14 +45,11 @@ def create_app(settings: Settings) -> GrpcApp:
     generation_channel = open_channel(
         settings.generation_addr, settings.generation_deadline_seconds
     )
-    writer = StoryWriter(
-        db,
-        generation_pb2_grpc.GenerationServiceStub(generation_channel),
-        settings,
-    )
+    generation = generation_pb2_grpc.GenerationServiceStub(generation_channel)
+    writer = StoryWriter(db, generation, settings)
     app.add_servicer(
         stories_pb2_grpc.add_StoriesServiceServicer_to_server,
-        StoriesServicer(db, writer),
+        StoriesApi(db, writer, generation, settings),
         stories_pb2.DESCRIPTOR.services_by_name["StoriesService"].full_name,
     )
     # Stopped in this order: writes in flight finish (and report their

@@ -19,8 +19,16 @@ class Settings(ServiceSettings):
     # Postgres fork) a connection for a few reads in every hundred.
     db_pool_size: int = env("DB_POOL_SIZE", 15, ge=1)
 
-    # How much of a story the model is shown when continuing or ending it:
-    # the most recent segments, and at most this many characters of them.
+    # The model's context for the next segment (context/builder.py): memory,
+    # lore, the most recent segments of the followed path, author's note and
+    # direction within this many approximate tokens (characters / 4).
+    context_max_tokens: int = Field(2048, ge=256, le=200_000)
+    # At most this part of context_max_tokens goes to lore entries.
+    lore_budget_share: float = Field(0.25, ge=0, le=1)
+    # How many of the most recent path segments are searched for lore keys.
+    lore_scan_segments: int = Field(4, ge=1, le=50)
+    # Further caps on the segments shown, whatever the token budget: at most
+    # this many of them, and this many characters in all.
     context_segments: int = Field(6, ge=1, le=50)
     context_max_chars: int = Field(12_000, ge=500)
     # One segment is written at a time per story: a writer claims the story

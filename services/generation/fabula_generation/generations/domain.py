@@ -56,6 +56,12 @@ class StoryInputs:
     opening_line: str = ""
     # The most recent segments, oldest first.
     previous_segments: tuple[str, ...] = ()
+    # What the model must always keep in mind; empty: none.
+    memory: str = ""
+    # Shown just before the task; empty: none.
+    authors_note: str = ""
+    # Lore entries the recent story called up, most important first.
+    lore: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,12 @@ class ChatPrompt:
         return f"{self.system}\n{self.user}"
 
 
+def approximate_tokens(text: str) -> int:
+    """About four characters a token: ceil(len / 4), as stories counts its
+    context budget (see docs/architecture.md)."""
+    return (len(text) + 3) // 4
+
+
 def build_prompt(request: GenerationRequest) -> ChatPrompt:
     story = request.story
     lines: list[str] = []
@@ -59,10 +65,24 @@ def build_prompt(request: GenerationRequest) -> ChatPrompt:
             if request.purpose is Purpose.story_opening
             else f"The story opened with: {story.opening_line}"
         )
+    if story.memory.strip():
+        lines.append("")
+        lines.append("Memory (keep this in mind throughout):")
+        lines.append(story.memory.strip())
+    lore = [entry.strip() for entry in story.lore if entry.strip()]
+    if lore:
+        lines.append("")
+        lines.append("World information:")
+        # Continuation lines are indented so an entry stays one list item.
+        lines += ["- " + entry.replace("\n", "\n  ") for entry in lore]
     if story.previous_segments:
         lines.append("")
         lines.append("The story so far:")
         lines.append("\n\n".join(story.previous_segments))
+    if story.authors_note.strip():
+        # Near the end, where it weighs most on what comes next.
+        lines.append("")
+        lines.append(f"[Author's note: {story.authors_note.strip()}]")
     lines.append("")
     lines.append(_TASKS[request.purpose])
     if request.direction.strip():

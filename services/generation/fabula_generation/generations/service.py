@@ -47,6 +47,10 @@ MAX_CHARACTER_CHARS = 300
 MAX_OPENING_LINE_CHARS = 2000
 MAX_PREVIOUS_SEGMENTS = 200
 MAX_CONTEXT_CHARS = 100_000
+MAX_MEMORY_CHARS = 10_000
+MAX_AUTHORS_NOTE_CHARS = 2_000
+MAX_LORE_ENTRIES = 200
+MAX_LORE_ENTRY_CHARS = 4_000
 MAX_ERROR_CHARS = 1000
 
 _PURPOSES = {
@@ -85,6 +89,8 @@ def validate_request(request: GenerationRequest) -> None:
         ("story.genre", story.genre, MAX_GENRE_CHARS),
         ("story.title", story.title, MAX_TITLE_CHARS),
         ("story.opening_line", story.opening_line, MAX_OPENING_LINE_CHARS),
+        ("story.memory", story.memory, MAX_MEMORY_CHARS),
+        ("story.authors_note", story.authors_note, MAX_AUTHORS_NOTE_CHARS),
     )
     for field, value, limit in limits:
         if len(value) > limit:
@@ -99,7 +105,18 @@ def validate_request(request: GenerationRequest) -> None:
         raise InvalidArgument(
             f"story.previous_segments may hold at most {MAX_PREVIOUS_SEGMENTS} segments"
         )
-    context_size = sum(map(len, story.previous_segments)) + sum(map(len, story.characters))
+    if len(story.lore) > MAX_LORE_ENTRIES:
+        raise InvalidArgument(f"story.lore may hold at most {MAX_LORE_ENTRIES} entries")
+    if any(len(entry) > MAX_LORE_ENTRY_CHARS for entry in story.lore):
+        raise InvalidArgument(
+            f"each of story.lore must be at most {MAX_LORE_ENTRY_CHARS} characters"
+        )
+    context_size = (
+        sum(map(len, story.previous_segments))
+        + sum(map(len, story.characters))
+        + sum(map(len, story.lore))
+        + len(story.memory)
+    )
     if context_size > MAX_CONTEXT_CHARS:
         raise InvalidArgument(
             f"the story context must be at most {MAX_CONTEXT_CHARS} characters in all"

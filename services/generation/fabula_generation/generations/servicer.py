@@ -32,6 +32,7 @@ from fabula_generation.generations.domain import (
 )
 from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.pricing import PriceTable
+from fabula_generation.generations.prompts import approximate_tokens, build_prompt
 from fabula_generation.generations.service import (
     GenerationCall,
     RecordedGeneration,
@@ -131,6 +132,9 @@ def request_from_proto(message: generation_pb2.GenerateRequest) -> GenerationReq
             characters=tuple(story.characters),
             opening_line=story.opening_line,
             previous_segments=tuple(story.previous_segments),
+            memory=story.memory,
+            authors_note=story.authors_note,
+            lore=tuple(story.lore),
         ),
         direction=message.direction,
         want_title=message.want_title,
@@ -439,6 +443,21 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                         token=generation_pb2.TextDelta(text=delta)
                     )
         yield generation_pb2.GenerateStreamEvent(done=self._response(call, recording.recorded))
+
+    async def RenderPrompt(
+        self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.RenderedPrompt:
+        """The messages Generate would send for the request: validated like
+        Generate, nothing reserved, recorded or asked of the model."""
+        prompt = build_prompt(request_from_proto(request))
+        messages = prompt.messages()
+        return generation_pb2.RenderedPrompt(
+            messages=[
+                generation_pb2.ChatMessage(role=message["role"], content=message["content"])
+                for message in messages
+            ],
+            prompt_tokens=approximate_tokens(prompt.text),
+        )
 
     async def LookupGenerations(
         self, request: generation_pb2.LookupGenerationsRequest, context: grpc.aio.ServicerContext

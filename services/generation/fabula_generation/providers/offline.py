@@ -704,7 +704,10 @@ def _context_text(request: GenerationRequest) -> str:
             story.title,
             *story.characters,
             story.opening_line,
+            story.memory,
+            *story.lore,
             *story.previous_segments,
+            story.authors_note,
             request.direction,
         ]
     )

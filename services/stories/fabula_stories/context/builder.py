@@ -2,13 +2,29 @@
 component, within a token budget. Stories sends these facts to generation as
 StoryInputs; generation owns the prompt text.
 
-SKELETON (issue 11 base): recent path texts in a character budget, no lore.
-The lore/context helper replaces the bodies; the signatures are the contract
-the writer (writer.py) and GetContext use.
+Tokens are approximate: ceil(characters / 4), about what English text costs
+with common tokenizers; good enough to keep a prompt within a model's context
+without a tokenizer per model (see docs/architecture.md, "Memory, lore and the
+model's context").
+
+What goes in, and in what order it is counted against `max_tokens`:
+1. memory, the author's note and the direction: always, whole (each has its own
+   length limit), counted first;
+2. lore: constant entries first, then entries a key of which appears in the
+   recent story, each group by priority (highest first) then oldest first,
+   within the lore share of the budget; entries that do not fit are listed in
+   `lore_omitted`;
+3. the followed path's segments, newest first, until the budget is used (the
+   newest one's end is kept when it alone is too long). The story itself
+   always gets at least an eighth of the budget, so a long memory cannot
+   leave the model without it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,8 +33,40 @@ from fabula.generation.v1 import generation_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fabula_stories.stories.models import Segment, Story
+from fabula_stories.stories.models import LoreEntry, SecondaryLogic, Segment, Story
 from fabula_stories.stories.paths import path_to
+
+DEFAULT_MAX_TOKENS = 2048
+DEFAULT_LORE_SHARE = 0.25
+DEFAULT_LORE_SCAN_SEGMENTS = 4
+# The story's own text keeps at least this part of the budget.
+_STORY_FLOOR_SHARE = 8
+# A cut segment starts at a word when one starts this close to the cut.
+_WORD_START_SEARCH = 40
+_SUBJECT_KIND = "story"
+
+
+@dataclass(frozen=True)
+class ContextLimits:
+    """The token budget of a context (see settings: context_max_tokens,
+    lore_budget_share, lore_scan_segments)."""
+
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    # At most this part of max_tokens goes to lore.
+    lore_share: float = DEFAULT_LORE_SHARE
+    # How many of the most recent path segments are searched for lore keys.
+    lore_scan_segments: int = DEFAULT_LORE_SCAN_SEGMENTS
+
+    @classmethod
+    def from_settings(cls, settings) -> ContextLimits:
+        return cls(
+            max_tokens=settings.context_max_tokens,
+            lore_share=settings.lore_budget_share,
+            lore_scan_segments=settings.lore_scan_segments,
+        )
+
+
+DEFAULT_LIMITS = ContextLimits()
 
 
 @dataclass(frozen=True)
@@ -52,6 +100,35 @@ class ContextPiece:
 
 
 @dataclass(frozen=True)
+class LoreCandidate:
+    """A lore entry as the builder weighs it."""
+
+    id: uuid.UUID
+    text: str
+    keys: tuple[str, ...] = ()
+    secondary_keys: tuple[str, ...] = ()
+    secondary_logic: str = SecondaryLogic.and_any.value
+    priority: int = 0
+    constant: bool = False
+    enabled: bool = True
+    created_at: dt.datetime = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+    @classmethod
+    def from_entry(cls, entry: LoreEntry) -> LoreCandidate:
+        return cls(
+            id=entry.id,
+            text=entry.text,
+            keys=tuple(entry.keys),
+            secondary_keys=tuple(entry.secondary_keys),
+            secondary_logic=entry.secondary_logic,
+            priority=entry.priority,
+            constant=entry.constant,
+            enabled=entry.enabled,
+            created_at=entry.created_at,
+        )
+
+
+@dataclass(frozen=True)
 class LoreHit:
     entry_id: uuid.UUID
     text: str
@@ -64,7 +141,7 @@ class BuiltContext:
     facts: StoryFacts
     segments: list[ContextPiece]  # oldest first
     direction: str = ""
-    lore: list[LoreHit] = field(default_factory=list)
+    lore: list[LoreHit] = field(default_factory=list)  # in the order they are sent
     max_tokens: int = 0
     used_tokens: int = 0
     segments_omitted: int = 0
@@ -72,8 +149,55 @@ class BuiltContext:
 
 
 def approximate_tokens(text: str) -> int:
-    """About four characters a token (see docs/architecture.md)."""
+    """About four characters a token: ceil(len / 4) (see docs/architecture.md)."""
     return (len(text) + 3) // 4
+
+
+# --- Lore matching ---------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def key_pattern(key: str) -> re.Pattern[str]:
+    """A key as a whole word or phrase, case-insensitively: no letter, digit
+    or underscore (in any script) right before or after it; the words of a
+    phrase may be separated by any whitespace."""
+    body = r"\s+".join(re.escape(word) for word in key.split())
+    return re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE)
+
+
+def mentions(text: str, key: str) -> bool:
+    return bool(key.strip()) and key_pattern(key.strip()).search(text) is not None
+
+
+def lore_match(entry: LoreCandidate, scanned: str) -> str | None:
+    """Why the entry belongs in the context ("constant" or the key that
+    matched), or None when it does not."""
+    if not entry.enabled:
+        return None
+    if entry.constant:
+        return "constant"
+    matched = next((key for key in entry.keys if mentions(scanned, key)), None)
+    if matched is None:
+        return None
+    if entry.secondary_keys:
+        found = [mentions(scanned, key) for key in entry.secondary_keys]
+        logic = entry.secondary_logic
+        if logic == SecondaryLogic.and_all.value:
+            passes = all(found)
+        elif logic == SecondaryLogic.not_any.value:
+            passes = not any(found)
+        else:
+            passes = any(found)
+        if not passes:
+            return None
+    return matched
+
+
+def _lore_order(entry: LoreCandidate) -> tuple:
+    return (not entry.constant, -entry.priority, entry.created_at, entry.id)
+
+
+# --- Building --------------------------------------------------------------------
 
 
 async def load_for_writing(
@@ -84,6 +208,7 @@ async def load_for_writing(
     *,
     max_segments: int,
     max_chars: int,
+    limits: ContextLimits = DEFAULT_LIMITS,
 ) -> BuiltContext:
     """The context for a segment that would follow `after_segment_id` on
     `story` (None: an opening, nothing before it)."""
@@ -97,15 +222,49 @@ async def load_for_writing(
     )
     path: list[PathText] = []
     if after_segment_id is not None:
-        up = path_to(after_segment_id)
-        rows = await session.execute(
-            select(Segment.id, Segment.position, Segment.text)
-            .where(Segment.id.in_(select(up.c.id)))
-            .order_by(Segment.position.desc())
-            .limit(max_segments)
+        path = await _recent_path(
+            session, story.id, after_segment_id, max(max_segments, limits.lore_scan_segments)
         )
-        path = [PathText(*row) for row in rows]
-    return build_context(facts, path, direction, max_chars=max_chars)
+    # The story's enabled entries, in one query.
+    entries = await session.scalars(
+        select(LoreEntry).where(LoreEntry.story_id == story.id, LoreEntry.enabled)
+    )
+    lore = [LoreCandidate.from_entry(entry) for entry in entries]
+    return build_context(
+        facts,
+        path,
+        direction,
+        max_chars=max_chars,
+        max_segments=max_segments,
+        lore=lore,
+        limits=limits,
+    )
+
+
+async def _recent_path(
+    session: AsyncSession, story_id: uuid.UUID, after_segment_id: uuid.UUID, limit: int
+) -> list[PathText]:
+    """Up to `limit` segments of the path ending at `after_segment_id`, newest first."""
+    after = (
+        await session.execute(
+            select(Segment.position, Segment.on_path).where(
+                Segment.id == after_segment_id, Segment.story_id == story_id
+            )
+        )
+    ).one_or_none()
+    if after is None:
+        return []
+    query = select(Segment.id, Segment.position, Segment.text)
+    if after.on_path:
+        # The followed path is one index range: no walk up the tree.
+        query = query.where(
+            Segment.story_id == story_id, Segment.on_path, Segment.position <= after.position
+        )
+    else:
+        up = path_to(after_segment_id)
+        query = query.where(Segment.id.in_(select(up.c.id)))
+    rows = await session.execute(query.order_by(Segment.position.desc()).limit(limit))
+    return [PathText(*row) for row in rows]
 
 
 def build_context(
@@ -114,31 +273,90 @@ def build_context(
     direction: str,
     *,
     max_chars: int,
+    max_segments: int | None = None,
+    lore: Sequence[LoreCandidate] = (),
+    limits: ContextLimits = DEFAULT_LIMITS,
 ) -> BuiltContext:
+    """The context from the story's facts, the path it would follow (newest
+    first; at least `limits.lore_scan_segments` of it for the lore keys to be
+    found) and its lore entries. `max_chars` and `max_segments` further cap
+    the segment text kept (context_max_chars, context_segments)."""
+    max_tokens = limits.max_tokens
+    fixed = sum(map(approximate_tokens, (facts.memory, facts.authors_note, direction)))
+    available = max_tokens - fixed
+    story_floor = max_tokens // _STORY_FLOOR_SHARE if path_newest_first else 0
+
+    # Lore: what the recent story (and the direction) mention.
+    scanned = "\n".join(
+        [segment.text for segment in path_newest_first[: limits.lore_scan_segments]] + [direction]
+    )
+    lore_budget = max(0, min(int(max_tokens * limits.lore_share), available - story_floor))
+    hits: list[LoreHit] = []
+    omitted: list[uuid.UUID] = []
+    lore_used = 0
+    for entry in sorted(lore, key=_lore_order):
+        matched = lore_match(entry, scanned)
+        if matched is None:
+            continue
+        tokens = approximate_tokens(entry.text)
+        # A smaller entry further down may still fit where a larger one did not.
+        if lore_used + tokens > lore_budget:
+            omitted.append(entry.id)
+            continue
+        hits.append(LoreHit(entry.id, entry.text, tokens, matched))
+        lore_used += tokens
+
+    # The story itself, newest first.
+    remaining_tokens = max(available - lore_used, story_floor)
+    remaining_chars = max_chars
     pieces: list[ContextPiece] = []
-    remaining = max_chars
     for segment in path_newest_first:
-        if remaining <= 0:
+        if max_segments is not None and len(pieces) >= max_segments:
             break
         text, truncated = segment.text, False
-        if len(text) > remaining:
+        if approximate_tokens(text) > remaining_tokens or len(text) > remaining_chars:
             if pieces:
                 break
-            text, truncated = text[-remaining:], True
-        pieces.append(
-            ContextPiece(segment.segment_id, segment.position, text, approximate_tokens(text), truncated)
-        )
-        remaining -= len(text)
+            text, truncated = _tail(text, min(remaining_tokens * 4, remaining_chars)), True
+            if not text:
+                break
+        tokens = approximate_tokens(text)
+        pieces.append(ContextPiece(segment.segment_id, segment.position, text, tokens, truncated))
+        remaining_tokens -= tokens
+        remaining_chars -= len(text)
     pieces.reverse()
-    used = sum(piece.tokens for piece in pieces)
+    # Positions on a path run 1, 2, 3, ...: all before the oldest kept are left out.
+    if pieces:
+        segments_omitted = pieces[0].position - 1
+    else:
+        segments_omitted = path_newest_first[0].position if path_newest_first else 0
     return BuiltContext(
         facts=facts,
         segments=pieces,
         direction=direction,
-        max_tokens=approximate_tokens("x" * max_chars),
-        used_tokens=used,
-        segments_omitted=max(0, len(path_newest_first) - len(pieces)),
+        lore=hits,
+        max_tokens=max_tokens,
+        used_tokens=fixed + lore_used + sum(piece.tokens for piece in pieces),
+        segments_omitted=segments_omitted,
+        lore_omitted=omitted,
     )
+
+
+def _tail(text: str, max_chars: int) -> str:
+    """The end of `text` in at most `max_chars`, starting at a word when one
+    starts near the cut."""
+    if max_chars <= 0:
+        return ""
+    if max_chars >= len(text):
+        return text
+    tail = text[-max_chars:]
+    if not text[-max_chars - 1 : -max_chars].isspace():
+        space = next(
+            (i for i, char in enumerate(tail[:_WORD_START_SEARCH]) if char.isspace()), None
+        )
+        if space is not None:
+            tail = tail[space:]
+    return tail.lstrip()
 
 
 def story_inputs(built: BuiltContext) -> generation_pb2.StoryInputs:
@@ -151,4 +369,25 @@ def story_inputs(built: BuiltContext) -> generation_pb2.StoryInputs:
         memory=built.facts.memory,
         authors_note=built.facts.authors_note,
         lore=[hit.text for hit in built.lore],
+    )
+
+
+def generate_request(
+    built: BuiltContext,
+    *,
+    user_id: uuid.UUID,
+    story_id: uuid.UUID,
+    purpose: generation_pb2.Purpose = generation_pb2.PURPOSE_STORY_CONTINUATION,
+    generation_id: uuid.UUID | None = None,
+) -> generation_pb2.GenerateRequest:
+    """The request the writer sends generation for the built context (and
+    GetContext renders): one place, so what is shown is what is sent."""
+    return generation_pb2.GenerateRequest(
+        user_id=str(user_id),
+        purpose=purpose,
+        subject=generation_pb2.SubjectRef(kind=_SUBJECT_KIND, id=str(story_id)),
+        story=story_inputs(built),
+        direction=built.direction,
+        generation_id=str(generation_id) if generation_id is not None else "",
+        delivery=generation_pb2.DELIVERY_CONFIRMED_BY_OWNER,
     )
