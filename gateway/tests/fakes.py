@@ -31,6 +31,7 @@ from grpc_health.v1.health import aio as health_aio
 CREATED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 # The text ContinueStory streams, piece by piece, before the stored segment.
 CONTINUATION_PIECES = ("By morning ", "the ferry had stopped running.")
+LORE_ENTRY_ID = "3d2c1b0a-9f8e-4d7c-b6a5-4f3e2d1c0b9a"
 
 
 async def abort_with(
@@ -444,6 +445,84 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
                 request.user_id,
                 segments=(segment(1, f"Story {n} began.", stories_pb2.SEGMENT_KIND_OPENING),),
             )
+
+    # --- Memory, lore and context ----------------------------------------------
+
+    async def UpdateStory(self, request, context):
+        await self.recorder.receive("UpdateStory", request, context)
+        message = story(request.story_id, request.user_id, title=request.title or "A title")
+        message.memory = request.memory
+        message.authors_note = request.authors_note
+        message.is_favorite = request.is_favorite
+        return message
+
+    @staticmethod
+    def lore_entry(story_id: str, entry_id: str | None = None, **fields) -> stories_pb2.LoreEntry:
+        return stories_pb2.LoreEntry(
+            id=entry_id or LORE_ENTRY_ID,
+            story_id=story_id,
+            created_at=timestamp(CREATED_AT),
+            updated_at=timestamp(CREATED_AT),
+            enabled=True,
+            **fields,
+        )
+
+    async def CreateLoreEntry(self, request, context):
+        await self.recorder.receive("CreateLoreEntry", request, context)
+        return self.lore_entry(
+            request.story_id,
+            keys=request.keys,
+            secondary_keys=request.secondary_keys,
+            secondary_logic=request.secondary_logic,
+            text=request.text,
+            priority=request.priority,
+            constant=request.constant,
+        )
+
+    async def ListLoreEntries(self, request, context):
+        await self.recorder.receive("ListLoreEntries", request, context)
+        return stories_pb2.ListLoreEntriesResponse(
+            entries=[self.lore_entry(request.story_id, keys=["astrolabe"], text="Brass.")]
+        )
+
+    async def GetLoreEntry(self, request, context):
+        await self.recorder.receive("GetLoreEntry", request, context)
+        return self.lore_entry(request.story_id, request.entry_id, keys=["astrolabe"], text="Brass.")
+
+    async def UpdateLoreEntry(self, request, context):
+        await self.recorder.receive("UpdateLoreEntry", request, context)
+        return self.lore_entry(
+            request.story_id, request.entry_id, keys=request.keys or ["astrolabe"],
+            text=request.text or "Brass.", priority=request.priority,
+        )
+
+    async def DeleteLoreEntry(self, request, context):
+        await self.recorder.receive("DeleteLoreEntry", request, context)
+        return empty_pb2.Empty()
+
+    async def GetContext(self, request, context):
+        await self.recorder.receive("GetContext", request, context)
+        return stories_pb2.StoryContext(
+            memory="Mara cannot swim.",
+            lore=[
+                stories_pb2.ContextLore(
+                    entry_id=LORE_ENTRY_ID, text="Brass.", tokens=2, matched="astrolabe"
+                )
+            ],
+            segments=[
+                stories_pb2.ContextSegment(
+                    position=1, segment_id=str(uuid.uuid4()), text="Mara found the astrolabe.",
+                    tokens=7,
+                )
+            ],
+            authors_note="Eerie.",
+            direction=request.direction,
+            budget=stories_pb2.ContextBudget(max_tokens=2048, used_tokens=20),
+            prompt=[
+                stories_pb2.PromptMessage(role="system", content="You are Fabula."),
+                stories_pb2.PromptMessage(role="user", content="Memory: Mara cannot swim."),
+            ],
+        )
 
 
 class FakeBilling(billing_pb2_grpc.BillingServiceServicer):

@@ -26,6 +26,9 @@ SUMMARY_KEYS = {
     "segment_count",
     "created_at",
     "updated_at",
+    "memory",
+    "authors_note",
+    "is_favorite",
 }
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in", "user"}
 

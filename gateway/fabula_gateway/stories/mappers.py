@@ -50,6 +50,9 @@ def _summary_fields(story: stories_pb2.Story) -> dict[str, Any]:
         "segment_count": story.segment_count,
         "created_at": to_datetime(story.created_at),
         "updated_at": to_datetime(story.updated_at),
+        "memory": story.memory,
+        "authors_note": story.authors_note,
+        "is_favorite": story.is_favorite,
     }
 
 

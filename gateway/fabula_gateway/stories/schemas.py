@@ -111,6 +111,11 @@ class StorySummary(BaseModel):
     )
     created_at: dt.datetime
     updated_at: dt.datetime
+    memory: str = Field("", description="Always shown to the model; empty when none.")
+    authors_note: str = Field(
+        "", description="Shown near the end of the model's context; empty when none."
+    )
+    is_favorite: bool = False
 
 
 class Story(StorySummary):
