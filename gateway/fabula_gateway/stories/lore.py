@@ -77,7 +77,9 @@ def context_from_proto(context: stories_pb2.StoryContext) -> StoryContext:
     return StoryContext(
         memory=context.memory,
         lore=[
-            ContextLore(entry_id=hit.entry_id, text=hit.text, tokens=hit.tokens, matched=hit.matched)
+            ContextLore(
+                entry_id=hit.entry_id, text=hit.text, tokens=hit.tokens, matched=hit.matched
+            )
             for hit in context.lore
         ],
         segments=[

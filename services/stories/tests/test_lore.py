@@ -281,7 +281,9 @@ async def test_the_context_shows_memory_always_and_lore_only_once_its_key_appear
     story = await create(stories, user_id)
     await update(stories, user_id, story.id, memory="Mara cannot swim.", authors_note="Eerie.")
     keyed = await add_lore(stories, user_id, story.id, keys=[KEY])
-    constant = await add_lore(stories, user_id, story.id, constant=True, text="The island is small.")
+    constant = await add_lore(
+        stories, user_id, story.id, constant=True, text="The island is small."
+    )
     assert KEY not in story.segments[0].text.lower()
 
     before = await context_of(stories, user_id, story.id)
