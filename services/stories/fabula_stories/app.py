@@ -14,13 +14,19 @@ from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
 from fabula_stories.database import outbox, processed_events
+from fabula_stories.discovery.servicer import DiscoveryServicer
 from fabula_stories.idempotency.tasks import ExpiredKeysPurger
 from fabula_stories.leaving.service import delete_user_data
 from fabula_stories.settings import Settings
+from fabula_stories.sharing.servicer import SharingServicer
 from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.servicer import StoriesServicer
 from fabula_stories.stories.tasks import ClaimSweeper
 from fabula_stories.stories.writer import StoryWriter
+
+
+class Servicer(DiscoveryServicer, SharingServicer, StoriesServicer):
+    """fabula.stories.v1.StoriesService: each domain's methods, one servicer."""
 
 
 def create_app(settings: Settings) -> GrpcApp:
@@ -37,7 +43,7 @@ def create_app(settings: Settings) -> GrpcApp:
     )
     app.add_servicer(
         stories_pb2_grpc.add_StoriesServiceServicer_to_server,
-        StoriesServicer(db, writer),
+        Servicer(db, writer),
         stories_pb2.DESCRIPTOR.services_by_name["StoriesService"].full_name,
     )
     # Stopped in this order: writes in flight finish (and report their
