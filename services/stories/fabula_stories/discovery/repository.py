@@ -31,7 +31,9 @@ from fabula_stories.stories.models import Segment, Story
 _ENGLISH = literal_column("'english'::regconfig")
 _WEIGHT_A = literal_column("'A'::\"char\"")
 # ts_headline: the matched words between « and », at most two short fragments.
-HEADLINE_OPTIONS = "StartSel=«, StopSel=», MaxFragments=2, MaxWords=20, MinWords=8, FragmentDelimiter= … "
+HEADLINE_OPTIONS = (
+    "StartSel=«, StopSel=», MaxFragments=2, MaxWords=20, MinWords=8, FragmentDelimiter=\" … \""
+)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 def _fingerprint(found: Criteria) -> bytes:
     # Genre compares case-insensitively, so its case does not change the results.
-    normal = [found.query, found.genre and found.genre.lower(), found.is_complete, found.is_favorite]
+    genre = found.genre.lower() if found.genre is not None else None
+    normal = [found.query, genre, found.is_complete, found.is_favorite]
     return hashlib.sha256(json.dumps(normal).encode()).digest()[:8]
 
 
@@ -95,7 +96,9 @@ def decode_cursor(found: Criteria, cursor: str) -> tuple[float | dt.datetime, uu
         raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
         cursor_kind, fingerprint, key, id_bytes = layout.unpack(raw)
     except (binascii.Error, ValueError, struct.error):
-        raise InvalidArgument("cursor is malformed or belongs to another query or filters") from None
+        raise InvalidArgument(
+            "cursor is malformed or belongs to another query or filters"
+        ) from None
     if cursor_kind != kind or fingerprint != _fingerprint(found):
         raise InvalidArgument("cursor belongs to another query or filters")
     if kind == _LIST:
