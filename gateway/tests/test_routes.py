@@ -26,6 +26,7 @@ SUMMARY_KEYS = {
     "segment_count",
     "created_at",
     "updated_at",
+    "search",
 }
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in", "user"}
 
