@@ -25,6 +25,7 @@ from fabula_gateway.middleware import (
     BodyLimitMiddleware,
     ConcurrencyLimitMiddleware,
     RequestContextMiddleware,
+    loggable_path,
 )
 from fabula_gateway.openapi import (
     API_DESCRIPTION,
@@ -38,7 +39,9 @@ from fabula_gateway.payments import routes as payments
 from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.settings import GatewaySettings
 from fabula_gateway.stories import lore
+from fabula_gateway.stories import discovery as story_discovery
 from fabula_gateway.stories import routes as stories
+from fabula_gateway.stories import sharing as story_sharing
 from fabula_gateway.users import routes as users
 
 
@@ -79,8 +82,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Set by the server (server.py) when open event streams must end: shutdown.
     app.state.streams_must_end = asyncio.Event()
 
+    # story_discovery before stories: /v1/stories/stats is not a story id.
     modules = (
-        users, identities, api_keys, admin, account, stories, lore, billing, payments, health
+        users,
+        identities,
+        api_keys,
+        admin,
+        account,
+        story_discovery,
+        stories,
+        lore,
+        story_sharing,
+        billing,
+        payments,
+        health,
     )
     for module in modules:
         app.include_router(module.router)
@@ -124,4 +139,21 @@ def _trace_requests(app: FastAPI) -> None:
         excluded_urls="/healthz,/readyz",
         # One span per request, not one more per body chunk of a stream.
         exclude_spans=["receive", "send"],
+        server_request_hook=_redact_span_paths,
     )
+
+
+# The request attributes that carry the path (old and new HTTP conventions).
+_PATH_ATTRIBUTES = ("http.target", "http.url", "url.path", "url.full")
+
+
+def _redact_span_paths(span, scope) -> None:
+    """A share link's token is a credential: spans keep only its start."""
+    path = scope.get("path", "")
+    if loggable_path(path) == path or not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for name in _PATH_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str):
+            span.set_attribute(name, value.replace(path, loggable_path(path)))

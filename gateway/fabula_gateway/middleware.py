@@ -41,6 +41,15 @@ def accept_request_id(value: str | None) -> str:
     return new_request_id()
 
 
+# A share link's token is its only credential: logs show just its start.
+_SHARE_TOKEN = re.compile(r"^(/v1/shared/[^/]{0,4})[^/]*")
+
+
+def loggable_path(path: str) -> str:
+    """The request path as logs and traces may show it."""
+    return _SHARE_TOKEN.sub(r"\1…", path, count=1)
+
+
 class RequestContextMiddleware:
     """Outermost layer: every response, even a 500, carries X-Request-ID and
     is access-logged and counted."""
@@ -68,7 +77,9 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception:
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            log.exception(
+                "unhandled error in %s %s", scope["method"], loggable_path(scope["path"])
+            )
             if status is not None:
                 raise  # The response has begun; the server must drop the connection.
             await ProblemError(INTERNAL_ERROR).to_response()(scope, receive, send_with_request_id)
@@ -83,16 +94,17 @@ class RequestContextMiddleware:
             # per request costs a busy gateway dearly.
             level = logging.DEBUG if status is not None and status < 500 else logging.INFO
             if access_log.isEnabledFor(level):
+                path = loggable_path(scope["path"])
                 access_log.log(
                     level,
                     "%s %s %s %.1fms",
                     scope["method"],
-                    scope["path"],
+                    path,
                     status,
                     duration_ms,
                     extra={
                         "method": scope["method"],
-                        "path": scope["path"],
+                        "path": path,
                         "status": status,
                         "duration_ms": duration_ms,
                     },

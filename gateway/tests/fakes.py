@@ -28,6 +28,8 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from .fakes_discovery import FakeStoryDiscovery
+
 CREATED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 # The text ContinueStory streams, piece by piece, before the stored segment.
 CONTINUATION_PIECES = ("By morning ", "the ferry had stopped running.")
@@ -355,7 +357,7 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
         return users_pb2.DeleteUserResponse()
 
 
-class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
+class FakeStories(FakeStoryDiscovery, stories_pb2_grpc.StoriesServiceServicer):
     """Stories shaped from the request: any id exists, as the caller's."""
 
     def __init__(self, recorder: Recorder) -> None:
@@ -428,6 +430,9 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
             story(str(uuid.uuid5(uuid.NAMESPACE_URL, f"story-{n}")), request.user_id)
             for n in range(request.limit)
         ]
+        hit = self.search_hit(request)
+        for item in items if hit is not None else ():
+            item.search.CopyFrom(hit)
         # Pages go on until a cursor is given: one page more, then the end.
         return stories_pb2.ListStoriesResponse(
             items=items, next_cursor="" if request.cursor else "cursor-of-page-2"

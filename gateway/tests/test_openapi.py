@@ -39,6 +39,10 @@ OPERATIONS = {
     ("PATCH", "/v1/stories/{story_id}/lore/{entry_id}"): "update_lore_entry",
     ("DELETE", "/v1/stories/{story_id}/lore/{entry_id}"): "delete_lore_entry",
     ("GET", "/v1/stories/{story_id}/context"): "get_story_context",
+    ("GET", "/v1/stories/stats"): "get_story_stats",
+    ("POST", "/v1/stories/{story_id}/share"): "share_story",
+    ("DELETE", "/v1/stories/{story_id}/share"): "revoke_share",
+    ("GET", "/v1/shared/{token}"): "get_shared_story",
     ("GET", "/v1/usage"): "get_usage",
     ("POST", "/v1/billing/checkout"): "create_checkout",
     ("GET", "/v1/billing/subscription"): "get_subscription",
@@ -124,6 +128,8 @@ def test_protected_routes_declare_bearer_auth(schema):
         "/v1/auth/password-reset",
         "/healthz",
         "/readyz",
+        # The share link's token is the credential.
+        "/v1/shared/{token}",
     }
     for method, path, operation in operations(schema):
         assert bool(operation.get("security")) == (path not in public), (method, path)

@@ -29,6 +29,7 @@ SUMMARY_KEYS = {
     "memory",
     "authors_note",
     "is_favorite",
+    "search",
 }
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in", "user"}
 

@@ -9,6 +9,7 @@ from fabula.stories.v1 import stories_pb2
 from fabula_gateway.mappers import to_datetime
 from fabula_gateway.stories.schemas import (
     GeneratedBy,
+    SearchHit,
     Segment,
     SegmentKind,
     SegmentPage,
@@ -53,7 +54,13 @@ def _summary_fields(story: stories_pb2.Story) -> dict[str, Any]:
         "memory": story.memory,
         "authors_note": story.authors_note,
         "is_favorite": story.is_favorite,
+        "search": _search_hit(story) if story.HasField("search") else None,
     }
+
+
+def _search_hit(story: stories_pb2.Story) -> SearchHit:
+    hit = story.search
+    return SearchHit(rank=hit.rank, snippet=hit.snippet, segment_id=hit.segment_id or None)
 
 
 def story_summary_from_proto(story: stories_pb2.Story) -> StorySummary:

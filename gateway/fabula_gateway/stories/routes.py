@@ -10,6 +10,7 @@ from starlette.responses import StreamingResponse
 
 from fabula_gateway.dependencies import Clients, CurrentUserId, JsonBody, StoryId
 from fabula_gateway.openapi import problem_responses
+from fabula_gateway.stories.discovery import SearchQuery
 from fabula_gateway.stories.mappers import (
     segment_page_from_proto,
     story_from_proto,
@@ -121,23 +122,29 @@ async def create_story(
     "",
     operation_id="list_stories",
     response_model=StoryPage,
-    summary="List stories",
+    summary="List or search stories",
     description="The user's stories, newest first, without their segments. Follow "
-    "`next_cursor` for further pages.",
+    "`next_cursor` for further pages. With `q`, a full-text search: the stories whose "
+    "title, genre, characters or followed-path text match, best match first, each with a "
+    "`search` hit (rank and a snippet). `genre`, `is_complete` and `favorite` filter either "
+    "list. A cursor works only with the `q` and filters it came with (else 422).",
     responses=problem_responses(401, 422, 500, 503),
 )
 async def list_stories(
     user_id: CurrentUserId,
     clients: Clients,
+    search: SearchQuery,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[
         str | None,
         Query(max_length=512, description="`next_cursor` of the previous page."),
     ] = None,
 ) -> StoryPage:
-    reply = await clients.stories.ListStories(
-        stories_pb2.ListStoriesRequest(user_id=user_id, limit=limit, cursor=cursor or "")
+    request_message = stories_pb2.ListStoriesRequest(
+        user_id=user_id, limit=limit, cursor=cursor or ""
     )
+    search.apply(request_message)
+    reply = await clients.stories.ListStories(request_message)
     return story_page_from_proto(reply)
 
 

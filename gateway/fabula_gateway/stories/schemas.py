@@ -97,6 +97,22 @@ class Segment(BaseModel):
     generated_by: GeneratedBy
 
 
+class SearchHit(BaseModel):
+    """Why a story matched a search (`q`)."""
+
+    rank: float = Field(
+        description="Higher is a better match; a word in the title, genre or characters "
+        "weighs ten times the same word in the story's text."
+    )
+    snippet: str = Field(
+        description="A piece of the matching text, the matched words between « and »."
+    )
+    segment_id: str | None = Field(
+        description="The segment the snippet is from; null when from the title, genre or "
+        "characters."
+    )
+
+
 class StorySummary(BaseModel):
     """A story without its segments: a list item, or GET /v1/stories/{id}?view=basic."""
 
@@ -116,6 +132,7 @@ class StorySummary(BaseModel):
         "", description="Shown near the end of the model's context; empty when none."
     )
     is_favorite: bool = False
+    search: SearchHit | None = Field(None, description="Set in search results (`q`) only.")
 
 
 class Story(StorySummary):
@@ -155,7 +172,9 @@ class Story(StorySummary):
 
 
 class StoryPage(BaseModel):
-    items: list[StorySummary] = Field(description="Newest first; without segments.")
+    items: list[StorySummary] = Field(
+        description="Newest first (best match first with `q`); without segments."
+    )
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page."
     )

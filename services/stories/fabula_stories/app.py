@@ -14,18 +14,20 @@ from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
 from fabula_stories.database import outbox, processed_events
+from fabula_stories.discovery.servicer import DiscoveryServicer
 from fabula_stories.idempotency.tasks import ExpiredKeysPurger
 from fabula_stories.leaving.service import delete_user_data
 from fabula_stories.lore.servicer import LoreServicer
 from fabula_stories.settings import Settings
+from fabula_stories.sharing.servicer import SharingServicer
 from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.servicer import StoriesServicer
 from fabula_stories.stories.tasks import ClaimSweeper
 from fabula_stories.stories.writer import StoryWriter
 
 
-class StoriesApi(LoreServicer, StoriesServicer):
-    """Every StoriesService method: each mixin serves its part."""
+class Servicer(DiscoveryServicer, SharingServicer, LoreServicer, StoriesServicer):
+    """fabula.stories.v1.StoriesService: each domain's methods, one servicer."""
 
     def __init__(
         self,
@@ -49,7 +51,7 @@ def create_app(settings: Settings) -> GrpcApp:
     writer = StoryWriter(db, generation, settings)
     app.add_servicer(
         stories_pb2_grpc.add_StoriesServiceServicer_to_server,
-        StoriesApi(db, writer, generation, settings),
+        Servicer(db, writer, generation, settings),
         stories_pb2.DESCRIPTOR.services_by_name["StoriesService"].full_name,
     )
     # Stopped in this order: writes in flight finish (and report their

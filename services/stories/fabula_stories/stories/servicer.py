@@ -16,6 +16,7 @@ from fabula_common.errors import InvalidArgument
 from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fabula_stories.discovery import service as discovery
 from fabula_stories.idempotency import service as idempotency
 from fabula_stories.idempotency.service import Operation
 from fabula_stories.leaving import service as leaving
@@ -116,6 +117,26 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
     ) -> stories_pb2.ListStoriesResponse:
         user_id = service.parse_user_id(request.user_id)
         limit = service.page_size(request.limit)
+        # A query or a filter: search and filters (fabula_stories.discovery).
+        wanted = discovery.criteria(
+            query=request.query,
+            genre=request.genre if request.HasField("genre") else None,
+            is_complete=request.is_complete if request.HasField("is_complete") else None,
+            is_favorite=request.is_favorite if request.HasField("is_favorite") else None,
+        )
+        if wanted is not None:
+            async with self._db.session_scope() as session:
+                await leaving.refuse_deleted_reader(session, user_id)
+                found = await discovery.find(session, user_id, wanted, limit, request.cursor)
+            response = stories_pb2.ListStoriesResponse(next_cursor=found.next_cursor)
+            for match in found.items:
+                item = story_to_proto(match.story, segment_count=match.segment_count)
+                if match.hit is not None:
+                    item.search.rank = match.hit.rank
+                    item.search.snippet = match.hit.snippet
+                    item.search.segment_id = str(match.hit.segment_id or "")
+                response.items.append(item)
+            return response
         async with self._db.session_scope() as session:
             await leaving.refuse_deleted_reader(session, user_id)
             page = await service.list_stories(session, user_id, limit, request.cursor)
