@@ -14,6 +14,7 @@ from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
 from fabula_stories.database import outbox, processed_events
+from fabula_stories.exchange.servicer import ExchangeServicer
 from fabula_stories.idempotency.tasks import ExpiredKeysPurger
 from fabula_stories.leaving.service import delete_user_data
 from fabula_stories.settings import Settings
@@ -21,6 +22,14 @@ from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.servicer import StoriesServicer
 from fabula_stories.stories.tasks import ClaimSweeper
 from fabula_stories.stories.writer import StoryWriter
+
+
+class Servicer(StoriesServicer, ExchangeServicer):
+    """StoriesService: each domain package implements its own methods."""
+
+    def __init__(self, db: Database, writer: StoryWriter) -> None:
+        StoriesServicer.__init__(self, db, writer)
+        ExchangeServicer.__init__(self, db)
 
 
 def create_app(settings: Settings) -> GrpcApp:
@@ -37,7 +46,7 @@ def create_app(settings: Settings) -> GrpcApp:
     )
     app.add_servicer(
         stories_pb2_grpc.add_StoriesServiceServicer_to_server,
-        StoriesServicer(db, writer),
+        Servicer(db, writer),
         stories_pb2.DESCRIPTOR.services_by_name["StoriesService"].full_name,
     )
     # Stopped in this order: writes in flight finish (and report their
