@@ -141,13 +141,19 @@ p { text-indent: 1.5em; margin: 0; }
 p.first { text-indent: 0; }
 """
 
-# XML 1.0 has no place for other control characters (nor unpaired
-# surrogates); a text holding one would make the chapter unreadable.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+# XML 1.0 has no place for control characters but tab and line ends (nor for unpaired
+# surrogates); a text holding one would make the chapter unreadable. The
+# vertical tab and form feed are spaces to a reader; the rest are dropped.
+_NOT_XML = re.compile("[\x00-\x08\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_XML_SPACE = str.maketrans({"\x0b": " ", "\x0c": " "})
+
+
+def _xml_safe(text: str) -> str:
+    return _NOT_XML.sub("", text.translate(_XML_SPACE))
 
 
 def _xml_text(text: str) -> str:
-    return html.escape(_NOT_XML.sub("", text), quote=True)
+    return html.escape(_xml_safe(text), quote=True)
 
 
 def _chapter_body(heading: str, text: str) -> str:
@@ -163,11 +169,11 @@ def _chapter_body(heading: str, text: str) -> str:
 def epub_book(story: ExportedStory) -> bytes:
     book = epub.EpubBook()
     book.set_identifier(f"urn:uuid:{story.id}")
-    book.set_title(_NOT_XML.sub("", story.title))
+    book.set_title(_xml_safe(story.title))
     book.set_language(LANGUAGE)
     if story.author:
-        book.add_author(_NOT_XML.sub("", story.author))
-    book.add_metadata("DC", "subject", _NOT_XML.sub("", story.genre))
+        book.add_author(_xml_safe(story.author))
+    book.add_metadata("DC", "subject", _xml_safe(story.genre))
 
     style = epub.EpubItem(
         uid="style", file_name="style/book.css", media_type="text/css", content=_STYLE
@@ -178,7 +184,7 @@ def epub_book(story: ExportedStory) -> bytes:
         heading = f"Part {number}"
         chapter = epub.EpubHtml(
             uid=f"part-{number}",
-            title=_NOT_XML.sub("", heading),
+            title=heading,
             file_name=f"part-{number:04d}.xhtml",
             lang=LANGUAGE,
         )
