@@ -37,6 +37,7 @@ from fabula_gateway.openapi import (
 from fabula_gateway.payments import routes as payments
 from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.settings import GatewaySettings
+from fabula_gateway.stories import exchange as story_exchange
 from fabula_gateway.stories import routes as stories
 from fabula_gateway.users import routes as users
 
@@ -81,6 +82,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     modules = (users, identities, api_keys, admin, account, stories, billing, payments, health)
     for module in modules:
         app.include_router(module.router)
+    app.include_router(story_exchange.router)
 
     install_exception_handlers(app)
     install_openapi(app)

@@ -154,6 +154,8 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.user_id = str(uuid.uuid4())
+        # The full name GetUser answers with.
+        self.full_name = ""
 
     def _tokens(self, email: str, full_name: str = "") -> users_pb2.TokenResponse:
         return users_pb2.TokenResponse(
@@ -180,7 +182,10 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
     async def GetUser(self, request, context):
         await self.recorder.receive("GetUser", request, context)
         return users_pb2.User(
-            id=request.user_id, email="ada@example.com", created_at=timestamp(CREATED_AT)
+            id=request.user_id,
+            email="ada@example.com",
+            full_name=self.full_name,
+            created_at=timestamp(CREATED_AT),
         )
 
     async def ListIdentityProviders(self, request, context):
@@ -444,6 +449,27 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
                 request.user_id,
                 segments=(segment(1, f"Story {n} began.", stories_pb2.SEGMENT_KIND_OPENING),),
             )
+
+    # ExportStory's answer: a file per format, in three pieces.
+    EXPORT_FILES = {
+        stories_pb2.EXPORT_FORMAT_MARKDOWN: ("the-silent-ferry.md", "text/markdown; charset=utf-8"),
+        stories_pb2.EXPORT_FORMAT_TEXT: ("the-silent-ferry.txt", "text/plain; charset=utf-8"),
+        stories_pb2.EXPORT_FORMAT_EPUB: ("the-silent-ferry.epub", "application/epub+zip"),
+    }
+
+    async def ExportStory(self, request, context):
+        await self.recorder.receive("ExportStory", request, context)
+        filename, content_type = self.EXPORT_FILES[request.format]
+        pieces = [f"by {request.author_name}|".encode(), b"second|", b"third"]
+        yield stories_pb2.ExportChunk(
+            header=stories_pb2.ExportHeader(
+                filename=filename,
+                content_type=content_type,
+                size_bytes=sum(len(piece) for piece in pieces),
+            )
+        )
+        for piece in pieces:
+            yield stories_pb2.ExportChunk(data=piece)
 
 
 class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
