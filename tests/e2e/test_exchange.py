@@ -109,14 +109,20 @@ def test_importing_a_folder_twice_imports_each_story_once(api, stack, tmp_path):
     assert len(api.http.get("/v1/stories", headers=writer.headers).json()["items"]) == 2
 
 
-def test_the_importer_stops_for_an_unknown_user_or_unreachable_services(stack, tmp_path):
+def test_the_importer_stops_for_an_unknown_user_or_unreachable_services(api, stack, tmp_path):
+    writer = api.register()
     unknown = run_importer(stack, "nobody-at-all@example.com", SAMPLES)
     assert unknown.returncode == 2
     assert "no user has the email nobody-at-all@example.com" in unknown.stderr
 
-    down = run_importer(stack, "ada@example.com", SAMPLES, USERS_ADDR="127.0.0.1:9")
-    assert down.returncode == 2
-    assert "cannot be reached" in down.stderr
+    users_down = run_importer(stack, writer.email, SAMPLES, USERS_ADDR="127.0.0.1:9")
+    assert users_down.returncode == 2
+    assert "the users service at 127.0.0.1:9 cannot be reached" in users_down.stderr
+
+    stories_down = run_importer(stack, writer.email, SAMPLES, STORIES_ADDR="127.0.0.1:9")
+    assert stories_down.returncode == 2
+    assert "the stories service at 127.0.0.1:9 cannot be reached" in stories_down.stderr
+    assert "imported 0, skipped 0 (already imported), failed 0" in stories_down.stdout
 
     missing = run_importer(stack, "ada@example.com", tmp_path / "nowhere")
     assert missing.returncode == 2

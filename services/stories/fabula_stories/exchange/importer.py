@@ -114,7 +114,8 @@ async def import_file(
     except grpc.aio.AioRpcError as err:
         if err.code() in _UNREACHABLE:
             raise Stop(f"the stories service at {service_address('stories')} "
-                       f"cannot be reached ({err.code().name}); run again to import the rest")
+                       f"cannot be reached ({err.code().name}); run again to import the rest"
+                       ) from None
         if err.code() is grpc.StatusCode.UNAUTHENTICATED:
             raise Stop(f"the user's account cannot take imports: {err.details()}") from None
         report.failed.append((path.name, _error_message(err)))
@@ -131,27 +132,43 @@ async def run(email: str, folder: Path, source: str, console: Console) -> int:
     try:
         user_id = await find_user(users_pb2_grpc.UsersServiceStub(users_channel), email, timeout)
         stories = stories_pb2_grpc.StoriesServiceStub(stories_channel)
-        with Progress(
-            TextColumn("importing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[current]}"),
-            console=Console(stderr=True),
-        ) as progress:
-            task = progress.add_task("import", total=len(files), current="")
-            for path in files:
-                progress.update(task, current=path.name)
-                await import_file(
-                    stories, path, user_id=user_id, source=source, timeout=timeout, report=report
-                )
-                progress.advance(task)
-    except Stop:
-        report.print(console)
-        raise
+        try:
+            await _import_all(
+                stories, files, user_id=user_id, source=source, timeout=timeout, report=report
+            )
+        except Stop:
+            # What was done before the stop; main then tells why it stopped.
+            report.print(console)
+            raise
     finally:
         await asyncio.gather(users_channel.close(), stories_channel.close())
     report.print(console)
     return SOME_FAILED if report.failed else OK
+
+
+async def _import_all(
+    stories: stories_pb2_grpc.StoriesServiceStub,
+    files: list[Path],
+    *,
+    user_id: str,
+    source: str,
+    timeout: float,
+    report: Report,
+) -> None:
+    with Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=Console(stderr=True),
+    ) as progress:
+        task = progress.add_task("import", total=len(files), current="")
+        for path in files:
+            progress.update(task, current=path.name)
+            await import_file(
+                stories, path, user_id=user_id, source=source, timeout=timeout, report=report
+            )
+            progress.advance(task)
 
 
 def main(argv: list[str] | None = None) -> int:
