@@ -31,6 +31,12 @@ from grpc_health.v1.health import aio as health_aio
 CREATED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 # The text ContinueStory streams, piece by piece, before the stored segment.
 CONTINUATION_PIECES = ("By morning ", "the ferry had stopped running.")
+# ExportStory's answer per format (a file in three pieces).
+EXPORT_FILES = {
+    stories_pb2.EXPORT_FORMAT_MARKDOWN: ("the-silent-ferry.md", "text/markdown; charset=utf-8"),
+    stories_pb2.EXPORT_FORMAT_TEXT: ("the-silent-ferry.txt", "text/plain; charset=utf-8"),
+    stories_pb2.EXPORT_FORMAT_EPUB: ("the-silent-ferry.epub", "application/epub+zip"),
+}
 
 
 async def abort_with(
@@ -450,16 +456,9 @@ class FakeStories(stories_pb2_grpc.StoriesServiceServicer):
                 segments=(segment(1, f"Story {n} began.", stories_pb2.SEGMENT_KIND_OPENING),),
             )
 
-    # ExportStory's answer: a file per format, in three pieces.
-    EXPORT_FILES = {
-        stories_pb2.EXPORT_FORMAT_MARKDOWN: ("the-silent-ferry.md", "text/markdown; charset=utf-8"),
-        stories_pb2.EXPORT_FORMAT_TEXT: ("the-silent-ferry.txt", "text/plain; charset=utf-8"),
-        stories_pb2.EXPORT_FORMAT_EPUB: ("the-silent-ferry.epub", "application/epub+zip"),
-    }
-
     async def ExportStory(self, request, context):
         await self.recorder.receive("ExportStory", request, context)
-        filename, content_type = self.EXPORT_FILES[request.format]
+        filename, content_type = EXPORT_FILES[request.format]
         pieces = [f"by {request.author_name}|".encode(), b"second|", b"third"]
         yield stories_pb2.ExportChunk(
             header=stories_pb2.ExportHeader(

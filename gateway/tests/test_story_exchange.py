@@ -18,13 +18,30 @@ EXPORT = f"/v1/stories/{STORY_ID}/export"
 @pytest.mark.parametrize(
     ("query", "fmt", "content_type", "filename"),
     [
-        ("", stories_pb2.EXPORT_FORMAT_MARKDOWN, "text/markdown; charset=utf-8", "the-silent-ferry.md"),
-        ("?format=md", stories_pb2.EXPORT_FORMAT_MARKDOWN, "text/markdown; charset=utf-8",
-         "the-silent-ferry.md"),
-        ("?format=txt", stories_pb2.EXPORT_FORMAT_TEXT, "text/plain; charset=utf-8",
-         "the-silent-ferry.txt"),
-        ("?format=epub", stories_pb2.EXPORT_FORMAT_EPUB, "application/epub+zip",
-         "the-silent-ferry.epub"),
+        (
+            "",
+            stories_pb2.EXPORT_FORMAT_MARKDOWN,
+            "text/markdown; charset=utf-8",
+            "the-silent-ferry.md",
+        ),
+        (
+            "?format=md",
+            stories_pb2.EXPORT_FORMAT_MARKDOWN,
+            "text/markdown; charset=utf-8",
+            "the-silent-ferry.md",
+        ),
+        (
+            "?format=txt",
+            stories_pb2.EXPORT_FORMAT_TEXT,
+            "text/plain; charset=utf-8",
+            "the-silent-ferry.txt",
+        ),
+        (
+            "?format=epub",
+            stories_pb2.EXPORT_FORMAT_EPUB,
+            "application/epub+zip",
+            "the-silent-ferry.epub",
+        ),
     ],
 )
 async def test_export_streams_the_file_as_a_named_attachment(

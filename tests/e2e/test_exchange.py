@@ -26,6 +26,7 @@ def run_importer(stack, email: str, folder: Path, **env: str) -> subprocess.Comp
         [sys.executable, "-m", "fabula_stories.exchange.importer", "--email", email,
          "--dir", str(folder)],
         env={**stack.env, **env},
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,

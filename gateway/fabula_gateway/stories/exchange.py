@@ -77,7 +77,7 @@ async def export_story(
     user_id: CurrentUserId,
     story_id: StoryId,
     clients: Clients,
-    format: Annotated[  # noqa: A002 - the query parameter's public name
+    format: Annotated[  # the query parameter's public name
         ExportFormat, Query(description="`md` (the default), `txt` or `epub`.")
     ] = "md",
 ) -> StreamingResponse:

@@ -114,14 +114,18 @@ async def test_an_imported_story_is_one_followed_path_keeping_its_times(stories:
         stories_pb2.GetStoryRequest(user_id=user_id, story_id=answer.story_id)
     )
     assert (story.title, story.genre, list(story.characters)) == (
-        "The Silent Ferry", "mystery", ["Mara", "Tobias"]
+        "The Silent Ferry",
+        "mystery",
+        ["Mara", "Tobias"],
     )
     assert story.opening_line == "The ferry left at dawn."
     assert story.is_complete
     assert story.created_at.ToDatetime(dt.UTC) == created
     assert story.updated_at.ToDatetime(dt.UTC) == updated
     assert [s.text for s in story.segments] == [
-        "The ferry left at dawn.", "Nobody was aboard.", "The end."
+        "The ferry left at dawn.",
+        "Nobody was aboard.",
+        "The end.",
     ]
     assert [s.kind for s in story.segments] == [
         stories_pb2.SEGMENT_KIND_OPENING,
@@ -134,12 +138,17 @@ async def test_an_imported_story_is_one_followed_path_keeping_its_times(stories:
     async with db.session_scope() as session:
         row = await session.get(Story, uuid.UUID(answer.story_id))
         segments = (
-            await session.execute(
-                select(Segment).where(Segment.story_id == row.id).order_by(Segment.position)
+            (
+                await session.execute(
+                    select(Segment).where(Segment.story_id == row.id).order_by(Segment.position)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     assert (row.import_source, row.import_original_id) == (
-        "ai-story-generator", row.import_original_id
+        "ai-story-generator",
+        row.import_original_id,
     )
     assert row.head_segment_id == segments[-1].id
     assert [s.parent_id for s in segments] == [None, segments[0].id, segments[1].id]
@@ -272,7 +281,8 @@ async def test_markdown_has_the_title_the_metadata_and_each_segment(stories: Stu
     header, data, _ = await export(stories, user_id, story_id, MD)
 
     assert (header.filename, header.content_type) == (
-        "the-silent-ferry.md", "text/markdown; charset=utf-8"
+        "the-silent-ferry.md",
+        "text/markdown; charset=utf-8",
     )
     assert header.size_bytes == len(data)
     text = data.decode()
@@ -307,9 +317,7 @@ async def test_the_export_follows_the_selected_path_only(stories: Stub, db):
     # An alternative of the second segment the story does not follow.
     async with db.session_scope() as session:
         second = await session.scalar(
-            select(Segment).where(
-                Segment.story_id == uuid.UUID(story_id), Segment.position == 2
-            )
+            select(Segment).where(Segment.story_id == uuid.UUID(story_id), Segment.position == 2)
         )
         session.add(
             Segment(
@@ -345,7 +353,7 @@ async def test_a_large_export_streams_in_chunks_of_at_most_64_kib(stories: Stub)
 
 async def test_the_epub_is_a_valid_epub_3_book(stories: Stub, tmp_path):
     user_id = str(uuid.uuid4())
-    segments = [f"Part {n}: {TRICKY}\n\nA second paragraph, \"quoted\"." for n in (1, 2, 3)]
+    segments = [f'Part {n}: {TRICKY}\n\nA second paragraph, "quoted".' for n in (1, 2, 3)]
     story_id = await imported(stories, user_id, title=TRICKY, segments=segments)
 
     header, data, _ = await export(stories, user_id, story_id, EPUB, author="Zoë & Co")
@@ -371,8 +379,9 @@ async def test_the_epub_is_a_valid_epub_3_book(stories: Stub, tmp_path):
     assert book.get_metadata("DC", "language")[0][0] == "en"
     assert len([item for item in book.get_items() if isinstance(item, epub.EpubNav)]) == 1
     opf = "{http://www.idpf.org/2007/opf}"
-    assert [item.get("href") for item in package.iter(f"{opf}item")
-            if item.get("properties") == "nav"] == ["nav.xhtml"]
+    assert [
+        item.get("href") for item in package.iter(f"{opf}item") if item.get("properties") == "nav"
+    ] == ["nav.xhtml"]
     chapters = [book.get_item_with_id(item_id) for item_id, _ in book.spine]
     assert all(chapter.get_type() == ITEM_DOCUMENT for chapter in chapters)
     texts = []
@@ -380,9 +389,7 @@ async def test_the_epub_is_a_valid_epub_3_book(stories: Stub, tmp_path):
         # Well-formed XHTML: a strict XML parser reads it.
         root = ElementTree.fromstring(archive.read(f"EPUB/{chapter.get_name()}"))
         texts.append([p.text for p in root.iter(f"{XHTML}p")])
-    assert texts == [
-        [f"Part {n}: {TRICKY}", 'A second paragraph, "quoted".'] for n in (1, 2, 3)
-    ]
+    assert texts == [[f"Part {n}: {TRICKY}", 'A second paragraph, "quoted".'] for n in (1, 2, 3)]
     assert any(name.endswith(".css") for name in archive.namelist())
     assert "EPUB/toc.ncx" in archive.namelist()
 
@@ -402,8 +409,11 @@ async def test_another_users_story_is_not_found(stories: Stub):
     owner = str(uuid.uuid4())
     story_id = await imported(stories, owner)
 
-    for user_id, wanted in ((str(uuid.uuid4()), story_id), (owner, str(uuid.uuid4())),
-                            (owner, "not-a-uuid")):
+    for user_id, wanted in (
+        (str(uuid.uuid4()), story_id),
+        (owner, str(uuid.uuid4())),
+        (owner, "not-a-uuid"),
+    ):
         err = await refused(export(stories, user_id, wanted, MD))
         assert err.code() == grpc.StatusCode.NOT_FOUND
 

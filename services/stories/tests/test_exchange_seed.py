@@ -48,8 +48,9 @@ def test_times_without_an_offset_are_utc_and_others_are_converted():
         story(created_at="2024-03-02T21:14:05", updated_at="2024-07-30T19:45:00+02:00"),
         user_id=USER_ID,
     )
-    assert request.created_at.ToDatetime(dt.UTC) == dt.datetime(2024, 3, 2, 21, 14, 5, tzinfo=dt.UTC)
-    assert request.updated_at.ToDatetime(dt.UTC) == dt.datetime(2024, 7, 30, 17, 45, tzinfo=dt.UTC)
+    utc = dt.UTC
+    assert request.created_at.ToDatetime(utc) == dt.datetime(2024, 3, 2, 21, 14, 5, tzinfo=utc)
+    assert request.updated_at.ToDatetime(utc) == dt.datetime(2024, 7, 30, 17, 45, tzinfo=utc)
 
 
 def test_optional_fields_may_be_absent_or_null():

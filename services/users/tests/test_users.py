@@ -386,12 +386,14 @@ async def test_find_user_by_email_ignores_case_and_surrounding_spaces(users):
 
 
 async def test_find_user_by_email_is_not_found_for_an_unknown_email(users):
-    err = await rpc_error(users.FindUserByEmail(users_pb2.FindUserByEmailRequest(email=new_email())))
+    request = users_pb2.FindUserByEmailRequest(email=new_email())
+    err = await rpc_error(users.FindUserByEmail(request))
     assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_find_user_by_email_refuses_a_malformed_email(users):
-    err = await rpc_error(users.FindUserByEmail(users_pb2.FindUserByEmailRequest(email="no-at-sign")))
+    request = users_pb2.FindUserByEmailRequest(email="no-at-sign")
+    err = await rpc_error(users.FindUserByEmail(request))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "email" in err.details()
 

@@ -107,7 +107,8 @@ def _markdown_escape(text: str) -> str:
 def markdown(story: ExportedStory) -> bytes:
     lines = [f"# {_markdown_escape(story.title)}", ""]
     lines.append(
-        "*" + " · ".join(f"{name}: {_markdown_escape(value)}" for name, value in _metadata(story))
+        "*"
+        + " · ".join(f"{name}: {_markdown_escape(value)}" for name, value in _metadata(story))
         + "*"
     )
     for number, text in enumerate(story.segments):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
+from fabula.stories.v1 import stories_pb2_grpc
 from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.grpc_client import ContextChannel, open_channel
 from fabula_common.settings import CommonSettings
@@ -86,8 +86,10 @@ async def find_user(users: users_pb2_grpc.UsersServiceStub, email: str, timeout:
         if err.code() is grpc.StatusCode.NOT_FOUND:
             raise Stop(f"no user has the email {email}") from None
         if err.code() in _UNREACHABLE:
-            raise Stop(f"the users service at {service_address('users')} "
-                       f"cannot be reached ({err.code().name})") from None
+            raise Stop(
+                f"the users service at {service_address('users')} "
+                f"cannot be reached ({err.code().name})"
+            ) from None
         raise Stop(f"users refused the email {email!r}: {_error_message(err)}") from None
     return user.id
 
@@ -113,9 +115,10 @@ async def import_file(
         response = await stories.ImportStory(request, timeout=timeout)
     except grpc.aio.AioRpcError as err:
         if err.code() in _UNREACHABLE:
-            raise Stop(f"the stories service at {service_address('stories')} "
-                       f"cannot be reached ({err.code().name}); run again to import the rest"
-                       ) from None
+            raise Stop(
+                f"the stories service at {service_address('stories')} "
+                f"cannot be reached ({err.code().name}); run again to import the rest"
+            ) from None
         if err.code() is grpc.StatusCode.UNAUTHENTICATED:
             raise Stop(f"the user's account cannot take imports: {err.details()}") from None
         report.failed.append((path.name, _error_message(err)))

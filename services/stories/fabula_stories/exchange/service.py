@@ -122,8 +122,7 @@ def validate_import(
         for index, name in enumerate(characters)
     ]
     opening_line = (
-        _clean("opening_line", opening_line or "", OPENING_LINE_MAX_LENGTH, required=False)
-        or None
+        _clean("opening_line", opening_line or "", OPENING_LINE_MAX_LENGTH, required=False) or None
     )
     if not 1 <= len(segments) <= MAX_SEGMENTS:
         raise InvalidArgument(f"segments must have 1 to {MAX_SEGMENTS} items")
@@ -215,7 +214,9 @@ async def import_story(session: AsyncSession, story: ImportedStory) -> tuple[uui
                 # as the story, the rest as its last change.
                 "created_at": created_at if index == 0 else updated_at,
             }
-            for index, (segment_id, text) in enumerate(zip(segment_ids, story.segments, strict=True))
+            for index, (segment_id, text) in enumerate(
+                zip(segment_ids, story.segments, strict=True)
+            )
         ],
     )
     return story_id, True
