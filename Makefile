@@ -8,7 +8,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PYTHON := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help install run test proto proto-baseline bench superuser
+.PHONY: help install run test proto proto-baseline bench superuser import-stories
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -38,3 +38,10 @@ bench: install ## Run the benchmarks; figures go to bench/results/
 superuser: install ## Make an existing account a superuser: make superuser EMAIL=ada@example.com
 	@test -n "$(EMAIL)" || { echo "usage: make superuser EMAIL=<email>"; exit 2; }
 	$(PYTHON) -m fabula_users.admin.cli superuser "$(EMAIL)"
+
+# USER is also the login name in most shells: only a USER given on the
+# command line counts.
+IMPORT_USER := $(if $(filter command line,$(origin USER)),$(USER))
+import-stories: install ## Import saved AI Story Generator stories: make import-stories USER=ada@example.com DIR=saved_stories
+	@test -n "$(IMPORT_USER)" -a -n "$(DIR)" || { echo "usage: make import-stories USER=<email> DIR=<folder> [SOURCE=ai-story-generator]"; exit 2; }
+	@$(PYTHON) -m fabula_stories.exchange.importer --email "$(IMPORT_USER)" --dir "$(DIR)" $(if $(SOURCE),--source "$(SOURCE)")

@@ -40,6 +40,7 @@ from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.settings import GatewaySettings
 from fabula_gateway.stories import lore
 from fabula_gateway.stories import discovery as story_discovery
+from fabula_gateway.stories import exchange as story_exchange
 from fabula_gateway.stories import routes as stories
 from fabula_gateway.stories import sharing as story_sharing
 from fabula_gateway.users import routes as users
@@ -99,6 +100,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     for module in modules:
         app.include_router(module.router)
+    app.include_router(story_exchange.router)
 
     install_exception_handlers(app)
     install_openapi(app)

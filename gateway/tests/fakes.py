@@ -34,6 +34,12 @@ CREATED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 # The text ContinueStory streams, piece by piece, before the stored segment.
 CONTINUATION_PIECES = ("By morning ", "the ferry had stopped running.")
 LORE_ENTRY_ID = "3d2c1b0a-9f8e-4d7c-b6a5-4f3e2d1c0b9a"
+# ExportStory's answer per format (a file in three pieces).
+EXPORT_FILES = {
+    stories_pb2.EXPORT_FORMAT_MARKDOWN: ("the-silent-ferry.md", "text/markdown; charset=utf-8"),
+    stories_pb2.EXPORT_FORMAT_TEXT: ("the-silent-ferry.txt", "text/plain; charset=utf-8"),
+    stories_pb2.EXPORT_FORMAT_EPUB: ("the-silent-ferry.epub", "application/epub+zip"),
+}
 
 
 async def abort_with(
@@ -157,6 +163,8 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.user_id = str(uuid.uuid4())
+        # The full name GetUser answers with.
+        self.full_name = ""
 
     def _tokens(self, email: str, full_name: str = "") -> users_pb2.TokenResponse:
         return users_pb2.TokenResponse(
@@ -183,7 +191,10 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
     async def GetUser(self, request, context):
         await self.recorder.receive("GetUser", request, context)
         return users_pb2.User(
-            id=request.user_id, email="ada@example.com", created_at=timestamp(CREATED_AT)
+            id=request.user_id,
+            email="ada@example.com",
+            full_name=self.full_name,
+            created_at=timestamp(CREATED_AT),
         )
 
     async def ListIdentityProviders(self, request, context):
@@ -528,6 +539,19 @@ class FakeStories(FakeStoryDiscovery, stories_pb2_grpc.StoriesServiceServicer):
                 stories_pb2.PromptMessage(role="user", content="Memory: Mara cannot swim."),
             ],
         )
+    async def ExportStory(self, request, context):
+        await self.recorder.receive("ExportStory", request, context)
+        filename, content_type = EXPORT_FILES[request.format]
+        pieces = [f"by {request.author_name}|".encode(), b"second|", b"third"]
+        yield stories_pb2.ExportChunk(
+            header=stories_pb2.ExportHeader(
+                filename=filename,
+                content_type=content_type,
+                size_bytes=sum(len(piece) for piece in pieces),
+            )
+        )
+        for piece in pieces:
+            yield stories_pb2.ExportChunk(data=piece)
 
 
 class FakeBilling(billing_pb2_grpc.BillingServiceServicer):

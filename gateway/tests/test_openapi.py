@@ -43,6 +43,7 @@ OPERATIONS = {
     ("POST", "/v1/stories/{story_id}/share"): "share_story",
     ("DELETE", "/v1/stories/{story_id}/share"): "revoke_share",
     ("GET", "/v1/shared/{token}"): "get_shared_story",
+    ("GET", "/v1/stories/{story_id}/export"): "export_story",
     ("GET", "/v1/usage"): "get_usage",
     ("POST", "/v1/billing/checkout"): "create_checkout",
     ("GET", "/v1/billing/subscription"): "get_subscription",

@@ -15,6 +15,7 @@ from fabula_common.messaging.outbox import OutboxRelay
 
 from fabula_stories.database import outbox, processed_events
 from fabula_stories.discovery.servicer import DiscoveryServicer
+from fabula_stories.exchange.servicer import ExchangeServicer
 from fabula_stories.idempotency.tasks import ExpiredKeysPurger
 from fabula_stories.leaving.service import delete_user_data
 from fabula_stories.lore.servicer import LoreServicer
@@ -26,7 +27,9 @@ from fabula_stories.stories.tasks import ClaimSweeper
 from fabula_stories.stories.writer import StoryWriter
 
 
-class Servicer(DiscoveryServicer, SharingServicer, LoreServicer, StoriesServicer):
+class Servicer(
+    DiscoveryServicer, SharingServicer, LoreServicer, ExchangeServicer, StoriesServicer
+):
     """fabula.stories.v1.StoriesService: each domain's methods, one servicer."""
 
     def __init__(
@@ -38,6 +41,7 @@ class Servicer(DiscoveryServicer, SharingServicer, LoreServicer, StoriesServicer
     ) -> None:
         StoriesServicer.__init__(self, db, writer)
         LoreServicer.__init__(self, db, generation, settings)
+        ExchangeServicer.__init__(self, db)
 
 
 def create_app(settings: Settings) -> GrpcApp:

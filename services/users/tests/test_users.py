@@ -374,6 +374,30 @@ async def test_get_user_not_found(users):
         assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_find_user_by_email_ignores_case_and_surrounding_spaces(users):
+    email = new_email()
+    user = (await register(users, email)).user
+
+    found = await users.FindUserByEmail(
+        users_pb2.FindUserByEmailRequest(email=f"  {email.upper()} ")
+    )
+
+    assert found == user
+
+
+async def test_find_user_by_email_is_not_found_for_an_unknown_email(users):
+    request = users_pb2.FindUserByEmailRequest(email=new_email())
+    err = await rpc_error(users.FindUserByEmail(request))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_find_user_by_email_refuses_a_malformed_email(users):
+    request = users_pb2.FindUserByEmailRequest(email="no-at-sign")
+    err = await rpc_error(users.FindUserByEmail(request))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "email" in err.details()
+
+
 async def test_registration_publishes_user_registered(users, nats_url):
     subject = subject_for(Settings(), "users", "user_registered")
     nc = await nats.connect(nats_url, connect_timeout=2)

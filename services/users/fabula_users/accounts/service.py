@@ -458,6 +458,14 @@ class UsersService:
             raise NotFound("user not found")
         return user
 
+    async def find_user_by_email(self, session: AsyncSession, email: str) -> User:
+        """The account with this email, whatever its case (emails are stored
+        lower-cased); NOT_FOUND when none."""
+        user = await repository.get_user_by_email(session, normalise_email(email))
+        if user is None:
+            raise NotFound("user not found")
+        return user
+
     # --- Profile --------------------------------------------------------------
 
     async def update_profile(

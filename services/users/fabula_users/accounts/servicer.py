@@ -136,6 +136,13 @@ class UsersServicer(users_pb2_grpc.UsersServiceServicer):
             user = await self.service.get_user(session, request.user_id)
         return user_to_proto(user)
 
+    async def FindUserByEmail(
+        self, request: users_pb2.FindUserByEmailRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.User:
+        async with self.db.session_scope() as session:
+            user = await self.service.find_user_by_email(session, request.email)
+        return user_to_proto(user)
+
     async def UpdateProfile(
         self, request: users_pb2.UpdateProfileRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.User:

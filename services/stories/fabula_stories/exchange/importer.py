@@ -1,0 +1,202 @@
+"""Import the AI Story Generator's saved stories for one user.
+
+    python -m fabula_stories.exchange.importer --email ada@example.com --dir saved_stories
+
+(`make import-stories USER=<email> DIR=<folder>`.) Every *.json of the folder
+is one story (see seed.py). The user is found with users' FindUserByEmail and
+each story goes to stories' ImportStory, which imports a story once: running
+it again imports only what was not imported yet. Malformed files are reported
+and skipped; nothing of them is stored.
+
+Services are reached as `make run` starts them: USERS_ADDR / STORIES_ADDR, or
+127.0.0.1 and USERS_GRPC_PORT / STORIES_GRPC_PORT, else the default ports;
+every call has the deadline GRPC_DEADLINE_SECONDS.
+
+Exit status: 0 when every file was imported or skipped, 1 when some failed,
+2 for a usage error, an unknown user or a service that cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from fabula.stories.v1 import stories_pb2_grpc
+from fabula.users.v1 import users_pb2, users_pb2_grpc
+from fabula_common.grpc_client import ContextChannel, open_channel
+from fabula_common.settings import CommonSettings
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from fabula_stories.exchange.seed import DEFAULT_SOURCE, MalformedStory, read_story_file
+
+OK, SOME_FAILED, USAGE = 0, 1, 2
+# Services that cannot be reached, or did not answer in time: the run stops
+# (what was imported stays; running again skips it).
+_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+_DEFAULT_PORTS = {"users": 50051, "stories": 50052}
+
+
+class Stop(Exception):
+    """The run cannot go on; the message says why (exit status 2)."""
+
+
+@dataclass
+class Report:
+    imported: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def print(self, console: Console) -> None:
+        console.print(
+            f"imported {len(self.imported)}, skipped {len(self.skipped)} (already imported), "
+            f"failed {len(self.failed)}"
+        )
+        for name, reason in self.failed:
+            console.print(f"  failed {name}: {reason}", markup=False, highlight=False)
+
+
+def service_address(name: str) -> str:
+    """Where `make run` starts the service (fabula_devtools.run derives
+    <NAME>_ADDR from <NAME>_GRPC_PORT the same way)."""
+    prefix = name.upper()
+    explicit = os.environ.get(f"{prefix}_ADDR")
+    if explicit:
+        return explicit
+    return f"127.0.0.1:{os.environ.get(f'{prefix}_GRPC_PORT', _DEFAULT_PORTS[name])}"
+
+
+def _error_message(err: grpc.aio.AioRpcError) -> str:
+    if err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return f"too large for the stories service ({err.details()})"
+    return err.details() or err.code().name.lower()
+
+
+async def find_user(users: users_pb2_grpc.UsersServiceStub, email: str, timeout: float) -> str:
+    try:
+        user = await users.FindUserByEmail(
+            users_pb2.FindUserByEmailRequest(email=email), timeout=timeout
+        )
+    except grpc.aio.AioRpcError as err:
+        if err.code() is grpc.StatusCode.NOT_FOUND:
+            raise Stop(f"no user has the email {email}") from None
+        if err.code() in _UNREACHABLE:
+            raise Stop(
+                f"the users service at {service_address('users')} "
+                f"cannot be reached ({err.code().name})"
+            ) from None
+        raise Stop(f"users refused the email {email!r}: {_error_message(err)}") from None
+    return user.id
+
+
+async def import_file(
+    stories: stories_pb2_grpc.StoriesServiceStub,
+    path: Path,
+    *,
+    user_id: str,
+    source: str,
+    timeout: float,
+    report: Report,
+) -> None:
+    try:
+        request = read_story_file(path, user_id=user_id, source=source)
+    except MalformedStory as exc:
+        report.failed.append((path.name, str(exc)))
+        return
+    except OSError as exc:
+        report.failed.append((path.name, f"cannot be read ({exc.strerror or exc})"))
+        return
+    try:
+        response = await stories.ImportStory(request, timeout=timeout)
+    except grpc.aio.AioRpcError as err:
+        if err.code() in _UNREACHABLE:
+            raise Stop(
+                f"the stories service at {service_address('stories')} "
+                f"cannot be reached ({err.code().name}); run again to import the rest"
+            ) from None
+        if err.code() is grpc.StatusCode.UNAUTHENTICATED:
+            raise Stop(f"the user's account cannot take imports: {err.details()}") from None
+        report.failed.append((path.name, _error_message(err)))
+        return
+    (report.imported if response.imported else report.skipped).append(path.name)
+
+
+async def run(email: str, folder: Path, source: str, console: Console) -> int:
+    files = sorted(path for path in folder.glob("*.json") if path.is_file())
+    timeout = CommonSettings().grpc_deadline_seconds
+    report = Report()
+    users_channel: ContextChannel = open_channel(service_address("users"), timeout)
+    stories_channel: ContextChannel = open_channel(service_address("stories"), timeout)
+    try:
+        user_id = await find_user(users_pb2_grpc.UsersServiceStub(users_channel), email, timeout)
+        stories = stories_pb2_grpc.StoriesServiceStub(stories_channel)
+        try:
+            await _import_all(
+                stories, files, user_id=user_id, source=source, timeout=timeout, report=report
+            )
+        except Stop:
+            # What was done before the stop; main then tells why it stopped.
+            report.print(console)
+            raise
+    finally:
+        await asyncio.gather(users_channel.close(), stories_channel.close())
+    report.print(console)
+    return SOME_FAILED if report.failed else OK
+
+
+async def _import_all(
+    stories: stories_pb2_grpc.StoriesServiceStub,
+    files: list[Path],
+    *,
+    user_id: str,
+    source: str,
+    timeout: float,
+    report: Report,
+) -> None:
+    with Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=Console(stderr=True),
+    ) as progress:
+        task = progress.add_task("import", total=len(files), current="")
+        for path in files:
+            progress.update(task, current=path.name)
+            await import_file(
+                stories, path, user_id=user_id, source=source, timeout=timeout, report=report
+            )
+            progress.advance(task)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make import-stories",
+        description="Import a folder of the AI Story Generator's saved stories (*.json) "
+        "for one user; stories imported before are skipped.",
+    )
+    parser.add_argument("--email", required=True, help="the user's email")
+    parser.add_argument("--dir", required=True, type=Path, help="the folder of *.json files")
+    parser.add_argument(
+        "--source", default=DEFAULT_SOURCE, help=f"where they come from (default {DEFAULT_SOURCE})"
+    )
+    args = parser.parse_args(argv)  # exits with status 2 on a usage error
+    console = Console(highlight=False)
+    if not args.dir.is_dir():
+        parser.print_usage(sys.stderr)
+        print(f"error: {args.dir} is not a folder", file=sys.stderr)
+        return USAGE
+    try:
+        return asyncio.run(run(args.email.strip(), args.dir, args.source, console))
+    except Stop as exc:
+        Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False)
+        return USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
