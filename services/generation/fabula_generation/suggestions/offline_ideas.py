@@ -27,19 +27,19 @@ NAMES = (
 
 ROLES = {
     "fantasy": (
-        "an exiled knight", "a hedge witch", "a royal cartographer", "a disgraced prince",
+        "an exiled knight", "a hedge witch", "a royal cartographer", "a disgraced heir",
         "a dragon's keeper", "a thief with a conscience",
     ),
     "science fiction": (
         "a salvage pilot", "the ship's reluctant AI", "a xenobiologist", "a station mechanic",
-        "a smuggler on the outer rim", "a cadet on her first posting",
+        "a smuggler on the outer rim", "a cadet on a first posting",
     ),
     "mystery": (
         "a retired inspector", "a night-shift journalist", "a pawnbroker", "a forensic "
         "accountant", "a village postmistress", "a magician who hates magic",
     ),
     "horror": (
-        "a night nurse", "a lighthouse keeper", "a folklorist", "a grieving widower",
+        "a night nurse", "a lighthouse keeper", "a folklorist", "a recently bereaved neighbour",
         "a child who sees too much", "the new vicar",
     ),
     "romance": (
@@ -52,23 +52,24 @@ ROLES = {
     ),
     "generic": (
         "a schoolteacher", "a retired sailor", "a young doctor", "a night-shift baker",
-        "a woman who inherits a house", "a stranger in town",
+        "the heir to a crumbling house", "a stranger in town",
     ),
 }  # fmt: skip
 
 TITLES = (
     "The {adjective} {noun}",
     "{name} and the {adjective} {noun}",
-    "A {noun} for {name}",
+    "{name}'s {noun}",
 )
 OPENINGS = (
     "{Name} had sworn never to set foot in {place} again, but {object} changed that.",
     "The night {sound} returned, {name} was the only one awake in {place}.",
-    "Everyone knew the stories about {threat}; only {name} had ever seen it up close.",
+    "Everyone knew the stories about {threat}, and {name} had stopped believing them "
+    "long ago.",
     "It began with {object}, left on {name}'s doorstep without a note.",
     "Under {light}, {name} finally understood what {other} had been hiding.",
-    "{Name} found {object} on the first day of spring, and by nightfall {place} was no "
-    "longer safe.",
+    "{Name} found {object} on the first day of spring, and by nightfall nowhere in {place} "
+    "was safe.",
     "Nobody in {place} had heard {sound} in a hundred years, until {name} came home.",
 )
 MAX_ATTEMPTS = 20
@@ -84,10 +85,14 @@ def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _idea(rng: random.Random, genre: str, voice_key: str, used_names: set[str]) -> StoryIdea:
+def _idea(
+    rng: random.Random, genre: str, voice_key: str, used_names: set[str], opening: str
+) -> StoryIdea:
     voice: GenreVoice = VOICES[voice_key]
-    fresh = [name for name in NAMES if name not in used_names] or list(NAMES)
-    names = rng.sample(fresh, k=rng.choice((2, 3)))
+    count = rng.choice((2, 3))
+    # Names not given to another idea of the answer while there are enough.
+    fresh = [name for name in NAMES if name not in used_names]
+    names = rng.sample(fresh if len(fresh) >= count else NAMES, k=count)
     used_names.update(names)
     roles = rng.sample(ROLES[voice_key], k=len(names))
     slots = {
@@ -109,7 +114,7 @@ def _idea(rng: random.Random, genre: str, voice_key: str, used_names: set[str]) 
         title=title,
         genre=genre,
         characters=[f"{name}, {role}" for name, role in zip(names, roles, strict=True)],
-        opening_line=_capitalised(rng.choice(OPENINGS).format(**slots)),
+        opening_line=_capitalised(opening.format(**slots)),
     )
 
 
@@ -120,13 +125,17 @@ def compose_ideas(request: SuggestionRequest) -> list[StoryIdea]:
     rng = random.Random(_seed(request))
     genres = list(GENRES)
     rng.shuffle(genres)
+    # Each idea of an answer opens in another way, while there are enough.
+    openings = list(OPENINGS)
+    rng.shuffle(openings)
     ideas: list[StoryIdea] = []
     used_names: set[str] = set()
     for index in range(request.count):
         genre = request.genre or genres[index % len(genres)]
         voice_key = voice_key_for(genre)
+        opening = openings[index % len(openings)]
         for _ in range(MAX_ATTEMPTS):
-            idea = _idea(rng, genre, voice_key, used_names)
+            idea = _idea(rng, genre, voice_key, used_names, opening)
             if all(
                 idea.title != other.title and idea.opening_line != other.opening_line
                 for other in ideas

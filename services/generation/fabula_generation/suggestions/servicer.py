@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import grpc
-from fabula.generation.v1 import generation_pb2
+from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 
 from fabula_generation.generations.servicer import GenerationRecorder, usage_to_proto
 from fabula_generation.providers import GenerationProvider
@@ -13,7 +13,7 @@ from fabula_generation.suggestions.domain import SuggestionRequest
 from fabula_generation.suggestions.service import SuggestionCall, SuggestionRateLimit, suggest
 
 
-class SuggestionsServicer:
+class SuggestionsServicer(generation_pb2_grpc.GenerationServiceServicer):
     """SuggestStories, composed into the GenerationService servicer (app.py).
     Validate, admit under the user's rate limit (a refused call costs nothing
     and is not recorded), record the call as started, ask the provider, record
