@@ -32,6 +32,7 @@ OPERATIONS = {
     ("DELETE", "/v1/stories/{story_id}"): "delete_story",
     ("POST", "/v1/stories/{story_id}/continue"): "continue_story",
     ("POST", "/v1/stories/{story_id}/end"): "end_story",
+    ("GET", "/v1/suggestions"): "suggest_stories",
     ("GET", "/v1/usage"): "get_usage",
     ("POST", "/v1/billing/checkout"): "create_checkout",
     ("GET", "/v1/billing/subscription"): "get_subscription",
