@@ -16,6 +16,7 @@ import grpc
 import pytest
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import events_pb2, generation_pb2, generation_pb2_grpc
+from fabula.users.v1 import events_pb2 as users_events
 from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
 from fabula_common.db import Database
@@ -25,8 +26,10 @@ from fabula_common.testing import free_port, running_app
 from fabula_generation.app import create_app
 from fabula_generation.database import outbox
 from fabula_generation.generations.models import Generation
+from fabula_generation.leaving.service import delete_user_generations
 from fabula_generation.settings import Settings
 from fabula_generation.suggestions.domain import SuggestionRequest, parse_ideas
+from fabula_generation.suggestions.models import SuggestionRateWindow
 from fabula_generation.suggestions.offline_ideas import compose_ideas
 from sqlalchemy import select
 
@@ -294,3 +297,19 @@ async def test_a_full_window_frees_once_it_ends(billing):
         assert error_details(caught.value).retry_after == 1
         await asyncio.sleep(1.1)
         await stub.SuggestStories(suggest(user_id))
+
+
+async def test_a_deleted_user_leaves_no_rate_window_behind(generation, db):
+    user_id = str(uuid.uuid4())
+    await generation.SuggestStories(suggest(user_id))
+
+    async with db.session_scope() as session:
+        await delete_user_generations(
+            session, users_events.UserDeleted(event_id=str(uuid.uuid4()), user_id=user_id)
+        )
+    async with db.session_scope() as session:
+        windows = await session.scalars(
+            select(SuggestionRateWindow).where(SuggestionRateWindow.user_id == user_id)
+        )
+        assert list(windows) == []
+    assert await rows_for_user(db, user_id) == []
