@@ -88,11 +88,11 @@ def parse_ideas(text: str, count: int) -> list[StoryIdea]:
         raise UpstreamError(
             f"the model's story ideas did not follow the schema ({where}: {first['msg']})"
         ) from None
-    ideas = []
-    for idea in answer.ideas[:count]:
-        characters = [name for name in idea.characters if name.strip()]
-        ideas.append(idea.model_copy(update={"characters": [c.strip() for c in characters]}))
-    return ideas
+    # Strings arrive stripped (str_strip_whitespace); blank names are dropped.
+    return [
+        idea.model_copy(update={"characters": [name for name in idea.characters if name]})
+        for idea in answer.ideas[:count]
+    ]
 
 
 def normalised_locale(locale: str) -> str:
