@@ -43,6 +43,7 @@ from fabula_gateway.stories import discovery as story_discovery
 from fabula_gateway.stories import exchange as story_exchange
 from fabula_gateway.stories import routes as stories
 from fabula_gateway.stories import sharing as story_sharing
+from fabula_gateway.suggestions import routes as suggestions
 from fabula_gateway.users import routes as users
 
 
@@ -94,13 +95,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         stories,
         lore,
         story_sharing,
+        story_exchange,
+        suggestions,
         billing,
         payments,
         health,
     )
     for module in modules:
         app.include_router(module.router)
-    app.include_router(story_exchange.router)
 
     install_exception_handlers(app)
     install_openapi(app)

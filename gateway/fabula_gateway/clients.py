@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 from fabula.billing.v1 import billing_pb2_grpc
+from fabula.generation.v1 import generation_pb2_grpc
 from fabula.stories.v1 import stories_pb2_grpc
 from fabula.users.v1 import users_pb2_grpc
 from fabula_common.grpc_client import ContextChannel, open_channel
@@ -49,6 +50,7 @@ class ServiceClients:
     users: users_pb2_grpc.UsersServiceStub
     stories: stories_pb2_grpc.StoriesServiceStub
     billing: billing_pb2_grpc.BillingServiceStub
+    generation: generation_pb2_grpc.GenerationServiceStub
     # Deadline of calls that run a model (create, continue, end).
     generation_timeout: float
 
@@ -63,6 +65,7 @@ class ServiceClients:
             users=users_pb2_grpc.UsersServiceStub(channels["users"]),
             stories=stories_pb2_grpc.StoriesServiceStub(channels["stories"]),
             billing=billing_pb2_grpc.BillingServiceStub(channels["billing"]),
+            generation=generation_pb2_grpc.GenerationServiceStub(channels["generation"]),
             generation_timeout=settings.generation_deadline_seconds,
         )
 

@@ -46,6 +46,7 @@ TAGS = [
     {"name": "auth", "description": "Accounts and tokens."},
     {"name": "api-keys", "description": "Keys for scripts, instead of signing in."},
     {"name": "stories", "description": "Stories and their segments."},
+    {"name": "suggestions", "description": "Ideas for new stories."},
     {"name": "usage", "description": "The plan and what this period has used of it."},
     {"name": "billing", "description": "Plans bought through Stripe, invoices, Stripe's webhooks."},
     {"name": "admin", "description": "Administration of accounts (superusers only)."},

@@ -26,6 +26,7 @@ from fabula_common.errors import (
     PaymentProviderUnavailable,
     PaymentsNotConfigured,
     QuotaExceeded,
+    RateLimited,
     StoryBusy,
     StoryComplete,
     TooBusy,
@@ -455,6 +456,9 @@ def problem_for_status(
             return ProblemError(
                 TOO_MANY_ATTEMPTS, passed_on, headers=retry_after(error.retry_after)
             )
+        case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == RateLimited.reason:
+            # This user asked too often (e.g. story suggestions): refused until Retry-After.
+            return ProblemError(RATE_LIMITED, passed_on, headers=retry_after(error.retry_after))
         case grpc.StatusCode.RESOURCE_EXHAUSTED if reason == QuotaExceeded.reason:
             return ProblemError(
                 QUOTA_EXCEEDED, passed_on, extensions=quota_facts(error.metadata)

@@ -1,5 +1,6 @@
 """Fake backends for the gateway's tests: real grpc.aio servers in the test
-process implementing the users, stories and billing contracts (libs/protos).
+process implementing the users, stories, billing and generation contracts
+(libs/protos).
 
 They stand in for the *services* so the real gateway app can be driven
 through its happy paths: each answers with canned data derived from the
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 import grpc
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.common.v1.money_pb2 import Money
+from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
 from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.errors import FabulaError
@@ -48,13 +50,14 @@ async def abort_with(
     details: str,
     reason: str | None = None,
     metadata: dict[str, str] | None = None,
+    retry_after: float | None = None,
 ) -> None:
     """End the call the way our services report an error: the rich status
     (google.rpc.Status with ErrorInfo and its metadata) when there is a
     reason, gRPC's plain status otherwise."""
     if reason is None:
         await context.abort(code, details)
-    error = FabulaError(details, reason=reason, metadata=metadata)
+    error = FabulaError(details, reason=reason, metadata=metadata, retry_after=retry_after)
     error.code = code
     status = error.to_status()
     await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
@@ -66,6 +69,8 @@ class Failure:
     details: str
     reason: str | None = None
     metadata: dict[str, str] | None = None
+    # Seconds of a RetryInfo; None: none.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,10 @@ class Recorder:
         details: str,
         reason: str | None = None,
         metadata: dict[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         """Answer every later call of `method` with this status."""
-        self.failures[method] = Failure(code, details, reason, metadata)
+        self.failures[method] = Failure(code, details, reason, metadata, retry_after)
 
     def only(self, method: str) -> Call:
         """The one call of `method` received (fails when there were more or none)."""
@@ -106,7 +112,12 @@ class Recorder:
         failure = self.failures.get(method)
         if failure is not None:
             await abort_with(
-                context, failure.code, failure.details, failure.reason, failure.metadata
+                context,
+                failure.code,
+                failure.details,
+                failure.reason,
+                failure.metadata,
+                failure.retry_after,
             )
 
 
@@ -404,7 +415,12 @@ class FakeStories(FakeStoryDiscovery, stories_pb2_grpc.StoriesServiceServicer):
         if self.fail_after_text is not None:
             failure = self.fail_after_text
             await abort_with(
-                context, failure.code, failure.details, failure.reason, failure.metadata
+                context,
+                failure.code,
+                failure.details,
+                failure.reason,
+                failure.metadata,
+                failure.retry_after,
             )
         text = "".join(CONTINUATION_PIECES)
         yield stories_pb2.ContinueStoryEvent(
@@ -701,6 +717,30 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
         )
 
 
+class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def SuggestStories(self, request, context):
+        await self.recorder.receive("SuggestStories", request, context)
+        genre = request.genre or "mystery"
+        return generation_pb2.SuggestStoriesResponse(
+            ideas=[
+                generation_pb2.StoryIdea(
+                    title=f"Idea {index + 1}",
+                    genre=genre,
+                    characters=["Mara, a lighthouse keeper", "Tom, her brother"],
+                    opening_line="The fog came in at noon.",
+                )
+                for index in range(request.count)
+            ],
+            generation_id=str(uuid.uuid4()),
+            provider="offline",
+            model="offline",
+            is_language_model=False,
+        )
+
+
 @dataclass
 class FakeBackends:
     """One server holding every fake service and grpc.health.v1 for all."""
@@ -710,6 +750,7 @@ class FakeBackends:
     users: FakeUsers
     stories: FakeStories
     billing: FakeBilling
+    generation: FakeGeneration
     health: health_aio.HealthServicer
     server: grpc.aio.Server
 
@@ -741,12 +782,14 @@ async def fake_backends() -> AsyncIterator[FakeBackends]:
         users=FakeUsers(recorder),
         stories=FakeStories(recorder),
         billing=FakeBilling(recorder),
+        generation=FakeGeneration(recorder),
         health=health_aio.HealthServicer(),
         server=server,
     )
     users_pb2_grpc.add_UsersServiceServicer_to_server(backends.users, server)
     stories_pb2_grpc.add_StoriesServiceServicer_to_server(backends.stories, server)
     billing_pb2_grpc.add_BillingServiceServicer_to_server(backends.billing, server)
+    generation_pb2_grpc.add_GenerationServiceServicer_to_server(backends.generation, server)
     health_pb2_grpc.add_HealthServicer_to_server(backends.health, server)
     server.add_insecure_port(backends.address)
     await server.start()

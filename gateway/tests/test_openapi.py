@@ -44,6 +44,7 @@ OPERATIONS = {
     ("DELETE", "/v1/stories/{story_id}/share"): "revoke_share",
     ("GET", "/v1/shared/{token}"): "get_shared_story",
     ("GET", "/v1/stories/{story_id}/export"): "export_story",
+    ("GET", "/v1/suggestions"): "suggest_stories",
     ("GET", "/v1/usage"): "get_usage",
     ("POST", "/v1/billing/checkout"): "create_checkout",
     ("GET", "/v1/billing/subscription"): "get_subscription",

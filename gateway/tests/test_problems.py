@@ -61,6 +61,7 @@ def rpc_error(
         (grpc.StatusCode.UNAUTHENTICATED, "unauthenticated", 401, "unauthenticated"),
         (grpc.StatusCode.PERMISSION_DENIED, None, 404, "not-found"),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "quota-exceeded", 402, "quota-exceeded"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "rate-limited", 429, "rate-limited"),
         # gRPC's own (e.g. a message too large): our limit, not the client's quota.
         (grpc.StatusCode.RESOURCE_EXHAUSTED, None, 500, "internal-error"),
         (grpc.StatusCode.UNAVAILABLE, "unavailable", 503, "service-unavailable"),

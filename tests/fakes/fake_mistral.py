@@ -15,6 +15,9 @@ Behaviours (how a request is answered):
   server-error  500
   slow          waits --slow-seconds before answering at all
   stall         streams the first chunk, then goes silent for --slow-seconds
+  bad-json      structured output (below) whose content is not valid JSON
+  cut-off       structured output stopped at max_tokens: partial JSON,
+                finish_reason "length"
 
 A request gets the next behaviour queued through the control endpoint if there
 is one, else the behaviour named by a magic word `fake-mistral:<behaviour>`
@@ -26,6 +29,13 @@ slow 30-second stream.
 
 When any message contains "Title:" (the caller asks for a title line), the
 answer starts with "Title: The Lantern Keeper" and a blank line.
+
+Structured output: a request with `response_format` {"type": "json_schema",
+"json_schema": {"name", "schema", "strict"}} (or {"type": "json_object"}) is
+answered, as Mistral does, with the JSON document as the message's content
+string: a document following the schema (objects with every property, arrays
+of `minItems` items or --json-items, strings from the story text; `$ref`s
+into `$defs` followed).
 
 Control endpoints (JSON):
   POST /_fake/behaviours  {"behaviours": ["rate-limit", "normal"]}  queue behaviours
@@ -45,7 +55,16 @@ import uuid
 from collections import deque
 from typing import Any
 
-BEHAVIOURS = ("normal", "no-usage", "rate-limit", "server-error", "slow", "stall")
+BEHAVIOURS = (
+    "normal",
+    "no-usage",
+    "rate-limit",
+    "server-error",
+    "slow",
+    "stall",
+    "bad-json",
+    "cut-off",
+)
 MAGIC_WORD = re.compile(r"fake-mistral:([a-z-]+)")
 
 TITLE = "The Lantern Keeper"
@@ -70,6 +89,76 @@ def _word_count(text: str) -> int:
     return len(text.split())
 
 
+class _SchemaFiller:
+    """A document following a JSON schema, with varied plausible strings."""
+
+    def __init__(self, root: dict[str, Any], array_items: int) -> None:
+        self.root = root
+        self.array_items = array_items
+        self.strings = 0
+
+    def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
+        ref = node.get("$ref")
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            return node
+        target: Any = self.root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        return self._resolve(target)
+
+    def fill(self, node: dict[str, Any], name: str = "") -> Any:
+        node = self._resolve(node)
+        if "enum" in node:
+            return node["enum"][0]
+        if "anyOf" in node:
+            return self.fill(node["anyOf"][0], name)
+        kind = node.get("type", "string")
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), "null")
+        if kind == "object":
+            return {key: self.fill(value, key) for key, value in node.get("properties", {}).items()}
+        if kind == "array":
+            count = max(node.get("minItems", self.array_items), 0)
+            count = min(count, node.get("maxItems", count))
+            return [self.fill(node.get("items", {}), name) for _ in range(count)]
+        if kind == "integer":
+            return node.get("minimum", 1)
+        if kind == "number":
+            return node.get("minimum", 1.0)
+        if kind == "boolean":
+            return True
+        if kind == "null":
+            return None
+        return self._string(name)
+
+    def _string(self, name: str) -> str:
+        self.strings += 1
+        sentences = [s.strip() for s in REPLY.split(".") if s.strip()]
+        sentence = sentences[self.strings % len(sentences)] + "."
+        if name == "title" or name.endswith("_name") or name == "name":
+            return f"{TITLE} {self.strings}"
+        if name == "genre":
+            return "mystery"
+        if name == "characters":
+            return ("Mara, a lantern keeper", "Tom, her brother", "Ines, a harbour pilot")[
+                self.strings % 3
+            ]
+        return sentence
+
+
+def _structured_reply(body: dict[str, Any], array_items: int) -> str | None:
+    """The JSON document a structured-output request is answered with; None
+    for a request wanting text."""
+    response_format = body.get("response_format") or {}
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {}
+        return json.dumps(_SchemaFiller(schema, array_items).fill(schema))
+    if kind == "json_object":
+        return json.dumps({"text": REPLY})
+    return None
+
+
 class FakeMistral:
     """The fake server. Start and stop it in the running event loop."""
 
@@ -82,6 +171,7 @@ class FakeMistral:
         chunk_delay_ms: int = 0,
         tokens: int | None = None,
         model: str = "mistral-small-latest",
+        json_items: int = 3,
     ) -> None:
         self.host = host
         self.port = port
@@ -90,6 +180,8 @@ class FakeMistral:
         # Words in a reply (the story text repeated as needed); None: the text once.
         self.tokens = tokens
         self.model = model
+        # Items of a structured answer's arrays whose schema sets no minItems.
+        self.json_items = json_items
         self.requests: list[dict[str, Any]] = []
         # Connections accepted so far: tells whether a client reuses its own.
         self.connections_opened = 0
@@ -244,6 +336,14 @@ class FakeMistral:
             words = REPLY.split()
             story = " ".join(words[i % len(words)] for i in range(self.tokens))
         reply = f"Title: {TITLE}\n\n{story}" if wants_title else story
+        finish_reason = "stop"
+        structured = _structured_reply(body, self.json_items)
+        if structured is not None:
+            reply = structured
+            if behaviour == "bad-json":
+                reply = "Here are your ideas: " + structured[: len(structured) // 2]
+            elif behaviour == "cut-off":
+                reply, finish_reason = structured[: len(structured) // 2], "length"
         usage = {
             "prompt_tokens": sum(_word_count(str(m.get("content", ""))) for m in messages),
             "completion_tokens": _word_count(reply),
@@ -266,7 +366,7 @@ class FakeMistral:
                         {
                             "index": 0,
                             "message": {"role": "assistant", "content": reply, "tool_calls": None},
-                            "finish_reason": "stop",
+                            "finish_reason": finish_reason,
                         }
                     ],
                     "usage": usage,
@@ -288,7 +388,7 @@ class FakeMistral:
                         "delta": {"role": "assistant", "content": piece}
                         if index == 0
                         else {"content": piece},
-                        "finish_reason": "stop" if last else None,
+                        "finish_reason": finish_reason if last else None,
                     }
                 ],
             }
@@ -345,6 +445,7 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         slow_seconds=args.slow_seconds,
         chunk_delay_ms=args.chunk_delay_ms,
         tokens=args.tokens,
+        json_items=args.json_items,
     )
     await fake.start()
     print(f"fake Mistral API listening on {fake.url}", flush=True)
@@ -368,6 +469,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--tokens", type=int, default=None, help="words in each reply (default: the text once)"
+    )
+    parser.add_argument(
+        "--json-items",
+        type=int,
+        default=3,
+        help="items of a structured answer's arrays that set no minItems",
     )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):

@@ -138,6 +138,15 @@ class TooManyAttempts(FabulaError):
     reason = "too-many-attempts"
 
 
+class RateLimited(FabulaError):
+    """This caller asked too often in a short time (e.g. story suggestions):
+    refused until the delay (its RetryInfo) has passed."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "rate-limited"
+    retry_after = 1.0
+
+
 class Unavailable(FabulaError):
     code = grpc.StatusCode.UNAVAILABLE
     reason = "unavailable"
@@ -224,6 +233,7 @@ _BY_REASON: dict[str, type[FabulaError]] = {
             StoryComplete,
             TooBusy,
             TooManyAttempts,
+            RateLimited,
             IdempotencyKeyReused,
             IdempotencyKeyInProgress,
             PaymentsNotConfigured,

@@ -14,6 +14,7 @@ from fabula_common.errors import (
     IdempotencyKeyReused,
     NotFound,
     QuotaExceeded,
+    RateLimited,
     StoryBusy,
     StoryComplete,
     Unavailable,
@@ -76,6 +77,7 @@ def test_a_complete_story_is_final_no_retry_is_offered():
         Conflict("not now"),
         IdempotencyKeyInProgress("the first request is still being processed"),
         IdempotencyKeyReused("idempotency_key: already used for a different request"),
+        RateLimited("too many story suggestions", retry_after=42),
     ],
     ids=lambda error: error.reason,
 )

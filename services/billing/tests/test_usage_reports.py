@@ -482,3 +482,59 @@ async def test_a_cost_refusal_names_the_cost_limit(billing: Stub):
     )
     resets_at = dt.datetime.fromisoformat(details.metadata["resets_at"])
     assert resets_at.tzinfo is not None and resets_at > utcnow()
+
+
+async def test_a_suggestion_is_paid_as_cost_and_never_counted_as_a_generation(
+    billing: Stub, js: JetStreamContext, settings: Settings, db: Database
+):
+    """Story ideas reserve nothing: their usage (no reservation named) is
+    billed and logged as operation `suggestion`, and generations_used stays."""
+    user_id = str(uuid.uuid4())
+    before = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+    suggestion = usage_event(
+        user_id,
+        str(uuid.uuid4()),
+        purpose=generation_pb2.PURPOSE_STORY_SUGGESTIONS,
+        model="mistral-small",
+        cost="0.0004",
+        reserved=False,
+    )
+    suggestion.subject.CopyFrom(generation_pb2.SubjectRef(kind="user", id=user_id))
+    # Delivered again under another message id (past JetStream's dedupe
+    # window, say): still applied once.
+    redelivered = generation_events.UsageRecorded()
+    redelivered.CopyFrom(suggestion)
+    await publish(js, settings, suggestion)
+    await all_applied(db, [suggestion])
+    await js.publish(
+        subject_for(settings, "generation", "usage_recorded"),
+        redelivered.SerializeToString(),
+        headers={MSG_ID_HEADER: f"{suggestion.event_id}-again"},
+    )
+    # A later event of the same user proves the redelivery was consumed first.
+    marker = usage_event(
+        user_id, str(uuid.uuid4()), purpose=OPENING, model="offline", cost="0",
+        outcome=generation_events.GENERATION_OUTCOME_FAILED, reserved=False,
+    )  # fmt: skip
+    await publish(js, settings, marker)
+    await all_applied(db, [marker])
+
+    usage = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+    assert usage.generations_used == before.generations_used == 0
+    assert usage.generations_reserved == 0
+    assert money(usage.cost_used) == Decimal("0.0004")  # paid once
+    logs = await all_logs(billing, user_id, limit=100)
+    suggestion_logs = [log for log in logs if log.generation_id == suggestion.generation_id]
+    assert len(suggestion_logs) == 1
+    log = suggestion_logs[0]
+    assert (log.operation, log.counted, log.outcome, log.story_id) == (
+        "suggestion", False, "completed", ""
+    )
+    assert money(log.cost) == Decimal("0.0004")
+    breakdown = await billing.GetUsageBreakdown(
+        billing_pb2.GetUsageBreakdownRequest(user_id=user_id)
+    )
+    by_operation = {row.key: row for row in breakdown.by_operation}
+    row = by_operation["suggestion"]
+    assert (row.generations, row.calls, money(row.cost)) == (0, 1, Decimal("0.0004"))
+    assert breakdown.total.generations == 0

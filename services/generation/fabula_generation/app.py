@@ -21,12 +21,28 @@ from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.servicer import GenerationRecorder, GenerationServicer
 from fabula_generation.generations.tasks import AbandonedGenerationSweeper
 from fabula_generation.leaving.service import delete_user_generations
-from fabula_generation.providers import create_provider
+from fabula_generation.providers import GenerationProvider, create_provider
 from fabula_generation.settings import Settings
+from fabula_generation.suggestions.service import SuggestionRateLimit
+from fabula_generation.suggestions.servicer import SuggestionsServicer
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
+
+
+class Servicer(GenerationServicer, SuggestionsServicer):
+    """fabula.generation.v1.GenerationService: each domain's RPCs."""
+
+    def __init__(
+        self,
+        provider: GenerationProvider,
+        recorder: GenerationRecorder,
+        meter: Meter,
+        suggestions_rate_limit: SuggestionRateLimit,
+    ) -> None:
+        GenerationServicer.__init__(self, provider, recorder, meter)
+        SuggestionsServicer.__init__(self, provider, recorder, suggestions_rate_limit)
 
 
 def create_app(settings: Settings) -> GrpcApp:
@@ -68,7 +84,14 @@ def create_app(settings: Settings) -> GrpcApp:
     )
     app.add_servicer(
         generation_pb2_grpc.add_GenerationServiceServicer_to_server,
-        GenerationServicer(provider, recorder, meter),
+        Servicer(
+            provider,
+            recorder,
+            meter,
+            SuggestionRateLimit(
+                db, settings.suggestions_rate_limit, settings.suggestions_rate_window_seconds
+            ),
+        ),
         SERVICE_NAME,
     )
     # Workers stop in this order: records still being written first, then

@@ -6,5 +6,6 @@ from __future__ import annotations
 
 from fabula_generation.database import Base, outbox, processed_events
 from fabula_generation.generations.models import Generation
+from fabula_generation.suggestions.models import SuggestionRateWindow
 
-__all__ = ["Base", "Generation", "outbox", "processed_events"]
+__all__ = ["Base", "Generation", "SuggestionRateWindow", "outbox", "processed_events"]

@@ -67,6 +67,11 @@ class Settings(ServiceSettings):
         max_length=255,
     )
 
+    # Story suggestions a user may ask for per window (a fixed window of
+    # GENERATION_SUGGESTIONS_RATE_WINDOW_SECONDS); more are refused with a retry delay.
+    suggestions_rate_limit: int = Field(10, ge=1)
+    suggestions_rate_window_seconds: float = Field(60.0, gt=0)
+
     provider: ProviderChoice = ProviderChoice.auto
     # Pause between the offline provider's words, to make its streaming visible.
     offline_token_delay_ms: int = Field(0, ge=0, le=10_000)

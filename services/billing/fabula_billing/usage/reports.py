@@ -17,7 +17,7 @@ from decimal import Decimal
 from fabula_common import pagination
 from fabula_common.errors import InvalidArgument
 from fabula_common.pagination import page_limit
-from sqlalchemy import ColumnElement, func, literal_column, select, text, tuple_
+from sqlalchemy import ColumnElement, case, func, literal_column, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_billing.usage.models import UsageLedgerEntry
@@ -28,10 +28,12 @@ MAX_PAGE_SIZE = 100
 Ledger = UsageLedgerEntry.__table__.c
 
 # The operation a user reads: the model call's purpose without the "story_"
-# every story call has ("story_opening" -> "opening"); other purposes as they are.
+# every story call has ("story_opening" -> "opening"), story ideas as
+# "suggestion"; other purposes as they are.
 # Literals, not parameters: GROUP BY must repeat the SELECT's expression exactly.
-OPERATION: ColumnElement[str] = func.regexp_replace(
-    Ledger.purpose, literal_column("'^story_'"), literal_column("''")
+OPERATION: ColumnElement[str] = case(
+    (Ledger.purpose == literal_column("'story_suggestions'"), literal_column("'suggestion'")),
+    else_=func.regexp_replace(Ledger.purpose, literal_column("'^story_'"), literal_column("''")),
 )
 
 

@@ -94,6 +94,15 @@ def purpose_name(purpose: int) -> str:
     return name.removeprefix("PURPOSE_").lower()
 
 
+# Purposes whose calls are paid for (cost) but are no generation of the plan:
+# they reserve nothing and never count in generations_used.
+COST_ONLY_PURPOSES = frozenset({generation_pb2.PURPOSE_STORY_SUGGESTIONS})
+
+
+def counts_as_generation(event: generation_events.UsageRecorded) -> bool:
+    return event.purpose not in COST_ONLY_PURPOSES
+
+
 def usage_cost(event: generation_events.UsageRecorded) -> Decimal:
     """The call's cost: `cost`, or the decimal string `cost_usd` of an event
     of the previous release (such events wait in outboxes and the stream as
@@ -363,7 +372,8 @@ class BillingService:
         every rule is decided in memory, event after event, on the locked
         reservations; the batch's writes then go out set-based.
 
-        Its cost is always paid and its cost hold released. Whether it counts
+        Its cost is always paid and its cost hold released. A cost-only
+        purpose (story suggestions) never counts. Whether another counts
         as a generation: at once for a call that counts on completion (a
         completed one counts, a failed or cancelled one does not); for one
         whose delivery the owner confirms, only a failed or cancelled call is
@@ -449,7 +459,7 @@ class BillingService:
         if reservation is not None and reservation.count_settled_at is not None:
             decides_count = False  # the owner's event came first
         if decides_count:
-            counted = completed and not owner_confirms
+            counted = completed and not owner_confirms and counts_as_generation(event)
         else:  # decided by the owner's event, or to be
             counted = bool(reservation is not None and reservation.counted)
         if event.event_id in settlement.ledgered:

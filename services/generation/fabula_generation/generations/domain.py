@@ -12,6 +12,9 @@ class Purpose(StrEnum):
     story_opening = "story_opening"
     story_continuation = "story_continuation"
     story_ending = "story_ending"
+    # Story ideas (fabula_generation.suggestions): its cost is recorded, but it
+    # reserves no quota and never counts as a generation of the plan.
+    story_suggestions = "story_suggestions"
 
 
 STORY_PURPOSES = frozenset(

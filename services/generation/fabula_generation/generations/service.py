@@ -57,6 +57,7 @@ _PURPOSES = {
     Purpose.story_opening: generation_pb2.PURPOSE_STORY_OPENING,
     Purpose.story_continuation: generation_pb2.PURPOSE_STORY_CONTINUATION,
     Purpose.story_ending: generation_pb2.PURPOSE_STORY_ENDING,
+    Purpose.story_suggestions: generation_pb2.PURPOSE_STORY_SUGGESTIONS,
 }
 _DELIVERIES = {
     Delivery.on_completion: generation_pb2.DELIVERY_ON_COMPLETION,
@@ -187,6 +188,10 @@ class GenerationCall:
     def duration_ms(self) -> int:
         return int((time.monotonic() - self._started) * 1000)
 
+    def estimated_prompt_tokens(self) -> int:
+        """The prompt's size, counted locally: the usage recorded while it runs."""
+        return self.provider.count_prompt_tokens(self.request)
+
     def usage(self, outcome: Outcome) -> Usage:
         """The provider's own figures when it reported them; otherwise counted
         here from the prompt and what was produced."""
@@ -260,7 +265,7 @@ async def start_generation(
     ends. AlreadyExists when a generation with this id was started before (the
     caller retried)."""
     request, provider, model = call.request, call.provider.name, call.provider.model
-    prompt_tokens = call.provider.count_prompt_tokens(request)
+    prompt_tokens = call.estimated_prompt_tokens()
     started = await repository.add_started_generation(
         session,
         dict(

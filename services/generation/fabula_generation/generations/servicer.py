@@ -410,13 +410,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             title=call.title,
             provider=self.provider.name,
             model=self.provider.model,
-            usage=generation_pb2.Usage(
-                prompt_tokens=recorded.usage.prompt_tokens,
-                completion_tokens=recorded.usage.completion_tokens,
-                estimated=recorded.usage.estimated,
-                cost=to_money(recorded.cost_usd),
-                cost_usd=format_usd(recorded.cost_usd),  # for the previous release's callers
-            ),
+            usage=usage_to_proto(recorded),
             is_language_model=self.provider.is_language_model,
         )
 
@@ -476,6 +470,16 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
 
 
 MAX_LOOKUP_IDS = 1000
+
+
+def usage_to_proto(recorded: RecordedGeneration) -> generation_pb2.Usage:
+    return generation_pb2.Usage(
+        prompt_tokens=recorded.usage.prompt_tokens,
+        completion_tokens=recorded.usage.completion_tokens,
+        estimated=recorded.usage.estimated,
+        cost=to_money(recorded.cost_usd),
+        cost_usd=format_usd(recorded.cost_usd),  # for the previous release's callers
+    )
 
 
 def _retrieved(task: asyncio.Future) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_generation.generations.models import Generation
+from fabula_generation.suggestions.repository import delete_user_windows
 
 log = logging.getLogger(__name__)
 
@@ -31,4 +32,5 @@ async def delete_user_generations(
         )
         return
     deleted = await session.execute(delete(Generation).where(Generation.user_id == user_id))
+    await delete_user_windows(session, user_id)
     log.info("user %s deleted: %d generation records removed", user_id, deleted.rowcount or 0)

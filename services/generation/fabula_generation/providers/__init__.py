@@ -7,6 +7,7 @@ from fabula_generation.providers.base import (
     GenerationProvider,
     ProviderEvent,
     ReportedUsage,
+    StructuredRequest,
     TextChunk,
 )
 from fabula_generation.providers.mistral import MistralProvider
@@ -20,6 +21,7 @@ __all__ = [
     "OfflineProvider",
     "ProviderEvent",
     "ReportedUsage",
+    "StructuredRequest",
     "TextChunk",
     "create_provider",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from fabula_generation.generations.domain import GenerationRequest
 
@@ -35,6 +35,27 @@ ProviderEvent = TextChunk | ReportedUsage
 class Completion:
     text: str
     usage: ReportedUsage | None
+    # The answer stopped at the token limit (a JSON document is then incomplete).
+    cut_off: bool = False
+
+
+class StructuredRequest(Protocol):
+    """A call whose answer is one JSON document following a schema (structured
+    output). A language model is sent `messages()` and held to the schema; a
+    provider that is not one answers `offline_answer()`, composed without a model."""
+
+    # Names the schema for the provider (Mistral's json_schema.name).
+    schema_name: str
+    # Room the answer needs, in tokens: a provider never allows it fewer.
+    max_tokens: int
+
+    def json_schema(self) -> dict[str, Any]: ...
+
+    def messages(self) -> list[dict[str, str]]: ...
+
+    def offline_answer(self) -> Any:
+        """The document a built-in generator answers with (JSON-serialisable)."""
+        ...
 
 
 class GenerationProvider(Protocol):
@@ -51,6 +72,11 @@ class GenerationProvider(Protocol):
         ...
 
     async def complete(self, request: GenerationRequest) -> Completion: ...
+
+    async def complete_json(self, request: StructuredRequest) -> Completion:
+        """One non-streamed call answering a JSON document (its text, unparsed:
+        the caller validates it) that follows request.json_schema()."""
+        ...
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """The prompt's size in tokens, counted locally."""

@@ -40,7 +40,13 @@ from pydantic import ValidationError
 from fabula_generation.generations.domain import GenerationRequest
 from fabula_generation.generations.prompts import build_prompt
 from fabula_generation.generations.text import count_tokens
-from fabula_generation.providers.base import Completion, ProviderEvent, ReportedUsage, TextChunk
+from fabula_generation.providers.base import (
+    Completion,
+    ProviderEvent,
+    ReportedUsage,
+    StructuredRequest,
+    TextChunk,
+)
 from fabula_generation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -219,6 +225,39 @@ class MistralProvider:
         if choice.finish_reason == "error":
             raise UpstreamError("the model provider failed while writing")
         return Completion(_content_text(choice.message.content), _reported(response.usage))
+
+    async def complete_json(self, request: StructuredRequest) -> Completion:
+        """Structured output: Mistral's `response_format` of type json_schema
+        (strict) holds the answer to the request's schema; its text is the
+        JSON document (`cut_off` when the token limit stopped it midway)."""
+        budget = remaining_time(min(self.timeout_seconds, self.first_token_timeout_seconds))
+        with self._upstream_errors(budget):
+            async with asyncio.timeout(budget):
+                response = await self._client.chat.complete_async(
+                    model=self.model,
+                    messages=request.messages(),
+                    response_format={
+                        "type": "json_schema",
+                        "json_schema": {
+                            "name": request.schema_name,
+                            "schema": request.json_schema(),
+                            "strict": True,
+                        },
+                    },
+                    max_tokens=max(self.max_tokens, request.max_tokens),
+                    temperature=self.temperature,
+                    timeout_ms=max(1, int(budget * 1000)),
+                )
+        if not response.choices or response.choices[0].message is None:
+            raise UpstreamError("the model provider returned no answer")
+        choice = response.choices[0]
+        if choice.finish_reason == "error":
+            raise UpstreamError("the model provider failed while writing")
+        return Completion(
+            _content_text(choice.message.content),
+            _reported(response.usage),
+            cut_off=choice.finish_reason == "length",
+        )
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderEvent, None]:
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import re
 from collections.abc import AsyncGenerator
@@ -20,7 +21,13 @@ from dataclasses import dataclass
 
 from fabula_generation.generations.domain import GenerationRequest, Purpose
 from fabula_generation.generations.text import count_tokens
-from fabula_generation.providers.base import Completion, ProviderEvent, ReportedUsage, TextChunk
+from fabula_generation.providers.base import (
+    Completion,
+    ProviderEvent,
+    ReportedUsage,
+    StructuredRequest,
+    TextChunk,
+)
 
 MIN_WORDS = 120
 MAX_WORDS = 220
@@ -748,6 +755,13 @@ class OfflineProvider:
         return Completion(
             text, ReportedUsage(self.count_prompt_tokens(request), count_tokens(text))
         )
+
+    async def complete_json(self, request: StructuredRequest) -> Completion:
+        """The request's own offline answer (it reads no prompt); its tokens are
+        those of the messages a model would get and of the JSON written."""
+        text = json.dumps(request.offline_answer(), ensure_ascii=False)
+        prompt = "\n".join(message["content"] for message in request.messages())
+        return Completion(text, ReportedUsage(count_tokens(prompt), count_tokens(text)))
 
     async def aclose(self) -> None:
         return None

@@ -1,0 +1,1 @@
+"""Story suggestions: ideas for new stories (generation service)."""

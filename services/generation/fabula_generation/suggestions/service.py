@@ -1,0 +1,157 @@
+"""Suggestions rules: the rate limit, the model call and what is recorded.
+
+A suggestions call is recorded like any model call (a generation row with
+purpose story_suggestions, its UsageRecorded through the outbox, by the
+GenerationRecorder), but it reserves no quota: its event names no
+reservation, and billing records its cost without counting a generation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fabula_common.db import Database
+from fabula_common.errors import RateLimited, UpstreamError
+
+from fabula_generation.generations.domain import Delivery, Outcome, Usage
+from fabula_generation.generations.text import count_tokens
+from fabula_generation.providers import Completion, GenerationProvider
+from fabula_generation.suggestions import repository
+from fabula_generation.suggestions.domain import (
+    IDEAS_SCHEMA,
+    TOKENS_PER_IDEA,
+    StoryIdea,
+    SuggestionRequest,
+    parse_ideas,
+)
+from fabula_generation.suggestions.offline_ideas import compose_ideas
+from fabula_generation.suggestions.prompts import suggestion_messages
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IdeasQuestion:
+    """The structured request (providers.StructuredRequest) for story ideas."""
+
+    request: SuggestionRequest
+    schema_name = "story_ideas"
+
+    @property
+    def max_tokens(self) -> int:
+        return self.request.count * TOKENS_PER_IDEA
+
+    def json_schema(self) -> dict[str, Any]:
+        return IDEAS_SCHEMA
+
+    def messages(self) -> list[dict[str, str]]:
+        return suggestion_messages(self.request)
+
+    def offline_answer(self) -> dict[str, Any]:
+        return {"ideas": [idea.model_dump() for idea in compose_ideas(self.request)]}
+
+
+class SuggestionCall:
+    """One suggestions call in progress. The GenerationRecorder records it as
+    it records a GenerationCall, from the same attributes: `id`, `request`
+    (user, purpose, subject), `provider`, `reservation_id`, `delivery`,
+    `reserved`, `duration_ms`, `estimated_prompt_tokens()` and `usage()`."""
+
+    # No quota is held: billing settles no reservation and counts no generation.
+    reservation_id = ""
+    reserved = False
+    delivery = Delivery.on_completion
+
+    def __init__(
+        self, request: SuggestionRequest, provider: GenerationProvider, generation_id: uuid.UUID
+    ) -> None:
+        self.id = generation_id
+        self.request = request
+        self.question = IdeasQuestion(request)
+        self.provider = provider
+        self.model_called = False
+        self.completion: Completion | None = None
+        self._started = time.monotonic()
+
+    @property
+    def duration_ms(self) -> int:
+        return int((time.monotonic() - self._started) * 1000)
+
+    def _prompt_text(self) -> str:
+        return "\n".join(message["content"] for message in self.question.messages())
+
+    def estimated_prompt_tokens(self) -> int:
+        return count_tokens(self._prompt_text())
+
+    def usage(self, outcome: Outcome) -> Usage:
+        """What the provider reported; else counted here. A call that got no
+        answer (refused, timed out) processed nothing that is billed."""
+        if not self.model_called or self.completion is None:
+            return Usage(0, 0, False)
+        reported = self.completion.usage
+        if reported is not None:
+            return Usage(reported.prompt_tokens, reported.completion_tokens, False)
+        return Usage(
+            prompt_tokens=self.estimated_prompt_tokens(),
+            completion_tokens=count_tokens(self.completion.text),
+            estimated=not self.provider.counts_tokens_exactly,
+        )
+
+
+async def suggest(call: SuggestionCall) -> list[StoryIdea]:
+    """Ask the provider for the ideas and read its answer; UpstreamError
+    (after the answer is kept on the call, so its tokens are billed) when the
+    answer is no valid document of ideas."""
+    call.model_called = True
+    call.completion = completion = await call.provider.complete_json(call.question)
+    if completion.cut_off:
+        raise UpstreamError("the model's story ideas were cut off before they were complete")
+    try:
+        return parse_ideas(completion.text, call.request.count)
+    except UpstreamError as exc:
+        log.warning(
+            "suggestions %s: unusable answer from %s/%s (%s): %.300r",
+            call.id,
+            call.provider.name,
+            call.provider.model,
+            exc.message,
+            completion.text,
+        )
+        raise
+
+
+class SuggestionRateLimit:
+    """At most `limit` suggestions calls per user in each fixed window of
+    `window_seconds`, counted in the database (so across instances)."""
+
+    def __init__(self, db: Database, limit: int, window_seconds: float) -> None:
+        self.db = db
+        self.limit = limit
+        self.window = dt.timedelta(seconds=window_seconds)
+
+    async def admit(self, user_id: str) -> None:
+        """Count the call; RateLimited (with the seconds until the window
+        frees) when the user's window is full."""
+        async with self.db.session_scope() as session:
+            wait = await repository.admit(session, user_id, self.limit, self.window)
+        if wait is None:
+            return
+        seconds = max(1, math.ceil(wait))
+        raise RateLimited(
+            f"too many story suggestions: at most {self.limit} every "
+            f"{_duration(self.window)}; retry in {seconds} s",
+            retry_after=float(seconds),
+        )
+
+
+def _duration(window: dt.timedelta) -> str:
+    seconds = window.total_seconds()
+    if seconds == 60:
+        return "minute"
+    return f"{seconds:g} seconds"

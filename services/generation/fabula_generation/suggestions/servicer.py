@@ -1,0 +1,66 @@
+"""gRPC edge of SuggestStories: proto <-> domain, the rate limit, the record."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
+
+from fabula_generation.generations.servicer import GenerationRecorder, usage_to_proto
+from fabula_generation.providers import GenerationProvider
+from fabula_generation.suggestions.domain import SuggestionRequest
+from fabula_generation.suggestions.service import SuggestionCall, SuggestionRateLimit, suggest
+
+
+class SuggestionsServicer(generation_pb2_grpc.GenerationServiceServicer):
+    """SuggestStories, composed into the GenerationService servicer (app.py).
+    Validate, admit under the user's rate limit (a refused call costs nothing
+    and is not recorded), record the call as started, ask the provider, record
+    its outcome and usage: no quota is reserved."""
+
+    def __init__(
+        self,
+        provider: GenerationProvider,
+        recorder: GenerationRecorder,
+        rate_limit: SuggestionRateLimit,
+    ) -> None:
+        self.suggestions_provider = provider
+        self.suggestions_recorder = recorder
+        self.suggestions_rate_limit = rate_limit
+
+    async def SuggestStories(
+        self, request: generation_pb2.SuggestStoriesRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.SuggestStoriesResponse:
+        generation_id = uuid.uuid4()
+        suggestion = SuggestionRequest.validated(
+            request.user_id,
+            request.genre,
+            request.count,
+            request.locale,
+            # The offline generator's seed: each call its own ideas.
+            seed=generation_id.int >> 64,
+        )
+        await self.suggestions_rate_limit.admit(suggestion.user_id)
+        provider, recorder = self.suggestions_provider, self.suggestions_recorder
+        call = SuggestionCall(suggestion, provider, generation_id)
+        await recorder.start(call)  # type: ignore[arg-type]  # recorded like a GenerationCall
+        async with recorder.recording(call) as recording:  # type: ignore[arg-type]
+            ideas = await suggest(call)
+        assert recording.recorded is not None
+        return generation_pb2.SuggestStoriesResponse(
+            ideas=[
+                generation_pb2.StoryIdea(
+                    title=idea.title,
+                    genre=idea.genre,
+                    characters=idea.characters,
+                    opening_line=idea.opening_line,
+                )
+                for idea in ideas
+            ],
+            generation_id=str(recording.recorded.id),
+            provider=provider.name,
+            model=provider.model,
+            is_language_model=provider.is_language_model,
+            usage=usage_to_proto(recording.recorded),
+        )
