@@ -599,7 +599,11 @@ async def serving_model(
         yield generation_pb2_grpc.GenerationServiceStub(channel)
 
 
-async def test_a_call_over_the_plan_is_refused_before_the_model_is_called(db, meter, billing):
+async def test_a_call_over_the_plan_is_refused_before_the_model_is_called(
+    db, meter, billing, generation
+):
+    # `generation` runs the service's outbox relay, which publishes the usage
+    # events these calls write (the app below has none): billing settles from them.
     model = CountingModel()
     user_id = str(uuid.uuid4())
     async with serving_model(model, db, meter) as stub:
