@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fabula_common.db import CompiledQuery
+from fabula_common.db import CompiledQuery, utcnow
 from sqlalchemy.engine import Row
 from sqlalchemy import (
     Boolean,
@@ -270,6 +270,7 @@ async def claim_for_writing(
                 "owner",
                 "parent_id",
                 "regenerates",
+                "created_at",
             ],
             select(
                 literal(generation_id, Uuid),
@@ -280,6 +281,8 @@ async def claim_for_writing(
                 literal(owner, String),
                 claimed.c.head_segment_id if parent is None else parent,
                 literal(regenerates_segment_id is not None, Boolean),
+                # As the model's default would (listed: from_select leaves it NULL).
+                literal(utcnow(), DateTime(timezone=True)),
             ),
         )
         .returning(
