@@ -38,6 +38,7 @@ from fabula_gateway.payments import routes as payments
 from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.settings import GatewaySettings
 from fabula_gateway.stories import routes as stories
+from fabula_gateway.stories import shaping as story_shaping
 from fabula_gateway.users import routes as users
 
 
@@ -78,7 +79,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Set by the server (server.py) when open event streams must end: shutdown.
     app.state.streams_must_end = asyncio.Event()
 
-    modules = (users, identities, api_keys, admin, account, stories, billing, payments, health)
+    modules = (
+        users,
+        identities,
+        api_keys,
+        admin,
+        account,
+        stories,
+        story_shaping,
+        billing,
+        payments,
+        health,
+    )
     for module in modules:
         app.include_router(module.router)
 
