@@ -44,6 +44,7 @@ from fabula_gateway.stories import exchange as story_exchange
 from fabula_gateway.stories import routes as stories
 from fabula_gateway.stories import sharing as story_sharing
 from fabula_gateway.suggestions import routes as suggestions
+from fabula_gateway.stories import shaping as story_shaping
 from fabula_gateway.users import routes as users
 
 
@@ -96,6 +97,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lore,
         story_sharing,
         story_exchange,
+        story_shaping,
         suggestions,
         billing,
         payments,

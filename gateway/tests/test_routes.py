@@ -15,7 +15,19 @@ from .sse import sse_events
 STORY_ID = "6a1f0c2e-9d8b-4e7a-8c6d-5b4a3f2e1d0c"
 PROBLEM_JSON = "application/problem+json"
 BASE = "https://fabula.dev/problems/"
-SEGMENT_KEYS = {"id", "position", "text", "kind", "created_at", "generated_by"}
+SEGMENT_KEYS = {
+    "id",
+    "position",
+    "text",
+    "kind",
+    "created_at",
+    "generated_by",
+    "parent_id",
+    "alternative_count",
+    "alternative_number",
+    "edited",
+    "word_count",
+}
 SUMMARY_KEYS = {
     "id",
     "title",
@@ -30,6 +42,7 @@ SUMMARY_KEYS = {
     "authors_note",
     "is_favorite",
     "search",
+    "head_segment_id",
 }
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in", "user"}
 

@@ -8,11 +8,17 @@ from fabula.stories.v1 import stories_pb2
 
 from fabula_gateway.mappers import to_datetime
 from fabula_gateway.stories.schemas import (
+    Alternatives,
+    Branch,
+    Branches,
     GeneratedBy,
     SearchHit,
+    RevisionSource,
+    Revisions,
     Segment,
     SegmentKind,
     SegmentPage,
+    SegmentRevision,
     Story,
     StoryPage,
     StorySummary,
@@ -37,6 +43,11 @@ def segment_from_proto(segment: stories_pb2.Segment) -> Segment:
             model=segment.model,
             is_language_model=segment.is_language_model,
         ),
+        parent_id=segment.parent_id or None,
+        alternative_count=segment.alternative_count,
+        alternative_number=segment.alternative_number,
+        edited=segment.edited,
+        word_count=segment.word_count,
     )
 
 
@@ -55,6 +66,7 @@ def _summary_fields(story: stories_pb2.Story) -> dict[str, Any]:
         "authors_note": story.authors_note,
         "is_favorite": story.is_favorite,
         "search": _search_hit(story) if story.HasField("search") else None,
+        "head_segment_id": story.head_segment_id or None,
     }
 
 
@@ -85,4 +97,52 @@ def segment_page_from_proto(page: stories_pb2.ListSegmentsResponse) -> SegmentPa
     return SegmentPage(
         items=[segment_from_proto(segment) for segment in page.segments],
         next_after=page.next_after_position if page.HasField("next_after_position") else None,
+    )
+
+
+def alternatives_from_proto(reply: stories_pb2.ListAlternativesResponse) -> Alternatives:
+    return Alternatives(
+        items=[segment_from_proto(segment) for segment in reply.alternatives],
+        selected_id=next((s.id for s in reply.alternatives if s.selected), None),
+    )
+
+
+_REVISION_SOURCES: dict[int, RevisionSource] = {
+    stories_pb2.REVISION_SOURCE_GENERATED: "generated",
+    stories_pb2.REVISION_SOURCE_EDITED: "edited",
+    stories_pb2.REVISION_SOURCE_RESTORED: "restored",
+    stories_pb2.REVISION_SOURCE_IMPORTED: "imported",
+}
+
+
+def revisions_from_proto(reply: stories_pb2.ListRevisionsResponse) -> Revisions:
+    return Revisions(
+        items=[
+            SegmentRevision(
+                id=revision.id,
+                segment_id=revision.segment_id,
+                number=revision.number,
+                text=revision.text,
+                source=_REVISION_SOURCES[revision.source],
+                created_at=to_datetime(revision.created_at),
+            )
+            for revision in reply.revisions
+        ]
+    )
+
+
+def branches_from_proto(reply: stories_pb2.ListBranchesResponse) -> Branches:
+    return Branches(
+        items=[
+            Branch(
+                id=branch.id,
+                length=branch.length,
+                fork_position=branch.fork_position,
+                preview=branch.preview,
+                is_current=branch.is_current,
+                is_complete=branch.is_complete,
+                created_at=to_datetime(branch.created_at),
+            )
+            for branch in reply.branches
+        ]
     )

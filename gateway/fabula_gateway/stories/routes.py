@@ -18,6 +18,7 @@ from fabula_gateway.stories.mappers import (
     story_summary_from_proto,
 )
 from fabula_gateway.stories.schemas import (
+    ContinueRequest,
     CreateStoryRequest,
     DirectionRequest,
     Segment,
@@ -219,7 +220,8 @@ async def list_segments(
     response_description="The new segment (when JSON is asked for).",
     summary="Continue a story",
     description="Writes the next segment, optionally steered by `direction`; the body may "
-    "be omitted. Uses one generation of the plan's quota.\n\n"
+    "be omitted. Uses one generation of the plan's quota. With `after_segment_id` (an "
+    "earlier segment) it starts a branch there, which the story then follows.\n\n"
     "With `Accept: text/event-stream` the answer is 200 with Server-Sent Events: "
     '`event: token` (data `{"text": ...}`) per piece of text, then one `event: segment` '
     "(data: the stored segment) or `event: error` (data: a problem document). Errors "
@@ -243,7 +245,7 @@ async def continue_story(
     _json: JsonBody,
     clients: Clients,
     request: Request,
-    body: OptionalDirection = None,
+    body: Annotated[ContinueRequest | None, Body()] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Segment | StreamingResponse:
     request_message = stories_pb2.ContinueStoryRequest(
@@ -251,6 +253,8 @@ async def continue_story(
     )
     if body is not None and body.direction:
         request_message.direction = body.direction
+    if body is not None and body.after_segment_id is not None:
+        request_message.after_segment_id = str(body.after_segment_id)
     call = clients.stories.ContinueStory(request_message, timeout=clients.generation_timeout)
     # Awaiting the first event before answering makes early errors (unknown
     # story, complete story, quota, outage) real HTTP problems, even for SSE.

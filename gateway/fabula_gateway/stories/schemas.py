@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -55,6 +56,39 @@ class DirectionRequest(RequestBody):
     direction: Direction | None = Field(None, description="What should happen next.")
 
 
+class ContinueRequest(DirectionRequest):
+    """Optional guidance, and where to continue; the body itself may be omitted."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"direction": "A storm cuts the island off."},
+                {"after_segment_id": "9c8b7a6f-5e4d-4c3b-a2f1-0e9d8c7b6a5f"},
+            ]
+        }
+    )
+
+    after_segment_id: uuid.UUID | None = Field(
+        None,
+        description="Continue after this segment instead of the story's last one: when it "
+        "is an earlier segment, this starts a branch, which the story then follows.",
+    )
+
+
+SegmentText = Annotated[str, StringConstraints(min_length=1, max_length=20_000), NoNul]
+
+
+class EditSegmentRequest(RequestBody):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"text": "By morning the ferry had stopped running."}]}
+    )
+
+    text: SegmentText = Field(
+        description="The segment's new text, kept as given; its current text is kept as a "
+        "revision."
+    )
+
+
 SegmentKind = Literal["opening", "continuation", "ending"]
 
 
@@ -95,6 +129,17 @@ class Segment(BaseModel):
     kind: SegmentKind
     created_at: dt.datetime
     generated_by: GeneratedBy
+    parent_id: str | None = Field(
+        None, description="The segment it follows; null for an opening."
+    )
+    alternative_count: int = Field(
+        1, description="How many versions its position has (it and its alternatives)."
+    )
+    alternative_number: int = Field(
+        1, description="Which of those versions it is, from 1, oldest first."
+    )
+    edited: bool = Field(False, description="True once its text was changed by hand.")
+    word_count: int = 0
 
 
 class SearchHit(BaseModel):
@@ -133,6 +178,9 @@ class StorySummary(BaseModel):
     )
     is_favorite: bool = False
     search: SearchHit | None = Field(None, description="Set in search results (`q`) only.")
+    head_segment_id: str | None = Field(
+        None, description="The last segment of the path the story follows."
+    )
 
 
 class Story(StorySummary):
@@ -188,3 +236,47 @@ class SegmentPage(BaseModel):
     next_after: int | None = Field(
         description="Pass as `after` for the next page; null on the last page."
     )
+
+
+class Alternatives(BaseModel):
+    items: list[Segment] = Field(
+        description="The versions of a position (the segment and its alternatives), oldest "
+        "first."
+    )
+    selected_id: str | None = Field(
+        description="The version the story follows; null when it follows another branch "
+        "above this position."
+    )
+
+
+RevisionSource = Literal["generated", "edited", "restored", "imported"]
+
+
+class SegmentRevision(BaseModel):
+    id: str
+    segment_id: str
+    number: int = Field(description="1, 2, 3, ... per segment, in the order texts were replaced.")
+    text: str
+    source: RevisionSource = Field(description="How this text came to be the segment's.")
+    created_at: dt.datetime = Field(description="When it stopped being the segment's text.")
+
+
+class Revisions(BaseModel):
+    items: list[SegmentRevision] = Field(description="Newest first.")
+
+
+class Branch(BaseModel):
+    id: str = Field(description="The id of the segment the branch ends at (a leaf).")
+    length: int = Field(description="Its number of segments.")
+    fork_position: int = Field(
+        description="The position after which it parts from the followed path (0: at the "
+        "opening; its length when it is the followed path)."
+    )
+    preview: str = Field(description="The beginning of its last segment's text.")
+    is_current: bool = Field(description="True for the branch the story follows.")
+    is_complete: bool = Field(description="True when it ends with an ending.")
+    created_at: dt.datetime
+
+
+class Branches(BaseModel):
+    items: list[Branch] = Field(description="Newest first.")

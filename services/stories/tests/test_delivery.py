@@ -462,7 +462,7 @@ async def claim_directly(
     """A claim of the story as the stories process `owner` makes it, as if
     that process were writing it now."""
     async with db.session_scope() as session:
-        claim, _ = await service.start_writing(
+        claim = await service.start_writing(
             session,
             uuid.UUID(user_id),
             uuid.UUID(story_id),
@@ -470,8 +470,6 @@ async def claim_directly(
             uuid.uuid4(),
             lease_seconds=lease_seconds,
             owner=owner,
-            max_segments=6,
-            max_chars=1000,
         )
     return claim
 
@@ -577,7 +575,7 @@ async def test_a_text_arriving_after_its_claim_was_swept_is_not_stored(
     settings = Settings()
     subjects = DeliverySubjects.for_settings(settings)
     async with db.session_scope() as session:
-        claim, _ = await service.start_writing(
+        claim = await service.start_writing(
             session,
             user_uuid,
             story_id,
@@ -585,8 +583,6 @@ async def test_a_text_arriving_after_its_claim_was_swept_is_not_stored(
             uuid.uuid4(),
             lease_seconds=0.01,
             owner=TEST_OWNER,
-            max_segments=6,
-            max_chars=1000,
         )
     await asyncio.sleep(0.05)
     # This sweep or the running service's, whichever takes the claim first.
@@ -613,7 +609,7 @@ async def test_of_storing_and_sweeping_the_same_claim_exactly_one_wins(
     claims = []
     for story_id in stories_ids:
         async with db.session_scope() as session:
-            claim, _ = await service.start_writing(
+            claim = await service.start_writing(
                 session,
                 user_uuid,
                 story_id,
@@ -621,8 +617,6 @@ async def test_of_storing_and_sweeping_the_same_claim_exactly_one_wins(
                 uuid.uuid4(),
                 lease_seconds=0.01,
                 owner=TEST_OWNER,
-                max_segments=6,
-                max_chars=1000,
             )
         claims.append(claim)
     await asyncio.sleep(0.05)

@@ -104,15 +104,6 @@ def test_a_malformed_cursor_is_invalid(cursor):
         service.decode_cursor(cursor)
 
 
-def test_the_context_window_keeps_the_newest_segments_within_budget():
-    newest_first = ["ccc", "bbb", "aaa"]
-    assert service.recent_window(newest_first, 100) == ["aaa", "bbb", "ccc"]
-    assert service.recent_window(newest_first, 7) == ["bbb", "ccc"]
-    # The newest segment alone is too long: its end is what the model needs.
-    assert service.recent_window(["0123456789"], 4) == ["6789"]
-    assert service.recent_window([], 10) == []
-
-
 def test_a_title_falls_back_when_the_model_gives_none():
     assert service.title_for(new_story(genre="noir"), "  ") == "Untitled noir story"
     assert service.title_for(new_story(), " The Case ") == "The Case"

@@ -552,8 +552,8 @@ async def test_reading_a_story_is_one_round_trip_and_survives_a_database_restart
 
 
 async def test_claiming_a_story_to_continue_it_is_one_round_trip(stories: Stub):
-    """Claim, pending generation and the model's context in one statement,
-    sent without BEGIN/COMMIT: the model call waits for one round trip."""
+    """Claim and pending generation (with where its segment goes) in one
+    statement, sent without BEGIN/COMMIT: the writing waits for one round trip."""
     user_id = new_user()
     warm, story = await create(stories, user_id), await create(stories, user_id)
     db = Database(Settings())
@@ -570,25 +570,24 @@ async def test_claiming_a_story_to_continue_it_is_one_round_trip(stories: Stub):
                 generation_id,
                 lease_seconds=1,
                 owner="test",
-                max_segments=6,
-                max_chars=10_000,
             )
 
     try:
         await claim(warm.id, uuid.uuid4())  # connects, prepares the statement
         sent[0] = 0
         generation_id = uuid.uuid4()
-        written, context = await claim(story.id, generation_id)
+        written = await claim(story.id, generation_id)
         assert sent[0] == 1
-        assert context.previous_segments == [story.segments[0].text]
-        assert (context.genre, context.title) == (story.genre, story.title)
+        # It goes after the head: the opening.
+        assert written.parent_id == uuid.UUID(story.segments[0].id)
         async with db.session_scope() as session:
             pending = await session.get(PendingGeneration, generation_id)
             held = await session.get(Story, uuid.UUID(story.id))
-        assert (pending.story_id, pending.kind, pending.owner) == (
+        assert (pending.story_id, pending.kind, pending.owner, pending.parent_id) == (
             written.story_id,
             "continuation",
             "test",
+            written.parent_id,
         )
         assert held.writing_generation_id == generation_id
         # Held: a second claim is refused and writes nothing.

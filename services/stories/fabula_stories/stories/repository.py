@@ -8,13 +8,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fabula_common.db import CompiledQuery
+from fabula_common.db import CompiledQuery, utcnow
+from sqlalchemy.engine import Row
 from sqlalchemy import (
+    Boolean,
     DateTime,
     String,
     Uuid,
+    and_,
     bindparam,
     delete,
+    exists,
     func,
     literal,
     or_,
@@ -23,11 +27,17 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
-from fabula_stories.stories.models import PendingGeneration, Segment, Story
+from fabula_stories.stories.models import (
+    PendingGeneration,
+    Segment,
+    SegmentKind,
+    SegmentRevision,
+    Story,
+)
 
 
 async def add(session: AsyncSession, *objects: Story | Segment | PendingGeneration) -> None:
@@ -45,9 +55,12 @@ async def get_story(
 ) -> Story | None:
     query = select(Story).where(Story.id == story_id, Story.user_id == user_id)
     if with_segments:
-        # populate_existing: the story may already sit in the session without
-        # its segments (e.g. right after a segment was appended).
-        query = query.options(selectinload(Story.segments)).execution_options(
+        # Its followed path only. populate_existing: the story may already sit
+        # in the session without its segments (e.g. right after a segment was
+        # appended).
+        query = query.options(
+            selectinload(Story.segments.and_(Segment.on_path))
+        ).execution_options(
             populate_existing=True
         )
     if for_update:
@@ -58,15 +71,45 @@ async def get_story(
 async def get_story_with_segment_count(
     session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID
 ) -> tuple[Story, int] | None:
-    """The story and how many segments it has, without loading any segment
-    (the count is an index-only scan of uq_segments_story_id_position)."""
-    segment_count = (
-        select(func.count()).where(Segment.story_id == Story.id).correlate(Story).scalar_subquery()
-    )
-    query = select(Story, segment_count).where(Story.id == story_id, Story.user_id == user_id)
+    """The story and how many segments its followed path has, without loading
+    any segment (the count is a scan of uq_segments_story_id_position_on_path)."""
+    query = select(Story, _PATH_LENGTH).where(Story.id == story_id, Story.user_id == user_id)
     row = (await session.execute(query)).one_or_none()
     return None if row is None else (row[0], row[1])
 
+
+# How many segments a story's followed path has (correlated with Story).
+_PATH_LENGTH = (
+    select(func.count())
+    .where(Segment.story_id == Story.id, Segment.on_path)
+    .correlate(Story)
+    .scalar_subquery()
+)
+# A segment's alternatives: the segments of its story with the same parent
+# (IS NOT DISTINCT FROM, written so Postgres can use ix_segments_parent_id, or
+# the story's index for openings).
+_sibling = aliased(Segment, name="sibling")
+_SIBLINGS = or_(
+    _sibling.parent_id == Segment.parent_id,
+    and_(
+        Segment.parent_id.is_(None),
+        _sibling.parent_id.is_(None),
+        _sibling.story_id == Segment.story_id,
+    ),
+)
+ALTERNATIVE_COUNT = (
+    select(func.count()).where(_SIBLINGS).correlate(Segment).scalar_subquery()
+).label("alternative_count")
+# Which of them it is, from 1, oldest first.
+ALTERNATIVE_NUMBER = (
+    select(func.count())
+    .where(
+        _SIBLINGS,
+        tuple_(_sibling.created_at, _sibling.id) <= tuple_(Segment.created_at, Segment.id),
+    )
+    .correlate(Segment)
+    .scalar_subquery()
+).label("alternative_number")
 
 _STORY_COLUMNS = (
     Story.id,
@@ -78,8 +121,13 @@ _STORY_COLUMNS = (
     Story.is_complete,
     Story.created_at,
     Story.updated_at,
+    Story.memory,
+    Story.authors_note,
+    Story.is_favorite,
+    Story.head_segment_id,
 )
-_SEGMENT_COLUMNS = (
+# A segment as every read answers it (see servicer.segment_row_to_proto).
+SEGMENT_COLUMNS = (
     Segment.id.label("segment_id"),
     Segment.position,
     Segment.kind,
@@ -88,32 +136,38 @@ _SEGMENT_COLUMNS = (
     Segment.model,
     Segment.is_language_model,
     Segment.created_at.label("segment_created_at"),
+    Segment.parent_id,
+    Segment.word_count,
+    Segment.edited_at,
+    Segment.on_path,
+    ALTERNATIVE_COUNT,
+    ALTERNATIVE_NUMBER,
 )
 # The read path (GetStory): one statement each, written in Core from the
 # models and compiled once; run by Database.fetch straight on the driver (no
 # per-read statement building, caching, ORM objects or result wrapping).
 _OWNED_STORY = (Story.id == bindparam("story_id"), Story.user_id == bindparam("user_id"))
 STORY_WITH_SEGMENTS = CompiledQuery.of(
-    select(*_STORY_COLUMNS, *_SEGMENT_COLUMNS)
+    select(*_STORY_COLUMNS, *SEGMENT_COLUMNS)
     .select_from(Story)
-    .outerjoin(Segment, Segment.story_id == Story.id)
+    .outerjoin(Segment, and_(Segment.story_id == Story.id, Segment.on_path))
     .where(*_OWNED_STORY)
     .order_by(Segment.position)
 )
-"""The user's story with its segments: a row per segment in story order, each
+"""The user's story with its followed path: a row per segment in story order, each
 carrying the story's columns (one row with NULL segment columns when it has
 none); no rows when the story is missing or someone else's."""
 STORY_WITH_SEGMENT_COUNT = CompiledQuery.of(
-    select(
-        *_STORY_COLUMNS,
-        select(func.count())
-        .where(Segment.story_id == Story.id)
-        .correlate(Story)
-        .scalar_subquery()
-        .label("segment_count"),
-    ).where(*_OWNED_STORY)
+    select(*_STORY_COLUMNS, _PATH_LENGTH.label("segment_count")).where(*_OWNED_STORY)
 )
-"""The user's story and its `segment_count`; no row when missing or someone else's."""
+"""The user's story and its `segment_count` (followed path); no row when
+missing or someone else's."""
+SEGMENT_OF_USER = CompiledQuery.of(
+    select(*SEGMENT_COLUMNS)
+    .join(Story, Story.id == Segment.story_id)
+    .where(Segment.id == bindparam("segment_id"), Story.user_id == bindparam("user_id"))
+)
+"""One segment of a story of the user's; no row when missing or someone else's."""
 
 
 async def story_exists(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> bool:
@@ -127,36 +181,35 @@ async def list_segments(
     story_id: uuid.UUID,
     after_position: int,
     limit: int,
-) -> list[Segment]:
-    """Up to `limit` segments of the user's story after `after_position`, in
-    story order: a range scan of uq_segments_story_id_position, so a page
-    costs the same wherever it is in the story. Empty when the story is
-    missing, someone else's or has no segments after that position."""
+) -> list[Row]:
+    """Up to `limit` segments of the user's story's followed path after
+    `after_position`, in story order (SEGMENT_COLUMNS): a range scan of
+    uq_segments_story_id_position_on_path, so a page costs the same wherever
+    it is in the story. Empty when the story is missing, someone else's or
+    has no segments after that position."""
     query = (
-        select(Segment)
+        select(*SEGMENT_COLUMNS)
         .join(Story, Story.id == Segment.story_id)
         .where(
             Segment.story_id == story_id,
             Story.user_id == user_id,
+            Segment.on_path,
             Segment.position > after_position,
         )
         .order_by(Segment.position)
         .limit(limit)
     )
-    return list((await session.execute(query)).scalars())
+    return list((await session.execute(query)).all())
 
 
 @dataclass(frozen=True)
 class ClaimedStory:
-    """What claiming a story for writing returns: what the model needs of it."""
+    """What claiming a story for writing returns: where the segment goes."""
 
     id: uuid.UUID
-    genre: str
-    title: str
-    characters: list[str]
-    opening_line: str | None
-    # The texts of its last segments, newest first.
-    recent_texts: list[str]
+    # The segment it will follow (None: an opening) and its kind.
+    parent_id: uuid.UUID | None
+    kind: str
 
 
 async def claim_for_writing(
@@ -169,63 +222,76 @@ async def claim_for_writing(
     kind: str,
     claimed_until: dt.datetime,
     owner: str,
-    recent: int,
+    after_segment_id: uuid.UUID | None = None,
+    regenerates_segment_id: uuid.UUID | None = None,
 ) -> ClaimedStory | None:
-    """Hold the user's open story for `lease` for the writer of `generation_id`
-    unless another writer holds it, record the pending generation, and read
-    the texts of its `recent` last segments. One statement (a single round
-    trip, atomic even in autocommit), so of concurrent claims exactly one
-    finds the row free. None when the story is missing, complete or held
-    (then nothing is written)."""
+    """Hold the user's story for `lease` for the writer of `generation_id`
+    unless another writer holds it, and record the pending generation with
+    where its segment goes: after the head (the head at claim time; not when
+    the story is complete), after `after_segment_id` (a segment of the story,
+    not an ending: a branch), or, to regenerate `regenerates_segment_id`, after
+    that segment's parent with its kind. One statement (a single round trip,
+    atomic even in autocommit), so of concurrent claims exactly one finds the
+    row free. None when the story is missing, held, or cannot take the
+    segment there (then nothing is written)."""
+    target_id = regenerates_segment_id or after_segment_id
+    target = (Segment.id == target_id, Segment.story_id == story_id)
+    if regenerates_segment_id is not None:
+        may_write = exists().where(*target)
+        parent = select(Segment.parent_id).where(*target).scalar_subquery()
+        segment_kind = select(Segment.kind).where(*target).scalar_subquery()
+    elif after_segment_id is not None:
+        may_write = exists().where(*target, Segment.kind != SegmentKind.ending.value)
+        parent, segment_kind = literal(after_segment_id, Uuid), literal(kind, String)
+    else:
+        may_write = Story.is_complete.is_(False)
+        parent, segment_kind = None, literal(kind, String)
     claimed = (
         update(Story)
         .where(
             Story.id == story_id,
             Story.user_id == user_id,
-            Story.is_complete.is_(False),
+            may_write,
             or_(Story.writing_until.is_(None), Story.writing_until < func.now()),
         )
         .values(writing_until=func.now() + lease, writing_generation_id=generation_id)
-        .returning(Story.id, Story.genre, Story.title, Story.characters, Story.opening_line)
+        .returning(Story.id, Story.head_segment_id)
         .cte("claimed")
     )
     pending = (
         insert(PendingGeneration)
         .from_select(
-            ["generation_id", "story_id", "user_id", "kind", "claimed_until", "owner"],
+            [
+                "generation_id",
+                "story_id",
+                "user_id",
+                "kind",
+                "claimed_until",
+                "owner",
+                "parent_id",
+                "regenerates",
+                "created_at",
+            ],
             select(
                 literal(generation_id, Uuid),
                 claimed.c.id,
                 literal(user_id, Uuid),
-                literal(kind, String),
+                segment_kind,
                 literal(claimed_until, DateTime(timezone=True)),
                 literal(owner, String),
+                claimed.c.head_segment_id if parent is None else parent,
+                literal(regenerates_segment_id is not None, Boolean),
+                # As the model's default would (listed: from_select leaves it NULL).
+                literal(utcnow(), DateTime(timezone=True)),
             ),
         )
-        .returning(PendingGeneration.generation_id)
+        .returning(
+            PendingGeneration.story_id, PendingGeneration.parent_id, PendingGeneration.kind
+        )
         .cte("pending")
     )
-    last = (
-        select(Segment.text, Segment.position)
-        .where(Segment.story_id == story_id)
-        .order_by(Segment.position.desc())
-        .limit(recent)
-        .subquery()
-    )
-    texts = select(array_agg(aggregate_order_by(last.c.text, last.c.position.desc())))
-    query = select(
-        claimed.c.id,
-        claimed.c.genre,
-        claimed.c.title,
-        claimed.c.characters,
-        claimed.c.opening_line,
-        texts.scalar_subquery(),
-    ).select_from(claimed.join(pending, true()))
-    row = (await session.execute(query)).one_or_none()
-    if row is None:
-        return None
-    story, genre, title, characters, opening_line, recent_texts = row
-    return ClaimedStory(story, genre, title, list(characters), opening_line, recent_texts or [])
+    row = (await session.execute(select(pending))).one_or_none()
+    return None if row is None else ClaimedStory(*row)
 
 
 async def renew_claim(session: AsyncSession, generation_id: uuid.UUID, lease: dt.timedelta) -> bool:
@@ -322,25 +388,16 @@ async def release_writing(session: AsyncSession, claims: Sequence[PendingGenerat
     await session.execute(query)
 
 
-async def last_position(session: AsyncSession, story_id: uuid.UUID) -> int:
-    """Position of the story's last segment; 0 when it has none."""
-    query = select(func.coalesce(func.max(Segment.position), 0)).where(Segment.story_id == story_id)
-    return (await session.execute(query)).scalar_one()
-
-
 async def list_stories(
     session: AsyncSession,
     user_id: uuid.UUID,
     limit: int,
     after: tuple[dt.datetime, uuid.UUID] | None,
 ) -> Sequence[tuple[Story, int]]:
-    """Up to `limit` of the user's stories with their segment counts, newest
+    """Up to `limit` of the user's stories with their followed paths' lengths, newest
     first, starting after the (created_at, id) key of the previous page."""
-    segment_count = (
-        select(func.count()).where(Segment.story_id == Story.id).correlate(Story).scalar_subquery()
-    )
     query = (
-        select(Story, segment_count)
+        select(Story, _PATH_LENGTH)
         .where(Story.user_id == user_id)
         .order_by(Story.created_at.desc(), Story.id.desc())
         .limit(limit)
@@ -355,3 +412,95 @@ async def delete_story(session: AsyncSession, user_id: uuid.UUID, story_id: uuid
     """Delete the story (its segments go by ON DELETE CASCADE); False when absent."""
     query = delete(Story).where(Story.id == story_id, Story.user_id == user_id).returning(Story.id)
     return (await session.execute(query)).scalar_one_or_none() is not None
+
+
+# --- Shaping: alternatives, revisions, branches --------------------------------
+
+
+async def lock_story(
+    session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID
+) -> tuple[Story, bool] | None:
+    """The user's story locked FOR UPDATE until the transaction ends, and
+    whether a writer holds its lease now (by the database's clock). A writer
+    claims the story with an UPDATE of the same row, so of the two exactly one
+    goes first and the other sees what it did."""
+    busy = func.coalesce(Story.writing_until > func.now(), False).label("busy")
+    query = (
+        select(Story, busy)
+        .where(Story.id == story_id, Story.user_id == user_id)
+        .with_for_update(of=Story)
+        .execution_options(populate_existing=True)
+    )
+    row = (await session.execute(query)).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+async def get_segment(
+    session: AsyncSession, story_id: uuid.UUID, segment_id: uuid.UUID
+) -> Segment | None:
+    """The segment if it belongs to the story."""
+    query = select(Segment).where(Segment.id == segment_id, Segment.story_id == story_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def has_children(session: AsyncSession, segment_id: uuid.UUID) -> bool:
+    query = select(exists().where(Segment.parent_id == segment_id))
+    return (await session.execute(query)).scalar_one()
+
+
+async def alternatives(session: AsyncSession, segment: Segment) -> list[Row]:
+    """`segment` and its siblings (SEGMENT_COLUMNS), oldest first."""
+    query = (
+        select(*SEGMENT_COLUMNS)
+        .where(
+            Segment.story_id == segment.story_id,
+            Segment.parent_id.is_not_distinct_from(segment.parent_id),
+        )
+        .order_by(Segment.created_at, Segment.id)
+    )
+    return list((await session.execute(query)).all())
+
+
+async def next_revision_number(session: AsyncSession, segment_id: uuid.UUID) -> int:
+    query = select(func.coalesce(func.max(SegmentRevision.number), 0) + 1).where(
+        SegmentRevision.segment_id == segment_id
+    )
+    return (await session.execute(query)).scalar_one()
+
+
+async def revisions(session: AsyncSession, segment_id: uuid.UUID) -> list[SegmentRevision]:
+    """The segment's revisions, newest first."""
+    query = (
+        select(SegmentRevision)
+        .where(SegmentRevision.segment_id == segment_id)
+        .order_by(SegmentRevision.number.desc())
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def get_revision(
+    session: AsyncSession, segment_id: uuid.UUID, revision_id: uuid.UUID
+) -> SegmentRevision | None:
+    query = select(SegmentRevision).where(
+        SegmentRevision.id == revision_id, SegmentRevision.segment_id == segment_id
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+# How much of a leaf's text a branch shows.
+BRANCH_PREVIEW_CHARS = 120
+
+
+async def tree(session: AsyncSession, story_id: uuid.UUID) -> list[Row]:
+    """Every segment of the story without its text (but a preview): id,
+    parent_id, position, kind, on_path, created_at, preview."""
+    query = select(
+        Segment.id,
+        Segment.parent_id,
+        Segment.position,
+        Segment.kind,
+        Segment.on_path,
+        Segment.created_at,
+        func.left(Segment.text, BRANCH_PREVIEW_CHARS).label("preview"),
+    ).where(Segment.story_id == story_id)
+    return list((await session.execute(query)).all())

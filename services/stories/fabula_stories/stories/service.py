@@ -17,12 +17,14 @@ from fabula_common.db import Database, Row, utcnow
 from fabula_common.errors import InvalidArgument, NotFound, StoryBusy, StoryComplete, Unavailable
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fabula_stories.stories import events, repository
+from fabula_stories.context import builder
+from fabula_stories.stories import events, paths, repository
 from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.models import (
     GENRE_MAX_LENGTH,
     TITLE_MAX_LENGTH,
     PendingGeneration,
+    RevisionSource,
     Segment,
     SegmentKind,
     Story,
@@ -169,41 +171,14 @@ class WriteClaim:
     user_id: uuid.UUID
     story_id: uuid.UUID
     kind: SegmentKind
+    # The segment the new one will follow (None: an opening), as claimed.
+    parent_id: uuid.UUID | None = None
 
 
 class ClaimLost(Unavailable):
     """The writer's claim was discarded before its text could be stored (it
     could not renew it in time, e.g. the database was away): the text is not
     stored and the generation does not count; the user may simply retry."""
-
-
-@dataclass(frozen=True)
-class WritingContext:
-    """What the model needs to write a story's next segment."""
-
-    genre: str
-    title: str
-    characters: list[str]
-    opening_line: str
-    previous_segments: list[str]
-
-
-def recent_window(texts_newest_first: Sequence[str], max_chars: int) -> list[str]:
-    """The most recent segment texts, oldest first, at most `max_chars` in all.
-    The newest segment matters most: when it alone is too long its end is kept."""
-    window: list[str] = []
-    remaining = max_chars
-    for text in texts_newest_first:
-        if remaining <= 0:
-            break
-        if len(text) > remaining:
-            if not window:
-                window.append(text[-remaining:])
-            break
-        window.append(text)
-        remaining -= len(text)
-    window.reverse()
-    return window
 
 
 def title_for(new: NewStory, generated_title: str) -> str:
@@ -240,15 +215,18 @@ async def start_writing(
     *,
     lease_seconds: float,
     owner: str,
-    max_segments: int,
-    max_chars: int,
-) -> tuple[WriteClaim, WritingContext]:
-    """Claim a story the user owns and may still extend for writing its next
-    segment with `generation_id` (by the stories process `owner`), and tell
-    what the model needs to write it.
+    after_segment_id: uuid.UUID | None = None,
+    regenerates_segment_id: uuid.UUID | None = None,
+) -> WriteClaim:
+    """Claim a story the user owns for writing a segment with `generation_id`
+    (by the stories process `owner`): its next one (after the head), one after
+    `after_segment_id` (a branch), or another version of
+    `regenerates_segment_id` (its kind, after its parent).
     One segment is written at a time: while another writer holds the story,
-    the claim is refused."""
-    story = await repository.claim_for_writing(
+    the claim is refused. A complete story cannot be continued at its head,
+    nor can any ending be followed; branching from an earlier segment and
+    regenerating (even an ending) are allowed."""
+    claimed = await repository.claim_for_writing(
         session,
         user_id,
         story_id,
@@ -257,25 +235,51 @@ async def start_writing(
         kind=kind.value,
         claimed_until=utcnow() + dt.timedelta(seconds=lease_seconds),
         owner=owner,
-        recent=max_segments,
+        after_segment_id=after_segment_id,
+        regenerates_segment_id=regenerates_segment_id,
     )
-    if story is None:
-        # Tell the caller why: a missing or complete story is final, a busy one is not.
+    if claimed is None:
+        # Tell the caller why: a missing story or segment, or a complete
+        # story, is final; a busy one is not.
         owned = await _owned(session, user_id, story_id)
-        _ensure_open(owned)
+        target_id = regenerates_segment_id or after_segment_id
+        if target_id is not None:
+            target = await _segment_of(session, owned, target_id)
+            if regenerates_segment_id is None and target.kind == SegmentKind.ending.value:
+                raise _complete(owned)
+        else:
+            _ensure_open(owned)
         raise StoryBusy(
             "a segment is already being written for this story; retry when it is done",
             metadata={"story_id": str(owned.id)},
         )
-    claim = WriteClaim(generation_id, user_id, story.id, kind)
-    context = WritingContext(
-        genre=story.genre,
-        title=story.title,
-        characters=story.characters,
-        opening_line=story.opening_line or "",
-        previous_segments=recent_window(story.recent_texts, max_chars),
+    return WriteClaim(
+        generation_id, user_id, claimed.id, SegmentKind(claimed.kind), claimed.parent_id
     )
-    return claim, context
+
+
+async def load_context(
+    session: AsyncSession,
+    claim: WriteClaim,
+    direction: str,
+    *,
+    max_segments: int,
+    max_chars: int,
+    limits: builder.ContextLimits,
+) -> builder.BuiltContext:
+    """What the model is given to write the claim's segment: the story's
+    memory, author's note and lore, and the path up to the segment it follows
+    (for a regeneration, up to the parent of the segment it rewrites)."""
+    story = await _owned(session, claim.user_id, claim.story_id)
+    return await builder.load_for_writing(
+        session,
+        story,
+        after_segment_id=claim.parent_id,
+        direction=direction,
+        max_segments=max_segments,
+        max_chars=max_chars,
+        limits=limits,
+    )
 
 
 async def _add_pending(
@@ -316,10 +320,11 @@ async def store_opening(
     new: NewStory,
     opening: GeneratedText,
 ) -> Story:
-    """The story with its opening segment (position 1), delivered."""
+    """The story with its opening segment (position 1, its head), delivered."""
     pending = await _take_claim(session, claim)
     now = utcnow()
-    segment = _segment(claim, 1, opening, now)
+    segment = _segment(claim, None, 1, opening, now)
+    segment.on_path = True
     story = Story(
         id=claim.story_id,
         user_id=new.user_id,
@@ -328,6 +333,7 @@ async def store_opening(
         characters=list(new.characters),
         opening_line=new.opening_line,
         is_complete=False,
+        head_segment_id=segment.id,
         created_at=now,
         updated_at=now,
         segments=[segment],
@@ -340,29 +346,30 @@ async def store_opening(
 async def store_segment(
     session: AsyncSession, subjects: DeliverySubjects, claim: WriteClaim, generated: GeneratedText
 ) -> tuple[Story, Segment]:
-    """Store the segment the claim's holder generated after the story's last
-    one and report it delivered, freeing the story for the next writer; an
-    ending also completes the story. The story row stays locked until the
-    transaction ends, so even a writer whose lease expired midway numbers its
-    segment after the others and none lands after an ending. Raises (and
-    stores nothing) when the claim was discarded or the story was deleted or
-    completed meanwhile."""
+    """Store the segment the claim's holder generated where the claim put it
+    (after the parent recorded when claiming; a regeneration as another
+    version of the segment, same parent and kind), make the story follow it,
+    report it delivered and free the story for the next writer. The story
+    row stays locked until the transaction ends, so its path changes one
+    writer at a time. Raises (and stores nothing) when the claim was
+    discarded or the story was deleted meanwhile."""
     pending = await _take_claim(session, claim)
     story = await _owned(session, claim.user_id, claim.story_id, for_update=True)
-    # Checked again: the story may have ended while the model was writing
-    # (possible only when this writer's lease expired).
-    _ensure_open(story)
     now = utcnow()
-    position = await repository.last_position(session, story.id) + 1
-    segment = _segment(claim, position, generated, now)
+    position = 1
+    if pending.parent_id is not None:
+        parent = await repository.get_segment(session, story.id, pending.parent_id)
+        if parent is None:  # only ever with the story, which _owned found
+            raise NotFound("segment not found")
+        position = parent.position + 1
+    segment = _segment(claim, pending.parent_id, position, generated, now)
     story.updated_at = now
     # Unless the lease expired and another writer holds the story by now.
     if story.writing_generation_id == claim.generation_id:
         story.writing_until = None
         story.writing_generation_id = None
-    if claim.kind is SegmentKind.ending:
-        story.is_complete = True
     await repository.add(session, segment)
+    await paths.follow(session, story, segment.id)
     await events.generation_delivered(session, subjects, pending, segment.id)
     return story, segment
 
@@ -444,6 +451,14 @@ async def read_story_summary(db: Database, user_id: uuid.UUID, story_id: uuid.UU
     return rows[0]
 
 
+async def read_segment(db: Database, user_id: uuid.UUID, segment_id: uuid.UUID) -> Row:
+    """One segment of the user's as every read answers it (SEGMENT_COLUMNS)."""
+    rows = await db.fetch(repository.SEGMENT_OF_USER, segment_id=segment_id, user_id=user_id)
+    if not rows:
+        raise NotFound("segment not found")
+    return rows[0]
+
+
 def validate_after_position(after_position: int) -> int:
     if after_position < 0:
         raise InvalidArgument("after_position must not be negative")
@@ -452,7 +467,7 @@ def validate_after_position(after_position: int) -> int:
 
 @dataclass(frozen=True)
 class SegmentPage:
-    segments: list[Segment]
+    segments: list[Row]  # repository.SEGMENT_COLUMNS
     next_after_position: int | None  # None on the last page
 
 
@@ -517,18 +532,51 @@ async def _owned(
 
 def _ensure_open(story: Story) -> None:
     if story.is_complete:
-        raise StoryComplete("story is complete", metadata={"story_id": str(story.id)})
+        raise _complete(story)
+
+
+def _complete(story: Story) -> StoryComplete:
+    """Nothing follows an ending: a complete story's head, or another branch's."""
+    return StoryComplete("story is complete", metadata={"story_id": str(story.id)})
+
+
+async def _segment_of(session: AsyncSession, story: Story, segment_id: uuid.UUID) -> Segment:
+    segment = await repository.get_segment(session, story.id, segment_id)
+    if segment is None:
+        raise NotFound("segment not found")
+    return segment
+
+
+def parse_segment_id(value: str, name: str = "segment") -> uuid.UUID:
+    # No segment has a malformed id, so asking for one finds nothing.
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"{name} not found") from None
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
 
 
 def _segment(
-    claim: WriteClaim, position: int, generated: GeneratedText, created_at: dt.datetime
+    claim: WriteClaim,
+    parent_id: uuid.UUID | None,
+    position: int,
+    generated: GeneratedText,
+    created_at: dt.datetime,
 ) -> Segment:
     return Segment(
         id=uuid.uuid4(),
         story_id=claim.story_id,
+        parent_id=parent_id,
         position=position,
         kind=claim.kind.value,
         text=generated.text,
+        word_count=word_count(generated.text),
+        text_source=RevisionSource.generated.value,
+        # Joins the path when the story follows it (paths.follow).
+        on_path=False,
         provider=generated.provider,
         model=generated.model,
         is_language_model=generated.is_language_model,

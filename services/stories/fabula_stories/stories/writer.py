@@ -55,6 +55,7 @@ from fabula_common.errors import (
 )
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from fabula_stories.context import builder
 from fabula_stories.idempotency import service as idempotency
 from fabula_stories.leaving import service as leaving
 from fabula_stories.idempotency.service import FirstAnswer, KeyedRequest
@@ -62,7 +63,7 @@ from fabula_stories.settings import Settings
 from fabula_stories.stories import events, service
 from fabula_stories.stories.events import DeliverySubjects
 from fabula_stories.stories.models import Segment, SegmentKind, Story
-from fabula_stories.stories.service import GeneratedText, NewStory, WriteClaim, WritingContext
+from fabula_stories.stories.service import GeneratedText, NewStory, WriteClaim
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,17 @@ _SUBJECT_KIND = "story"
 ContinueEvent = str | Segment
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where a segment goes: after the head, after `after_segment_id` (a
+    branch), or as another version of `regenerates_segment_id` (whose kind it
+    then takes)."""
+
+    kind: SegmentKind
+    after_segment_id: uuid.UUID | None = None
+    regenerates_segment_id: uuid.UUID | None = None
+
+
 @dataclass
 class _Delivery:
     queue: asyncio.Queue[ContinueEvent | Exception] = field(default_factory=asyncio.Queue)
@@ -110,6 +122,7 @@ class StoryWriter:
         self._generation = generation
         self._settings = settings
         self._subjects = DeliverySubjects.for_settings(settings)
+        self._context_limits = builder.ContextLimits.from_settings(settings)
         self._autocommit = async_sessionmaker(
             db.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
         )
@@ -175,20 +188,47 @@ class StoryWriter:
         story_id: uuid.UUID,
         direction: str,
         keyed: KeyedRequest | None = None,
+        *,
+        after_segment_id: uuid.UUID | None = None,
     ) -> AsyncIterator[ContinueEvent]:
-        """Text deltas as the model writes the next segment, then the stored
-        segment; for a retry of `keyed`, just the segment its first request stored."""
-        prepared = await self._prepare(
-            user_id, story_id, SegmentKind.continuation, direction, keyed
-        )
+        """Text deltas as the model writes the next segment (after the head,
+        or after `after_segment_id`: a branch), then the stored segment; for a
+        retry of `keyed`, just the segment its first request stored."""
+        target = _Target(SegmentKind.continuation, after_segment_id=after_segment_id)
+        async for event in self._stream(user_id, story_id, target, direction, keyed):
+            yield event
+
+    async def regenerate(
+        self,
+        user_id: uuid.UUID,
+        story_id: uuid.UUID,
+        segment_id: uuid.UUID,
+        direction: str,
+        keyed: KeyedRequest | None = None,
+    ) -> AsyncIterator[ContinueEvent]:
+        """As continue_story, writing another version of `segment_id` (same
+        parent, same kind), which the story then follows. A failed
+        regeneration stores nothing: the story stays as it was."""
+        target = _Target(SegmentKind.continuation, regenerates_segment_id=segment_id)
+        async for event in self._stream(user_id, story_id, target, direction, keyed):
+            yield event
+
+    async def _stream(
+        self,
+        user_id: uuid.UUID,
+        story_id: uuid.UUID,
+        target: _Target,
+        direction: str,
+        keyed: KeyedRequest | None,
+    ) -> AsyncIterator[ContinueEvent]:
+        prepared = await self._prepare(user_id, story_id, target, keyed)
         if isinstance(prepared, FirstAnswer):
             async with self._db.session_scope() as session:
                 segment = await idempotency.stored_segment(session, user_id, prepared)
             yield segment
             return
-        claim, request = prepared
         delivery = _Delivery()
-        self._spawn(self._continue(claim, request, keyed, delivery))
+        self._spawn(self._continue(prepared, direction, keyed, delivery))
         try:
             while True:
                 event = await delivery.queue.get()
@@ -209,14 +249,14 @@ class StoryWriter:
     ) -> Story:
         """Write the ending and complete the story; returns it with all its
         segments (for a retry of `keyed`: as it is now, nothing written)."""
-        prepared = await self._prepare(user_id, story_id, SegmentKind.ending, direction, keyed)
+        prepared = await self._prepare(user_id, story_id, _Target(SegmentKind.ending), keyed)
         if isinstance(prepared, FirstAnswer):
             async with self._db.session_scope() as session:
                 return await service.get_story(session, user_id, prepared.story_id)
-        claim, request = prepared
+        claim = prepared
 
         async def write() -> Story:
-            ending = await self._generate(request)
+            ending = await self._generate(await self._request(claim, direction))
             async with self._db.session_scope() as session:
                 _, segment = await service.store_segment(session, self._subjects, claim, ending)
                 await idempotency.finish(session, keyed, claim.generation_id, segment.id)
@@ -258,16 +298,15 @@ class StoryWriter:
         self,
         user_id: uuid.UUID,
         story_id: uuid.UUID,
-        kind: SegmentKind,
-        direction: str,
+        target: _Target,
         keyed: KeyedRequest | None,
-    ) -> tuple[WriteClaim, generation_pb2.GenerateRequest] | FirstAnswer:
+    ) -> WriteClaim | FirstAnswer:
         """Claim the story for writing before any model call: a story that is
         missing, complete or being written already costs the user nothing.
         A retry of `keyed` claims nothing: the first request's answer instead."""
         generation_id = uuid.uuid4()
         # Without a key the claim is one statement, sent without BEGIN/COMMIT
-        # (one round trip before the model call can be asked for).
+        # (one round trip before the writing can start).
         scope = self._db.session_scope() if keyed is not None else self._autocommit()
         async with scope as session:
             # Before the story is claimed: a retry while the first request
@@ -279,38 +318,52 @@ class StoryWriter:
                 )
                 if first is not None:
                     return first
-            claim, context = await service.start_writing(
+            return await service.start_writing(
                 session,
                 user_id,
                 story_id,
-                kind,
+                target.kind,
                 generation_id,
                 lease_seconds=self._settings.write_lease_seconds,
                 owner=self._settings.instance_name,
+                after_segment_id=target.after_segment_id,
+                regenerates_segment_id=target.regenerates_segment_id,
+            )
+
+    async def _request(self, claim: WriteClaim, direction: str) -> generation_pb2.GenerateRequest:
+        """The model call for the claim's segment, with its context (read
+        while the claim is held: the path it reads cannot change meanwhile)."""
+        async with self._db.session_scope() as session:
+            built = await service.load_context(
+                session,
+                claim,
+                direction,
                 max_segments=self._settings.context_segments,
                 max_chars=self._settings.context_max_chars,
+                limits=self._context_limits,
             )
-        return claim, generation_pb2.GenerateRequest(
-            user_id=str(user_id),
-            purpose=_PURPOSE[kind],
-            subject=_subject(story_id),
-            story=_story_inputs(context),
-            direction=direction,
-            generation_id=str(generation_id),
-            delivery=generation_pb2.DELIVERY_CONFIRMED_BY_OWNER,
+        # The same request GetContext shows (builder.generate_request).
+        return builder.generate_request(
+            built,
+            user_id=claim.user_id,
+            story_id=claim.story_id,
+            purpose=_PURPOSE[claim.kind],
+            generation_id=claim.generation_id,
         )
 
     async def _continue(
         self,
         claim: WriteClaim,
-        request: generation_pb2.GenerateRequest,
+        direction: str,
         keyed: KeyedRequest | None,
         delivery: _Delivery,
     ) -> None:
-        """The work of one ContinueStory call; never raises but on cancellation."""
+        """The work of one ContinueStory or RegenerateSegment call; never
+        raises but on cancellation."""
         story_id = claim.story_id
 
         async def write() -> Segment:
+            request = await self._request(claim, direction)
             continuation = await self._generate_stream(request, delivery.queue.put_nowait)
             async with self._db.session_scope() as session:
                 _, segment = await service.store_segment(
@@ -496,16 +549,6 @@ def _log_unobserved(task: asyncio.Task[Any], what: str) -> None:
 
 def _subject(story_id: uuid.UUID) -> generation_pb2.SubjectRef:
     return generation_pb2.SubjectRef(kind=_SUBJECT_KIND, id=str(story_id))
-
-
-def _story_inputs(context: WritingContext) -> generation_pb2.StoryInputs:
-    return generation_pb2.StoryInputs(
-        genre=context.genre,
-        title=context.title,
-        characters=context.characters,
-        opening_line=context.opening_line,
-        previous_segments=context.previous_segments,
-    )
 
 
 def _generated_text(response: generation_pb2.GenerateResponse) -> GeneratedText:
