@@ -71,3 +71,34 @@ def test_stories_written_by_mistral(fake_mistral, start_private_stack, problem):
     assert api.usage(writer)["generations_used"] == 5
     # Real token counts priced from the table, once the usage events are settled.
     api.wait_for(lambda: float(api.usage(writer)["cost_used_usd"]) > 0)
+
+
+def test_the_model_is_sent_memory_lore_and_authors_note(fake_mistral, start_private_stack):
+    api = start_private_stack(MISTRAL_API_KEY="test-key", MISTRAL_SERVER_URL=fake_mistral)
+    writer = api.register()
+    story = api.create_story(writer, genre="mystery", characters=["Mara"]).json()
+    sid = story["id"]
+    patched = api.http.patch(
+        f"/v1/stories/{sid}",
+        json={"memory": "Mara cannot swim.", "authors_note": "Keep it eerie."},
+        headers=writer.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    for keys, text in ((["lantern"], "Lanterns here burn blue."), (["zeppelin"], "No airships.")):
+        created = api.http.post(
+            f"/v1/stories/{sid}/lore", json={"keys": keys, "text": text}, headers=writer.headers
+        )
+        assert created.status_code == 201, created.text
+    httpx.post(f"{fake_mistral}/_fake/reset", timeout=5)
+
+    shown = api.http.get(f"/v1/stories/{sid}/context", headers=writer.headers).json()
+    continued = api.http.post(f"/v1/stories/{sid}/continue", json={}, headers=writer.headers)
+    assert continued.status_code == 201, continued.text
+
+    sent = httpx.get(f"{fake_mistral}/_fake/requests", timeout=5).json()["requests"]
+    prompt = "\n".join(message["content"] for message in sent[-1]["messages"])
+    # The opening mentions lanterns, not zeppelins: only the matching entry goes.
+    assert "Mara cannot swim." in prompt and "Keep it eerie." in prompt
+    assert "Lanterns here burn blue." in prompt and "No airships." not in prompt
+    # What GET /context showed is what the model was sent.
+    assert [m["content"] for m in shown["prompt"]] == [m["content"] for m in sent[-1]["messages"]]
