@@ -1,12 +1,13 @@
 """GET /v1/suggestions through the real app, against a fake of the generation
 service: the REST shape, what generation is sent (with the model deadline),
-and how its refusals read (429 with Retry-After, 503, 422)."""
+and how its refusals read (402 at the cost limit, 429 with Retry-After, 503,
+422)."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
-from fabula_common.errors import RateLimited, UpstreamError
+from fabula_common.errors import QuotaExceeded, RateLimited, UpstreamError
 
 from .conftest import GENERATION_DEADLINE_SECONDS
 from .fakes import FakeBackends
@@ -87,6 +88,40 @@ async def test_a_rate_limited_user_gets_a_429_with_retry_after(
     assert body["type"] == BASE + "rate-limited"
     assert "at most 10 every minute" in body["detail"]
     assert response.headers["retry-after"] == "42"
+
+
+async def test_a_user_who_spent_the_plans_cost_gets_a_402_naming_the_cost_limit(
+    api, backends: FakeBackends, auth, problem
+):
+    detail = (
+        "monthly cost quota exceeded: the free plan allows $10 per month "
+        "($10 used, $0 in progress, $0.01 requested)"
+    )
+    backends.recorder.fail(
+        "SuggestStories",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        detail,
+        reason=QuotaExceeded.reason,
+        metadata={
+            "plan": "free",
+            "quota": "cost",
+            "limit": "10",
+            "resets_at": "2025-02-01T00:00:00Z",
+        },
+    )
+
+    response = await api.get("/v1/suggestions", headers=auth)
+
+    body = problem(response, 402)
+    assert body["type"] == BASE + "quota-exceeded"
+    assert body["detail"] == detail
+    assert (body["plan"], body["quota"], body["limit"], body["resets_at"]) == (
+        "free",
+        "cost",
+        "10",
+        "2025-02-01T00:00:00Z",
+    )
+    assert "retry-after" not in response.headers
 
 
 async def test_a_failing_model_is_a_503_saying_so(api, backends: FakeBackends, auth, problem):

@@ -27,14 +27,18 @@ MAX_GENRE_CHARS = 50
     description="Ideas for new stories (title, genre, characters, opening line), from the "
     "model through structured output, or from the built-in offline generator when no model "
     "is configured. Each call's cost is recorded in the usage logs as operation "
-    "`suggestion`, but it uses no generation of the plan. Rate-limited per user (10 a "
+    "`suggestion` and counts against the plan's monthly cost limit (a user who has spent it "
+    "gets a 402), but it uses no generation of the plan. Rate-limited per user (10 a "
     "minute unless configured otherwise).",
     responses=problem_responses(
         401,
+        402,
         422,
         429,
         500,
         503,
+        s402="The plan's monthly cost limit is spent (`quota` is `cost`); the problem names "
+        "the `plan`, the `limit` in US dollars and when it resets (`resets_at`).",
         s429="Too many suggestions in a short time; retry after `Retry-After` seconds.",
     ),
 )

@@ -27,7 +27,7 @@ from fabula_billing.usage.service import BillingService, outcome_name
 from fabula_billing.usage.servicer import BillingServicer
 from fabula_billing.usage.tasks import GenerationRecords, ReservationExpiryWorker
 from fabula_common.db import Database, utcnow
-from fabula_common.errors import error_reason
+from fabula_common.errors import error_details, error_reason
 from fabula_common.grpc_client import open_channel
 from fabula_common.messaging.bus import subject_for
 from fabula_common.messaging.headers import MSG_ID_HEADER
@@ -1193,3 +1193,179 @@ async def test_a_burst_of_usage_is_settled_exactly_once_whatever_the_batches(
             )
         )
     assert sorted(recorded) == sorted(event.event_id for event in events)
+
+
+# --- Cost-only reservations (calls metered as cost only: story suggestions) ---------
+
+
+async def reserve_cost_only(
+    billing: Stub, user_id: str, estimate: str, reservation_id: str = ""
+) -> billing_pb2.Reservation:
+    return await billing.ReserveGeneration(
+        billing_pb2.ReserveGenerationRequest(
+            user_id=user_id,
+            reservation_id=reservation_id,
+            estimated_cost=usd(estimate),
+            cost_only=True,
+        )
+    )
+
+
+async def held(db: Database, user_id: str) -> tuple[int, Decimal]:
+    """(generations_reserved, cost_reserved_usd) of the account."""
+    async with db.session_scope() as session:
+        account = await session.get(Account, uuid.UUID(user_id))
+    return account.generations_reserved, account.cost_reserved_usd
+
+
+def suggestion_usage(user_id: str, reservation_id: str, cost: str) -> generation_events.UsageRecorded:
+    """The usage of a suggestions call, as generation records it."""
+    event = usage_event(
+        user_id,
+        reservation_id,
+        generation_id=reservation_id,
+        purpose=generation_pb2.PURPOSE_STORY_SUGGESTIONS,
+        cost=cost,
+    )
+    event.subject.CopyFrom(generation_pb2.SubjectRef(kind="user", id=user_id))
+    return event
+
+
+async def test_a_cost_only_reservation_holds_its_cost_and_no_generation(
+    billing: Stub, db: Database
+):
+    user_id = new_user()
+    # Every generation of the free plan taken: cost-only reservations still fit.
+    for _ in range(5):
+        await reserve(billing, user_id, "1")
+    first = await reserve_cost_only(billing, user_id, "2.5")
+    await reserve_cost_only(billing, user_id, "2.5")
+
+    assert await held(db, user_id) == (5, Decimal("10"))
+    async with db.session_scope() as session:
+        reservation = await session.get(Reservation, uuid.UUID(first.reservation_id))
+    assert (reservation.status, reservation.cost_only) == ("reserved", True)
+    assert not reservation.holds_count and reservation.holds_cost
+
+    # At the $10 limit: refused for its cost, though it asks no generation.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await reserve_cost_only(billing, user_id, "0.000000001")
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = error_details(refused.value)
+    assert details.reason == "quota-exceeded"
+    assert (details.metadata["quota"], details.metadata["limit"]) == ("cost", "10")
+    assert "monthly cost quota exceeded" in refused.value.details()
+    assert "$10 in progress" in refused.value.details()
+
+
+async def test_generations_left_do_not_let_a_cost_only_reservation_over_the_cost_limit(
+    billing: Stub, db: Database
+):
+    user_id = new_user()
+    await reserve(billing, user_id, "9.995")  # four generations left, $0.005 of cost
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await reserve_cost_only(billing, user_id, "0.01")
+    assert error_details(refused.value).metadata["quota"] == "cost"
+    await reserve_cost_only(billing, user_id, "0.005")  # exactly at the limit
+    assert await held(db, user_id) == (1, Decimal("10"))
+
+
+async def test_a_cost_only_reservation_settles_to_cost_used_without_a_generation(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    user_id = new_user()
+    await reserve(billing, user_id, "0.5")  # a generation in progress beside it
+    reservation_id = str(uuid.uuid4())
+    await reserve_cost_only(billing, user_id, "0.05", reservation_id)
+    used = suggestion_usage(user_id, reservation_id, cost="0.0123")
+
+    await publish_event(js, settings, used)
+    await all_applied(db, used)
+
+    expected = (0, 1, "0.0123", Decimal("0.5"), "settled", [("completed", False)])
+    assert await state_of(billing, db, user_id, reservation_id) == expected
+    # The same call again, an owner's decision naming it (a producer's bug)
+    # and a late release: nothing changes, no generation is counted.
+    late = [
+        suggestion_usage(user_id, reservation_id, cost="0.0123"),
+        delivered(user_id, reservation_id),
+        discarded(user_id, reservation_id),
+    ]
+    for event in late:
+        await publish_event(js, settings, event)
+    await all_applied(db, *late)
+    released = await billing.ReleaseReservation(
+        billing_pb2.ReleaseReservationRequest(user_id=user_id, reservation_id=reservation_id)
+    )
+    assert released.released is False
+    assert await state_of(billing, db, user_id, reservation_id) == expected
+
+
+async def test_usage_of_a_counting_purpose_under_a_cost_only_reservation_counts_no_generation(
+    billing: Stub, settings: Settings, js: JetStreamContext, db: Database
+):
+    """A cost-only reservation reserved no generation: whatever its event
+    says, none is counted (it could go over the plan's generations)."""
+    user_id = new_user()
+    reservation_id = str(uuid.uuid4())
+    await reserve_cost_only(billing, user_id, "0.05", reservation_id)
+    used = usage_event(user_id, reservation_id, generation_id=reservation_id, cost="0.02")
+
+    await publish_event(js, settings, used)
+    await all_applied(db, used)
+
+    assert await state_of(billing, db, user_id, reservation_id) == (
+        0, 0, "0.02", Decimal(0), "settled", [("completed", False)]
+    )
+
+
+async def test_releasing_a_cost_only_reservation_gives_back_its_cost_alone(
+    billing: Stub, db: Database
+):
+    user_id = new_user()
+    await reserve(billing, user_id, "1")
+    cost_only = await reserve_cost_only(billing, user_id, "9")
+    release = billing_pb2.ReleaseReservationRequest(
+        user_id=user_id, reservation_id=cost_only.reservation_id
+    )
+
+    assert (await billing.ReleaseReservation(release)).released is True
+    assert (await billing.ReleaseReservation(release)).released is False
+    assert await held(db, user_id) == (1, Decimal("1"))
+    assert await reservation_status(db, cost_only.reservation_id) == "released"
+    await reserve_cost_only(billing, user_id, "9")  # its cost is free again, once
+    with pytest.raises(grpc.aio.AioRpcError):
+        await reserve_cost_only(billing, user_id, "0.01")
+
+
+async def test_an_expired_cost_only_reservation_gives_back_its_cost_alone(
+    billing: Stub, db: Database
+):
+    user_id = new_user()
+    await reserve(billing, user_id, "1")  # outstanding, not due
+    orphaned = str(uuid.uuid4())  # no call was ever made under it
+    await reserve_cost_only(billing, user_id, "2", orphaned)
+
+    await make_due(db, orphaned)
+    await eventually(lambda: _is(reservation_status(db, orphaned), "expired"), timeout=5)
+
+    assert await held(db, user_id) == (1, Decimal("1"))
+
+
+async def test_concurrent_cost_only_reservations_never_exceed_the_cost_limit(
+    billing: Stub, db: Database
+):
+    user_id = new_user()
+    for _ in range(5):  # no generation left, $2.5 of the $10 spent
+        await reserve(billing, user_id, "0.5")
+
+    results = await asyncio.gather(
+        *(reserve_cost_only(billing, user_id, "1") for _ in range(30)), return_exceptions=True
+    )
+
+    granted = [r for r in results if isinstance(r, billing_pb2.Reservation)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert (len(granted), len(refused)) == (7, 23)
+    assert {error_details(e).metadata["quota"] for e in refused} == {"cost"}
+    assert await held(db, user_id) == (5, Decimal("9.5"))

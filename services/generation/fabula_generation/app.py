@@ -42,7 +42,7 @@ class Servicer(GenerationServicer, SuggestionsServicer):
         suggestions_rate_limit: SuggestionRateLimit,
     ) -> None:
         GenerationServicer.__init__(self, provider, recorder, meter)
-        SuggestionsServicer.__init__(self, provider, recorder, suggestions_rate_limit)
+        SuggestionsServicer.__init__(self, provider, recorder, meter, suggestions_rate_limit)
 
 
 def create_app(settings: Settings) -> GrpcApp:

@@ -1,7 +1,8 @@
 """Story suggestions over real gRPC, Postgres and NATS, with the real billing
-service settling their usage: ideas from the offline generator and from a
-(fake) Mistral through structured output, metered as cost only, and the
-per-user rate limit."""
+service reserving their cost and settling their usage: ideas from the offline
+generator and from a (fake) Mistral through structured output, metered as
+cost only (stopped by the plan's cost limit, never by its generations), and
+the per-user rate limit."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from fabula.generation.v1 import events_pb2, generation_pb2, generation_pb2_grpc
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
+from fabula_billing.usage.models import Account, Reservation
 from fabula_common.db import Database
 from fabula_common.errors import UpstreamError, error_details
 from fabula_common.money import from_money
@@ -31,7 +33,7 @@ from fabula_generation.settings import Settings
 from fabula_generation.suggestions.domain import SuggestionRequest, parse_ideas
 from fabula_generation.suggestions.models import SuggestionRateWindow
 from fabula_generation.suggestions.offline_ideas import compose_ideas
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 PRICES = {"mistral-small-latest": {"prompt": "1000", "completion": "2000"}}
 
@@ -51,6 +53,24 @@ async def db(test_database) -> AsyncIterator[Database]:
     database = Database(Settings())
     yield database
     await database.dispose()
+
+
+@pytest.fixture(scope="module")
+async def billing_db(test_database) -> AsyncIterator[Database]:
+    """Billing's tables, to look behind its API or spend a user's cost."""
+    database = Database(BillingSettings())
+    yield database
+    await database.dispose()
+
+
+async def billing_account(billing_db: Database, user_id: str) -> Account:
+    async with billing_db.session_scope() as session:
+        return await session.get(Account, uuid.UUID(user_id))
+
+
+async def reservation_of(billing_db: Database, reservation_id: str) -> Reservation | None:
+    async with billing_db.session_scope() as session:
+        return await session.get(Reservation, uuid.UUID(reservation_id))
 
 
 @asynccontextmanager
@@ -137,11 +157,12 @@ async def test_offline_ideas_say_they_come_from_no_language_model(generation, db
     )
     assert response.usage.completion_tokens > 0 and not response.usage.estimated
     (row,) = await rows_for_user(db, user_id)
+    # Its cost was reserved under the generation's id.
     assert (str(row.id), row.purpose, row.outcome, row.reservation_id) == (
         response.generation_id,
         "story_suggestions",
         "completed",
-        "",
+        response.generation_id,
     )
 
 
@@ -184,7 +205,7 @@ async def test_invalid_requests_are_refused_and_not_recorded(generation, db, fie
 
 
 async def test_mistral_is_held_to_the_ideas_schema_and_its_cost_is_billed_not_counted(
-    billing, db, fake_mistral
+    billing, db, billing_db, fake_mistral
 ):
     user_id = str(uuid.uuid4())
     async with serving_mistral(fake_mistral) as stub:
@@ -217,19 +238,27 @@ async def test_mistral_is_held_to_the_ideas_schema_and_its_cost_is_billed_not_co
     cost = (usage.prompt_tokens * 1000 + usage.completion_tokens * 2000) / Decimal(10**6)
     assert not usage.estimated and from_money(usage.cost) == cost > 0
 
-    # Recorded and reported like any model call, but naming no reservation.
+    # Recorded and reported like any model call, naming its cost-only reservation.
     event = await usage_event_of(db, response.generation_id)
     assert event.purpose == generation_pb2.PURPOSE_STORY_SUGGESTIONS
-    assert (event.reservation_id, event.subject.kind, event.subject.id) == ("", "user", user_id)
+    assert (event.reservation_id, event.subject.kind, event.subject.id) == (
+        response.generation_id,
+        "user",
+        user_id,
+    )
     assert event.outcome == events_pb2.GENERATION_OUTCOME_COMPLETED
     assert event.delivery == generation_pb2.DELIVERY_ON_COMPLETION
 
-    # Billing: paid as cost, logged as a suggestion, no generation counted.
+    # Billing: paid as cost, logged as a suggestion, no generation counted, the
+    # reservation settled and nothing held any more.
     log = await ledger_entry(billing, user_id, response.generation_id)
     assert (log.operation, log.counted, from_money(log.cost)) == ("suggestion", False, cost)
     account = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
     assert (account.generations_used, account.generations_reserved) == (0, 0)
     assert from_money(account.cost_used) == cost
+    reservation = await reservation_of(billing_db, response.generation_id)
+    assert (reservation.cost_only, reservation.status) == (True, "settled")
+    assert (await billing_account(billing_db, user_id)).cost_reserved_usd == 0
 
 
 @pytest.mark.parametrize(
@@ -240,7 +269,7 @@ async def test_mistral_is_held_to_the_ideas_schema_and_its_cost_is_billed_not_co
     ],
 )
 async def test_an_unusable_answer_is_an_upstream_error_recorded_with_its_tokens(
-    billing, db, fake_mistral, behaviour, message
+    billing, db, billing_db, fake_mistral, behaviour, message
 ):
     user_id = str(uuid.uuid4())
     fake_mistral.queue(behaviour)
@@ -257,6 +286,10 @@ async def test_an_unusable_answer_is_an_upstream_error_recorded_with_its_tokens(
     assert row.completion_tokens > 0 and row.cost_usd > 0  # the model wrote: it is paid
     log = await ledger_entry(billing, user_id, str(row.id))
     assert (log.operation, log.outcome, log.counted) == ("suggestion", "failed", False)
+    # Its reservation is settled by that event: the tokens paid, nothing held.
+    account = await billing_account(billing_db, user_id)
+    assert (account.generations_used, account.generations_reserved) == (0, 0)
+    assert (account.cost_used_usd, account.cost_reserved_usd) == (row.cost_usd, 0)
 
 
 def test_an_answer_off_the_schema_says_where():
@@ -313,3 +346,59 @@ async def test_a_deleted_user_leaves_no_rate_window_behind(generation, db):
         )
         assert list(windows) == []
     assert await rows_for_user(db, user_id) == []
+
+
+# --- Metered as cost only: the plan's cost limit stops suggestions -----------------
+
+
+async def spend_all_cost(billing, billing_db: Database, user_id: str) -> None:
+    """As if the user's model calls had used the free plan's $10 this month
+    (none of its 5 generations)."""
+    await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))  # opens the account
+    async with billing_db.session_scope() as session:
+        await session.execute(
+            update(Account)
+            .where(Account.user_id == uuid.UUID(user_id))
+            .values(cost_used_usd=Decimal(10))
+        )
+
+
+async def test_a_user_at_the_cost_limit_is_refused_before_the_model_is_called(
+    billing, db, billing_db, fake_mistral
+):
+    """Generations left do not help: a suggestion is paid from the cost quota."""
+    user_id = str(uuid.uuid4())
+    await spend_all_cost(billing, billing_db, user_id)
+
+    async with serving_mistral(fake_mistral) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.SuggestStories(suggest(user_id))
+
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = error_details(caught.value)
+    assert details.reason == "quota-exceeded"
+    assert (details.metadata["plan"], details.metadata["quota"]) == ("free", "cost")
+    assert details.metadata["limit"] == "10"
+    assert "monthly cost quota exceeded" in caught.value.details()
+    # Refused before the model: nothing asked, recorded, spent or held.
+    assert fake_mistral.requests == []
+    assert await rows_for_user(db, user_id) == []
+    account = await billing_account(billing_db, user_id)
+    assert (account.generations_used, account.generations_reserved) == (0, 0)
+    assert (account.cost_used_usd, account.cost_reserved_usd) == (Decimal(10), 0)
+
+
+async def test_a_user_with_no_generations_left_still_gets_suggestions(
+    billing, generation, billing_db
+):
+    user_id = str(uuid.uuid4())
+    for _ in range(5):  # every generation of the free plan in progress
+        await billing.ReserveGeneration(billing_pb2.ReserveGenerationRequest(user_id=user_id))
+
+    response = await generation.SuggestStories(suggest(user_id))
+
+    assert len(response.ideas) == 3
+    log = await ledger_entry(billing, user_id, response.generation_id)
+    assert (log.operation, log.counted) == ("suggestion", False)
+    account = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+    assert (account.generations_used, account.generations_reserved) == (0, 5)

@@ -34,7 +34,8 @@ class ReservationStatus(StrEnum):
     # Holding quota: the generation's count and/or its estimated cost, each
     # until the event that settles it (see Reservation).
     reserved = "reserved"
-    settled = "settled"  # both settled, the generation counted
+    # Both settled, the generation counted; or a cost-only reservation's cost settled.
+    settled = "settled"
     released = "released"  # given back uncounted (failed, discarded, or by its caller)
     expired = "expired"  # given back by the safety-net expiry (a producer lost its records)
 
@@ -74,6 +75,7 @@ class ReservationHolds:
     status: str
     cost_settled_at: dt.datetime | None
     count_settled_at: dt.datetime | None
+    cost_only: bool
 
     @property
     def holds_cost(self) -> bool:
@@ -81,7 +83,11 @@ class ReservationHolds:
 
     @property
     def holds_count(self) -> bool:
-        return self.status == ReservationStatus.reserved and self.count_settled_at is None
+        return (
+            self.status == ReservationStatus.reserved
+            and self.count_settled_at is None
+            and not self.cost_only
+        )
 
 
 class Reservation(ReservationHolds, Base):
@@ -91,7 +97,11 @@ class Reservation(ReservationHolds, Base):
     cost (`cost_settled_at`); the count is settled (`count_settled_at`,
     `counted`) by that event too when the call counts on completion or failed,
     else by the owner's GenerationDelivered / GenerationDiscarded. Each is
-    applied once, in whichever order the events arrive."""
+    applied once, in whichever order the events arrive.
+
+    A cost-only reservation (`cost_only`: a call metered as cost only, such
+    as story suggestions) holds the cost alone: no generation was reserved,
+    so none is given back and its usage never counts as one."""
 
     __tablename__ = "reservations"
     __table_args__ = (
@@ -123,7 +133,8 @@ class Reservation(ReservationHolds, Base):
     count_settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # Whether the generation counted against the plan, once its count is settled.
     counted: Mapped[bool | None] = mapped_column(Boolean)
-
+    # Holds the estimated cost and no generation (see above).
+    cost_only: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 @dataclass(slots=True)
@@ -145,6 +156,7 @@ class LockedReservation(ReservationHolds):
     cost_settled_at: dt.datetime | None
     count_settled_at: dt.datetime | None
     counted: bool | None
+    cost_only: bool
 
 
 class UsageLedgerEntry(Base):

@@ -17,11 +17,14 @@ from decimal import Decimal
 import asyncpg
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     String,
     Uuid,
+    and_,
     any_,
     bindparam,
+    case,
     func,
     literal,
     or_,
@@ -181,6 +184,8 @@ def _build_reserve_statement() -> Insert:
     accounts, reservations = Account.__table__.c, Reservation.__table__.c
     plan = _plan_limits()
     estimate = bindparam("estimate", type_=Usd)
+    # The cost alone: no generation held, the generation limit not applied.
+    cost_only = bindparam("holds_cost_only", type_=Boolean)
     granted = (
         update(Account.__table__)
         .where(
@@ -188,6 +193,7 @@ def _build_reserve_statement() -> Insert:
             accounts.period_end > bindparam("now", type_=DateTime(timezone=True)),
             accounts.plan == plan.c.name,
             or_(
+                cost_only,
                 plan.c.generations_limit.is_(None),
                 accounts.generations_used + accounts.generations_reserved + 1
                 <= plan.c.generations_limit,
@@ -199,7 +205,7 @@ def _build_reserve_statement() -> Insert:
             ),
         )
         .values(
-            generations_reserved=accounts.generations_reserved + 1,
+            generations_reserved=accounts.generations_reserved + case((cost_only, 0), else_=1),
             cost_reserved_usd=accounts.cost_reserved_usd + estimate,
             updated_at=func.now(),
         )
@@ -209,13 +215,14 @@ def _build_reserve_statement() -> Insert:
     return (
         insert(Reservation.__table__)
         .from_select(
-            ["id", "user_id", "status", "estimated_cost_usd", "expires_at"],
+            ["id", "user_id", "status", "estimated_cost_usd", "expires_at", "cost_only"],
             select(
                 bindparam("new_reservation_id", type_=Uuid),
                 granted.c.user_id,
                 literal(ReservationStatus.reserved.value, String),
                 estimate,
                 bindparam("holds_until", type_=DateTime(timezone=True)),
+                cost_only,
             ),
         )
         .returning(reservations.id)
@@ -246,6 +253,7 @@ def reserve_arguments(
     expires_at: dt.datetime,
     now: dt.datetime,
     limits: PlanLimits,
+    cost_only: bool = False,
 ) -> list[object]:
     """The positional arguments of RESERVE_IN_CURRENT_PERIOD_SQL."""
     params = _RESERVE_IN_CURRENT_PERIOD.construct_params(
@@ -255,6 +263,7 @@ def reserve_arguments(
             "estimate": estimated_cost_usd,
             "holds_until": expires_at,
             "now": now,
+            "holds_cost_only": cost_only,
             **limits.__dict__,
         }
     )
@@ -281,12 +290,14 @@ async def reserve_in_current_period(
     expires_at: dt.datetime,
     now: dt.datetime,
     limits: PlanLimits,
+    cost_only: bool = False,
 ) -> bool:
     """Reserve one generation and its estimate on an account in the period of
-    `now`, if that keeps it within its plan's limits (the plan rule: written
-    here only), and insert the reservation: one statement, atomic on its own.
-    False, with nothing changed, when the account is missing, its period has
-    ended, its plan is not in `limits` or a limit would be exceeded.
+    `now` (with `cost_only`, the estimate alone: the generation limit is not
+    applied), if that keeps it within its plan's limits (the plan rule:
+    written here only), and insert the reservation: one statement, atomic on
+    its own. False, with nothing changed, when the account is missing, its
+    period has ended, its plan is not in `limits` or a limit would be exceeded.
 
     The account row is locked first, then the reservation inserted: if its id
     exists (a retry, or another user's id) the statement fails with asyncpg's
@@ -298,7 +309,9 @@ async def reserve_in_current_period(
     an AUTOCOMMIT Connection's driver connection)."""
     inserted = await connection.fetchval(
         RESERVE_IN_CURRENT_PERIOD_SQL,
-        *reserve_arguments(reservation_id, user_id, estimated_cost_usd, expires_at, now, limits),
+        *reserve_arguments(
+            reservation_id, user_id, estimated_cost_usd, expires_at, now, limits, cost_only
+        ),
     )
     return inserted is not None
 
@@ -652,7 +665,8 @@ async def expire_reservations(
         .returning(
             Reservation.id,
             Reservation.user_id,
-            Reservation.count_settled_at.is_(None),
+            # A cost-only reservation never held a generation.
+            and_(Reservation.count_settled_at.is_(None), Reservation.cost_only.is_(False)),
             Reservation.estimated_cost_usd,
         )
         .execution_options(**_NO_SYNC)

@@ -1,12 +1,13 @@
 """Billing rules: plans, monthly periods, reservations and settlement.
 
 A reservation holds one generation (the count hold) and its estimated cost
-(the cost hold). Only events release them, never a clock while the call may
-have completed: the call's UsageRecorded settles the cost (and the count when
-the call counts on completion, or failed); the subject owner's
-GenerationDelivered / GenerationDiscarded settles the count of a call made
-with DELIVERY_CONFIRMED_BY_OWNER. Events arrive in any order and any number
-of times; each hold is settled once.
+(the cost hold); a cost-only one (a call metered as cost only: story
+suggestions) holds the cost alone. Only events release them, never a clock
+while the call may have completed: the call's UsageRecorded settles the cost
+(and the count when the call counts on completion, or failed); the subject
+owner's GenerationDelivered / GenerationDiscarded settles the count of a call
+made with DELIVERY_CONFIRMED_BY_OWNER. Events arrive in any order and any
+number of times; each hold is settled once.
 
 Every method takes the caller's session and never commits: the edge (the
 servicer, a consumer, the expiry worker) owns the transaction.
@@ -95,7 +96,7 @@ def purpose_name(purpose: int) -> str:
 
 
 # Purposes whose calls are paid for (cost) but are no generation of the plan:
-# they reserve nothing and never count in generations_used.
+# they reserve their cost only and never count in generations_used.
 COST_ONLY_PURPOSES = frozenset({generation_pb2.PURPOSE_STORY_SUGGESTIONS})
 
 
@@ -181,10 +182,14 @@ class BillingService:
         user_id: uuid.UUID,
         estimated_cost_usd: Decimal | None,
         reservation_id: uuid.UUID | None = None,
+        *,
+        cost_only: bool = False,
     ) -> GrantedReservation:
-        """Hold one generation and its estimated cost against the user's plan;
-        QuotaExceeded when that would go over a limit of the plan. Reserving
-        an id again answers the existing reservation and holds nothing more.
+        """Hold one generation and its estimated cost against the user's plan
+        (with `cost_only`, the estimated cost alone: a call metered as cost
+        only, which no generation limit stops); QuotaExceeded when that would
+        go over a limit of the plan. Reserving an id again answers the
+        existing reservation and holds nothing more.
 
         Every statement here is atomic on its own (a repeated id fails the
         reserve statement, which would abort a transaction), so `engine` must
@@ -198,7 +203,7 @@ class BillingService:
         now = utcnow()
         reservation = GrantedReservation(reservation_id or uuid.uuid4(), now + self.reservation_ttl)
         async with repo.driver_connection(engine) as driver:
-            if await self._reserve(driver, reservation, user_id, estimate, now):
+            if await self._reserve(driver, reservation, user_id, estimate, now, cost_only):
                 return reservation
         async with engine.connect() as connection, AsyncSession(bind=connection) as session:
             driver = (await connection.get_raw_connection()).driver_connection
@@ -214,12 +219,12 @@ class BillingService:
                 # A new user, or the first reservation of a new month: once more.
                 await self._current_account(session, user_id, now)
                 account_current = True
-                if await self._reserve(driver, reservation, user_id, estimate, now):
+                if await self._reserve(driver, reservation, user_id, estimate, now, cost_only):
                     return reservation
             account = await repo.get_account(session, user_id)
         if account is None:  # opened above, and deleted with its user since
             raise AccountDeleted("the account was deleted")
-        raise self._refusal(account, self.plan(account.plan), estimate)
+        raise self._refusal(account, self.plan(account.plan), estimate, cost_only=cost_only)
 
     async def _reserve(
         self,
@@ -228,6 +233,7 @@ class BillingService:
         user_id: uuid.UUID,
         estimate: Decimal,
         now: dt.datetime,
+        cost_only: bool,
     ) -> bool:
         """The reserve statement; False when refused or the id exists."""
         for attempt in (1, 2, 3):
@@ -240,6 +246,7 @@ class BillingService:
                     reservation.expires_at,
                     now,
                     self.plan_limits,
+                    cost_only,
                 )
             except asyncpg.DeadlockDetectedError:
                 # An event recording this very id as unknown locks the
@@ -251,17 +258,23 @@ class BillingService:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _refusal(account: Account, plan: Plan, estimate: Decimal) -> QuotaExceeded:
+    def _refusal(
+        account: Account, plan: Plan, estimate: Decimal, *, cost_only: bool = False
+    ) -> QuotaExceeded:
         """The refusal, with what an app shows its user in ErrorInfo's metadata:
         the plan, the quota that ran out ("generations" or "cost"), its limit (a
         count, or US dollars as a decimal string) and when the period resets
-        (RFC 3339)."""
+        (RFC 3339). A cost-only reservation is refused for its cost alone."""
         facts = {
             "plan": account.plan,
             "resets_at": account.period_end.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
         }
         generations_taken = account.generations_used + account.generations_reserved
-        if plan.generations_limit is not None and generations_taken + 1 > plan.generations_limit:
+        if (
+            not cost_only
+            and plan.generations_limit is not None
+            and generations_taken + 1 > plan.generations_limit
+        ):
             return QuotaExceeded(
                 f"monthly generation quota exceeded: the {account.plan} plan allows "
                 f"{plan.generations_limit} generations per month "
@@ -373,7 +386,8 @@ class BillingService:
         reservations; the batch's writes then go out set-based.
 
         Its cost is always paid and its cost hold released. A cost-only
-        purpose (story suggestions) never counts. Whether another counts
+        purpose (story suggestions), or a call under a cost-only reservation,
+        never counts: it settles at once. Whether another counts
         as a generation: at once for a call that counts on completion (a
         completed one counts, a failed or cancelled one does not); for one
         whose delivery the owner confirms, only a failed or cancelled call is
@@ -456,10 +470,15 @@ class BillingService:
         owner_confirms = event.delivery == generation_pb2.DELIVERY_CONFIRMED_BY_OWNER
         # Decided here: counts on completion, or produced nothing usable.
         decides_count = not (owner_confirms and completed)
-        if reservation is not None and reservation.count_settled_at is not None:
+        cost_only = reservation is not None and reservation.cost_only
+        if cost_only:
+            decides_count = True  # it reserved no generation: nothing to wait for
+        elif reservation is not None and reservation.count_settled_at is not None:
             decides_count = False  # the owner's event came first
         if decides_count:
-            counted = completed and not owner_confirms and counts_as_generation(event)
+            counted = (
+                completed and not owner_confirms and counts_as_generation(event) and not cost_only
+            )
         else:  # decided by the owner's event, or to be
             counted = bool(reservation is not None and reservation.counted)
         if event.event_id in settlement.ledgered:
@@ -536,6 +555,14 @@ class BillingService:
             reservation = settlement.reservation(reservation_id, user_id)
             if reservation is None:
                 log.error("%s dropped: generation %s is another user's", what, reservation_id)
+                continue
+            if reservation.cost_only:
+                # No generation was reserved: none can be counted or given back.
+                log.error(
+                    "%s names cost-only reservation %s, which holds no generation; ignored",
+                    what,
+                    reservation_id,
+                )
                 continue
             if reservation.count_settled_at is not None:
                 if reservation.counted == delivered:
@@ -643,8 +670,10 @@ class BillingService:
 
 
 def _finish(reservation: LockedReservation, counted: bool, now: dt.datetime) -> None:
-    """The status of a reservation whose cost and count are both settled."""
-    reservation.status = ReservationStatus.settled if counted else ReservationStatus.released
+    """The status of a reservation whose cost and count are both settled (a
+    cost-only one is settled once its cost is: it holds no count)."""
+    settled = counted or reservation.cost_only
+    reservation.status = ReservationStatus.settled if settled else ReservationStatus.released
     reservation.settled_at = now
 
 

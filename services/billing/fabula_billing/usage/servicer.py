@@ -32,7 +32,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             parse_uuid(request.reservation_id, "reservation_id") if request.reservation_id else None
         )
         reservation = await self.billing.reserve_generation(
-            self.autocommit, user_id, estimate, reservation_id
+            self.autocommit, user_id, estimate, reservation_id, cost_only=request.cost_only
         )
         return billing_pb2.Reservation(
             reservation_id=str(reservation.reservation_id), expires_at=reservation.expires_at

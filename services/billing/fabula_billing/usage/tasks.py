@@ -14,6 +14,8 @@ unreachable: nothing is given back, and the next round asks again.
 
 A reservation whose usage is settled holds only its count, which the owner's
 GenerationDelivered / GenerationDiscarded releases; expiry never touches it.
+A cost-only reservation (story suggestions) expires like any other and gives
+back its cost alone: it never held a generation.
 """
 
 from __future__ import annotations

@@ -28,16 +28,17 @@ class Meter:
         self._billing = billing
         self._release_timeout = release_timeout_seconds
 
-    async def reserve(self, user_id: str, reservation_id: str) -> None:
+    async def reserve(self, user_id: str, reservation_id: str, *, cost_only: bool = False) -> None:
         """Reserve one generation for the user under `reservation_id` (billing
-        answers a repeat with the same reservation); QuotaExceeded (reason
-        quota-exceeded) when the plan allows no more, Unavailable when billing
-        cannot be reached. The call's deadline is the channel's default, never
-        later than the caller's own."""
+        answers a repeat with the same reservation); with `cost_only`, its
+        estimated cost alone, for a call metered as cost only (no generation
+        limit applies). QuotaExceeded (reason quota-exceeded) when the plan
+        allows no more, Unavailable when billing cannot be reached. The call's
+        deadline is the channel's default, never later than the caller's own."""
         try:
             await self._billing.ReserveGeneration(
                 billing_pb2.ReserveGenerationRequest(
-                    user_id=user_id, reservation_id=reservation_id
+                    user_id=user_id, reservation_id=reservation_id, cost_only=cost_only
                 )
             )
         except grpc.aio.AioRpcError as err:

@@ -43,7 +43,10 @@ async def admit(
             table.c.user_id == user_id
         )
     )
-    return max(float(wait or 0), 0.0)
+    # now() is each transaction's start: a refused call that began just before
+    # the call opening the window would otherwise be told to wait a bit more
+    # than the whole window.
+    return min(max(float(wait or 0), 0.0), window.total_seconds())
 
 
 async def delete_user_windows(session: AsyncSession, user_id: str) -> int:

@@ -2,8 +2,12 @@
 
 A suggestions call is recorded like any model call (a generation row with
 purpose story_suggestions, its UsageRecorded through the outbox, by the
-GenerationRecorder), but it reserves no quota: its event names no
-reservation, and billing records its cost without counting a generation.
+GenerationRecorder). It is metered as cost only: before the model is asked it
+reserves its estimated cost, and no generation, with billing under the
+generation's id (so a user at the plan's cost limit gets no more, however
+many generations are left, and one with no generation left still gets
+suggestions); its event names that reservation, and billing settles it by
+paying the cost without counting a generation.
 """
 
 from __future__ import annotations
@@ -63,15 +67,17 @@ class SuggestionCall:
     (user, purpose, subject), `provider`, `reservation_id`, `delivery`,
     `reserved`, `duration_ms`, `estimated_prompt_tokens()` and `usage()`."""
 
-    # No quota is held: billing settles no reservation and counts no generation.
-    reservation_id = ""
-    reserved = False
     delivery = Delivery.on_completion
 
     def __init__(
         self, request: SuggestionRequest, provider: GenerationProvider, generation_id: uuid.UUID
     ) -> None:
         self.id = generation_id
+        # A cost-only reservation under the generation's id: its usage event
+        # settles it, paying the cost and counting no generation.
+        self.reservation_id = str(generation_id)
+        # True once billing granted it.
+        self.reserved = False
         self.request = request
         self.question = IdeasQuestion(request)
         self.provider = provider

@@ -7,6 +7,7 @@ import uuid
 import grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 
+from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.servicer import GenerationRecorder, usage_to_proto
 from fabula_generation.providers import GenerationProvider
 from fabula_generation.suggestions.domain import SuggestionRequest
@@ -15,18 +16,21 @@ from fabula_generation.suggestions.service import SuggestionCall, SuggestionRate
 
 class SuggestionsServicer(generation_pb2_grpc.GenerationServiceServicer):
     """SuggestStories, composed into the GenerationService servicer (app.py).
-    Validate, admit under the user's rate limit (a refused call costs nothing
-    and is not recorded), record the call as started, ask the provider, record
-    its outcome and usage: no quota is reserved."""
+    Validate, admit under the user's rate limit, reserve the call's cost (and
+    no generation) with billing (a call refused by either costs nothing and
+    is not recorded), record the call as started, ask the provider, record
+    its outcome and usage, whose event settles the reservation."""
 
     def __init__(
         self,
         provider: GenerationProvider,
         recorder: GenerationRecorder,
+        meter: Meter,
         rate_limit: SuggestionRateLimit,
     ) -> None:
         self.suggestions_provider = provider
         self.suggestions_recorder = recorder
+        self.suggestions_meter = meter
         self.suggestions_rate_limit = rate_limit
 
     async def SuggestStories(
@@ -43,8 +47,22 @@ class SuggestionsServicer(generation_pb2_grpc.GenerationServiceServicer):
         )
         await self.suggestions_rate_limit.admit(suggestion.user_id)
         provider, recorder = self.suggestions_provider, self.suggestions_recorder
+        meter = self.suggestions_meter
         call = SuggestionCall(suggestion, provider, generation_id)
-        await recorder.start(call)  # type: ignore[arg-type]  # recorded like a GenerationCall
+        # Before the model is asked: a user at the plan's cost limit is refused
+        # (QuotaExceeded) with nothing spent or recorded.
+        await meter.reserve(suggestion.user_id, call.reservation_id, cost_only=True)
+        call.reserved = True
+        try:
+            await recorder.start(call)  # type: ignore[arg-type]  # recorded like a GenerationCall
+        except BaseException:
+            # No row, so no usage event will settle the reservation: given back
+            # now (else by billing's expiry: generation's record knows no call).
+            recorder.track(
+                meter.release(suggestion.user_id, call.reservation_id),
+                f"drop-reservation-{call.id}",
+            )
+            raise
         async with recorder.recording(call) as recording:  # type: ignore[arg-type]
             ideas = await suggest(call)
         assert recording.recorded is not None

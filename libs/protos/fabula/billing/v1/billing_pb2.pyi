@@ -239,16 +239,18 @@ class SetPlanRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., plan: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReserveGenerationRequest(_message.Message):
-    __slots__ = ("user_id", "reservation_id", "estimated_cost", "estimated_cost_usd")
+    __slots__ = ("user_id", "reservation_id", "estimated_cost", "estimated_cost_usd", "cost_only")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    COST_ONLY_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     reservation_id: str
     estimated_cost: _money_pb2.Money
     estimated_cost_usd: str
-    def __init__(self, user_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., estimated_cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., estimated_cost_usd: _Optional[str] = ...) -> None: ...
+    cost_only: bool
+    def __init__(self, user_id: _Optional[str] = ..., reservation_id: _Optional[str] = ..., estimated_cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., estimated_cost_usd: _Optional[str] = ..., cost_only: _Optional[bool] = ...) -> None: ...
 
 class Reservation(_message.Message):
     __slots__ = ("reservation_id", "expires_at")

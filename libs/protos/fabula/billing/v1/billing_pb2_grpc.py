@@ -108,9 +108,10 @@ class BillingServiceServicer:
 
     def ReserveGeneration(self, request, context):
         """Reserves one generation (and its estimated cost) against the user's plan
-        with a single conditional update. RESOURCE_EXHAUSTED when it would exceed
-        the plan; the reservation is settled by the UsageRecorded event. Only the
-        generation service, which meters every model call, calls this.
+        with a single conditional update; with cost_only, the estimated cost alone.
+        RESOURCE_EXHAUSTED when it would exceed the plan; the reservation is
+        settled by the UsageRecorded event. Only the generation service, which
+        meters every model call, calls this.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
