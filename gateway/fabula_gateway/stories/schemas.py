@@ -138,7 +138,11 @@ class Segment(BaseModel):
     alternative_number: int = Field(
         1, description="Which of those versions it is, from 1, oldest first."
     )
-    edited: bool = Field(False, description="True once its text was changed by hand.")
+    edited: bool = Field(
+        False,
+        description="True while its text is not the one the model wrote (or the import "
+        "brought): edited by hand, or restored from an edit.",
+    )
     word_count: int = 0
 
 

@@ -284,6 +284,8 @@ async def test_edit_then_restore_the_original(stories: Stub, billing):  # noqa: 
     )
 
     assert restored.text == segment.text and restored.word_count == segment.word_count
+    # Undone: the text is the model's again, not an edit.
+    assert not restored.edited
     revisions = (
         await stories.ListRevisions(
             stories_pb2.SegmentRef(user_id=user_id, story_id=story.id, segment_id=segment.id)
@@ -294,6 +296,23 @@ async def test_edit_then_restore_the_original(stories: Stub, billing):  # noqa: 
         (2, "A new text, by hand.", stories_pb2.REVISION_SOURCE_EDITED),
         (1, segment.text, stories_pb2.REVISION_SOURCE_GENERATED),
     ]
+    # Restoring the edit again is an edit again, and itself a revision.
+    again = await stories.RestoreRevision(
+        stories_pb2.RestoreRevisionRequest(
+            user_id=user_id, story_id=story.id, segment_id=segment.id, revision_id=revisions[0].id
+        )
+    )
+    assert (again.text, again.edited) == ("A new text, by hand.", True)
+    latest = (
+        await stories.ListRevisions(
+            stories_pb2.SegmentRef(user_id=user_id, story_id=story.id, segment_id=segment.id)
+        )
+    ).revisions[0]
+    assert (latest.number, latest.text, latest.source) == (
+        3,
+        segment.text,
+        stories_pb2.REVISION_SOURCE_GENERATED,
+    )
     # No model call.
     await settled(billing, user_id, generations=2)
 

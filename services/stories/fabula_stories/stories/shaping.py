@@ -160,6 +160,10 @@ async def select_branch(
     return story
 
 
+# Texts a segment has without any hand in them: `edited` is false for these.
+_UNEDITED = frozenset({RevisionSource.generated, RevisionSource.imported})
+
+
 async def edit_segment(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -190,7 +194,12 @@ async def restore_revision(
     revision = await repository.get_revision(session, segment.id, revision_id)
     if revision is None:
         raise NotFound("revision not found")
-    await _replace_text(session, story, segment, revision.text, RevisionSource.restored)
+    # Back to what the model wrote (or the import brought) is no longer an
+    # edit; back to an earlier edit is.
+    source = RevisionSource(revision.source)
+    if source not in _UNEDITED:
+        source = RevisionSource.restored
+    await _replace_text(session, story, segment, revision.text, source)
     return segment
 
 
@@ -211,7 +220,7 @@ async def _replace_text(
     segment.text = text
     segment.text_source = source.value
     segment.word_count = word_count(text)
-    segment.edited_at = now
+    segment.edited_at = None if source in _UNEDITED else now
     story.updated_at = now
     await repository.add(session, revision)
 
