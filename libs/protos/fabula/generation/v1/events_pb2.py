@@ -24,22 +24,33 @@ _sym_db = _symbol_database.Default()
 
 from fabula.common.v1 import money_pb2 as fabula_dot_common_dot_v1_dot_money__pb2
 from fabula.generation.v1 import generation_pb2 as fabula_dot_generation_dot_v1_dot_generation__pb2
+from fabula.generation.v1 import jobs_pb2 as fabula_dot_generation_dot_v1_dot_jobs__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!fabula/generation/v1/events.proto\x12\x14\x66\x61\x62ula.generation.v1\x1a\x1c\x66\x61\x62ula/common/v1/money.proto\x1a%fabula/generation/v1/generation.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x04\n\rUsageRecorded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12.\n\x07purpose\x18\x0e \x01(\x0e\x32\x1d.fabula.generation.v1.Purpose\x12\x31\n\x07subject\x18\x0f \x01(\x0b\x32 .fabula.generation.v1.SubjectRef\x12\x14\n\x08story_id\x18\x04 \x01(\tB\x02\x18\x01\x12\x16\n\x0ereservation_id\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\t \x01(\x05\x12\x17\n\x0fusage_estimated\x18\n \x01(\x08\x12%\n\x04\x63ost\x18\x10 \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x14\n\x08\x63ost_usd\x18\x0b \x01(\tB\x02\x18\x01\x12\x38\n\x07outcome\x18\x0c \x01(\x0e\x32\'.fabula.generation.v1.GenerationOutcome\x12/\n\x0boccurred_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x08\x64\x65livery\x18\x11 \x01(\x0e\x32\x1e.fabula.generation.v1.Delivery*\x9a\x01\n\x11GenerationOutcome\x12\"\n\x1eGENERATION_OUTCOME_UNSPECIFIED\x10\x00\x12 \n\x1cGENERATION_OUTCOME_COMPLETED\x10\x01\x12 \n\x1cGENERATION_OUTCOME_CANCELLED\x10\x02\x12\x1d\n\x19GENERATION_OUTCOME_FAILED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!fabula/generation/v1/events.proto\x12\x14\x66\x61\x62ula.generation.v1\x1a\x1c\x66\x61\x62ula/common/v1/money.proto\x1a%fabula/generation/v1/generation.proto\x1a\x1f\x66\x61\x62ula/generation/v1/jobs.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x05\n\rUsageRecorded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x15\n\rgeneration_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12.\n\x07purpose\x18\x0e \x01(\x0e\x32\x1d.fabula.generation.v1.Purpose\x12\x31\n\x07subject\x18\x0f \x01(\x0b\x32 .fabula.generation.v1.SubjectRef\x12\x14\n\x08story_id\x18\x04 \x01(\tB\x02\x18\x01\x12\x16\n\x0ereservation_id\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\t \x01(\x05\x12\x17\n\x0fusage_estimated\x18\n \x01(\x08\x12%\n\x04\x63ost\x18\x10 \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x14\n\x08\x63ost_usd\x18\x0b \x01(\tB\x02\x18\x01\x12\x38\n\x07outcome\x18\x0c \x01(\x0e\x32\'.fabula.generation.v1.GenerationOutcome\x12/\n\x0boccurred_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x08\x64\x65livery\x18\x11 \x01(\x0e\x32\x1e.fabula.generation.v1.Delivery\x12G\n\nattributes\x18\x12 \x03(\x0b\x32\x33.fabula.generation.v1.UsageRecorded.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x04\n\x0cJobCompleted\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x1b\n\x13parent_narrative_id\x18\x05 \x01(\t\x12\r\n\x05title\x18\x06 \x01(\t\x12=\n\x0fproduction_type\x18\x07 \x01(\x0e\x32$.fabula.generation.v1.ProductionType\x12\r\n\x05genre\x18\x08 \x01(\t\x12\x0c\n\x04text\x18\t \x01(\t\x12\x12\n\nword_count\x18\n \x01(\x05\x12O\n\x0fquality_metrics\x18\x0b \x03(\x0b\x32\x36.fabula.generation.v1.JobCompleted.QualityMetricsEntry\x12\x1d\n\x15overall_quality_score\x18\x0c \x01(\x01\x12%\n\x04\x63ost\x18\r \x01(\x0b\x32\x17.fabula.common.v1.Money\x12\x13\n\x0btokens_used\x18\x0e \x01(\x03\x12/\n\x0boccurred_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x35\n\x13QualityMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\x9a\x01\n\x11GenerationOutcome\x12\"\n\x1eGENERATION_OUTCOME_UNSPECIFIED\x10\x00\x12 \n\x1cGENERATION_OUTCOME_COMPLETED\x10\x01\x12 \n\x1cGENERATION_OUTCOME_CANCELLED\x10\x02\x12\x1d\n\x19GENERATION_OUTCOME_FAILED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fabula.generation.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_USAGERECORDED_ATTRIBUTESENTRY']._loaded_options = None
+  _globals['_USAGERECORDED_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_USAGERECORDED'].fields_by_name['story_id']._loaded_options = None
   _globals['_USAGERECORDED'].fields_by_name['story_id']._serialized_options = b'\030\001'
   _globals['_USAGERECORDED'].fields_by_name['cost_usd']._loaded_options = None
   _globals['_USAGERECORDED'].fields_by_name['cost_usd']._serialized_options = b'\030\001'
-  _globals['_GENERATIONOUTCOME']._serialized_start=709
-  _globals['_GENERATIONOUTCOME']._serialized_end=863
-  _globals['_USAGERECORDED']._serialized_start=162
-  _globals['_USAGERECORDED']._serialized_end=706
+  _globals['_JOBCOMPLETED_QUALITYMETRICSENTRY']._loaded_options = None
+  _globals['_JOBCOMPLETED_QUALITYMETRICSENTRY']._serialized_options = b'8\001'
+  _globals['_GENERATIONOUTCOME']._serialized_start=1386
+  _globals['_GENERATIONOUTCOME']._serialized_end=1540
+  _globals['_USAGERECORDED']._serialized_start=195
+  _globals['_USAGERECORDED']._serialized_end=863
+  _globals['_USAGERECORDED_ATTRIBUTESENTRY']._serialized_start=814
+  _globals['_USAGERECORDED_ATTRIBUTESENTRY']._serialized_end=863
+  _globals['_JOBCOMPLETED']._serialized_start=866
+  _globals['_JOBCOMPLETED']._serialized_end=1383
+  _globals['_JOBCOMPLETED_QUALITYMETRICSENTRY']._serialized_start=1330
+  _globals['_JOBCOMPLETED_QUALITYMETRICSENTRY']._serialized_end=1383
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,7 @@ class Purpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PURPOSE_STORY_CONTINUATION: _ClassVar[Purpose]
     PURPOSE_STORY_ENDING: _ClassVar[Purpose]
     PURPOSE_STORY_SUGGESTIONS: _ClassVar[Purpose]
+    PURPOSE_JOB_STAGE: _ClassVar[Purpose]
 
 class GenerationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,6 +45,7 @@ PURPOSE_STORY_OPENING: Purpose
 PURPOSE_STORY_CONTINUATION: Purpose
 PURPOSE_STORY_ENDING: Purpose
 PURPOSE_STORY_SUGGESTIONS: Purpose
+PURPOSE_JOB_STAGE: Purpose
 GENERATION_KIND_UNSPECIFIED: GenerationKind
 GENERATION_KIND_OPENING: GenerationKind
 GENERATION_KIND_CONTINUATION: GenerationKind

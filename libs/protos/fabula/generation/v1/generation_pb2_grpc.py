@@ -93,6 +93,8 @@ class GenerationServiceServicer:
         started here and whether its outcome (and usage event) is recorded.
         Billing asks before giving back the quota of a reservation nobody
         settled: only one no generation ever started under may be given back.
+        A job's id (the id of its cost hold) is STARTED while the job is queued
+        or running and FINISHED once it has ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
