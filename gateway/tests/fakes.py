@@ -660,7 +660,8 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
             billing_pb2.UsageLog(
                 id=str(1000 - n),
                 created_at=timestamp(CREATED_AT - dt.timedelta(minutes=n)),
-                operation="continuation" if n else "opening",
+                # The third a job stage's call (operation and attributes as billing names them).
+                operation="job_stage" if n == 2 else "continuation" if n else "opening",
                 story_id=str(uuid.uuid5(uuid.NAMESPACE_URL, "story-0")) if n % 2 == 0 else "",
                 provider="mistral",
                 model="mistral-small-latest",
@@ -671,6 +672,9 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
                 outcome="completed",
                 counted=True,
                 generation_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"generation-{n}")),
+                attributes=(
+                    {"production_type": "short_story", "stage": "draft-1"} if n == 2 else {}
+                ),
             )
             for n in range(request.limit or 20)
         ]
@@ -705,6 +709,7 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
                 row("opening", "", 1, 1, 2_000_000),
             ],
             total=row("", "", 3, 4, 24_000_000),
+            by_production_type=[row("short_story", "", 0, 1, 1_000_000)],
         )
 
     async def SetPlan(self, request, context):

@@ -390,9 +390,15 @@ async def test_usage_logs_answer_a_page_newest_first(api, backends: FakeBackends
         "outcome": "completed",
         "counted": True,
         "generation_id": body["items"][0]["generation_id"],
+        "attributes": {},
+        "production_type": None,
     }
     assert body["items"][1]["story_id"] is None  # a call about no story
     assert body["items"][1]["estimated"] is True
+    # A job stage's call says what it was for.
+    job_stage = body["items"][2]
+    assert (job_stage["operation"], job_stage["production_type"]) == ("job_stage", "short_story")
+    assert job_stage["attributes"] == {"production_type": "short_story", "stage": "draft-1"}
     request = backends.only("ListUsageLogs").request
     assert (request.user_id, request.limit, request.cursor) == (user_id, 3, "")
 
@@ -453,6 +459,16 @@ async def test_usage_breakdown_answers_per_model_per_operation_and_total(
     }
     assert [row["operation"] for row in body["by_operation"]] == ["continuation", "opening"]
     assert "provider" not in body["by_operation"][0]
+    assert body["by_production_type"] == [
+        {
+            "production_type": "short_story",
+            "generations": 0,
+            "calls": 1,
+            "prompt_tokens": 100,
+            "completion_tokens": 40,
+            "cost_usd": "0.001",
+        }
+    ]
     assert body["total"] == {
         "generations": 3,
         "calls": 4,

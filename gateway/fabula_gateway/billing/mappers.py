@@ -9,6 +9,7 @@ from fabula_common.money import format_usd, from_money
 from fabula_gateway.billing.schemas import (
     ModelUsage,
     OperationUsage,
+    ProductionTypeUsage,
     Usage,
     UsageBreakdown,
     UsageLog,
@@ -55,6 +56,8 @@ def usage_log_from_proto(log: billing_pb2.UsageLog) -> UsageLog:
         outcome=log.outcome,
         counted=log.counted,
         generation_id=log.generation_id,
+        attributes=dict(log.attributes),
+        production_type=log.attributes.get("production_type") or None,
     )
 
 
@@ -85,6 +88,10 @@ def usage_breakdown_from_proto(breakdown: billing_pb2.UsageBreakdown) -> UsageBr
         ],
         by_operation=[
             OperationUsage(operation=row.key, **_totals(row)) for row in breakdown.by_operation
+        ],
+        by_production_type=[
+            ProductionTypeUsage(production_type=row.key, **_totals(row))
+            for row in breakdown.by_production_type
         ],
         total=UsageTotals(**_totals(breakdown.total)),
     )

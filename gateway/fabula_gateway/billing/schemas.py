@@ -68,7 +68,30 @@ class UsageLog(BaseModel):
                     "outcome": "completed",
                     "counted": True,
                     "generation_id": "0b9f7c7e-2f4e-4a57-8d53-3c7e0a9f1d22",
-                }
+                    "attributes": {},
+                    "production_type": None,
+                },
+                {
+                    "id": "1843",
+                    "created_at": "2025-01-14T09:41:02Z",
+                    "operation": "job_stage",
+                    "story_id": None,
+                    "provider": "mistral",
+                    "model": "mistral-small-latest",
+                    "prompt_tokens": 1420,
+                    "completion_tokens": 1903,
+                    "cost_usd": "0.00171",
+                    "estimated": False,
+                    "outcome": "completed",
+                    "counted": False,
+                    "generation_id": "5d7e1b0a-8c1f-4a57-9d53-1c7e0a9f1d22",
+                    "attributes": {
+                        "production_type": "short_story",
+                        "stage": "draft-1",
+                        "job_id": "8a1c2e0f-6a9f-4f55-9c1e-3d9c1b7a2f10",
+                    },
+                    "production_type": "short_story",
+                },
             ]
         }
     )
@@ -76,8 +99,8 @@ class UsageLog(BaseModel):
     id: str
     created_at: dt.datetime = Field(description="When the model call ended.")
     operation: str = Field(
-        description="What the call was for: `opening`, `continuation`, `ending`, or a "
-        "later kind."
+        description="What the call was for: `opening`, `continuation`, `ending`, "
+        "`suggestion`, `job_stage` (a stage of a long-form job), or a later kind."
     )
     story_id: str | None = Field(description="The story the call was about; null otherwise.")
     provider: str
@@ -94,6 +117,14 @@ class UsageLog(BaseModel):
         "discarded one is paid for its tokens but not counted)."
     )
     generation_id: str
+    attributes: dict[str, str] = Field(
+        description="What the producer said about the call: for a job stage "
+        "`production_type`, `stage` and `job_id`; empty otherwise."
+    )
+    production_type: str | None = Field(
+        description="The production type (`short_story`, `novella`, ...) of the job the "
+        "call was a stage of; null for other calls."
+    )
 
 
 class UsageLogPage(BaseModel):
@@ -120,6 +151,10 @@ class OperationUsage(UsageTotals):
     operation: str = Field(description="`opening`, `continuation`, `ending`, ...")
 
 
+class ProductionTypeUsage(UsageTotals):
+    production_type: str = Field(description="`short_story`, `novelette`, `novella`, ...")
+
+
 class UsageBreakdown(BaseModel):
     """The current period's recorded usage, per model and per operation."""
 
@@ -127,6 +162,10 @@ class UsageBreakdown(BaseModel):
     period_end: dt.datetime
     by_model: list[ModelUsage] = Field(description="Most expensive first.")
     by_operation: list[OperationUsage] = Field(description="Most expensive first.")
+    by_production_type: list[ProductionTypeUsage] = Field(
+        description="Job stages' calls per production type, most expensive first; calls "
+        "of no job are in no row (so these sum to at most the total)."
+    )
     total: UsageTotals = Field(
         description="The sums over the period; equal to the sums of either list, and "
         "`cost_usd` to `cost_used_usd` of /v1/usage."

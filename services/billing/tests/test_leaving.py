@@ -124,6 +124,27 @@ async def test_deletion_anonymises_the_ledger_and_removes_the_rest(session, bill
     )
 
 
+async def test_a_job_stages_entry_keeps_its_production_type_but_not_its_job(session, billing):
+    """Before and after the deletion: the job id goes, what kind of work it was stays."""
+    user_id = str(uuid.uuid4())
+    attributes = {"production_type": "novella", "stage": "outline", "job_id": str(uuid.uuid4())}
+    before, late = usage_event(user_id), usage_event(user_id)
+    for event in (before, late):
+        event.purpose = generation_pb2.PURPOSE_JOB_STAGE
+        event.attributes.update(attributes)
+    await billing.settle_usage(session, [before])
+
+    await forget_user(session, deleted(user_id))
+    await billing.settle_usage(session, [late])
+
+    entries = await session.scalars(
+        select(UsageLedgerEntry.attributes).where(
+            UsageLedgerEntry.event_id.in_([before.event_id, late.event_id])
+        )
+    )
+    assert list(entries) == [{"production_type": "novella", "stage": "outline"}] * 2
+
+
 async def test_late_events_of_a_deleted_user_open_no_account(session, billing):
     user_id = str(uuid.uuid4())
     await billing.open_account(session, uuid.UUID(user_id))

@@ -538,3 +538,51 @@ async def test_a_suggestion_is_paid_as_cost_and_never_counted_as_a_generation(
     row = by_operation["suggestion"]
     assert (row.generations, row.calls, money(row.cost)) == (0, 1, Decimal("0.0004"))
     assert breakdown.total.generations == 0
+
+
+async def test_a_job_stage_is_logged_with_its_production_type_and_paid_as_cost_only(
+    billing: Stub, js: JetStreamContext, settings: Settings, db: Database
+):
+    """A long-form job's model call (no reservation named: the job's hold is
+    its own) is billed, logged as operation `job_stage` with the attributes
+    the producer sent, and never counted as a generation."""
+    user_id = str(uuid.uuid4())
+    job_id = str(uuid.uuid4())
+    before = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+    stage = usage_event(
+        user_id,
+        str(uuid.uuid4()),
+        purpose=generation_pb2.PURPOSE_JOB_STAGE,
+        model="mistral-small",
+        cost="0.0150",
+        reserved=False,
+    )
+    stage.attributes.update({"production_type": "short_story", "stage": "draft-1", "job_id": job_id})
+    opening = usage_event(
+        user_id, str(uuid.uuid4()), purpose=OPENING, model="mistral-small", cost="0.0010",
+        reserved=False,
+    )  # fmt: skip
+    await publish(js, settings, stage)
+    await publish(js, settings, opening)
+    await all_applied(db, [stage, opening])
+
+    usage = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+    assert usage.generations_used == before.generations_used + 1  # the opening only
+    assert money(usage.cost_used) == Decimal("0.0160")
+    logs = {log.generation_id: log for log in await all_logs(billing, user_id, limit=100)}
+    log = logs[stage.generation_id]
+    assert (log.operation, log.counted, money(log.cost)) == ("job_stage", False, Decimal("0.015"))
+    assert dict(log.attributes) == {
+        "production_type": "short_story", "stage": "draft-1", "job_id": job_id
+    }
+    assert dict(logs[opening.generation_id].attributes) == {}
+    breakdown = await billing.GetUsageBreakdown(
+        billing_pb2.GetUsageBreakdownRequest(user_id=user_id)
+    )
+    # Only the job's call has a production type.
+    assert [(r.key, r.generations, r.calls, money(r.cost)) for r in breakdown.by_production_type] == [
+        ("short_story", 0, 1, Decimal("0.015"))
+    ]
+    by_operation = {row.key: row for row in breakdown.by_operation}
+    assert (by_operation["job_stage"].generations, by_operation["job_stage"].calls) == (0, 1)
+    assert money(breakdown.total.cost) == Decimal("0.016")

@@ -3,7 +3,7 @@
 On UserDeleted, in one transaction with the event's inbox row: a tombstone is
 written (by the id's SHA-256), the user's ledger entries are anonymised (kept
 for accounting: what was used, what it cost, when; no user, reservation,
-generation or subject id), and the account and its reservations are deleted.
+generation or subject id, nor the job id among their attributes), and the account and its reservations are deleted.
 Events of the user that come later (a UsageRecorded still in the stream) open
 no account again: their usage goes into the ledger anonymised, and owner
 decisions about reservations that are gone are dropped.
@@ -17,7 +17,8 @@ import uuid
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.errors import Unauthenticated
 from fabula_common.tombstones import deleted_among, is_deleted, record_deletion, was_deleted
-from sqlalchemy import delete, update
+from sqlalchemy import Text, delete, literal, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_billing.database import deleted_users
@@ -47,15 +48,25 @@ async def refuse_deleted(session: AsyncSession, user_id: uuid.UUID) -> None:
         raise AccountDeleted("the account was deleted")
 
 
+# Attributes of a ledger entry that name something of the user's (the
+# production type and stage of a job's call stay: they name nothing).
+IDENTIFYING_ATTRIBUTES = ("job_id",)
+
+
 def anonymous(entry_values: dict[str, object]) -> dict[str, object]:
     """A ledger entry's values with nothing that names the user."""
-    return {
+    values = {
         **entry_values,
         "user_id": None,
         "reservation_id": None,
         "generation_id": "",
         "subject_id": "",
     }
+    if isinstance(attributes := entry_values.get("attributes"), dict):
+        values["attributes"] = {
+            key: value for key, value in attributes.items() if key not in IDENTIFYING_ATTRIBUTES
+        }
+    return values
 
 
 async def forget_user(session: AsyncSession, event: users_events.UserDeleted) -> None:
@@ -71,7 +82,12 @@ async def forget_user(session: AsyncSession, event: users_events.UserDeleted) ->
     ledger = await session.execute(
         update(UsageLedgerEntry)
         .where(UsageLedgerEntry.user_id == user_id)
-        .values(anonymous({}))
+        .values(
+            **anonymous({}),
+            attributes=UsageLedgerEntry.attributes.op("-")(
+                literal(list(IDENTIFYING_ATTRIBUTES), ARRAY(Text))
+            ),
+        )
     )
     # The account first: a reservation being made holds its row, so this
     # waits for it, and the next statement sees (and deletes) the reservation.

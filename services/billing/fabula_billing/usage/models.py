@@ -22,6 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fabula_billing.database import Base
@@ -187,6 +188,11 @@ class UsageLedgerEntry(Base):
     purpose: Mapped[str] = mapped_column(String)
     subject_kind: Mapped[str] = mapped_column(String)
     subject_id: Mapped[str] = mapped_column(String)
+    # What the producer said about the call (UsageRecorded.attributes, string
+    # to string), e.g. {"production_type": "short_story", "stage": "draft-1"}.
+    attributes: Mapped[dict[str, str]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb")
+    )
     model: Mapped[str] = mapped_column(String)
     provider: Mapped[str] = mapped_column(String)
     prompt_tokens: Mapped[int] = mapped_column(Integer)

@@ -35,6 +35,10 @@ OPERATION: ColumnElement[str] = case(
     (Ledger.purpose == literal_column("'story_suggestions'"), literal_column("'suggestion'")),
     else_=func.regexp_replace(Ledger.purpose, literal_column("'^story_'"), literal_column("''")),
 )
+# The production type a job stage's call was for ("short_story", ...); NULL for other calls.
+PRODUCTION_TYPE: ColumnElement[str] = Ledger.attributes.op("->>")(
+    literal_column("'production_type'")
+)
 
 
 def page_size(limit: int) -> int:
@@ -75,6 +79,8 @@ class UsageLog:
     outcome: str
     counted: bool
     generation_id: str
+    # What the producer said about the call, e.g. a job stage's production_type and stage.
+    attributes: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ async def list_usage_logs(
             Ledger.outcome,
             Ledger.counted,
             Ledger.generation_id,
+            Ledger.attributes,
         )
         .where(Ledger.user_id == user_id)
         .order_by(Ledger.occurred_at.desc(), Ledger.id.desc())
@@ -132,6 +139,7 @@ async def list_usage_logs(
             outcome=row.outcome,
             counted=row.counted,
             generation_id=row.generation_id,
+            attributes=row.attributes or {},
         )
         for row in rows[:limit]
     ]
@@ -143,7 +151,8 @@ async def list_usage_logs(
 
 @dataclass(frozen=True)
 class BreakdownRow:
-    # The model (per-model rows), the operation (per-operation rows), "" (total).
+    # The model (per-model rows), the operation (per-operation rows), the
+    # production type (per-production-type rows), "" (total).
     key: str
     provider: str
     generations: int  # calls that counted against the plan
@@ -158,25 +167,31 @@ class Breakdown:
     by_model: list[BreakdownRow]
     by_operation: list[BreakdownRow]
     total: BreakdownRow
+    # Only the calls that had a production type (job stages): sums to less
+    # than the total when there were others.
+    by_production_type: list[BreakdownRow]
 
 
 async def usage_breakdown(
     session: AsyncSession, user_id: uuid.UUID, period_start: dt.datetime, period_end: dt.datetime
 ) -> Breakdown:
     """The ledger entries recorded in [period_start, period_end), summed per
-    (model, provider), per operation and in total: one statement (GROUPING
-    SETS), so the three always agree."""
+    (model, provider), per operation, per production type and in total: one
+    statement (GROUPING SETS), so they always agree."""
     operation = OPERATION.label("operation")
     # GROUPING(...) is 0 for the columns a row is grouped by.
     per_model = func.grouping(Ledger.model, Ledger.provider) == 0
     per_operation = func.grouping(OPERATION) == 0
+    per_production_type = func.grouping(PRODUCTION_TYPE) == 0
     query = (
         select(
             per_model.label("per_model"),
             per_operation.label("per_operation"),
+            per_production_type.label("per_production_type"),
             Ledger.model,
             Ledger.provider,
             operation,
+            PRODUCTION_TYPE.label("production_type"),
             func.count().filter(Ledger.counted).label("generations"),
             func.count().label("calls"),
             func.coalesce(func.sum(Ledger.prompt_tokens), 0).label("prompt_tokens"),
@@ -190,13 +205,17 @@ async def usage_breakdown(
         )
         .group_by(
             func.grouping_sets(
-                tuple_(Ledger.model, Ledger.provider), tuple_(OPERATION), text("()")
+                tuple_(Ledger.model, Ledger.provider),
+                tuple_(OPERATION),
+                tuple_(PRODUCTION_TYPE),
+                text("()"),
             )
         )
         .order_by(text("cost_usd DESC"), text("calls DESC"), Ledger.model, operation)
     )
     by_model: list[BreakdownRow] = []
     by_operation: list[BreakdownRow] = []
+    by_production_type: list[BreakdownRow] = []
     total = BreakdownRow("", "", 0, 0, 0, 0, Decimal(0))
     for row in (await session.execute(query)).all():
         sums = (
@@ -210,7 +229,16 @@ async def usage_breakdown(
             by_model.append(BreakdownRow(row.model, row.provider, *sums))
         elif row.per_operation:
             by_operation.append(BreakdownRow(row.operation, "", *sums))
+        elif row.per_production_type:
+            # The group of calls without a production type is no production type's.
+            if row.production_type is not None:
+                by_production_type.append(BreakdownRow(row.production_type, "", *sums))
         else:
             total = BreakdownRow("", "", *sums)
-    return Breakdown(by_model=by_model, by_operation=by_operation, total=total)
+    return Breakdown(
+        by_model=by_model,
+        by_operation=by_operation,
+        total=total,
+        by_production_type=by_production_type,
+    )
 

@@ -563,6 +563,7 @@ class LedgerEntry:
     purpose: str
     subject_kind: str
     subject_id: str
+    attributes: dict[str, str]
     model: str
     provider: str
     prompt_tokens: int

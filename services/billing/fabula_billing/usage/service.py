@@ -97,7 +97,7 @@ def purpose_name(purpose: int) -> str:
 
 # Purposes whose calls are paid for (cost) but are no generation of the plan:
 # they reserve their cost only and never count in generations_used.
-COST_ONLY_PURPOSES = frozenset({generation_pb2.PURPOSE_STORY_SUGGESTIONS})
+COST_ONLY_PURPOSES = frozenset({generation_pb2.PURPOSE_STORY_SUGGESTIONS, generation_pb2.PURPOSE_JOB_STAGE})
 
 
 def counts_as_generation(event: generation_events.UsageRecorded) -> bool:
@@ -722,6 +722,7 @@ def _ledger_entry(
         purpose=purpose_name(event.purpose),
         subject_kind=subject_kind,
         subject_id=subject_id,
+        attributes=dict(event.attributes),
         model=event.model,
         provider=event.provider,
         prompt_tokens=event.prompt_tokens,

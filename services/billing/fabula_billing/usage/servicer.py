@@ -74,6 +74,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             by_model=[_breakdown_row_to_proto(row) for row in breakdown.by_model],
             by_operation=[_breakdown_row_to_proto(row) for row in breakdown.by_operation],
             total=_breakdown_row_to_proto(breakdown.total),
+            by_production_type=[
+                _breakdown_row_to_proto(row) for row in breakdown.by_production_type
+            ],
         )
 
 
@@ -112,6 +115,7 @@ def _usage_log_to_proto(log: reports.UsageLog) -> billing_pb2.UsageLog:
         outcome=log.outcome,
         counted=log.counted,
         generation_id=log.generation_id,
+        attributes=log.attributes,
     )
 
 

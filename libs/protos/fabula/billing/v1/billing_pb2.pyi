@@ -21,7 +21,14 @@ class ListUsageLogsRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class UsageLog(_message.Message):
-    __slots__ = ("id", "created_at", "operation", "story_id", "provider", "model", "prompt_tokens", "completion_tokens", "cost", "estimated", "outcome", "counted", "generation_id")
+    __slots__ = ("id", "created_at", "operation", "story_id", "provider", "model", "prompt_tokens", "completion_tokens", "cost", "estimated", "outcome", "counted", "generation_id", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +42,7 @@ class UsageLog(_message.Message):
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     COUNTED_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     created_at: _timestamp_pb2.Timestamp
     operation: str
@@ -48,7 +56,8 @@ class UsageLog(_message.Message):
     outcome: str
     counted: bool
     generation_id: str
-    def __init__(self, id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[str] = ..., story_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., estimated: _Optional[bool] = ..., outcome: _Optional[str] = ..., counted: _Optional[bool] = ..., generation_id: _Optional[str] = ...) -> None: ...
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[str] = ..., story_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., estimated: _Optional[bool] = ..., outcome: _Optional[str] = ..., counted: _Optional[bool] = ..., generation_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListUsageLogsResponse(_message.Message):
     __slots__ = ("logs", "next_cursor")
@@ -83,18 +92,20 @@ class UsageBreakdownRow(_message.Message):
     def __init__(self, key: _Optional[str] = ..., provider: _Optional[str] = ..., generations: _Optional[int] = ..., calls: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class UsageBreakdown(_message.Message):
-    __slots__ = ("period_start", "period_end", "by_model", "by_operation", "total")
+    __slots__ = ("period_start", "period_end", "by_model", "by_operation", "total", "by_production_type")
     PERIOD_START_FIELD_NUMBER: _ClassVar[int]
     PERIOD_END_FIELD_NUMBER: _ClassVar[int]
     BY_MODEL_FIELD_NUMBER: _ClassVar[int]
     BY_OPERATION_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BY_PRODUCTION_TYPE_FIELD_NUMBER: _ClassVar[int]
     period_start: _timestamp_pb2.Timestamp
     period_end: _timestamp_pb2.Timestamp
     by_model: _containers.RepeatedCompositeFieldContainer[UsageBreakdownRow]
     by_operation: _containers.RepeatedCompositeFieldContainer[UsageBreakdownRow]
     total: UsageBreakdownRow
-    def __init__(self, period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., by_model: _Optional[_Iterable[_Union[UsageBreakdownRow, _Mapping]]] = ..., by_operation: _Optional[_Iterable[_Union[UsageBreakdownRow, _Mapping]]] = ..., total: _Optional[_Union[UsageBreakdownRow, _Mapping]] = ...) -> None: ...
+    by_production_type: _containers.RepeatedCompositeFieldContainer[UsageBreakdownRow]
+    def __init__(self, period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., by_model: _Optional[_Iterable[_Union[UsageBreakdownRow, _Mapping]]] = ..., by_operation: _Optional[_Iterable[_Union[UsageBreakdownRow, _Mapping]]] = ..., total: _Optional[_Union[UsageBreakdownRow, _Mapping]] = ..., by_production_type: _Optional[_Iterable[_Union[UsageBreakdownRow, _Mapping]]] = ...) -> None: ...
 
 class CreateCheckoutSessionRequest(_message.Message):
     __slots__ = ("user_id", "plan", "success_url", "cancel_url", "email")
