@@ -4,17 +4,17 @@
    one sentence with how to start them, and exits 1.
 2. Provisions the database (database, one schema and login role per service)
    and runs every service's migrations as that service's role.
-3. Starts the four services and the gateway with this process's environment,
-   waits until the gateway's /readyz says every service is ready, and prints
-   where the API is.
+3. Starts the four services, the generation job worker and the gateway with
+   this process's environment, waits until the gateway's /readyz says every
+   service is ready, and prints where the API is.
 4. Restarts a child that dies (exits or is killed), as Kubernetes would:
    after a delay that doubles from FABULA_RESTART_BACKOFF_INITIAL_SECONDS up to
    FABULA_RESTART_BACKOFF_MAX_SECONDS and starts again from the initial one
    once the child has run FABULA_RESTART_STABLE_SECONDS; the other children
    keep serving meanwhile. Each restart prints one line naming the child,
    how it ended and the delay.
-5. On Ctrl-C or SIGTERM stops the gateway, then the services (each drains
-   gracefully), and exits; nothing is restarted during shutdown. Children die
+5. On Ctrl-C or SIGTERM stops the gateway, then the worker, then the services
+   (each drains gracefully), and exits; nothing is restarted during shutdown. Children die
    with it even if it is killed outright (PR_SET_PDEATHSIG), so nothing is
    left behind.
 """
@@ -42,6 +42,22 @@ from fabula_common.provision import SERVICES, provision, service_database_url
 
 DEFAULT_PORTS = {"users": 50051, "stories": 50052, "generation": 50053, "billing": 50054}
 PR_SET_PDEATHSIG = 1
+
+
+# (name, module) of each child, in start order; they stop in reverse order, so
+# the gateway stops taking requests first and the job worker ends its stage
+# (and releases what it holds) while the services it calls are still up.
+CHILDREN: tuple[tuple[str, str], ...] = (
+    ("users", "fabula_users"),
+    ("billing", "fabula_billing"),
+    ("generation", "fabula_generation"),
+    ("stories", "fabula_stories"),
+    # Runs the long-form jobs: its own process, with generation's settings
+    # (the environment every child gets). Not behind /readyz: it serves no
+    # requests, and a dead worker's jobs wait for the next one (their lease).
+    ("generation-worker", "fabula_generation.worker"),
+    ("gateway", "fabula_gateway"),
+)
 
 
 class LaunchError(SystemExit):
@@ -283,7 +299,8 @@ def wait_ready(base_url: str, supervisor: Supervisor, timeout: float, stop_reque
 
 
 def stop_all(children: list[Child], grace: float) -> None:
-    """Gateway first (it stops taking requests), then the services."""
+    """In reverse start order: the gateway first (it stops taking requests),
+    then the worker, then the services."""
     for child in reversed(children):
         if child.process is None:
             continue
@@ -315,9 +332,8 @@ def main() -> None:
         asyncio.run(check_nats(env["NATS_URL"]))
         check_ports_free(env)
         prepare_database(env)
-        for service in ("users", "billing", "generation", "stories"):
-            supervisor.start(service, f"fabula_{service}", env)
-        supervisor.start("gateway", "fabula_gateway", env)
+        for name, module in CHILDREN:
+            supervisor.start(name, module, env)
         base_url = f"http://{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']}"
         timeout = float(env.get("FABULA_START_TIMEOUT_SECONDS", "60"))
         wait_ready(base_url, supervisor, timeout, lambda: stop_requested)
