@@ -5,7 +5,11 @@ architecture gives it."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,7 +38,8 @@ from deploy_support import (
 )
 
 ONE_SHOT = {"bootstrap", *(f"{s}-migrate" for s in SERVICES)}
-LONG_RUNNING = {*SERVICES, "gateway"}
+WORKER = "generation-worker"
+LONG_RUNNING = {*SERVICES, "gateway", WORKER}
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +249,49 @@ def test_infrastructure_images_are_pinned_and_persistent(compose):
         assert services[name]["volumes"], f"{name} keeps its data in a volume"
     assert {"--jetstream", "--store_dir=/data"} <= set(services["nats"]["command"])
     assert set(compose["volumes"]) == {"postgres-data", "nats-data"}
+
+
+def test_the_job_worker_runs_the_generation_image_with_generations_settings(compose):
+    services = compose["services"]
+    worker, generation = services[WORKER], services["generation"]
+
+    assert worker["command"] == ["python", "-m", "fabula_generation.worker"]
+    assert (worker["image"], worker["build"]) == (generation["image"], generation["build"])
+    assert worker["environment"] == generation["environment"]
+    load_settings("generation", worker["environment"]).check_production_ready()
+    assert {dep: spec["condition"] for dep, spec in worker["depends_on"].items()} == {
+        "generation-migrate": "service_completed_successfully",
+        "nats": "service_healthy",
+        # Every stage's model call is metered with billing.
+        "billing": "service_healthy",
+    }
+    # Nothing calls the worker: no port, and no healthcheck of a port.
+    assert "ports" not in worker and "expose" not in worker
+    assert worker["restart"] == "unless-stopped"
+    assert "grpc" not in " ".join(worker["healthcheck"]["test"])
+
+
+def _worker_healthcheck(compose, pid: int) -> int:
+    """The worker's healthcheck run against process `pid` (it reads PID 1 in its container)."""
+    command = compose["services"][WORKER]["healthcheck"]["test"]
+    assert command[:3] == ["CMD", "python", "-c"]
+    code = command[3].replace("/proc/1/", f"/proc/{pid}/")
+    return subprocess.run([sys.executable, "-c", code], timeout=30).returncode
+
+
+def test_the_worker_healthcheck_fails_when_the_worker_is_not_running(compose):
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    worker = subprocess.Popen([*sleeper, "-m", "fabula_generation.worker"])
+    other = subprocess.Popen(sleeper)
+    try:
+        assert _worker_healthcheck(compose, worker.pid) == 0
+        assert _worker_healthcheck(compose, other.pid) == 1  # something else is PID 1
+        os.kill(worker.pid, signal.SIGSTOP)  # stopped: it takes no job
+        try:
+            assert _worker_healthcheck(compose, worker.pid) == 1
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+    finally:
+        for process in (worker, other):
+            process.kill()
+            process.wait()
