@@ -24,7 +24,11 @@ SERVICES = tuple(SERVICE_PORTS)
 GATEWAY_PORT = 8000
 METRICS_PORT = 9090
 
-# Who calls whom (gRPC), and who talks to NATS; every service has a database.
+# Processes that run a service's image and settings with another command,
+# serve nothing, and scale apart: worker -> (its service, its module).
+WORKERS = {"generation-worker": ("generation", "fabula_generation.worker")}
+
+# Who calls whom (gRPC), and who talks to NATS; every service (and worker) has a database.
 GRPC_CALLS = {
     "gateway": {"users", "stories", "generation", "billing"},
     "stories": {"generation"},
@@ -32,11 +36,13 @@ GRPC_CALLS = {
     "generation": {"billing"},
     # Billing's reservation expiry asks generation's record before giving quota back.
     "billing": {"generation"},
+    # A job's hold (reserve, release) with billing.
+    "generation-worker": {"billing"},
 }
 # Calls a service does without while the callee is down (a background worker
 # retrying them): no start order for these, which would be a cycle.
 CALLS_NOT_NEEDED_AT_START = {("billing", "generation")}
-NATS_CLIENTS = {"users", "stories", "generation", "billing"}
+NATS_CLIENTS = {"users", "stories", "generation", "billing", "generation-worker"}
 
 
 # One Dockerfile builds every image; the build argument SERVICE picks the component.

@@ -23,6 +23,7 @@ from deploy_support import (
     REPO,
     SERVICE_PORTS,
     SERVICES,
+    WORKERS,
     allowed_edges,
     by_kind,
     container_environment,
@@ -287,6 +288,7 @@ def expected_edges(overlay: str) -> set[tuple[str, str, int, str]]:
         edges |= {(caller, callee, SERVICE_PORTS[callee], "TCP") for callee in callees}
     edges |= {("monitoring", c, METRICS_PORT, "TCP") for c in (*SERVICES, "gateway")}
     edges.add(("generation", "external", 443, "TCP"))  # the model provider
+    edges.add(("generation-worker", "external", 443, "TCP"))  # the model provider
     edges.add(("billing", "external", 443, "TCP"))  # Stripe
     edges.add(("users", "external", 443, "TCP"))  # identity providers
     if overlay == "dev":
@@ -294,9 +296,9 @@ def expected_edges(overlay: str) -> set[tuple[str, str, int, str]]:
         edges.add(("bootstrap", "postgres", 5432, "TCP"))
     else:
         database, nats, extra = "external", "external", set()
-    edges |= {(s, database, 5432, "TCP") for s in SERVICES}
+    edges |= {(s, database, 5432, "TCP") for s in (*SERVICES, *WORKERS)}
     edges |= {(s, nats, 4222, "TCP") for s in NATS_CLIENTS}
-    for pod in {*SERVICES, "gateway", *extra}:
+    for pod in {*SERVICES, "gateway", *WORKERS, *extra}:
         edges |= {(pod, "kube-dns", 53, "UDP"), (pod, "kube-dns", 53, "TCP")}
     return edges
 
@@ -421,15 +423,28 @@ def test_prod_autoscales_the_gateway_and_generation():
 def test_prod_limits_disruption_of_every_component():
     docs = rendered("prod")
     budgets = by_kind(docs, "PodDisruptionBudget")
-    for component in COMPONENTS:
-        labels = pod_template(fabula_deployment(docs, component.name))["metadata"]["labels"]
+    for name in (*(c.name for c in COMPONENTS), *WORKERS):
+        labels = pod_template(fabula_deployment(docs, name))["metadata"]["labels"]
         matching = [
             b
             for b in budgets.values()
             if all(labels.get(k) == v for k, v in b["spec"]["selector"]["matchLabels"].items())
         ]
-        assert len(matching) == 1, component.name
+        assert len(matching) == 1, name
         assert matching[0]["spec"].get("maxUnavailable") == 1
+
+
+def test_prod_runs_a_fixed_number_of_job_workers_apart_from_the_generation_api():
+    docs = rendered("prod")
+    worker = fabula_deployment(docs, "generation-worker")
+    # Each worker runs one job at a time: replicas are the jobs running at
+    # once, set by the operator (CPU tells nothing about the queue).
+    assert worker["spec"]["replicas"] >= 2
+    autoscalers = by_kind(docs, "HorizontalPodAutoscaler").values()
+    assert "generation-worker" not in {h["spec"]["scaleTargetRef"]["name"] for h in autoscalers}
+    container = main_container(docs, "generation-worker")
+    generation = main_container(docs, "generation")
+    assert container["image"] == generation["image"]
 
 
 def test_prod_runs_in_production_mode_from_released_images():
@@ -442,3 +457,82 @@ def test_prod_runs_in_production_mode_from_released_images():
             repository, _, tag = container["image"].rpartition(":")
             assert "/" in repository, f"{container['image']}: pull from a registry"
             assert re.fullmatch(r"\d+\.\d+\.\d+.*", tag), f"{container['image']}: a release tag"
+
+
+# --- the job worker -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_the_job_worker_runs_the_services_image_and_settings_and_serves_nothing(
+    overlay, worker
+):
+    service, module = WORKERS[worker]
+    docs = rendered(overlay)
+    deployment = fabula_deployment(docs, worker)
+    template = pod_template(deployment)
+    container = main_container(docs, worker)
+
+    assert container["command"] == ["python", "-m", module]
+    assert container["image"] == main_container(docs, service)["image"]
+    # Its own pods: no Service (nor the generation API's) selects them.
+    assert "ports" not in container
+    for svc in by_kind(docs, "Service").values():
+        selector = svc["spec"].get("selector", {})
+        assert not all(template["metadata"]["labels"].get(k) == v for k, v in selector.items()), (
+            f"Service {svc['metadata']['name']} routes to the worker"
+        )
+    spec = template["spec"]
+    assert by_kind(docs, "ServiceAccount")[spec["serviceAccountName"]][
+        "automountServiceAccountToken"
+    ] is False
+    # The schema at this release's head before it takes a job, as its own role.
+    migrate = spec["initContainers"][0]
+    assert migrate["command"] == ["python", "-m", "fabula_common.prestart", service]
+    assert migrate["image"] == container["image"]
+    # No port to probe: liveness runs the process check.
+    assert "fabula_generation.worker" in " ".join(container["livenessProbe"]["exec"]["command"])
+    # It gives its job back on SIGTERM within the grace period, then flushes.
+    config = next(iter(by_kind(docs, "ConfigMap").values()))["data"]
+    assert spec["terminationGracePeriodSeconds"] >= float(config["SHUTDOWN_GRACE_SECONDS"]) + 10
+
+    env = container_environment(docs, container, PROD_SECRETS)
+    settings = load_settings(service, env)
+    if overlay == "prod":
+        settings.check_production_ready()
+    database = urlsplit(settings.database_url)
+    assert database.hostname not in LOOPBACK and database.username == f"fabula_{service}"
+    assert urlsplit(settings.nats_url).hostname not in LOOPBACK
+    for peer in GRPC_CALLS[worker]:
+        assert host_port(getattr(settings, f"{peer}_addr")) == (peer, SERVICE_PORTS[peer])
+    unknown = {e["name"] for c in containers(spec) for e in c.get("env", [])} - env_names(
+        require_settings(service)
+    )
+    assert not unknown, f"{worker}: no setting reads {sorted(unknown)}"
+
+
+def test_the_worker_reaches_what_it_needs_and_nothing_reaches_it(overlay):
+    allowed = allowed_edges(rendered(overlay))
+    database = nats = "postgres" if overlay == "dev" else "external"
+    if overlay == "dev":
+        nats = "nats"
+
+    assert {e for e in allowed if e[0] == "generation-worker"} == {
+        ("generation-worker", database, 5432, "TCP"),
+        ("generation-worker", nats, 4222, "TCP"),
+        ("generation-worker", "billing", SERVICE_PORTS["billing"], "TCP"),
+        ("generation-worker", "external", 443, "TCP"),  # the model provider
+        ("generation-worker", "kube-dns", 53, "UDP"),
+        ("generation-worker", "kube-dns", 53, "TCP"),
+    }
+    # Nothing listens on it, and even so its ingress is closed: every policy
+    # selecting it allows no ingress, and one isolates it for ingress.
+    selecting = [
+        p
+        for p in by_kind(rendered(overlay), "NetworkPolicy").values()
+        if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+        == "generation-worker"
+        or p["spec"]["podSelector"] == {}
+    ]
+    assert any("Ingress" in p["spec"]["policyTypes"] for p in selecting)
+    assert not any(p["spec"].get("ingress") for p in selecting)
+    assert not {e for e in allowed if e[1] == "generation-worker"}
