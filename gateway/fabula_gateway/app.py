@@ -37,6 +37,8 @@ from fabula_gateway.openapi import (
 )
 from fabula_gateway.payments import routes as payments
 from fabula_gateway.principals import PrincipalCache
+from fabula_gateway.projects import jobs as project_jobs
+from fabula_gateway.projects import routes as projects
 from fabula_gateway.settings import GatewaySettings
 from fabula_gateway.stories import lore
 from fabula_gateway.stories import discovery as story_discovery
@@ -99,6 +101,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         story_exchange,
         story_shaping,
         suggestions,
+        projects,
+        project_jobs,
         billing,
         payments,
         health,

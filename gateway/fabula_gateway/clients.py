@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import grpc
 from fabula.billing.v1 import billing_pb2_grpc
-from fabula.generation.v1 import generation_pb2_grpc
-from fabula.stories.v1 import stories_pb2_grpc
+from fabula.generation.v1 import generation_pb2_grpc, jobs_pb2_grpc
+from fabula.stories.v1 import projects_pb2_grpc, stories_pb2_grpc
 from fabula.users.v1 import users_pb2_grpc
 from fabula_common.grpc_client import ContextChannel, open_channel
 from fabula_common.health import NATS, POSTGRES, dependency_health_name
@@ -51,6 +51,9 @@ class ServiceClients:
     stories: stories_pb2_grpc.StoriesServiceStub
     billing: billing_pb2_grpc.BillingServiceStub
     generation: generation_pb2_grpc.GenerationServiceStub
+    # Long-form work: generation's jobs, stories' projects and narratives.
+    jobs: jobs_pb2_grpc.JobsServiceStub
+    projects: projects_pb2_grpc.ProjectsServiceStub
     # Deadline of calls that run a model (create, continue, end).
     generation_timeout: float
 
@@ -66,6 +69,8 @@ class ServiceClients:
             stories=stories_pb2_grpc.StoriesServiceStub(channels["stories"]),
             billing=billing_pb2_grpc.BillingServiceStub(channels["billing"]),
             generation=generation_pb2_grpc.GenerationServiceStub(channels["generation"]),
+            jobs=jobs_pb2_grpc.JobsServiceStub(channels["generation"]),
+            projects=projects_pb2_grpc.ProjectsServiceStub(channels["stories"]),
             generation_timeout=settings.generation_deadline_seconds,
         )
 

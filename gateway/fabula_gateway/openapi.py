@@ -47,6 +47,8 @@ TAGS = [
     {"name": "api-keys", "description": "Keys for scripts, instead of signing in."},
     {"name": "stories", "description": "Stories and their segments."},
     {"name": "suggestions", "description": "Ideas for new stories."},
+    {"name": "projects", "description": "Long-form work: projects and their versioned narratives."},
+    {"name": "jobs", "description": "Generation jobs: briefs written stage by stage, watched live."},
     {"name": "usage", "description": "The plan and what this period has used of it."},
     {"name": "billing", "description": "Plans bought through Stripe, invoices, Stripe's webhooks."},
     {"name": "admin", "description": "Administration of accounts (superusers only)."},

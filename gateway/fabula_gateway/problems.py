@@ -39,6 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# ErrorInfo reasons of generation's JobsService (see protos/fabula/generation/v1/jobs.proto).
+TOO_MANY_RUNNING_JOBS_REASON = "too-many-running-jobs"
+JOB_BUDGET_EXCEEDED_REASON = "job-budget-exceeded"
 PROBLEM_TYPE_BASE = "https://fabula.dev/problems/"
 # Seconds a client should wait before retrying a 503/429 when the backend did
 # not say (its RetryInfo wins).
@@ -185,6 +188,18 @@ ALREADY_SUBSCRIBED = ProblemType(
 )
 NO_SUBSCRIPTION = ProblemType(
     "no-subscription", "No subscription", 409, "There is no live subscription."
+)
+TOO_MANY_RUNNING_JOBS = ProblemType(
+    "too-many-running-jobs",
+    "Too many running jobs",
+    409,
+    "The plan's number of queued and running jobs is reached; submit when one has ended.",
+)
+JOB_BUDGET_EXCEEDED = ProblemType(
+    "job-budget-exceeded",
+    "Job budget exceeded",
+    402,
+    "The job would cost more than its reserved estimate.",
 )
 NOT_READY = ProblemType("not-ready", "Not ready", 503, "No backend service is serving.")
 
@@ -437,6 +452,10 @@ def problem_for_status(
             )
         case grpc.StatusCode.FAILED_PRECONDITION if reason == StoryComplete.reason:
             return ProblemError(STORY_COMPLETE, passed_on)
+        case grpc.StatusCode.FAILED_PRECONDITION if reason == TOO_MANY_RUNNING_JOBS_REASON:
+            return ProblemError(TOO_MANY_RUNNING_JOBS, passed_on)
+        case _ if reason == JOB_BUDGET_EXCEEDED_REASON:
+            return ProblemError(JOB_BUDGET_EXCEEDED, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION if reason == NoSubscription.reason:
             return ProblemError(NO_SUBSCRIPTION, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import grpc
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.common.v1.money_pb2 import Money
-from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
-from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
+from fabula.generation.v1 import generation_pb2, generation_pb2_grpc, jobs_pb2_grpc
+from fabula.stories.v1 import projects_pb2_grpc, stories_pb2, stories_pb2_grpc
 from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.errors import FabulaError
 from fabula_common.testing import free_port
@@ -31,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from .fakes_discovery import FakeStoryDiscovery
+from .fakes_projects import FakeJobs, FakeProjects
 
 CREATED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 # The text ContinueStory streams, piece by piece, before the stored segment.
@@ -756,6 +757,8 @@ class FakeBackends:
     stories: FakeStories
     billing: FakeBilling
     generation: FakeGeneration
+    projects: FakeProjects
+    jobs: FakeJobs
     health: health_aio.HealthServicer
     server: grpc.aio.Server
 
@@ -788,6 +791,8 @@ async def fake_backends() -> AsyncIterator[FakeBackends]:
         stories=FakeStories(recorder),
         billing=FakeBilling(recorder),
         generation=FakeGeneration(recorder),
+        projects=FakeProjects(recorder),
+        jobs=FakeJobs(recorder),
         health=health_aio.HealthServicer(),
         server=server,
     )
@@ -795,6 +800,8 @@ async def fake_backends() -> AsyncIterator[FakeBackends]:
     stories_pb2_grpc.add_StoriesServiceServicer_to_server(backends.stories, server)
     billing_pb2_grpc.add_BillingServiceServicer_to_server(backends.billing, server)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(backends.generation, server)
+    projects_pb2_grpc.add_ProjectsServiceServicer_to_server(backends.projects, server)
+    jobs_pb2_grpc.add_JobsServiceServicer_to_server(backends.jobs, server)
     health_pb2_grpc.add_HealthServicer_to_server(backends.health, server)
     server.add_insecure_port(backends.address)
     await server.start()

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/stories", tags=["stories"])
 
 ExportFormat = Literal["md", "txt", "epub"]
-_FORMATS = {
+EXPORT_FORMATS = {
     "md": stories_pb2.EXPORT_FORMAT_MARKDOWN,
     "txt": stories_pb2.EXPORT_FORMAT_TEXT,
     "epub": stories_pb2.EXPORT_FORMAT_EPUB,
@@ -85,11 +85,16 @@ async def export_story(
         stories_pb2.ExportStoryRequest(
             user_id=user_id,
             story_id=story_id,
-            format=_FORMATS[format],
+            format=EXPORT_FORMATS[format],
             author_name=await author_name(clients, user_id),
         )
     )
-    # The header is awaited before answering: an unknown story is a real 404.
+    return await file_response(call)
+
+
+async def file_response(call: grpc.aio.UnaryStreamCall) -> StreamingResponse:
+    """An export call's file (header, then chunks) as an attachment. The
+    header is awaited before answering: an unknown resource is a real 404."""
     chunks = aiter(call)
     try:
         first = await anext(chunks)

@@ -155,7 +155,7 @@ class ContinueStream:
             if segment_sent:
                 log.warning("continue stream failed after its segment: %r", exc)
             else:
-                yield _error_event(problem)
+                yield error_event(problem)
         finally:
             ending.cancel()
             # When the client went away: release the call. The stories service
@@ -178,7 +178,7 @@ def _problem_for(exc: Exception) -> ProblemError:
     return ProblemError(INTERNAL_ERROR)
 
 
-def _error_event(problem: ProblemError) -> bytes:
+def error_event(problem: ProblemError) -> bytes:
     """The problem as an `error` event. Its Retry-After (headers are long sent)
     travels as the document's `retry_after` member and as SSE `retry` (ms)."""
     wait = problem.headers.get("Retry-After")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fabula.generation.v1 import generation_pb2_grpc
-from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
+from fabula.generation.v1 import events_pb2 as generation_events
+from fabula.stories.v1 import projects_pb2, projects_pb2_grpc, stories_pb2, stories_pb2_grpc
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
@@ -19,6 +20,8 @@ from fabula_stories.exchange.servicer import ExchangeServicer
 from fabula_stories.idempotency.tasks import ExpiredKeysPurger
 from fabula_stories.leaving.service import delete_user_data
 from fabula_stories.lore.servicer import LoreServicer
+from fabula_stories.projects.events import record_narrative
+from fabula_stories.projects.servicer import ProjectsServicer
 from fabula_stories.settings import Settings
 from fabula_stories.sharing.servicer import SharingServicer
 from fabula_stories.stories.events import DeliverySubjects
@@ -58,6 +61,11 @@ def create_app(settings: Settings) -> GrpcApp:
         Servicer(db, writer, generation, settings),
         stories_pb2.DESCRIPTOR.services_by_name["StoriesService"].full_name,
     )
+    app.add_servicer(
+        projects_pb2_grpc.add_ProjectsServiceServicer_to_server,
+        ProjectsServicer(db),
+        projects_pb2.DESCRIPTOR.services_by_name["ProjectsService"].full_name,
+    )
     # Stopped in this order: writes in flight finish (and report their
     # generations delivered or discarded) before the relay's last pass.
     app.add_worker(writer)
@@ -82,6 +90,18 @@ def create_app(settings: Settings) -> GrpcApp:
             subject=subject_for(settings, "users", "user_deleted"),
             message_type=users_events.UserDeleted,
             handler=delete_user_data,
+        )
+    )
+    app.add_worker(
+        EventConsumer(
+            db=db,
+            bus=bus,
+            processed=processed_events,
+            service="stories",
+            durable="stories-job-completed",
+            subject=subject_for(settings, "generation", "job_completed"),
+            message_type=generation_events.JobCompleted,
+            handler=record_narrative,
         )
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "stories", settings))

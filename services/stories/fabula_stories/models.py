@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fabula_stories.database import Base, deleted_users, outbox, processed_events
 from fabula_stories.idempotency.models import IdempotencyKey
+from fabula_stories.projects.models import Narrative, Project
 from fabula_stories.stories.models import (
     LoreEntry,
     PendingGeneration,
@@ -19,7 +20,9 @@ __all__ = [
     "Base",
     "IdempotencyKey",
     "LoreEntry",
+    "Narrative",
     "PendingGeneration",
+    "Project",
     "Segment",
     "SegmentRevision",
     "Story",

@@ -1,6 +1,7 @@
-"""A story's followed path as a file: Markdown, plain text or EPUB 3.
+"""A document as a file: Markdown, plain text or EPUB 3 (a story's followed
+path, a narrative's sections).
 
-Pure functions of an `ExportedStory`: no database, no gRPC. The EPUB is made
+Pure functions of an `ExportDocument`: no database, no gRPC. The EPUB is made
 with EbookLib (see docs/architecture.md, "Export and import"): it writes the
 uncompressed `mimetype` entry first, META-INF/container.xml, the OPF package
 with the spine, the EPUB 3 navigation document and an NCX for older readers.
@@ -13,7 +14,7 @@ import io
 import re
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ebooklib import epub
@@ -38,14 +39,22 @@ FILENAME_STEM_MAX_LENGTH = 80
 
 
 @dataclass(frozen=True)
-class ExportedStory:
+class Section:
+    text: str
+    # None: an untitled part (a story's segment), set apart by a scene break
+    # and called "Part n" in an EPUB's table of contents.
+    heading: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportDocument:
     id: uuid.UUID
     title: str
     genre: str
-    characters: list[str]
     author: str
-    # The texts of the followed path, in story order.
-    segments: list[str]
+    # In reading order; an EPUB has a chapter per section.
+    sections: list[Section]
+    characters: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ class ExportFile:
     data: bytes
 
 
-def render(story: ExportedStory, fmt: Format) -> ExportFile:
+def render(story: ExportDocument, fmt: Format) -> ExportFile:
     renderers = {Format.markdown: markdown, Format.text: plain_text, Format.epub: epub_book}
     return ExportFile(
         filename=f"{filename_stem(story.title)}.{fmt.value}",
@@ -79,7 +88,7 @@ def _paragraphs(text: str) -> list[str]:
     return [block.strip() for block in re.split(r"\n\s*\n", text) if block.strip()]
 
 
-def _metadata(story: ExportedStory) -> list[tuple[str, str]]:
+def _metadata(story: ExportDocument) -> list[tuple[str, str]]:
     fields = [("Genre", story.genre)]
     if story.characters:
         fields.append(("Characters", ", ".join(story.characters)))
@@ -104,32 +113,36 @@ def _markdown_escape(text: str) -> str:
     return _ORDERED_ITEM.sub(r"\1\\\2", escaped)
 
 
-def markdown(story: ExportedStory) -> bytes:
+def markdown(story: ExportDocument) -> bytes:
     lines = [f"# {_markdown_escape(story.title)}", ""]
     lines.append(
         "*"
         + " · ".join(f"{name}: {_markdown_escape(value)}" for name, value in _metadata(story))
         + "*"
     )
-    for number, text in enumerate(story.segments):
+    for number, section in enumerate(story.sections):
         lines.append("")
-        if number:
+        if section.heading is not None:
+            lines += [f"## {_markdown_escape(section.heading)}", ""]
+        elif number:
             lines += [SCENE_BREAK, ""]
-        lines.append("\n\n".join(_markdown_escape(p) for p in _paragraphs(text)))
+        lines.append("\n\n".join(_markdown_escape(p) for p in _paragraphs(section.text)))
     return ("\n".join(lines) + "\n").encode()
 
 
 # --- Plain text -----------------------------------------------------------------
 
 
-def plain_text(story: ExportedStory) -> bytes:
+def plain_text(story: ExportDocument) -> bytes:
     lines = [story.title, "=" * max(len(story.title), 3), ""]
     lines += [f"{name}: {value}" for name, value in _metadata(story)]
-    for number, text in enumerate(story.segments):
+    for number, section in enumerate(story.sections):
         lines.append("")
-        if number:
+        if section.heading is not None:
+            lines += [section.heading, "-" * max(len(section.heading), 3), ""]
+        elif number:
             lines += [SCENE_BREAK.center(40).rstrip(), ""]
-        lines.append("\n\n".join(_paragraphs(text)))
+        lines.append("\n\n".join(_paragraphs(section.text)))
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -167,7 +180,7 @@ def _chapter_body(heading: str, text: str) -> str:
     return f"<h1>{_xml_text(heading)}</h1>\n" + "\n".join(paragraphs)
 
 
-def epub_book(story: ExportedStory) -> bytes:
+def epub_book(story: ExportDocument) -> bytes:
     book = epub.EpubBook()
     book.set_identifier(f"urn:uuid:{story.id}")
     book.set_title(_xml_safe(story.title))
@@ -181,15 +194,15 @@ def epub_book(story: ExportedStory) -> bytes:
     )
     book.add_item(style)
     chapters = []
-    for number, text in enumerate(story.segments, start=1):
-        heading = f"Part {number}"
+    for number, section in enumerate(story.sections, start=1):
+        heading = section.heading if section.heading is not None else f"Part {number}"
         chapter = epub.EpubHtml(
             uid=f"part-{number}",
-            title=heading,
+            title=_xml_safe(heading),
             file_name=f"part-{number:04d}.xhtml",
             lang=LANGUAGE,
         )
-        chapter.content = _chapter_body(heading, text)
+        chapter.content = _chapter_body(heading, section.text)
         chapter.add_item(style)
         book.add_item(chapter)
         chapters.append(chapter)

@@ -13,7 +13,7 @@ from fabula_common.errors import InvalidArgument, NotFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_stories.exchange import repository
-from fabula_stories.exchange.formats import ExportedStory, ExportFile, Format, render
+from fabula_stories.exchange.formats import ExportDocument, ExportFile, Format, Section, render
 from fabula_stories.leaving.service import refuse_deleted_user
 from fabula_stories.stories.models import (
     GENRE_MAX_LENGTH,
@@ -66,13 +66,13 @@ async def export_story(
         if story is None:
             raise NotFound("story not found")
         texts = await repository.followed_path_texts(session, story_id)
-    exported = ExportedStory(
+    exported = ExportDocument(
         id=story.id,
         title=story.title,
         genre=story.genre,
         characters=list(story.characters),
         author=author_name,
-        segments=texts,
+        sections=[Section(text) for text in texts],
     )
     return render(exported, fmt)
 

@@ -4,7 +4,7 @@ the app composes into its servicer)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 from fabula.stories.v1 import stories_pb2, stories_pb2_grpc
@@ -12,7 +12,7 @@ from fabula_common.db import Database
 from fabula_common.errors import InvalidArgument
 
 from fabula_stories.exchange import service
-from fabula_stories.exchange.formats import Format
+from fabula_stories.exchange.formats import ExportFile, Format
 from fabula_stories.stories.service import parse_story_id, parse_user_id
 
 # gRPC's default largest message is 4 MiB; a chunk stays far below it.
@@ -32,6 +32,20 @@ def export_format(value: int) -> Format:
         raise InvalidArgument(f"format {value} is not one of markdown, text and epub") from None
 
 
+def export_chunks(exported: ExportFile) -> Iterator[stories_pb2.ExportChunk]:
+    """A file as ExportChunks: its header, then its bytes in chunks."""
+    yield stories_pb2.ExportChunk(
+        header=stories_pb2.ExportHeader(
+            filename=exported.filename,
+            content_type=exported.content_type,
+            size_bytes=len(exported.data),
+        )
+    )
+    data = memoryview(exported.data)
+    for start in range(0, len(data), CHUNK_BYTES):
+        yield stories_pb2.ExportChunk(data=bytes(data[start : start + CHUNK_BYTES]))
+
+
 class ExchangeServicer(stories_pb2_grpc.StoriesServiceServicer):
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -44,16 +58,8 @@ class ExchangeServicer(stories_pb2_grpc.StoriesServiceServicer):
         fmt = export_format(request.format)
         author_name = service.validate_author_name(request.author_name)
         exported = await service.export_story(self._db, user_id, story_id, fmt, author_name)
-        yield stories_pb2.ExportChunk(
-            header=stories_pb2.ExportHeader(
-                filename=exported.filename,
-                content_type=exported.content_type,
-                size_bytes=len(exported.data),
-            )
-        )
-        data = memoryview(exported.data)
-        for start in range(0, len(data), CHUNK_BYTES):
-            yield stories_pb2.ExportChunk(data=bytes(data[start : start + CHUNK_BYTES]))
+        for chunk in export_chunks(exported):
+            yield chunk
 
     async def ImportStory(
         self, request: stories_pb2.ImportStoryRequest, context: grpc.aio.ServicerContext

@@ -1,7 +1,7 @@
 """Leaving: a user's stories for their export, and the UserDeleted handler.
 
-On UserDeleted every story (segments cascade), pending generation and
-Idempotency-Key of the user is deleted and a tombstone written, in one
+On UserDeleted every story (segments cascade), pending generation,
+Idempotency-Key, project and narrative of the user is deleted and a tombstone written, in one
 transaction with the event's inbox row. A story being written at that moment
 finds its claim gone and stores nothing (its generation is discarded).
 """
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_stories.database import deleted_users
 from fabula_stories.idempotency.models import IdempotencyKey
+from fabula_stories.projects.repository import delete_projects_of
 from fabula_stories.stories.models import PendingGeneration, Segment, Story
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,13 @@ async def delete_user_data(session: AsyncSession, event: users_events.UserDelete
         delete(PendingGeneration).where(PendingGeneration.user_id == user_id)
     )
     keys = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id))
+    projects = await delete_projects_of(session, user_id)
     log.info(
-        "user %s deleted: %d stories, %d pending generations, %d idempotency keys removed",
+        "user %s deleted: %d stories, %d pending generations, %d idempotency keys, "
+        "%d projects (with their narratives) removed",
         user_id,
         len(stories.all()),
         pending.rowcount or 0,
         keys.rowcount or 0,
+        projects,
     )
