@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fabula.billing.v1 import billing_pb2_grpc
-from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
+from fabula.generation.v1 import generation_pb2, generation_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
@@ -20,6 +20,8 @@ from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.servicer import GenerationRecorder, GenerationServicer
 from fabula_generation.generations.tasks import AbandonedGenerationSweeper
+from fabula_generation.jobs.service import JobsService
+from fabula_generation.jobs.servicer import JobsServicer
 from fabula_generation.leaving.service import delete_user_generations
 from fabula_generation.providers import GenerationProvider, create_provider
 from fabula_generation.settings import Settings
@@ -29,6 +31,7 @@ from fabula_generation.suggestions.servicer import SuggestionsServicer
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
+JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
 
 
 class Servicer(GenerationServicer, SuggestionsServicer):
@@ -93,6 +96,21 @@ def create_app(settings: Settings) -> GrpcApp:
             ),
         ),
         SERVICE_NAME,
+    )
+    # Jobs are queued here and run by `python -m fabula_generation.worker`.
+    app.add_servicer(
+        jobs_pb2_grpc.add_JobsServiceServicer_to_server,
+        JobsServicer(
+            JobsService(
+                db,
+                meter,
+                billing_pb2_grpc.BillingServiceStub(billing_channel),
+                prices,
+                provider.model,
+                settings.jobs_running_limits,
+            )
+        ),
+        JOBS_SERVICE_NAME,
     )
     # Workers stop in this order: records still being written first, then
     # the relay's last pass publishes their events.

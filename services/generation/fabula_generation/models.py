@@ -6,6 +6,16 @@ from __future__ import annotations
 
 from fabula_generation.database import Base, outbox, processed_events
 from fabula_generation.generations.models import Generation
+from fabula_generation.jobs.models import Job, JobEvent, JobStage
 from fabula_generation.suggestions.models import SuggestionRateWindow
 
-__all__ = ["Base", "Generation", "SuggestionRateWindow", "outbox", "processed_events"]
+__all__ = [
+    "Base",
+    "Generation",
+    "Job",
+    "JobEvent",
+    "JobStage",
+    "SuggestionRateWindow",
+    "outbox",
+    "processed_events",
+]

@@ -72,6 +72,23 @@ class Settings(ServiceSettings):
     suggestions_rate_limit: int = Field(10, ge=1)
     suggestions_rate_window_seconds: float = Field(60.0, gt=0)
 
+    # Long-form jobs: how many a user may have queued or running, per plan
+    # (a plan not listed gets the free plan's), e.g. {"free": 1, "pro": 3}.
+    jobs_running_limits: dict[str, int] = Field(
+        default_factory=lambda: {"free": 1, "pro": 3, "enterprise": 10}
+    )
+    # A worker holds a job for this long past its last heartbeat: a worker
+    # silent longer is taken for dead and another one resumes the job.
+    jobs_lease_seconds: float = Field(15.0, gt=0)
+    # How often a worker looks for a cancel of its job (the stop is at most
+    # this late) and, idle, for a job to take.
+    jobs_cancel_poll_seconds: float = Field(0.25, gt=0, le=5)
+    jobs_claim_poll_seconds: float = Field(0.5, gt=0)
+    # A job worker's name, on the generations it starts (as instance_name is the
+    # service's); default: "<instance_name>-worker". Two workers running at once
+    # must not share it.
+    worker_name: str | None = Field(None, min_length=1, max_length=255)
+
     provider: ProviderChoice = ProviderChoice.auto
     # Pause between the offline provider's words, to make its streaming visible.
     offline_token_delay_ms: int = Field(0, ge=0, le=10_000)
@@ -124,6 +141,10 @@ class Settings(ServiceSettings):
         """Age of a started generation no call can still be serving."""
         longest_call = max(self.generation_deadline_seconds, self.mistral_timeout_seconds)
         return longest_call + self.abandon_margin_seconds
+
+    @property
+    def resolved_worker_name(self) -> str:
+        return self.worker_name or f"{self.instance_name}-worker"
 
     def price_table(self) -> dict[str, ModelPrice]:
         return {**DEFAULT_PRICES, **self.prices}

@@ -115,7 +115,11 @@ async def rows_for_user(db: Database, user_id: str) -> list[Generation]:
 
 async def usage_event_of(db: Database, generation_id: str) -> events_pb2.UsageRecorded:
     async with db.session_scope() as session:
-        payloads = (await session.scalars(select(outbox.c.payload))).all()
+        # Other events (a job's JobCompleted) share the outbox.
+        query = select(outbox.c.payload).where(
+            outbox.c.event_type == events_pb2.UsageRecorded.DESCRIPTOR.full_name
+        )
+        payloads = (await session.scalars(query)).all()
     (event,) = [
         event
         for event in map(events_pb2.UsageRecorded.FromString, payloads)

@@ -97,7 +97,11 @@ def purpose_name(purpose: int) -> str:
 
 # Purposes whose calls are paid for (cost) but are no generation of the plan:
 # they reserve their cost only and never count in generations_used.
-COST_ONLY_PURPOSES = frozenset({generation_pb2.PURPOSE_STORY_SUGGESTIONS, generation_pb2.PURPOSE_JOB_STAGE})
+# A job's stages reserve nothing of their own (the job holds one cost-only
+# reservation): their events carry no reservation id and add their cost only.
+COST_ONLY_PURPOSES = frozenset(
+    {generation_pb2.PURPOSE_STORY_SUGGESTIONS, generation_pb2.PURPOSE_JOB_STAGE}
+)
 
 
 def counts_as_generation(event: generation_events.UsageRecorded) -> bool:

@@ -15,6 +15,9 @@ class Purpose(StrEnum):
     # Story ideas (fabula_generation.suggestions): its cost is recorded, but it
     # reserves no quota and never counts as a generation of the plan.
     story_suggestions = "story_suggestions"
+    # A long-form job's stage (fabula_generation.jobs): metered as cost under
+    # the job's one hold, never counted as a generation of the plan.
+    job_stage = "job_stage"
 
 
 STORY_PURPOSES = frozenset(
@@ -68,6 +71,18 @@ class StoryInputs:
 
 
 @dataclass(frozen=True)
+class ComposedPrompt:
+    """A prompt its domain wrote itself (a job's stage) instead of story inputs:
+    the messages a language model gets, its room to answer, and the text the
+    built-in offline generator answers with."""
+
+    system: str
+    user: str
+    max_tokens: int
+    offline_text: str
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     user_id: str
     purpose: Purpose
@@ -75,6 +90,8 @@ class GenerationRequest:
     story: StoryInputs
     direction: str = ""
     want_title: bool = False
+    # Set for a purpose whose prompt is not built from `story` (job stages).
+    prompt: ComposedPrompt | None = None
 
 
 @dataclass(frozen=True)

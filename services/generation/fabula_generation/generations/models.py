@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fabula_generation.database import Base
@@ -80,6 +81,9 @@ class Generation(Base):
     # generations recorded before instances were named.
     owner: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
+    # Facts for usage logs, sent as UsageRecorded.attributes (a job's call:
+    # job_id, stage, production_type); None: none.
+    attributes: Mapped[dict[str, str] | None] = mapped_column(JSONB)
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

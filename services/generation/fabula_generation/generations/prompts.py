@@ -50,6 +50,8 @@ def approximate_tokens(text: str) -> int:
 
 
 def build_prompt(request: GenerationRequest) -> ChatPrompt:
+    if request.prompt is not None:
+        return ChatPrompt(system=request.prompt.system, user=request.prompt.user)
     story = request.story
     lines: list[str] = []
     if story.genre:

@@ -58,6 +58,7 @@ _PURPOSES = {
     Purpose.story_continuation: generation_pb2.PURPOSE_STORY_CONTINUATION,
     Purpose.story_ending: generation_pb2.PURPOSE_STORY_ENDING,
     Purpose.story_suggestions: generation_pb2.PURPOSE_STORY_SUGGESTIONS,
+    Purpose.job_stage: generation_pb2.PURPOSE_JOB_STAGE,
 }
 _DELIVERIES = {
     Delivery.on_completion: generation_pb2.DELIVERY_ON_COMPLETION,
@@ -139,12 +140,16 @@ class GenerationCall:
         generation_id: uuid.UUID | None = None,
         reservation_id: str | None = None,
         delivery: Delivery = Delivery.on_completion,
+        attributes: dict[str, str] | None = None,
     ) -> None:
         self.id = generation_id or uuid.uuid4()
         self.request = request
         # The billing reservation the recorded usage settles: the generation's
-        # own id, unless a caller of the previous release reserved already.
-        self.reservation_id = reservation_id or str(self.id)
+        # own id, unless a caller of the previous release reserved already
+        # ("" for a call under no reservation of its own: a job's stage).
+        self.reservation_id = str(self.id) if reservation_id is None else reservation_id
+        # Facts for usage logs (UsageRecorded.attributes).
+        self.attributes = attributes
         self.delivery = delivery
         self.provider = provider
         # False until the provider is asked: a call refused before that (quota,
@@ -285,6 +290,7 @@ async def start_generation(
             delivery=call.delivery.value,
             owner=owner,
             error=None,
+            attributes=getattr(call, "attributes", None),
             created_at=utcnow(),
         ),
     )
@@ -375,6 +381,7 @@ def usage_recorded(row: Generation, occurred_at: dt.datetime) -> events_pb2.Usag
         # still be running when this event is read.
         cost_usd=format_usd(row.cost_usd),
         story_id=row.subject_id if row.subject_kind == "story" else "",
+        attributes=row.attributes or {},
     )
     event.occurred_at.FromDatetime(occurred_at)
     return event

@@ -33,6 +33,7 @@ from fabula_generation.generations.domain import (
 from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.pricing import PriceTable
 from fabula_generation.generations.prompts import approximate_tokens, build_prompt
+from fabula_generation.jobs import repository as jobs_repository
 from fabula_generation.generations.service import (
     GenerationCall,
     RecordedGeneration,
@@ -461,6 +462,13 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             raise InvalidArgument(f"ids may hold at most {MAX_LOOKUP_IDS} ids")
         async with self.recorder.db.session_scope() as session:
             outcomes = await repository.outcomes_of(session, ids)
+            # A job's hold (its id, or a retry's reservation) lasts while it
+            # is queued or running.
+            active_jobs, ended_jobs = await jobs_repository.active_ids(session, ids)
+        for id in active_jobs:
+            outcomes.setdefault(id, []).append(STARTED)
+        for id in ended_jobs:
+            outcomes.setdefault(id, []).append(Outcome.completed.value)
         return generation_pb2.LookupGenerationsResponse(
             generations=[
                 generation_pb2.GenerationLookup(id=id, state=lookup_state(outcomes.get(id, [])))

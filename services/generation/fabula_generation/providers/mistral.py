@@ -137,6 +137,11 @@ async def _completion_chunks(response: httpx2.Response) -> AsyncGenerator[Comple
         yield CompletionChunk.model_validate_json(payload)
 
 
+def _max_tokens(request: GenerationRequest, default: int) -> int:
+    """A composed prompt (a job's stage) says how long its answer may be."""
+    return request.prompt.max_tokens if request.prompt is not None else default
+
+
 class MistralProvider:
     name = "mistral"
     is_language_model = True
@@ -215,7 +220,7 @@ class MistralProvider:
                 response = await self._client.chat.complete_async(
                     model=self.model,
                     messages=build_prompt(request).messages(),
-                    max_tokens=self.max_tokens,
+                    max_tokens=_max_tokens(request, self.max_tokens),
                     temperature=self.temperature,
                     timeout_ms=max(1, int(budget * 1000)),
                 )
@@ -269,7 +274,7 @@ class MistralProvider:
                 events = await self._client.chat.stream_async(
                     model=self.model,
                     messages=build_prompt(request).messages(),
-                    max_tokens=self.max_tokens,
+                    max_tokens=_max_tokens(request, self.max_tokens),
                     temperature=self.temperature,
                     timeout_ms=max(1, int(limit * 1000)),
                 )

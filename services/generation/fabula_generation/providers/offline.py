@@ -736,9 +736,13 @@ class OfflineProvider:
         self.token_delay_seconds = token_delay_seconds
 
     def compose(self, request: GenerationRequest) -> str:
+        if request.prompt is not None:
+            return request.prompt.offline_text
         return OfflineStoryteller(request).compose()
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        if request.prompt is not None:
+            return count_tokens(f"{request.prompt.system}\n{request.prompt.user}")
         return count_tokens(_context_text(request))
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderEvent, None]:
