@@ -321,7 +321,11 @@ class JobWorker:
         self, job: Job, plan: JobPlan, outputs: dict[str, str], position: int
     ) -> None:
         title, text = plan.narrative(outputs)
-        metrics, score = quality.measure(text, plan.brief.target_words)
+        # In a thread: a novella's metrics take a second or two of CPU, which
+        # would hold up the lease heartbeat and the cancel check.
+        metrics, score = await asyncio.to_thread(
+            quality.measure, text, plan.brief.target_words
+        )
         async with self.db.session_scope() as session:
             owned = await self._owned(session, job)
             spent, tokens = await repository.spent(session, job.id)
