@@ -38,3 +38,10 @@ async def fake_openai():
     """A fake OpenAI-compatible server on a free port, slow behaviours kept short."""
     async with fake_openai_module.FakeOpenAI(slow_seconds=5.0) as fake:
         yield fake
+
+
+@pytest.fixture
+async def fake_openai_with_key():
+    """A fake OpenAI-compatible server that accepts only the key "sk-local"."""
+    async with fake_openai_module.FakeOpenAI(api_key="sk-local") as fake:
+        yield fake
