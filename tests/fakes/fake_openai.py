@@ -120,9 +120,12 @@ class FakeOpenAI(_mistral.FakeMistral):
         raw_body: bytes,
         writer: asyncio.StreamWriter,
     ) -> bool:
-        if path == "/v1/chat/completions" and self.api_key is not None:
-            if headers.get("authorization", "") != f"Bearer {self.api_key}":
-                return await self._error(writer, 401, "Incorrect API key provided", "invalid_api_key")
+        if (
+            path == "/v1/chat/completions"
+            and self.api_key is not None
+            and headers.get("authorization", "") != f"Bearer {self.api_key}"
+        ):
+            return await self._error(writer, 401, "Incorrect API key provided", "invalid_api_key")
         # Local servers take any key or none; the parent insists on a bearer one.
         headers = {"authorization": "Bearer none", **headers}
         return await super()._dispatch(method, path, headers, raw_body, writer)

@@ -245,7 +245,11 @@ async def test_configuration_chooses_the_openai_compatible_provider():
     provider = create_provider(Settings(**local, provider="openai"))
     try:
         assert isinstance(provider, OpenAICompatibleProvider)
-        assert (provider.name, provider.model, provider.is_language_model) == ("openai", MODEL, True)
+        assert (provider.name, provider.model, provider.is_language_model) == (
+            "openai",
+            MODEL,
+            True,
+        )
     finally:
         await provider.aclose()
     assert isinstance(create_provider(Settings(provider="offline")), OfflineProvider)

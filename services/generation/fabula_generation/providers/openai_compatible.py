@@ -257,9 +257,7 @@ class OpenAICompatibleProvider:
                 raise UpstreamError(f"the model provider failed (HTTP {status})") from exc
             # Our configuration (key, model name, URL) or our request: worth an operator's look.
             log.error("%s rejected a request with HTTP %s", self.base_url, status)
-            raise UpstreamError(
-                f"the model provider rejected the request (HTTP {status})"
-            ) from exc
+            raise UpstreamError(f"the model provider rejected the request (HTTP {status})") from exc
         except (TimeoutError, openai.APITimeoutError, httpx2.TimeoutException) as exc:
             raise UpstreamError(f"the model provider did not answer within {budget:.1f}s") from exc
         except (openai.APIConnectionError, httpx2.HTTPError) as exc:
