@@ -52,6 +52,8 @@ PROD_SECRETS = {
     ("fabula-jwt", "secret"): "a-production-signing-key",
     ("fabula-nats", "url"): "tls://nats.example.internal:4222",
     ("fabula-mistral", "api-key"): "mistral-key",
+    ("fabula-openai", "base-url"): "http://vllm.example.internal:8000/v1",
+    ("fabula-openai", "api-key"): "openai-compatible-key",
     ("fabula-stripe", "api-key"): "sk_live_key",
     ("fabula-stripe", "webhook-secret"): "whsec_secret",
     ("fabula-stripe", "price-pro"): "price_pro",

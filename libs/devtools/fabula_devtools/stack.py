@@ -91,7 +91,14 @@ def stack_environment(**overrides: str) -> dict[str, str]:
     for service in ("users", "stories", "generation", "billing"):
         env[f"{service.upper()}_GRPC_PORT"] = str(free_port())
         env[f"{service.upper()}_METRICS_PORT"] = str(free_port())
-    for inherited in ("MISTRAL_API_KEY", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE"):
+    for inherited in (
+        "MISTRAL_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_API_BASE",
+    ):
         env.pop(inherited, None)
     env.update(overrides)
     return env

@@ -68,7 +68,8 @@ def create_app(settings: Settings) -> GrpcApp:
     else:
         log.warning(
             "generation provider: %s, a built-in text generator, NOT a language model "
-            "(set MISTRAL_API_KEY to use Mistral)",
+            "(set MISTRAL_API_KEY to use Mistral, or OPENAI_BASE_URL for an "
+            "OpenAI-compatible server)",
             provider.name,
         )
 

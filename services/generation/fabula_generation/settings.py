@@ -1,5 +1,5 @@
-"""Configuration of the generation service (GENERATION_* and MISTRAL_* variables,
-plus the common ones)."""
+"""Configuration of the generation service (GENERATION_*, MISTRAL_* and OPENAI_*
+variables, plus the common ones)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from pydantic_settings import SettingsConfigDict
 
 
 class ProviderChoice(StrEnum):
-    auto = "auto"  # mistral when MISTRAL_API_KEY is set, else offline
+    # mistral when MISTRAL_API_KEY is set, else openai when OPENAI_BASE_URL is, else offline
+    auto = "auto"
     offline = "offline"
     mistral = "mistral"
+    # Any OpenAI-compatible server (OPENAI_BASE_URL): Ollama, vLLM, llama.cpp, gateways.
+    openai = "openai"
 
 
 class ModelPrice(BaseModel):
@@ -52,7 +55,7 @@ class Settings(ServiceSettings):
     release_timeout_seconds: float = Field(2.0, gt=0)
     # How often the sweeper looks for generations whose process died mid-call,
     # and how long after the longest a call may last (GENERATION_DEADLINE_SECONDS
-    # or MISTRAL_TIMEOUT_SECONDS) a generation still started counts as abandoned.
+    # or MISTRAL_/OPENAI_TIMEOUT_SECONDS) a generation still started counts as abandoned.
     sweep_seconds: float = Field(15.0, gt=0)
     abandon_margin_seconds: float = Field(30.0, ge=0)
     # The name of this process's instance, written on every generation it
@@ -119,11 +122,37 @@ class Settings(ServiceSettings):
     mistral_max_tokens: int = env("MISTRAL_MAX_TOKENS", 800, ge=16)
     mistral_temperature: float = env("MISTRAL_TEMPERATURE", 0.8, ge=0, le=1.5)
 
+    # Any server speaking OpenAI's chat-completions API, with the /v1 its
+    # routes start with, e.g. http://localhost:11434/v1 (Ollama),
+    # http://localhost:8000/v1 (vLLM), https://api.openai.com/v1.
+    openai_base_url: str | None = env("OPENAI_BASE_URL", None)
+    # Local servers usually need none (a placeholder is sent).
+    openai_api_key: SecretStr | None = env("OPENAI_API_KEY", None)
+    # The server's name for the model (e.g. "llama3.2" on Ollama); at most
+    # what the generations.model column holds.
+    openai_model: str = env("OPENAI_MODEL", "gpt-4o-mini", min_length=1, max_length=128)
+    # The same limits as Mistral's (above), for this provider's calls.
+    openai_connect_timeout_seconds: float = env("OPENAI_CONNECT_TIMEOUT_SECONDS", 5.0, gt=0)
+    openai_first_token_timeout_seconds: float = env(
+        "OPENAI_FIRST_TOKEN_TIMEOUT_SECONDS", 30.0, gt=0
+    )
+    openai_idle_timeout_seconds: float = env("OPENAI_IDLE_TIMEOUT_SECONDS", 30.0, gt=0)
+    openai_timeout_seconds: float = env("OPENAI_TIMEOUT_SECONDS", 300.0, gt=0)
+    openai_max_connections: int = env("OPENAI_MAX_CONNECTIONS", 1000, ge=1)
+    openai_max_tokens: int = env("OPENAI_MAX_TOKENS", 800, ge=16)
+    openai_temperature: float = env("OPENAI_TEMPERATURE", 0.8, ge=0, le=2)
+
     @model_validator(mode="after")
     def _mistral_needs_a_key(self) -> Settings:
         if self.provider is ProviderChoice.mistral and not self.has_mistral_key:
             raise ValueError("GENERATION_PROVIDER=mistral needs MISTRAL_API_KEY")
+        if self.provider is ProviderChoice.openai and not self.has_openai_base_url:
+            raise ValueError("GENERATION_PROVIDER=openai needs OPENAI_BASE_URL")
         return self
+
+    @property
+    def has_openai_base_url(self) -> bool:
+        return bool(self.openai_base_url and self.openai_base_url.strip())
 
     @property
     def has_mistral_key(self) -> bool:
@@ -133,13 +162,21 @@ class Settings(ServiceSettings):
     def resolved_provider(self) -> ProviderChoice:
         """The provider to run: `auto` resolved."""
         if self.provider is ProviderChoice.auto:
-            return ProviderChoice.mistral if self.has_mistral_key else ProviderChoice.offline
+            if self.has_mistral_key:
+                return ProviderChoice.mistral
+            if self.has_openai_base_url:
+                return ProviderChoice.openai
+            return ProviderChoice.offline
         return self.provider
 
     @property
     def abandon_after_seconds(self) -> float:
         """Age of a started generation no call can still be serving."""
-        longest_call = max(self.generation_deadline_seconds, self.mistral_timeout_seconds)
+        longest_call = max(
+            self.generation_deadline_seconds,
+            self.mistral_timeout_seconds,
+            self.openai_timeout_seconds,
+        )
         return longest_call + self.abandon_margin_seconds
 
     @property

@@ -5,7 +5,7 @@ their pipelines; it also runs an outbox relay, so the events its stages
 write (UsageRecorded, JobCompleted) are published even when no generation
 service runs, and settles what a previous run of the same worker name left
 started. Configuration: the generation service's variables (GENERATION_*,
-MISTRAL_*, BILLING_ADDR, NATS_*), plus GENERATION_WORKER_NAME.
+MISTRAL_*, OPENAI_*, BILLING_ADDR, NATS_*), plus GENERATION_WORKER_NAME.
 """
 
 from __future__ import annotations

@@ -497,6 +497,28 @@ async def test_mistral_usage_is_priced_from_the_table(billing_addr, db, fake_mis
     assert (event.cost, event.cost_usd) == (to_money(expected), format_usd(expected))
 
 
+async def test_an_openai_compatible_server_writes_a_story_segment(billing_addr, db, fake_openai):
+    async with serving(
+        provider="openai", openai_base_url=fake_openai.base_url, openai_model="llama3.2"
+    ) as stub:
+        events = [
+            event async for event in stub.GenerateStream(generate_request(want_title=True))
+        ]
+        completed = await stub.Generate(
+            generate_request(purpose=generation_pb2.PURPOSE_STORY_CONTINUATION)
+        )
+    done = events[-1].done
+    streamed = "".join(event.token.text for event in events[:-1])
+
+    assert (done.provider, done.model, done.is_language_model) == ("openai", "llama3.2", True)
+    assert done.title == "The Lantern Keeper" and "Mara lit the last lantern" in streamed
+    assert not done.usage.estimated and done.usage.completion_tokens > 0
+    assert completed.provider == "openai" and "Mara lit the last lantern" in completed.text
+    row = await stored(db, done.generation_id)
+    assert (row.outcome, row.provider, row.model) == ("completed", "openai", "llama3.2")
+    assert [bool(sent.get("stream")) for sent in fake_openai.requests] == [True, False]
+
+
 class TitleOnlyModel:
     """A language model that writes the title line it was asked for and then
     nothing: no segment at all."""
