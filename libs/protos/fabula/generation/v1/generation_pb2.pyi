@@ -23,6 +23,11 @@ class Purpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PURPOSE_STORY_ENDING: _ClassVar[Purpose]
     PURPOSE_STORY_SUGGESTIONS: _ClassVar[Purpose]
     PURPOSE_JOB_STAGE: _ClassVar[Purpose]
+    PURPOSE_COUNCIL_STAGE_1: _ClassVar[Purpose]
+    PURPOSE_COUNCIL_STAGE_2: _ClassVar[Purpose]
+    PURPOSE_COUNCIL_STAGE_3: _ClassVar[Purpose]
+    PURPOSE_COUNCIL_MESSAGE: _ClassVar[Purpose]
+    PURPOSE_COUNCIL_CLARIFY: _ClassVar[Purpose]
 
 class GenerationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -46,6 +51,11 @@ PURPOSE_STORY_CONTINUATION: Purpose
 PURPOSE_STORY_ENDING: Purpose
 PURPOSE_STORY_SUGGESTIONS: Purpose
 PURPOSE_JOB_STAGE: Purpose
+PURPOSE_COUNCIL_STAGE_1: Purpose
+PURPOSE_COUNCIL_STAGE_2: Purpose
+PURPOSE_COUNCIL_STAGE_3: Purpose
+PURPOSE_COUNCIL_MESSAGE: Purpose
+PURPOSE_COUNCIL_CLARIFY: Purpose
 GENERATION_KIND_UNSPECIFIED: GenerationKind
 GENERATION_KIND_OPENING: GenerationKind
 GENERATION_KIND_CONTINUATION: GenerationKind
