@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 
 from fabula.billing.v1 import billing_pb2_grpc
-from fabula.generation.v1 import generation_pb2, generation_pb2_grpc, jobs_pb2, jobs_pb2_grpc
+from fabula.generation.v1 import (
+    council_pb2,
+    council_pb2_grpc,
+    generation_pb2,
+    generation_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+)
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
@@ -15,6 +22,8 @@ from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
+from fabula_generation.council.engine import Council, CouncilEngine
+from fabula_generation.council.servicer import CouncilServicer
 from fabula_generation.database import outbox, processed_events
 from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.pricing import PriceTable
@@ -32,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
 JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
+COUNCIL_SERVICE_NAME = council_pb2.DESCRIPTOR.services_by_name["CouncilService"].full_name
 
 
 class Servicer(GenerationServicer, SuggestionsServicer):
@@ -113,6 +123,16 @@ def create_app(settings: Settings) -> GrpcApp:
         ),
         JOBS_SERVICE_NAME,
     )
+    # The council: its members' providers, calls recorded like every other.
+    council = Council.from_settings(settings)
+    app.add_servicer(
+        council_pb2_grpc.add_CouncilServiceServicer_to_server,
+        CouncilServicer(
+            CouncilEngine(council, recorder, meter, prices),
+            billing_pb2_grpc.BillingServiceStub(billing_channel),
+        ),
+        COUNCIL_SERVICE_NAME,
+    )
     # Workers stop in this order: records still being written first, then
     # the relay's last pass publishes their events.
     app.add_worker(recorder)
@@ -142,6 +162,7 @@ def create_app(settings: Settings) -> GrpcApp:
     app.add_worker(OutboxRelay(db, outbox, bus, "generation", settings))
     app.on_shutdown(billing_channel.close)
     app.on_shutdown(provider.aclose)
+    app.on_shutdown(council.aclose)
     app.on_shutdown(bus.close)
     app.on_shutdown(db.dispose)
     # Health: NOT_SERVING while the database is down; NATS down is reported

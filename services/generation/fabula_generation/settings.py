@@ -142,13 +142,71 @@ class Settings(ServiceSettings):
     openai_max_tokens: int = env("OPENAI_MAX_TOKENS", 800, ge=16)
     openai_temperature: float = env("OPENAI_TEMPERATURE", 0.8, ge=0, le=2)
 
+    # The council (fabula_generation.council). Members, comma-separated, as
+    # "provider/model" with provider offline, mistral or openai, e.g.
+    # "mistral/mistral-small-latest,openai/llama3.2"; empty: three offline
+    # members when no model is configured, else the configured model alone.
+    council_members: str = env("COUNCIL_MEMBERS", "")
+    # Writes the final answer; empty: the first member.
+    council_chairman: str = env("COUNCIL_CHAIRMAN", "")
+    # Stand in, in order, when the chairman fails; unset: the other members.
+    council_chairman_fallbacks: str | None = env("COUNCIL_CHAIRMAN_FALLBACKS", None)
+    # Clarifying questions the chairman may ask before deliberating (0: none).
+    council_follow_up_questions: int = env("COUNCIL_FOLLOW_UP_QUESTIONS", 0, ge=0, le=3)
+    # Members per plan (a plan not listed gets the free plan's), at most the configured ones.
+    council_size_by_plan: dict[str, int] = env(
+        "COUNCIL_SIZE_BY_PLAN", default_factory=lambda: {"free": 3, "pro": 5, "enterprise": 7}
+    )
+
     @model_validator(mode="after")
     def _mistral_needs_a_key(self) -> Settings:
         if self.provider is ProviderChoice.mistral and not self.has_mistral_key:
             raise ValueError("GENERATION_PROVIDER=mistral needs MISTRAL_API_KEY")
         if self.provider is ProviderChoice.openai and not self.has_openai_base_url:
             raise ValueError("GENERATION_PROVIDER=openai needs OPENAI_BASE_URL")
+        for member in self.council_models:
+            provider, _, model = member.partition("/")
+            if provider not in {"offline", "mistral", "openai"} or not model or len(model) > 128:
+                raise ValueError(
+                    f"council model {member!r} must be provider/model with provider "
+                    "offline, mistral or openai"
+                )
+            if provider == "mistral" and not self.has_mistral_key:
+                raise ValueError(f"council model {member} needs MISTRAL_API_KEY")
+            if provider == "openai" and not self.has_openai_base_url:
+                raise ValueError(f"council model {member} needs OPENAI_BASE_URL")
         return self
+
+    @property
+    def council_member_models(self) -> list[str]:
+        """The council's members, "provider/model", in configured order."""
+        configured = _names(self.council_members)
+        if configured:
+            return configured
+        resolved = self.resolved_provider
+        if resolved is ProviderChoice.mistral:
+            return [f"mistral/{self.mistral_model}"]
+        if resolved is ProviderChoice.openai:
+            return [f"openai/{self.openai_model}"]
+        return ["offline/alpha", "offline/beta", "offline/gamma"]
+
+    @property
+    def council_chairman_model(self) -> str:
+        return self.council_chairman.strip() or self.council_member_models[0]
+
+    @property
+    def council_fallback_models(self) -> list[str]:
+        if self.council_chairman_fallbacks is not None:
+            return _names(self.council_chairman_fallbacks)
+        chairman = self.council_chairman_model
+        return [member for member in self.council_member_models if member != chairman]
+
+    @property
+    def council_models(self) -> list[str]:
+        """Every model the council may call, each once."""
+        models = [*self.council_member_models]
+        models += [self.council_chairman_model, *self.council_fallback_models]
+        return list(dict.fromkeys(models))
 
     @property
     def has_openai_base_url(self) -> bool:
@@ -185,3 +243,8 @@ class Settings(ServiceSettings):
 
     def price_table(self) -> dict[str, ModelPrice]:
         return {**DEFAULT_PRICES, **self.prices}
+
+
+def _names(value: str) -> list[str]:
+    """The distinct non-empty names of a comma-separated list, in order."""
+    return list(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))

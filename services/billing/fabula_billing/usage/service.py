@@ -99,8 +99,17 @@ def purpose_name(purpose: int) -> str:
 # they reserve their cost only and never count in generations_used.
 # A job's stages reserve nothing of their own (the job holds one cost-only
 # reservation): their events carry no reservation id and add their cost only.
+# So do a council's model calls: its message (PURPOSE_COUNCIL_MESSAGE, under
+# the message's reservation) is the one generation, counted on delivery.
 COST_ONLY_PURPOSES = frozenset(
-    {generation_pb2.PURPOSE_STORY_SUGGESTIONS, generation_pb2.PURPOSE_JOB_STAGE}
+    {
+        generation_pb2.PURPOSE_STORY_SUGGESTIONS,
+        generation_pb2.PURPOSE_JOB_STAGE,
+        generation_pb2.PURPOSE_COUNCIL_STAGE_1,
+        generation_pb2.PURPOSE_COUNCIL_STAGE_2,
+        generation_pb2.PURPOSE_COUNCIL_STAGE_3,
+        generation_pb2.PURPOSE_COUNCIL_CLARIFY,
+    }
 )
 
 

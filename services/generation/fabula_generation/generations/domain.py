@@ -18,6 +18,14 @@ class Purpose(StrEnum):
     # A long-form job's stage (fabula_generation.jobs): metered as cost under
     # the job's one hold, never counted as a generation of the plan.
     job_stage = "job_stage"
+    # A council's model calls (fabula_generation.council): each is metered as
+    # cost only; the message itself (council_message, no model call) is the
+    # one generation of the plan, counted when its owner stores it.
+    council_stage_1 = "council_stage_1"
+    council_stage_2 = "council_stage_2"
+    council_stage_3 = "council_stage_3"
+    council_message = "council_message"
+    council_clarify = "council_clarify"
 
 
 STORY_PURPOSES = frozenset(

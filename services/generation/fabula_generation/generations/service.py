@@ -59,6 +59,11 @@ _PURPOSES = {
     Purpose.story_ending: generation_pb2.PURPOSE_STORY_ENDING,
     Purpose.story_suggestions: generation_pb2.PURPOSE_STORY_SUGGESTIONS,
     Purpose.job_stage: generation_pb2.PURPOSE_JOB_STAGE,
+    Purpose.council_stage_1: generation_pb2.PURPOSE_COUNCIL_STAGE_1,
+    Purpose.council_stage_2: generation_pb2.PURPOSE_COUNCIL_STAGE_2,
+    Purpose.council_stage_3: generation_pb2.PURPOSE_COUNCIL_STAGE_3,
+    Purpose.council_message: generation_pb2.PURPOSE_COUNCIL_MESSAGE,
+    Purpose.council_clarify: generation_pb2.PURPOSE_COUNCIL_CLARIFY,
 }
 _DELIVERIES = {
     Delivery.on_completion: generation_pb2.DELIVERY_ON_COMPLETION,
