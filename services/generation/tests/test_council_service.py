@@ -342,9 +342,6 @@ async def test_clarifying_questions_are_the_chairmans_and_metered_as_cost(counci
     assert len(response.questions) == 2
     assert all(question.endswith("?") for question in response.questions)
     async with db.session_scope() as session:
-        rows = list(
-            (
-                await session.scalars(select(Generation).where(Generation.user_id == request.user_id))
-            ).all()
-        )
+        query = select(Generation).where(Generation.user_id == request.user_id)
+        rows = list((await session.scalars(query)).all())
     assert [(row.purpose, row.reservation_id) for row in rows] == [("council_clarify", "")]

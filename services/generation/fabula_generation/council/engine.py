@@ -268,16 +268,14 @@ class CouncilEngine:
             d.user_id, d.message_id, estimated_cost=self.estimated_cost(members)
         )
         totals = _Totals()
+        # Cancelled midway, no message is recorded: the owner may resume it
+        # under the same id, else billing's expiry gives the reservation back
+        # (generation's record knows no call under it).
         try:
             async for event in self._stages(d, members, totals):
                 yield event
         except FabulaError as exc:
             await self._record_message(d, failure=exc)
-            raise
-        except BaseException:
-            # Cancelled or broken midway: no message was produced. Its
-            # reservation is given back by billing's expiry (generation's
-            # record knows no call under it) unless the owner resumes it.
             raise
         await self._record_message(d, failure=None)
         yield Event(
