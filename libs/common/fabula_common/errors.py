@@ -106,6 +106,14 @@ class StoryBusy(Conflict):
     retry_after = 1.0
 
 
+class ConversationBusy(Conflict):
+    """The council is answering another message of the conversation: retry
+    when it is done."""
+
+    reason = "conversation-busy"
+    retry_after = 1.0
+
+
 class IdempotencyKeyInProgress(Conflict):
     """The first request with this Idempotency-Key is still under way: retry
     after the delay to get its answer."""
@@ -230,6 +238,7 @@ _BY_REASON: dict[str, type[FabulaError]] = {
         for cls in (
             *_BY_CODE.values(),
             StoryBusy,
+            ConversationBusy,
             StoryComplete,
             TooBusy,
             TooManyAttempts,
