@@ -68,7 +68,7 @@ async def message_counts(
         .where(ConversationMessage.conversation_id.in_(conversation_ids))
         .group_by(ConversationMessage.conversation_id)
     )
-    return dict((await session.execute(query)).tuples().all())
+    return {conversation_id: count for conversation_id, count in await session.execute(query)}
 
 
 async def update_conversation(
