@@ -112,6 +112,8 @@ class FakeConversations(conversations_pb2_grpc.ConversationsServiceServicer):
         self.recorder = recorder
         # Set: SendMessage answers with these clarifying questions instead.
         self.questions: list[str] = []
+        # Set (a fakes.Failure): SendMessage ends with it after the question.
+        self.fail_after_question = None
 
     async def CreateConversation(self, request, context):
         await self.recorder.receive("CreateConversation", request, context)
@@ -151,6 +153,12 @@ class FakeConversations(conversations_pb2_grpc.ConversationsServiceServicer):
                 questions=conversations_pb2.ClarifyingQuestions(questions=self.questions)
             )
             return
+        if self.fail_after_question is not None:
+            from .fakes import abort_with
+
+            yield council_events(request.content)[0]
+            failure = self.fail_after_question
+            await abort_with(context, failure.code, failure.details, failure.reason)
         for event in council_events(request.content):
             yield event
 

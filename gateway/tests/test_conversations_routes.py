@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from .conftest import GENERATION_DEADLINE_SECONDS
-from .fakes import FakeBackends
+from .fakes import FakeBackends, Failure
 from .fakes_conversations import ANSWER_ID, CHAIRMAN_TEXT, CONVERSATION_ID
 from .sse import sse_events
 
@@ -185,8 +185,8 @@ async def test_a_busy_conversation_is_409_with_retry_after(api, backends, auth, 
     assert int(response.headers["retry-after"]) >= 1
 
 
-async def test_a_council_that_fails_midway_ends_the_stream_with_an_error_event(
-    api, backends, auth
+async def test_a_council_refused_before_any_event_is_an_ordinary_problem(
+    api, backends, auth, problem
 ):
     backends.recorder.fail(
         "AnswerFollowUp",
@@ -199,5 +199,28 @@ async def test_a_council_that_fails_midway_ends_the_stream_with_an_error_event(
         json={"answers": ["Point Reyes"]},
         headers={**auth, "Accept": "text/event-stream"},
     )
-    # Refused before any event: an ordinary problem response.
-    assert response.status_code == 503
+    problem(response, 503)
+
+
+async def test_a_council_that_fails_midway_ends_the_stream_with_an_error_event(
+    api, backends, auth, problem
+):
+    backends.conversations.fail_after_question = Failure(
+        grpc.StatusCode.UNAVAILABLE,
+        "every member failed: offline/alpha: 401 invalid key",
+        "model-unavailable",
+    )
+    streamed = await api.post(
+        f"{BASE}/{CONVERSATION_ID}/messages",
+        json={"content": "Who did it?"},
+        headers={**auth, "Accept": "text/event-stream"},
+    )
+    assert streamed.status_code == 200
+    events = sse_events(streamed.text)
+    assert [name for name, _ in events] == ["message", "error"]
+    assert events[1][1]["status"] == 503 and "401 invalid key" in events[1][1]["detail"]
+
+    as_json = await api.post(
+        f"{BASE}/{CONVERSATION_ID}/messages", json={"content": "Who did it?"}, headers=auth
+    )
+    problem(as_json, 503)

@@ -186,7 +186,10 @@ class UpstreamError(FabulaError):
     reason = "upstream-error"
     retry_after = DEFAULT_RETRY_AFTER_SECONDS
     RATE_LIMITED = "upstream-rate-limited"
-    reasons = frozenset({reason, RATE_LIMITED})
+    # Every member of a council failed (CouncilService.Deliberate): the
+    # message names each member's error.
+    MODEL_UNAVAILABLE = "model-unavailable"
+    reasons = frozenset({reason, RATE_LIMITED, MODEL_UNAVAILABLE})
 
 
 class PaymentsNotConfigured(Unavailable):

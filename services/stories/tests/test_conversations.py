@@ -19,7 +19,7 @@ from fabula.common.v1 import money_pb2
 from fabula.generation.v1 import council_pb2, council_pb2_grpc
 from fabula.stories.v1 import conversations_pb2, conversations_pb2_grpc, events_pb2
 from fabula_common.db import Database
-from fabula_common.errors import error_reason
+from fabula_common.errors import UpstreamError, error_reason
 from fabula_common.messaging.bus import EventBus
 from fabula_common.settings import CommonSettings
 from fabula_common.testing import free_port, running_app
@@ -81,8 +81,13 @@ class CouncilDouble(council_pb2_grpc.CouncilServiceServicer):
             answer=council_pb2.MemberAnswer(model=MEMBERS[2], error="429 rate limited")
         )
         if self.fail_after_stage_1:
+            # As generation reports it: each member's own error, reason model-unavailable.
+            status = UpstreamError(
+                "every member failed: offline/alpha: boom",
+                reason=UpstreamError.MODEL_UNAVAILABLE,
+            ).to_status()
             await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "every member failed: offline/alpha: boom"
+                status.code, status.details, trailing_metadata=status.trailing_metadata
             )
         yield event(stage_started=2)
         self.reached_stage_2.set()
@@ -460,6 +465,7 @@ async def test_a_failed_council_fails_the_message_and_discards_its_generation(
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ask(conversations, owner, conversation_id, "Who did it?")
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_reason(err.value) == "model-unavailable"
     assert "boom" in err.value.details()
 
     message_id = double.requests[-1].message_id
