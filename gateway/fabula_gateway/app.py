@@ -17,6 +17,7 @@ from fabula_gateway.admin import routes as admin
 from fabula_gateway.api_keys import routes as api_keys
 from fabula_gateway.billing import routes as billing
 from fabula_gateway.clients import ServiceClients
+from fabula_gateway.conversations import routes as conversations
 from fabula_gateway.handlers import install_exception_handlers
 from fabula_gateway.health import routes as health
 from fabula_gateway.identities import routes as identities
@@ -103,6 +104,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         suggestions,
         projects,
         project_jobs,
+        conversations,
         billing,
         payments,
         health,

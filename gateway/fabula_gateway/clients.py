@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import grpc
 from fabula.billing.v1 import billing_pb2_grpc
 from fabula.generation.v1 import generation_pb2_grpc, jobs_pb2_grpc
-from fabula.stories.v1 import projects_pb2_grpc, stories_pb2_grpc
+from fabula.stories.v1 import conversations_pb2_grpc, projects_pb2_grpc, stories_pb2_grpc
 from fabula.users.v1 import users_pb2_grpc
 from fabula_common.grpc_client import ContextChannel, open_channel
 from fabula_common.health import NATS, POSTGRES, dependency_health_name
@@ -54,6 +54,8 @@ class ServiceClients:
     # Long-form work: generation's jobs, stories' projects and narratives.
     jobs: jobs_pb2_grpc.JobsServiceStub
     projects: projects_pb2_grpc.ProjectsServiceStub
+    # Council conversations (stories' ConversationsService).
+    conversations: conversations_pb2_grpc.ConversationsServiceStub
     # Deadline of calls that run a model (create, continue, end).
     generation_timeout: float
 
@@ -71,6 +73,7 @@ class ServiceClients:
             generation=generation_pb2_grpc.GenerationServiceStub(channels["generation"]),
             jobs=jobs_pb2_grpc.JobsServiceStub(channels["generation"]),
             projects=projects_pb2_grpc.ProjectsServiceStub(channels["stories"]),
+            conversations=conversations_pb2_grpc.ConversationsServiceStub(channels["stories"]),
             generation_timeout=settings.generation_deadline_seconds,
         )
 

@@ -49,6 +49,8 @@ TAGS = [
     {"name": "suggestions", "description": "Ideas for new stories."},
     {"name": "projects", "description": "Long-form work: projects and their versioned narratives."},
     {"name": "jobs", "description": "Generation jobs: briefs written stage by stage, watched live."},
+    {"name": "conversations", "description": "Council conversations: several models answer, "
+     "review each other, and a chairman decides."},
     {"name": "usage", "description": "The plan and what this period has used of it."},
     {"name": "billing", "description": "Plans bought through Stripe, invoices, Stripe's webhooks."},
     {"name": "admin", "description": "Administration of accounts (superusers only)."},

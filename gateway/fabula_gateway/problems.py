@@ -28,6 +28,7 @@ from fabula_common.errors import (
     QuotaExceeded,
     RateLimited,
     StoryBusy,
+    ConversationBusy,
     StoryComplete,
     TooBusy,
     TooManyAttempts,
@@ -93,6 +94,12 @@ STORY_BUSY = ProblemType(
     "Story busy",
     409,
     "Another segment of this story is being written; retry when it is done.",
+)
+CONVERSATION_BUSY = ProblemType(
+    "conversation-busy",
+    "Conversation busy",
+    409,
+    "The council is answering another message of this conversation; retry when it is done.",
 )
 IDEMPOTENCY_KEY_IN_PROGRESS = ProblemType(
     "idempotency-key-in-progress",
@@ -446,6 +453,10 @@ def problem_for_status(
             return ProblemError(ALREADY_EXISTS, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION if reason == StoryBusy.reason:
             return ProblemError(STORY_BUSY, passed_on, headers=retry_after(error.retry_after))
+        case grpc.StatusCode.FAILED_PRECONDITION if reason == ConversationBusy.reason:
+            return ProblemError(
+                CONVERSATION_BUSY, passed_on, headers=retry_after(error.retry_after)
+            )
         case grpc.StatusCode.FAILED_PRECONDITION if reason == IdempotencyKeyInProgress.reason:
             return ProblemError(
                 IDEMPOTENCY_KEY_IN_PROGRESS, passed_on, headers=retry_after(error.retry_after)

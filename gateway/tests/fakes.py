@@ -21,7 +21,12 @@ import grpc
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.common.v1.money_pb2 import Money
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc, jobs_pb2_grpc
-from fabula.stories.v1 import projects_pb2_grpc, stories_pb2, stories_pb2_grpc
+from fabula.stories.v1 import (
+    conversations_pb2_grpc,
+    projects_pb2_grpc,
+    stories_pb2,
+    stories_pb2_grpc,
+)
 from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.errors import FabulaError
 from fabula_common.testing import free_port
@@ -30,6 +35,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from .fakes_conversations import FakeConversations
 from .fakes_discovery import FakeStoryDiscovery
 from .fakes_projects import FakeJobs, FakeProjects
 
@@ -759,6 +765,7 @@ class FakeBackends:
     generation: FakeGeneration
     projects: FakeProjects
     jobs: FakeJobs
+    conversations: FakeConversations
     health: health_aio.HealthServicer
     server: grpc.aio.Server
 
@@ -793,6 +800,7 @@ async def fake_backends() -> AsyncIterator[FakeBackends]:
         generation=FakeGeneration(recorder),
         projects=FakeProjects(recorder),
         jobs=FakeJobs(recorder),
+        conversations=FakeConversations(recorder),
         health=health_aio.HealthServicer(),
         server=server,
     )
@@ -802,6 +810,9 @@ async def fake_backends() -> AsyncIterator[FakeBackends]:
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(backends.generation, server)
     projects_pb2_grpc.add_ProjectsServiceServicer_to_server(backends.projects, server)
     jobs_pb2_grpc.add_JobsServiceServicer_to_server(backends.jobs, server)
+    conversations_pb2_grpc.add_ConversationsServiceServicer_to_server(
+        backends.conversations, server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(backends.health, server)
     server.add_insecure_port(backends.address)
     await server.start()

@@ -151,7 +151,7 @@ class ContinueStream:
         except Exception as exc:
             # The 200 has been sent: the error can only travel as an event,
             # and only when no segment did (one or the other ends a stream).
-            problem = _problem_for(exc)
+            problem = problem_for_stream_error(exc)
             if segment_sent:
                 log.warning("continue stream failed after its segment: %r", exc)
             else:
@@ -163,7 +163,7 @@ class ContinueStream:
             self._call.cancel()
 
 
-def _problem_for(exc: Exception) -> ProblemError:
+def problem_for_stream_error(exc: Exception) -> ProblemError:
     if isinstance(exc, grpc.aio.AioRpcError):
         log.warning("continue stream failed: %s %s", exc.code().name, exc.details())
         if exc.code() == grpc.StatusCode.CANCELLED:

@@ -106,6 +106,14 @@ class StoryBusy(Conflict):
     retry_after = 1.0
 
 
+class ConversationBusy(Conflict):
+    """The council is answering another message of the conversation: retry
+    when it is done."""
+
+    reason = "conversation-busy"
+    retry_after = 1.0
+
+
 class IdempotencyKeyInProgress(Conflict):
     """The first request with this Idempotency-Key is still under way: retry
     after the delay to get its answer."""
@@ -178,7 +186,10 @@ class UpstreamError(FabulaError):
     reason = "upstream-error"
     retry_after = DEFAULT_RETRY_AFTER_SECONDS
     RATE_LIMITED = "upstream-rate-limited"
-    reasons = frozenset({reason, RATE_LIMITED})
+    # Every member of a council failed (CouncilService.Deliberate): the
+    # message names each member's error.
+    MODEL_UNAVAILABLE = "model-unavailable"
+    reasons = frozenset({reason, RATE_LIMITED, MODEL_UNAVAILABLE})
 
 
 class PaymentsNotConfigured(Unavailable):
@@ -230,6 +241,7 @@ _BY_REASON: dict[str, type[FabulaError]] = {
         for cls in (
             *_BY_CODE.values(),
             StoryBusy,
+            ConversationBusy,
             StoryComplete,
             TooBusy,
             TooManyAttempts,

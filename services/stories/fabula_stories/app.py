@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from fabula.generation.v1 import generation_pb2_grpc
+from fabula.generation.v1 import council_pb2_grpc, generation_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
-from fabula.stories.v1 import projects_pb2, projects_pb2_grpc, stories_pb2, stories_pb2_grpc
+from fabula.stories.v1 import (
+    conversations_pb2,
+    conversations_pb2_grpc,
+    projects_pb2,
+    projects_pb2_grpc,
+    stories_pb2,
+    stories_pb2_grpc,
+)
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
@@ -14,6 +21,8 @@ from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
+from fabula_stories.conversations.servicer import ConversationsServicer
+from fabula_stories.conversations.writer import ConversationWriter
 from fabula_stories.database import outbox, processed_events
 from fabula_stories.discovery.servicer import DiscoveryServicer
 from fabula_stories.exchange.servicer import ExchangeServicer
@@ -66,6 +75,16 @@ def create_app(settings: Settings) -> GrpcApp:
         ProjectsServicer(db),
         projects_pb2.DESCRIPTOR.services_by_name["ProjectsService"].full_name,
     )
+    # Generation's CouncilService, on the same channel as its GenerationService.
+    conversation_writer = ConversationWriter(
+        db, council_pb2_grpc.CouncilServiceStub(generation_channel), settings
+    )
+    app.add_servicer(
+        conversations_pb2_grpc.add_ConversationsServiceServicer_to_server,
+        ConversationsServicer(db, conversation_writer),
+        conversations_pb2.DESCRIPTOR.services_by_name["ConversationsService"].full_name,
+    )
+    app.add_worker(conversation_writer)
     # Stopped in this order: writes in flight finish (and report their
     # generations delivered or discarded) before the relay's last pass.
     app.add_worker(writer)

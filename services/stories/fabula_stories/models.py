@@ -4,6 +4,7 @@ its models' import below."""
 
 from __future__ import annotations
 
+from fabula_stories.conversations.models import Conversation, ConversationMessage
 from fabula_stories.database import Base, deleted_users, outbox, processed_events
 from fabula_stories.idempotency.models import IdempotencyKey
 from fabula_stories.projects.models import Narrative, Project
@@ -18,6 +19,8 @@ from fabula_stories.stories.models import (
 
 __all__ = [
     "Base",
+    "Conversation",
+    "ConversationMessage",
     "IdempotencyKey",
     "LoreEntry",
     "Narrative",

@@ -57,6 +57,12 @@ class Settings(ServiceSettings):
     # How often Idempotency-Keys past their 24 hours are deleted.
     idempotency_key_purge_interval_seconds: float = Field(3600.0, gt=0)
 
+    # Clarifying questions the chairman may ask before the council deliberates
+    # (at most this many; 0: never asks).
+    council_follow_up_questions: int = env("COUNCIL_FOLLOW_UP_QUESTIONS", 0, ge=0, le=3)
+    # How long a whole council message (three stages of model calls) may take.
+    council_deadline_seconds: float = env("COUNCIL_DEADLINE_SECONDS", 600.0, gt=0)
+
     @property
     def write_lease_renew_seconds(self) -> float:
         return self.write_lease_seconds / 3

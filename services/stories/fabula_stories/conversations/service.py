@@ -1,0 +1,416 @@
+"""Conversations (CRUD, validation) and the database steps of answering a
+message: claim the conversation, store the question, each council stage as it
+completes, then the answer (or the failure) with its delivery event."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fabula.generation.v1 import council_pb2
+from fabula.stories.v1 import conversations_pb2
+from fabula_common.db import Database
+from fabula_common.errors import Conflict, ConversationBusy, InvalidArgument, NotFound
+from fabula_common.pagination import decode_cursor, encode_cursor, page_limit
+from google.protobuf import json_format
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fabula_stories.conversations import events, repository
+from fabula_stories.conversations.models import (
+    CONVERSATION_TITLE_MAX_LENGTH,
+    MESSAGE_MAX_LENGTH,
+    Conversation,
+    ConversationMessage,
+    MessageStatus,
+)
+from fabula_stories.leaving.service import refuse_deleted_reader, refuse_deleted_user
+from fabula_stories.stories.events import DeliverySubjects
+
+
+@dataclass(frozen=True)
+class Page:
+    items: Sequence[Conversation]
+    counts: dict[uuid.UUID, int]
+    next_cursor: str
+
+
+@dataclass(frozen=True)
+class Deliberation:
+    """What the council is asked, under the claim of the conversation for
+    the assistant message `message_id`."""
+
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID
+    question: ConversationMessage
+    history: list[council_pb2.ConversationTurn]
+    follow_ups: list[council_pb2.FollowUpAnswer]
+    want_title: bool
+
+
+# --- Input -----------------------------------------------------------------------
+
+
+def parse_conversation_id(value: str) -> uuid.UUID:
+    # No conversation has a malformed id: asking for one finds nothing.
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("conversation not found") from None
+
+
+def validate_title(title: str) -> str:
+    title = title.strip()
+    if len(title) > CONVERSATION_TITLE_MAX_LENGTH:
+        raise InvalidArgument(f"title must be at most {CONVERSATION_TITLE_MAX_LENGTH} characters")
+    if "\x00" in title:
+        raise InvalidArgument("title must not contain NUL characters")
+    return title
+
+
+def validate_content(content: str) -> str:
+    if not content.strip():
+        raise InvalidArgument("content is required")
+    if len(content) > MESSAGE_MAX_LENGTH:
+        raise InvalidArgument(f"content must be at most {MESSAGE_MAX_LENGTH} characters")
+    if "\x00" in content:
+        raise InvalidArgument("content must not contain NUL characters")
+    return content
+
+
+def validate_answers(questions: Sequence[str], answers: Sequence[str]) -> list[str]:
+    if not questions:
+        raise Conflict("no clarifying questions are waiting for answers")
+    if len(answers) != len(questions):
+        raise InvalidArgument(
+            f"answers must answer each of the {len(questions)} questions, in order "
+            f"({len(answers)} given)"
+        )
+    for answer in answers:
+        if len(answer) > MESSAGE_MAX_LENGTH:
+            raise InvalidArgument(f"an answer must be at most {MESSAGE_MAX_LENGTH} characters")
+        if "\x00" in answer:
+            raise InvalidArgument("answers must not contain NUL characters")
+    return list(answers)
+
+
+# --- Council records (the assistant message's `council` column) --------------------
+
+
+def record_to_json(record: conversations_pb2.CouncilRecord) -> dict[str, Any]:
+    return json_format.MessageToDict(record, preserving_proto_field_name=True)
+
+
+def record_from_json(value: dict[str, Any] | None) -> conversations_pb2.CouncilRecord:
+    return json_format.ParseDict(value or {}, conversations_pb2.CouncilRecord())
+
+
+# --- Conversations -----------------------------------------------------------------
+
+
+async def create_conversation(db: Database, user_id: uuid.UUID, title: str) -> Conversation:
+    title = validate_title(title)
+    async with db.session_scope() as session:
+        await refuse_deleted_user(session, user_id)
+        conversation = Conversation(user_id=user_id, title=title)
+        session.add(conversation)
+        await session.flush()
+        await session.refresh(conversation)
+        return conversation
+
+
+async def get_conversation(
+    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID
+) -> Conversation:
+    conversation = await repository.get_conversation(
+        session, user_id, conversation_id, with_messages=True
+    )
+    if conversation is None:
+        raise NotFound("conversation not found")
+    return conversation
+
+
+async def list_conversations(
+    session: AsyncSession, user_id: uuid.UUID, limit: int, cursor: str, starred: bool | None
+) -> Page:
+    limit = page_limit(limit)
+    decoded = decode_cursor(cursor)
+    after = None
+    if decoded is not None:
+        try:
+            after = (decoded[0], uuid.UUID(decoded[1]))
+        except ValueError:
+            raise InvalidArgument("cursor is malformed") from None
+    await refuse_deleted_reader(session, user_id)
+    # One row more than asked tells whether another page follows.
+    rows = list(await repository.list_conversations(session, user_id, limit + 1, after, starred))
+    items, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor(items[-1].created_at, str(items[-1].id)) if more else ""
+    counts = await repository.message_counts(session, [item.id for item in items])
+    return Page(items=items, counts=counts, next_cursor=next_cursor)
+
+
+async def update_conversation(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    title: str | None,
+    starred: bool | None,
+) -> Conversation:
+    values: dict[str, Any] = {}
+    if title is not None:
+        values["title"] = validate_title(title)
+    if starred is not None:
+        values["starred"] = starred
+    if not values:
+        raise InvalidArgument("give a title or starred to change")
+    updated = await repository.update_conversation(session, user_id, conversation_id, values)
+    if updated is None:
+        raise NotFound("conversation not found")
+    return await get_conversation(session, user_id, conversation_id)
+
+
+async def delete_conversation(
+    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID
+) -> None:
+    # A message being answered meanwhile ends as discarded: its store finds
+    # no message to complete (see finish).
+    if not await repository.delete_conversation(session, user_id, conversation_id):
+        raise NotFound("conversation not found")
+
+
+# --- Answering a message -----------------------------------------------------------
+
+
+async def _claim(
+    session: AsyncSession,
+    subjects: DeliverySubjects,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    message_id: uuid.UUID,
+    lease_seconds: float,
+) -> Conversation:
+    claimed = await repository.claim(
+        session, user_id, conversation_id, message_id, lease_seconds
+    )
+    if claimed is None:
+        if await repository.get_conversation(session, user_id, conversation_id) is None:
+            raise NotFound("conversation not found")
+        raise ConversationBusy("the council is answering another message of this conversation")
+    conversation, lapsed = claimed
+    if lapsed is not None:
+        # Its writer died without ending the message: it never will now.
+        await _end_failed(session, subjects, user_id, conversation_id, lapsed, events.CLAIM_EXPIRED)
+    return conversation
+
+
+async def _turns(
+    session: AsyncSession, conversation_id: uuid.UUID, question: ConversationMessage
+) -> list[council_pb2.ConversationTurn]:
+    earlier = await repository.history(session, conversation_id, before=question.created_at)
+    return [
+        council_pb2.ConversationTurn(role=message.role, content=message.content)
+        for message in earlier
+        if message.id != question.id
+    ]
+
+
+async def begin_message(
+    session: AsyncSession,
+    subjects: DeliverySubjects,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    content: str,
+    message_id: uuid.UUID,
+    lease_seconds: float,
+) -> Deliberation:
+    """Claim the conversation for the assistant message `message_id` and
+    store the question (any questions still pending about an earlier one are
+    dropped: the user asked something else)."""
+    await refuse_deleted_user(session, user_id)
+    conversation = await _claim(
+        session, subjects, user_id, conversation_id, message_id, lease_seconds
+    )
+    conversation.pending_questions = []
+    conversation.pending_question_for = None
+    question = ConversationMessage(conversation_id=conversation_id, role="user", content=content)
+    session.add(question)
+    await session.flush()
+    await session.refresh(question)
+    return Deliberation(
+        user_id=user_id,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        question=question,
+        history=await _turns(session, conversation_id, question),
+        follow_ups=[],
+        want_title=not conversation.title,
+    )
+
+
+async def begin_follow_up(
+    session: AsyncSession,
+    subjects: DeliverySubjects,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    answers: Sequence[str],
+    message_id: uuid.UUID,
+    lease_seconds: float,
+) -> Deliberation:
+    """Claim the conversation and store the answers to its pending questions
+    on the question they are about."""
+    conversation = await _claim(
+        session, subjects, user_id, conversation_id, message_id, lease_seconds
+    )
+    answers = validate_answers(conversation.pending_questions, answers)
+    question = await repository.get_message(session, conversation.pending_question_for)
+    if question is None:  # not expected: the question goes only with its conversation
+        raise Conflict("the question the clarifying questions were about is gone")
+    follow_ups = [
+        council_pb2.FollowUpAnswer(question=q, answer=a)
+        for q, a in zip(conversation.pending_questions, answers, strict=True)
+    ]
+    question.follow_ups = [{"question": f.question, "answer": f.answer} for f in follow_ups]
+    conversation.pending_questions = []
+    conversation.pending_question_for = None
+    await session.flush()
+    return Deliberation(
+        user_id=user_id,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        question=question,
+        history=await _turns(session, conversation_id, question),
+        follow_ups=follow_ups,
+        want_title=not conversation.title,
+    )
+
+
+async def ask_follow_up(
+    session: AsyncSession, work: Deliberation, questions: Sequence[str]
+) -> None:
+    """Keep the chairman's clarifying questions for AnswerFollowUp and free
+    the conversation (nothing was reserved: no delivery event)."""
+    await repository.release(
+        session,
+        work.conversation_id,
+        work.message_id,
+        pending_questions=list(questions),
+        pending_question_for=work.question.id,
+    )
+
+
+async def start_answer(session: AsyncSession, work: Deliberation) -> ConversationMessage:
+    message = ConversationMessage(
+        id=work.message_id,
+        conversation_id=work.conversation_id,
+        role="assistant",
+        content="",
+        status=MessageStatus.answering,
+        council=record_to_json(conversations_pb2.CouncilRecord(follow_ups=work.follow_ups)),
+    )
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def renew(session: AsyncSession, work: Deliberation, lease_seconds: float) -> bool:
+    """Extend the claim; False once it is no longer this message's."""
+    return await repository.renew(session, work.conversation_id, work.message_id, lease_seconds)
+
+
+async def store_stage(
+    session: AsyncSession, message_id: uuid.UUID, record: conversations_pb2.CouncilRecord
+) -> None:
+    """The council so far, kept as each stage completes: a crash loses at
+    most the stage in flight."""
+    await repository.update_answering(session, message_id, {"council": record_to_json(record)})
+
+
+async def finish(
+    session: AsyncSession,
+    subjects: DeliverySubjects,
+    work: Deliberation,
+    record: conversations_pb2.CouncilRecord,
+    title: str,
+) -> ConversationMessage:
+    """Store the chairman's answer, the title when the conversation has none,
+    and report the generation delivered; in one transaction."""
+    message = await repository.update_answering(
+        session,
+        work.message_id,
+        {
+            "content": record.chairman.text,
+            "status": MessageStatus.complete,
+            "council": record_to_json(record),
+        },
+    )
+    if message is None:
+        if await repository.get_message(session, work.message_id) is None:
+            # The conversation was deleted meanwhile: nothing to deliver to.
+            await _discard(
+                session,
+                subjects,
+                work.user_id,
+                work.conversation_id,
+                work.message_id,
+                events.CONVERSATION_DELETED,
+            )
+            raise NotFound("conversation not found")
+        # Ended (and discarded) already: its claim lapsed and another took it.
+        raise ConversationBusy("the council's answer came too late to be stored")
+    values: dict[str, Any] = {}
+    conversation = await repository.get_conversation(session, work.user_id, work.conversation_id)
+    if title and conversation is not None and not conversation.title:
+        values["title"] = title[:CONVERSATION_TITLE_MAX_LENGTH]
+    await repository.release(session, work.conversation_id, work.message_id, **values)
+    await events.message_delivered(
+        session, subjects, work.user_id, work.conversation_id, work.message_id
+    )
+    return message
+
+
+async def fail(
+    session: AsyncSession,
+    subjects: DeliverySubjects,
+    work: Deliberation,
+    record: conversations_pb2.CouncilRecord,
+    reason: str,
+) -> None:
+    """The council gave up: the message is failed (with the stages it has),
+    its generation discarded, the conversation freed."""
+    await repository.update_answering(session, work.message_id, {"council": record_to_json(record)})
+    await _end_failed(
+        session, subjects, work.user_id, work.conversation_id, work.message_id, reason
+    )
+    await repository.release(session, work.conversation_id, work.message_id)
+
+
+async def _end_failed(
+    session: AsyncSession,
+    subjects: DeliverySubjects,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    message_id: uuid.UUID,
+    reason: str,
+) -> None:
+    ended = await repository.update_answering(
+        session, message_id, {"status": MessageStatus.failed}
+    )
+    # Discarded unless it ended before. A message without its row (its
+    # writer died before asking the council) had nothing reserved: the
+    # event is then harmless.
+    if ended is not None or await repository.get_message(session, message_id) is None:
+        await _discard(session, subjects, user_id, conversation_id, message_id, reason)
+
+
+async def _discard(
+    session: AsyncSession,
+    subjects: DeliverySubjects,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    message_id: uuid.UUID,
+    reason: str,
+) -> None:
+    await events.message_discarded(session, subjects, user_id, conversation_id, message_id, reason)

@@ -1,0 +1,315 @@
+"""Answering a message with the council (generation's CouncilService), as
+stories/writer.py writes story segments: the conversation is claimed first
+(one message at a time: a second is refused before any model call), the
+claim is renewed while the council works, and the work runs in a task of its
+own, so a caller that goes away cancels nothing: the message is stored (and
+reported delivered, so billed) anyway.
+
+Each stage is stored as it completes (answers after stage 1, reviews and the
+aggregate ranking after stage 2, the chairman after stage 3); the answer,
+the title and GenerationDelivered then go in one transaction. A council that
+fails ends the message failed with GenerationDiscarded."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from fabula.generation.v1 import council_pb2, council_pb2_grpc
+from fabula.stories.v1 import conversations_pb2
+from fabula_common.db import Database
+from fabula_common.errors import FabulaError, Unavailable, from_rpc_error
+
+from fabula_stories.conversations import events, service
+from fabula_stories.conversations.mapping import message_to_proto
+from fabula_stories.conversations.models import ConversationMessage
+from fabula_stories.conversations.service import Deliberation
+from fabula_stories.settings import Settings
+from fabula_stories.stories.events import DeliverySubjects
+
+log = logging.getLogger(__name__)
+
+_RENEW_RETRY_SECONDS = 0.5
+# How long a clarifying-questions call may take (one chairman call).
+_CLARIFY_TIMEOUT_FLOOR_SECONDS = 30.0
+
+ConversationEvent = conversations_pb2.ConversationEvent
+
+
+@dataclass
+class _Delivery:
+    queue: asyncio.Queue[ConversationEvent | BaseException | None] = field(
+        default_factory=asyncio.Queue
+    )
+    # False once the call has ended (normally or because its client went
+    # away); the task then finishes unobserved.
+    listening: bool = True
+
+    def put(self, event: ConversationEvent) -> None:
+        self.queue.put_nowait(event)
+
+
+class _Council:
+    """The CouncilRecord as the events build it, stored after each stage."""
+
+    def __init__(self, follow_ups: list[council_pb2.FollowUpAnswer]) -> None:
+        self.record = conversations_pb2.CouncilRecord(follow_ups=follow_ups)
+        self.title = ""
+        self.done = False
+
+    def apply(self, event: council_pb2.CouncilEvent) -> bool:
+        """Take in `event`; True when it completes a stage (time to store)."""
+        which = event.WhichOneof("event")
+        record = self.record
+        if which == "stage_started":
+            # A new stage: the one before it is complete.
+            return event.stage_started > 1
+        if which == "answer":
+            record.answers.append(event.answer)
+            if event.answer.error:
+                self._failed(event.answer.model)
+        elif which == "review":
+            record.reviews.append(event.review)
+            if event.review.error:
+                self._failed(event.review.model)
+        elif which == "aggregate":
+            record.aggregate.CopyFrom(event.aggregate)
+            return True
+        elif which == "chairman":
+            record.chairman.CopyFrom(event.chairman)
+            if event.chairman.fell_back_from:
+                self._failed(event.chairman.fell_back_from)
+            return True
+        elif which == "title":
+            self.title = event.title
+        elif which == "done":
+            record.usage.CopyFrom(event.done.usage)
+            self.done = True
+        return False
+
+    def _failed(self, model: str) -> None:
+        if model and model not in self.record.failed_members:
+            self.record.failed_members.append(model)
+
+
+class ConversationWriter:
+    def __init__(
+        self,
+        db: Database,
+        council: council_pb2_grpc.CouncilServiceStub,
+        settings: Settings,
+    ) -> None:
+        self._db = db
+        self._council = council
+        self._settings = settings
+        self._subjects = DeliverySubjects.for_settings(settings)
+        # Strong references: the event loop keeps only weak ones to tasks.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopped = asyncio.Event()
+
+    async def send_message(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID, content: str
+    ) -> AsyncIterator[ConversationEvent]:
+        content = service.validate_content(content)
+        message_id = uuid.uuid4()
+        async with self._db.session_scope() as session:
+            work = await service.begin_message(
+                session,
+                self._subjects,
+                user_id,
+                conversation_id,
+                content,
+                message_id,
+                self._settings.write_lease_seconds,
+            )
+        async for event in self._run(work, ask_first=self._settings.council_follow_up_questions > 0):
+            yield event
+
+    async def answer_follow_up(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID, answers: list[str]
+    ) -> AsyncIterator[ConversationEvent]:
+        message_id = uuid.uuid4()
+        async with self._db.session_scope() as session:
+            work = await service.begin_follow_up(
+                session,
+                self._subjects,
+                user_id,
+                conversation_id,
+                answers,
+                message_id,
+                self._settings.write_lease_seconds,
+            )
+        async for event in self._run(work, ask_first=False):
+            yield event
+
+    # --- Lifecycle: a worker of the app, stopped before the outbox relay ----------
+
+    async def run(self) -> None:
+        await self._stopped.wait()
+
+    async def stop(self) -> None:
+        """Give messages in flight the shutdown grace to finish, then cancel
+        them (they end failed, their generations discarded)."""
+        try:
+            if self._tasks:
+                _, pending = await asyncio.wait(
+                    set(self._tasks), timeout=self._settings.shutdown_grace_seconds
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            self._stopped.set()
+
+    # --- The work ---------------------------------------------------------------
+
+    async def _run(self, work: Deliberation, *, ask_first: bool) -> AsyncIterator[ConversationEvent]:
+        delivery = _Delivery()
+        delivery.put(ConversationEvent(message=message_to_proto(work.question)))
+        self._spawn(self._answer(work, ask_first, delivery))
+        try:
+            while True:
+                event = await delivery.queue.get()
+                if event is None:
+                    return
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+        finally:
+            delivery.listening = False
+
+    async def _answer(self, work: Deliberation, ask_first: bool, delivery: _Delivery) -> None:
+        """The work of one SendMessage or AnswerFollowUp call, under the
+        conversation's claim; never raises but on cancellation."""
+        renewing = asyncio.Event()
+        self._spawn(self._renew(work, renewing))
+        try:
+            if ask_first:
+                questions = await self._clarifying_questions(work)
+                if questions:
+                    async with self._db.session_scope() as session:
+                        await service.ask_follow_up(session, work, questions)
+                    delivery.put(
+                        ConversationEvent(
+                            questions=conversations_pb2.ClarifyingQuestions(questions=questions)
+                        )
+                    )
+                    delivery.queue.put_nowait(None)
+                    return
+            message = await self._deliberate(work, delivery)
+            delivery.put(ConversationEvent(message=message_to_proto(message)))
+            delivery.queue.put_nowait(None)
+        except asyncio.CancelledError:
+            delivery.queue.put_nowait(Unavailable("the service is shutting down"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the call, which maps it
+            if not delivery.listening:
+                log.warning("message %s failed after its caller left: %r", work.message_id, exc)
+            delivery.queue.put_nowait(exc)
+        finally:
+            renewing.set()
+
+    async def _clarifying_questions(self, work: Deliberation) -> list[str]:
+        request = council_pb2.ClarifyingQuestionsRequest(
+            user_id=str(work.user_id),
+            conversation_id=str(work.conversation_id),
+            question=work.question.content,
+            history=work.history,
+            max_questions=self._settings.council_follow_up_questions,
+        )
+        try:
+            response = await self._council.ClarifyingQuestions(
+                request,
+                timeout=max(self._settings.generation_deadline_seconds, _CLARIFY_TIMEOUT_FLOOR_SECONDS),
+            )
+        except grpc.aio.AioRpcError as err:
+            async with self._db.session_scope() as session:
+                await service.ask_follow_up(session, work, [])
+            raise from_rpc_error(err) from err
+        return [q for q in response.questions if q.strip()][
+            : self._settings.council_follow_up_questions
+        ]
+
+    async def _deliberate(self, work: Deliberation, delivery: _Delivery) -> ConversationMessage:
+        async with self._db.session_scope() as session:
+            await service.start_answer(session, work)
+        council = _Council(work.follow_ups)
+        request = council_pb2.DeliberateRequest(
+            user_id=str(work.user_id),
+            message_id=str(work.message_id),
+            conversation_id=str(work.conversation_id),
+            question=work.question.content,
+            history=work.history,
+            follow_ups=work.follow_ups,
+            want_title=work.want_title,
+        )
+        try:
+            try:
+                async for event in self._council.Deliberate(
+                    request, timeout=self._settings.council_deadline_seconds
+                ):
+                    if council.apply(event):
+                        async with self._db.session_scope() as session:
+                            await service.store_stage(session, work.message_id, council.record)
+                    delivery.put(ConversationEvent(council=event))
+            except grpc.aio.AioRpcError as err:
+                raise from_rpc_error(err) from err
+            if not council.record.chairman.text.strip():
+                raise FabulaError("the council ended without the chairman's answer")
+        except BaseException as exc:
+            await self._fail(work, council, exc)
+            raise
+        async with self._db.session_scope() as session:
+            return await service.finish(session, self._subjects, work, council.record, council.title)
+
+    async def _fail(self, work: Deliberation, council: _Council, exc: BaseException) -> None:
+        reason = (
+            events.WRITER_STOPPED
+            if isinstance(exc, asyncio.CancelledError)
+            else events.MODEL_FAILED
+            if isinstance(exc, FabulaError)
+            else events.STORE_FAILED
+        )
+
+        async def fail() -> None:
+            async with self._db.session_scope() as session:
+                await service.fail(session, self._subjects, work, council.record, reason)
+
+        # A task of its own: ending the message must survive a cancellation.
+        try:
+            await asyncio.shield(self._spawn(fail()))
+        except Exception as err:  # noqa: BLE001 - the lease lapses; the next claim ends it
+            log.warning("could not end message %s as failed: %r", work.message_id, err)
+
+    async def _renew(self, work: Deliberation, stopped: asyncio.Event) -> None:
+        interval = self._settings.write_lease_renew_seconds
+        wait = interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), timeout=wait)
+            if stopped.is_set():
+                return
+            try:
+                async with self._db.session_scope() as session:
+                    held = await service.renew(session, work, self._settings.write_lease_seconds)
+            except Exception as exc:  # noqa: BLE001 - database briefly away: retried soon
+                log.warning("could not renew the claim of message %s: %r", work.message_id, exc)
+                wait = min(_RENEW_RETRY_SECONDS, interval)
+                continue
+            wait = interval
+            if not held:
+                return
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        # The task inherits this call's context: request id and deadline.
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+

@@ -1,0 +1,558 @@
+"""Council conversations (ConversationsService) over real gRPC, Postgres and NATS.
+
+Generation's CouncilService is played here by a small double that streams a
+scripted, realistic sequence of CouncilEvents. That is another service's
+contract (protos/fabula/generation/v1/council.proto), not this service's
+internals: the real CouncilService is built at the same time and not merged
+yet. The end-to-end tests use the real one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+import pytest
+from fabula.common.v1 import money_pb2
+from fabula.generation.v1 import council_pb2, council_pb2_grpc
+from fabula.stories.v1 import conversations_pb2, conversations_pb2_grpc, events_pb2
+from fabula_common.db import Database
+from fabula_common.errors import UpstreamError, error_reason
+from fabula_common.messaging.bus import EventBus
+from fabula_common.settings import CommonSettings
+from fabula_common.testing import free_port, running_app
+from fabula_stories.app import create_app
+from fabula_stories.conversations.models import ConversationMessage
+from fabula_stories.settings import Settings
+from fabula_stories.stories.events import DeliverySubjects
+from sqlalchemy import select
+
+Stub = conversations_pb2_grpc.ConversationsServiceStub
+MEMBERS = ("offline/alpha", "offline/beta", "offline/gamma")
+CHAIRMAN_TEXT = "The council agrees: the lighthouse keeper did it."
+
+
+def usage(tokens: int = 10) -> council_pb2.StageUsage:
+    return council_pb2.StageUsage(
+        prompt_tokens=tokens,
+        completion_tokens=tokens,
+        cost=money_pb2.Money(currency_code="USD", units=0, nanos=1000),
+        duration_ms=5,
+    )
+
+
+# --- The CouncilService double ---------------------------------------------------------
+
+
+class CouncilDouble(council_pb2_grpc.CouncilServiceServicer):
+    """Streams what the real council streams, in its order; can pause after
+    stage 1 (to look at what stories stored meanwhile), fail midway, or ask
+    clarifying questions."""
+
+    def __init__(self) -> None:
+        self.requests: list[council_pb2.DeliberateRequest] = []
+        self.reset()
+
+    def reset(self) -> None:
+        self.fail_after_stage_1 = False
+        self.questions: list[str] = []
+        self.pause_after_stage_1: asyncio.Event | None = None
+        self.reached_stage_2 = asyncio.Event()
+
+    async def ClarifyingQuestions(self, request, context):
+        return council_pb2.ClarifyingQuestionsResponse(questions=self.questions)
+
+    async def Deliberate(self, request, context) -> AsyncIterator[council_pb2.CouncilEvent]:
+        self.requests.append(request)
+        event = council_pb2.CouncilEvent
+        yield event(stage_started=1)
+        for model in MEMBERS:
+            yield event(delta=council_pb2.CouncilDelta(stage=1, model=model, text="It was "))
+        for model in MEMBERS[:2]:
+            yield event(
+                answer=council_pb2.MemberAnswer(
+                    model=model, text=f"It was the keeper, says {model}.", usage=usage()
+                )
+            )
+        # One member fails: the council goes on without it.
+        yield event(
+            answer=council_pb2.MemberAnswer(model=MEMBERS[2], error="429 rate limited")
+        )
+        if self.fail_after_stage_1:
+            # As generation reports it: each member's own error, reason model-unavailable.
+            status = UpstreamError(
+                "every member failed: offline/alpha: boom",
+                reason=UpstreamError.MODEL_UNAVAILABLE,
+            ).to_status()
+            await context.abort(
+                status.code, status.details, trailing_metadata=status.trailing_metadata
+            )
+        yield event(stage_started=2)
+        self.reached_stage_2.set()
+        if self.pause_after_stage_1 is not None:
+            await self.pause_after_stage_1.wait()
+        labels = {"Response A": MEMBERS[1], "Response B": MEMBERS[0]}
+        for model in MEMBERS[:2]:
+            yield event(
+                review=council_pb2.MemberReview(
+                    model=model,
+                    text="FINAL RANKING:\n1. Response A\n2. Response B",
+                    label_to_model=labels,
+                    ranking=["Response A", "Response B"],
+                    ranking_parsed=True,
+                    usage=usage(),
+                )
+            )
+        yield event(
+            aggregate=council_pb2.AggregateRanking(
+                members=[
+                    council_pb2.RankedMember(model=MEMBERS[1], average_rank=1.0, votes=1),
+                    council_pb2.RankedMember(model=MEMBERS[0], average_rank=2.0, votes=1),
+                ]
+            )
+        )
+        yield event(stage_started=3)
+        yield event(delta=council_pb2.CouncilDelta(stage=3, model=MEMBERS[0], text="The "))
+        yield event(
+            chairman=council_pb2.ChairmanAnswer(model=MEMBERS[0], text=CHAIRMAN_TEXT, usage=usage())
+        )
+        if request.want_title:
+            yield event(title="Who did it at the lighthouse")
+        yield event(done=council_pb2.CouncilDone(usage=usage(50)))
+
+
+@pytest.fixture(scope="module")
+async def council() -> AsyncIterator[tuple[CouncilDouble, str]]:
+    server = grpc.aio.server()
+    double = CouncilDouble()
+    council_pb2_grpc.add_CouncilServiceServicer_to_server(double, server)
+    port = free_port()
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    yield double, f"127.0.0.1:{port}"
+    await server.stop(None)
+
+
+@pytest.fixture
+def double(council) -> CouncilDouble:
+    council[0].reset()
+    return council[0]
+
+
+def _settings(council_addr: str, **overrides) -> Settings:
+    return Settings(
+        grpc_port=free_port(),
+        generation_addr=council_addr,
+        instance_name=f"stories-conversations-{uuid.uuid4().hex[:8]}",
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+async def conversations(test_database, test_stream, council) -> AsyncIterator[Stub]:
+    async with (
+        running_app(create_app(_settings(council[1]))) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        yield Stub(channel)
+
+
+@pytest.fixture(scope="module")
+async def asking(test_database, test_stream, council) -> AsyncIterator[Stub]:
+    """A stories service whose chairman may ask clarifying questions first."""
+    settings = _settings(council[1])
+    settings.council_follow_up_questions = 2
+    async with (
+        running_app(create_app(settings)) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        yield Stub(channel)
+
+
+@pytest.fixture(scope="module")
+async def db(test_database) -> AsyncIterator[Database]:
+    database = Database(Settings())
+    yield database
+    await database.dispose()
+
+
+class Published:
+    def __init__(self) -> None:
+        self.delivered: list[events_pb2.GenerationDelivered] = []
+        self.discarded: list[events_pb2.GenerationDiscarded] = []
+
+    def of(self, generation_id: str) -> tuple[list, list]:
+        return (
+            [e for e in self.delivered if e.generation_id == generation_id],
+            [e for e in self.discarded if e.generation_id == generation_id],
+        )
+
+
+@pytest.fixture(scope="module")
+async def published(test_stream) -> AsyncIterator[Published]:
+    settings = CommonSettings()
+    subjects = DeliverySubjects.for_settings(settings)
+    bus = EventBus(settings, name="stories-conversation-tests")
+    js = await bus.jetstream()
+    collected = Published()
+
+    async def collect(msg) -> None:
+        if msg.subject == subjects.delivered:
+            collected.delivered.append(events_pb2.GenerationDelivered.FromString(msg.data))
+        elif msg.subject == subjects.discarded:
+            collected.discarded.append(events_pb2.GenerationDiscarded.FromString(msg.data))
+
+    subscription = await js.subscribe(
+        f"{settings.nats_subject_prefix}.stories.>", cb=collect, ordered_consumer=True
+    )
+    yield collected
+    await subscription.unsubscribe()
+    await bus.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def new_conversation(stub: Stub, user_id: str, title: str = "") -> str:
+    created = await stub.CreateConversation(
+        conversations_pb2.CreateConversationRequest(user_id=user_id, title=title)
+    )
+    return created.id
+
+
+async def ask(stub: Stub, user_id: str, conversation_id: str, content: str) -> list:
+    call = stub.SendMessage(
+        conversations_pb2.SendMessageRequest(
+            user_id=user_id, conversation_id=conversation_id, content=content
+        )
+    )
+    return [event async for event in call]
+
+
+def user() -> str:
+    return str(uuid.uuid4())
+
+
+# --- Conversations ---------------------------------------------------------------------
+
+
+async def test_conversations_are_listed_newest_first_starred_renamed_and_deleted(conversations):
+    owner = user()
+    first = await new_conversation(conversations, owner, "First")
+    second = await new_conversation(conversations, owner, "Second")
+    third = await new_conversation(conversations, owner)
+
+    page = await conversations.ListConversations(
+        conversations_pb2.ListConversationsRequest(user_id=owner, limit=2)
+    )
+    assert [c.id for c in page.items] == [third, second]
+    rest = await conversations.ListConversations(
+        conversations_pb2.ListConversationsRequest(user_id=owner, limit=2, cursor=page.next_cursor)
+    )
+    assert [c.id for c in rest.items] == [first] and rest.next_cursor == ""
+
+    renamed = await conversations.UpdateConversation(
+        conversations_pb2.UpdateConversationRequest(
+            user_id=owner, conversation_id=first, title="  Renamed  ", starred=True
+        )
+    )
+    assert (renamed.title, renamed.starred) == ("Renamed", True)
+    starred = await conversations.ListConversations(
+        conversations_pb2.ListConversationsRequest(user_id=owner, starred=True)
+    )
+    assert [c.id for c in starred.items] == [first]
+    unstarred = await conversations.ListConversations(
+        conversations_pb2.ListConversationsRequest(user_id=owner, starred=False)
+    )
+    assert [c.id for c in unstarred.items] == [third, second]
+
+    await conversations.DeleteConversation(
+        conversations_pb2.ConversationRef(user_id=owner, conversation_id=second)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await conversations.GetConversation(
+            conversations_pb2.ConversationRef(user_id=owner, conversation_id=second)
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_titles_are_validated(conversations):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await new_conversation(conversations, user(), "x" * 201)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "200" in err.value.details()
+
+
+async def test_another_users_conversation_is_not_found(conversations, double):
+    owner, other = user(), user()
+    conversation_id = await new_conversation(conversations, owner, "Mine")
+    ref = conversations_pb2.ConversationRef(user_id=other, conversation_id=conversation_id)
+    calls = [
+        conversations.GetConversation(ref),
+        conversations.DeleteConversation(ref),
+        conversations.UpdateConversation(
+            conversations_pb2.UpdateConversationRequest(
+                user_id=other, conversation_id=conversation_id, starred=True
+            )
+        ),
+        ask(conversations, other, conversation_id, "Whose is this?"),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    mine = await conversations.GetConversation(
+        conversations_pb2.ConversationRef(user_id=owner, conversation_id=conversation_id)
+    )
+    assert (mine.title, mine.starred, len(mine.messages)) == ("Mine", False, 0)
+
+
+# --- Asking the council -----------------------------------------------------------------
+
+
+async def test_a_message_streams_the_council_and_stores_every_stage_then_is_delivered_once(
+    conversations, double, published
+):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    events = await ask(conversations, owner, conversation_id, "Who did it?")
+
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[0] == "message" and events[0].message.role == "user"
+    assert kinds[-1] == "message" and events[-1].message.role == "assistant"
+    council_kinds = [e.council.WhichOneof("event") for e in events if e.HasField("council")]
+    assert council_kinds[0] == "stage_started" and "delta" in council_kinds
+    assert council_kinds[-1] == "done"
+
+    answer = events[-1].message
+    assert answer.content == CHAIRMAN_TEXT
+    record = answer.council
+    assert [a.model for a in record.answers] == list(MEMBERS)
+    assert record.answers[2].error == "429 rate limited"
+    assert list(record.failed_members) == [MEMBERS[2]]
+    assert record.reviews[0].ranking_parsed
+    assert dict(record.reviews[0].label_to_model) == {
+        "Response A": MEMBERS[1],
+        "Response B": MEMBERS[0],
+    }
+    assert [m.model for m in record.aggregate.members] == [MEMBERS[1], MEMBERS[0]]
+    assert record.chairman.model == MEMBERS[0]
+    assert record.usage.prompt_tokens == 50
+
+    # As stored: the question, then the answer with every stage; the title
+    # generated from the first question.
+    stored = await conversations.GetConversation(
+        conversations_pb2.ConversationRef(user_id=owner, conversation_id=conversation_id)
+    )
+    assert stored.title == "Who did it at the lighthouse"
+    assert [(m.role, m.content) for m in stored.messages] == [
+        ("user", "Who did it?"),
+        ("assistant", CHAIRMAN_TEXT),
+    ]
+    assert stored.messages[1].council == record
+    assert not stored.messages[0].HasField("council")
+
+    # The council was asked for this message, its id the generation's.
+    request = double.requests[-1]
+    assert request.message_id == answer.id and request.want_title
+    await eventually(lambda: published.of(answer.id)[0])
+    await asyncio.sleep(0.3)
+    delivered, discarded = published.of(answer.id)
+    assert len(delivered) == 1 and not discarded
+    assert delivered[0].user_id == owner
+
+
+async def test_a_second_question_sees_the_first_and_keeps_the_title(conversations, double):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner, "Lighthouse")
+    await ask(conversations, owner, conversation_id, "Who did it?")
+    await ask(conversations, owner, conversation_id, "And why?")
+
+    request = double.requests[-1]
+    assert [(t.role, t.content) for t in request.history] == [
+        ("user", "Who did it?"),
+        ("assistant", CHAIRMAN_TEXT),
+    ]
+    assert request.question == "And why?" and not request.want_title
+    stored = await conversations.GetConversation(
+        conversations_pb2.ConversationRef(user_id=owner, conversation_id=conversation_id)
+    )
+    assert stored.title == "Lighthouse" and stored.message_count == 4
+
+
+async def test_each_stage_is_stored_as_it_completes_and_a_second_message_is_refused_meanwhile(
+    conversations, double, db
+):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    double.pause_after_stage_1 = asyncio.Event()
+    first = asyncio.create_task(ask(conversations, owner, conversation_id, "Who did it?"))
+    await asyncio.wait_for(double.reached_stage_2.wait(), 10)
+
+    async def stored_answers() -> list[str]:
+        async with db.session_scope() as session:
+            message = await session.scalar(
+                select(ConversationMessage).where(
+                    ConversationMessage.conversation_id == uuid.UUID(conversation_id),
+                    ConversationMessage.role == "assistant",
+                )
+            )
+            if message is None or not message.council:
+                return []
+            return [a["model"] for a in message.council.get("answers", [])]
+
+    # Stage 1 is stored while stage 2 is still being written.
+    await eventually(lambda: stored_answers())
+    assert await stored_answers() == list(MEMBERS)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ask(conversations, owner, conversation_id, "Another question")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_reason(err.value) == "conversation-busy"
+
+    double.pause_after_stage_1.set()
+    events = await first
+    assert events[-1].message.content == CHAIRMAN_TEXT
+    # Free again once answered.
+    again = await ask(conversations, owner, conversation_id, "Another question")
+    assert again[-1].message.content == CHAIRMAN_TEXT
+
+
+async def test_a_caller_that_leaves_still_gets_its_message_stored_and_delivered(
+    conversations, double, published
+):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    double.pause_after_stage_1 = asyncio.Event()
+    call = conversations.SendMessage(
+        conversations_pb2.SendMessageRequest(
+            user_id=owner, conversation_id=conversation_id, content="Who did it?"
+        )
+    )
+    await asyncio.wait_for(double.reached_stage_2.wait(), 10)
+    call.cancel()
+    double.pause_after_stage_1.set()
+
+    ref = conversations_pb2.ConversationRef(user_id=owner, conversation_id=conversation_id)
+
+    async def answered() -> bool:
+        stored = await conversations.GetConversation(ref)
+        return len(stored.messages) == 2 and stored.messages[1].content == CHAIRMAN_TEXT
+
+    await eventually(answered)
+    stored = await conversations.GetConversation(ref)
+    await eventually(lambda: published.of(stored.messages[1].id)[0])
+    assert len(published.of(stored.messages[1].id)[0]) == 1
+
+
+async def test_a_failed_council_fails_the_message_and_discards_its_generation(
+    conversations, double, published
+):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    double.fail_after_stage_1 = True
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ask(conversations, owner, conversation_id, "Who did it?")
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_reason(err.value) == "model-unavailable"
+    assert "boom" in err.value.details()
+
+    message_id = double.requests[-1].message_id
+    await eventually(lambda: published.of(message_id)[1])
+    await asyncio.sleep(0.3)
+    delivered, discarded = published.of(message_id)
+    assert not delivered and len(discarded) == 1
+
+    stored = await conversations.GetConversation(
+        conversations_pb2.ConversationRef(user_id=owner, conversation_id=conversation_id)
+    )
+    # The question stays, the failed answer keeps the stage it got to.
+    assert [m.role for m in stored.messages] == ["user", "assistant"]
+    assert stored.messages[1].content == ""
+    assert len(stored.messages[1].council.answers) == 3
+    # And the conversation is free for the next question.
+    double.fail_after_stage_1 = False
+    again = await ask(conversations, owner, conversation_id, "Who did it, then?")
+    assert again[-1].message.content == CHAIRMAN_TEXT
+
+
+async def test_message_content_is_validated(conversations):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    for content in ("", "   ", "x" * 8_001):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await ask(conversations, owner, conversation_id, content)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- Follow-up questions -----------------------------------------------------------------
+
+
+async def test_clarifying_questions_wait_for_answers_then_the_council_deliberates_with_them(
+    asking, double, published
+):
+    owner = user()
+    conversation_id = await new_conversation(asking, owner)
+    double.questions = ["Which lighthouse?", "Which year?"]
+    before = len(double.requests)
+    events = await ask(asking, owner, conversation_id, "Who did it?")
+    assert [e.WhichOneof("event") for e in events] == ["message", "questions"]
+    assert list(events[1].questions.questions) == ["Which lighthouse?", "Which year?"]
+    assert len(double.requests) == before  # nothing deliberated yet
+
+    ref = conversations_pb2.ConversationRef(user_id=owner, conversation_id=conversation_id)
+    pending = await asking.GetConversation(ref)
+    assert list(pending.pending_questions) == ["Which lighthouse?", "Which year?"]
+
+    async def follow_up(answers: list[str]):
+        call = asking.AnswerFollowUp(
+            conversations_pb2.AnswerFollowUpRequest(
+                user_id=owner, conversation_id=conversation_id, answers=answers
+            )
+        )
+        return [event async for event in call]
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await follow_up(["Only one answer"])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    events = await follow_up(["Point Reyes", "1923"])
+    assert events[-1].message.content == CHAIRMAN_TEXT
+    assert [(f.question, f.answer) for f in events[-1].message.council.follow_ups] == [
+        ("Which lighthouse?", "Point Reyes"),
+        ("Which year?", "1923"),
+    ]
+    request = double.requests[-1]
+    assert request.question == "Who did it?"
+    assert [(f.question, f.answer) for f in request.follow_ups] == [
+        ("Which lighthouse?", "Point Reyes"),
+        ("Which year?", "1923"),
+    ]
+    answered = await asking.GetConversation(ref)
+    assert list(answered.pending_questions) == []
+    assert [m.role for m in answered.messages] == ["user", "assistant"]
+
+    # Nothing is pending any more.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await follow_up(["again", "again"])
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_chairman_without_questions_goes_straight_to_the_council(asking, double):
+    owner = user()
+    conversation_id = await new_conversation(asking, owner)
+    events = await ask(asking, owner, conversation_id, "Who did it?")
+    assert events[-1].message.content == CHAIRMAN_TEXT
+
+
