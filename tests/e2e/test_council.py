@@ -1,0 +1,121 @@
+"""The council across real processes (the launcher's gateway, stories,
+generation, billing), real Postgres and NATS, with the offline council of
+three: a question answered in three streamed stages and stored with every
+stage, a generated title, starring and renaming, and clarifying questions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def sse(http, path: str, headers: dict, body: dict) -> list[tuple[str, dict]]:
+    events: list[tuple[str, dict]] = []
+    name, data = None, None
+    with http.stream(
+        "POST", path, json=body, headers={**headers, "Accept": "text/event-stream"}, timeout=120
+    ) as stream:
+        assert stream.status_code == 200, stream.read()
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+            elif not line and name:
+                events.append((name, data))
+                name, data = None, None
+    return events
+
+
+def test_a_question_is_answered_in_three_streamed_stages_and_stored(api, problem):
+    writer = api.register()
+    created = api.http.post("/v1/conversations", json={}, headers=writer.headers)
+    assert created.status_code == 201, created.text
+    conversation = created.json()
+
+    events = sse(
+        api.http,
+        f"/v1/conversations/{conversation['id']}/messages",
+        writer.headers,
+        {"content": "Who should tell the story of the lighthouse: the keeper or the sea?"},
+    )
+    names = [name for name, _ in events]
+    # The stages in order, each streaming text before its results.
+    assert names.index("answer") < names.index("review") < names.index("aggregate")
+    assert names.index("aggregate") < names.index("chairman") < len(names) - 1
+    assert names[-1] == "message" and "delta" in names and "title" in names
+    answers = [data for name, data in events if name == "answer"]
+    assert len(answers) == 3 and len({a["model"] for a in answers}) == 3
+    assert len({a["text"] for a in answers}) == 3
+
+    stored = api.http.get(f"/v1/conversations/{conversation['id']}", headers=writer.headers).json()
+    assert stored["title"] and stored["title"] != ""
+    question, answer = stored["messages"]
+    assert (question["role"], answer["role"]) == ("user", "assistant")
+    council = answer["council"]
+    assert answer["content"] == council["chairman"]["text"] and answer["content"]
+    assert len(council["answers"]) == 3 and len(council["reviews"]) == 3
+    for review in council["reviews"]:
+        assert review["ranking_parsed"] and len(review["label_to_model"]) == 3
+    # Each member is ranked by the other two: its own vote is left out.
+    assert sorted(member["votes"] for member in council["aggregate"]) == [2, 2, 2]
+    assert council["failed_members"] == []
+
+    # One generation of the plan for the whole message, once stories stored it.
+    api.wait_for(lambda: api.usage(writer)["generations_used"] == 1)
+    # Every call of every stage in the usage logs (settled asynchronously).
+    def operations() -> set[str]:
+        logs = api.http.get("/v1/usage/logs", params={"limit": 100}, headers=writer.headers)
+        return {entry["operation"] for entry in logs.json()["items"]}
+
+    api.wait_for(
+        lambda: {"council_stage_1", "council_stage_2", "council_stage_3"} <= operations()
+    )
+
+    renamed = api.http.patch(
+        f"/v1/conversations/{conversation['id']}",
+        json={"title": "Keeper or sea", "starred": True},
+        headers=writer.headers,
+    )
+    assert renamed.status_code == 200, renamed.text
+    starred = api.http.get(
+        "/v1/conversations", params={"starred": "true"}, headers=writer.headers
+    ).json()
+    assert [(c["id"], c["title"]) for c in starred["items"]] == [
+        (conversation["id"], "Keeper or sea")
+    ]
+    stranger = api.register()
+    problem(
+        api.http.get(f"/v1/conversations/{conversation['id']}", headers=stranger.headers), 404
+    )
+
+
+def test_clarifying_questions_are_answered_before_the_council_deliberates(start_private_stack):
+    api = start_private_stack(COUNCIL_FOLLOW_UP_QUESTIONS="2")
+    writer = api.register()
+    conversation = api.http.post("/v1/conversations", json={}, headers=writer.headers).json()
+    path = f"/v1/conversations/{conversation['id']}"
+
+    asked = api.http.post(
+        f"{path}/messages", json={"content": "Write me a plot twist."}, headers=writer.headers
+    )
+    assert asked.status_code == 200, asked.text
+    questions = asked.json()["questions"]
+    assert 1 <= len(questions) <= 2
+    assert api.http.get(path, headers=writer.headers).json()["pending_questions"] == questions
+
+    answered = api.http.post(
+        f"{path}/follow-up",
+        json={"answers": [f"answer {n}" for n in range(len(questions))]},
+        headers=writer.headers,
+    )
+    assert answered.status_code == 201, answered.text
+    council = answered.json()["council"]
+    assert [f["answer"] for f in council["follow_ups"]] == [
+        f"answer {n}" for n in range(len(questions))
+    ]
+    assert council["chairman"]["text"]
+    assert api.http.get(path, headers=writer.headers).json()["pending_questions"] == []
