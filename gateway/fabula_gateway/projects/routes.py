@@ -37,7 +37,8 @@ from fabula_gateway.projects.schemas import (
 from fabula_gateway.stories.exchange import (
     DEFAULT_AUTHOR,
     EXPORT_FORMATS,
-    ExportFormat,
+    EXPORT_RESPONSES,
+    ExportFormatQuery,
     author_name,
     file_response,
 )
@@ -418,24 +419,13 @@ async def revise_narrative(
     "(plain text) or `epub` (an EPUB 3 book with a chapter per `## ` section). Counts a "
     "download and records the format. The author is the account's full name, or "
     f'"{DEFAULT_AUTHOR}" when it has none.',
-    responses={
-        200: {
-            "content": {
-                "text/markdown": {"schema": {"type": "string"}},
-                "text/plain": {"schema": {"type": "string"}},
-                "application/epub+zip": {"schema": {"type": "string", "format": "binary"}},
-            }
-        },
-        **problem_responses(401, 404, 422, 500, 503),
-    },
+    responses=EXPORT_RESPONSES,
 )
 async def export_narrative(
     user_id: CurrentUserId,
     narrative_id: NarrativeId,
     clients: Clients,
-    format: Annotated[  # the query parameter's public name
-        ExportFormat, Query(description="`md` (the default), `txt` or `epub`.")
-    ] = "md",
+    format: ExportFormatQuery = "md",  # the query parameter's public name
 ) -> StreamingResponse:
     call = clients.projects.ExportNarrative(
         projects_pb2.ExportNarrativeRequest(

@@ -52,6 +52,22 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
+# What an export route answers and takes, for stories and narratives alike.
+EXPORT_RESPONSES = {
+    200: {
+        "content": {
+            "text/markdown": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}},
+            "application/epub+zip": {"schema": {"type": "string", "format": "binary"}},
+        }
+    },
+    **problem_responses(401, 404, 422, 500, 503),
+}
+ExportFormatQuery = Annotated[
+    ExportFormat, Query(description="`md` (the default), `txt` or `epub`.")
+]
+
+
 @router.get(
     "/{story_id}/export",
     operation_id="export_story",
@@ -62,24 +78,13 @@ def content_disposition(filename: str) -> str:
     "a file to keep: `md` (Markdown, the default), `txt` (plain text) or `epub` (an EPUB 3 "
     "book with a chapter per segment). The author is the account's full name, or "
     f'"{DEFAULT_AUTHOR}" when it has none.',
-    responses={
-        200: {
-            "content": {
-                "text/markdown": {"schema": {"type": "string"}},
-                "text/plain": {"schema": {"type": "string"}},
-                "application/epub+zip": {"schema": {"type": "string", "format": "binary"}},
-            }
-        },
-        **problem_responses(401, 404, 422, 500, 503),
-    },
+    responses=EXPORT_RESPONSES,
 )
 async def export_story(
     user_id: CurrentUserId,
     story_id: StoryId,
     clients: Clients,
-    format: Annotated[  # the query parameter's public name
-        ExportFormat, Query(description="`md` (the default), `txt` or `epub`.")
-    ] = "md",
+    format: ExportFormatQuery = "md",  # the query parameter's public name
 ) -> StreamingResponse:
     call = clients.stories.ExportStory(
         stories_pb2.ExportStoryRequest(
