@@ -22,10 +22,20 @@ from fabula_gateway.stories.schemas import GeneratedBy, Segment, Story
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-STORY = """SELECT id, title, genre, characters, opening_line, is_complete, created_at, updated_at
+STORY = """SELECT id, title, genre, characters, opening_line, is_complete, created_at, updated_at,
+                  memory, authors_note, is_favorite, head_segment_id
            FROM stories.stories WHERE id = $1 AND user_id = $2"""
-SEGMENTS = """SELECT id, position, text, kind, provider, model, is_language_model, created_at
-              FROM stories.segments WHERE story_id = $1 ORDER BY position"""
+# The followed path, each segment with how many versions its position has.
+SEGMENTS = """SELECT s.id, s.position, s.text, s.kind, s.provider, s.model, s.is_language_model,
+                     s.created_at, s.parent_id, s.word_count, s.edited_at IS NOT NULL AS edited,
+                     count(*) AS alternative_count,
+                     count(*) FILTER (WHERE (a.created_at, a.id) <= (s.created_at, s.id))
+                       AS alternative_number
+              FROM stories.segments s
+              JOIN stories.segments a
+                ON a.story_id = s.story_id AND a.parent_id IS NOT DISTINCT FROM s.parent_id
+              WHERE s.story_id = $1 AND s.on_path
+              GROUP BY s.id ORDER BY s.position"""
 
 
 @asynccontextmanager
@@ -65,6 +75,10 @@ async def get_story(story_id: uuid.UUID, owner: Annotated[uuid.UUID, Depends(use
         characters=list(story["characters"]),
         opening_line=story["opening_line"],
         is_complete=story["is_complete"],
+        memory=story["memory"],
+        authors_note=story["authors_note"],
+        is_favorite=story["is_favorite"],
+        head_segment_id=str(story["head_segment_id"]) if story["head_segment_id"] else None,
         segment_count=len(segments),
         created_at=story["created_at"],
         updated_at=story["updated_at"],
@@ -78,6 +92,11 @@ async def get_story(story_id: uuid.UUID, owner: Annotated[uuid.UUID, Depends(use
                 generated_by=GeneratedBy(
                     provider=s["provider"], model=s["model"], is_language_model=s["is_language_model"]
                 ),
+                parent_id=str(s["parent_id"]) if s["parent_id"] else None,
+                alternative_count=s["alternative_count"],
+                alternative_number=s["alternative_number"],
+                edited=s["edited"],
+                word_count=s["word_count"],
             )
             for s in segments
         ],
