@@ -44,17 +44,31 @@ async def provision(
     passwords = passwords or {}
     admin = await asyncpg.connect(_asyncpg_dsn(admin_url), timeout=5)
     try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
-            await admin.execute(f"CREATE DATABASE {_quote_ident(database)}")
-        for service in services:
-            role = role_name(service)
-            password = _quote_literal(passwords.get(service, default_password(service)))
-            if await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
-                await admin.execute(f"ALTER ROLE {_quote_ident(role)} LOGIN PASSWORD {password}")
-            else:
-                await admin.execute(f"CREATE ROLE {_quote_ident(role)} LOGIN PASSWORD {password}")
+        # Roles are cluster-wide: two provisioners at once (parallel test
+        # workers, two bootstrap jobs) would race on the same role rows
+        # ("tuple concurrently updated"). One at a time, on a session lock.
+        await admin.execute("SELECT pg_advisory_lock(hashtext('fabula.provision'))")
+        await _provision(admin, admin_url, database, passwords, services)
     finally:
         await admin.close()
+
+
+async def _provision(
+    admin: asyncpg.Connection,
+    admin_url: str,
+    database: str,
+    passwords: dict[str, str],
+    services: tuple[str, ...],
+) -> None:
+    if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+        await admin.execute(f"CREATE DATABASE {_quote_ident(database)}")
+    for service in services:
+        role = role_name(service)
+        password = _quote_literal(passwords.get(service, default_password(service)))
+        if await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+            await admin.execute(f"ALTER ROLE {_quote_ident(role)} LOGIN PASSWORD {password}")
+        else:
+            await admin.execute(f"CREATE ROLE {_quote_ident(role)} LOGIN PASSWORD {password}")
 
     target = await asyncpg.connect(_asyncpg_dsn(admin_url), database=database, timeout=5)
     try:
