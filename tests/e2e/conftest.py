@@ -17,16 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 from fabula_common.testing import PrivateNats, free_port
-from fabula_devtools.stack import Stack, stack_environment, start_stack, stop_stack
+from fabula_devtools.stack import TEST_POOLS, Stack, stack_environment, start_stack, stop_stack
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     """The whole platform with the offline provider, shared by the e2e tests."""
     # Every request's access line: tests follow a request id through the logs.
-    running = start_stack(
-        stack_environment(ACCESS_LOG_LEVEL="DEBUG"), tmp_path_factory.mktemp("stack") / "fabula.log"
-    )
+    env = stack_environment(**TEST_POOLS, ACCESS_LOG_LEVEL="DEBUG")
+    running = start_stack(env, tmp_path_factory.mktemp("stack") / "fabula.log")
     yield running
     code = stop_stack(running)
     assert code == 0, running.log_tail()
@@ -128,7 +127,8 @@ def start_private_stack(tmp_path) -> Iterator:
     started: list[Stack] = []
 
     def start(**overrides: str) -> Api:
-        running = start_stack(stack_environment(**overrides), tmp_path / f"stack{len(started)}.log")
+        env = stack_environment(**{**TEST_POOLS, **overrides})
+        running = start_stack(env, tmp_path / f"stack{len(started)}.log")
         started.append(running)
         return Api(running)
 

@@ -70,6 +70,12 @@ class Stack:
             time.sleep(0.05)
 
 
+# For test stacks, which run side by side (pytest-xdist) on one Postgres of
+# 100 connections: few idle connections per process. Benchmarks keep the
+# services' own pool sizes.
+TEST_POOLS = {"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "10"}
+
+
 def stack_environment(**overrides: str) -> dict[str, str]:
     run = uuid.uuid4().hex[:8]
     env = {k: v for k, v in os.environ.items() if not k.endswith(_INHERITED_NOT)}
