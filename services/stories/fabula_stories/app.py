@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fabula.billing.v1 import events_pb2 as billing_events
 from fabula.generation.v1 import council_pb2_grpc, generation_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.stories.v1 import (
@@ -21,6 +22,7 @@ from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
+from fabula_stories.conversations.plans import record_plan
 from fabula_stories.conversations.servicer import ConversationsServicer
 from fabula_stories.conversations.writer import ConversationWriter
 from fabula_stories.database import outbox, processed_events
@@ -81,7 +83,7 @@ def create_app(settings: Settings) -> GrpcApp:
     )
     app.add_servicer(
         conversations_pb2_grpc.add_ConversationsServiceServicer_to_server,
-        ConversationsServicer(db, conversation_writer),
+        ConversationsServicer(db, conversation_writer, settings.council_free_retention_days),
         conversations_pb2.DESCRIPTOR.services_by_name["ConversationsService"].full_name,
     )
     app.add_worker(conversation_writer)
@@ -121,6 +123,18 @@ def create_app(settings: Settings) -> GrpcApp:
             subject=subject_for(settings, "generation", "job_completed"),
             message_type=generation_events.JobCompleted,
             handler=record_narrative,
+        )
+    )
+    app.add_worker(
+        EventConsumer(
+            db=db,
+            bus=bus,
+            processed=processed_events,
+            service="stories",
+            durable="stories-plan-changed",
+            subject=subject_for(settings, "billing", "plan_changed"),
+            message_type=billing_events.PlanChanged,
+            handler=record_plan,
         )
     )
     app.add_worker(OutboxRelay(db, outbox, bus, "stories", settings))

@@ -13,21 +13,27 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import datetime as dt
+
 import grpc
+import nats
 import pytest
+from fabula.billing.v1 import events_pb2 as billing_events
 from fabula.common.v1 import money_pb2
 from fabula.generation.v1 import council_pb2, council_pb2_grpc
 from fabula.stories.v1 import conversations_pb2, conversations_pb2_grpc, events_pb2
 from fabula_common.db import Database
 from fabula_common.errors import UpstreamError, error_reason
-from fabula_common.messaging.bus import EventBus
+from fabula_common.messaging.bus import EventBus, subject_for
+from fabula_common.messaging.headers import MSG_ID_HEADER
 from fabula_common.settings import CommonSettings
 from fabula_common.testing import free_port, running_app
 from fabula_stories.app import create_app
-from fabula_stories.conversations.models import ConversationMessage
+from fabula_stories.conversations.models import Conversation, ConversationMessage
 from fabula_stories.settings import Settings
 from fabula_stories.stories.events import DeliverySubjects
-from sqlalchemy import select
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import select, update
 
 Stub = conversations_pb2_grpc.ConversationsServiceStub
 MEMBERS = ("offline/alpha", "offline/beta", "offline/gamma")
@@ -556,3 +562,102 @@ async def test_a_chairman_without_questions_goes_straight_to_the_council(asking,
     assert events[-1].message.content == CHAIRMAN_TEXT
 
 
+
+
+# --- The free plan's retention ----------------------------------------------------------
+
+
+async def backdate(db: Database, conversation_id: str, days: int) -> None:
+    async with db.session_scope() as session:
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == uuid.UUID(conversation_id))
+            .values(created_at=Conversation.created_at - dt.timedelta(days=days))
+        )
+
+
+async def plan_changed(user_id: str, plan: str, occurred_at: dt.datetime) -> None:
+    """Billing's PlanChanged, published as billing publishes it."""
+    settings = CommonSettings()
+    occurred = Timestamp()
+    occurred.FromDatetime(occurred_at)
+    event = billing_events.PlanChanged(
+        event_id=str(uuid.uuid4()), user_id=user_id, plan=plan, source="manual",
+        occurred_at=occurred,
+    )
+    nc = await nats.connect(settings.nats_url, connect_timeout=2)
+    try:
+        await nc.jetstream().publish(
+            subject_for(settings, "billing", "plan_changed"),
+            event.SerializeToString(),
+            headers={MSG_ID_HEADER: uuid.uuid4().hex},
+        )
+    finally:
+        await nc.close()
+
+
+async def test_old_conversations_hide_on_the_free_plan_and_return_on_a_paid_one(
+    conversations, double, db
+):
+    owner = user()
+    old = await new_conversation(conversations, owner, "Old")
+    recent = await new_conversation(conversations, owner, "Recent")
+    await backdate(db, old, days=31)
+    ref = conversations_pb2.ConversationRef(user_id=owner, conversation_id=old)
+
+    async def listed() -> list[str]:
+        page = await conversations.ListConversations(
+            conversations_pb2.ListConversationsRequest(user_id=owner)
+        )
+        return [c.id for c in page.items]
+
+    # No plan known: the free plan. The old one is hidden everywhere, not deleted.
+    assert await listed() == [recent]
+    for call in (
+        conversations.GetConversation(ref),
+        conversations.UpdateConversation(
+            conversations_pb2.UpdateConversationRequest(
+                user_id=owner, conversation_id=old, starred=True
+            )
+        ),
+        ask(conversations, owner, old, "Still there?"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # An upgrade (billing's event) brings it back, messages and all.
+    now = dt.datetime.now(dt.UTC)
+    await plan_changed(owner, "pro", now)
+
+    async def shows_both() -> bool:
+        return await listed() == [recent, old]
+
+    await eventually(shows_both)
+    assert (await conversations.GetConversation(ref)).title == "Old"
+    answered = await ask(conversations, owner, old, "Still there?")
+    assert answered[-1].message.content == CHAIRMAN_TEXT
+
+    # Back on the free plan it hides again; an older event arriving late
+    # (the upgrade before it) changes nothing.
+    await plan_changed(owner, "free", now + dt.timedelta(seconds=1))
+    await eventually(lambda: _equals(listed(), [recent]))
+    await plan_changed(owner, "enterprise", now - dt.timedelta(minutes=5))
+    marker = user()
+    await plan_changed(marker, "pro", now)
+    # Events of one subject are applied in order: once the marker's is, the stale one was.
+    marker_conversation = await new_conversation(conversations, marker)
+    await backdate(db, marker_conversation, days=90)
+
+    async def marker_applied() -> bool:
+        page = await conversations.ListConversations(
+            conversations_pb2.ListConversationsRequest(user_id=marker)
+        )
+        return len(page.items) == 1
+
+    await eventually(marker_applied)
+    assert await listed() == [recent]
+
+
+async def _equals(value: Awaitable, expected) -> bool:
+    return await value == expected

@@ -19,6 +19,11 @@ from fabula_stories.conversations.models import (
 )
 
 
+def _visible(since: dt.datetime | None) -> list:
+    """The free plan's retention (see plans.py): conversations created since."""
+    return [] if since is None else [Conversation.created_at >= since]
+
+
 async def get_conversation(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -26,9 +31,12 @@ async def get_conversation(
     *,
     with_messages: bool = False,
     for_update: bool = False,
+    visible_since: dt.datetime | None = None,
 ) -> Conversation | None:
     query = select(Conversation).where(
-        Conversation.id == conversation_id, Conversation.user_id == user_id
+        Conversation.id == conversation_id,
+        Conversation.user_id == user_id,
+        *_visible(visible_since),
     )
     if with_messages:
         query = query.options(selectinload(Conversation.messages))
@@ -43,10 +51,11 @@ async def list_conversations(
     limit: int,
     after: tuple[dt.datetime, uuid.UUID] | None,
     starred: bool | None,
+    visible_since: dt.datetime | None = None,
 ) -> Sequence[Conversation]:
     query = (
         select(Conversation)
-        .where(Conversation.user_id == user_id)
+        .where(Conversation.user_id == user_id, *_visible(visible_since))
         .order_by(Conversation.created_at.desc(), Conversation.id.desc())
         .limit(limit)
     )
@@ -72,11 +81,19 @@ async def message_counts(
 
 
 async def update_conversation(
-    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID, values: dict[str, Any]
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    values: dict[str, Any],
+    visible_since: dt.datetime | None = None,
 ) -> Conversation | None:
     query = (
         update(Conversation)
-        .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+        .where(
+            Conversation.id == conversation_id,
+            Conversation.user_id == user_id,
+            *_visible(visible_since),
+        )
         .values(**values, updated_at=func.now())
         .returning(Conversation)
     )
@@ -84,12 +101,19 @@ async def update_conversation(
 
 
 async def delete_conversation(
-    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    visible_since: dt.datetime | None = None,
 ) -> bool:
     """Delete the conversation (its messages go by ON DELETE CASCADE); False when absent."""
     query = (
         delete(Conversation)
-        .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+        .where(
+            Conversation.id == conversation_id,
+            Conversation.user_id == user_id,
+            *_visible(visible_since),
+        )
         .returning(Conversation.id)
     )
     return (await session.execute(query)).scalar_one_or_none() is not None
@@ -108,11 +132,14 @@ async def claim(
     conversation_id: uuid.UUID,
     message_id: uuid.UUID,
     lease_seconds: float,
+    visible_since: dt.datetime | None = None,
 ) -> tuple[Conversation, uuid.UUID | None] | None:
     """Take the conversation's write lease for `message_id` when it is free
     (or its holder stopped renewing it); the conversation and the message the
     lapsed lease was for, or None when it is held (or not the user's)."""
-    conversation = await get_conversation(session, user_id, conversation_id, for_update=True)
+    conversation = await get_conversation(
+        session, user_id, conversation_id, for_update=True, visible_since=visible_since
+    )
     if conversation is None:
         return None
     now = await session.scalar(select(func.now()))

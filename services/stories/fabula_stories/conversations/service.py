@@ -17,7 +17,7 @@ from fabula_common.pagination import decode_cursor, encode_cursor, page_limit
 from google.protobuf import json_format
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fabula_stories.conversations import events, repository
+from fabula_stories.conversations import events, plans, repository
 from fabula_stories.conversations.models import (
     CONVERSATION_TITLE_MAX_LENGTH,
     MESSAGE_MAX_LENGTH,
@@ -122,10 +122,16 @@ async def create_conversation(db: Database, user_id: uuid.UUID, title: str) -> C
 
 
 async def get_conversation(
-    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    retention_days: int = 0,
 ) -> Conversation:
+    """The user's conversation with its messages; NotFound when it is not
+    theirs or the free plan's retention hides it (see plans.py)."""
+    since = await plans.visible_since(session, user_id, retention_days)
     conversation = await repository.get_conversation(
-        session, user_id, conversation_id, with_messages=True
+        session, user_id, conversation_id, with_messages=True, visible_since=since
     )
     if conversation is None:
         raise NotFound("conversation not found")
@@ -133,7 +139,12 @@ async def get_conversation(
 
 
 async def list_conversations(
-    session: AsyncSession, user_id: uuid.UUID, limit: int, cursor: str, starred: bool | None
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    limit: int,
+    cursor: str,
+    starred: bool | None,
+    retention_days: int = 0,
 ) -> Page:
     limit = page_limit(limit)
     decoded = decode_cursor(cursor)
@@ -145,7 +156,10 @@ async def list_conversations(
             raise InvalidArgument("cursor is malformed") from None
     await refuse_deleted_reader(session, user_id)
     # One row more than asked tells whether another page follows.
-    rows = list(await repository.list_conversations(session, user_id, limit + 1, after, starred))
+    since = await plans.visible_since(session, user_id, retention_days)
+    rows = list(
+        await repository.list_conversations(session, user_id, limit + 1, after, starred, since)
+    )
     items, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(items[-1].created_at, str(items[-1].id)) if more else ""
     counts = await repository.message_counts(session, [item.id for item in items])
@@ -158,6 +172,7 @@ async def update_conversation(
     conversation_id: uuid.UUID,
     title: str | None,
     starred: bool | None,
+    retention_days: int = 0,
 ) -> Conversation:
     values: dict[str, Any] = {}
     if title is not None:
@@ -166,18 +181,25 @@ async def update_conversation(
         values["starred"] = starred
     if not values:
         raise InvalidArgument("give a title or starred to change")
-    updated = await repository.update_conversation(session, user_id, conversation_id, values)
+    since = await plans.visible_since(session, user_id, retention_days)
+    updated = await repository.update_conversation(
+        session, user_id, conversation_id, values, since
+    )
     if updated is None:
         raise NotFound("conversation not found")
     return await get_conversation(session, user_id, conversation_id)
 
 
 async def delete_conversation(
-    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    retention_days: int = 0,
 ) -> None:
     # A message being answered meanwhile ends as discarded: its store finds
     # no message to complete (see finish).
-    if not await repository.delete_conversation(session, user_id, conversation_id):
+    since = await plans.visible_since(session, user_id, retention_days)
+    if not await repository.delete_conversation(session, user_id, conversation_id, since):
         raise NotFound("conversation not found")
 
 
@@ -191,12 +213,17 @@ async def _claim(
     conversation_id: uuid.UUID,
     message_id: uuid.UUID,
     lease_seconds: float,
+    retention_days: int,
 ) -> Conversation:
+    since = await plans.visible_since(session, user_id, retention_days)
     claimed = await repository.claim(
-        session, user_id, conversation_id, message_id, lease_seconds
+        session, user_id, conversation_id, message_id, lease_seconds, since
     )
     if claimed is None:
-        if await repository.get_conversation(session, user_id, conversation_id) is None:
+        found = await repository.get_conversation(
+            session, user_id, conversation_id, visible_since=since
+        )
+        if found is None:
             raise NotFound("conversation not found")
         raise ConversationBusy("the council is answering another message of this conversation")
     conversation, lapsed = claimed
@@ -225,13 +252,14 @@ async def begin_message(
     content: str,
     message_id: uuid.UUID,
     lease_seconds: float,
+    retention_days: int = 0,
 ) -> Deliberation:
     """Claim the conversation for the assistant message `message_id` and
     store the question (any questions still pending about an earlier one are
     dropped: the user asked something else)."""
     await refuse_deleted_user(session, user_id)
     conversation = await _claim(
-        session, subjects, user_id, conversation_id, message_id, lease_seconds
+        session, subjects, user_id, conversation_id, message_id, lease_seconds, retention_days
     )
     conversation.pending_questions = []
     conversation.pending_question_for = None
@@ -258,11 +286,12 @@ async def begin_follow_up(
     answers: Sequence[str],
     message_id: uuid.UUID,
     lease_seconds: float,
+    retention_days: int = 0,
 ) -> Deliberation:
     """Claim the conversation and store the answers to its pending questions
     on the question they are about."""
     conversation = await _claim(
-        session, subjects, user_id, conversation_id, message_id, lease_seconds
+        session, subjects, user_id, conversation_id, message_id, lease_seconds, retention_days
     )
     answers = validate_answers(conversation.pending_questions, answers)
     question = await repository.get_message(session, conversation.pending_question_for)

@@ -127,6 +127,7 @@ class ConversationWriter:
                 content,
                 message_id,
                 self._settings.write_lease_seconds,
+                self._settings.council_free_retention_days,
             )
         async for event in self._run(work, ask_first=self._settings.council_follow_up_questions > 0):
             yield event
@@ -144,6 +145,7 @@ class ConversationWriter:
                 answers,
                 message_id,
                 self._settings.write_lease_seconds,
+                self._settings.council_free_retention_days,
             )
         async for event in self._run(work, ask_first=False):
             yield event
