@@ -5,9 +5,14 @@ stage, a generated title, starring and renaming, and clarifying questions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 
+import asyncpg
 import pytest
+
+from .test_keys_admin import make_superuser
 
 pytestmark = pytest.mark.e2e
 
@@ -119,3 +124,57 @@ def test_clarifying_questions_are_answered_before_the_council_deliberates(start_
     ]
     assert council["chairman"]["text"]
     assert api.http.get(path, headers=writer.headers).json()["pending_questions"] == []
+
+
+def _stories_sql(stack, statement: str, *args) -> None:
+    """Run `statement` in the stack's database as its admin (the test plays
+    time forward in stories' schema: nothing of the product does this)."""
+
+    async def run() -> None:
+        admin = stack.env.get("POSTGRES_ADMIN_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+        connection = await asyncpg.connect(
+            admin.rsplit("/", 1)[0] + "/" + stack.env["FABULA_DATABASE_NAME"]
+        )
+        try:
+            await connection.execute(statement, *args)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def test_old_conversations_hide_on_the_free_plan_and_return_after_an_upgrade(
+    api, stack, problem
+):
+    writer, admin = api.register(), api.register()
+    make_superuser(stack, admin.email)
+    user_id = api.http.get("/v1/me", headers=writer.headers).json()["id"]
+    old = api.http.post("/v1/conversations", json={"title": "Old"}, headers=writer.headers).json()
+    recent = api.http.post(
+        "/v1/conversations", json={"title": "Recent"}, headers=writer.headers
+    ).json()
+    # 31 days old: past the free plan's 30.
+    _stories_sql(
+        stack,
+        "UPDATE stories.conversations SET created_at = now() - interval '31 days' WHERE id = $1",
+        uuid.UUID(old["id"]),
+    )
+
+    def listed() -> list[str]:
+        response = api.http.get("/v1/conversations", headers=writer.headers)
+        assert response.status_code == 200, response.text
+        return [c["id"] for c in response.json()["items"]]
+
+    assert listed() == [recent["id"]]
+    problem(api.http.get(f"/v1/conversations/{old['id']}", headers=writer.headers), 404)
+
+    upgraded = api.http.put(
+        f"/v1/admin/users/{user_id}/plan",
+        json={"plan": "pro", "reason": "council e2e"},
+        headers=admin.headers,
+    )
+    assert upgraded.status_code == 200, upgraded.text
+    # Billing's PlanChanged reaches stories: the old one is back.
+    api.wait_for(lambda: listed() == [recent["id"], old["id"]])
+    back = api.http.get(f"/v1/conversations/{old['id']}", headers=writer.headers)
+    assert back.status_code == 200 and back.json()["title"] == "Old"
