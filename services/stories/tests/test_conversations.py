@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import datetime as dt
 
@@ -30,6 +31,12 @@ from fabula_common.settings import CommonSettings
 from fabula_common.testing import free_port, running_app
 from fabula_stories.app import create_app
 from fabula_stories.conversations.models import Conversation, ConversationMessage
+from fabula_stories.exchange.council_seed import (
+    read_conversation,
+    read_profile,
+    read_subscription,
+)
+from fabula_stories.exchange.seed import MalformedStory
 from fabula_stories.settings import Settings
 from fabula_stories.stories.events import DeliverySubjects
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -661,3 +668,99 @@ async def test_old_conversations_hide_on_the_free_plan_and_return_on_a_paid_one(
 
 async def _equals(value: Awaitable, expected) -> bool:
     return await value == expected
+
+
+# --- Importing the council app's JSON ----------------------------------------------------
+
+SAMPLE = Path(__file__).parent / "data" / "council_sample"
+SAMPLE_CONVERSATION = SAMPLE / "conversations" / "5f0c2a1e-7d4b-4c55-9a43-0b1f6a2e9c11.json"
+
+
+def test_the_sample_folder_reads_as_the_council_app_wrote_it():
+    conversation = read_conversation(SAMPLE_CONVERSATION)
+    request = conversation.request
+    assert conversation.owner == "user-ada"
+    assert (request.source, request.original_id, request.title, request.starred) == (
+        "llm-council", "5f0c2a1e-7d4b-4c55-9a43-0b1f6a2e9c11", "Keeper or sea?", True
+    )
+    assert request.created_at.ToDatetime(dt.UTC) == dt.datetime(2025, 3, 1, 9, 15, tzinfo=dt.UTC)
+    assert [m.role for m in request.messages] == ["user", "assistant", "user", "assistant"]
+    first_answer = request.messages[1]
+    assert first_answer.content == "Let the keeper narrate, and give the sea the last chapter."
+    assert [a.model for a in first_answer.council.answers] == [
+        "openai/gpt-4.1", "anthropic/claude-sonnet-4", "google/gemini-2.5-pro"
+    ]
+    # A ranking the app could not parse stays flagged, not guessed.
+    assert [r.ranking_parsed for r in first_answer.council.reviews] == [True, False, True]
+    assert list(first_answer.council.reviews[0].ranking) == ["Response B", "Response C", "Response A"]
+    # The answers to clarifying questions go with the first question and its answer.
+    assert [(f.question, f.answer) for f in request.messages[0].follow_ups] == [
+        ("Which century is the story set in?", "The 1920s")
+    ]
+    assert list(first_answer.council.follow_ups) == list(request.messages[0].follow_ups)
+
+    single_user = read_conversation(
+        SAMPLE / "conversations" / "8a7f3c90-1111-4e2b-8f00-3d9e5b7c2a01.json"
+    )
+    assert single_user.owner is None and not single_user.request.starred
+    with pytest.raises(MalformedStory, match="stage3"):
+        read_conversation(SAMPLE / "conversations" / "d15ea5e0-3333-4c4d-8e5f-6a7b8c9d0e1f.json")
+    assert read_profile(SAMPLE / "profiles" / "user-ada.json").email == "ada@example.com"
+    subscription = read_subscription(SAMPLE / "subscriptions" / "user-ada.json")
+    assert (subscription.tier, subscription.status) == ("pro", "active")
+
+
+async def test_a_conversation_is_imported_once_with_its_stages_and_timestamps(conversations, db):
+    owner = user()
+    request = read_conversation(SAMPLE_CONVERSATION).request
+    request.user_id = owner
+    first = await conversations.ImportConversation(request)
+    again = await conversations.ImportConversation(request)
+    assert first.imported and not again.imported
+    assert again.conversation_id == first.conversation_id
+
+    # From 2025: hidden while the owner is on the free plan, there on a paid one.
+    ref = conversations_pb2.ConversationRef(user_id=owner, conversation_id=first.conversation_id)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await conversations.GetConversation(ref)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    await plan_changed(owner, "pro", dt.datetime.now(dt.UTC))
+
+    async def visible() -> bool:
+        try:
+            await conversations.GetConversation(ref)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
+    await eventually(visible)
+    stored = await conversations.GetConversation(ref)
+    assert (stored.title, stored.starred) == ("Keeper or sea?", True)
+    assert stored.created_at.ToDatetime(dt.UTC) == dt.datetime(2025, 3, 1, 9, 15, tzinfo=dt.UTC)
+    assert [(m.role, m.content) for m in stored.messages] == [
+        (m.role, m.content) for m in request.messages
+    ]
+    assert stored.messages[1].council == request.messages[1].council
+    page = await conversations.ListConversations(
+        conversations_pb2.ListConversationsRequest(user_id=owner)
+    )
+    assert [(c.id, c.message_count) for c in page.items] == [(first.conversation_id, 4)]
+
+    # The council goes on in an imported conversation.
+    answered = await ask(conversations, owner, first.conversation_id, "One more question")
+    assert answered[-1].message.content == CHAIRMAN_TEXT
+
+
+async def test_a_malformed_import_stores_nothing(conversations, db):
+    owner = user()
+    request = read_conversation(SAMPLE_CONVERSATION).request
+    request.user_id = owner
+    request.messages[2].role = "system"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await conversations.ImportConversation(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "messages[2].role" in err.value.details()
+    async with db.session_scope() as session:
+        assert not await session.scalar(
+            select(Conversation.id).where(Conversation.user_id == uuid.UUID(owner))
+        )

@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy import delete, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -226,3 +227,40 @@ async def update_answering(
         .returning(ConversationMessage)
     )
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def insert_conversation_once(
+    session: AsyncSession, values: dict[str, Any]
+) -> uuid.UUID | None:
+    """Insert an imported conversation unless the user has one with its
+    (import_source, import_original_id): its id, or None when it was there
+    (the unique index decides a concurrent import, not a prior read)."""
+    statement = (
+        pg_insert(Conversation)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=[
+                Conversation.user_id, Conversation.import_source, Conversation.import_original_id
+            ],
+            index_where=Conversation.import_source.is_not(None),
+        )
+        .returning(Conversation.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def imported_conversation_id(
+    session: AsyncSession, user_id: uuid.UUID, source: str, original_id: str
+) -> uuid.UUID | None:
+    return await session.scalar(
+        select(Conversation.id).where(
+            Conversation.user_id == user_id,
+            Conversation.import_source == source,
+            Conversation.import_original_id == original_id,
+        )
+    )
+
+
+async def insert_messages(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(ConversationMessage), list(rows))

@@ -4,6 +4,7 @@ completes, then the answer (or the failure) with its delivery event."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 from fabula.generation.v1 import council_pb2
 from fabula.stories.v1 import conversations_pb2
-from fabula_common.db import Database
+from fabula_common.db import Database, utcnow
 from fabula_common.errors import Conflict, ConversationBusy, InvalidArgument, NotFound
 from fabula_common.pagination import decode_cursor, encode_cursor, page_limit
 from google.protobuf import json_format
@@ -201,6 +202,96 @@ async def delete_conversation(
     since = await plans.visible_since(session, user_id, retention_days)
     if not await repository.delete_conversation(session, user_id, conversation_id, since):
         raise NotFound("conversation not found")
+
+
+# --- Importing ---------------------------------------------------------------------
+
+IMPORT_SOURCE_MAX_LENGTH = 100
+IMPORT_ORIGINAL_ID_MAX_LENGTH = 255
+
+
+def _imported_messages(
+    request: conversations_pb2.ImportConversationRequest, created_at: dt.datetime
+) -> list[dict[str, Any]]:
+    """The rows of the messages, oldest first. The other app kept no time per
+    message: each is a microsecond after the one before, from the
+    conversation's creation, so they keep their order."""
+    rows = []
+    for index, message in enumerate(request.messages):
+        where = f"messages[{index}]"
+        if message.role not in ("user", "assistant"):
+            raise InvalidArgument(f'{where}.role must be "user" or "assistant"')
+        if "\x00" in message.content:
+            raise InvalidArgument(f"{where}.content must not contain NUL characters")
+        if message.role == "user" and not message.content.strip():
+            raise InvalidArgument(f"{where}.content is required")
+        assistant = message.role == "assistant"
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "role": message.role,
+                "content": message.content,
+                "created_at": created_at + dt.timedelta(microseconds=index),
+                "status": MessageStatus.complete.value if assistant else None,
+                "council": record_to_json(message.council) if assistant else None,
+                "follow_ups": [
+                    {"question": f.question, "answer": f.answer} for f in message.follow_ups
+                ]
+                if message.follow_ups and not assistant
+                else None,
+            }
+        )
+    return rows
+
+
+async def import_conversation(
+    session: AsyncSession, request: conversations_pb2.ImportConversationRequest
+) -> tuple[uuid.UUID, bool]:
+    """Store the conversation and its messages in one transaction, once per
+    (user, source, original id): (its id, True), or (the id of the one
+    imported before, False) with nothing changed."""
+    user_id = _import_user_id(request.user_id)
+    source, original_id = request.source.strip(), request.original_id.strip()
+    if not source or len(source) > IMPORT_SOURCE_MAX_LENGTH:
+        raise InvalidArgument(f"source is required, at most {IMPORT_SOURCE_MAX_LENGTH} characters")
+    if not original_id or len(original_id) > IMPORT_ORIGINAL_ID_MAX_LENGTH:
+        raise InvalidArgument(
+            f"original_id is required, at most {IMPORT_ORIGINAL_ID_MAX_LENGTH} characters"
+        )
+    title = validate_title(request.title)
+    created_at = request.created_at.ToDatetime(dt.UTC) if request.HasField("created_at") else utcnow()
+    rows = _imported_messages(request, created_at)
+    await refuse_deleted_user(session, user_id)
+    updated_at = rows[-1]["created_at"] if rows else created_at
+    conversation_id = await repository.insert_conversation_once(
+        session,
+        {
+            "id": uuid.uuid4(),
+            "user_id": user_id,
+            "title": title,
+            "starred": request.starred,
+            "import_source": source,
+            "import_original_id": original_id,
+            "created_at": created_at,
+            "updated_at": updated_at,
+        },
+    )
+    if conversation_id is None:
+        existing = await repository.imported_conversation_id(session, user_id, source, original_id)
+        if existing is None:  # deleted between the two statements: import it afresh
+            return await import_conversation(session, request)
+        return existing, False
+    await repository.insert_messages(
+        session, [{**row, "conversation_id": conversation_id} for row in rows]
+    )
+    return conversation_id, True
+
+
+def _import_user_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument("user_id must be a UUID") from None
 
 
 # --- Answering a message -----------------------------------------------------------

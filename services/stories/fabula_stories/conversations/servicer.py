@@ -106,3 +106,14 @@ class ConversationsServicer(conversations_pb2_grpc.ConversationsServiceServicer)
             user_id, conversation_id, list(request.answers)
         ):
             yield event
+
+    async def ImportConversation(
+        self,
+        request: conversations_pb2.ImportConversationRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> conversations_pb2.ImportConversationResponse:
+        async with self._db.session_scope() as session:
+            conversation_id, imported = await service.import_conversation(session, request)
+        return conversations_pb2.ImportConversationResponse(
+            conversation_id=str(conversation_id), imported=imported
+        )

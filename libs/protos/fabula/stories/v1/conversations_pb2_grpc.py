@@ -75,6 +75,11 @@ class ConversationsServiceStub:
                 request_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.AnswerFollowUpRequest.SerializeToString,
                 response_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationEvent.FromString,
                 _registered_method=True)
+        self.ImportConversation = channel.unary_unary(
+                '/fabula.stories.v1.ConversationsService/ImportConversation',
+                request_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationResponse.FromString,
+                _registered_method=True)
 
 
 class ConversationsServiceServicer:
@@ -135,6 +140,17 @@ class ConversationsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportConversation(self, request, context):
+        """Stores a conversation kept by another app (the LLM council's JSON
+        files) as it was, with its timestamps, once per (user, source,
+        original_id): imported=false, nothing changed, when it was imported
+        before. INVALID_ARGUMENT, naming the field, for a malformed one: nothing
+        of it is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConversationsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +188,11 @@ def add_ConversationsServiceServicer_to_server(servicer, server):
                     servicer.AnswerFollowUp,
                     request_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.AnswerFollowUpRequest.FromString,
                     response_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationEvent.SerializeToString,
+            ),
+            'ImportConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportConversation,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -368,6 +389,33 @@ class ConversationsService:
             '/fabula.stories.v1.ConversationsService/AnswerFollowUp',
             fabula_dot_stories_dot_v1_dot_conversations__pb2.AnswerFollowUpRequest.SerializeToString,
             fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.ConversationsService/ImportConversation',
+            fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,
