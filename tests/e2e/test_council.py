@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -178,3 +182,64 @@ def test_old_conversations_hide_on_the_free_plan_and_return_after_an_upgrade(
     api.wait_for(lambda: listed() == [recent["id"], old["id"]])
     back = api.http.get(f"/v1/conversations/{old['id']}", headers=writer.headers)
     assert back.status_code == 200 and back.json()["title"] == "Old"
+
+
+COUNCIL_SAMPLE = (
+    Path(__file__).resolve().parents[2] / "services" / "stories" / "tests" / "data" / "council_sample"
+)
+
+
+def run_council_importer(stack, folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """What `make import-council DIR=<folder> [EMAIL=...]` runs."""
+    return subprocess.run(
+        [sys.executable, "-m", "fabula_stories.exchange.council_importer", "--dir", str(folder),
+         *args],
+        env=stack.env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_council_apps_folder_imports_once_and_reports_what_it_could_not(
+    api, stack, tmp_path
+):
+    ada, admin = api.register(), api.register()
+    make_superuser(stack, admin.email)
+    folder = tmp_path / "council"
+    shutil.copytree(COUNCIL_SAMPLE, folder)
+    profile = folder / "profiles" / "user-ada.json"
+    profile.write_text(profile.read_text().replace("ada@example.com", ada.email))
+
+    first = run_council_importer(stack, folder, "--email", ada.email)
+    # A stranger Fabula does not know and a malformed file: reported, exit 1.
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "imported 2, skipped 0 (already imported), failed 2" in first.stdout
+    assert "no Fabula account has the email stranger@example.org" in first.stdout
+    assert "d15ea5e0-3333-4c4d-8e5f-6a7b8c9d0e1f.json: missing messages[1].stage3" in first.stdout
+    assert "user-ada: tier pro, status active, Fabula user" in first.stdout
+
+    again = run_council_importer(stack, folder, "--email", ada.email)
+    assert "imported 0, skipped 2 (already imported), failed 2" in again.stdout, again.stdout
+
+    # From 2024 and 2025: hidden on the free plan, there once ada's plan is paid.
+    assert api.http.get("/v1/conversations", headers=ada.headers).json()["items"] == []
+    user_id = api.http.get("/v1/me", headers=ada.headers).json()["id"]
+    assert api.http.put(
+        f"/v1/admin/users/{user_id}/plan",
+        json={"plan": "pro", "reason": "imported a pro subscription"},
+        headers=admin.headers,
+    ).status_code == 200
+
+    def listed() -> list[dict]:
+        return api.http.get("/v1/conversations", headers=ada.headers).json()["items"]
+
+    items = api.wait_for(lambda: len(listed()) == 2 and listed())
+    assert [(c["title"], c["starred"], c["created_at"][:19]) for c in items] == [
+        ("Keeper or sea?", True, "2025-03-01T09:15:00"),
+        ("New Conversation", False, "2024-11-20T18:02:41"),
+    ]
+    keeper = api.http.get(f"/v1/conversations/{items[0]['id']}", headers=ada.headers).json()
+    assert [m["role"] for m in keeper["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert keeper["messages"][1]["council"]["chairman"]["model"] == "google/gemini-2.5-pro"

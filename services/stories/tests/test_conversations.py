@@ -31,6 +31,7 @@ from fabula_common.settings import CommonSettings
 from fabula_common.testing import free_port, running_app
 from fabula_stories.app import create_app
 from fabula_stories.conversations.models import Conversation, ConversationMessage
+from fabula_stories.conversations.service import record_to_json
 from fabula_stories.exchange.council_seed import (
     read_conversation,
     read_profile,
@@ -80,19 +81,14 @@ class CouncilDouble(council_pb2_grpc.CouncilServiceServicer):
     async def Deliberate(self, request, context) -> AsyncIterator[council_pb2.CouncilEvent]:
         self.requests.append(request)
         event = council_pb2.CouncilEvent
-        yield event(stage_started=1)
-        for model in MEMBERS:
-            yield event(delta=council_pb2.CouncilDelta(stage=1, model=model, text="It was "))
-        for model in MEMBERS[:2]:
-            yield event(
-                answer=council_pb2.MemberAnswer(
-                    model=model, text=f"It was the keeper, says {model}.", usage=usage()
-                )
-            )
-        # One member fails: the council goes on without it.
-        yield event(
-            answer=council_pb2.MemberAnswer(model=MEMBERS[2], error="429 rate limited")
-        )
+        # Stages done by an earlier attempt are not run again (as generation does).
+        if request.done_reviews:
+            async for done in self._stage_3(request):
+                yield done
+            return
+        if not request.done_answers:
+            async for done in self._stage_1():
+                yield done
         if self.fail_after_stage_1:
             # As generation reports it: each member's own error, reason model-unavailable.
             status = UpstreamError(
@@ -126,6 +122,27 @@ class CouncilDouble(council_pb2_grpc.CouncilServiceServicer):
                 ]
             )
         )
+        async for done in self._stage_3(request):
+            yield done
+
+    async def _stage_1(self) -> AsyncIterator[council_pb2.CouncilEvent]:
+        event = council_pb2.CouncilEvent
+        yield event(stage_started=1)
+        for model in MEMBERS:
+            yield event(delta=council_pb2.CouncilDelta(stage=1, model=model, text="It was "))
+        for model in MEMBERS[:2]:
+            yield event(
+                answer=council_pb2.MemberAnswer(
+                    model=model, text=f"It was the keeper, says {model}.", usage=usage()
+                )
+            )
+        # One member fails: the council goes on without it.
+        yield event(
+            answer=council_pb2.MemberAnswer(model=MEMBERS[2], error="429 rate limited")
+        )
+
+    async def _stage_3(self, request) -> AsyncIterator[council_pb2.CouncilEvent]:
+        event = council_pb2.CouncilEvent
         yield event(stage_started=3)
         yield event(delta=council_pb2.CouncilDelta(stage=3, model=MEMBERS[0], text="The "))
         yield event(
@@ -764,3 +781,167 @@ async def test_a_malformed_import_stores_nothing(conversations, db):
         assert not await session.scalar(
             select(Conversation.id).where(Conversation.user_id == uuid.UUID(owner))
         )
+
+
+
+# --- Resuming an interrupted message --------------------------------------------------------
+
+
+async def test_a_message_interrupted_by_a_shutdown_resumes_without_asking_its_members_again(
+    conversations, double, published, test_database, test_stream, council
+):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    double.pause_after_stage_1 = asyncio.Event()
+    stopping = _settings(council[1], shutdown_grace_seconds=0.2)
+    async with (
+        running_app(create_app(stopping)) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        call = Stub(channel).SendMessage(
+            conversations_pb2.SendMessageRequest(
+                user_id=owner, conversation_id=conversation_id, content="Who did it?"
+            )
+        )
+        await asyncio.wait_for(double.reached_stage_2.wait(), 10)
+    # That stories process stopped midway through stage 2.
+    call.cancel()
+    double.pause_after_stage_1.set()
+    ref = conversations_pb2.ConversationRef(user_id=owner, conversation_id=conversation_id)
+    stored = await conversations.GetConversation(ref)
+    interrupted = stored.messages[1]
+    assert interrupted.status == "interrupted"
+    assert [a.model for a in interrupted.council.answers] == list(MEMBERS)
+
+    double.reset()
+    before = len(double.requests)
+    resumed = [
+        event
+        async for event in conversations.ResumeMessage(
+            conversations_pb2.ResumeMessageRequest(
+                user_id=owner, conversation_id=conversation_id, message_id=interrupted.id
+            )
+        )
+    ]
+    # Stage 1 went to the council as done: its members were not asked again.
+    request = double.requests[before]
+    assert request.message_id == interrupted.id and request.question == "Who did it?"
+    assert [a.model for a in request.done_answers] == list(MEMBERS) and not request.done_reviews
+    council_kinds = [e.council.WhichOneof("event") for e in resumed if e.HasField("council")]
+    assert "answer" not in council_kinds and "review" in council_kinds
+    answer = resumed[-1].message
+    assert (answer.id, answer.content, answer.status) == (interrupted.id, CHAIRMAN_TEXT, "complete")
+    assert [a.model for a in answer.council.answers] == list(MEMBERS)
+    assert len(answer.council.reviews) == 2 and answer.council.chairman.text == CHAIRMAN_TEXT
+
+    # Delivered (so counted) once, never discarded.
+    await eventually(lambda: published.of(answer.id)[0])
+    await asyncio.sleep(0.3)
+    delivered, discarded = published.of(answer.id)
+    assert len(delivered) == 1 and not discarded
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for _ in conversations.ResumeMessage(
+            conversations_pb2.ResumeMessageRequest(
+                user_id=owner, conversation_id=conversation_id, message_id=answer.id
+            )
+        ):
+            pass
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def _interrupted_after_stage_2(db: Database, owner: str, conversation_id: str) -> str:
+    """A message whose stories process died after storing stage 2 (as the
+    writer stores it), its claim lapsed."""
+    record = conversations_pb2.CouncilRecord(
+        answers=[
+            council_pb2.MemberAnswer(model=model, text=f"Answer of {model}.", usage=usage())
+            for model in MEMBERS
+        ],
+        reviews=[
+            council_pb2.MemberReview(
+                model=MEMBERS[0], text="FINAL RANKING:\n1. Response A",
+                ranking=["Response A"], ranking_parsed=True, usage=usage(),
+            )
+        ],
+        aggregate=council_pb2.AggregateRanking(
+            members=[council_pb2.RankedMember(model=MEMBERS[1], average_rank=1.0, votes=1)]
+        ),
+    )
+    message_id = uuid.uuid4()
+    async with db.session_scope() as session:
+        conversation = await session.get(Conversation, uuid.UUID(conversation_id))
+        session.add(
+            ConversationMessage(
+                conversation_id=conversation.id, role="user", content="Who did it?"
+            )
+        )
+        await session.flush()
+        session.add(
+            ConversationMessage(
+                id=message_id,
+                conversation_id=conversation.id,
+                role="assistant",
+                status="answering",
+                council=record_to_json(record),
+            )
+        )
+        conversation.writing_message_id = message_id
+        conversation.writing_until = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    return str(message_id)
+
+
+async def test_a_message_whose_process_died_after_stage_2_resumes_at_the_chairman(
+    conversations, double, db, published
+):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    message_id = await _interrupted_after_stage_2(db, owner, conversation_id)
+    resumed = [
+        event
+        async for event in conversations.ResumeMessage(
+            conversations_pb2.ResumeMessageRequest(
+                user_id=owner, conversation_id=conversation_id, message_id=message_id
+            )
+        )
+    ]
+    request = double.requests[-1]
+    assert len(request.done_answers) == 3 and len(request.done_reviews) == 1
+    council_kinds = {e.council.WhichOneof("event") for e in resumed if e.HasField("council")}
+    assert not council_kinds & {"answer", "review", "aggregate"}
+    answer = resumed[-1].message
+    assert answer.content == CHAIRMAN_TEXT
+    assert [m.model for m in answer.council.aggregate.members] == [MEMBERS[1]]
+    await eventually(lambda: published.of(message_id)[0])
+
+
+async def test_a_new_question_gives_up_an_interrupted_message(
+    conversations, double, db, published
+):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    message_id = await _interrupted_after_stage_2(db, owner, conversation_id)
+    answered = await ask(conversations, owner, conversation_id, "Another question")
+    assert answered[-1].message.content == CHAIRMAN_TEXT
+    await eventually(lambda: published.of(message_id)[1])
+    stored = await conversations.GetConversation(
+        conversations_pb2.ConversationRef(user_id=owner, conversation_id=conversation_id)
+    )
+    assert [m.status for m in stored.messages if m.role == "assistant"] == ["failed", "complete"]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for _ in conversations.ResumeMessage(
+            conversations_pb2.ResumeMessageRequest(
+                user_id=owner, conversation_id=conversation_id, message_id=message_id
+            )
+        ):
+            pass
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # Another user's, or an unknown one: not found.
+    for who, which in ((user(), message_id), (owner, str(uuid.uuid4())), (owner, "nope")):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in conversations.ResumeMessage(
+                conversations_pb2.ResumeMessageRequest(
+                    user_id=who, conversation_id=conversation_id, message_id=which
+                )
+            ):
+                pass
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND

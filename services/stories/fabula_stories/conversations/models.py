@@ -20,9 +20,14 @@ MESSAGE_MAX_LENGTH = 8_000
 
 class MessageStatus(enum.StrEnum):
     # Assistant messages only: the council is at work, done, or gave up.
+    # An answering message whose writer stopped or died (no live claim holds
+    # it) is shown as interrupted and can be resumed.
     answering = "answering"
     complete = "complete"
     failed = "failed"
+
+
+INTERRUPTED = "interrupted"
 
 
 class Conversation(Base):

@@ -264,3 +264,30 @@ async def imported_conversation_id(
 async def insert_messages(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(ConversationMessage), list(rows))
+
+
+async def answering_messages(
+    session: AsyncSession, conversation_id: uuid.UUID
+) -> list[uuid.UUID]:
+    query = select(ConversationMessage.id).where(
+        ConversationMessage.conversation_id == conversation_id,
+        ConversationMessage.status == MessageStatus.answering,
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def question_before(
+    session: AsyncSession, conversation_id: uuid.UUID, before: dt.datetime
+) -> ConversationMessage | None:
+    """The latest question asked before `before` (the one an answer answers)."""
+    query = (
+        select(ConversationMessage)
+        .where(
+            ConversationMessage.conversation_id == conversation_id,
+            ConversationMessage.role == "user",
+            ConversationMessage.created_at <= before,
+        )
+        .order_by(ConversationMessage.created_at.desc(), ConversationMessage.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()

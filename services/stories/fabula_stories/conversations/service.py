@@ -49,6 +49,8 @@ class Deliberation:
     history: list[council_pb2.ConversationTurn]
     follow_ups: list[council_pb2.FollowUpAnswer]
     want_title: bool
+    # Resuming an interrupted message: the stages it stored (else None).
+    stored: conversations_pb2.CouncilRecord | None = None
 
 
 # --- Input -----------------------------------------------------------------------
@@ -60,6 +62,13 @@ def parse_conversation_id(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise NotFound("conversation not found") from None
+
+
+def parse_message_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("message not found") from None
 
 
 def validate_title(title: str) -> str:
@@ -317,10 +326,14 @@ async def _claim(
         if found is None:
             raise NotFound("conversation not found")
         raise ConversationBusy("the council is answering another message of this conversation")
-    conversation, lapsed = claimed
-    if lapsed is not None:
-        # Its writer died without ending the message: it never will now.
-        await _end_failed(session, subjects, user_id, conversation_id, lapsed, events.CLAIM_EXPIRED)
+    conversation, _ = claimed
+    # Messages whose writer stopped or died midway (their claims lapsed or
+    # were released): given up now, unless it is the one being resumed.
+    for interrupted in await repository.answering_messages(session, conversation_id):
+        if interrupted != message_id:
+            await _end_failed(
+                session, subjects, user_id, conversation_id, interrupted, events.CLAIM_EXPIRED
+            )
     return conversation
 
 
@@ -405,6 +418,54 @@ async def begin_follow_up(
         follow_ups=follow_ups,
         want_title=not conversation.title,
     )
+
+
+async def begin_resume(
+    session: AsyncSession,
+    subjects: DeliverySubjects,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    message_id: uuid.UUID,
+    lease_seconds: float,
+    retention_days: int = 0,
+) -> Deliberation:
+    """Claim the conversation again for the interrupted assistant message
+    `message_id`, to go on from the stages it stored."""
+    since = await plans.visible_since(session, user_id, retention_days)
+    if await repository.get_conversation(session, user_id, conversation_id, visible_since=since) is None:
+        raise NotFound("conversation not found")
+    message = await repository.get_message(session, message_id)
+    if message is None or message.conversation_id != conversation_id or message.role != "assistant":
+        raise NotFound("message not found")
+    if message.status != MessageStatus.answering:
+        raise Conflict(f"the message is {message.status}: only an interrupted message can be resumed")
+    conversation = await _claim(
+        session, subjects, user_id, conversation_id, message_id, lease_seconds, retention_days
+    )
+    question = await repository.question_before(session, conversation_id, message.created_at)
+    if question is None:  # not expected: an answer is stored after its question
+        raise Conflict("the question of the message is gone")
+    stored = record_from_json(message.council)
+    return Deliberation(
+        user_id=user_id,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        question=question,
+        history=await _turns(session, conversation_id, question),
+        follow_ups=list(stored.follow_ups),
+        want_title=not conversation.title,
+        stored=stored,
+    )
+
+
+async def interrupt(
+    session: AsyncSession, work: Deliberation, record: conversations_pb2.CouncilRecord
+) -> None:
+    """The writer stops midway (the service shuts down): keep the stages the
+    message has and free the conversation, leaving the message answering, so
+    it can be resumed; nothing is discarded (the next question gives it up)."""
+    await store_stage(session, work.message_id, record)
+    await repository.release(session, work.conversation_id, work.message_id)
 
 
 async def ask_follow_up(

@@ -98,6 +98,14 @@ class ConversationsServicer(conversations_pb2_grpc.ConversationsServiceServicer)
         async for event in self._writer.send_message(user_id, conversation_id, request.content):
             yield event
 
+    async def ResumeMessage(
+        self, request: conversations_pb2.ResumeMessageRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[conversations_pb2.ConversationEvent]:
+        user_id, conversation_id = _ref(request)
+        message_id = service.parse_message_id(request.message_id)
+        async for event in self._writer.resume_message(user_id, conversation_id, message_id):
+            yield event
+
     async def AnswerFollowUp(
         self, request: conversations_pb2.AnswerFollowUpRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[conversations_pb2.ConversationEvent]:

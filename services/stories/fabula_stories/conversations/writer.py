@@ -8,7 +8,14 @@ reported delivered, so billed) anyway.
 Each stage is stored as it completes (answers after stage 1, reviews and the
 aggregate ranking after stage 2, the chairman after stage 3); the answer,
 the title and GenerationDelivered then go in one transaction. A council that
-fails ends the message failed with GenerationDiscarded."""
+fails ends the message failed with GenerationDiscarded.
+
+A message whose writer stops (shutdown) or dies midway stays `answering`
+with the stages it stored, its claim released or lapsing: `interrupted`.
+ResumeMessage claims it again and sends those stages to the council as done
+(generation then neither re-asks the members that answered nor reserves the
+message twice), so it is delivered, and counted, once. A new question gives
+it up instead (failed, discarded)."""
 
 from __future__ import annotations
 
@@ -58,8 +65,20 @@ class _Delivery:
 class _Council:
     """The CouncilRecord as the events build it, stored after each stage."""
 
-    def __init__(self, follow_ups: list[council_pb2.FollowUpAnswer]) -> None:
+    def __init__(
+        self,
+        follow_ups: list[council_pb2.FollowUpAnswer],
+        stored: conversations_pb2.CouncilRecord | None = None,
+    ) -> None:
         self.record = conversations_pb2.CouncilRecord(follow_ups=follow_ups)
+        if stored is not None:
+            # Resumed: the stages stored before go on as they were (a stage
+            # is stored only once complete; stage 3 is always run again).
+            self.record.answers.extend(stored.answers)
+            self.record.reviews.extend(stored.reviews)
+            if stored.HasField("aggregate"):
+                self.record.aggregate.CopyFrom(stored.aggregate)
+            self.record.failed_members.extend(stored.failed_members)
         self.title = ""
         self.done = False
 
@@ -143,6 +162,22 @@ class ConversationWriter:
                 user_id,
                 conversation_id,
                 answers,
+                message_id,
+                self._settings.write_lease_seconds,
+                self._settings.council_free_retention_days,
+            )
+        async for event in self._run(work, ask_first=False):
+            yield event
+
+    async def resume_message(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID, message_id: uuid.UUID
+    ) -> AsyncIterator[ConversationEvent]:
+        async with self._db.session_scope() as session:
+            work = await service.begin_resume(
+                session,
+                self._subjects,
+                user_id,
+                conversation_id,
                 message_id,
                 self._settings.write_lease_seconds,
                 self._settings.council_free_retention_days,
@@ -239,9 +274,10 @@ class ConversationWriter:
         ]
 
     async def _deliberate(self, work: Deliberation, delivery: _Delivery) -> ConversationMessage:
-        async with self._db.session_scope() as session:
-            await service.start_answer(session, work)
-        council = _Council(work.follow_ups)
+        if work.stored is None:
+            async with self._db.session_scope() as session:
+                await service.start_answer(session, work)
+        council = _Council(work.follow_ups, work.stored)
         request = council_pb2.DeliberateRequest(
             user_id=str(work.user_id),
             message_id=str(work.message_id),
@@ -250,6 +286,9 @@ class ConversationWriter:
             history=work.history,
             follow_ups=work.follow_ups,
             want_title=work.want_title,
+            done_answers=council.record.answers,
+            # Stage 2 is stored once complete, with its aggregate ranking.
+            done_reviews=council.record.reviews if council.record.HasField("aggregate") else [],
         )
         try:
             try:
@@ -271,17 +310,15 @@ class ConversationWriter:
             return await service.finish(session, self._subjects, work, council.record, council.title)
 
     async def _fail(self, work: Deliberation, council: _Council, exc: BaseException) -> None:
-        reason = (
-            events.WRITER_STOPPED
-            if isinstance(exc, asyncio.CancelledError)
-            else events.MODEL_FAILED
-            if isinstance(exc, FabulaError)
-            else events.STORE_FAILED
-        )
+        reason = events.MODEL_FAILED if isinstance(exc, FabulaError) else events.STORE_FAILED
 
         async def fail() -> None:
             async with self._db.session_scope() as session:
-                await service.fail(session, self._subjects, work, council.record, reason)
+                if isinstance(exc, asyncio.CancelledError):
+                    # Stopped, not failed: resumable (see the module's docstring).
+                    await service.interrupt(session, work, council.record)
+                else:
+                    await service.fail(session, self._subjects, work, council.record, reason)
 
         # A task of its own: ending the message must survive a cancellation.
         try:

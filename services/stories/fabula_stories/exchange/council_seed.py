@@ -65,6 +65,8 @@ class Subscription:
 
 
 def _object(document: Any, what: str) -> dict[str, Any]:
+    if document is None:
+        raise MalformedStory(f"missing {what}")
     if not isinstance(document, dict):
         raise MalformedStory(f"{what} must be a JSON object, not {type_name(document)}")
     return document

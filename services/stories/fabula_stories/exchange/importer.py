@@ -66,9 +66,10 @@ class Report:
             f"failed {len(self.failed)}"
         )
         for name, reason in self.failed:
-            console.print(f"  failed {name}: {reason}", markup=False, highlight=False)
+            # soft_wrap: a line per file whatever the terminal's width (and greppable).
+            console.print(f"  failed {name}: {reason}", markup=False, highlight=False, soft_wrap=True)
         for line in self.notes:
-            console.print(line, markup=False, highlight=False)
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     @property
     def exit_status(self) -> int:
