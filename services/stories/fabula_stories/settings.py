@@ -64,8 +64,6 @@ class Settings(ServiceSettings):
     # are hidden (not deleted) until the user's plan is a paid one again
     # (conversations/plans.py); 0: never hidden.
     council_free_retention_days: int = env("COUNCIL_FREE_RETENTION_DAYS", 30, ge=0)
-    # How long a whole council message (three stages of model calls) may take.
-    council_deadline_seconds: float = env("COUNCIL_DEADLINE_SECONDS", 600.0, gt=0)
 
     @property
     def write_lease_renew_seconds(self) -> float:
