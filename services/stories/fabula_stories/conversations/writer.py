@@ -20,7 +20,6 @@ it up instead (failed, discarded)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Coroutine
@@ -37,12 +36,12 @@ from fabula_stories.conversations import events, service
 from fabula_stories.conversations.mapping import message_to_proto
 from fabula_stories.conversations.models import ConversationMessage
 from fabula_stories.conversations.service import Deliberation
+from fabula_stories.leases import WriterTasks, keep_renewed
 from fabula_stories.settings import Settings
 from fabula_stories.stories.events import DeliverySubjects
 
 log = logging.getLogger(__name__)
 
-_RENEW_RETRY_SECONDS = 0.5
 # How long a clarifying-questions call may take (one chairman call).
 _CLARIFY_TIMEOUT_FLOOR_SECONDS = 30.0
 
@@ -128,8 +127,7 @@ class ConversationWriter:
         self._council = council
         self._settings = settings
         self._subjects = DeliverySubjects.for_settings(settings)
-        # Strong references: the event loop keeps only weak ones to tasks.
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = WriterTasks()
         self._stopped = asyncio.Event()
 
     async def send_message(
@@ -194,13 +192,7 @@ class ConversationWriter:
         """Give messages in flight the shutdown grace to finish, then cancel
         them (they end failed, their generations discarded)."""
         try:
-            if self._tasks:
-                _, pending = await asyncio.wait(
-                    set(self._tasks), timeout=self._settings.shutdown_grace_seconds
-                )
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+            await self._tasks.finish(self._settings.shutdown_grace_seconds)
         finally:
             self._stopped.set()
 
@@ -327,28 +319,14 @@ class ConversationWriter:
             log.warning("could not end message %s as failed: %r", work.message_id, err)
 
     async def _renew(self, work: Deliberation, stopped: asyncio.Event) -> None:
-        interval = self._settings.write_lease_renew_seconds
-        wait = interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopped.wait(), timeout=wait)
-            if stopped.is_set():
-                return
-            try:
-                async with self._db.session_scope() as session:
-                    held = await service.renew(session, work, self._settings.write_lease_seconds)
-            except Exception as exc:  # noqa: BLE001 - database briefly away: retried soon
-                log.warning("could not renew the claim of message %s: %r", work.message_id, exc)
-                wait = min(_RENEW_RETRY_SECONDS, interval)
-                continue
-            wait = interval
-            if not held:
-                return
+        await keep_renewed(
+            self._db,
+            lambda session: service.renew(session, work, self._settings.write_lease_seconds),
+            stopped,
+            interval=self._settings.write_lease_renew_seconds,
+            what=f"message {work.message_id}",
+        )
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        # The task inherits this call's context: request id and deadline.
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(work)
 
