@@ -101,42 +101,32 @@ def create_app(settings: Settings) -> GrpcApp:
     app.on_startup(sweeper.recover_on_startup)
     app.add_worker(sweeper)
     app.add_worker(ExpiredKeysPurger(db, settings.idempotency_key_purge_interval_seconds))
-    app.add_worker(
-        EventConsumer(
-            db=db,
-            bus=bus,
-            processed=processed_events,
-            service="stories",
-            durable="stories-user-deleted",
-            subject=subject_for(settings, "users", "user_deleted"),
-            message_type=users_events.UserDeleted,
-            handler=delete_user_data,
+
+    def consume(durable: str, domain: str, event: str, message_type, handler) -> None:
+        """Apply a peer's events (an idempotent consumer with its own inbox rows)."""
+        app.add_worker(
+            EventConsumer(
+                db=db,
+                bus=bus,
+                processed=processed_events,
+                service="stories",
+                durable=durable,
+                subject=subject_for(settings, domain, event),
+                message_type=message_type,
+                handler=handler,
+            )
         )
+
+    consume("stories-user-deleted", "users", "user_deleted", users_events.UserDeleted, delete_user_data)
+    consume(
+        "stories-job-completed",
+        "generation",
+        "job_completed",
+        generation_events.JobCompleted,
+        record_narrative,
     )
-    app.add_worker(
-        EventConsumer(
-            db=db,
-            bus=bus,
-            processed=processed_events,
-            service="stories",
-            durable="stories-job-completed",
-            subject=subject_for(settings, "generation", "job_completed"),
-            message_type=generation_events.JobCompleted,
-            handler=record_narrative,
-        )
-    )
-    app.add_worker(
-        EventConsumer(
-            db=db,
-            bus=bus,
-            processed=processed_events,
-            service="stories",
-            durable="stories-plan-changed",
-            subject=subject_for(settings, "billing", "plan_changed"),
-            message_type=billing_events.PlanChanged,
-            handler=record_plan,
-        )
-    )
+    # The user's plan, for the free plan's retention of conversations.
+    consume("stories-plan-changed", "billing", "plan_changed", billing_events.PlanChanged, record_plan)
     app.add_worker(OutboxRelay(db, outbox, bus, "stories", settings))
     # Workers have stopped before these run.
     app.on_shutdown(generation_channel.close)

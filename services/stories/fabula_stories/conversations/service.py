@@ -306,22 +306,28 @@ def _import_user_id(value: str) -> uuid.UUID:
 # --- Answering a message -----------------------------------------------------------
 
 
-async def _claim(
-    session: AsyncSession,
-    subjects: DeliverySubjects,
-    user_id: uuid.UUID,
-    conversation_id: uuid.UUID,
-    message_id: uuid.UUID,
-    lease_seconds: float,
-    retention_days: int,
-) -> Conversation:
-    since = await plans.visible_since(session, user_id, retention_days)
+@dataclass(frozen=True)
+class ClaimRequest:
+    """Whose conversation is claimed, for which assistant message, how long."""
+
+    subjects: DeliverySubjects
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID
+    lease_seconds: float
+    # The free plan's (see plans.py).
+    retention_days: int = 0
+
+
+async def _claim(session: AsyncSession, request: ClaimRequest) -> Conversation:
+    r = request
+    since = await plans.visible_since(session, r.user_id, r.retention_days)
     claimed = await repository.claim(
-        session, user_id, conversation_id, message_id, lease_seconds, since
+        session, r.user_id, r.conversation_id, r.message_id, r.lease_seconds, since
     )
     if claimed is None:
         found = await repository.get_conversation(
-            session, user_id, conversation_id, visible_since=since
+            session, r.user_id, r.conversation_id, visible_since=since
         )
         if found is None:
             raise NotFound("conversation not found")
@@ -329,74 +335,64 @@ async def _claim(
     conversation, _ = claimed
     # Messages whose writer stopped or died midway (their claims lapsed or
     # were released): given up now, unless it is the one being resumed.
-    for interrupted in await repository.answering_messages(session, conversation_id):
-        if interrupted != message_id:
+    for interrupted in await repository.answering_messages(session, r.conversation_id):
+        if interrupted != r.message_id:
             await _end_failed(
-                session, subjects, user_id, conversation_id, interrupted, events.CLAIM_EXPIRED
+                session, r.subjects, r.user_id, r.conversation_id, interrupted, events.CLAIM_EXPIRED
             )
     return conversation
 
 
-async def _turns(
-    session: AsyncSession, conversation_id: uuid.UUID, question: ConversationMessage
-) -> list[council_pb2.ConversationTurn]:
-    earlier = await repository.history(session, conversation_id, before=question.created_at)
-    return [
-        council_pb2.ConversationTurn(role=message.role, content=message.content)
-        for message in earlier
-        if message.id != question.id
-    ]
+async def _deliberation(
+    session: AsyncSession,
+    request: ClaimRequest,
+    conversation: Conversation,
+    question: ConversationMessage,
+    follow_ups: list[council_pb2.FollowUpAnswer],
+    stored: conversations_pb2.CouncilRecord | None = None,
+) -> Deliberation:
+    earlier = await repository.history(session, request.conversation_id, before=question.created_at)
+    return Deliberation(
+        user_id=request.user_id,
+        conversation_id=request.conversation_id,
+        message_id=request.message_id,
+        question=question,
+        history=[
+            council_pb2.ConversationTurn(role=message.role, content=message.content)
+            for message in earlier
+            if message.id != question.id
+        ],
+        follow_ups=follow_ups,
+        want_title=not conversation.title,
+        stored=stored,
+    )
 
 
 async def begin_message(
-    session: AsyncSession,
-    subjects: DeliverySubjects,
-    user_id: uuid.UUID,
-    conversation_id: uuid.UUID,
-    content: str,
-    message_id: uuid.UUID,
-    lease_seconds: float,
-    retention_days: int = 0,
+    session: AsyncSession, request: ClaimRequest, content: str
 ) -> Deliberation:
-    """Claim the conversation for the assistant message `message_id` and
-    store the question (any questions still pending about an earlier one are
-    dropped: the user asked something else)."""
-    await refuse_deleted_user(session, user_id)
-    conversation = await _claim(
-        session, subjects, user_id, conversation_id, message_id, lease_seconds, retention_days
-    )
+    """Claim the conversation for the assistant message and store the
+    question (any questions still pending about an earlier one are dropped:
+    the user asked something else)."""
+    await refuse_deleted_user(session, request.user_id)
+    conversation = await _claim(session, request)
     conversation.pending_questions = []
     conversation.pending_question_for = None
-    question = ConversationMessage(conversation_id=conversation_id, role="user", content=content)
+    question = ConversationMessage(
+        conversation_id=request.conversation_id, role="user", content=content
+    )
     session.add(question)
     await session.flush()
     await session.refresh(question)
-    return Deliberation(
-        user_id=user_id,
-        conversation_id=conversation_id,
-        message_id=message_id,
-        question=question,
-        history=await _turns(session, conversation_id, question),
-        follow_ups=[],
-        want_title=not conversation.title,
-    )
+    return await _deliberation(session, request, conversation, question, [])
 
 
 async def begin_follow_up(
-    session: AsyncSession,
-    subjects: DeliverySubjects,
-    user_id: uuid.UUID,
-    conversation_id: uuid.UUID,
-    answers: Sequence[str],
-    message_id: uuid.UUID,
-    lease_seconds: float,
-    retention_days: int = 0,
+    session: AsyncSession, request: ClaimRequest, answers: Sequence[str]
 ) -> Deliberation:
     """Claim the conversation and store the answers to its pending questions
     on the question they are about."""
-    conversation = await _claim(
-        session, subjects, user_id, conversation_id, message_id, lease_seconds, retention_days
-    )
+    conversation = await _claim(session, request)
     answers = validate_answers(conversation.pending_questions, answers)
     question = await repository.get_message(session, conversation.pending_question_for)
     if question is None:  # not expected: the question goes only with its conversation
@@ -409,52 +405,30 @@ async def begin_follow_up(
     conversation.pending_questions = []
     conversation.pending_question_for = None
     await session.flush()
-    return Deliberation(
-        user_id=user_id,
-        conversation_id=conversation_id,
-        message_id=message_id,
-        question=question,
-        history=await _turns(session, conversation_id, question),
-        follow_ups=follow_ups,
-        want_title=not conversation.title,
-    )
+    return await _deliberation(session, request, conversation, question, follow_ups)
 
 
-async def begin_resume(
-    session: AsyncSession,
-    subjects: DeliverySubjects,
-    user_id: uuid.UUID,
-    conversation_id: uuid.UUID,
-    message_id: uuid.UUID,
-    lease_seconds: float,
-    retention_days: int = 0,
-) -> Deliberation:
-    """Claim the conversation again for the interrupted assistant message
-    `message_id`, to go on from the stages it stored."""
-    since = await plans.visible_since(session, user_id, retention_days)
-    if await repository.get_conversation(session, user_id, conversation_id, visible_since=since) is None:
+async def begin_resume(session: AsyncSession, request: ClaimRequest) -> Deliberation:
+    """Claim the conversation again for the interrupted assistant message,
+    to go on from the stages it stored."""
+    r = request
+    since = await plans.visible_since(session, r.user_id, r.retention_days)
+    if await repository.get_conversation(
+        session, r.user_id, r.conversation_id, visible_since=since
+    ) is None:
         raise NotFound("conversation not found")
-    message = await repository.get_message(session, message_id)
-    if message is None or message.conversation_id != conversation_id or message.role != "assistant":
+    message = await repository.get_message(session, r.message_id)
+    if message is None or message.conversation_id != r.conversation_id or message.role != "assistant":
         raise NotFound("message not found")
     if message.status != MessageStatus.answering:
         raise Conflict(f"the message is {message.status}: only an interrupted message can be resumed")
-    conversation = await _claim(
-        session, subjects, user_id, conversation_id, message_id, lease_seconds, retention_days
-    )
-    question = await repository.question_before(session, conversation_id, message.created_at)
+    conversation = await _claim(session, request)
+    question = await repository.question_before(session, r.conversation_id, message.created_at)
     if question is None:  # not expected: an answer is stored after its question
         raise Conflict("the question of the message is gone")
     stored = record_from_json(message.council)
-    return Deliberation(
-        user_id=user_id,
-        conversation_id=conversation_id,
-        message_id=message_id,
-        question=question,
-        history=await _turns(session, conversation_id, question),
-        follow_ups=list(stored.follow_ups),
-        want_title=not conversation.title,
-        stored=stored,
+    return await _deliberation(
+        session, request, conversation, question, list(stored.follow_ups), stored
     )
 
 

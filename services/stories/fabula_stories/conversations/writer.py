@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,54 +134,44 @@ class ConversationWriter:
         self, user_id: uuid.UUID, conversation_id: uuid.UUID, content: str
     ) -> AsyncIterator[ConversationEvent]:
         content = service.validate_content(content)
-        message_id = uuid.uuid4()
-        async with self._db.session_scope() as session:
-            work = await service.begin_message(
-                session,
-                self._subjects,
-                user_id,
-                conversation_id,
-                content,
-                message_id,
-                self._settings.write_lease_seconds,
-                self._settings.council_free_retention_days,
-            )
+        work = await self._begin(service.begin_message, user_id, conversation_id, None, content)
         async for event in self._run(work, ask_first=self._settings.council_follow_up_questions > 0):
             yield event
 
     async def answer_follow_up(
         self, user_id: uuid.UUID, conversation_id: uuid.UUID, answers: list[str]
     ) -> AsyncIterator[ConversationEvent]:
-        message_id = uuid.uuid4()
-        async with self._db.session_scope() as session:
-            work = await service.begin_follow_up(
-                session,
-                self._subjects,
-                user_id,
-                conversation_id,
-                answers,
-                message_id,
-                self._settings.write_lease_seconds,
-                self._settings.council_free_retention_days,
-            )
+        work = await self._begin(service.begin_follow_up, user_id, conversation_id, None, answers)
         async for event in self._run(work, ask_first=False):
             yield event
 
     async def resume_message(
         self, user_id: uuid.UUID, conversation_id: uuid.UUID, message_id: uuid.UUID
     ) -> AsyncIterator[ConversationEvent]:
-        async with self._db.session_scope() as session:
-            work = await service.begin_resume(
-                session,
-                self._subjects,
-                user_id,
-                conversation_id,
-                message_id,
-                self._settings.write_lease_seconds,
-                self._settings.council_free_retention_days,
-            )
+        work = await self._begin(service.begin_resume, user_id, conversation_id, message_id)
         async for event in self._run(work, ask_first=False):
             yield event
+
+    async def _begin(
+        self,
+        begin: Callable[..., Awaitable[Deliberation]],
+        user_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        message_id: uuid.UUID | None,
+        *args: Any,
+    ) -> Deliberation:
+        """Claim the conversation for `message_id` (a new message's when None)
+        with `begin`, in a transaction of its own."""
+        request = service.ClaimRequest(
+            subjects=self._subjects,
+            user_id=user_id,
+            conversation_id=conversation_id,
+            message_id=message_id or uuid.uuid4(),
+            lease_seconds=self._settings.write_lease_seconds,
+            retention_days=self._settings.council_free_retention_days,
+        )
+        async with self._db.session_scope() as session:
+            return await begin(session, request, *args)
 
     # --- Lifecycle: a worker of the app, stopped before the outbox relay ----------
 

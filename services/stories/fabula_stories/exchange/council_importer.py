@@ -26,15 +26,12 @@ cannot be reached.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fabula.stories.v1 import conversations_pb2_grpc
 from fabula.users.v1 import users_pb2_grpc
-from fabula_common.grpc_client import open_channel
-from fabula_common.settings import CommonSettings
 from rich.console import Console
 
 from fabula_stories.exchange.council_seed import (
@@ -48,14 +45,14 @@ from fabula_stories.exchange.council_seed import (
 from fabula_stories.exchange.importer import (
     USAGE,
     Report,
-    Stop,
+    connected,
     lookup_user,
     progress_bar,
+    read_or_report,
+    reporting,
     run_command,
     send_import,
-    service_address,
 )
-from fabula_stories.exchange.seed import MalformedStory
 
 
 def _json_files(folder: Path) -> list[Path]:
@@ -64,15 +61,11 @@ def _json_files(folder: Path) -> list[Path]:
 
 def _read_each(folder: Path, reader, report: Report) -> list:
     """Every file of the folder `reader` can read; the others reported as failed."""
-    found = []
-    for path in _json_files(folder):
-        try:
-            found.append(reader(path))
-        except MalformedStory as exc:
-            report.failed.append((f"{folder.name}/{path.name}", str(exc)))
-        except OSError as exc:
-            report.failed.append((f"{folder.name}/{path.name}", f"cannot be read ({exc.strerror or exc})"))
-    return found
+    read = (
+        read_or_report(lambda path=path: reader(path), f"{folder.name}/{path.name}", report)
+        for path in _json_files(folder)
+    )
+    return [found for found in read if found is not None]
 
 
 @dataclass
@@ -114,29 +107,21 @@ async def run(folder: Path, email: str | None, source: str, console: Console) ->
         folder / "subscriptions", read_subscription, report
     )
     conversations = _json_files(folder / "conversations")
-    timeout = CommonSettings().grpc_deadline_seconds
-    users_channel = open_channel(service_address("users"), timeout)
-    stories_channel = open_channel(service_address("stories"), timeout)
-    try:
+    async with connected() as services:
+        timeout = services.timeout
         owners = Owners(
-            users=users_pb2_grpc.UsersServiceStub(users_channel),
+            users=users_pb2_grpc.UsersServiceStub(services.users),
             emails={profile.user_id: profile.email for profile in profiles},
             default_email=email,
             timeout=timeout,
         )
-        stories = conversations_pb2_grpc.ConversationsServiceStub(stories_channel)
-        try:
+        stories = conversations_pb2_grpc.ConversationsServiceStub(services.stories)
+        with reporting(report, console):
             with progress_bar(len(conversations)) as working_on:
                 for path in conversations:
                     with working_on(path.name):
                         await _import_one(stories, owners, path, source, timeout, report)
             await _note_subscriptions(owners, subscriptions, report)
-        except Stop:
-            report.print(console)
-            raise
-    finally:
-        await asyncio.gather(users_channel.close(), stories_channel.close())
-    report.print(console)
     return report.exit_status
 
 
@@ -149,13 +134,8 @@ async def _import_one(
     report: Report,
 ) -> None:
     name = f"conversations/{path.name}"
-    try:
-        conversation = read_conversation(path, source)
-    except MalformedStory as exc:
-        report.failed.append((name, str(exc)))
-        return
-    except OSError as exc:
-        report.failed.append((name, f"cannot be read ({exc.strerror or exc})"))
+    conversation = read_or_report(lambda: read_conversation(path, source), name, report)
+    if conversation is None:
         return
     user_id, why_not = await owners.owner_of(conversation.owner)
     if user_id is None:

@@ -26,9 +26,10 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from fabula.stories.v1 import stories_pb2_grpc
@@ -128,15 +129,26 @@ async def import_file(
     timeout: float,
     report: Report,
 ) -> None:
+    request = read_or_report(
+        lambda: read_story_file(path, user_id=user_id, source=source), path.name, report
+    )
+    if request is not None:
+        await send_import(stories.ImportStory(request, timeout=timeout), path.name, report)
+
+
+T = TypeVar("T")
+
+
+def read_or_report(read: Callable[[], T], name: str, report: Report) -> T | None:
+    """What `read` reads from the file `name`; None, and the file reported
+    failed, when it is malformed or cannot be read."""
     try:
-        request = read_story_file(path, user_id=user_id, source=source)
+        return read()
     except MalformedStory as exc:
-        report.failed.append((path.name, str(exc)))
-        return
+        report.failed.append((name, str(exc)))
     except OSError as exc:
-        report.failed.append((path.name, f"cannot be read ({exc.strerror or exc})"))
-        return
-    await send_import(stories.ImportStory(request, timeout=timeout), path.name, report)
+        report.failed.append((name, f"cannot be read ({exc.strerror or exc})"))
+    return None
 
 
 async def send_import(call: Awaitable, name: str, report: Report) -> None:
@@ -157,26 +169,52 @@ async def send_import(call: Awaitable, name: str, report: Report) -> None:
     (report.imported if response.imported else report.skipped).append(name)
 
 
+@dataclass(frozen=True)
+class Services:
+    users: ContextChannel
+    stories: ContextChannel
+    # Every call's deadline.
+    timeout: float
+
+
+@contextlib.asynccontextmanager
+async def connected() -> AsyncIterator[Services]:
+    """Channels to the users and stories services, closed at the end."""
+    timeout = CommonSettings().grpc_deadline_seconds
+    services = Services(
+        users=open_channel(service_address("users"), timeout),
+        stories=open_channel(service_address("stories"), timeout),
+        timeout=timeout,
+    )
+    try:
+        yield services
+    finally:
+        await asyncio.gather(services.users.close(), services.stories.close())
+
+
+@contextlib.contextmanager
+def reporting(report: Report, console: Console) -> Iterator[None]:
+    """Print the report at the end, a Stop's included (what was done before
+    it; main then tells why it stopped)."""
+    try:
+        yield
+    except Stop:
+        report.print(console)
+        raise
+    report.print(console)
+
+
 async def run(email: str, folder: Path, source: str, console: Console) -> int:
     files = sorted(path for path in folder.glob("*.json") if path.is_file())
-    timeout = CommonSettings().grpc_deadline_seconds
     report = Report()
-    users_channel: ContextChannel = open_channel(service_address("users"), timeout)
-    stories_channel: ContextChannel = open_channel(service_address("stories"), timeout)
-    try:
-        user_id = await find_user(users_pb2_grpc.UsersServiceStub(users_channel), email, timeout)
-        stories = stories_pb2_grpc.StoriesServiceStub(stories_channel)
-        try:
+    async with connected() as services:
+        timeout = services.timeout
+        user_id = await find_user(users_pb2_grpc.UsersServiceStub(services.users), email, timeout)
+        stories = stories_pb2_grpc.StoriesServiceStub(services.stories)
+        with reporting(report, console):
             await _import_all(
                 stories, files, user_id=user_id, source=source, timeout=timeout, report=report
             )
-        except Stop:
-            # What was done before the stop; main then tells why it stopped.
-            report.print(console)
-            raise
-    finally:
-        await asyncio.gather(users_channel.close(), stories_channel.close())
-    report.print(console)
     return report.exit_status
 
 
