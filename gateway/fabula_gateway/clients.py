@@ -58,6 +58,9 @@ class ServiceClients:
     conversations: conversations_pb2_grpc.ConversationsServiceStub
     # Deadline of calls that run a model (create, continue, end).
     generation_timeout: float
+    # Deadline of a council message (ask, follow-up, resume): the council's
+    # own, plus the time stories takes to store it.
+    council_timeout: float
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> ServiceClients:
@@ -75,6 +78,7 @@ class ServiceClients:
             projects=projects_pb2_grpc.ProjectsServiceStub(channels["stories"]),
             conversations=conversations_pb2_grpc.ConversationsServiceStub(channels["stories"]),
             generation_timeout=settings.generation_deadline_seconds,
+            council_timeout=settings.council_deadline_seconds + settings.grpc_deadline_seconds,
         )
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ MAX_BODY_BYTES = 8192
 # Different from each other, so a test can tell which deadline a call got.
 GRPC_DEADLINE_SECONDS = 3.0
 GENERATION_DEADLINE_SECONDS = 7.0
+COUNCIL_DEADLINE_SECONDS = 11.0
 USER_ID = "6f1c2a8e-3b7d-4c59-9e0a-1d2f3a4b5c6d"
 
 
@@ -39,6 +40,7 @@ def _settings(**overrides) -> GatewaySettings:
         "max_body_bytes": MAX_BODY_BYTES,
         "grpc_deadline_seconds": GRPC_DEADLINE_SECONDS,
         "generation_deadline_seconds": GENERATION_DEADLINE_SECONDS,
+        "council_deadline_seconds": COUNCIL_DEADLINE_SECONDS,
         **overrides,
     }
     return GatewaySettings(**values)

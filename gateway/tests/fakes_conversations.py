@@ -5,6 +5,7 @@ scripted council."""
 
 from __future__ import annotations
 
+import grpc
 from fabula.common.v1.money_pb2 import Money
 from fabula.generation.v1 import council_pb2
 from fabula.stories.v1 import conversations_pb2, conversations_pb2_grpc
@@ -114,6 +115,8 @@ class FakeConversations(conversations_pb2_grpc.ConversationsServiceServicer):
         self.questions: list[str] = []
         # Set (a fakes.Failure): SendMessage ends with it after the question.
         self.fail_after_question = None
+        # True: SendMessage goes silent after the question (a stuck council).
+        self.silent_after_question = False
 
     async def CreateConversation(self, request, context):
         await self.recorder.receive("CreateConversation", request, context)
@@ -159,6 +162,11 @@ class FakeConversations(conversations_pb2_grpc.ConversationsServiceServicer):
             yield council_events(request.content)[0]
             failure = self.fail_after_question
             await abort_with(context, failure.code, failure.details, failure.reason)
+        if self.silent_after_question:
+            import asyncio
+
+            yield council_events(request.content)[0]
+            await asyncio.Event().wait()  # until the caller gives up
         for event in council_events(request.content):
             yield event
 
@@ -169,4 +177,15 @@ class FakeConversations(conversations_pb2_grpc.ConversationsServiceServicer):
             for i, a in enumerate(request.answers)
         ]
         for event in council_events("Who did it?", follow_ups):
+            yield event
+
+    async def ResumeMessage(self, request, context):
+        await self.recorder.receive("ResumeMessage", request, context)
+        if request.message_id != ANSWER_ID:
+            from .fakes import abort_with
+
+            await abort_with(context, grpc.StatusCode.NOT_FOUND, "message not found", "")
+        # Stages 1 and 2 were stored before the interruption: only stage 3 comes.
+        events = council_events("Who did it?")
+        for event in [events[0], *events[8:]]:
             yield event

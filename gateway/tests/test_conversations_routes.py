@@ -6,7 +6,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from .conftest import GENERATION_DEADLINE_SECONDS
+from fabula_gateway.app import create_app
+
+from .conftest import COUNCIL_DEADLINE_SECONDS, GRPC_DEADLINE_SECONDS
 from .fakes import FakeBackends, Failure
 from .fakes_conversations import ANSWER_ID, CHAIRMAN_TEXT, CONVERSATION_ID
 from .sse import sse_events
@@ -87,8 +89,10 @@ async def test_asking_as_json_answers_with_the_stored_message_when_every_stage_i
     assert body["council"]["failed_members"] == ["offline/beta"]
     sent = backends.only("SendMessage")
     assert (sent.request.user_id, sent.request.content) == (user_id, "Who did it?")
-    # A message runs models: the generation deadline, not the default.
-    assert GENERATION_DEADLINE_SECONDS - 1.5 < sent.time_remaining < GENERATION_DEADLINE_SECONDS + 0.5
+    # A council runs three stages of model calls: its own deadline (and the
+    # time stories takes to store it), not one model call's.
+    deadline = COUNCIL_DEADLINE_SECONDS + GRPC_DEADLINE_SECONDS
+    assert deadline - 1.5 < sent.time_remaining < deadline + 0.5
 
 
 async def test_asking_as_an_event_stream_streams_each_stage(api, auth):
@@ -224,3 +228,45 @@ async def test_a_council_that_fails_midway_ends_the_stream_with_an_error_event(
         f"{BASE}/{CONVERSATION_ID}/messages", json={"content": "Who did it?"}, headers=auth
     )
     problem(as_json, 503)
+
+
+async def test_a_council_that_goes_silent_ends_the_stream_with_an_error_event(
+    backends, auth, make_settings, serve
+):
+    """A council may outlast one model call's deadline, but not go silent that long."""
+    backends.conversations.silent_after_question = True
+    addresses = {
+        f"{name}_addr": backends.address for name in ("users", "stories", "generation", "billing")
+    }
+    settings = make_settings(**addresses, generation_deadline_seconds=0.3)
+    async with serve(create_app(settings)) as api:
+        streamed = await api.post(
+            f"{BASE}/{CONVERSATION_ID}/messages",
+            json={"content": "Who did it?"},
+            headers={**auth, "Accept": "text/event-stream"},
+        )
+    events = sse_events(streamed.text)
+    assert [name for name, _ in events] == ["message", "error"]
+    assert events[1][1]["status"] == 503
+    assert "sent nothing for 0.3 seconds" in events[1][1]["detail"]
+
+
+async def test_an_interrupted_answer_is_resumed(api, backends, auth, user_id, problem):
+    path = f"{BASE}/{CONVERSATION_ID}/messages/{ANSWER_ID}/resume"
+    streamed = await api.post(path, headers={**auth, "Accept": "text/event-stream"})
+    assert streamed.status_code == 200, streamed.text
+    names = [name for name, _ in sse_events(streamed.text)]
+    assert names[0] == "message" and names[-1] == "message"
+    assert "answer" not in names and "chairman" in names
+    resumed = backends.only("ResumeMessage")
+    assert (resumed.request.user_id, resumed.request.message_id) == (user_id, ANSWER_ID)
+    deadline = COUNCIL_DEADLINE_SECONDS + GRPC_DEADLINE_SECONDS
+    assert deadline - 1.5 < resumed.time_remaining < deadline + 0.5
+
+    as_json = await api.post(path, headers=auth)
+    assert as_json.status_code == 201, as_json.text
+    assert as_json.json()["content"] == CHAIRMAN_TEXT
+
+    problem(await api.post(f"{BASE}/{CONVERSATION_ID}/messages/not-a-uuid/resume", headers=auth), 404)
+    other = "0" * 8 + "-0000-4000-8000-" + "0" * 12
+    problem(await api.post(f"{BASE}/{CONVERSATION_ID}/messages/{other}/resume", headers=auth), 404)

@@ -82,6 +82,7 @@ OPERATIONS = {
     ("DELETE", "/v1/conversations/{conversation_id}"): "delete_conversation",
     ("POST", "/v1/conversations/{conversation_id}/messages"): "send_message",
     ("POST", "/v1/conversations/{conversation_id}/follow-up"): "answer_follow_up",
+    ("POST", "/v1/conversations/{conversation_id}/messages/{message_id}/resume"): "resume_message",
     ("GET", "/v1/usage"): "get_usage",
     ("POST", "/v1/billing/checkout"): "create_checkout",
     ("GET", "/v1/billing/subscription"): "get_subscription",

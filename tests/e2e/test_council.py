@@ -5,9 +5,18 @@ stage, a generated title, starring and renaming, and clarifying questions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 
+import asyncpg
 import pytest
+
+from .test_keys_admin import make_superuser
 
 pytestmark = pytest.mark.e2e
 
@@ -119,3 +128,118 @@ def test_clarifying_questions_are_answered_before_the_council_deliberates(start_
     ]
     assert council["chairman"]["text"]
     assert api.http.get(path, headers=writer.headers).json()["pending_questions"] == []
+
+
+def _stories_sql(stack, statement: str, *args) -> None:
+    """Run `statement` in the stack's database as its admin (the test plays
+    time forward in stories' schema: nothing of the product does this)."""
+
+    async def run() -> None:
+        admin = stack.env.get("POSTGRES_ADMIN_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+        connection = await asyncpg.connect(
+            admin.rsplit("/", 1)[0] + "/" + stack.env["FABULA_DATABASE_NAME"]
+        )
+        try:
+            await connection.execute(statement, *args)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def test_old_conversations_hide_on_the_free_plan_and_return_after_an_upgrade(
+    api, stack, problem
+):
+    writer, admin = api.register(), api.register()
+    make_superuser(stack, admin.email)
+    user_id = api.http.get("/v1/me", headers=writer.headers).json()["id"]
+    old = api.http.post("/v1/conversations", json={"title": "Old"}, headers=writer.headers).json()
+    recent = api.http.post(
+        "/v1/conversations", json={"title": "Recent"}, headers=writer.headers
+    ).json()
+    # 31 days old: past the free plan's 30.
+    _stories_sql(
+        stack,
+        "UPDATE stories.conversations SET created_at = now() - interval '31 days' WHERE id = $1",
+        uuid.UUID(old["id"]),
+    )
+
+    def listed() -> list[str]:
+        response = api.http.get("/v1/conversations", headers=writer.headers)
+        assert response.status_code == 200, response.text
+        return [c["id"] for c in response.json()["items"]]
+
+    assert listed() == [recent["id"]]
+    problem(api.http.get(f"/v1/conversations/{old['id']}", headers=writer.headers), 404)
+
+    upgraded = api.http.put(
+        f"/v1/admin/users/{user_id}/plan",
+        json={"plan": "pro", "reason": "council e2e"},
+        headers=admin.headers,
+    )
+    assert upgraded.status_code == 200, upgraded.text
+    # Billing's PlanChanged reaches stories: the old one is back.
+    api.wait_for(lambda: listed() == [recent["id"], old["id"]])
+    back = api.http.get(f"/v1/conversations/{old['id']}", headers=writer.headers)
+    assert back.status_code == 200 and back.json()["title"] == "Old"
+
+
+COUNCIL_SAMPLE = (
+    Path(__file__).resolve().parents[2] / "services" / "stories" / "tests" / "data" / "council_sample"
+)
+
+
+def run_council_importer(stack, folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """What `make import-council DIR=<folder> [EMAIL=...]` runs."""
+    return subprocess.run(
+        [sys.executable, "-m", "fabula_stories.exchange.council_importer", "--dir", str(folder),
+         *args],
+        env=stack.env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_council_apps_folder_imports_once_and_reports_what_it_could_not(
+    api, stack, tmp_path
+):
+    ada, admin = api.register(), api.register()
+    make_superuser(stack, admin.email)
+    folder = tmp_path / "council"
+    shutil.copytree(COUNCIL_SAMPLE, folder)
+    profile = folder / "profiles" / "user-ada.json"
+    profile.write_text(profile.read_text().replace("ada@example.com", ada.email))
+
+    first = run_council_importer(stack, folder, "--email", ada.email)
+    # A stranger Fabula does not know and a malformed file: reported, exit 1.
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "imported 2, skipped 0 (already imported), failed 2" in first.stdout
+    assert "no Fabula account has the email stranger@example.org" in first.stdout
+    assert "d15ea5e0-3333-4c4d-8e5f-6a7b8c9d0e1f.json: missing messages[1].stage3" in first.stdout
+    assert "user-ada: tier pro, status active, Fabula user" in first.stdout
+
+    again = run_council_importer(stack, folder, "--email", ada.email)
+    assert "imported 0, skipped 2 (already imported), failed 2" in again.stdout, again.stdout
+
+    # From 2024 and 2025: hidden on the free plan, there once ada's plan is paid.
+    assert api.http.get("/v1/conversations", headers=ada.headers).json()["items"] == []
+    user_id = api.http.get("/v1/me", headers=ada.headers).json()["id"]
+    assert api.http.put(
+        f"/v1/admin/users/{user_id}/plan",
+        json={"plan": "pro", "reason": "imported a pro subscription"},
+        headers=admin.headers,
+    ).status_code == 200
+
+    def listed() -> list[dict]:
+        return api.http.get("/v1/conversations", headers=ada.headers).json()["items"]
+
+    items = api.wait_for(lambda: len(listed()) == 2 and listed())
+    assert [(c["title"], c["starred"], c["created_at"][:19]) for c in items] == [
+        ("Keeper or sea?", True, "2025-03-01T09:15:00"),
+        ("New Conversation", False, "2024-11-20T18:02:41"),
+    ]
+    keeper = api.http.get(f"/v1/conversations/{items[0]['id']}", headers=ada.headers).json()
+    assert [m["role"] for m in keeper["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert keeper["messages"][1]["council"]["chairman"]["model"] == "google/gemini-2.5-pro"

@@ -86,6 +86,7 @@ def message_from_proto(message: conversations_pb2.Message) -> Message:
         role=message.role,
         content=message.content,
         council=record_from_proto(message.council) if message.HasField("council") else None,
+        status=message.status or None,
         created_at=to_datetime(message.created_at),
     )
 

@@ -25,7 +25,7 @@ from fabula_gateway.dependencies import Clients, CurrentUserId, JsonBody
 from fabula_gateway.openapi import problem_responses
 from fabula_gateway.problems import VALIDATION_FAILED, FieldError, ProblemError
 from fabula_gateway.projects.routes import Cursor, Limit, parse_uuid
-from fabula_gateway.stories.streaming import EVENT_STREAM, wants_event_stream
+from fabula_gateway.streaming import EVENT_STREAM, wants_event_stream
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -209,6 +209,12 @@ async def delete_conversation(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+async def _council_stream(call, clients) -> CouncilStream:
+    # A council may take longer than one model call (the call has the
+    # council's deadline), but never goes silent for that long.
+    return await CouncilStream.start(call, idle_seconds=clients.generation_timeout)
+
+
 async def _answer(
     stream: CouncilStream, request: Request
 ) -> Message | StreamingResponse | JSONResponse:
@@ -243,9 +249,9 @@ async def send_message(
         conversations_pb2.SendMessageRequest(
             user_id=user_id, conversation_id=conversation_id, content=body.content
         ),
-        timeout=clients.generation_timeout,
+        timeout=clients.council_timeout,
     )
-    return await _answer(await CouncilStream.start(call), request)
+    return await _answer(await _council_stream(call, clients), request)
 
 
 @router.post(
@@ -271,6 +277,38 @@ async def answer_follow_up(
         conversations_pb2.AnswerFollowUpRequest(
             user_id=user_id, conversation_id=conversation_id, answers=body.answers
         ),
-        timeout=clients.generation_timeout,
+        timeout=clients.council_timeout,
     )
-    return await _answer(await CouncilStream.start(call), request)
+    return await _answer(await _council_stream(call, clients), request)
+
+
+@router.post(
+    "/{conversation_id}/messages/{message_id}/resume",
+    operation_id="resume_message",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Message,
+    response_description="The stored answer, with every stage (when JSON is asked for).",
+    summary="Resume an interrupted answer",
+    description="Goes on with an answer whose `status` is `interrupted` (the service stopped "
+    "midway): the stages it stored are kept, the members that answered are not asked again, "
+    "and the message still counts as one generation. Answers as `/messages` does. 409 "
+    "(`conflict`) when the answer is complete or failed, 409 (`conversation-busy`) while it "
+    "is still being answered; asking a new question instead gives the interrupted answer up.",
+    responses=_stream_responses(),
+)
+async def resume_message(
+    user_id: CurrentUserId,
+    conversation_id: ConversationId,
+    message_id: Annotated[str, Path(description="The interrupted assistant message's id.")],
+    clients: Clients,
+    request: Request,
+) -> Message | StreamingResponse | JSONResponse:
+    call = clients.conversations.ResumeMessage(
+        conversations_pb2.ResumeMessageRequest(
+            user_id=user_id,
+            conversation_id=conversation_id,
+            message_id=parse_uuid(message_id, "Message"),
+        ),
+        timeout=clients.council_timeout,
+    )
+    return await _answer(await _council_stream(call, clients), request)

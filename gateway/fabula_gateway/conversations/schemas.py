@@ -108,6 +108,11 @@ class Message(BaseModel):
     role: Literal["user", "assistant"]
     content: str = Field(description="The question, or the chairman's final answer.")
     council: CouncilRecord | None = Field(None, description="Assistant messages: every stage.")
+    status: Literal["answering", "complete", "failed", "interrupted"] | None = Field(
+        None,
+        description="Assistant messages: `interrupted` when the service stopped midway "
+        "(`POST …/messages/{message_id}/resume` goes on from the stages stored).",
+    )
     created_at: dt.datetime
 
 

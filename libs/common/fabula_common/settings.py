@@ -70,6 +70,10 @@ class CommonSettings(BaseSettings):
     grpc_deadline_seconds: float = env("GRPC_DEADLINE_SECONDS", 10.0, gt=0)
     # Model calls stream for longer than ordinary calls.
     generation_deadline_seconds: float = env("GENERATION_DEADLINE_SECONDS", 120.0, gt=0)
+    # A whole council message (three stages of model calls, each call under
+    # GENERATION_DEADLINE_SECONDS): stories' call to generation, and the
+    # gateway's to stories (which adds GRPC_DEADLINE_SECONDS to store it).
+    council_deadline_seconds: float = env("COUNCIL_DEADLINE_SECONDS", 600.0, gt=0)
 
     shutdown_grace_seconds: float = env("SHUTDOWN_GRACE_SECONDS", 10.0, ge=0)
     # After SIGTERM, keep serving (reporting NOT_SERVING) this long so load
@@ -151,7 +155,8 @@ class ServiceSettings(CommonSettings):
     # pods added since they connected; 0 = connections live forever.
     grpc_max_connection_age_seconds: float = env("GRPC_MAX_CONNECTION_AGE_SECONDS", 300.0, ge=0)
     # Calls still running on a closed connection get this long to finish;
-    # unset = GENERATION_DEADLINE_SECONDS + 10, so no story stream is cut.
+    # unset = the longest stream's deadline (GENERATION_DEADLINE_SECONDS, or
+    # COUNCIL_DEADLINE_SECONDS for a council) + 10, so no stream is cut.
     grpc_max_connection_age_grace_seconds: float | None = env(
         "GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS", None, ge=0
     )
@@ -171,7 +176,9 @@ class ServiceSettings(CommonSettings):
         if self.grpc_max_connection_age_seconds:
             grace = self.grpc_max_connection_age_grace_seconds
             if grace is None:
-                grace = self.generation_deadline_seconds + 10
+                grace = (
+                    max(self.generation_deadline_seconds, self.council_deadline_seconds) + 10
+                )
             options += [
                 ("grpc.max_connection_age_ms", int(self.grpc_max_connection_age_seconds * 1000)),
                 ("grpc.max_connection_age_grace_ms", int(grace * 1000)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fabula.billing.v1 import events_pb2 as billing_events
 from fabula.generation.v1 import council_pb2_grpc, generation_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
 from fabula.stories.v1 import (
@@ -21,6 +22,7 @@ from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
 
+from fabula_stories.conversations.plans import record_plan
 from fabula_stories.conversations.servicer import ConversationsServicer
 from fabula_stories.conversations.writer import ConversationWriter
 from fabula_stories.database import outbox, processed_events
@@ -81,7 +83,7 @@ def create_app(settings: Settings) -> GrpcApp:
     )
     app.add_servicer(
         conversations_pb2_grpc.add_ConversationsServiceServicer_to_server,
-        ConversationsServicer(db, conversation_writer),
+        ConversationsServicer(db, conversation_writer, settings.council_free_retention_days),
         conversations_pb2.DESCRIPTOR.services_by_name["ConversationsService"].full_name,
     )
     app.add_worker(conversation_writer)
@@ -99,30 +101,32 @@ def create_app(settings: Settings) -> GrpcApp:
     app.on_startup(sweeper.recover_on_startup)
     app.add_worker(sweeper)
     app.add_worker(ExpiredKeysPurger(db, settings.idempotency_key_purge_interval_seconds))
-    app.add_worker(
-        EventConsumer(
-            db=db,
-            bus=bus,
-            processed=processed_events,
-            service="stories",
-            durable="stories-user-deleted",
-            subject=subject_for(settings, "users", "user_deleted"),
-            message_type=users_events.UserDeleted,
-            handler=delete_user_data,
+
+    def consume(durable: str, domain: str, event: str, message_type, handler) -> None:
+        """Apply a peer's events (an idempotent consumer with its own inbox rows)."""
+        app.add_worker(
+            EventConsumer(
+                db=db,
+                bus=bus,
+                processed=processed_events,
+                service="stories",
+                durable=durable,
+                subject=subject_for(settings, domain, event),
+                message_type=message_type,
+                handler=handler,
+            )
         )
+
+    consume("stories-user-deleted", "users", "user_deleted", users_events.UserDeleted, delete_user_data)
+    consume(
+        "stories-job-completed",
+        "generation",
+        "job_completed",
+        generation_events.JobCompleted,
+        record_narrative,
     )
-    app.add_worker(
-        EventConsumer(
-            db=db,
-            bus=bus,
-            processed=processed_events,
-            service="stories",
-            durable="stories-job-completed",
-            subject=subject_for(settings, "generation", "job_completed"),
-            message_type=generation_events.JobCompleted,
-            handler=record_narrative,
-        )
-    )
+    # The user's plan, for the free plan's retention of conversations.
+    consume("stories-plan-changed", "billing", "plan_changed", billing_events.PlanChanged, record_plan)
     app.add_worker(OutboxRelay(db, outbox, bus, "stories", settings))
     # Workers have stopped before these run.
     app.on_shutdown(generation_channel.close)

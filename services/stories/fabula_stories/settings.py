@@ -60,8 +60,10 @@ class Settings(ServiceSettings):
     # Clarifying questions the chairman may ask before the council deliberates
     # (at most this many; 0: never asks).
     council_follow_up_questions: int = env("COUNCIL_FOLLOW_UP_QUESTIONS", 0, ge=0, le=3)
-    # How long a whole council message (three stages of model calls) may take.
-    council_deadline_seconds: float = env("COUNCIL_DEADLINE_SECONDS", 600.0, gt=0)
+    # On the free plan, conversations created more than this many days ago
+    # are hidden (not deleted) until the user's plan is a paid one again
+    # (conversations/plans.py); 0: never hidden.
+    council_free_retention_days: int = env("COUNCIL_FREE_RETENTION_DAYS", 30, ge=0)
 
     @property
     def write_lease_renew_seconds(self) -> float:

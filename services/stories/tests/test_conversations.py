@@ -12,22 +12,36 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import datetime as dt
 
 import grpc
+import nats
 import pytest
+from fabula.billing.v1 import events_pb2 as billing_events
 from fabula.common.v1 import money_pb2
 from fabula.generation.v1 import council_pb2, council_pb2_grpc
 from fabula.stories.v1 import conversations_pb2, conversations_pb2_grpc, events_pb2
 from fabula_common.db import Database
 from fabula_common.errors import UpstreamError, error_reason
-from fabula_common.messaging.bus import EventBus
+from fabula_common.messaging.bus import EventBus, subject_for
+from fabula_common.messaging.headers import MSG_ID_HEADER
 from fabula_common.settings import CommonSettings
 from fabula_common.testing import free_port, running_app
 from fabula_stories.app import create_app
-from fabula_stories.conversations.models import ConversationMessage
+from fabula_stories.conversations.models import Conversation, ConversationMessage
+from fabula_stories.conversations.service import record_to_json
+from fabula_stories.exchange.council_seed import (
+    read_conversation,
+    read_profile,
+    read_subscription,
+)
+from fabula_stories.exchange.seed import MalformedStory
 from fabula_stories.settings import Settings
 from fabula_stories.stories.events import DeliverySubjects
-from sqlalchemy import select
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import select, update
 
 Stub = conversations_pb2_grpc.ConversationsServiceStub
 MEMBERS = ("offline/alpha", "offline/beta", "offline/gamma")
@@ -67,19 +81,14 @@ class CouncilDouble(council_pb2_grpc.CouncilServiceServicer):
     async def Deliberate(self, request, context) -> AsyncIterator[council_pb2.CouncilEvent]:
         self.requests.append(request)
         event = council_pb2.CouncilEvent
-        yield event(stage_started=1)
-        for model in MEMBERS:
-            yield event(delta=council_pb2.CouncilDelta(stage=1, model=model, text="It was "))
-        for model in MEMBERS[:2]:
-            yield event(
-                answer=council_pb2.MemberAnswer(
-                    model=model, text=f"It was the keeper, says {model}.", usage=usage()
-                )
-            )
-        # One member fails: the council goes on without it.
-        yield event(
-            answer=council_pb2.MemberAnswer(model=MEMBERS[2], error="429 rate limited")
-        )
+        # Stages done by an earlier attempt are not run again (as generation does).
+        if request.done_reviews:
+            async for done in self._stage_3(request):
+                yield done
+            return
+        if not request.done_answers:
+            async for done in self._stage_1():
+                yield done
         if self.fail_after_stage_1:
             # As generation reports it: each member's own error, reason model-unavailable.
             status = UpstreamError(
@@ -113,6 +122,27 @@ class CouncilDouble(council_pb2_grpc.CouncilServiceServicer):
                 ]
             )
         )
+        async for done in self._stage_3(request):
+            yield done
+
+    async def _stage_1(self) -> AsyncIterator[council_pb2.CouncilEvent]:
+        event = council_pb2.CouncilEvent
+        yield event(stage_started=1)
+        for model in MEMBERS:
+            yield event(delta=council_pb2.CouncilDelta(stage=1, model=model, text="It was "))
+        for model in MEMBERS[:2]:
+            yield event(
+                answer=council_pb2.MemberAnswer(
+                    model=model, text=f"It was the keeper, says {model}.", usage=usage()
+                )
+            )
+        # One member fails: the council goes on without it.
+        yield event(
+            answer=council_pb2.MemberAnswer(model=MEMBERS[2], error="429 rate limited")
+        )
+
+    async def _stage_3(self, request) -> AsyncIterator[council_pb2.CouncilEvent]:
+        event = council_pb2.CouncilEvent
         yield event(stage_started=3)
         yield event(delta=council_pb2.CouncilDelta(stage=3, model=MEMBERS[0], text="The "))
         yield event(
@@ -556,3 +586,362 @@ async def test_a_chairman_without_questions_goes_straight_to_the_council(asking,
     assert events[-1].message.content == CHAIRMAN_TEXT
 
 
+
+
+# --- The free plan's retention ----------------------------------------------------------
+
+
+async def backdate(db: Database, conversation_id: str, days: int) -> None:
+    async with db.session_scope() as session:
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == uuid.UUID(conversation_id))
+            .values(created_at=Conversation.created_at - dt.timedelta(days=days))
+        )
+
+
+async def plan_changed(user_id: str, plan: str, occurred_at: dt.datetime) -> None:
+    """Billing's PlanChanged, published as billing publishes it."""
+    settings = CommonSettings()
+    occurred = Timestamp()
+    occurred.FromDatetime(occurred_at)
+    event = billing_events.PlanChanged(
+        event_id=str(uuid.uuid4()), user_id=user_id, plan=plan, source="manual",
+        occurred_at=occurred,
+    )
+    nc = await nats.connect(settings.nats_url, connect_timeout=2)
+    try:
+        await nc.jetstream().publish(
+            subject_for(settings, "billing", "plan_changed"),
+            event.SerializeToString(),
+            headers={MSG_ID_HEADER: uuid.uuid4().hex},
+        )
+    finally:
+        await nc.close()
+
+
+async def test_old_conversations_hide_on_the_free_plan_and_return_on_a_paid_one(
+    conversations, double, db
+):
+    owner = user()
+    old = await new_conversation(conversations, owner, "Old")
+    recent = await new_conversation(conversations, owner, "Recent")
+    await backdate(db, old, days=31)
+    ref = conversations_pb2.ConversationRef(user_id=owner, conversation_id=old)
+
+    async def listed() -> list[str]:
+        page = await conversations.ListConversations(
+            conversations_pb2.ListConversationsRequest(user_id=owner)
+        )
+        return [c.id for c in page.items]
+
+    # No plan known: the free plan. The old one is hidden everywhere, not deleted.
+    assert await listed() == [recent]
+    for call in (
+        conversations.GetConversation(ref),
+        conversations.UpdateConversation(
+            conversations_pb2.UpdateConversationRequest(
+                user_id=owner, conversation_id=old, starred=True
+            )
+        ),
+        ask(conversations, owner, old, "Still there?"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # An upgrade (billing's event) brings it back, messages and all.
+    now = dt.datetime.now(dt.UTC)
+    await plan_changed(owner, "pro", now)
+
+    async def shows_both() -> bool:
+        return await listed() == [recent, old]
+
+    await eventually(shows_both)
+    assert (await conversations.GetConversation(ref)).title == "Old"
+    answered = await ask(conversations, owner, old, "Still there?")
+    assert answered[-1].message.content == CHAIRMAN_TEXT
+
+    # Back on the free plan it hides again; an older event arriving late
+    # (the upgrade before it) changes nothing.
+    await plan_changed(owner, "free", now + dt.timedelta(seconds=1))
+    await eventually(lambda: _equals(listed(), [recent]))
+    await plan_changed(owner, "enterprise", now - dt.timedelta(minutes=5))
+    marker = user()
+    await plan_changed(marker, "pro", now)
+    # Events of one subject are applied in order: once the marker's is, the stale one was.
+    marker_conversation = await new_conversation(conversations, marker)
+    await backdate(db, marker_conversation, days=90)
+
+    async def marker_applied() -> bool:
+        page = await conversations.ListConversations(
+            conversations_pb2.ListConversationsRequest(user_id=marker)
+        )
+        return len(page.items) == 1
+
+    await eventually(marker_applied)
+    assert await listed() == [recent]
+
+
+async def _equals(value: Awaitable, expected) -> bool:
+    return await value == expected
+
+
+# --- Importing the council app's JSON ----------------------------------------------------
+
+SAMPLE = Path(__file__).parent / "data" / "council_sample"
+SAMPLE_CONVERSATION = SAMPLE / "conversations" / "5f0c2a1e-7d4b-4c55-9a43-0b1f6a2e9c11.json"
+
+
+def test_the_sample_folder_reads_as_the_council_app_wrote_it():
+    conversation = read_conversation(SAMPLE_CONVERSATION)
+    request = conversation.request
+    assert conversation.owner == "user-ada"
+    assert (request.source, request.original_id, request.title, request.starred) == (
+        "llm-council", "5f0c2a1e-7d4b-4c55-9a43-0b1f6a2e9c11", "Keeper or sea?", True
+    )
+    assert request.created_at.ToDatetime(dt.UTC) == dt.datetime(2025, 3, 1, 9, 15, tzinfo=dt.UTC)
+    assert [m.role for m in request.messages] == ["user", "assistant", "user", "assistant"]
+    first_answer = request.messages[1]
+    assert first_answer.content == "Let the keeper narrate, and give the sea the last chapter."
+    assert [a.model for a in first_answer.council.answers] == [
+        "openai/gpt-4.1", "anthropic/claude-sonnet-4", "google/gemini-2.5-pro"
+    ]
+    # A ranking the app could not parse stays flagged, not guessed.
+    assert [r.ranking_parsed for r in first_answer.council.reviews] == [True, False, True]
+    assert list(first_answer.council.reviews[0].ranking) == ["Response B", "Response C", "Response A"]
+    # The answers to clarifying questions go with the first question and its answer.
+    assert [(f.question, f.answer) for f in request.messages[0].follow_ups] == [
+        ("Which century is the story set in?", "The 1920s")
+    ]
+    assert list(first_answer.council.follow_ups) == list(request.messages[0].follow_ups)
+
+    single_user = read_conversation(
+        SAMPLE / "conversations" / "8a7f3c90-1111-4e2b-8f00-3d9e5b7c2a01.json"
+    )
+    assert single_user.owner is None and not single_user.request.starred
+    with pytest.raises(MalformedStory, match="stage3"):
+        read_conversation(SAMPLE / "conversations" / "d15ea5e0-3333-4c4d-8e5f-6a7b8c9d0e1f.json")
+    assert read_profile(SAMPLE / "profiles" / "user-ada.json").email == "ada@example.com"
+    subscription = read_subscription(SAMPLE / "subscriptions" / "user-ada.json")
+    assert (subscription.tier, subscription.status) == ("pro", "active")
+
+
+async def test_a_conversation_is_imported_once_with_its_stages_and_timestamps(conversations, db):
+    owner = user()
+    request = read_conversation(SAMPLE_CONVERSATION).request
+    request.user_id = owner
+    first = await conversations.ImportConversation(request)
+    again = await conversations.ImportConversation(request)
+    assert first.imported and not again.imported
+    assert again.conversation_id == first.conversation_id
+
+    # From 2025: hidden while the owner is on the free plan, there on a paid one.
+    ref = conversations_pb2.ConversationRef(user_id=owner, conversation_id=first.conversation_id)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await conversations.GetConversation(ref)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    await plan_changed(owner, "pro", dt.datetime.now(dt.UTC))
+
+    async def visible() -> bool:
+        try:
+            await conversations.GetConversation(ref)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
+    await eventually(visible)
+    stored = await conversations.GetConversation(ref)
+    assert (stored.title, stored.starred) == ("Keeper or sea?", True)
+    assert stored.created_at.ToDatetime(dt.UTC) == dt.datetime(2025, 3, 1, 9, 15, tzinfo=dt.UTC)
+    assert [(m.role, m.content) for m in stored.messages] == [
+        (m.role, m.content) for m in request.messages
+    ]
+    assert stored.messages[1].council == request.messages[1].council
+    page = await conversations.ListConversations(
+        conversations_pb2.ListConversationsRequest(user_id=owner)
+    )
+    assert [(c.id, c.message_count) for c in page.items] == [(first.conversation_id, 4)]
+
+    # The council goes on in an imported conversation.
+    answered = await ask(conversations, owner, first.conversation_id, "One more question")
+    assert answered[-1].message.content == CHAIRMAN_TEXT
+
+
+async def test_a_malformed_import_stores_nothing(conversations, db):
+    owner = user()
+    request = read_conversation(SAMPLE_CONVERSATION).request
+    request.user_id = owner
+    request.messages[2].role = "system"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await conversations.ImportConversation(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "messages[2].role" in err.value.details()
+    async with db.session_scope() as session:
+        assert not await session.scalar(
+            select(Conversation.id).where(Conversation.user_id == uuid.UUID(owner))
+        )
+
+
+
+# --- Resuming an interrupted message --------------------------------------------------------
+
+
+async def test_a_message_interrupted_by_a_shutdown_resumes_without_asking_its_members_again(
+    conversations, double, published, test_database, test_stream, council
+):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    double.pause_after_stage_1 = asyncio.Event()
+    stopping = _settings(council[1], shutdown_grace_seconds=0.2)
+    async with (
+        running_app(create_app(stopping)) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        call = Stub(channel).SendMessage(
+            conversations_pb2.SendMessageRequest(
+                user_id=owner, conversation_id=conversation_id, content="Who did it?"
+            )
+        )
+        await asyncio.wait_for(double.reached_stage_2.wait(), 10)
+    # That stories process stopped midway through stage 2.
+    call.cancel()
+    double.pause_after_stage_1.set()
+    ref = conversations_pb2.ConversationRef(user_id=owner, conversation_id=conversation_id)
+    stored = await conversations.GetConversation(ref)
+    interrupted = stored.messages[1]
+    assert interrupted.status == "interrupted"
+    assert [a.model for a in interrupted.council.answers] == list(MEMBERS)
+
+    double.reset()
+    before = len(double.requests)
+    resumed = [
+        event
+        async for event in conversations.ResumeMessage(
+            conversations_pb2.ResumeMessageRequest(
+                user_id=owner, conversation_id=conversation_id, message_id=interrupted.id
+            )
+        )
+    ]
+    # Stage 1 went to the council as done: its members were not asked again.
+    request = double.requests[before]
+    assert request.message_id == interrupted.id and request.question == "Who did it?"
+    assert [a.model for a in request.done_answers] == list(MEMBERS) and not request.done_reviews
+    council_kinds = [e.council.WhichOneof("event") for e in resumed if e.HasField("council")]
+    assert "answer" not in council_kinds and "review" in council_kinds
+    answer = resumed[-1].message
+    assert (answer.id, answer.content, answer.status) == (interrupted.id, CHAIRMAN_TEXT, "complete")
+    assert [a.model for a in answer.council.answers] == list(MEMBERS)
+    assert len(answer.council.reviews) == 2 and answer.council.chairman.text == CHAIRMAN_TEXT
+
+    # Delivered (so counted) once, never discarded.
+    await eventually(lambda: published.of(answer.id)[0])
+    await asyncio.sleep(0.3)
+    delivered, discarded = published.of(answer.id)
+    assert len(delivered) == 1 and not discarded
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for _ in conversations.ResumeMessage(
+            conversations_pb2.ResumeMessageRequest(
+                user_id=owner, conversation_id=conversation_id, message_id=answer.id
+            )
+        ):
+            pass
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def _interrupted_after_stage_2(db: Database, owner: str, conversation_id: str) -> str:
+    """A message whose stories process died after storing stage 2 (as the
+    writer stores it), its claim lapsed."""
+    record = conversations_pb2.CouncilRecord(
+        answers=[
+            council_pb2.MemberAnswer(model=model, text=f"Answer of {model}.", usage=usage())
+            for model in MEMBERS
+        ],
+        reviews=[
+            council_pb2.MemberReview(
+                model=MEMBERS[0], text="FINAL RANKING:\n1. Response A",
+                ranking=["Response A"], ranking_parsed=True, usage=usage(),
+            )
+        ],
+        aggregate=council_pb2.AggregateRanking(
+            members=[council_pb2.RankedMember(model=MEMBERS[1], average_rank=1.0, votes=1)]
+        ),
+    )
+    message_id = uuid.uuid4()
+    async with db.session_scope() as session:
+        conversation = await session.get(Conversation, uuid.UUID(conversation_id))
+        session.add(
+            ConversationMessage(
+                conversation_id=conversation.id, role="user", content="Who did it?"
+            )
+        )
+        await session.flush()
+        session.add(
+            ConversationMessage(
+                id=message_id,
+                conversation_id=conversation.id,
+                role="assistant",
+                status="answering",
+                council=record_to_json(record),
+            )
+        )
+        conversation.writing_message_id = message_id
+        conversation.writing_until = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    return str(message_id)
+
+
+async def test_a_message_whose_process_died_after_stage_2_resumes_at_the_chairman(
+    conversations, double, db, published
+):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    message_id = await _interrupted_after_stage_2(db, owner, conversation_id)
+    resumed = [
+        event
+        async for event in conversations.ResumeMessage(
+            conversations_pb2.ResumeMessageRequest(
+                user_id=owner, conversation_id=conversation_id, message_id=message_id
+            )
+        )
+    ]
+    request = double.requests[-1]
+    assert len(request.done_answers) == 3 and len(request.done_reviews) == 1
+    council_kinds = {e.council.WhichOneof("event") for e in resumed if e.HasField("council")}
+    assert not council_kinds & {"answer", "review", "aggregate"}
+    answer = resumed[-1].message
+    assert answer.content == CHAIRMAN_TEXT
+    assert [m.model for m in answer.council.aggregate.members] == [MEMBERS[1]]
+    await eventually(lambda: published.of(message_id)[0])
+
+
+async def test_a_new_question_gives_up_an_interrupted_message(
+    conversations, double, db, published
+):
+    owner = user()
+    conversation_id = await new_conversation(conversations, owner)
+    message_id = await _interrupted_after_stage_2(db, owner, conversation_id)
+    answered = await ask(conversations, owner, conversation_id, "Another question")
+    assert answered[-1].message.content == CHAIRMAN_TEXT
+    await eventually(lambda: published.of(message_id)[1])
+    stored = await conversations.GetConversation(
+        conversations_pb2.ConversationRef(user_id=owner, conversation_id=conversation_id)
+    )
+    assert [m.status for m in stored.messages if m.role == "assistant"] == ["failed", "complete"]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for _ in conversations.ResumeMessage(
+            conversations_pb2.ResumeMessageRequest(
+                user_id=owner, conversation_id=conversation_id, message_id=message_id
+            )
+        ):
+            pass
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # Another user's, or an unknown one: not found.
+    for who, which in ((user(), message_id), (owner, str(uuid.uuid4())), (owner, "nope")):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in conversations.ResumeMessage(
+                conversations_pb2.ResumeMessageRequest(
+                    user_id=who, conversation_id=conversation_id, message_id=which
+                )
+            ):
+                pass
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -20,9 +20,14 @@ MESSAGE_MAX_LENGTH = 8_000
 
 class MessageStatus(enum.StrEnum):
     # Assistant messages only: the council is at work, done, or gave up.
+    # An answering message whose writer stopped or died (no live claim holds
+    # it) is shown as interrupted and can be resumed.
     answering = "answering"
     complete = "complete"
     failed = "failed"
+
+
+INTERRUPTED = "interrupted"
 
 
 class Conversation(Base):
@@ -49,6 +54,10 @@ class Conversation(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, server_default=func.now()
     )
+    # Imported conversations: where from (e.g. "llm-council") and their id
+    # there, so an import runs once per (user, source, original id).
+    import_source: Mapped[str | None] = mapped_column(String(100))
+    import_original_id: Mapped[str | None] = mapped_column(String(255))
 
     messages: Mapped[list[ConversationMessage]] = relationship(
         order_by="(ConversationMessage.created_at, ConversationMessage.id)",
@@ -85,6 +94,28 @@ class ConversationMessage(Base):
         DateTime(timezone=True), default=utcnow, server_default=func.now()
     )
 
+
+class UserPlan(Base):
+    """Each user's billing plan as billing's PlanChanged events told it (free
+    when no event came): which conversations the free plan's retention hides.
+    Stories never reads billing's schema."""
+
+    __tablename__ = "user_plans"
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    plan: Mapped[str] = mapped_column(String(100))
+    # The event's occurred_at: an older event arriving late changes nothing.
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+# Imports find what they imported before (and the unique index decides a race).
+Index(
+    "uq_conversations_import",
+    Conversation.user_id,
+    Conversation.import_source,
+    Conversation.import_original_id,
+    unique=True,
+    postgresql_where=Conversation.import_source.is_not(None),
+)
 
 # Lists walk it, newest first.
 Index(

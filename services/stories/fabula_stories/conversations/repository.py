@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy import delete, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -19,6 +20,11 @@ from fabula_stories.conversations.models import (
 )
 
 
+def _visible(since: dt.datetime | None) -> list:
+    """The free plan's retention (see plans.py): conversations created since."""
+    return [] if since is None else [Conversation.created_at >= since]
+
+
 async def get_conversation(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -26,9 +32,12 @@ async def get_conversation(
     *,
     with_messages: bool = False,
     for_update: bool = False,
+    visible_since: dt.datetime | None = None,
 ) -> Conversation | None:
     query = select(Conversation).where(
-        Conversation.id == conversation_id, Conversation.user_id == user_id
+        Conversation.id == conversation_id,
+        Conversation.user_id == user_id,
+        *_visible(visible_since),
     )
     if with_messages:
         query = query.options(selectinload(Conversation.messages))
@@ -43,10 +52,11 @@ async def list_conversations(
     limit: int,
     after: tuple[dt.datetime, uuid.UUID] | None,
     starred: bool | None,
+    visible_since: dt.datetime | None = None,
 ) -> Sequence[Conversation]:
     query = (
         select(Conversation)
-        .where(Conversation.user_id == user_id)
+        .where(Conversation.user_id == user_id, *_visible(visible_since))
         .order_by(Conversation.created_at.desc(), Conversation.id.desc())
         .limit(limit)
     )
@@ -72,11 +82,19 @@ async def message_counts(
 
 
 async def update_conversation(
-    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID, values: dict[str, Any]
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    values: dict[str, Any],
+    visible_since: dt.datetime | None = None,
 ) -> Conversation | None:
     query = (
         update(Conversation)
-        .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+        .where(
+            Conversation.id == conversation_id,
+            Conversation.user_id == user_id,
+            *_visible(visible_since),
+        )
         .values(**values, updated_at=func.now())
         .returning(Conversation)
     )
@@ -84,12 +102,19 @@ async def update_conversation(
 
 
 async def delete_conversation(
-    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    visible_since: dt.datetime | None = None,
 ) -> bool:
     """Delete the conversation (its messages go by ON DELETE CASCADE); False when absent."""
     query = (
         delete(Conversation)
-        .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+        .where(
+            Conversation.id == conversation_id,
+            Conversation.user_id == user_id,
+            *_visible(visible_since),
+        )
         .returning(Conversation.id)
     )
     return (await session.execute(query)).scalar_one_or_none() is not None
@@ -108,11 +133,14 @@ async def claim(
     conversation_id: uuid.UUID,
     message_id: uuid.UUID,
     lease_seconds: float,
+    visible_since: dt.datetime | None = None,
 ) -> tuple[Conversation, uuid.UUID | None] | None:
     """Take the conversation's write lease for `message_id` when it is free
     (or its holder stopped renewing it); the conversation and the message the
     lapsed lease was for, or None when it is held (or not the user's)."""
-    conversation = await get_conversation(session, user_id, conversation_id, for_update=True)
+    conversation = await get_conversation(
+        session, user_id, conversation_id, for_update=True, visible_since=visible_since
+    )
     if conversation is None:
         return None
     now = await session.scalar(select(func.now()))
@@ -197,5 +225,69 @@ async def update_answering(
         )
         .values(**values)
         .returning(ConversationMessage)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def insert_conversation_once(
+    session: AsyncSession, values: dict[str, Any]
+) -> uuid.UUID | None:
+    """Insert an imported conversation unless the user has one with its
+    (import_source, import_original_id): its id, or None when it was there
+    (the unique index decides a concurrent import, not a prior read)."""
+    statement = (
+        pg_insert(Conversation)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=[
+                Conversation.user_id, Conversation.import_source, Conversation.import_original_id
+            ],
+            index_where=Conversation.import_source.is_not(None),
+        )
+        .returning(Conversation.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def imported_conversation_id(
+    session: AsyncSession, user_id: uuid.UUID, source: str, original_id: str
+) -> uuid.UUID | None:
+    return await session.scalar(
+        select(Conversation.id).where(
+            Conversation.user_id == user_id,
+            Conversation.import_source == source,
+            Conversation.import_original_id == original_id,
+        )
+    )
+
+
+async def insert_messages(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(ConversationMessage), list(rows))
+
+
+async def answering_messages(
+    session: AsyncSession, conversation_id: uuid.UUID
+) -> list[uuid.UUID]:
+    query = select(ConversationMessage.id).where(
+        ConversationMessage.conversation_id == conversation_id,
+        ConversationMessage.status == MessageStatus.answering,
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def question_before(
+    session: AsyncSession, conversation_id: uuid.UUID, before: dt.datetime
+) -> ConversationMessage | None:
+    """The latest question asked before `before` (the one an answer answers)."""
+    query = (
+        select(ConversationMessage)
+        .where(
+            ConversationMessage.conversation_id == conversation_id,
+            ConversationMessage.role == "user",
+            ConversationMessage.created_at <= before,
+        )
+        .order_by(ConversationMessage.created_at.desc(), ConversationMessage.id.desc())
+        .limit(1)
     )
     return (await session.execute(query)).scalar_one_or_none()

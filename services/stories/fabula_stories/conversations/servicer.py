@@ -20,9 +20,11 @@ def _ref(request) -> tuple:
 
 
 class ConversationsServicer(conversations_pb2_grpc.ConversationsServiceServicer):
-    def __init__(self, db: Database, writer: ConversationWriter) -> None:
+    def __init__(self, db: Database, writer: ConversationWriter, retention_days: int) -> None:
         self._db = db
         self._writer = writer
+        # The free plan's (see plans.py).
+        self._retention_days = retention_days
 
     async def CreateConversation(
         self,
@@ -42,7 +44,7 @@ class ConversationsServicer(conversations_pb2_grpc.ConversationsServiceServicer)
         starred = request.starred if request.HasField("starred") else None
         async with self._db.session_scope() as session:
             page = await service.list_conversations(
-                session, user_id, request.limit, request.cursor, starred
+                session, user_id, request.limit, request.cursor, starred, self._retention_days
             )
             return conversations_pb2.ListConversationsResponse(
                 items=[
@@ -57,7 +59,9 @@ class ConversationsServicer(conversations_pb2_grpc.ConversationsServiceServicer)
     ) -> conversations_pb2.Conversation:
         user_id, conversation_id = _ref(request)
         async with self._db.session_scope() as session:
-            conversation = await service.get_conversation(session, user_id, conversation_id)
+            conversation = await service.get_conversation(
+                session, user_id, conversation_id, self._retention_days
+            )
             return conversation_to_proto(conversation, messages=conversation.messages)
 
     async def UpdateConversation(
@@ -73,6 +77,7 @@ class ConversationsServicer(conversations_pb2_grpc.ConversationsServiceServicer)
                 conversation_id,
                 request.title if request.HasField("title") else None,
                 request.starred if request.HasField("starred") else None,
+                self._retention_days,
             )
             return conversation_to_proto(conversation, messages=conversation.messages)
 
@@ -81,7 +86,9 @@ class ConversationsServicer(conversations_pb2_grpc.ConversationsServiceServicer)
     ) -> empty_pb2.Empty:
         user_id, conversation_id = _ref(request)
         async with self._db.session_scope() as session:
-            await service.delete_conversation(session, user_id, conversation_id)
+            await service.delete_conversation(
+                session, user_id, conversation_id, self._retention_days
+            )
         return empty_pb2.Empty()
 
     async def SendMessage(
@@ -89,6 +96,14 @@ class ConversationsServicer(conversations_pb2_grpc.ConversationsServiceServicer)
     ) -> AsyncIterator[conversations_pb2.ConversationEvent]:
         user_id, conversation_id = _ref(request)
         async for event in self._writer.send_message(user_id, conversation_id, request.content):
+            yield event
+
+    async def ResumeMessage(
+        self, request: conversations_pb2.ResumeMessageRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[conversations_pb2.ConversationEvent]:
+        user_id, conversation_id = _ref(request)
+        message_id = service.parse_message_id(request.message_id)
+        async for event in self._writer.resume_message(user_id, conversation_id, message_id):
             yield event
 
     async def AnswerFollowUp(
@@ -99,3 +114,14 @@ class ConversationsServicer(conversations_pb2_grpc.ConversationsServiceServicer)
             user_id, conversation_id, list(request.answers)
         ):
             yield event
+
+    async def ImportConversation(
+        self,
+        request: conversations_pb2.ImportConversationRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> conversations_pb2.ImportConversationResponse:
+        async with self._db.session_scope() as session:
+            conversation_id, imported = await service.import_conversation(session, request)
+        return conversations_pb2.ImportConversationResponse(
+            conversation_id=str(conversation_id), imported=imported
+        )

@@ -8,15 +8,21 @@ reported delivered, so billed) anyway.
 Each stage is stored as it completes (answers after stage 1, reviews and the
 aggregate ranking after stage 2, the chairman after stage 3); the answer,
 the title and GenerationDelivered then go in one transaction. A council that
-fails ends the message failed with GenerationDiscarded."""
+fails ends the message failed with GenerationDiscarded.
+
+A message whose writer stops (shutdown) or dies midway stays `answering`
+with the stages it stored, its claim released or lapsing: `interrupted`.
+ResumeMessage claims it again and sends those stages to the council as done
+(generation then neither re-asks the members that answered nor reserves the
+message twice), so it is delivered, and counted, once. A new question gives
+it up instead (failed, discarded)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +36,12 @@ from fabula_stories.conversations import events, service
 from fabula_stories.conversations.mapping import message_to_proto
 from fabula_stories.conversations.models import ConversationMessage
 from fabula_stories.conversations.service import Deliberation
+from fabula_stories.leases import WriterTasks, keep_renewed
 from fabula_stories.settings import Settings
 from fabula_stories.stories.events import DeliverySubjects
 
 log = logging.getLogger(__name__)
 
-_RENEW_RETRY_SECONDS = 0.5
 # How long a clarifying-questions call may take (one chairman call).
 _CLARIFY_TIMEOUT_FLOOR_SECONDS = 30.0
 
@@ -58,8 +64,20 @@ class _Delivery:
 class _Council:
     """The CouncilRecord as the events build it, stored after each stage."""
 
-    def __init__(self, follow_ups: list[council_pb2.FollowUpAnswer]) -> None:
+    def __init__(
+        self,
+        follow_ups: list[council_pb2.FollowUpAnswer],
+        stored: conversations_pb2.CouncilRecord | None = None,
+    ) -> None:
         self.record = conversations_pb2.CouncilRecord(follow_ups=follow_ups)
+        if stored is not None:
+            # Resumed: the stages stored before go on as they were (a stage
+            # is stored only once complete; stage 3 is always run again).
+            self.record.answers.extend(stored.answers)
+            self.record.reviews.extend(stored.reviews)
+            if stored.HasField("aggregate"):
+                self.record.aggregate.CopyFrom(stored.aggregate)
+            self.record.failed_members.extend(stored.failed_members)
         self.title = ""
         self.done = False
 
@@ -109,44 +127,51 @@ class ConversationWriter:
         self._council = council
         self._settings = settings
         self._subjects = DeliverySubjects.for_settings(settings)
-        # Strong references: the event loop keeps only weak ones to tasks.
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = WriterTasks()
         self._stopped = asyncio.Event()
 
     async def send_message(
         self, user_id: uuid.UUID, conversation_id: uuid.UUID, content: str
     ) -> AsyncIterator[ConversationEvent]:
         content = service.validate_content(content)
-        message_id = uuid.uuid4()
-        async with self._db.session_scope() as session:
-            work = await service.begin_message(
-                session,
-                self._subjects,
-                user_id,
-                conversation_id,
-                content,
-                message_id,
-                self._settings.write_lease_seconds,
-            )
+        work = await self._begin(service.begin_message, user_id, conversation_id, None, content)
         async for event in self._run(work, ask_first=self._settings.council_follow_up_questions > 0):
             yield event
 
     async def answer_follow_up(
         self, user_id: uuid.UUID, conversation_id: uuid.UUID, answers: list[str]
     ) -> AsyncIterator[ConversationEvent]:
-        message_id = uuid.uuid4()
-        async with self._db.session_scope() as session:
-            work = await service.begin_follow_up(
-                session,
-                self._subjects,
-                user_id,
-                conversation_id,
-                answers,
-                message_id,
-                self._settings.write_lease_seconds,
-            )
+        work = await self._begin(service.begin_follow_up, user_id, conversation_id, None, answers)
         async for event in self._run(work, ask_first=False):
             yield event
+
+    async def resume_message(
+        self, user_id: uuid.UUID, conversation_id: uuid.UUID, message_id: uuid.UUID
+    ) -> AsyncIterator[ConversationEvent]:
+        work = await self._begin(service.begin_resume, user_id, conversation_id, message_id)
+        async for event in self._run(work, ask_first=False):
+            yield event
+
+    async def _begin(
+        self,
+        begin: Callable[..., Awaitable[Deliberation]],
+        user_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        message_id: uuid.UUID | None,
+        *args: Any,
+    ) -> Deliberation:
+        """Claim the conversation for `message_id` (a new message's when None)
+        with `begin`, in a transaction of its own."""
+        request = service.ClaimRequest(
+            subjects=self._subjects,
+            user_id=user_id,
+            conversation_id=conversation_id,
+            message_id=message_id or uuid.uuid4(),
+            lease_seconds=self._settings.write_lease_seconds,
+            retention_days=self._settings.council_free_retention_days,
+        )
+        async with self._db.session_scope() as session:
+            return await begin(session, request, *args)
 
     # --- Lifecycle: a worker of the app, stopped before the outbox relay ----------
 
@@ -157,13 +182,7 @@ class ConversationWriter:
         """Give messages in flight the shutdown grace to finish, then cancel
         them (they end failed, their generations discarded)."""
         try:
-            if self._tasks:
-                _, pending = await asyncio.wait(
-                    set(self._tasks), timeout=self._settings.shutdown_grace_seconds
-                )
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+            await self._tasks.finish(self._settings.shutdown_grace_seconds)
         finally:
             self._stopped.set()
 
@@ -237,9 +256,10 @@ class ConversationWriter:
         ]
 
     async def _deliberate(self, work: Deliberation, delivery: _Delivery) -> ConversationMessage:
-        async with self._db.session_scope() as session:
-            await service.start_answer(session, work)
-        council = _Council(work.follow_ups)
+        if work.stored is None:
+            async with self._db.session_scope() as session:
+                await service.start_answer(session, work)
+        council = _Council(work.follow_ups, work.stored)
         request = council_pb2.DeliberateRequest(
             user_id=str(work.user_id),
             message_id=str(work.message_id),
@@ -248,6 +268,9 @@ class ConversationWriter:
             history=work.history,
             follow_ups=work.follow_ups,
             want_title=work.want_title,
+            done_answers=council.record.answers,
+            # Stage 2 is stored once complete, with its aggregate ranking.
+            done_reviews=council.record.reviews if council.record.HasField("aggregate") else [],
         )
         try:
             try:
@@ -269,17 +292,15 @@ class ConversationWriter:
             return await service.finish(session, self._subjects, work, council.record, council.title)
 
     async def _fail(self, work: Deliberation, council: _Council, exc: BaseException) -> None:
-        reason = (
-            events.WRITER_STOPPED
-            if isinstance(exc, asyncio.CancelledError)
-            else events.MODEL_FAILED
-            if isinstance(exc, FabulaError)
-            else events.STORE_FAILED
-        )
+        reason = events.MODEL_FAILED if isinstance(exc, FabulaError) else events.STORE_FAILED
 
         async def fail() -> None:
             async with self._db.session_scope() as session:
-                await service.fail(session, self._subjects, work, council.record, reason)
+                if isinstance(exc, asyncio.CancelledError):
+                    # Stopped, not failed: resumable (see the module's docstring).
+                    await service.interrupt(session, work, council.record)
+                else:
+                    await service.fail(session, self._subjects, work, council.record, reason)
 
         # A task of its own: ending the message must survive a cancellation.
         try:
@@ -288,28 +309,14 @@ class ConversationWriter:
             log.warning("could not end message %s as failed: %r", work.message_id, err)
 
     async def _renew(self, work: Deliberation, stopped: asyncio.Event) -> None:
-        interval = self._settings.write_lease_renew_seconds
-        wait = interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopped.wait(), timeout=wait)
-            if stopped.is_set():
-                return
-            try:
-                async with self._db.session_scope() as session:
-                    held = await service.renew(session, work, self._settings.write_lease_seconds)
-            except Exception as exc:  # noqa: BLE001 - database briefly away: retried soon
-                log.warning("could not renew the claim of message %s: %r", work.message_id, exc)
-                wait = min(_RENEW_RETRY_SECONDS, interval)
-                continue
-            wait = interval
-            if not held:
-                return
+        await keep_renewed(
+            self._db,
+            lambda session: service.renew(session, work, self._settings.write_lease_seconds),
+            stopped,
+            interval=self._settings.write_lease_renew_seconds,
+            what=f"message {work.message_id}",
+        )
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        # The task inherits this call's context: request id and deadline.
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(work)
 

@@ -26,19 +26,24 @@ REQUIRED = ("id", "title", "genre", "segments")
 
 
 class MalformedStory(ValueError):
-    """The file is not a saved story; the message says why."""
+    """The file is not what it should be (a saved story, or another
+    importer's record); the message says why."""
 
 
-def read_story_file(path: Path, *, user_id: str, source: str) -> stories_pb2.ImportStoryRequest:
+def read_json_file(path: Path) -> Any:
+    """The file's JSON document; MalformedStory when it is not one."""
     if path.stat().st_size > MAX_FILE_BYTES:
         raise MalformedStory(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
     try:
-        document = json.loads(path.read_bytes())
+        return json.loads(path.read_bytes())
     except UnicodeDecodeError:
         raise MalformedStory("not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise MalformedStory(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return import_request(document, user_id=user_id, source=source)
+
+
+def read_story_file(path: Path, *, user_id: str, source: str) -> stories_pb2.ImportStoryRequest:
+    return import_request(read_json_file(path), user_id=user_id, source=source)
 
 
 def import_request(
@@ -52,36 +57,36 @@ def import_request(
     request = stories_pb2.ImportStoryRequest(
         user_id=user_id,
         source=source,
-        original_id=_original_id(document["id"]),
-        title=_string("title", document["title"]),
-        genre=_string("genre", document["genre"]),
+        original_id=original_id(document["id"]),
+        title=string_field("title", document["title"]),
+        genre=string_field("genre", document["genre"]),
         characters=_characters(document.get("characters")),
         segments=_segments(document["segments"]),
-        is_complete=_flag("is_complete", document.get("is_complete", False)),
+        is_complete=flag_field("is_complete", document.get("is_complete", False)),
     )
     opening_line = document.get("opening_line")
     if opening_line is not None:
-        request.opening_line = _string("opening_line", opening_line)
+        request.opening_line = string_field("opening_line", opening_line)
     for name in ("created_at", "updated_at"):
         if document.get(name) is not None:
-            getattr(request, name).CopyFrom(_timestamp(name, document[name]))
+            getattr(request, name).CopyFrom(timestamp_field(name, document[name]))
     return request
 
 
-def _original_id(value: Any) -> str:
+def original_id(value: Any) -> str:
     # An integer primary key or a UUID, as the tool's table had it.
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise MalformedStory("id must be a string or an integer")
     return str(value)
 
 
-def _string(name: str, value: Any) -> str:
+def string_field(name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise MalformedStory(f"{name} must be a string, not {_type(value)}")
+        raise MalformedStory(f"{name} must be a string, not {type_name(value)}")
     return value
 
 
-def _flag(name: str, value: Any) -> bool:
+def flag_field(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -92,7 +97,7 @@ def _flag(name: str, value: Any) -> bool:
 def _strings(name: str, values: list) -> list[str]:
     for index, value in enumerate(values):
         if not isinstance(value, str):
-            raise MalformedStory(f"{name}[{index}] must be a string, not {_type(value)}")
+            raise MalformedStory(f"{name}[{index}] must be a string, not {type_name(value)}")
     return values
 
 
@@ -109,7 +114,7 @@ def _characters(value: Any) -> list[str]:
         else:
             return [name.strip() for name in text.split(",") if name.strip()]
     if not isinstance(value, list):
-        raise MalformedStory(f"characters must be a list or a string, not {_type(value)}")
+        raise MalformedStory(f"characters must be a list or a string, not {type_name(value)}")
     return [name.strip() for name in _strings("characters", value)]
 
 
@@ -120,7 +125,7 @@ def _segments(value: Any) -> list[str]:
         except json.JSONDecodeError:
             raise MalformedStory("segments is not a valid JSON list") from None
     if not isinstance(value, list):
-        raise MalformedStory(f"segments must be a list, not {_type(value)}")
+        raise MalformedStory(f"segments must be a list, not {type_name(value)}")
     if not value:
         raise MalformedStory("segments is empty")
     texts = []
@@ -130,14 +135,14 @@ def _segments(value: Any) -> list[str]:
             if segment is None:
                 raise MalformedStory(f'segments[{index}] has no "text" or "content"')
         if not isinstance(segment, str):
-            raise MalformedStory(f"segments[{index}] must be a string, not {_type(segment)}")
+            raise MalformedStory(f"segments[{index}] must be a string, not {type_name(segment)}")
         texts.append(segment)
     return texts
 
 
-def _timestamp(name: str, value: Any) -> Timestamp:
+def timestamp_field(name: str, value: Any) -> Timestamp:
     if not isinstance(value, str):
-        raise MalformedStory(f"{name} must be an ISO 8601 string, not {_type(value)}")
+        raise MalformedStory(f"{name} must be an ISO 8601 string, not {type_name(value)}")
     try:
         moment = dt.datetime.fromisoformat(value.strip())
     except ValueError:
@@ -149,5 +154,5 @@ def _timestamp(name: str, value: Any) -> Timestamp:
     return timestamp
 
 
-def _type(value: Any) -> str:
+def type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__

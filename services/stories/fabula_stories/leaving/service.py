@@ -20,6 +20,7 @@ from fabula_common.tombstones import is_deleted, record_deletion, was_deleted
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fabula_stories.conversations.plans import forget_plan
 from fabula_stories.conversations.repository import delete_conversations_of
 from fabula_stories.database import deleted_users
 from fabula_stories.idempotency.models import IdempotencyKey
@@ -107,6 +108,7 @@ async def delete_user_data(session: AsyncSession, event: users_events.UserDelete
     keys = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id))
     projects = await delete_projects_of(session, user_id)
     conversations = await delete_conversations_of(session, user_id)
+    await forget_plan(session, user_id)
     log.info(
         "user %s deleted: %d stories, %d pending generations, %d idempotency keys, "
         "%d projects (with their narratives), %d conversations removed",

@@ -34,7 +34,6 @@ before any claim or model call, so it costs nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -57,6 +56,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fabula_stories.context import builder
 from fabula_stories.idempotency import service as idempotency
+from fabula_stories.leases import WriterTasks, keep_renewed
 from fabula_stories.leaving import service as leaving
 from fabula_stories.idempotency.service import FirstAnswer, KeyedRequest
 from fabula_stories.settings import Settings
@@ -78,9 +78,6 @@ _PURPOSE = {
 # delays, doubling.
 _DISCARD_RETRY_FIRST_SECONDS = 0.25
 _DISCARD_RETRY_MAX_SECONDS = 2.0
-# A renewal that failed is tried again after this long (not a whole renewal
-# interval later), so a brief outage does not cost a writer its claim.
-_RENEW_RETRY_SECONDS = 0.5
 # How long shutdown waits for the writes it cancelled to be discarded.
 _DISCARD_ON_SHUTDOWN_SECONDS = 2.0
 
@@ -126,8 +123,7 @@ class StoryWriter:
         self._autocommit = async_sessionmaker(
             db.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
         )
-        # Strong references: the event loop keeps only weak ones to tasks.
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = WriterTasks()
         self._stopped = asyncio.Event()
 
     async def create(self, new: NewStory, keyed: KeyedRequest | None = None) -> Story:
@@ -278,19 +274,13 @@ class StoryWriter:
             self._stopped.set()
 
     async def _finish_writes(self) -> None:
-        if not self._tasks:
+        if not len(self._tasks):
             return
         log.info("waiting for %d story writes to finish", len(self._tasks))
-        _, pending = await asyncio.wait(
-            set(self._tasks), timeout=self._settings.shutdown_grace_seconds
-        )
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.finish(self._settings.shutdown_grace_seconds)
         # The cancelled writes discard their generations in tasks of their
         # own: give those a moment, so the relay's last pass publishes them.
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=_DISCARD_ON_SHUTDOWN_SECONDS)
+        await self._tasks.wait(_DISCARD_ON_SHUTDOWN_SECONDS)
 
     # --- Steps ------------------------------------------------------------------
 
@@ -406,38 +396,23 @@ class StoryWriter:
             renewing.set()
 
     async def _renew(self, claim: WriteClaim, stopped: asyncio.Event) -> None:
-        """Renew `claim` every third of the lease until `stopped` is set. A
-        renewal that failed (the database is away) is retried every
-        _RENEW_RETRY_SECONDS, so the claim survives any outage shorter than
-        the two thirds of the lease it still has left."""
-        interval = self._settings.write_lease_renew_seconds
-        wait = interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopped.wait(), timeout=wait)
-            if stopped.is_set():
-                return
-            try:
-                async with self._db.session_scope() as session:
-                    held = await service.renew_claim(
-                        session, claim, self._settings.write_lease_seconds
-                    )
-            except Exception as exc:  # noqa: BLE001 - database briefly away: retried soon
-                log.warning(
-                    "could not renew the claim of generation %s: %r", claim.generation_id, exc
-                )
-                wait = min(_RENEW_RETRY_SECONDS, interval)
-                continue
-            wait = interval
-            if not held:
-                if stopped.is_set():  # stored or discarded by its writer meanwhile
-                    return
-                log.warning(
-                    "the claim of generation %s was discarded while it ran; "
-                    "its text will not be stored",
-                    claim.generation_id,
-                )
-                return
+        """Renew `claim` every third of the lease until `stopped` is set (see
+        leases.keep_renewed: it survives a short database outage)."""
+        held = await keep_renewed(
+            self._db,
+            lambda session: service.renew_claim(session, claim, self._settings.write_lease_seconds),
+            stopped,
+            interval=self._settings.write_lease_renew_seconds,
+            what=f"generation {claim.generation_id}",
+        )
+        # Not held while still running: stored or discarded by its writer
+        # meanwhile (stopped then), else lost.
+        if not held and not stopped.is_set():
+            log.warning(
+                "the claim of generation %s was discarded while it ran; "
+                "its text will not be stored",
+                claim.generation_id,
+            )
 
     async def _discard(self, claim: WriteClaim, reason: str) -> None:
         """Discard `claim`'s generation and free its story. The caller waits for
@@ -509,11 +484,7 @@ class StoryWriter:
     # --- Tasks ------------------------------------------------------------------
 
     def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        # The task inherits this call's context: request id and deadline.
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(work)
 
     async def _detached(self, work: Coroutine[Any, Any, T], what: str) -> T:
         """Await `work` run in its own task, which outlives this call if the

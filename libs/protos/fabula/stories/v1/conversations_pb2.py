@@ -27,7 +27,7 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%fabula/stories/v1/conversations.proto\x12\x11\x66\x61\x62ula.stories.v1\x1a\"fabula/generation/v1/council.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x02\n\x0c\x43onversation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0f\n\x07starred\x18\x04 \x01(\x08\x12,\n\x08messages\x18\x05 \x03(\x0b\x32\x1a.fabula.stories.v1.Message\x12\x15\n\rmessage_count\x18\x06 \x01(\x05\x12\x19\n\x11pending_questions\x18\x07 \x03(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x02\n\rCouncilRecord\x12\x33\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\".fabula.generation.v1.MemberAnswer\x12\x33\n\x07reviews\x18\x02 \x03(\x0b\x32\".fabula.generation.v1.MemberReview\x12\x39\n\taggregate\x18\x03 \x01(\x0b\x32&.fabula.generation.v1.AggregateRanking\x12\x36\n\x08\x63hairman\x18\x04 \x01(\x0b\x32$.fabula.generation.v1.ChairmanAnswer\x12\x16\n\x0e\x66\x61iled_members\x18\x05 \x03(\t\x12/\n\x05usage\x18\x06 \x01(\x0b\x32 .fabula.generation.v1.StageUsage\x12\x38\n\nfollow_ups\x18\x07 \x03(\x0b\x32$.fabula.generation.v1.FollowUpAnswer\"\xa8\x01\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x36\n\x07\x63ouncil\x18\x04 \x01(\x0b\x32 .fabula.stories.v1.CouncilRecordH\x00\x88\x01\x01\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\n\x08_council\";\n\x19\x43reateConversationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\";\n\x0f\x43onversationRef\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"l\n\x18ListConversationsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x07starred\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\tB\n\n\x08_starred\"`\n\x19ListConversationsResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.fabula.stories.v1.Conversation\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\x85\x01\n\x19UpdateConversationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\x05title\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07starred\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\x08\n\x06_titleB\n\n\x08_starred\"h\n\x12SendMessageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"R\n\x15\x41nswerFollowUpRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61nswers\x18\x03 \x03(\t\"(\n\x13\x43larifyingQuestions\x12\x11\n\tquestions\x18\x01 \x03(\t\"\xbf\x01\n\x11\x43onversationEvent\x12\x35\n\x07\x63ouncil\x18\x01 \x01(\x0b\x32\".fabula.generation.v1.CouncilEventH\x00\x12;\n\tquestions\x18\x02 \x01(\x0b\x32&.fabula.stories.v1.ClarifyingQuestionsH\x00\x12-\n\x07message\x18\x03 \x01(\x0b\x32\x1a.fabula.stories.v1.MessageH\x00\x42\x07\n\x05\x65vent2\xbc\x05\n\x14\x43onversationsService\x12\x63\n\x12\x43reateConversation\x12,.fabula.stories.v1.CreateConversationRequest\x1a\x1f.fabula.stories.v1.Conversation\x12n\n\x11ListConversations\x12+.fabula.stories.v1.ListConversationsRequest\x1a,.fabula.stories.v1.ListConversationsResponse\x12V\n\x0fGetConversation\x12\".fabula.stories.v1.ConversationRef\x1a\x1f.fabula.stories.v1.Conversation\x12\x63\n\x12UpdateConversation\x12,.fabula.stories.v1.UpdateConversationRequest\x1a\x1f.fabula.stories.v1.Conversation\x12P\n\x12\x44\x65leteConversation\x12\".fabula.stories.v1.ConversationRef\x1a\x16.google.protobuf.Empty\x12\\\n\x0bSendMessage\x12%.fabula.stories.v1.SendMessageRequest\x1a$.fabula.stories.v1.ConversationEvent0\x01\x12\x62\n\x0e\x41nswerFollowUp\x12(.fabula.stories.v1.AnswerFollowUpRequest\x1a$.fabula.stories.v1.ConversationEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%fabula/stories/v1/conversations.proto\x12\x11\x66\x61\x62ula.stories.v1\x1a\"fabula/generation/v1/council.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x02\n\x0c\x43onversation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0f\n\x07starred\x18\x04 \x01(\x08\x12,\n\x08messages\x18\x05 \x03(\x0b\x32\x1a.fabula.stories.v1.Message\x12\x15\n\rmessage_count\x18\x06 \x01(\x05\x12\x19\n\x11pending_questions\x18\x07 \x03(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x02\n\rCouncilRecord\x12\x33\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\".fabula.generation.v1.MemberAnswer\x12\x33\n\x07reviews\x18\x02 \x03(\x0b\x32\".fabula.generation.v1.MemberReview\x12\x39\n\taggregate\x18\x03 \x01(\x0b\x32&.fabula.generation.v1.AggregateRanking\x12\x36\n\x08\x63hairman\x18\x04 \x01(\x0b\x32$.fabula.generation.v1.ChairmanAnswer\x12\x16\n\x0e\x66\x61iled_members\x18\x05 \x03(\t\x12/\n\x05usage\x18\x06 \x01(\x0b\x32 .fabula.generation.v1.StageUsage\x12\x38\n\nfollow_ups\x18\x07 \x03(\x0b\x32$.fabula.generation.v1.FollowUpAnswer\"\xb8\x01\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x36\n\x07\x63ouncil\x18\x04 \x01(\x0b\x32 .fabula.stories.v1.CouncilRecordH\x00\x88\x01\x01\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06status\x18\x06 \x01(\tB\n\n\x08_council\";\n\x19\x43reateConversationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\";\n\x0f\x43onversationRef\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"l\n\x18ListConversationsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x07starred\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\tB\n\n\x08_starred\"`\n\x19ListConversationsResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.fabula.stories.v1.Conversation\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\x85\x01\n\x19UpdateConversationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\x05title\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07starred\x18\x04 \x01(\x08H\x01\x88\x01\x01\x42\x08\n\x06_titleB\n\n\x08_starred\"h\n\x12SendMessageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"T\n\x14ResumeMessageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\"R\n\x15\x41nswerFollowUpRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61nswers\x18\x03 \x03(\t\"(\n\x13\x43larifyingQuestions\x12\x11\n\tquestions\x18\x01 \x03(\t\"\xbf\x01\n\x11\x43onversationEvent\x12\x35\n\x07\x63ouncil\x18\x01 \x01(\x0b\x32\".fabula.generation.v1.CouncilEventH\x00\x12;\n\tquestions\x18\x02 \x01(\x0b\x32&.fabula.stories.v1.ClarifyingQuestionsH\x00\x12-\n\x07message\x18\x03 \x01(\x0b\x32\x1a.fabula.stories.v1.MessageH\x00\x42\x07\n\x05\x65vent\"\xae\x01\n\x0fImportedMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x36\n\x07\x63ouncil\x18\x03 \x01(\x0b\x32 .fabula.stories.v1.CouncilRecordH\x00\x88\x01\x01\x12\x38\n\nfollow_ups\x18\x04 \x03(\x0b\x32$.fabula.generation.v1.FollowUpAnswerB\n\n\x08_council\"\xd7\x01\n\x19ImportConversationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0boriginal_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0f\n\x07starred\x18\x05 \x01(\x08\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x08messages\x18\x07 \x03(\x0b\x32\".fabula.stories.v1.ImportedMessage\"G\n\x1aImportConversationResponse\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x10\n\x08imported\x18\x02 \x01(\x08\x32\x91\x07\n\x14\x43onversationsService\x12\x63\n\x12\x43reateConversation\x12,.fabula.stories.v1.CreateConversationRequest\x1a\x1f.fabula.stories.v1.Conversation\x12n\n\x11ListConversations\x12+.fabula.stories.v1.ListConversationsRequest\x1a,.fabula.stories.v1.ListConversationsResponse\x12V\n\x0fGetConversation\x12\".fabula.stories.v1.ConversationRef\x1a\x1f.fabula.stories.v1.Conversation\x12\x63\n\x12UpdateConversation\x12,.fabula.stories.v1.UpdateConversationRequest\x1a\x1f.fabula.stories.v1.Conversation\x12P\n\x12\x44\x65leteConversation\x12\".fabula.stories.v1.ConversationRef\x1a\x16.google.protobuf.Empty\x12\\\n\x0bSendMessage\x12%.fabula.stories.v1.SendMessageRequest\x1a$.fabula.stories.v1.ConversationEvent0\x01\x12\x62\n\x0e\x41nswerFollowUp\x12(.fabula.stories.v1.AnswerFollowUpRequest\x1a$.fabula.stories.v1.ConversationEvent0\x01\x12`\n\rResumeMessage\x12\'.fabula.stories.v1.ResumeMessageRequest\x1a$.fabula.stories.v1.ConversationEvent0\x01\x12q\n\x12ImportConversation\x12,.fabula.stories.v1.ImportConversationRequest\x1a-.fabula.stories.v1.ImportConversationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,25 +39,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COUNCILRECORD']._serialized_start=429
   _globals['_COUNCILRECORD']._serialized_end=796
   _globals['_MESSAGE']._serialized_start=799
-  _globals['_MESSAGE']._serialized_end=967
-  _globals['_CREATECONVERSATIONREQUEST']._serialized_start=969
-  _globals['_CREATECONVERSATIONREQUEST']._serialized_end=1028
-  _globals['_CONVERSATIONREF']._serialized_start=1030
-  _globals['_CONVERSATIONREF']._serialized_end=1089
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=1091
-  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=1199
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=1201
-  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=1297
-  _globals['_UPDATECONVERSATIONREQUEST']._serialized_start=1300
-  _globals['_UPDATECONVERSATIONREQUEST']._serialized_end=1433
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=1435
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=1539
-  _globals['_ANSWERFOLLOWUPREQUEST']._serialized_start=1541
-  _globals['_ANSWERFOLLOWUPREQUEST']._serialized_end=1623
-  _globals['_CLARIFYINGQUESTIONS']._serialized_start=1625
-  _globals['_CLARIFYINGQUESTIONS']._serialized_end=1665
-  _globals['_CONVERSATIONEVENT']._serialized_start=1668
-  _globals['_CONVERSATIONEVENT']._serialized_end=1859
-  _globals['_CONVERSATIONSSERVICE']._serialized_start=1862
-  _globals['_CONVERSATIONSSERVICE']._serialized_end=2562
+  _globals['_MESSAGE']._serialized_end=983
+  _globals['_CREATECONVERSATIONREQUEST']._serialized_start=985
+  _globals['_CREATECONVERSATIONREQUEST']._serialized_end=1044
+  _globals['_CONVERSATIONREF']._serialized_start=1046
+  _globals['_CONVERSATIONREF']._serialized_end=1105
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_start=1107
+  _globals['_LISTCONVERSATIONSREQUEST']._serialized_end=1215
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_start=1217
+  _globals['_LISTCONVERSATIONSRESPONSE']._serialized_end=1313
+  _globals['_UPDATECONVERSATIONREQUEST']._serialized_start=1316
+  _globals['_UPDATECONVERSATIONREQUEST']._serialized_end=1449
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=1451
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=1555
+  _globals['_RESUMEMESSAGEREQUEST']._serialized_start=1557
+  _globals['_RESUMEMESSAGEREQUEST']._serialized_end=1641
+  _globals['_ANSWERFOLLOWUPREQUEST']._serialized_start=1643
+  _globals['_ANSWERFOLLOWUPREQUEST']._serialized_end=1725
+  _globals['_CLARIFYINGQUESTIONS']._serialized_start=1727
+  _globals['_CLARIFYINGQUESTIONS']._serialized_end=1767
+  _globals['_CONVERSATIONEVENT']._serialized_start=1770
+  _globals['_CONVERSATIONEVENT']._serialized_end=1961
+  _globals['_IMPORTEDMESSAGE']._serialized_start=1964
+  _globals['_IMPORTEDMESSAGE']._serialized_end=2138
+  _globals['_IMPORTCONVERSATIONREQUEST']._serialized_start=2141
+  _globals['_IMPORTCONVERSATIONREQUEST']._serialized_end=2356
+  _globals['_IMPORTCONVERSATIONRESPONSE']._serialized_start=2358
+  _globals['_IMPORTCONVERSATIONRESPONSE']._serialized_end=2429
+  _globals['_CONVERSATIONSSERVICE']._serialized_start=2432
+  _globals['_CONVERSATIONSSERVICE']._serialized_end=3345
 # @@protoc_insertion_point(module_scope)

@@ -52,18 +52,20 @@ class CouncilRecord(_message.Message):
     def __init__(self, answers: _Optional[_Iterable[_Union[_council_pb2.MemberAnswer, _Mapping]]] = ..., reviews: _Optional[_Iterable[_Union[_council_pb2.MemberReview, _Mapping]]] = ..., aggregate: _Optional[_Union[_council_pb2.AggregateRanking, _Mapping]] = ..., chairman: _Optional[_Union[_council_pb2.ChairmanAnswer, _Mapping]] = ..., failed_members: _Optional[_Iterable[str]] = ..., usage: _Optional[_Union[_council_pb2.StageUsage, _Mapping]] = ..., follow_ups: _Optional[_Iterable[_Union[_council_pb2.FollowUpAnswer, _Mapping]]] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("id", "role", "content", "council", "created_at")
+    __slots__ = ("id", "role", "content", "council", "created_at", "status")
     ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     COUNCIL_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     role: str
     content: str
     council: CouncilRecord
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., role: _Optional[str] = ..., content: _Optional[str] = ..., council: _Optional[_Union[CouncilRecord, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    status: str
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[str] = ..., content: _Optional[str] = ..., council: _Optional[_Union[CouncilRecord, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ...) -> None: ...
 
 class CreateConversationRequest(_message.Message):
     __slots__ = ("user_id", "title")
@@ -125,6 +127,16 @@ class SendMessageRequest(_message.Message):
     idempotency_key: str
     def __init__(self, user_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., content: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
+class ResumeMessageRequest(_message.Message):
+    __slots__ = ("user_id", "conversation_id", "message_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    conversation_id: str
+    message_id: str
+    def __init__(self, user_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
+
 class AnswerFollowUpRequest(_message.Message):
     __slots__ = ("user_id", "conversation_id", "answers")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -150,3 +162,41 @@ class ConversationEvent(_message.Message):
     questions: ClarifyingQuestions
     message: Message
     def __init__(self, council: _Optional[_Union[_council_pb2.CouncilEvent, _Mapping]] = ..., questions: _Optional[_Union[ClarifyingQuestions, _Mapping]] = ..., message: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...
+
+class ImportedMessage(_message.Message):
+    __slots__ = ("role", "content", "council", "follow_ups")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    COUNCIL_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_UPS_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    council: CouncilRecord
+    follow_ups: _containers.RepeatedCompositeFieldContainer[_council_pb2.FollowUpAnswer]
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., council: _Optional[_Union[CouncilRecord, _Mapping]] = ..., follow_ups: _Optional[_Iterable[_Union[_council_pb2.FollowUpAnswer, _Mapping]]] = ...) -> None: ...
+
+class ImportConversationRequest(_message.Message):
+    __slots__ = ("user_id", "source", "original_id", "title", "starred", "created_at", "messages")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    STARRED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    source: str
+    original_id: str
+    title: str
+    starred: bool
+    created_at: _timestamp_pb2.Timestamp
+    messages: _containers.RepeatedCompositeFieldContainer[ImportedMessage]
+    def __init__(self, user_id: _Optional[str] = ..., source: _Optional[str] = ..., original_id: _Optional[str] = ..., title: _Optional[str] = ..., starred: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ImportedMessage, _Mapping]]] = ...) -> None: ...
+
+class ImportConversationResponse(_message.Message):
+    __slots__ = ("conversation_id", "imported")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    imported: bool
+    def __init__(self, conversation_id: _Optional[str] = ..., imported: _Optional[bool] = ...) -> None: ...

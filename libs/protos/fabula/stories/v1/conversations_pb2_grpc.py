@@ -75,6 +75,16 @@ class ConversationsServiceStub:
                 request_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.AnswerFollowUpRequest.SerializeToString,
                 response_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationEvent.FromString,
                 _registered_method=True)
+        self.ResumeMessage = channel.unary_stream(
+                '/fabula.stories.v1.ConversationsService/ResumeMessage',
+                request_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ResumeMessageRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationEvent.FromString,
+                _registered_method=True)
+        self.ImportConversation = channel.unary_unary(
+                '/fabula.stories.v1.ConversationsService/ImportConversation',
+                request_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationResponse.FromString,
+                _registered_method=True)
 
 
 class ConversationsServiceServicer:
@@ -135,6 +145,30 @@ class ConversationsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeMessage(self, request, context):
+        """Goes on with an assistant message whose answering was interrupted (the
+        stories process stopped or died midway; its `status` is "interrupted"):
+        the stages it stored are passed to the council as done, so members that
+        answered are not asked again, and the message counts once. Streams as
+        SendMessage does. FAILED_PRECONDITION when the message is complete or
+        failed; `conversation-busy` while it is still being answered. Asking a
+        new question instead gives up an interrupted message (failed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportConversation(self, request, context):
+        """Stores a conversation kept by another app (the LLM council's JSON
+        files) as it was, with its timestamps, once per (user, source,
+        original_id): imported=false, nothing changed, when it was imported
+        before. INVALID_ARGUMENT, naming the field, for a malformed one: nothing
+        of it is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConversationsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +206,16 @@ def add_ConversationsServiceServicer_to_server(servicer, server):
                     servicer.AnswerFollowUp,
                     request_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.AnswerFollowUpRequest.FromString,
                     response_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationEvent.SerializeToString,
+            ),
+            'ResumeMessage': grpc.unary_stream_rpc_method_handler(
+                    servicer.ResumeMessage,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ResumeMessageRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationEvent.SerializeToString,
+            ),
+            'ImportConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportConversation,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -368,6 +412,60 @@ class ConversationsService:
             '/fabula.stories.v1.ConversationsService/AnswerFollowUp',
             fabula_dot_stories_dot_v1_dot_conversations__pb2.AnswerFollowUpRequest.SerializeToString,
             fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fabula.stories.v1.ConversationsService/ResumeMessage',
+            fabula_dot_stories_dot_v1_dot_conversations__pb2.ResumeMessageRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fabula.stories.v1.ConversationsService/ImportConversation',
+            fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_conversations__pb2.ImportConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,
