@@ -144,7 +144,9 @@ def _problem_types_table() -> str:
 
 
 _DESCRIPTIONS = {
-    400: "The request is malformed (e.g. a webhook signature that does not verify).",
+    400: "The request is malformed: a body that is not UTF-8, or a webhook signature that "
+    "does not verify.",
+    408: "The request body was not received in time.",
     401: "Missing, malformed, expired or tampered access token.",
     402: "The plan's quota for this period is used up; the problem names the `plan`, "
     "the `quota` reached, its `limit` and when it `resets_at`.",
@@ -156,6 +158,7 @@ _DESCRIPTIONS = {
     415: "The request body is not JSON.",
     422: "The request is not valid; `errors` lists the invalid fields.",
     429: "Too many attempts; retry after `Retry-After` seconds.",
+    431: "The request line and headers are too large.",
     500: "Unexpected error.",
     503: "A backend service is unavailable; retry after `Retry-After` seconds.",
 }
@@ -202,6 +205,7 @@ def install_openapi(app: FastAPI) -> None:
             components = schema.get("components", {}).get("schemas", {})
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
+                    _shared_problems(operation)
                     _problem_json(operation["responses"])
                     _example_answers(operation["responses"], components)
             # Only FastAPI's own (now removed) 422 responses used these.
@@ -213,15 +217,57 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# Answers any request may get from the gateway itself (server.py, middleware.py).
+_EVERY_OPERATION = (431, 500, 503)
+# ... and any request with a body: unreadable (not UTF-8), too slow, too large, not JSON.
+_EVERY_BODY = (400, 408, 413, 415)
+_CONSTRAINTS = frozenset(
+    {"maxLength", "minLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
+     "exclusiveMaximum", "enum", "maxItems", "minItems", "format"}
+)
+
+
+def _shared_problems(operation: dict[str, Any]) -> None:
+    """The problems no route needs to declare: those of the gateway's own
+    limits, and a 422 wherever a parameter can be invalid."""
+    responses = operation["responses"]
+    statuses = [*_EVERY_OPERATION, *(_EVERY_BODY if "requestBody" in operation else ())]
+    validation = responses.get("422", {}).get("content", {}).get("application/json", {})
+    if validation.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+        # FastAPI's own 422: kept (as a problem) only when a parameter can
+        # fail validation; a malformed story id, say, is a 404.
+        del responses["422"]
+        if "requestBody" in operation or any(
+            _CONSTRAINTS & _constraint_keys(p.get("schema", {}))
+            for p in operation.get("parameters", [])
+        ):
+            statuses.append(422)
+    for status, response in problem_responses(*statuses).items():
+        if str(status) in responses:
+            continue
+        content = response["content"]["application/json"]
+        responses[str(status)] = {
+            "description": response["description"],
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{response['model'].__name__}"},
+                    **content,
+                }
+            },
+        }
+
+
+def _constraint_keys(schema: dict[str, Any]) -> set[str]:
+    keys = set(schema)
+    for option in schema.get("anyOf", []):
+        keys |= set(option)
+    return keys
+
+
 def _problem_json(responses: dict[str, Any]) -> None:
     for status in list(responses):
         content = responses[status].get("content", {})
-        schema_ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
-        if schema_ref.endswith("/HTTPValidationError"):
-            # FastAPI's automatic 422 for routes whose parameters cannot fail
-            # validation (a story id is a 404 when malformed).
-            del responses[status]
-        elif status[0] in "45" and "application/json" in content:
+        if status[0] in "45" and "application/json" in content:
             content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
 
 
