@@ -267,3 +267,17 @@ def test_the_description_lists_every_problem_type(schema):
     for kind in PROBLEM_TYPES:
         if kind.slug:
             assert f"| `{kind.slug}` | {kind.status} |" in description
+
+
+def test_every_operation_documents_the_gateways_own_problems(schema):
+    for method, path, operation in operations(schema):
+        statuses = set(operation["responses"])
+        assert {"431", "500", "503"} <= statuses, (method, path)
+        if "requestBody" in operation:
+            assert {"400", "408", "413", "415", "422"} <= statuses, (method, path)
+
+
+def test_a_422_is_documented_only_where_a_parameter_can_be_invalid(schema):
+    # A malformed story id is a 404; an identity id has a maximum length.
+    assert "422" not in schema["paths"]["/v1/stories/{story_id}"]["delete"]["responses"]
+    assert "422" in schema["paths"]["/v1/me/identities/{identity_id}"]["delete"]["responses"]
