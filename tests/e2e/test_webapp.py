@@ -192,18 +192,55 @@ def test_story_flow_in_a_browser(webapp_stack, browser_page, request):
     assert not [e for e in page.console_errors if "401" not in e], page.console_errors
 
 
+def sign_up(page, base_url: str) -> str:
+    from playwright.sync_api import expect
+
+    email = f"reader-{uuid.uuid4().hex[:8]}@example.com"
+    page.goto(base_url + "/app/")
+    signup = page.get_by_role("form", name="Create an account")
+    signup.get_by_label("Email").fill(email)
+    signup.get_by_label("Password").fill("correct horse battery")
+    signup.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Your stories")).to_be_visible()
+    return email
+
+
+def test_the_council_stages_appear_as_they_happen(webapp_stack, browser_page, request):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    shot = Shots(page, request.node.name)
+    sign_up(page, webapp_stack.base_url)
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name="Council").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Ask the council")
+
+    page.get_by_label("Your question").fill("Who is the lighthouse keeper?")
+    page.get_by_role("button", name="Ask").click()
+    # The first stage is shown while the council is still at work.
+    answers = page.get_by_role("region", name="1. Answers")
+    expect(answers).to_be_visible()
+    expect(page.locator("#council-stages")).to_have_attribute("aria-busy", "true")
+    shot("answering")
+    expect(page.locator("#council-progress")).to_have_text("The council has answered.")
+    expect(page.locator("#council-stages")).to_have_attribute("aria-busy", "false")
+    assert answers.get_by_role("article").count() >= 2
+    reviews = page.get_by_role("region", name="2. Reviews")
+    expect(reviews.get_by_role("article").first).to_contain_text("Ranking: Response")
+    chairman = page.get_by_role("region", name="3. The chairman's answer")
+    expect(chairman.get_by_role("article")).to_have_count(1)
+    assert chairman.get_by_role("article").locator("p").first.inner_text().strip()
+    expect(page.locator("#usage-text")).to_have_text("1 of 5 used (free plan)")
+    shot("answered")
+    assert not page.console_errors, page.console_errors
+
+
 def test_an_expired_access_token_is_refreshed_without_the_user_noticing(
     webapp_stack, browser_page
 ):
     from playwright.sync_api import expect
 
     page = browser_page
-    page.goto(webapp_stack.base_url + "/app/")
-    signup = page.get_by_role("form", name="Create an account")
-    signup.get_by_label("Email").fill(f"reader-{uuid.uuid4().hex[:8]}@example.com")
-    signup.get_by_label("Password").fill("correct horse battery")
-    signup.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", name="Your stories")).to_be_visible()
+    sign_up(page, webapp_stack.base_url)
 
     # The access token stops working (as when it expires); the refresh token still does.
     page.evaluate(

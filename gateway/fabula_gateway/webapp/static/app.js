@@ -138,8 +138,11 @@ async function busy(controls, work) {
 // ---------------------------------------------------------------- views
 
 function show(viewId) {
-  for (const id of ["auth-view", "library-view", "story-view"]) $(id).hidden = id !== viewId;
+  for (const id of ["auth-view", "library-view", "story-view", "council-view"]) {
+    $(id).hidden = id !== viewId;
+  }
   $("account").hidden = viewId === "auth-view";
+  $("nav").hidden = viewId === "auth-view";
   // Keyboard and screen-reader users land on the new view's heading.
   $(viewId).querySelector("h1").focus();
 }
@@ -258,6 +261,91 @@ function storyControls() {
   return [$("continue-button"), $("regenerate-button"), $("end-button")];
 }
 
+// ---------------------------------------------------------------- the council
+
+const STAGE_NAMES = { 1: "answers", 2: "reviews", 3: "the chairman" };
+let conversationId = null;
+
+// The block of one member's text in a stage, made on first need.
+function memberBlock(stage, model) {
+  const members = $(`stage-${stage}`).querySelector(".members");
+  let block = [...members.children].find((child) => child.dataset.model === model);
+  if (!block) {
+    block = document.createElement("article");
+    block.className = "member";
+    block.dataset.model = model;
+    const name = document.createElement("h3");
+    name.textContent = model;
+    const text = document.createElement("p");
+    const ranking = document.createElement("p");
+    ranking.className = "meta";
+    block.append(name, text, ranking);
+    members.append(block);
+  }
+  $(`stage-${stage}`).hidden = false;
+  return block;
+}
+
+function resetCouncil() {
+  for (const stage of [1, 2, 3]) {
+    $(`stage-${stage}`).hidden = true;
+    $(`stage-${stage}`).querySelector(".members").replaceChildren();
+  }
+  $("council-questions").hidden = true;
+  $("council-questions").querySelector("ul").replaceChildren();
+}
+
+function onCouncilEvent(event, data) {
+  const progress = $("council-progress");
+  if (event === "stage_started") {
+    progress.textContent = `Stage ${data.stage} of 3: ${STAGE_NAMES[data.stage]}…`;
+    $(`stage-${data.stage}`).hidden = false;
+  } else if (event === "delta") {
+    memberBlock(data.stage, data.model).querySelector("p").textContent += data.text;
+  } else if (event === "answer") {
+    memberBlock(1, data.model).querySelector("p").textContent = data.text;
+  } else if (event === "review") {
+    const block = memberBlock(2, data.model);
+    block.querySelector("p").textContent = data.text;
+    if (data.ranking?.length) {
+      block.querySelector(".meta").textContent = `Ranking: ${data.ranking.join(", ")}`;
+    }
+  } else if (event === "chairman") {
+    memberBlock(3, data.model).querySelector("p").textContent = data.text;
+  } else if (event === "questions") {
+    $("council-questions").querySelector("ul").replaceChildren(
+      ...data.questions.map((question) => {
+        const item = document.createElement("li");
+        item.textContent = question;
+        return item;
+      }),
+    );
+    $("council-questions").hidden = false;
+  } else if (event === "error") {
+    throw new ApiProblem(data);
+  }
+}
+
+async function askCouncil(content) {
+  conversationId ??= (await postJson("/v1/conversations", {})).id;
+  resetCouncil();
+  const stages = $("council-stages");
+  stages.setAttribute("aria-busy", "true");
+  $("council-progress").textContent = "The council is gathering…";
+  try {
+    const response = await api(`/v1/conversations/${encodeURIComponent(conversationId)}/messages`, {
+      method: "POST",
+      body: { content },
+      stream: true,
+    });
+    for await (const { event, data } of serverSentEvents(response)) onCouncilEvent(event, data);
+    $("council-progress").textContent = "The council has answered.";
+  } finally {
+    stages.setAttribute("aria-busy", "false");
+    refreshUsage().catch(showError);
+  }
+}
+
 // ---------------------------------------------------------------- routing
 
 async function route() {
@@ -269,6 +357,7 @@ async function route() {
   const match = location.hash.match(/^#\/stories\/([^/]+)$/);
   await busy([], async () => {
     if (match) await openStory(decodeURIComponent(match[1]));
+    else if (location.hash === "#/council") show("council-view");
     else {
       await loadStories();
       show("library-view");
@@ -279,6 +368,8 @@ async function route() {
 function signOut() {
   keepTokens(null);
   story = null;
+  conversationId = null;
+  resetCouncil();
   if (location.hash && location.hash !== "#/") location.hash = "#/";
   show("auth-view");
 }
@@ -369,6 +460,15 @@ $("end-button").addEventListener("click", () => {
     announce("The story is complete.");
     $("story-title").focus();
     refreshUsage().catch(showError);
+  });
+});
+
+$("council-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  busy(form.querySelectorAll("button"), async () => {
+    await askCouncil($("question").value.trim());
+    $("question").value = "";
   });
 });
 
