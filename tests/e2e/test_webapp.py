@@ -234,6 +234,33 @@ def test_the_council_stages_appear_as_they_happen(webapp_stack, browser_page, re
     assert not page.console_errors, page.console_errors
 
 
+def test_a_jobs_progress_is_watched_stage_by_stage(webapp_stack, browser_page, request):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    shot = Shots(page, request.node.name)
+    sign_up(page, webapp_stack.base_url)
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name="Long-form").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Write a long piece")
+
+    page.get_by_label("Premise").fill("A ferry arrives at dawn with nobody aboard.")
+    page.get_by_label("Kind of piece").select_option("scene")
+    page.get_by_label("Length in words").fill("150")
+    page.get_by_role("button", name="Start the job").click()
+    stages = page.get_by_role("list", name="Stages").get_by_role("listitem")
+    expect(stages.first).to_contain_text("outline")
+    expect(page.locator("#job-status")).to_contain_text("Writing:")
+    shot("running")
+    expect(page.locator("#job-status")).to_have_text("Done: the piece is written.", timeout=90_000)
+    progress = page.get_by_label("Progress")
+    assert progress.evaluate("p => p.value") == 100
+    assert all("done" in text for text in stages.all_inner_texts())
+    expect(page.get_by_role("region", name="Text being written")).not_to_be_empty()
+    expect(page.locator("#job-cost")).to_contain_text("Cost so far $")
+    shot("done")
+    assert not page.console_errors, page.console_errors
+
+
 def test_an_expired_access_token_is_refreshed_without_the_user_noticing(
     webapp_stack, browser_page
 ):

@@ -138,7 +138,7 @@ async function busy(controls, work) {
 // ---------------------------------------------------------------- views
 
 function show(viewId) {
-  for (const id of ["auth-view", "library-view", "story-view", "council-view"]) {
+  for (const id of ["auth-view", "library-view", "story-view", "council-view", "jobs-view"]) {
     $(id).hidden = id !== viewId;
   }
   $("account").hidden = viewId === "auth-view";
@@ -346,6 +346,58 @@ async function askCouncil(content) {
   }
 }
 
+// ---------------------------------------------------------------- long-form jobs
+
+const TERMINAL_EVENTS = new Set(["done", "failed", "cancelled"]);
+let projectId = null;
+
+function renderJob(job) {
+  $("job-progress").value = job.progress_percentage;
+  $("job-cost").textContent =
+    `Cost so far $${job.actual_cost_usd} of $${job.estimated_cost_usd} reserved · ${job.tokens_used} tokens`;
+  $("job-stages").replaceChildren(
+    ...job.stages.map((stage) => {
+      const item = document.createElement("li");
+      const done = job.completed_stages.includes(stage);
+      const now = stage === job.current_stage && !done;
+      item.textContent = `${stage}${done ? " ✓ done" : now ? " … running" : ""}`;
+      if (now) item.setAttribute("aria-current", "step");
+      return item;
+    }),
+  );
+}
+
+async function watchJob(job) {
+  $("job").hidden = false;
+  $("job-text").textContent = "";
+  $("job-status").textContent = "Queued.";
+  renderJob(job);
+  const response = await api(`/v1/jobs/${encodeURIComponent(job.id)}/events`, { stream: true });
+  for await (const { event, data } of serverSentEvents(response)) {
+    if (event === "error") throw new ApiProblem(data);
+    if (data.job) renderJob(data.job);
+    else $("job-progress").value = data.progress_percentage;
+    if (event === "text") $("job-text").textContent += data.text;
+    else if (event === "stage_started") $("job-status").textContent = `Writing: ${data.stage}…`;
+    else if (event === "done") $("job-status").textContent = "Done: the piece is written.";
+    else if (event === "failed") {
+      $("job-status").textContent = `Failed: ${data.job?.error_message || "the job failed"}.`;
+    } else if (event === "cancelled") $("job-status").textContent = "Cancelled.";
+    if (TERMINAL_EVENTS.has(event)) return;
+  }
+}
+
+async function submitJob(values) {
+  projectId ??= (await postJson("/v1/projects", { name: "Demo app pieces" })).id;
+  const job = await postJson(`/v1/projects/${encodeURIComponent(projectId)}/jobs`, {
+    premise: values.premise.trim(),
+    production_type: values.production_type,
+    target_words: Number(values.target_words),
+  });
+  await watchJob(job);
+  refreshUsage().catch(showError);
+}
+
 // ---------------------------------------------------------------- routing
 
 async function route() {
@@ -358,6 +410,7 @@ async function route() {
   await busy([], async () => {
     if (match) await openStory(decodeURIComponent(match[1]));
     else if (location.hash === "#/council") show("council-view");
+    else if (location.hash === "#/jobs") show("jobs-view");
     else {
       await loadStories();
       show("library-view");
@@ -369,7 +422,9 @@ function signOut() {
   keepTokens(null);
   story = null;
   conversationId = null;
+  projectId = null;
   resetCouncil();
+  $("job").hidden = true;
   if (location.hash && location.hash !== "#/") location.hash = "#/";
   show("auth-view");
 }
@@ -470,6 +525,12 @@ $("council-form").addEventListener("submit", (event) => {
     await askCouncil($("question").value.trim());
     $("question").value = "";
   });
+});
+
+$("job-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  busy(form.querySelectorAll("button"), () => submitJob(formValues(form)));
 });
 
 window.addEventListener("hashchange", route);
