@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from fabula_devtools.stack import Stack, stack_environment, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +39,6 @@ def chromium_path() -> str:
 
 @pytest.fixture
 def browser_page(chromium_path: str, request) -> Iterator:
-    from playwright.sync_api import expect, sync_playwright
-
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path, headless=True)
@@ -88,8 +87,6 @@ def webapp_stack(tmp_path_factory) -> Iterator[Stack]:
 
 
 def test_story_flow_in_a_browser(webapp_stack, browser_page, request):
-    from playwright.sync_api import expect
-
     page = browser_page
     shot = Shots(page, request.node.name)
     email = f"reader-{uuid.uuid4().hex[:8]}@example.com"
@@ -193,8 +190,6 @@ def test_story_flow_in_a_browser(webapp_stack, browser_page, request):
 
 
 def sign_up(page, base_url: str) -> str:
-    from playwright.sync_api import expect
-
     email = f"reader-{uuid.uuid4().hex[:8]}@example.com"
     page.goto(base_url + "/app/")
     signup = page.get_by_role("form", name="Create an account")
@@ -205,14 +200,17 @@ def sign_up(page, base_url: str) -> str:
     return email
 
 
-def test_the_council_stages_appear_as_they_happen(webapp_stack, browser_page, request):
-    from playwright.sync_api import expect
+def open_section(page, base_url: str, link: str, heading: str) -> None:
+    """A new user's first visit to one of the app's sections."""
+    sign_up(page, base_url)
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name=link).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(heading)
 
+
+def test_the_council_stages_appear_as_they_happen(webapp_stack, browser_page, request):
     page = browser_page
     shot = Shots(page, request.node.name)
-    sign_up(page, webapp_stack.base_url)
-    page.get_by_role("navigation", name="Sections").get_by_role("link", name="Council").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Ask the council")
+    open_section(page, webapp_stack.base_url, "Council", "Ask the council")
 
     page.get_by_label("Your question").fill("Who is the lighthouse keeper?")
     page.get_by_role("button", name="Ask").click()
@@ -235,13 +233,9 @@ def test_the_council_stages_appear_as_they_happen(webapp_stack, browser_page, re
 
 
 def test_a_jobs_progress_is_watched_stage_by_stage(webapp_stack, browser_page, request):
-    from playwright.sync_api import expect
-
     page = browser_page
     shot = Shots(page, request.node.name)
-    sign_up(page, webapp_stack.base_url)
-    page.get_by_role("navigation", name="Sections").get_by_role("link", name="Long-form").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Write a long piece")
+    open_section(page, webapp_stack.base_url, "Long-form", "Write a long piece")
 
     page.get_by_label("Premise").fill("A ferry arrives at dawn with nobody aboard.")
     page.get_by_label("Kind of piece").select_option("scene")
@@ -264,8 +258,6 @@ def test_a_jobs_progress_is_watched_stage_by_stage(webapp_stack, browser_page, r
 def test_an_expired_access_token_is_refreshed_without_the_user_noticing(
     webapp_stack, browser_page
 ):
-    from playwright.sync_api import expect
-
     page = browser_page
     sign_up(page, webapp_stack.base_url)
 

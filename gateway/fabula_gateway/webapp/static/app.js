@@ -378,7 +378,11 @@ async function watchJob(job) {
     if (data.job) renderJob(data.job);
     else $("job-progress").value = data.progress_percentage;
     if (event === "text") $("job-text").textContent += data.text;
-    else if (event === "stage_started") $("job-status").textContent = `Writing: ${data.stage}…`;
+    else if (event === "stage_started") {
+      $("job-status").textContent = `Writing: ${data.stage}…`;
+      // Each stage's text starts a paragraph of its own.
+      if ($("job-text").textContent) $("job-text").textContent += "\n\n";
+    }
     else if (event === "done") $("job-status").textContent = "Done: the piece is written.";
     else if (event === "failed") {
       $("job-status").textContent = `Failed: ${data.job?.error_message || "the job failed"}.`;
