@@ -27,6 +27,9 @@ from schemathesis.specs.openapi.checks import (
 
 pytestmark = pytest.mark.e2e
 
+# Generous: a busy two-core machine may take minutes to start a whole stack.
+STACK_START_SECONDS = 240
+
 MAX_EXAMPLES = 10
 CHECKS = [
     not_a_server_error,
@@ -57,6 +60,7 @@ def fuzz_stack(tmp_path_factory) -> Iterator[Stack]:
     running = start_stack(
         stack_environment(GRPC_DEADLINE_SECONDS="10"),
         tmp_path_factory.mktemp("fuzz") / "fabula.log",
+        timeout=STACK_START_SECONDS,
     )
     yield running
     assert stop_stack(running) == 0, running.log_tail()

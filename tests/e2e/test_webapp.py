@@ -19,6 +19,9 @@ from fabula_devtools.stack import Stack, stack_environment, start_stack, stop_st
 
 pytestmark = pytest.mark.e2e
 
+# Generous: a busy two-core machine may take minutes to start a whole stack.
+STACK_START_SECONDS = 240
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 # Slow enough that the text is seen arriving, fast enough for the suite.
 TOKEN_DELAY_MS = "15"
@@ -81,6 +84,7 @@ def webapp_stack(tmp_path_factory) -> Iterator[Stack]:
         # A loaded machine (CI's two cores) may take seconds to hash a password.
         stack_environment(GENERATION_OFFLINE_TOKEN_DELAY_MS=TOKEN_DELAY_MS, GRPC_DEADLINE_SECONDS="10"),
         tmp_path_factory.mktemp("webapp") / "fabula.log",
+        timeout=STACK_START_SECONDS,
     )
     yield running
     assert stop_stack(running) == 0, running.log_tail()
