@@ -49,6 +49,7 @@ from fabula_gateway.stories import sharing as story_sharing
 from fabula_gateway.suggestions import routes as suggestions
 from fabula_gateway.stories import shaping as story_shaping
 from fabula_gateway.users import routes as users
+from fabula_gateway.webapp.routes import install_webapp
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -114,6 +115,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     install_exception_handlers(app)
     install_openapi(app)
+    install_webapp(app)
 
     # The last added is outermost. From the outside in: CORS, request context,
     # concurrency limit, body limit; so 413s, 503s and 500s carry the request

@@ -195,3 +195,90 @@ def test_a_402_documents_the_plan_the_limit_and_when_it_resets(schema):
     assert content["schema"]["$ref"].endswith("/QuotaProblem")
     members = schema["components"]["schemas"]["QuotaProblem"]["properties"]
     assert {"plan", "quota", "limit", "resets_at"} <= set(members)
+
+
+def _resolve(schema: dict, document: dict) -> dict:
+    if "$ref" in schema:
+        return document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _has_example(media: dict, document: dict) -> bool:
+    if "example" in media or "examples" in media:
+        return True
+    schema = media.get("schema", {})
+    candidates = [schema, *schema.get("anyOf", []), *schema.get("oneOf", [])]
+    return any(
+        "example" in _resolve(c, document) or "examples" in _resolve(c, document)
+        for c in candidates
+        if c.get("type") != "null"
+    )
+
+
+def test_every_operation_is_summarised_and_every_request_body_has_an_example(schema):
+    for method, path, operation in operations(schema):
+        assert operation.get("summary"), (method, path)
+        assert operation.get("operationId"), (method, path)
+        body = operation.get("requestBody")
+        if body is None:
+            continue
+        for media_type, media in body["content"].items():
+            assert _has_example(media, schema), (method, path, media_type)
+
+
+def test_every_json_answer_has_an_example(schema):
+    for method, path, operation in operations(schema):
+        for status, response in operation["responses"].items():
+            media = response.get("content", {}).get("application/json")
+            if status.startswith("2") and media is not None:
+                assert _has_example(media, schema), (method, path, status)
+
+
+def test_every_problem_answer_shows_the_problem_types_it_may_have(schema):
+    for method, path, operation in operations(schema):
+        for status, response in operation["responses"].items():
+            if status[0] not in "45":
+                continue
+            examples = response["content"]["application/problem+json"].get("examples")
+            assert examples, (method, path, status)
+            for example in examples.values():
+                document = example["value"]
+                assert document["status"] == int(status), (method, path, status)
+                assert document["title"] and document["detail"], (method, path, status)
+
+
+def test_a_route_naming_problem_types_shows_an_example_of_each(schema):
+    conflict = schema["paths"]["/v1/stories/{story_id}/continue"]["post"]["responses"]["409"]
+    examples = conflict["content"]["application/problem+json"]["examples"]
+    assert {example["value"]["type"].rsplit("/", 1)[1] for example in examples.values()} == {
+        "story-busy",
+        "story-complete",
+        "idempotency-key-in-progress",
+    }
+    invalid = schema["paths"]["/v1/stories"]["post"]["responses"]["422"]
+    examples = invalid["content"]["application/problem+json"]["examples"]
+    assert examples["validation-error"]["value"]["errors"][0]["pointer"] == "#/password"
+    assert "idempotency-key-reused" in examples
+
+
+def test_the_description_lists_every_problem_type(schema):
+    from fabula_gateway.openapi import PROBLEM_TYPES
+
+    description = schema["info"]["description"]
+    for kind in PROBLEM_TYPES:
+        if kind.slug:
+            assert f"| `{kind.slug}` | {kind.status} |" in description
+
+
+def test_every_operation_documents_the_gateways_own_problems(schema):
+    for method, path, operation in operations(schema):
+        statuses = set(operation["responses"])
+        assert {"431", "500", "503"} <= statuses, (method, path)
+        if "requestBody" in operation:
+            assert {"400", "408", "413", "415", "422"} <= statuses, (method, path)
+
+
+def test_a_422_is_documented_only_where_a_parameter_can_be_invalid(schema):
+    # A malformed story id is a 404; an identity id has a maximum length.
+    assert "422" not in schema["paths"]["/v1/stories/{story_id}"]["delete"]["responses"]
+    assert "422" in schema["paths"]["/v1/me/identities/{identity_id}"]["delete"]["responses"]

@@ -40,7 +40,10 @@ class CheckoutPublic(BaseModel):
 
 
 class PortalCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"return_url": "https://app.example/account"}]},
+    )
 
     return_url: AnyHttpUrl | None = Field(
         None, description="Where the portal sends the user back; billing's default if unset."
