@@ -8,6 +8,7 @@ import grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
 
 from fabula_generation.generations.metering import Meter
+from fabula_generation.generations.structured import reserve_and_start
 from fabula_generation.generations.servicer import GenerationRecorder, usage_to_proto
 from fabula_generation.providers import GenerationProvider
 from fabula_generation.suggestions.domain import SuggestionRequest
@@ -51,18 +52,7 @@ class SuggestionsServicer(generation_pb2_grpc.GenerationServiceServicer):
         call = SuggestionCall(suggestion, provider, generation_id)
         # Before the model is asked: a user at the plan's cost limit is refused
         # (QuotaExceeded) with nothing spent or recorded.
-        await meter.reserve(suggestion.user_id, call.reservation_id, cost_only=True)
-        call.reserved = True
-        try:
-            await recorder.start(call)  # type: ignore[arg-type]  # recorded like a GenerationCall
-        except BaseException:
-            # No row, so no usage event will settle the reservation: given back
-            # now (else by billing's expiry: generation's record knows no call).
-            recorder.track(
-                meter.release(suggestion.user_id, call.reservation_id),
-                f"drop-reservation-{call.id}",
-            )
-            raise
+        await reserve_and_start(recorder, meter, call, cost_only=True)
         async with recorder.recording(call) as recording:  # type: ignore[arg-type]
             ideas = await suggest(call)
         assert recording.recorded is not None
