@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 import grpc
 import pytest
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
-from fabula.generation.v1 import generation_pb2, pictures_pb2, pictures_pb2_grpc
+from fabula.generation.v1 import generation_pb2, generation_pb2_grpc, pictures_pb2, pictures_pb2_grpc
 from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
 from fabula_common.context import CHILD_SAFE_HEADER
@@ -72,7 +72,10 @@ async def serving(**overrides) -> AsyncIterator[pictures_pb2_grpc.PicturesServic
         running_app(create_app(settings)) as address,
         grpc.aio.insecure_channel(address) as channel,
     ):
-        yield pictures_pb2_grpc.PicturesServiceStub(channel)
+        stub = pictures_pb2_grpc.PicturesServiceStub(channel)
+        # The same process's GenerationService, for the suggestions test.
+        stub.generation = generation_pb2_grpc.GenerationServiceStub(channel)
+        yield stub
 
 
 def serving_mistral(fake_mistral):
@@ -243,3 +246,27 @@ async def test_the_offline_word_list_guards_a_child_safe_direction(billing, db):
     details = error_details(blocked.value)
     assert (details.metadata["part"], details.metadata["checker"]) == ("direction", "offline-wordlist")
     assert story.moderation.checked and story.moderation.checker == "offline-wordlist"
+
+
+async def test_a_child_safe_suggestions_genre_is_moderated_before_anything_is_counted(
+    billing, db, fake_mistral
+):
+    user_id = str(uuid.uuid4())
+    async with serving_mistral(fake_mistral) as stub:
+        suggestions = stub.generation
+        with pytest.raises(grpc.aio.AioRpcError) as blocked:
+            await suggestions.SuggestStories(
+                generation_pb2.SuggestStoriesRequest(user_id=user_id, genre="weapon fights"),
+                metadata=CHILD,
+            )
+        fine = await suggestions.SuggestStories(
+            generation_pb2.SuggestStoriesRequest(user_id=user_id, genre="fairy tale", count=1),
+            metadata=CHILD,
+        )
+    assert error_details(blocked.value).metadata["part"] == "direction"
+    assert len(fine.ideas) == 1
+    # Each genre, then the ideas the model wrote, were checked; the model was asked once.
+    checked = [m["input"][0] for m in fake_mistral.moderations]
+    assert checked[:2] == ["weapon fights", "fairy tale"] and len(checked) == 3
+    assert len(fake_mistral.requests) == 1
+    assert "under 13" in fake_mistral.requests[0]["messages"][0]["content"]
