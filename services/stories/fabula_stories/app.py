@@ -99,7 +99,12 @@ def create_app(settings: Settings) -> GrpcApp:
     media_channel = open_channel(settings.media_addr, settings.grpc_deadline_seconds)
     media = Media(media_pb2_grpc.MediaServiceStub(media_channel))
     picture_writer = PictureStoryWriter(
-        db, media, generation_pictures_grpc.PicturesServiceStub(generation_channel), settings
+        db,
+        media,
+        generation_pictures_grpc.PicturesServiceStub(generation_channel),
+        # Its claims are renewed, detached and discarded as segments' are.
+        writer,
+        settings,
     )
     app.add_servicer(
         pictures_pb2_grpc.add_TutorialsServiceServicer_to_server,
@@ -111,7 +116,6 @@ def create_app(settings: Settings) -> GrpcApp:
         DrawingsServicer(db, media, picture_writer),
         pictures_pb2.DESCRIPTOR.services_by_name["DrawingsService"].full_name,
     )
-    app.add_worker(picture_writer)
     # Stopped in this order: writes in flight finish (and report their
     # generations delivered or discarded) before the relay's last pass.
     app.add_worker(writer)

@@ -324,15 +324,6 @@ async def store_picture_story(
     return story
 
 
-async def discard_generation(
-    session: AsyncSession, subjects: DeliverySubjects, generation_id: uuid.UUID, reason: str
-) -> None:
-    """The story will not be stored: its generation does not count."""
-    pending = await take_pending(session, generation_id)
-    if pending is not None:
-        await events.generation_discarded(session, subjects, pending, reason)
-
-
 async def get_picture_story(session: AsyncSession, user_id: uuid.UUID, story_id: uuid.UUID) -> PictureStory:
     story = await repository.get_picture_story(session, user_id, story_id)
     if story is None:
