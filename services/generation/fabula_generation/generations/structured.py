@@ -7,15 +7,22 @@ stories are such calls."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fabula_common.errors import UpstreamError
 
 from fabula_generation.generations.domain import Delivery, Outcome, Usage
 from fabula_generation.generations.metering import Meter
 from fabula_generation.generations.text import count_tokens
 from fabula_generation.providers import Completion, GenerationProvider, StructuredRequest
 from fabula_generation.providers.base import prompt_text
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class StructuredCall:
@@ -72,6 +79,27 @@ class StructuredCall:
         self.model_called = True
         self.completion = await self.provider.complete_json(self.question)
         return self.completion
+
+    async def answer(self, parse: Callable[[str], T], what: str) -> T:
+        """Ask and read the answer with `parse`; UpstreamError (after the
+        answer is kept, so its tokens are billed) when it was cut off or is
+        no valid document (`what` names it in the message and the log)."""
+        completion = await self.ask()
+        if completion.cut_off:
+            raise UpstreamError(f"the model's {what} were cut off before they were complete")
+        try:
+            return parse(completion.text)
+        except UpstreamError as exc:
+            log.warning(
+                "%s %s: unusable answer from %s/%s (%s): %.300r",
+                what,
+                self.id,
+                self.provider.name,
+                self.provider.model,
+                exc.message,
+                completion.text,
+            )
+            raise
 
 
 async def reserve_and_start(

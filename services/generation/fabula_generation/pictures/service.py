@@ -5,12 +5,9 @@ the answer."""
 from __future__ import annotations
 
 import base64
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
-
-from fabula_common.errors import UpstreamError
 
 from fabula_generation.generations.domain import Delivery
 from fabula_generation.generations.structured import StructuredCall
@@ -24,8 +21,6 @@ from fabula_generation.pictures.domain import (
 from fabula_generation.pictures.facts import ImageFacts
 from fabula_generation.pictures.offline_story import compose_story
 from fabula_generation.providers import GenerationProvider
-
-log = logging.getLogger(__name__)
 
 SYSTEM_PROMPT = (
     "You write short stories about pictures people draw. Look at the image and write "
@@ -95,18 +90,4 @@ class PictureCall(StructuredCall):
 async def write_story(call: PictureCall) -> BilingualStory:
     """Ask the provider and read its answer; UpstreamError (after the answer
     is kept on the call, so its tokens are billed) when it is no story."""
-    completion = await call.ask()
-    if completion.cut_off:
-        raise UpstreamError("the model's picture story was cut off before it was complete")
-    try:
-        return parse_story(completion.text)
-    except UpstreamError as exc:
-        log.warning(
-            "picture story %s: unusable answer from %s/%s (%s): %.300r",
-            call.id,
-            call.provider.name,
-            call.provider.model,
-            exc.message,
-            completion.text,
-        )
-        raise
+    return await call.answer(parse_story, "picture story texts")

@@ -13,14 +13,13 @@ paying the cost without counting a generation.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from fabula_common.db import Database
-from fabula_common.errors import RateLimited, UpstreamError
+from fabula_common.errors import RateLimited
 
 from fabula_generation.generations.structured import StructuredCall
 from fabula_generation.providers import GenerationProvider
@@ -34,8 +33,6 @@ from fabula_generation.suggestions.domain import (
 )
 from fabula_generation.suggestions.offline_ideas import compose_ideas
 from fabula_generation.suggestions.prompts import suggestion_messages
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,21 +71,9 @@ async def suggest(call: SuggestionCall) -> list[StoryIdea]:
     """Ask the provider for the ideas and read its answer; UpstreamError
     (after the answer is kept on the call, so its tokens are billed) when the
     answer is no valid document of ideas."""
-    completion = await call.ask()
-    if completion.cut_off:
-        raise UpstreamError("the model's story ideas were cut off before they were complete")
-    try:
-        return parse_ideas(completion.text, call.request.count)
-    except UpstreamError as exc:
-        log.warning(
-            "suggestions %s: unusable answer from %s/%s (%s): %.300r",
-            call.id,
-            call.provider.name,
-            call.provider.model,
-            exc.message,
-            completion.text,
-        )
-        raise
+    return await call.answer(
+        lambda text: parse_ideas(text, call.request.count), "story ideas"
+    )
 
 
 class SuggestionRateLimit:
