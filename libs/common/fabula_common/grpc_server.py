@@ -121,7 +121,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
     @staticmethod
-    def _enter(context: grpc.aio.ServicerContext, request_id: str, child_safe: bool) -> None:
+    def _enter(
+        context: grpc.aio.ServicerContext, request_id: str, child_safe: bool = False
+    ) -> None:
         request_id_var.set(request_id)
         child_safe_var.set(child_safe)
         set_deadline_in(context.time_remaining())
