@@ -37,6 +37,7 @@ from fabula_gateway.openapi import (
     require_operation_id,
 )
 from fabula_gateway.payments import routes as payments
+from fabula_gateway.pictures import routes as pictures
 from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.projects import jobs as project_jobs
 from fabula_gateway.projects import routes as projects
@@ -106,6 +107,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         projects,
         project_jobs,
         conversations,
+        pictures,
         billing,
         payments,
         health,

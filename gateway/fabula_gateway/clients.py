@@ -8,7 +8,12 @@ from dataclasses import dataclass
 import grpc
 from fabula.billing.v1 import billing_pb2_grpc
 from fabula.generation.v1 import generation_pb2_grpc, jobs_pb2_grpc
-from fabula.stories.v1 import conversations_pb2_grpc, projects_pb2_grpc, stories_pb2_grpc
+from fabula.stories.v1 import (
+    conversations_pb2_grpc,
+    pictures_pb2_grpc,
+    projects_pb2_grpc,
+    stories_pb2_grpc,
+)
 from fabula.users.v1 import users_pb2_grpc
 from fabula_common.grpc_client import ContextChannel, open_channel
 from fabula_common.health import NATS, POSTGRES, dependency_health_name
@@ -56,6 +61,9 @@ class ServiceClients:
     projects: projects_pb2_grpc.ProjectsServiceStub
     # Council conversations (stories' ConversationsService).
     conversations: conversations_pb2_grpc.ConversationsServiceStub
+    # Drawing tutorials, drawings and picture stories (stories' pictures domain).
+    tutorials: pictures_pb2_grpc.TutorialsServiceStub
+    drawings: pictures_pb2_grpc.DrawingsServiceStub
     # Deadline of calls that run a model (create, continue, end).
     generation_timeout: float
     # Deadline of a council message (ask, follow-up, resume): the council's
@@ -77,6 +85,8 @@ class ServiceClients:
             jobs=jobs_pb2_grpc.JobsServiceStub(channels["generation"]),
             projects=projects_pb2_grpc.ProjectsServiceStub(channels["stories"]),
             conversations=conversations_pb2_grpc.ConversationsServiceStub(channels["stories"]),
+            tutorials=pictures_pb2_grpc.TutorialsServiceStub(channels["stories"]),
+            drawings=pictures_pb2_grpc.DrawingsServiceStub(channels["stories"]),
             generation_timeout=settings.generation_deadline_seconds,
             council_timeout=settings.council_deadline_seconds + settings.grpc_deadline_seconds,
         )

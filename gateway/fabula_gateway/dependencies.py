@@ -7,6 +7,7 @@ import email.message
 import uuid
 from typing import Annotated
 
+from fabula_common.context import child_safe_var
 from fabula_common.errors import Unauthenticated
 from fabula_common.tokens import AccessClaims
 from fastapi import Depends, Path, Request
@@ -86,6 +87,8 @@ async def current_principal(
         raise unauthenticated(answer.detail, invalid_token=True)
     if not answer.may(request.method):
         raise insufficient_scope("write")
+    # Carried by every gRPC call this request makes (fabula_common.grpc_client).
+    child_safe_var.set(answer.child_safe)
     return answer
 
 

@@ -36,6 +36,8 @@ class Principal:
     # Set when the request authenticated with an API key.
     api_key_id: str = ""
     is_superuser: bool = False
+    # Under 13 by the profile's birthdate: every model call is child-safe.
+    child_safe: bool = False
 
     def may(self, method: str) -> bool:
         """Whether the credential's scopes allow a request with this method."""
@@ -102,6 +104,7 @@ class PrincipalCache:
                 scopes=tuple(reply.scopes),
                 api_key_id=reply.api_key_id,
                 is_superuser=reply.is_superuser,
+                child_safe=reply.child_safe,
             )
         except grpc.aio.AioRpcError as err:
             code = err.code()

@@ -19,6 +19,7 @@ import grpc
 from fabula_common.context import current_request_id
 from fabula_common.errors import (
     ErrorDetails,
+    ContentBlocked,
     AlreadySubscribed,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
@@ -137,6 +138,12 @@ IDEMPOTENCY_KEY_REUSED = ProblemType(
     "Idempotency key reused",
     422,
     "The Idempotency-Key was already used with a different request.",
+)
+CONTENT_BLOCKED = ProblemType(
+    "content-blocked",
+    "Content blocked",
+    422,
+    "The moderation check of this account's child-safe generation refused the content.",
 )
 RATE_LIMITED = ProblemType(
     "rate-limited", "Too many requests", 429, "Too many requests; retry later."
@@ -440,6 +447,13 @@ def problem_for_status(
             return ProblemError(IDEMPOTENCY_KEY_REUSED, passed_on)
         case grpc.StatusCode.INVALID_ARGUMENT if reason == WebhookSignatureInvalid.reason:
             return ProblemError(WEBHOOK_SIGNATURE_INVALID, passed_on)
+        case grpc.StatusCode.INVALID_ARGUMENT if reason == ContentBlocked.reason:
+            # Which part was refused (the direction, or the story written for it).
+            return ProblemError(
+                CONTENT_BLOCKED,
+                passed_on,
+                extensions={"part": error.metadata.get("part", "")},
+            )
         case grpc.StatusCode.INVALID_ARGUMENT:
             return ProblemError(VALIDATION_FAILED, passed_on)
         case grpc.StatusCode.NOT_FOUND:

@@ -23,6 +23,7 @@ from fabula.common.v1.money_pb2 import Money
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc, jobs_pb2_grpc
 from fabula.stories.v1 import (
     conversations_pb2_grpc,
+    pictures_pb2_grpc,
     projects_pb2_grpc,
     stories_pb2,
     stories_pb2_grpc,
@@ -36,6 +37,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from .fakes_conversations import FakeConversations
+from .fakes_pictures import FakeDrawings, FakeTutorials
 from .fakes_discovery import FakeStoryDiscovery
 from .fakes_projects import FakeJobs, FakeProjects
 
@@ -265,6 +267,8 @@ class FakeUsers(users_pb2_grpc.UsersServiceServicer):
         return users_pb2.Principal(
             user_id=request.user_id,
             is_superuser=request.user_id in getattr(self, "superusers", set()),
+            # Accounts in `children` are under 13 by their birthdate.
+            child_safe=request.user_id in getattr(self, "children", set()),
         )
 
     def _api_key(self) -> users_pb2.ApiKey:
@@ -766,6 +770,8 @@ class FakeBackends:
     projects: FakeProjects
     jobs: FakeJobs
     conversations: FakeConversations
+    tutorials: FakeTutorials
+    drawings: FakeDrawings
     health: health_aio.HealthServicer
     server: grpc.aio.Server
 
@@ -801,6 +807,8 @@ async def fake_backends() -> AsyncIterator[FakeBackends]:
         projects=FakeProjects(recorder),
         jobs=FakeJobs(recorder),
         conversations=FakeConversations(recorder),
+        tutorials=FakeTutorials(recorder),
+        drawings=FakeDrawings(recorder),
         health=health_aio.HealthServicer(),
         server=server,
     )
@@ -813,6 +821,8 @@ async def fake_backends() -> AsyncIterator[FakeBackends]:
     conversations_pb2_grpc.add_ConversationsServiceServicer_to_server(
         backends.conversations, server
     )
+    pictures_pb2_grpc.add_TutorialsServiceServicer_to_server(backends.tutorials, server)
+    pictures_pb2_grpc.add_DrawingsServiceServicer_to_server(backends.drawings, server)
     health_pb2_grpc.add_HealthServicer_to_server(backends.health, server)
     server.add_insecure_port(backends.address)
     await server.start()

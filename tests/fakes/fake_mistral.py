@@ -37,6 +37,18 @@ string: a document following the schema (objects with every property, arrays
 of `minItems` items or --json-items, strings from the story text; `$ref`s
 into `$defs` followed).
 
+Images (vision): a user message's content may be a list of chunks, text
+({"type": "text", "text"}) and images ({"type": "image_url", "image_url":
+"<url>" or {"url": "<url>"}}), as Mistral's vision models take them; an image
+must be a data URL (data:image/<png|jpeg|webp|gif>;base64,...) or an http(s)
+URL, else 400 as Mistral answers. Each image counts IMAGE_TOKENS prompt tokens.
+
+Moderation: POST /v1/moderations {"model", "input": str | [str]} answers
+{"id", "model", "results": [{"categories": {...: bool}, "category_scores":
+{...: float}}]} (one result per input, Mistral's categories), flagging
+`violence_and_threats` for a text containing any of `flag_words` (default
+blood, kill, weapon; settable per test) or the magic word `fake-mistral:flag`.
+
 Control endpoints (JSON):
   POST /_fake/behaviours  {"behaviours": ["rate-limit", "normal"]}  queue behaviours
   POST /_fake/reset       clear the queue and the request log
@@ -66,6 +78,20 @@ BEHAVIOURS = (
     "cut-off",
 )
 MAGIC_WORD = re.compile(r"fake-mistral:([a-z-]+)")
+IMAGE_TOKENS = 1000
+FLAG_WORD = "fake-mistral:flag"
+MODERATION_CATEGORIES = (
+    "sexual",
+    "hate_and_discrimination",
+    "violence_and_threats",
+    "dangerous_and_criminal_content",
+    "selfharm",
+    "health",
+    "financial",
+    "law",
+    "pii",
+)
+_DATA_URL = re.compile(r"data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=]+")
 
 TITLE = "The Lantern Keeper"
 REPLY = (
@@ -146,6 +172,28 @@ class _SchemaFiller:
         return sentence
 
 
+def _content_text(content: Any) -> str:
+    """A message's text: the string, or the text chunks of a chunk list."""
+    if isinstance(content, list):
+        return " ".join(str(c.get("text", "")) for c in content if c.get("type") == "text")
+    return str(content or "")
+
+
+def _image_urls(content: Any) -> list[str]:
+    if not isinstance(content, list):
+        return []
+    urls = []
+    for chunk in content:
+        if chunk.get("type") == "image_url":
+            image = chunk.get("image_url")
+            urls.append(image.get("url", "") if isinstance(image, dict) else str(image or ""))
+    return urls
+
+
+def _valid_image_url(url: str) -> bool:
+    return bool(_DATA_URL.fullmatch(url)) or url.startswith(("http://", "https://"))
+
+
 def _structured_reply(body: dict[str, Any], array_items: int) -> str | None:
     """The JSON document a structured-output request is answered with; None
     for a request wanting text."""
@@ -183,6 +231,9 @@ class FakeMistral:
         # Items of a structured answer's arrays whose schema sets no minItems.
         self.json_items = json_items
         self.requests: list[dict[str, Any]] = []
+        # The moderation requests received so far, and what flags a text.
+        self.moderations: list[dict[str, Any]] = []
+        self.flag_words: tuple[str, ...] = ("blood", "kill", "weapon")
         # Connections accepted so far: tells whether a client reuses its own.
         self.connections_opened = 0
         self._queued: deque[str] = deque()
@@ -231,13 +282,14 @@ class FakeMistral:
     def reset(self) -> None:
         self._queued.clear()
         self.requests.clear()
+        self.moderations.clear()
 
     def _behaviour_for(self, body: dict[str, Any]) -> str:
         if self._queued:
             return self._queued.popleft()
         user_messages = [m for m in body.get("messages", []) if m.get("role") == "user"]
         if user_messages:
-            match = MAGIC_WORD.search(str(user_messages[-1].get("content", "")))
+            match = MAGIC_WORD.search(_content_text(user_messages[-1].get("content")))
             if match and match.group(1) in BEHAVIOURS:
                 return match.group(1)
         return "normal"
@@ -303,6 +355,11 @@ class FakeMistral:
             return await self._send_json(writer, 200, {"reset": True})
         if path == "/_fake/requests" and method == "GET":
             return await self._send_json(writer, 200, {"requests": self.requests})
+        if path == "/v1/moderations" and method == "POST":
+            if not headers.get("authorization", "").startswith("Bearer "):
+                return await self._send_json(writer, 401, {"message": "Unauthorized"})
+            self.moderations.append(body)
+            return await self._send_json(writer, 200, self._moderate(body))
         if path != "/v1/chat/completions" or method != "POST":
             return await self._send_json(writer, 404, {"message": f"no route {method} {path}"})
 
@@ -313,7 +370,34 @@ class FakeMistral:
         self.requests.append(body)
         return await self._answer_chat(body, writer)
 
+    def _moderate(self, body: dict[str, Any]) -> dict[str, Any]:
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        results = []
+        for text in texts:
+            lowered = str(text).lower()
+            flagged = FLAG_WORD in lowered or any(word in lowered for word in self.flag_words)
+            categories = {name: False for name in MODERATION_CATEGORIES}
+            scores = {name: 0.001 for name in MODERATION_CATEGORIES}
+            if flagged:
+                categories["violence_and_threats"] = True
+                scores["violence_and_threats"] = 0.97
+            results.append({"categories": categories, "category_scores": scores})
+        return {
+            "id": uuid.uuid4().hex,
+            "model": body.get("model") or "mistral-moderation-latest",
+            "results": results,
+        }
+
     async def _answer_chat(self, body: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+        for message in body.get("messages", []):
+            for url in _image_urls(message.get("content")):
+                if not _valid_image_url(url):
+                    return await self._send_json(
+                        writer,
+                        400,
+                        {"message": "Invalid image URL", "type": "invalid_request_image"},
+                    )
         behaviour = self._behaviour_for(body)
         if behaviour == "rate-limit":
             return await self._send_json(
@@ -330,7 +414,7 @@ class FakeMistral:
             await asyncio.sleep(self.slow_seconds)
 
         messages = body.get("messages", [])
-        wants_title = any("Title:" in str(m.get("content", "")) for m in messages)
+        wants_title = any("Title:" in _content_text(m.get("content")) for m in messages)
         story = REPLY
         if self.tokens is not None:
             words = REPLY.split()
@@ -345,7 +429,11 @@ class FakeMistral:
             elif behaviour == "cut-off":
                 reply, finish_reason = structured[: len(structured) // 2], "length"
         usage = {
-            "prompt_tokens": sum(_word_count(str(m.get("content", ""))) for m in messages),
+            "prompt_tokens": sum(
+                _word_count(_content_text(m.get("content")))
+                + IMAGE_TOKENS * len(_image_urls(m.get("content")))
+                for m in messages
+            ),
             "completion_tokens": _word_count(reply),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]

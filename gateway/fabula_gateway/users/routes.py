@@ -158,7 +158,11 @@ async def get_current_user(user_id: CurrentUserId, clients: Clients) -> Profile:
     responses=problem_responses(401, 404, 413, 415, 422, 500, 503),
 )
 async def update_current_user(
-    body: ProfileUpdate, _json: JsonBody, user_id: CurrentUserId, clients: Clients
+    body: ProfileUpdate,
+    _json: JsonBody,
+    user_id: CurrentUserId,
+    clients: Clients,
+    request: Request,
 ) -> Profile:
     fields = sorted(body.model_fields_set)
     reply = await clients.users.UpdateProfile(
@@ -171,6 +175,10 @@ async def update_current_user(
             locale=body.locale or "",
         )
     )
+    if "birthdate" in body.model_fields_set:
+        # Whether the account gets child-safe generation follows the
+        # birthdate: users is asked again on the next request.
+        request.app.state.principals.forget_user(user_id)
     return profile_from_proto(reply)
 
 

@@ -1,4 +1,5 @@
-"""Per-request context carried across await points: request id and deadline."""
+"""Per-request context carried across await points: request id, deadline,
+and whether the request is made for a child-safe account."""
 
 from __future__ import annotations
 
@@ -15,6 +16,19 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "fabula_deadline", default=None
 )
+
+# True when the request acts for an account that must get child-safe
+# generation (its holder is under 13): the gateway sets it from the principal,
+# every outbound call carries it (CHILD_SAFE_HEADER) and every server reads it
+# back, so each hop down to generation's model calls sees it.
+child_safe_var: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "fabula_child_safe", default=False
+)
+CHILD_SAFE_HEADER = "x-fabula-child-safe"
+
+
+def is_child_safe() -> bool:
+    return child_safe_var.get()
 
 
 def new_request_id() -> str:

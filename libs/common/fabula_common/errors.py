@@ -82,6 +82,25 @@ class IdempotencyKeyReused(InvalidArgument):
     reason = "idempotency-key-reused"
 
 
+class ContentBlocked(InvalidArgument):
+    """A child-safe account's direction, or the model's answer for it, was
+    refused by the moderation check. metadata `part` names which
+    (`direction`, `story`, `story_en`, `story_de`); `checker` which check."""
+
+    reason = "content-blocked"
+
+    def __init__(self, part: str, checker: str, categories: list[str] | None = None) -> None:
+        what = "the direction" if part == "direction" else "the story written for it"
+        super().__init__(
+            f"{what} is not suitable for a young writer's account",
+            metadata={
+                "part": part,
+                "checker": checker,
+                "categories": ",".join(categories or ()),
+            },
+        )
+
+
 class NotFound(FabulaError):
     code = grpc.StatusCode.NOT_FOUND
     reason = "not-found"

@@ -17,13 +17,21 @@ from typing import Any
 
 import grpc
 
-from fabula_common.context import current_request_id, remaining_time
+from fabula_common.context import (
+    CHILD_SAFE_HEADER,
+    current_request_id,
+    is_child_safe,
+    remaining_time,
+)
 from fabula_common.messaging.headers import REQUEST_ID_HEADER
 
 
 def _with_request_id(metadata: Any) -> Any:
-    """The call's metadata plus the current request id (a caller's own wins)."""
+    """The call's metadata plus the current request id (a caller's own wins)
+    and, for a child-safe request, the child-safe mark."""
     request_id = current_request_id()
+    if is_child_safe():
+        metadata = (*(metadata or ()), (CHILD_SAFE_HEADER, "1"))
     if not request_id:
         return metadata
     if metadata is None:

@@ -25,7 +25,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
-from fabula_common.context import new_request_id, request_id_var, set_deadline_in
+from fabula_common.context import (
+    CHILD_SAFE_HEADER,
+    child_safe_var,
+    new_request_id,
+    request_id_var,
+    set_deadline_in,
+)
 from fabula_common.db_errors import classify_database_error
 from fabula_common.errors import FabulaError, from_rpc_error
 from fabula_common.health import LIVENESS, SERVING, DependencyCheck, DependencyMonitor
@@ -74,12 +80,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method.rsplit("/", 1)[-1]
         metadata = dict(handler_call_details.invocation_metadata or ())
         request_id = metadata.get(REQUEST_ID_HEADER) or new_request_id()
+        child_safe = metadata.get(CHILD_SAFE_HEADER) == "1"
 
         if handler.unary_unary:
             behaviour = handler.unary_unary
 
             async def unary_unary(request, context):
-                self._enter(context, request_id)
+                self._enter(context, request_id, child_safe)
                 started = time.perf_counter()
                 try:
                     response = await behaviour(request, context)
@@ -96,7 +103,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             behaviour = handler.unary_stream
 
             async def unary_stream(request, context):
-                self._enter(context, request_id)
+                self._enter(context, request_id, child_safe)
                 started = time.perf_counter()
                 try:
                     async for item in behaviour(request, context):
@@ -114,8 +121,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
     @staticmethod
-    def _enter(context: grpc.aio.ServicerContext, request_id: str) -> None:
+    def _enter(
+        context: grpc.aio.ServicerContext, request_id: str, child_safe: bool = False
+    ) -> None:
         request_id_var.set(request_id)
+        child_safe_var.set(child_safe)
         set_deadline_in(context.time_remaining())
 
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:

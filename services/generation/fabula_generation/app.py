@@ -12,6 +12,8 @@ from fabula.generation.v1 import (
     generation_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
+    pictures_pb2,
+    pictures_pb2_grpc,
 )
 from fabula.users.v1 import events_pb2 as users_events
 from fabula_common.db import Database
@@ -32,7 +34,9 @@ from fabula_generation.generations.tasks import AbandonedGenerationSweeper
 from fabula_generation.jobs.service import JobsService
 from fabula_generation.jobs.servicer import JobsServicer
 from fabula_generation.leaving.service import delete_user_generations
+from fabula_generation.pictures.servicer import PicturesServicer
 from fabula_generation.providers import GenerationProvider, create_provider
+from fabula_generation.safety.moderation import moderator_for
 from fabula_generation.settings import Settings
 from fabula_generation.suggestions.service import SuggestionRateLimit
 from fabula_generation.suggestions.servicer import SuggestionsServicer
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name
 JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
+PICTURES_SERVICE_NAME = pictures_pb2.DESCRIPTOR.services_by_name["PicturesService"].full_name
 COUNCIL_SERVICE_NAME = council_pb2.DESCRIPTOR.services_by_name["CouncilService"].full_name
 
 
@@ -54,7 +59,7 @@ class Servicer(GenerationServicer, SuggestionsServicer):
         meter: Meter,
         suggestions_rate_limit: SuggestionRateLimit,
     ) -> None:
-        GenerationServicer.__init__(self, provider, recorder, meter)
+        GenerationServicer.__init__(self, provider, recorder, meter, moderator_for(provider))
         SuggestionsServicer.__init__(self, provider, recorder, meter, suggestions_rate_limit)
 
 
@@ -107,6 +112,11 @@ def create_app(settings: Settings) -> GrpcApp:
             ),
         ),
         SERVICE_NAME,
+    )
+    app.add_servicer(
+        pictures_pb2_grpc.add_PicturesServiceServicer_to_server,
+        PicturesServicer(provider, recorder, meter, moderator_for(provider)),
+        PICTURES_SERVICE_NAME,
     )
     # Jobs are queued here and run by `python -m fabula_generation.worker`.
     app.add_servicer(

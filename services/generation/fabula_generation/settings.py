@@ -121,6 +121,10 @@ class Settings(ServiceSettings):
     mistral_max_connections: int = env("MISTRAL_MAX_CONNECTIONS", 1000, ge=1)
     mistral_max_tokens: int = env("MISTRAL_MAX_TOKENS", 800, ge=16)
     mistral_temperature: float = env("MISTRAL_TEMPERATURE", 0.8, ge=0, le=1.5)
+    # Checks a child-safe account's directions and stories (classifiers.moderate).
+    mistral_moderation_model: str = env(
+        "MISTRAL_MODERATION_MODEL", "mistral-moderation-latest", min_length=1, max_length=128
+    )
 
     # Any server speaking OpenAI's chat-completions API, with the /v1 its
     # routes start with, e.g. http://localhost:11434/v1 (Ollama),

@@ -5,9 +5,14 @@ from __future__ import annotations
 from fabula.billing.v1 import events_pb2 as billing_events
 from fabula.generation.v1 import council_pb2_grpc, generation_pb2_grpc
 from fabula.generation.v1 import events_pb2 as generation_events
+from fabula.generation.v1 import pictures_pb2_grpc as generation_pictures_grpc
+from fabula.media.v1 import events_pb2 as media_events
+from fabula.media.v1 import media_pb2_grpc
 from fabula.stories.v1 import (
     conversations_pb2,
     conversations_pb2_grpc,
+    pictures_pb2,
+    pictures_pb2_grpc,
     projects_pb2,
     projects_pb2_grpc,
     stories_pb2,
@@ -31,6 +36,10 @@ from fabula_stories.exchange.servicer import ExchangeServicer
 from fabula_stories.idempotency.tasks import ExpiredKeysPurger
 from fabula_stories.leaving.service import delete_user_data
 from fabula_stories.lore.servicer import LoreServicer
+from fabula_stories.pictures.events import forget_photo
+from fabula_stories.pictures.media import Media
+from fabula_stories.pictures.servicer import DrawingsServicer, TutorialsServicer
+from fabula_stories.pictures.writer import PictureStoryWriter
 from fabula_stories.projects.events import record_narrative
 from fabula_stories.projects.servicer import ProjectsServicer
 from fabula_stories.settings import Settings
@@ -87,6 +96,28 @@ def create_app(settings: Settings) -> GrpcApp:
         conversations_pb2.DESCRIPTOR.services_by_name["ConversationsService"].full_name,
     )
     app.add_worker(conversation_writer)
+    # Pictures: photos are media's (read through its contract), the model
+    # call is generation's PicturesService.
+    media_channel = open_channel(settings.media_addr, settings.grpc_deadline_seconds)
+    media = Media(media_pb2_grpc.MediaServiceStub(media_channel))
+    picture_writer = PictureStoryWriter(
+        db,
+        media,
+        generation_pictures_grpc.PicturesServiceStub(generation_channel),
+        # Its claims are renewed, detached and discarded as segments' are.
+        writer,
+        settings,
+    )
+    app.add_servicer(
+        pictures_pb2_grpc.add_TutorialsServiceServicer_to_server,
+        TutorialsServicer(db),
+        pictures_pb2.DESCRIPTOR.services_by_name["TutorialsService"].full_name,
+    )
+    app.add_servicer(
+        pictures_pb2_grpc.add_DrawingsServiceServicer_to_server,
+        DrawingsServicer(db, media, picture_writer),
+        pictures_pb2.DESCRIPTOR.services_by_name["DrawingsService"].full_name,
+    )
     # Stopped in this order: writes in flight finish (and report their
     # generations delivered or discarded) before the relay's last pass.
     app.add_worker(writer)
@@ -127,9 +158,13 @@ def create_app(settings: Settings) -> GrpcApp:
     )
     # The user's plan, for the free plan's retention of conversations.
     consume("stories-plan-changed", "billing", "plan_changed", billing_events.PlanChanged, record_plan)
+    consume(
+        "stories-photo-deleted", "media", "photo_deleted", media_events.PhotoDeleted, forget_photo
+    )
     app.add_worker(OutboxRelay(db, outbox, bus, "stories", settings))
     # Workers have stopped before these run.
     app.on_shutdown(generation_channel.close)
+    app.on_shutdown(media_channel.close)
     app.on_shutdown(bus.close)
     app.on_shutdown(db.dispose)
     # Health: NOT_SERVING while the database is down; NATS down is reported

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fabula_stories.conversations.models import Conversation, ConversationMessage
 from fabula_stories.database import Base, deleted_users, outbox, processed_events
 from fabula_stories.idempotency.models import IdempotencyKey
+from fabula_stories.pictures.models import Drawing, DrawingEdit, PictureStory, Tutorial
 from fabula_stories.projects.models import Narrative, Project
 from fabula_stories.stories.models import (
     LoreEntry,
@@ -21,15 +22,19 @@ __all__ = [
     "Base",
     "Conversation",
     "ConversationMessage",
+    "Drawing",
+    "DrawingEdit",
     "IdempotencyKey",
     "LoreEntry",
     "Narrative",
     "PendingGeneration",
+    "PictureStory",
     "Project",
     "Segment",
     "SegmentRevision",
     "Story",
     "StoryShare",
+    "Tutorial",
     "deleted_users",
     "outbox",
     "processed_events",

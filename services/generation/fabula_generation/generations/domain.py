@@ -26,6 +26,9 @@ class Purpose(StrEnum):
     council_stage_3 = "council_stage_3"
     council_message = "council_message"
     council_clarify = "council_clarify"
+    # A bilingual story about a picture (fabula_generation.pictures): one
+    # generation of the plan, counted when its owner stores it.
+    picture_story = "picture_story"
 
 
 STORY_PURPOSES = frozenset(

@@ -64,6 +64,7 @@ _PURPOSES = {
     Purpose.council_stage_3: generation_pb2.PURPOSE_COUNCIL_STAGE_3,
     Purpose.council_message: generation_pb2.PURPOSE_COUNCIL_MESSAGE,
     Purpose.council_clarify: generation_pb2.PURPOSE_COUNCIL_CLARIFY,
+    Purpose.picture_story: generation_pb2.PURPOSE_PICTURE_STORY,
 }
 _DELIVERIES = {
     Delivery.on_completion: generation_pb2.DELIVERY_ON_COMPLETION,

@@ -14,6 +14,7 @@ from contextlib import aclosing
 
 import grpc
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc
+from fabula_common.context import is_child_safe
 from fabula_common.db import Database
 from fabula_common.errors import AlreadyExists, FabulaError, InvalidArgument, Unavailable
 from fabula_common.money import format_usd, to_money
@@ -45,6 +46,7 @@ from fabula_generation.generations.service import (
     validate_request,
 )
 from fabula_generation.providers import GenerationProvider
+from fabula_generation.safety.moderation import Moderator, moderator_for, require_suitable
 
 log = logging.getLogger(__name__)
 
@@ -336,11 +338,16 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     or releases the reservation)."""
 
     def __init__(
-        self, provider: GenerationProvider, recorder: GenerationRecorder, meter: Meter
+        self,
+        provider: GenerationProvider,
+        recorder: GenerationRecorder,
+        meter: Meter,
+        moderator: Moderator | None = None,
     ) -> None:
         self.provider = provider
         self.recorder = recorder
         self.meter = meter
+        self.moderator = moderator or moderator_for(provider)
 
     async def _start(
         self, message: generation_pb2.GenerateRequest
@@ -351,8 +358,11 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         reservation under way: it is awaited inside the recording, so a
         refusal is recorded as a failed call that consumed nothing, and its
         event releases whatever billing may have granted after all."""
-        # Invalid requests cost nothing and leave no record.
+        # Invalid requests cost nothing and leave no record; nor does a
+        # child-safe account's direction the moderation refuses.
         request = request_from_proto(message)
+        if is_child_safe():
+            await require_suitable(self.moderator, {"direction": request.direction})
         call = GenerationCall(
             request,
             self.provider,
@@ -422,7 +432,14 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         async with self.recorder.recording(call) as recording:
             await reserving
             await complete_generation(call)
+            await self._check_output(call)
         return self._response(call, recording.recorded)
+
+    async def _check_output(self, call: GenerationCall) -> None:
+        """A child-safe call's text is moderated before it is answered: a
+        refusal fails the call (its tokens are paid, no generation counts)."""
+        if is_child_safe():
+            await require_suitable(self.moderator, {"story": f"{call.title}\n{call.text}"})
 
     async def GenerateStream(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
@@ -432,11 +449,20 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             # A quota refusal ends the stream before its first event; the
             # model is never asked before billing granted the call.
             await reserving
-            async with aclosing(stream_generation(call)) as deltas:
-                async for delta in deltas:
-                    yield generation_pb2.GenerateStreamEvent(
-                        token=generation_pb2.TextDelta(text=delta)
-                    )
+            if is_child_safe():
+                # Nothing reaches a child before the moderation has read it:
+                # the whole text, checked, comes as one delta.
+                await complete_generation(call)
+                await self._check_output(call)
+                yield generation_pb2.GenerateStreamEvent(
+                    token=generation_pb2.TextDelta(text=call.text)
+                )
+            else:
+                async with aclosing(stream_generation(call)) as deltas:
+                    async for delta in deltas:
+                        yield generation_pb2.GenerateStreamEvent(
+                            token=generation_pb2.TextDelta(text=delta)
+                        )
         yield generation_pb2.GenerateStreamEvent(done=self._response(call, recording.recorded))
 
     async def RenderPrompt(

@@ -76,6 +76,9 @@ class Job(Base):
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     worker: Mapped[str | None] = mapped_column(String(255))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Made for a child-safe account (the request context when it was queued):
+    # the worker makes every stage's call child-safe.
+    child_safe: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     # A hash of the request the key came with: the same key with another request is refused.
     request_hash: Mapped[str | None] = mapped_column(String(64))

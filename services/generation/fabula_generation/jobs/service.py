@@ -12,6 +12,7 @@ from dataclasses import asdict
 from decimal import Decimal
 
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
+from fabula_common.context import is_child_safe
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import (
     Conflict,
@@ -260,6 +261,7 @@ class JobsService:
                     retry_count=0,
                     estimated_cost_usd=estimate,
                     estimated_generations=plan.calls(),
+                    child_safe=is_child_safe(),
                     actual_cost_usd=Decimal(0),
                     tokens_used=0,
                     reservation_id=str(job_id),

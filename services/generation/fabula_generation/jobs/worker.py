@@ -21,6 +21,7 @@ from contextlib import aclosing
 from decimal import Decimal
 
 from fabula.generation.v1 import events_pb2, jobs_pb2
+from fabula_common.context import child_safe_var
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import FabulaError
 from fabula_common.messaging.outbox import enqueue
@@ -126,6 +127,9 @@ class JobWorker:
     # One job ---------------------------------------------------------------------
 
     async def run_job(self, job: Job) -> None:
+        # The job's calls run outside the request that queued it: its
+        # child-safe mark comes from the row.
+        child_safe_var.set(job.child_safe)
         plan = plan_of(job)
         if job.cancel_requested:
             await self._finish(job, Status.cancelled, None, None)

@@ -39,6 +39,19 @@ class Completion:
     cut_off: bool = False
 
 
+def prompt_text(messages: list[dict[str, Any]]) -> str:
+    """The text of chat messages, for counting tokens: string contents, and
+    the text chunks of a list content (an image chunk carries no text)."""
+    parts: list[str] = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            parts.append(content)
+        else:
+            parts.extend(chunk["text"] for chunk in content if chunk.get("type") == "text")
+    return "\n".join(parts)
+
+
 class StructuredRequest(Protocol):
     """A call whose answer is one JSON document following a schema (structured
     output). A language model is sent `messages()` and held to the schema; a
@@ -51,7 +64,11 @@ class StructuredRequest(Protocol):
 
     def json_schema(self) -> dict[str, Any]: ...
 
-    def messages(self) -> list[dict[str, str]]: ...
+    def messages(self) -> list[dict[str, Any]]:
+        """Chat messages; a content is a string or a list of chunks (text,
+        and an image as `{"type": "image_url", "image_url": {"url": <data URL>}}`,
+        the form both Mistral and OpenAI-compatible servers read)."""
+        ...
 
     def offline_answer(self) -> Any:
         """The document a built-in generator answers with (JSON-serialisable)."""

@@ -47,6 +47,7 @@ from fabula_generation.providers.base import (
     StructuredRequest,
     TextChunk,
 )
+from fabula_generation.safety.instructions import with_child_safety
 from fabula_generation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -161,8 +162,10 @@ class MistralProvider:
         max_connections: int = 1000,
         max_tokens: int = 800,
         temperature: float = 0.8,
+        moderation_model: str = "mistral-moderation-latest",
     ) -> None:
         self.model = model
+        self.moderation_model = moderation_model
         self.timeout_seconds = timeout_seconds
         self.first_token_timeout_seconds = first_token_timeout_seconds
         self.idle_timeout_seconds = idle_timeout_seconds
@@ -207,6 +210,7 @@ class MistralProvider:
             max_connections=settings.mistral_max_connections,
             max_tokens=settings.mistral_max_tokens,
             temperature=settings.mistral_temperature,
+            moderation_model=settings.mistral_moderation_model,
         )
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
@@ -219,7 +223,7 @@ class MistralProvider:
             async with asyncio.timeout(budget):
                 response = await self._client.chat.complete_async(
                     model=self.model,
-                    messages=build_prompt(request).messages(),
+                    messages=with_child_safety(build_prompt(request).messages()),
                     max_tokens=_max_tokens(request, self.max_tokens),
                     temperature=self.temperature,
                     timeout_ms=max(1, int(budget * 1000)),
@@ -240,7 +244,7 @@ class MistralProvider:
             async with asyncio.timeout(budget):
                 response = await self._client.chat.complete_async(
                     model=self.model,
-                    messages=request.messages(),
+                    messages=with_child_safety(request.messages()),
                     response_format={
                         "type": "json_schema",
                         "json_schema": {
@@ -273,7 +277,7 @@ class MistralProvider:
             async with asyncio.timeout(limit):
                 events = await self._client.chat.stream_async(
                     model=self.model,
-                    messages=build_prompt(request).messages(),
+                    messages=with_child_safety(build_prompt(request).messages()),
                     max_tokens=_max_tokens(request, self.max_tokens),
                     temperature=self.temperature,
                     timeout_ms=max(1, int(limit * 1000)),
@@ -313,6 +317,21 @@ class MistralProvider:
             await events.close()
         if usage is not None:
             yield usage
+
+    async def moderate(self, texts: list[str]) -> list[dict[str, bool]]:
+        """Mistral's moderation endpoint (`classifiers.moderate`): for each
+        text, its categories and whether each is flagged."""
+        budget = remaining_time(min(self.timeout_seconds, self.first_token_timeout_seconds))
+        with self._upstream_errors(budget):
+            async with asyncio.timeout(budget):
+                response = await self._client.classifiers.moderate_async(
+                    model=self.moderation_model,
+                    inputs=texts,
+                    timeout_ms=max(1, int(budget * 1000)),
+                )
+        if len(response.results) != len(texts):
+            raise UpstreamError("the moderation answered for a different number of texts")
+        return [dict(result.categories or {}) for result in response.results]
 
     @contextmanager
     def _upstream_errors(self, budget: float) -> Iterator[None]:

@@ -27,6 +27,7 @@ from fabula_generation.providers.base import (
     ReportedUsage,
     StructuredRequest,
     TextChunk,
+    prompt_text,
 )
 
 MIN_WORDS = 120
@@ -764,7 +765,7 @@ class OfflineProvider:
         """The request's own offline answer (it reads no prompt); its tokens are
         those of the messages a model would get and of the JSON written."""
         text = json.dumps(request.offline_answer(), ensure_ascii=False)
-        prompt = "\n".join(message["content"] for message in request.messages())
+        prompt = prompt_text(request.messages())
         return Completion(text, ReportedUsage(count_tokens(prompt), count_tokens(text)))
 
     async def aclose(self) -> None:

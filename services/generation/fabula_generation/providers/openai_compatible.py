@@ -44,6 +44,7 @@ from fabula_generation.providers.base import (
     TextChunk,
 )
 from fabula_generation.providers.mistral import _max_tokens
+from fabula_generation.safety.instructions import with_child_safety
 from fabula_generation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class OpenAICompatibleProvider:
             async with asyncio.timeout(budget):
                 response = await self._client.chat.completions.create(
                     model=self.model,
-                    messages=build_prompt(request).messages(),  # type: ignore[arg-type]
+                    messages=with_child_safety(build_prompt(request).messages()),  # type: ignore[arg-type]
                     max_tokens=_max_tokens(request, self.max_tokens),
                     temperature=self.temperature,
                     timeout=budget,
@@ -161,7 +162,7 @@ class OpenAICompatibleProvider:
             async with asyncio.timeout(budget):
                 response = await self._client.chat.completions.create(
                     model=self.model,
-                    messages=request.messages(),  # type: ignore[arg-type]
+                    messages=with_child_safety(request.messages()),  # type: ignore[arg-type]
                     response_format={
                         "type": "json_schema",
                         "json_schema": {
@@ -196,7 +197,7 @@ class OpenAICompatibleProvider:
             async with asyncio.timeout(limit):
                 chunks = await self._client.chat.completions.create(
                     model=self.model,
-                    messages=build_prompt(request).messages(),  # type: ignore[arg-type]
+                    messages=with_child_safety(build_prompt(request).messages()),  # type: ignore[arg-type]
                     max_tokens=_max_tokens(request, self.max_tokens),
                     temperature=self.temperature,
                     stream=True,

@@ -13,19 +13,16 @@ paying the cost without counting a generation.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from fabula_common.db import Database
-from fabula_common.errors import RateLimited, UpstreamError
+from fabula_common.errors import RateLimited
 
-from fabula_generation.generations.domain import Delivery, Outcome, Usage
-from fabula_generation.generations.text import count_tokens
-from fabula_generation.providers import Completion, GenerationProvider
+from fabula_generation.generations.structured import StructuredCall
+from fabula_generation.providers import GenerationProvider
 from fabula_generation.suggestions import repository
 from fabula_generation.suggestions.domain import (
     IDEAS_SCHEMA,
@@ -36,8 +33,6 @@ from fabula_generation.suggestions.domain import (
 )
 from fabula_generation.suggestions.offline_ideas import compose_ideas
 from fabula_generation.suggestions.prompts import suggestion_messages
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,75 +56,24 @@ class IdeasQuestion:
         return {"ideas": [idea.model_dump() for idea in compose_ideas(self.request)]}
 
 
-class SuggestionCall:
-    """One suggestions call in progress. The GenerationRecorder records it as
-    it records a GenerationCall, from the same attributes: `id`, `request`
-    (user, purpose, subject), `provider`, `reservation_id`, `delivery`,
-    `reserved`, `duration_ms`, `estimated_prompt_tokens()` and `usage()`."""
-
-    delivery = Delivery.on_completion
+class SuggestionCall(StructuredCall):
+    """One suggestions call in progress, recorded like a GenerationCall."""
 
     def __init__(
         self, request: SuggestionRequest, provider: GenerationProvider, generation_id: uuid.UUID
     ) -> None:
-        self.id = generation_id
         # A cost-only reservation under the generation's id: its usage event
         # settles it, paying the cost and counting no generation.
-        self.reservation_id = str(generation_id)
-        # True once billing granted it.
-        self.reserved = False
-        self.request = request
-        self.question = IdeasQuestion(request)
-        self.provider = provider
-        self.model_called = False
-        self.completion: Completion | None = None
-        self._started = time.monotonic()
-
-    @property
-    def duration_ms(self) -> int:
-        return int((time.monotonic() - self._started) * 1000)
-
-    def _prompt_text(self) -> str:
-        return "\n".join(message["content"] for message in self.question.messages())
-
-    def estimated_prompt_tokens(self) -> int:
-        return count_tokens(self._prompt_text())
-
-    def usage(self, outcome: Outcome) -> Usage:
-        """What the provider reported; else counted here. A call that got no
-        answer (refused, timed out) processed nothing that is billed."""
-        if not self.model_called or self.completion is None:
-            return Usage(0, 0, False)
-        reported = self.completion.usage
-        if reported is not None:
-            return Usage(reported.prompt_tokens, reported.completion_tokens, False)
-        return Usage(
-            prompt_tokens=self.estimated_prompt_tokens(),
-            completion_tokens=count_tokens(self.completion.text),
-            estimated=not self.provider.counts_tokens_exactly,
-        )
+        super().__init__(request, IdeasQuestion(request), provider, generation_id)
 
 
 async def suggest(call: SuggestionCall) -> list[StoryIdea]:
     """Ask the provider for the ideas and read its answer; UpstreamError
     (after the answer is kept on the call, so its tokens are billed) when the
     answer is no valid document of ideas."""
-    call.model_called = True
-    call.completion = completion = await call.provider.complete_json(call.question)
-    if completion.cut_off:
-        raise UpstreamError("the model's story ideas were cut off before they were complete")
-    try:
-        return parse_ideas(completion.text, call.request.count)
-    except UpstreamError as exc:
-        log.warning(
-            "suggestions %s: unusable answer from %s/%s (%s): %.300r",
-            call.id,
-            call.provider.name,
-            call.provider.model,
-            exc.message,
-            completion.text,
-        )
-        raise
+    return await call.answer(
+        lambda text: parse_ideas(text, call.request.count), "story ideas"
+    )
 
 
 class SuggestionRateLimit:

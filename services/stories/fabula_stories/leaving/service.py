@@ -24,6 +24,7 @@ from fabula_stories.conversations.plans import forget_plan
 from fabula_stories.conversations.repository import delete_conversations_of
 from fabula_stories.database import deleted_users
 from fabula_stories.idempotency.models import IdempotencyKey
+from fabula_stories.pictures.repository import delete_pictures_of
 from fabula_stories.projects.repository import delete_projects_of
 from fabula_stories.stories.models import PendingGeneration, Segment, Story
 
@@ -109,13 +110,15 @@ async def delete_user_data(session: AsyncSession, event: users_events.UserDelete
     projects = await delete_projects_of(session, user_id)
     conversations = await delete_conversations_of(session, user_id)
     await forget_plan(session, user_id)
+    drawings = await delete_pictures_of(session, user_id)
     log.info(
         "user %s deleted: %d stories, %d pending generations, %d idempotency keys, "
-        "%d projects (with their narratives), %d conversations removed",
+        "%d projects (with their narratives), %d conversations, %d drawings removed",
         user_id,
         len(stories.all()),
         pending.rowcount or 0,
         keys.rowcount or 0,
         projects,
         conversations,
+        drawings,
     )

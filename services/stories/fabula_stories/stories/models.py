@@ -120,7 +120,10 @@ class Segment(Base):
     __tablename__ = "segments"
     __table_args__ = (
         CheckConstraint("position >= 1", name="position_positive"),
-        CheckConstraint("kind IN ('opening', 'continuation', 'ending')", name="kind_known"),
+        # picture_story: a picture story's generation (story_id is the drawing's id).
+        CheckConstraint(
+            "kind IN ('opening', 'continuation', 'ending', 'picture_story')", name="kind_known"
+        ),
         CheckConstraint(
             "text_source IN ('generated', 'edited', 'restored', 'imported')",
             name="text_source_known",
@@ -189,7 +192,10 @@ class PendingGeneration(Base):
 
     __tablename__ = "pending_generations"
     __table_args__ = (
-        CheckConstraint("kind IN ('opening', 'continuation', 'ending')", name="kind_known"),
+        # picture_story: a picture story's generation (story_id is the drawing's id).
+        CheckConstraint(
+            "kind IN ('opening', 'continuation', 'ending', 'picture_story')", name="kind_known"
+        ),
         # The sweeper's query: claims past their lease, oldest first.
         Index("ix_pending_generations_claimed_until", "claimed_until"),
     )

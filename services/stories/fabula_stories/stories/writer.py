@@ -378,6 +378,14 @@ class StoryWriter:
             )
         delivery.queue.put_nowait(segment)
 
+    async def write_claimed(self, claim: WriteClaim, work: Awaitable[T], what: str) -> T:
+        """Await `work` (a model call and the storing of its result, which
+        takes `claim`) in a task of its own that outlives a caller who goes
+        away, renewing the claim meanwhile and discarding its generation if
+        the work fails: what every owner-confirmed generation of stories
+        needs (picture stories use it too)."""
+        return await self._detached(self._claimed(claim, work), what)
+
     async def _claimed(self, claim: WriteClaim, work: Awaitable[T]) -> T:
         """Await the generation and storing of `claim`'s text, renewing the
         claim meanwhile. Storing takes the claim; should any step fail

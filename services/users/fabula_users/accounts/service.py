@@ -70,6 +70,8 @@ PROFILE_FIELDS = ("full_name", "avatar_url", "birthdate", "locale")
 EARLIEST_BIRTHDATE = dt.date(1900, 1, 1)
 # No one's today is later than UTC+14's.
 LATEST_TIMEZONE = dt.timezone(dt.timedelta(hours=14))
+# No one's today is earlier than UTC-12's.
+EARLIEST_TIMEZONE = dt.timezone(dt.timedelta(hours=-12))
 # Anyone may ask for a reset email for any address: at most one per account
 # this often, so the endpoint cannot flood someone's inbox.
 RESET_EMAIL_INTERVAL = dt.timedelta(seconds=60)
@@ -155,6 +157,21 @@ def normalise_avatar_url(raw: str) -> str | None:
     ):
         raise InvalidArgument("avatar_url: must be an http:// or https:// URL")
     return url
+
+
+# Below this age an account gets child-safe generation everywhere (COPPA's line).
+CHILD_SAFE_UNDER_YEARS = 13
+
+
+def is_child(birthdate: dt.date | None, today: dt.date | None = None) -> bool:
+    """Whether the holder of an account born on `birthdate` is under 13 today
+    (by UTC-12's calendar: a child is treated as one until the 13th
+    birthday has begun everywhere). No birthdate: not known to be a child."""
+    if birthdate is None:
+        return False
+    today = today or dt.datetime.now(EARLIEST_TIMEZONE).date()
+    years = today.year - birthdate.year - ((today.month, today.day) < (birthdate.month, birthdate.day))
+    return years < CHILD_SAFE_UNDER_YEARS
 
 
 def parse_birthdate(raw: str) -> dt.date | None:

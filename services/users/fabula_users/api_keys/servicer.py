@@ -9,6 +9,7 @@ from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.errors import InvalidArgument
 
+from fabula_users.accounts.service import is_child
 from fabula_users.api_keys import service
 from fabula_users.api_keys.models import ApiKey
 
@@ -74,8 +75,13 @@ class ApiKeysServicer(users_pb2_grpc.UsersServiceServicer):
                     scopes=list(api_key.scopes),
                     api_key_id=str(api_key.id),
                     is_superuser=user.is_superuser,
+                    child_safe=is_child(user.birthdate),
                 )
             if credential == "user_id":
                 user = await service.authenticate_user(session, request.user_id)
-                return users_pb2.Principal(user_id=str(user.id), is_superuser=user.is_superuser)
+                return users_pb2.Principal(
+                    user_id=str(user.id),
+                    is_superuser=user.is_superuser,
+                    child_safe=is_child(user.birthdate),
+                )
         raise InvalidArgument("credential: an api_key or a user_id is required")

@@ -28,6 +28,7 @@ class Purpose(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PURPOSE_COUNCIL_STAGE_3: _ClassVar[Purpose]
     PURPOSE_COUNCIL_MESSAGE: _ClassVar[Purpose]
     PURPOSE_COUNCIL_CLARIFY: _ClassVar[Purpose]
+    PURPOSE_PICTURE_STORY: _ClassVar[Purpose]
 
 class GenerationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +57,7 @@ PURPOSE_COUNCIL_STAGE_2: Purpose
 PURPOSE_COUNCIL_STAGE_3: Purpose
 PURPOSE_COUNCIL_MESSAGE: Purpose
 PURPOSE_COUNCIL_CLARIFY: Purpose
+PURPOSE_PICTURE_STORY: Purpose
 GENERATION_KIND_UNSPECIFIED: GenerationKind
 GENERATION_KIND_OPENING: GenerationKind
 GENERATION_KIND_CONTINUATION: GenerationKind

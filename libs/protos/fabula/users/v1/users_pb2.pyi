@@ -258,16 +258,18 @@ class AuthenticateRequest(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class Principal(_message.Message):
-    __slots__ = ("user_id", "scopes", "api_key_id", "is_superuser")
+    __slots__ = ("user_id", "scopes", "api_key_id", "is_superuser", "child_safe")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     IS_SUPERUSER_FIELD_NUMBER: _ClassVar[int]
+    CHILD_SAFE_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     api_key_id: str
     is_superuser: bool
-    def __init__(self, user_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., api_key_id: _Optional[str] = ..., is_superuser: _Optional[bool] = ...) -> None: ...
+    child_safe: bool
+    def __init__(self, user_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., api_key_id: _Optional[str] = ..., is_superuser: _Optional[bool] = ..., child_safe: _Optional[bool] = ...) -> None: ...
 
 class ExportUserRequest(_message.Message):
     __slots__ = ("user_id",)
