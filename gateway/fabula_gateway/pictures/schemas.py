@@ -75,6 +75,10 @@ class TutorialCreate(RequestBody):
 class TutorialUpdate(RequestBody):
     """Changes the fields sent (steps as a whole); the others stay."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"title": {"en": "Draw a cat", "de": "Zeichne eine Katze"}}]}
+    )
+
     category: Category | None = None
     title: TitleText | None = None
     description: DescriptionText | None = None
@@ -139,6 +143,8 @@ class DrawingCreate(RequestBody):
 
 
 class DrawingEditCreate(RequestBody):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"photo_id": "<a completed photo's id>"}]})
+
     photo_id: PhotoId = Field(description="A completed photo of yours: the edited version.")
 
 
