@@ -119,8 +119,10 @@ class Auth(Resource):
 
     def login(self, email: str, password: str) -> Tokens:
         body = {"email": email, "password": password}
+        # Logging in twice does no harm (two sessions): safe to retry.
         return self._call(
-            Call("POST", "/v1/auth/login", body=body, authenticated=False, answer=self._tokens)
+            Call("POST", "/v1/auth/login", body=body, idempotent=True, authenticated=False,
+                 answer=self._tokens)
         )
 
     def refresh(self) -> Tokens:
