@@ -50,6 +50,7 @@ def client(stack):
 def test_the_readme_example_runs_as_written(stack, tmp_path):
     [example] = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[:1]
     assert len(example.strip().splitlines()) <= 11  # the import line and ten more
+    assert example in (README.parents[2] / "README.md").read_text()  # the same lines there
     result = subprocess.run(
         [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True,
         env={**os.environ, "FABULA_API_URL": stack.base_url}, timeout=120,
