@@ -4,7 +4,7 @@ which answers it synchronously (`Fabula`) or as an awaitable (`AsyncFabula`);
 streams are iterators or async iterators.
 
 Adding a resource: a class here with its methods, and one line in
-`_Resources.__init__`.
+`BaseClient.__init__`.
 """
 
 from __future__ import annotations
@@ -367,17 +367,3 @@ class UsageResource(Resource):
 
 def _flag(value: bool | None) -> str | None:
     return None if value is None else str(value).lower()
-
-
-class _Resources:
-    """The resources of a client, as attributes."""
-
-    def __init__(self, client: BaseClient) -> None:
-        self.auth = Auth(client)
-        self.me = Me(client)
-        self.api_keys = ApiKeys(client)
-        self.stories = Stories(client)
-        self.projects = Projects(client)
-        self.jobs = Jobs(client)
-        self.conversations = Conversations(client)
-        self.usage = UsageResource(client)
