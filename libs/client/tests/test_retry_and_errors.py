@@ -63,3 +63,32 @@ def test_only_what_is_safe_to_send_again_is_retried_and_never_forever():
     assert 0.25 <= waits[0] <= 0.5 and 1.0 <= waits[2] <= 2.0
     assert keyed.headers["Idempotency-Key"] == keyed.headers["Idempotency-Key"]
     assert Call.once("POST", "/v1/stories").headers != keyed.headers  # one key per call
+
+
+def test_a_broken_job_stream_resumes_after_the_last_event_seen():
+    from fabula_client._core import StreamReader
+    from fabula_client.resources import JOB_STREAM, STORY_STREAM
+    from httpx_sse import ServerSentEvent
+
+    def job_event(sequence: int, kind: str) -> ServerSentEvent:
+        data = f'{{"sequence": {sequence}, "type": "{kind}", "progress_percentage": 0}}'
+        return ServerSentEvent(event=kind, data=data, id=str(sequence))
+
+    reader = StreamReader(Call("GET", "/v1/jobs/j/events", idempotent=True, stream=JOB_STREAM))
+    assert "Last-Event-ID" not in reader.next_call().headers
+    reader.take(job_event(1, "queued"))
+    reader.take(job_event(2, "stage_started"))
+    assert reader.resume_after(httpx.ReadError("cut")) is True  # not finished: reconnect
+    assert reader.next_call().headers["Last-Event-ID"] == "2"
+    reader.take(job_event(3, "done"))
+    assert reader.finished and reader.resume_after(None) is False
+
+    # A story's stream has no ids to resume from: a break is an error, not a silent end.
+    story = StreamReader(Call("POST", "/v1/stories/s/continue", stream=STORY_STREAM))
+    story.take(ServerSentEvent(event="token", data='{"text": "The"}'))
+    try:
+        story.resume_after(httpx.ReadError("cut"))
+    except FabulaError as error:
+        assert "broke" in error.detail
+    else:
+        raise AssertionError("a broken story stream must raise")
