@@ -49,7 +49,8 @@ def logout(ctx: typer.Context) -> None:
     """Forget the saved tokens for this API."""
     state = session(ctx)
     forgotten = state.store.forget(state.api_url)
-    out.print("Logged out." if forgotten else "Not logged in.")
+    state.report("Logged out." if forgotten else "Not logged in.",
+                 {"api_url": state.api_url, "logged_out": forgotten})
 
 
 def whoami(ctx: typer.Context) -> None:
@@ -135,5 +136,6 @@ def list_keys(ctx: typer.Context) -> None:
 @keys.command("revoke")
 def revoke_key(ctx: typer.Context, key_id: str) -> None:
     """Revoke a key."""
-    session(ctx).client.api_keys.revoke(key_id)
-    out.print("Revoked.")
+    state = session(ctx)
+    state.client.api_keys.revoke(key_id)
+    state.report("Revoked.", {"id": key_id, "revoked": True})

@@ -93,6 +93,13 @@ class Session:
         if self._client is not None:
             self._client.close()
 
+    def report(self, text: str, value: Any) -> None:
+        """`text` for a person, or `value` as JSON with --json."""
+        if self.json:
+            self.emit(value)
+        else:
+            out.print(text)
+
     def emit(self, value: Any) -> None:
         """Machine output (--json): one JSON document on stdout."""
         sys.stdout.write(json.dumps(_plain(value), indent=2, default=str) + "\n")

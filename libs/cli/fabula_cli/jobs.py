@@ -172,4 +172,4 @@ def cancel(ctx: typer.Context, job_id: str) -> None:
     """Cancel a job (only what was used is billed)."""
     state = session(ctx)
     job = state.client.jobs.cancel(job_id)
-    state.emit(job) if state.json else out.print(f"Job {job.id} {job.status}.")
+    state.report(f"Job {job.id} {job.status}.", job)

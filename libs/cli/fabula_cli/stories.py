@@ -163,14 +163,13 @@ def export(
         return
     path = output or Path(f"{story_id}.{format}")
     path.write_bytes(content)
-    if state.json:
-        state.emit({"path": str(path), "bytes": len(content), "format": format})
-    else:
-        out.print(f"Saved {path} ({len(content)} bytes).")
+    state.report(f"Saved {path} ({len(content)} bytes).",
+                 {"path": str(path), "bytes": len(content), "format": format})
 
 
 @stories.command("delete")
 def delete(ctx: typer.Context, story_id: str) -> None:
     """Delete a story."""
-    session(ctx).client.stories.delete(story_id)
-    out.print("Deleted.")
+    state = session(ctx)
+    state.client.stories.delete(story_id)
+    state.report("Deleted.", {"id": story_id, "deleted": True})
