@@ -21,8 +21,8 @@ Password = Annotated[
 
 
 def _signed_in(ctx: typer.Context, tokens: Tokens) -> None:
+    # The client has handed the tokens to the store already (on_tokens).
     state = session(ctx)
-    state.store.save(state.api_url, tokens)
     if state.json:
         state.emit({"user": tokens.user, "api_url": state.api_url})
     else:

@@ -18,7 +18,9 @@ from fabula_devtools.stack import Stack, stack_environment, start_stack, stop_st
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     running = start_stack(
-        stack_environment(GENERATION_OFFLINE_TOKEN_DELAY_MS="5"),
+        # A loaded machine hashes passwords slowly: a wider deadline than the
+        # e2e default (3 s) keeps logins from timing out into 503s.
+        stack_environment(GENERATION_OFFLINE_TOKEN_DELAY_MS="5", GRPC_DEADLINE_SECONDS="10"),
         tmp_path_factory.mktemp("terminal-stack") / "fabula.log",
         timeout=180,  # a busy machine (CI runs the suite on two cores) starts it slowly
     )
