@@ -44,8 +44,8 @@ superuser: install ## Make an existing account a superuser: make superuser EMAIL
 IMPORT_USER := $(if $(filter command line,$(origin USER)),$(USER))
 import-stories: install ## Import saved AI Story Generator stories: make import-stories USER=ada@example.com DIR=saved_stories
 	@test -n "$(IMPORT_USER)" -a -n "$(DIR)" || { echo "usage: make import-stories USER=<email> DIR=<folder> [SOURCE=ai-story-generator]"; exit 2; }
-	@$(PYTHON) -m fabula_stories.exchange.importer --email "$(IMPORT_USER)" --dir "$(DIR)" $(if $(SOURCE),--source "$(SOURCE)")
+	@.venv/bin/fabula import stories --email "$(IMPORT_USER)" --dir "$(DIR)" $(if $(SOURCE),--source "$(SOURCE)")
 
 import-council: install ## Import the LLM council app's JSON folder: make import-council DIR=council_data [EMAIL=<owner of user-less conversations>]
 	@test -n "$(DIR)" || { echo "usage: make import-council DIR=<folder> [EMAIL=<email>] [SOURCE=llm-council]"; exit 2; }
-	@$(PYTHON) -m fabula_stories.exchange.council_importer --dir "$(DIR)" $(if $(EMAIL),--email "$(EMAIL)") $(if $(SOURCE),--source "$(SOURCE)")
+	@.venv/bin/fabula import council --dir "$(DIR)" $(if $(EMAIL),--email "$(EMAIL)") $(if $(SOURCE),--source "$(SOURCE)")

@@ -189,11 +189,13 @@ COUNCIL_SAMPLE = (
 )
 
 
+FABULA = str(Path(sys.executable).with_name("fabula"))
+
+
 def run_council_importer(stack, folder: Path, *args: str) -> subprocess.CompletedProcess:
     """What `make import-council DIR=<folder> [EMAIL=...]` runs."""
     return subprocess.run(
-        [sys.executable, "-m", "fabula_stories.exchange.council_importer", "--dir", str(folder),
-         *args],
+        [FABULA, "import", "council", "--dir", str(folder), *args],
         env=stack.env,
         check=False,
         capture_output=True,

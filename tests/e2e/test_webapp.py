@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
-from fabula_devtools.stack import Stack, stack_environment, start_stack, stop_stack
+from fabula_devtools.stack import TEST_POOLS, Stack, stack_environment, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +82,9 @@ def webapp_stack(tmp_path_factory) -> Iterator[Stack]:
     """A stack of this module's own: its generator writes slowly enough to be watched."""
     running = start_stack(
         # A loaded machine (CI's two cores) may take seconds to hash a password.
-        stack_environment(GENERATION_OFFLINE_TOKEN_DELAY_MS=TOKEN_DELAY_MS, GRPC_DEADLINE_SECONDS="10"),
+        stack_environment(
+            **TEST_POOLS, GENERATION_OFFLINE_TOKEN_DELAY_MS=TOKEN_DELAY_MS, GRPC_DEADLINE_SECONDS="10"
+        ),
         tmp_path_factory.mktemp("webapp") / "fabula.log",
         timeout=STACK_START_SECONDS,
     )

@@ -270,6 +270,12 @@ def prepare_database(env: dict[str, str]) -> None:
     print(f"database {env['FABULA_DATABASE_NAME']}: schemas and roles ready, migrations at head", flush=True)
 
 
+def terminal_hint(base_url: str) -> str:
+    """How to call the `fabula` command (installed in the same .venv) at this API."""
+    command = ".venv/bin/fabula --help"
+    return command if base_url == "http://127.0.0.1:8000" else f"FABULA_API_URL={base_url} {command}"
+
+
 def wait_ready(base_url: str, supervisor: Supervisor, timeout: float, stop_requested) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
@@ -339,6 +345,7 @@ def main() -> None:
         wait_ready(base_url, supervisor, timeout, lambda: stop_requested)
         if not stop_requested:
             print(f"Fabula is up: API {base_url}  docs {base_url}/docs  (Ctrl-C to stop)", flush=True)
+            print(f"From a terminal: {terminal_hint(base_url)}", flush=True)
         while not stop_requested:
             supervisor.check()
             time.sleep(0.2)

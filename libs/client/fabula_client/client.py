@@ -1,0 +1,210 @@
+"""`Fabula` (sync) and `AsyncFabula`: the same resources and methods; only
+how a request is sent and waited for differs (see _core for why)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+
+from fabula_client._core import (
+    DEFAULT_BASE_URL,
+    Call,
+    Core,
+    Credentials,
+    Exchange,
+    Read,
+    RetryPolicy,
+    Sleep,
+    StreamReader,
+)
+from fabula_client.errors import APIConnectionError
+from fabula_client.models import Tokens
+from fabula_client.resources import (
+    ApiKeys,
+    Auth,
+    Conversations,
+    Jobs,
+    Me,
+    Projects,
+    Stories,
+    UsageResource,
+)
+
+
+class BaseClient:
+    """Configuration and resources shared by both clients.
+
+    base_url: the API (default FABULA_API_URL, else http://127.0.0.1:8000).
+    api_key: an API key (`fab_...`); or tokens: a token pair from an earlier
+    login, refreshed before it expires, each new pair given to on_tokens.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        tokens: Tokens | None = None,
+        on_tokens: Callable[[Tokens], None] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        stream_timeout: float = 120.0,
+    ) -> None:
+        base_url = base_url or os.environ.get("FABULA_API_URL") or DEFAULT_BASE_URL
+        api_key = api_key or os.environ.get("FABULA_API_KEY") or None
+        self._core = Core(
+            base_url, Credentials(api_key, tokens, on_tokens), retry or RetryPolicy(),
+            timeout, stream_timeout,
+        )
+        self.auth = Auth(self)
+        self.me = Me(self)
+        self.api_keys = ApiKeys(self)
+        self.stories = Stories(self)
+        self.projects = Projects(self)
+        self.jobs = Jobs(self)
+        self.conversations = Conversations(self)
+        self.usage = UsageResource(self)
+
+    @property
+    def base_url(self) -> str:
+        return self._core.base_url
+
+    @property
+    def tokens(self) -> Tokens | None:
+        """The current token pair (after login, register or a refresh)."""
+        return self._core.credentials.tokens
+
+    def _request(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    def _stream(self, call: Call) -> Any:
+        raise NotImplementedError
+
+
+class Fabula(BaseClient):
+    """The synchronous client: `with Fabula() as client: client.stories.list()`."""
+
+    def __init__(self, base_url: str | None = None, **options: Any) -> None:
+        super().__init__(base_url, **options)
+        self._http = httpx.Client()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Fabula:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _run(self, exchange: Exchange) -> httpx.Response:
+        advance, reply = exchange.send, None
+        try:
+            while True:
+                try:
+                    action = advance(reply)
+                except StopIteration as done:
+                    return done.value
+                advance, reply = exchange.send, None
+                if isinstance(action, Sleep):
+                    time.sleep(action.seconds)
+                elif isinstance(action, Read):
+                    action.response.read()
+                    action.response.close()
+                else:
+                    try:
+                        reply = self._http.send(action.request, stream=action.stream)
+                    except httpx.TransportError as exc:
+                        advance, reply = exchange.throw, exc  # the exchange decides
+        except httpx.TransportError as exc:
+            raise APIConnectionError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _request(self, call: Call) -> Any:
+        return self._core.answer(call, self._run(self._core.exchange(call)))
+
+    def _stream(self, call: Call) -> Iterator[Any]:
+        reader = StreamReader(call)
+        while True:
+            response = self._run(self._core.exchange(reader.next_call()))
+            failure = None
+            try:
+                for sse in EventSource(response).iter_sse():
+                    item = reader.take(sse)
+                    if item is not None:
+                        yield item
+                    if reader.finished:
+                        return
+            except httpx.TransportError as exc:
+                failure = exc
+            finally:
+                response.close()
+            if not reader.resume_after(failure):
+                return
+
+
+class AsyncFabula(BaseClient):
+    """The asyncio client: `await client.stories.get(id)`, `async for event in
+    client.jobs.watch(id)`."""
+
+    def __init__(self, base_url: str | None = None, **options: Any) -> None:
+        super().__init__(base_url, **options)
+        self._http = httpx.AsyncClient()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncFabula:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _run(self, exchange: Exchange) -> httpx.Response:
+        advance, reply = exchange.send, None
+        try:
+            while True:
+                try:
+                    action = advance(reply)
+                except StopIteration as done:
+                    return done.value
+                advance, reply = exchange.send, None
+                if isinstance(action, Sleep):
+                    await asyncio.sleep(action.seconds)
+                elif isinstance(action, Read):
+                    await action.response.aread()
+                    await action.response.aclose()
+                else:
+                    try:
+                        reply = await self._http.send(action.request, stream=action.stream)
+                    except httpx.TransportError as exc:
+                        advance, reply = exchange.throw, exc  # the exchange decides
+        except httpx.TransportError as exc:
+            raise APIConnectionError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _request(self, call: Call) -> Any:
+        return self._core.answer(call, await self._run(self._core.exchange(call)))
+
+    async def _stream(self, call: Call) -> AsyncIterator[Any]:
+        reader = StreamReader(call)
+        while True:
+            response = await self._run(self._core.exchange(reader.next_call()))
+            failure = None
+            try:
+                async for sse in EventSource(response).aiter_sse():
+                    item = reader.take(sse)
+                    if item is not None:
+                        yield item
+                    if reader.finished:
+                        return
+            except httpx.TransportError as exc:
+                failure = exc
+            finally:
+                await response.aclose()
+            if not reader.resume_after(failure):
+                return
