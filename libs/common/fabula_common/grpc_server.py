@@ -111,6 +111,23 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
+
+        if handler.stream_unary:
+            behaviour = handler.stream_unary
+
+            async def stream_unary(request_iterator, context):
+                self._enter(context, request_id)
+                started = time.perf_counter()
+                try:
+                    response = await behaviour(request_iterator, context)
+                except Exception as exc:  # noqa: BLE001 - mapped to a status
+                    await self._abort(context, exc, method, started)
+                self._observe(method, grpc.StatusCode.OK, started)
+                return response
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
         return handler
 
     @staticmethod

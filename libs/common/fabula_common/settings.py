@@ -65,6 +65,7 @@ class CommonSettings(BaseSettings):
     stories_addr: str = env("STORIES_ADDR", "127.0.0.1:50052")
     generation_addr: str = env("GENERATION_ADDR", "127.0.0.1:50053")
     billing_addr: str = env("BILLING_ADDR", "127.0.0.1:50054")
+    media_addr: str = env("MEDIA_ADDR", "127.0.0.1:50055")
     # Default deadline of an outbound gRPC call; an incoming deadline that is
     # sooner always wins.
     grpc_deadline_seconds: float = env("GRPC_DEADLINE_SECONDS", 10.0, gt=0)
