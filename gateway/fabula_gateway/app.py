@@ -37,6 +37,7 @@ from fabula_gateway.openapi import (
     require_operation_id,
 )
 from fabula_gateway.payments import routes as payments
+from fabula_gateway.photos import routes as photos
 from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.projects import jobs as project_jobs
 from fabula_gateway.projects import routes as projects
@@ -105,6 +106,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         projects,
         project_jobs,
         conversations,
+        photos,
         billing,
         payments,
         health,
@@ -122,6 +124,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         timeout_seconds=settings.body_timeout_seconds,
+        streamed_prefixes=(photos.UPLOADS_PATH,),
     )
     app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(RequestContextMiddleware)
@@ -129,7 +132,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept", REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After", "WWW-Authenticate"],
             max_age=600,

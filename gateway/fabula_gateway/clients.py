@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import grpc
 from fabula.billing.v1 import billing_pb2_grpc
 from fabula.generation.v1 import generation_pb2_grpc, jobs_pb2_grpc
+from fabula.media.v1 import media_pb2_grpc
 from fabula.stories.v1 import conversations_pb2_grpc, projects_pb2_grpc, stories_pb2_grpc
 from fabula.users.v1 import users_pb2_grpc
 from fabula_common.grpc_client import ContextChannel, open_channel
@@ -56,8 +57,12 @@ class ServiceClients:
     projects: projects_pb2_grpc.ProjectsServiceStub
     # Council conversations (stories' ConversationsService).
     conversations: conversations_pb2_grpc.ConversationsServiceStub
+    # Photos and their files (media's MediaService).
+    media: media_pb2_grpc.MediaServiceStub
     # Deadline of calls that run a model (create, continue, end).
     generation_timeout: float
+    # Deadline of a signed local-storage upload or download streamed through media.
+    transfer_timeout: float
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> ServiceClients:
@@ -74,7 +79,9 @@ class ServiceClients:
             jobs=jobs_pb2_grpc.JobsServiceStub(channels["generation"]),
             projects=projects_pb2_grpc.ProjectsServiceStub(channels["stories"]),
             conversations=conversations_pb2_grpc.ConversationsServiceStub(channels["stories"]),
+            media=media_pb2_grpc.MediaServiceStub(channels["media"]),
             generation_timeout=settings.generation_deadline_seconds,
+            transfer_timeout=settings.transfer_timeout_seconds,
         )
 
     async def close(self) -> None:

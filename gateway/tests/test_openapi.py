@@ -82,6 +82,13 @@ OPERATIONS = {
     ("DELETE", "/v1/conversations/{conversation_id}"): "delete_conversation",
     ("POST", "/v1/conversations/{conversation_id}/messages"): "send_message",
     ("POST", "/v1/conversations/{conversation_id}/follow-up"): "answer_follow_up",
+    ("POST", "/v1/photos"): "create_photo",
+    ("POST", "/v1/photos/{photo_id}/complete"): "complete_photo",
+    ("GET", "/v1/photos"): "list_photos",
+    ("GET", "/v1/photos/{photo_id}"): "get_photo",
+    ("DELETE", "/v1/photos/{photo_id}"): "delete_photo",
+    ("PUT", "/v1/media/uploads/{token}"): "upload_media",
+    ("GET", "/v1/media/downloads/{token}"): "download_media",
     ("GET", "/v1/usage"): "get_usage",
     ("POST", "/v1/billing/checkout"): "create_checkout",
     ("GET", "/v1/billing/subscription"): "get_subscription",
@@ -169,6 +176,9 @@ def test_protected_routes_declare_bearer_auth(schema):
         "/readyz",
         # The share link's token is the credential.
         "/v1/shared/{token}",
+        # Signed file links: the signature is the credential.
+        "/v1/media/uploads/{token}",
+        "/v1/media/downloads/{token}",
     }
     for method, path, operation in operations(schema):
         assert bool(operation.get("security")) == (path not in public), (method, path)

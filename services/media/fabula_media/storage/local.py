@@ -118,7 +118,8 @@ class LocalStorage:
         if sent_type != grant.content_type:
             raise UnsupportedMediaType(
                 f"the upload must be sent as {grant.content_type}, as declared, not "
-                f"{sent_type or 'without a Content-Type'}"
+                f"{sent_type or 'without a Content-Type'}",
+                metadata={"upload": "true"},
             )
         path = self._path(grant.key)
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
