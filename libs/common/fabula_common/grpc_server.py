@@ -285,21 +285,10 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
     (never its value: it may be a secret). The app is built inside the event
     loop: grpc.aio servers and channels bind to the loop current at creation.
     """
-    from pydantic import ValidationError
-
-    from fabula_common.logging import configure_logging
+    from fabula_common.processes import load_process_settings
     from fabula_common.tracing import configure_tracing
 
-    try:
-        settings = settings_class()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
-            for error in exc.errors(include_input=False)
-        )
-        raise SystemExit(f"{service}: refusing to start, invalid configuration: {problems}") from None
-    configure_logging(service, settings.log_level, settings.log_format, settings.access_log_level)
-    settings.check_production_ready()
+    settings = load_process_settings(service, settings_class)
     # Before the app exists: tracing instruments servers and channels as they are created.
     configure_tracing(service)
 

@@ -10,16 +10,14 @@ media service's variables (MEDIA_*, NATS_*).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 
-import uvloop
 from fabula.media.v1 import events_pb2
 from fabula_common.db import Database
 from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.consumers import EventConsumer
 from fabula_common.messaging.outbox import OutboxRelay
+from fabula_common.processes import run_until_stopped, run_worker_process
 
 from fabula_media.database import outbox, processed_events
 from fabula_media.photos.processing import PhotoProcessor, StuckPhotoSweeper
@@ -52,16 +50,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         OutboxRelay(db, outbox, bus, "media", settings),
     ]
     log.info("media worker started (storage %s)", storage.name)
-    tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in workers]
     try:
-        await stop.wait()
+        await run_until_stopped(workers, stop, settings.shutdown_grace_seconds)
     finally:
-        for worker, task in zip(workers, tasks, strict=True):
-            try:
-                await worker.stop()
-                await asyncio.wait_for(task, timeout=max(settings.shutdown_grace_seconds, 1.0))
-            except Exception:  # noqa: BLE001 - stopping regardless
-                log.exception("%s did not stop cleanly", type(worker).__name__)
         processor.close()
         await storage.aclose()
         await bus.close()
@@ -70,32 +61,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    from pydantic import ValidationError
-
-    from fabula_common.logging import configure_logging
-
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
-            for error in exc.errors(include_input=False)
-        )
-        raise SystemExit(f"media-worker: invalid configuration: {problems}") from None
-    configure_logging(
-        "media-worker", settings.log_level, settings.log_format, settings.access_log_level
-    )
-    settings.check_production_ready()
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await run_worker(settings, stop)
-
-    uvloop.run(run())
+    run_worker_process("media-worker", Settings, run_worker)
 
 
 if __name__ == "__main__":
