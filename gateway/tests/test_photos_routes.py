@@ -7,6 +7,7 @@ links and media being down."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -50,6 +51,19 @@ async def gateway(media, media_settings, make_settings, serve, user_id) -> Async
         yield client
 
 
+def noisy_jpeg_with_gps(width: int, height: int) -> bytes:
+    """A JPEG of noise (large once re-encoded: several 64 KiB chunks) with a GPS position."""
+    import io
+
+    from PIL import Image
+
+    noise = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    exif = Image.open(io.BytesIO(jpeg_with_gps(8, 8))).getexif()
+    out = io.BytesIO()
+    noise.save(out, "JPEG", quality=95, exif=exif)
+    return out.getvalue()
+
+
 def bearer(settings, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_access_token(settings, user)[0]}"}
 
@@ -79,9 +93,9 @@ async def processed(gateway: httpx.AsyncClient, auth, photo_id: str) -> dict:
 
 
 async def test_a_photo_uploaded_through_the_gateway_is_processed_and_downloadable(
-    gateway, auth, problem
+    gateway, auth, problem, caplog
 ):
-    data = jpeg_with_gps(800, 600)
+    data = noisy_jpeg_with_gps(800, 600)
     photo = await upload_photo(gateway, auth, data, "image/jpeg")
     assert photo["status"] == "pending"
     completed = await gateway.post(f"/v1/photos/{photo['id']}/complete", headers=auth)
@@ -98,6 +112,13 @@ async def test_a_photo_uploaded_through_the_gateway_is_processed_and_downloadabl
     assert not has_gps(original.content)
     thumb = await gateway.get(renditions["thumb_256"]["url"])
     assert format_of(thumb.content) == "WEBP"
+    # A file of several chunks, fetched again: whole each time.
+    for _ in range(2):
+        again = await gateway.get(renditions["original"]["url"])
+        assert again.content == original.content
+    # Streamed to the end without an error after the last byte (a server
+    # would reset the connection).
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
 
     listed = (await gateway.get("/v1/photos?limit=10", headers=auth)).json()
     assert photo["id"] in [p["id"] for p in listed["items"]]

@@ -191,9 +191,11 @@ async def download_media(token: Token, clients: Clients) -> StreamingResponse:
         raise ProblemError(NOT_FOUND, "File not found.")
 
     async def body():
-        yield first.data
-        async for chunk in stream:
+        # read() throughout: grpc.aio refuses iterating a call once read() was used.
+        chunk = first
+        while chunk is not grpc.aio.EOF:
             yield chunk.data
+            chunk = await stream.read()
 
     return StreamingResponse(
         body(),
