@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Every Fabula image, one component per build. From the repository root:
 #   docker build --build-arg SERVICE=users -t fabula-users:dev .
-# SERVICE is users, stories, generation, billing or gateway. A service's image
+# SERVICE is users, stories, generation, billing, media or gateway. A service's image
 # also runs its migrations (python -m fabula_common.prestart <service>) and the
 # database bootstrap (python -m fabula_common.provision).
 ARG SERVICE
@@ -77,6 +77,11 @@ LABEL org.opencontainers.image.description="Fabula billing service (gRPC)"
 ENV BILLING_GRPC_HOST=0.0.0.0 BILLING_GRPC_PORT=50054 BILLING_METRICS_PORT=9090
 EXPOSE 50054 9090
 CMD ["python", "-m", "fabula_billing"]
+FROM grpc-service AS media
+LABEL org.opencontainers.image.description="Fabula media service (gRPC) and photo worker"
+ENV MEDIA_GRPC_HOST=0.0.0.0 MEDIA_GRPC_PORT=50055 MEDIA_METRICS_PORT=9090
+EXPOSE 50055 9090
+CMD ["python", "-m", "fabula_media"]
 
 # The gateway: REST API, /healthz and /readyz on 8000; /metrics only on 9090.
 FROM runtime AS gateway

@@ -38,6 +38,7 @@ from fabula_gateway.openapi import (
 )
 from fabula_gateway.payments import routes as payments
 from fabula_gateway.pictures import routes as pictures
+from fabula_gateway.photos import routes as photos
 from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.projects import jobs as project_jobs
 from fabula_gateway.projects import routes as projects
@@ -108,6 +109,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         project_jobs,
         conversations,
         pictures,
+        photos,
         billing,
         payments,
         health,
@@ -126,6 +128,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         timeout_seconds=settings.body_timeout_seconds,
+        streamed_prefixes=(photos.UPLOADS_PATH,),
     )
     app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(RequestContextMiddleware)
@@ -133,7 +136,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept", REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After", "WWW-Authenticate"],
             max_age=600,

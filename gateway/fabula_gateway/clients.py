@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import grpc
 from fabula.billing.v1 import billing_pb2_grpc
 from fabula.generation.v1 import generation_pb2_grpc, jobs_pb2_grpc
+from fabula.media.v1 import media_pb2_grpc
 from fabula.stories.v1 import (
     conversations_pb2_grpc,
     pictures_pb2_grpc,
@@ -64,11 +65,15 @@ class ServiceClients:
     # Drawing tutorials, drawings and picture stories (stories' pictures domain).
     tutorials: pictures_pb2_grpc.TutorialsServiceStub
     drawings: pictures_pb2_grpc.DrawingsServiceStub
+    # Photos and their files (media's MediaService).
+    media: media_pb2_grpc.MediaServiceStub
     # Deadline of calls that run a model (create, continue, end).
     generation_timeout: float
     # Deadline of a council message (ask, follow-up, resume): the council's
     # own, plus the time stories takes to store it.
     council_timeout: float
+    # Deadline of a signed local-storage upload or download streamed through media.
+    transfer_timeout: float
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> ServiceClients:
@@ -87,8 +92,10 @@ class ServiceClients:
             conversations=conversations_pb2_grpc.ConversationsServiceStub(channels["stories"]),
             tutorials=pictures_pb2_grpc.TutorialsServiceStub(channels["stories"]),
             drawings=pictures_pb2_grpc.DrawingsServiceStub(channels["stories"]),
+            media=media_pb2_grpc.MediaServiceStub(channels["media"]),
             generation_timeout=settings.generation_deadline_seconds,
             council_timeout=settings.council_deadline_seconds + settings.grpc_deadline_seconds,
+            transfer_timeout=settings.transfer_timeout_seconds,
         )
 
     async def close(self) -> None:

@@ -157,13 +157,22 @@ class BodyLimitMiddleware:
     how the endpoint reads it.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        timeout_seconds: float,
+        streamed_prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.timeout_seconds = timeout_seconds
+        # Paths whose endpoint streams the body on and enforces its own limits
+        # (signed file uploads: media caps the size, the call has a deadline).
+        self.streamed_prefixes = streamed_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.streamed_prefixes):
             await self.app(scope, receive, send)
             return
 

@@ -64,6 +64,8 @@ TAGS = [
     {"name": "jobs", "description": "Generation jobs: briefs written stage by stage, watched live."},
     {"name": "conversations", "description": "Council conversations: several models answer, "
      "review each other, and a chairman decides."},
+    {"name": "photos", "description": "Photos uploaded straight to storage, checked, "
+     "stripped of metadata and given thumbnails."},
     {"name": "usage", "description": "The plan and what this period has used of it."},
     {"name": "billing", "description": "Plans bought through Stripe, invoices, Stripe's webhooks."},
     {"name": "admin", "description": "Administration of accounts (superusers only)."},

@@ -36,6 +36,12 @@ from fabula_common.errors import (
     UpstreamError,
     WebhookSignatureInvalid,
     error_details,
+    BadSignature,
+    FileTooLarge,
+    PhotoNotReady,
+    UnsupportedMediaType,
+    UploadMissing,
+    UrlExpired,
 )
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
@@ -216,6 +222,32 @@ JOB_BUDGET_EXCEEDED = ProblemType(
     "The job would cost more than its reserved estimate.",
 )
 NOT_READY = ProblemType("not-ready", "Not ready", 503, "No backend service is serving.")
+# Files (media): what the upload limits refuse, and the signed transfer links.
+FILE_TYPE_NOT_ALLOWED = ProblemType(
+    "file-type-not-allowed",
+    "File type not allowed",
+    422,
+    "This type of file is not accepted.",
+)
+FILE_TOO_LARGE = ProblemType(
+    "file-too-large", "File too large", 422, "The file is larger than the limit."
+)
+UPLOAD_CONTENT_TYPE_MISMATCH = ProblemType(
+    "upload-content-type-mismatch",
+    "Content-Type differs from the declared one",
+    415,
+    "Send the file with the Content-Type declared when it was created.",
+)
+UPLOAD_MISSING = ProblemType(
+    "upload-missing", "Upload missing", 409, "The file's bytes have not been uploaded yet."
+)
+PHOTO_NOT_READY = ProblemType(
+    "photo-not-ready", "Photo not ready", 409, "The photo is not processed."
+)
+BAD_SIGNATURE = ProblemType(
+    "bad-signature", "Link not valid", 403, "The link is not one this API signed."
+)
+URL_EXPIRED = ProblemType("url-expired", "Link expired", 403, "The link has expired.")
 
 _BY_STATUS = {
     kind.status: kind
@@ -454,10 +486,24 @@ def problem_for_status(
                 passed_on,
                 extensions={"part": error.metadata.get("part", "")},
             )
+        case grpc.StatusCode.INVALID_ARGUMENT if reason == UnsupportedMediaType.reason:
+            # A transfer's Content-Type names the mismatch; a declared type the limits.
+            kind = (
+                UPLOAD_CONTENT_TYPE_MISMATCH
+                if error.metadata.get("upload") == "true"
+                else FILE_TYPE_NOT_ALLOWED
+            )
+            return ProblemError(kind, passed_on)
+        case grpc.StatusCode.INVALID_ARGUMENT if reason == FileTooLarge.reason:
+            return ProblemError(FILE_TOO_LARGE, passed_on)
         case grpc.StatusCode.INVALID_ARGUMENT:
             return ProblemError(VALIDATION_FAILED, passed_on)
         case grpc.StatusCode.NOT_FOUND:
             return ProblemError(NOT_FOUND, passed_on)
+        case grpc.StatusCode.PERMISSION_DENIED if reason == BadSignature.reason:
+            return ProblemError(BAD_SIGNATURE, passed_on)
+        case grpc.StatusCode.PERMISSION_DENIED if reason == UrlExpired.reason:
+            return ProblemError(URL_EXPIRED, passed_on)
         case grpc.StatusCode.PERMISSION_DENIED:
             # Someone else's resource must be indistinguishable from none at all.
             return ProblemError(NOT_FOUND)
@@ -481,6 +527,10 @@ def problem_for_status(
             return ProblemError(TOO_MANY_RUNNING_JOBS, passed_on)
         case _ if reason == JOB_BUDGET_EXCEEDED_REASON:
             return ProblemError(JOB_BUDGET_EXCEEDED, passed_on)
+        case grpc.StatusCode.FAILED_PRECONDITION if reason == UploadMissing.reason:
+            return ProblemError(UPLOAD_MISSING, passed_on)
+        case grpc.StatusCode.FAILED_PRECONDITION if reason == PhotoNotReady.reason:
+            return ProblemError(PHOTO_NOT_READY, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION if reason == NoSubscription.reason:
             return ProblemError(NO_SUBSCRIPTION, passed_on)
         case grpc.StatusCode.FAILED_PRECONDITION:

@@ -48,6 +48,9 @@ class GatewaySettings(TokenSettings):
     # Trust X-Forwarded-For/-Proto only behind a proxy that sets them.
     proxy_headers: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
+    # A signed local-storage upload or download (a file streamed to or from
+    # media) may take this long.
+    transfer_timeout_seconds: float = Field(120.0, gt=0)
     # The API's public base URL (e.g. https://api.example.com), for the
     # identity-provider callback it registers; empty: taken from the request.
     public_url: str = ""
@@ -76,4 +79,5 @@ class GatewaySettings(TokenSettings):
             "stories": self.stories_addr,
             "generation": self.generation_addr,
             "billing": self.billing_addr,
+            "media": self.media_addr,
         }

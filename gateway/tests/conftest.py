@@ -33,7 +33,7 @@ USER_ID = "6f1c2a8e-3b7d-4c59-9e0a-1d2f3a4b5c6d"
 
 def _settings(**overrides) -> GatewaySettings:
     closed = {
-        name: f"127.0.0.1:{free_port()}" for name in ("users", "stories", "generation", "billing")
+        name: f"127.0.0.1:{free_port()}" for name in ("users", "stories", "generation", "billing", "media")
     }
     values = {
         **{f"{name}_addr": address for name, address in closed.items()},
@@ -111,7 +111,7 @@ async def backends() -> AsyncIterator[FakeBackends]:
 async def api(backends: FakeBackends) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the real app whose backends are the fakes."""
     addresses = {
-        f"{name}_addr": backends.address for name in ("users", "stories", "generation", "billing")
+        f"{name}_addr": backends.address for name in ("users", "stories", "generation", "billing", "media")
     }
     async with _serve(create_app(_settings(**addresses))) as client:
         yield client

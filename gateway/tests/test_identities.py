@@ -45,7 +45,7 @@ async def test_the_callback_uses_the_configured_public_url(
     backends: FakeBackends, serve, make_settings
 ):
     addresses = {
-        f"{n}_addr": backends.address for n in ("users", "stories", "generation", "billing")
+        f"{n}_addr": backends.address for n in ("users", "stories", "generation", "billing", "media")
     }
     app = create_app(make_settings(public_url="https://api.example.com/", **addresses))
     async with serve(app) as client:

@@ -97,6 +97,13 @@ OPERATIONS = {
     ("GET", "/v1/picture-stories/{picture_story_id}"): "get_picture_story",
     ("PATCH", "/v1/picture-stories/{picture_story_id}"): "update_picture_story",
     ("DELETE", "/v1/picture-stories/{picture_story_id}"): "delete_picture_story",
+    ("POST", "/v1/photos"): "create_photo",
+    ("POST", "/v1/photos/{photo_id}/complete"): "complete_photo",
+    ("GET", "/v1/photos"): "list_photos",
+    ("GET", "/v1/photos/{photo_id}"): "get_photo",
+    ("DELETE", "/v1/photos/{photo_id}"): "delete_photo",
+    ("PUT", "/v1/media/uploads/{token}"): "upload_media",
+    ("GET", "/v1/media/downloads/{token}"): "download_media",
     ("GET", "/v1/usage"): "get_usage",
     ("POST", "/v1/billing/checkout"): "create_checkout",
     ("GET", "/v1/billing/subscription"): "get_subscription",
@@ -184,6 +191,9 @@ def test_protected_routes_declare_bearer_auth(schema):
         "/readyz",
         # The share link's token is the credential.
         "/v1/shared/{token}",
+        # Signed file links: the signature is the credential.
+        "/v1/media/uploads/{token}",
+        "/v1/media/downloads/{token}",
     }
     for method, path, operation in operations(schema):
         assert bool(operation.get("security")) == (path not in public), (method, path)

@@ -532,10 +532,10 @@ async def test_readyz_is_200_when_every_service_is_serving(api):
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "services": dict.fromkeys(("users", "stories", "generation", "billing"), "serving"),
+        "services": dict.fromkeys(("users", "stories", "generation", "billing", "media"), "serving"),
         "unavailable": [],
         # The fakes report no dependencies.
-        "dependencies": {name: {} for name in ("users", "stories", "generation", "billing")},
+        "dependencies": {name: {} for name in ("users", "stories", "generation", "billing", "media")},
     }
 
 

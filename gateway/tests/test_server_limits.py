@@ -62,7 +62,7 @@ async def running_gateway(tmp_path: Path, **env: str) -> AsyncIterator[Gateway]:
     port = free_port()
     closed = {
         f"{name.upper()}_ADDR": f"127.0.0.1:{free_port()}"
-        for name in ("users", "stories", "generation", "billing")
+        for name in ("users", "stories", "generation", "billing", "media")
     }
     log = tmp_path / f"gateway-{port}.log"
     process = subprocess.Popen(

@@ -19,19 +19,25 @@ from fabula_common.settings import CommonSettings, ServiceSettings
 REPO = Path(__file__).resolve().parents[2]
 
 # The gRPC services and the ports the architecture gives them.
-SERVICE_PORTS = {"users": 50051, "stories": 50052, "generation": 50053, "billing": 50054}
+SERVICE_PORTS = {
+    "users": 50051, "stories": 50052, "generation": 50053, "billing": 50054, "media": 50055,
+}
 SERVICES = tuple(SERVICE_PORTS)
 GATEWAY_PORT = 8000
 METRICS_PORT = 9090
 
 # Processes that run a service's image and settings with another command,
 # serve nothing, and scale apart: worker -> (its service, its module).
-WORKERS = {"generation-worker": ("generation", "fabula_generation.worker")}
+WORKERS = {
+    "generation-worker": ("generation", "fabula_generation.worker"),
+    "media-worker": ("media", "fabula_media.worker"),
+}
 
 # Who calls whom (gRPC), and who talks to NATS; every service (and worker) has a database.
 GRPC_CALLS = {
-    "gateway": {"users", "stories", "generation", "billing"},
-    "stories": {"generation"},
+    "gateway": {"users", "stories", "generation", "billing", "media"},
+    # Generation for story text; media for a drawing's picture.
+    "stories": {"generation", "media"},
     # Generation meters every model call with billing.
     "generation": {"billing"},
     # Billing's reservation expiry asks generation's record before giving quota back.
@@ -42,7 +48,11 @@ GRPC_CALLS = {
 # Calls a service does without while the callee is down (a background worker
 # retrying them): no start order for these, which would be a cycle.
 CALLS_NOT_NEEDED_AT_START = {("billing", "generation")}
-NATS_CLIENTS = {"users", "stories", "generation", "billing", "generation-worker"}
+# Who uses the S3-compatible object store (compose: MinIO, once its bucket exists).
+OBJECT_STORE_CLIENTS = {"media", "media-worker"}
+NATS_CLIENTS = {
+    "users", "stories", "generation", "billing", "media", "generation-worker", "media-worker",
+}
 
 
 # One Dockerfile builds every image; the build argument SERVICE picks the component.

@@ -22,6 +22,7 @@ from deploy_support import (
     GRPC_CALLS,
     METRICS_PORT,
     NATS_CLIENTS,
+    OBJECT_STORE_CLIENTS,
     REPO,
     SERVICE_PORTS,
     SERVICES,
@@ -37,7 +38,7 @@ from deploy_support import (
     require_settings,
 )
 
-ONE_SHOT = {"bootstrap", *(f"{s}-migrate" for s in SERVICES)}
+ONE_SHOT = {"bootstrap", "minio-bucket", *(f"{s}-migrate" for s in SERVICES)}
 WORKER = "generation-worker"
 LONG_RUNNING = {*SERVICES, "gateway", WORKER}
 
@@ -121,6 +122,8 @@ def test_depends_on_orders_the_start(compose):
         expected = {f"{service}-migrate": "service_completed_successfully"}
         if service in NATS_CLIENTS:
             expected["nats"] = "service_healthy"
+        if service in OBJECT_STORE_CLIENTS:
+            expected["minio-bucket"] = "service_completed_successfully"
         expected.update(
             {
                 peer: "service_healthy"
@@ -225,7 +228,10 @@ def test_ports_agree_with_the_settings(compose):
     assert (gateway.metrics_host, gateway.metrics_port) == ("0.0.0.0", METRICS_PORT)
     assert "127.0.0.1:8000/readyz" in " ".join(services["gateway"]["healthcheck"]["test"])
     exposed_to_host = [name for name, s in services.items() if s.get("ports") and name != "gateway"]
-    assert not exposed_to_host, "only the gateway is reachable from the host"
+    # Besides the API, only the object store: clients send and fetch files
+    # there directly, through presigned URLs.
+    assert exposed_to_host == ["minio"], "only the gateway and MinIO are reachable from the host"
+    assert services["minio"]["ports"] == ["9000:9000"]
 
 
 def test_application_containers_are_hardened_and_drain_before_being_killed(compose):
@@ -248,7 +254,11 @@ def test_infrastructure_images_are_pinned_and_persistent(compose):
         assert re.search(r":\d+\.\d+", image), f"{name}: pin a version, got {image}"
         assert services[name]["volumes"], f"{name} keeps its data in a volume"
     assert {"--jetstream", "--store_dir=/data"} <= set(services["nats"]["command"])
-    assert set(compose["volumes"]) == {"postgres-data", "nats-data"}
+    assert set(compose["volumes"]) == {"postgres-data", "nats-data", "minio-data"}
+    # MinIO's releases are dated tags.
+    for name in ("minio", "minio-bucket"):
+        assert re.search(r":RELEASE\.\d{4}-", services[name]["image"]), services[name]["image"]
+    assert services["minio"]["volumes"] and "test" in services["minio"]["healthcheck"]
 
 
 def test_the_job_worker_runs_the_generation_image_with_generations_settings(compose):

@@ -241,6 +241,47 @@ class NoSubscription(Conflict):
     reason = "no-subscription"
 
 
+class PermissionDenied(FabulaError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "permission-denied"
+
+
+class UnsupportedMediaType(InvalidArgument):
+    """A file whose type the limits refuse (media: an upload's declared type)."""
+
+    reason = "unsupported-media-type"
+
+
+class FileTooLarge(InvalidArgument):
+    """A file larger than the limits allow."""
+
+    reason = "file-too-large"
+
+
+class UploadMissing(Conflict):
+    """An upload said complete whose bytes storage does not hold."""
+
+    reason = "upload-missing"
+
+
+class PhotoNotReady(Conflict):
+    """A photo not processed (yet, or ever: it failed)."""
+
+    reason = "photo-not-ready"
+
+
+class BadSignature(PermissionDenied):
+    """A signed URL that was not signed by us, or altered."""
+
+    reason = "bad-signature"
+
+
+class UrlExpired(PermissionDenied):
+    """A signed URL past its expiry."""
+
+    reason = "url-expired"
+
+
 _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
     cls.code: cls
     for cls in (
@@ -252,6 +293,7 @@ _BY_CODE: dict[grpc.StatusCode, type[FabulaError]] = {
         QuotaExceeded,
         Unavailable,
         Aborted,
+        PermissionDenied,
     )
 }
 _BY_REASON: dict[str, type[FabulaError]] = {
@@ -272,6 +314,12 @@ _BY_REASON: dict[str, type[FabulaError]] = {
             WebhookSignatureInvalid,
             AlreadySubscribed,
             NoSubscription,
+            UnsupportedMediaType,
+            FileTooLarge,
+            UploadMissing,
+            PhotoNotReady,
+            BadSignature,
+            UrlExpired,
         )
     },
     **{reason: UpstreamError for reason in UpstreamError.reasons},

@@ -63,8 +63,8 @@ class _WithContext:
 
 
 class ContextChannel:
-    """A grpc.aio channel whose unary-request calls (what the stubs make)
-    carry the request id and a deadline; anything else is the channel's."""
+    """A grpc.aio channel whose calls (what the stubs make; bidirectional
+    streams aside) carry the request id and a deadline; anything else is the channel's."""
 
     def __init__(self, channel: grpc.aio.Channel, default_timeout: float) -> None:
         self._channel = channel
@@ -75,6 +75,10 @@ class ContextChannel:
 
     def unary_stream(self, *args: Any, **kwargs: Any) -> _WithContext:
         return _WithContext(self._channel.unary_stream(*args, **kwargs), self._default_timeout)
+
+    def stream_unary(self, *args: Any, **kwargs: Any) -> _WithContext:
+        # The request is an iterator of messages (e.g. an upload's chunks).
+        return _WithContext(self._channel.stream_unary(*args, **kwargs), self._default_timeout)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._channel, name)

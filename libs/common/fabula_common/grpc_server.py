@@ -118,12 +118,27 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
+
+        if handler.stream_unary:
+            behaviour = handler.stream_unary
+
+            async def stream_unary(request_iterator, context):
+                self._enter(context, request_id, child_safe)
+                started = time.perf_counter()
+                try:
+                    response = await behaviour(request_iterator, context)
+                except Exception as exc:  # noqa: BLE001 - mapped to a status
+                    await self._abort(context, exc, method, started)
+                self._observe(method, grpc.StatusCode.OK, started)
+                return response
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
         return handler
 
     @staticmethod
-    def _enter(
-        context: grpc.aio.ServicerContext, request_id: str, child_safe: bool = False
-    ) -> None:
+    def _enter(context: grpc.aio.ServicerContext, request_id: str, child_safe: bool) -> None:
         request_id_var.set(request_id)
         child_safe_var.set(child_safe)
         set_deadline_in(context.time_remaining())
@@ -278,21 +293,10 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
     (never its value: it may be a secret). The app is built inside the event
     loop: grpc.aio servers and channels bind to the loop current at creation.
     """
-    from pydantic import ValidationError
-
-    from fabula_common.logging import configure_logging
+    from fabula_common.processes import load_process_settings
     from fabula_common.tracing import configure_tracing
 
-    try:
-        settings = settings_class()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
-            for error in exc.errors(include_input=False)
-        )
-        raise SystemExit(f"{service}: refusing to start, invalid configuration: {problems}") from None
-    configure_logging(service, settings.log_level, settings.log_format, settings.access_log_level)
-    settings.check_production_ready()
+    settings = load_process_settings(service, settings_class)
     # Before the app exists: tracing instruments servers and channels as they are created.
     configure_tracing(service)
 

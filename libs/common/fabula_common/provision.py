@@ -11,7 +11,7 @@ import asyncpg
 
 from fabula_common.settings import normalise_database_url
 
-SERVICES = ("users", "stories", "generation", "billing")
+SERVICES = ("users", "stories", "generation", "billing", "media")
 
 
 def role_name(service: str) -> str:

@@ -4,7 +4,7 @@
    one sentence with how to start them, and exits 1.
 2. Provisions the database (database, one schema and login role per service)
    and runs every service's migrations as that service's role.
-3. Starts the four services, the generation job worker and the gateway with
+3. Starts the five services, the generation job worker, the media worker and the gateway with
    this process's environment, waits until the gateway's /readyz says every
    service is ready, and prints where the API is.
 4. Restarts a child that dies (exits or is killed), as Kubernetes would:
@@ -40,7 +40,9 @@ import nats
 from fabula_common import migrations
 from fabula_common.provision import SERVICES, provision, service_database_url
 
-DEFAULT_PORTS = {"users": 50051, "stories": 50052, "generation": 50053, "billing": 50054}
+DEFAULT_PORTS = {
+    "users": 50051, "stories": 50052, "generation": 50053, "billing": 50054, "media": 50055,
+}
 PR_SET_PDEATHSIG = 1
 
 
@@ -49,6 +51,7 @@ PR_SET_PDEATHSIG = 1
 # (and releases what it holds) while the services it calls are still up.
 CHILDREN: tuple[tuple[str, str], ...] = (
     ("users", "fabula_users"),
+    ("media", "fabula_media"),
     ("billing", "fabula_billing"),
     ("generation", "fabula_generation"),
     ("stories", "fabula_stories"),
@@ -56,6 +59,8 @@ CHILDREN: tuple[tuple[str, str], ...] = (
     # (the environment every child gets). Not behind /readyz: it serves no
     # requests, and a dead worker's jobs wait for the next one (their lease).
     ("generation-worker", "fabula_generation.worker"),
+    # Processes uploaded photos (media's settings), like the job worker.
+    ("media-worker", "fabula_media.worker"),
     ("gateway", "fabula_gateway"),
 )
 
@@ -197,6 +202,8 @@ def environment() -> dict[str, str]:
     # Prometheus metrics on a port of their own, beside the services' ones.
     env.setdefault("GATEWAY_METRICS_PORT", "9100")
     env.setdefault("NATS_URL", "nats://127.0.0.1:4222")
+    # Photos in a local folder, sent and fetched through the gateway's signed URLs.
+    env.setdefault("MEDIA_PUBLIC_URL", f"http://{env['GATEWAY_HOST']}:{env['GATEWAY_PORT']}")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

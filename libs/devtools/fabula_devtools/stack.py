@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import nats
-from fabula_common.provision import drop_database
+from fabula_common.provision import SERVICES, drop_database
 from fabula_common.testing import free_port
 
 ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -93,8 +95,12 @@ def stack_environment(**overrides: str) -> dict[str, str]:
         SHUTDOWN_GRACE_SECONDS="3",
         OUTBOX_POLL_SECONDS="0.2",
         JWT_SECRET=f"e2e-secret-{run}",
+        # Photos in a folder of this stack's own (removed by stop_stack).
+        MEDIA_STORAGE="local",
+        MEDIA_LOCAL_DIR=tempfile.mkdtemp(prefix=f"fabula-media-{run}-"),
+        MEDIA_SIGNING_SECRET=f"e2e-media-secret-{run}",
     )
-    for service in ("users", "stories", "generation", "billing"):
+    for service in SERVICES:
         env[f"{service.upper()}_GRPC_PORT"] = str(free_port())
         env[f"{service.upper()}_METRICS_PORT"] = str(free_port())
     for inherited in (
@@ -160,4 +166,6 @@ def stop_stack(stack: Stack) -> int:
     except OSError:
         pass  # a private server already gone, and the database with it
     asyncio.run(_delete_stream(stack.env["NATS_URL"], stack.env["NATS_STREAM"]))
+    if stack.env.get("MEDIA_LOCAL_DIR"):
+        shutil.rmtree(stack.env["MEDIA_LOCAL_DIR"], ignore_errors=True)
     return code

@@ -1,0 +1,1 @@
+"""Fabula media service."""

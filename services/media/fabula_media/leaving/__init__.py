@@ -1,0 +1,1 @@
+"""Account deletion: the user's photos and every object of them go."""
