@@ -24,7 +24,7 @@ from grpc_health.v1.health import aio as health_aio
 
 PROBLEM_JSON = "application/problem+json"
 BASE = "https://fabula.dev/problems/"
-SERVICES = {"users", "stories", "generation", "billing"}
+SERVICES = {"users", "stories", "generation", "billing", "media"}
 STORY_ID = "6a1f0c2e-9d8b-4e7a-8c6d-5b4a3f2e1d0c"
 
 
@@ -479,6 +479,7 @@ async def test_readyz_shows_each_services_dependencies(health_servers, make_sett
         "stories": {"postgres": "up"},
         "generation": {"postgres": "up", "nats": "down"},
         "billing": {"postgres": "up", "nats": "down"},
+        "media": {"postgres": "up", "nats": "down"},
     }
 
 

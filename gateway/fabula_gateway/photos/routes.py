@@ -173,10 +173,14 @@ async def upload_media(token: Token, request: Request, clients: Clients) -> Resp
 @transfer_router.get(
     "/downloads/{token}",
     operation_id="download_media",
+    response_class=StreamingResponse,
     summary="Download a file from a signed URL",
     description="The file's bytes. Only for URLs this API returned (local storage).",
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The file."},
+        200: {
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The file.",
+        },
         **problem_responses(403, 404, 500, 503, s403=_S403_LINK),
     },
 )
