@@ -17,14 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 from fabula_common.testing import PrivateNats, free_port
-from fabula_devtools.stack import TEST_POOLS, Stack, stack_environment, start_stack, stop_stack
+from fabula_devtools.stack import TEST_STACK, Stack, stack_environment, start_stack, stop_stack
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     """The whole platform with the offline provider, shared by the e2e tests."""
     # Every request's access line: tests follow a request id through the logs.
-    env = stack_environment(**TEST_POOLS, ACCESS_LOG_LEVEL="DEBUG")
+    env = stack_environment(**TEST_STACK, ACCESS_LOG_LEVEL="DEBUG")
     running = start_stack(env, tmp_path_factory.mktemp("stack") / "fabula.log")
     yield running
     code = stop_stack(running)
@@ -127,7 +127,7 @@ def start_private_stack(tmp_path) -> Iterator:
     started: list[Stack] = []
 
     def start(**overrides: str) -> Api:
-        env = stack_environment(**{**TEST_POOLS, **overrides})
+        env = stack_environment(**{**TEST_STACK, **overrides})
         running = start_stack(env, tmp_path / f"stack{len(started)}.log")
         started.append(running)
         return Api(running)

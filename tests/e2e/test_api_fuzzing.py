@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from fabula_devtools.stack import TEST_POOLS, Stack, stack_environment, start_stack, stop_stack
+from fabula_devtools.stack import TEST_STACK, Stack, stack_environment, start_stack, stop_stack
 from fabula_gateway.app import create_app
 from fabula_gateway.settings import GatewaySettings
 from hypothesis import HealthCheck, settings
@@ -58,7 +58,7 @@ SKIPPED_OPERATIONS = [
 @pytest.fixture(scope="module")
 def fuzz_stack(tmp_path_factory) -> Iterator[Stack]:
     running = start_stack(
-        stack_environment(**TEST_POOLS, GRPC_DEADLINE_SECONDS="10"),
+        stack_environment(**TEST_STACK, GRPC_DEADLINE_SECONDS="10"),
         tmp_path_factory.mktemp("fuzz") / "fabula.log",
         timeout=STACK_START_SECONDS,
     )

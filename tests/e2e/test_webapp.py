@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
-from fabula_devtools.stack import TEST_POOLS, Stack, stack_environment, start_stack, stop_stack
+from fabula_devtools.stack import TEST_STACK, Stack, stack_environment, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -83,7 +83,7 @@ def webapp_stack(tmp_path_factory) -> Iterator[Stack]:
     running = start_stack(
         # A loaded machine (CI's two cores) may take seconds to hash a password.
         stack_environment(
-            **TEST_POOLS, GENERATION_OFFLINE_TOKEN_DELAY_MS=TOKEN_DELAY_MS, GRPC_DEADLINE_SECONDS="10"
+            **TEST_STACK, GENERATION_OFFLINE_TOKEN_DELAY_MS=TOKEN_DELAY_MS, GRPC_DEADLINE_SECONDS="10"
         ),
         tmp_path_factory.mktemp("webapp") / "fabula.log",
         timeout=STACK_START_SECONDS,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fabula_devtools.stack import TEST_POOLS, Stack, stack_environment, start_stack, stop_stack
+from fabula_devtools.stack import TEST_STACK, Stack, stack_environment, start_stack, stop_stack
 
 
 @pytest.fixture(scope="package")
@@ -21,10 +21,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         # A loaded machine hashes passwords slowly: a wider deadline than the
         # e2e default (3 s) keeps logins from timing out into 503s.
         stack_environment(
-            **TEST_POOLS, GENERATION_OFFLINE_TOKEN_DELAY_MS="5", GRPC_DEADLINE_SECONDS="10"
+            **TEST_STACK, GENERATION_OFFLINE_TOKEN_DELAY_MS="5", GRPC_DEADLINE_SECONDS="10"
         ),
         tmp_path_factory.mktemp("terminal-stack") / "fabula.log",
-        timeout=180,  # a busy machine (CI runs the suite on two cores) starts it slowly
+        timeout=200,  # a busy machine (CI runs the suite on two cores) starts it slowly
     )
     yield running
     assert stop_stack(running) == 0, running.log_tail()
