@@ -82,21 +82,26 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         request_id = metadata.get(REQUEST_ID_HEADER) or new_request_id()
         child_safe = metadata.get(CHILD_SAFE_HEADER) == "1"
 
-        if handler.unary_unary:
-            behaviour = handler.unary_unary
+        def single_answer(behaviour):
+            """Wraps a call with one answer, whether it takes one request or a stream."""
 
-            async def unary_unary(request, context):
+            async def call(request_or_iterator, context):
                 self._enter(context, request_id, child_safe)
                 started = time.perf_counter()
                 try:
-                    response = await behaviour(request, context)
+                    response = await behaviour(request_or_iterator, context)
                 except Exception as exc:  # noqa: BLE001 - mapped to a status
                     await self._abort(context, exc, method, started)
                 self._observe(method, grpc.StatusCode.OK, started)
                 return response
 
+            return call
+
+        if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
+                single_answer(handler.unary_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
             )
 
         if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
@@ -120,20 +125,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             )
 
         if handler.stream_unary:
-            behaviour = handler.stream_unary
-
-            async def stream_unary(request_iterator, context):
-                self._enter(context, request_id, child_safe)
-                started = time.perf_counter()
-                try:
-                    response = await behaviour(request_iterator, context)
-                except Exception as exc:  # noqa: BLE001 - mapped to a status
-                    await self._abort(context, exc, method, started)
-                self._observe(method, grpc.StatusCode.OK, started)
-                return response
-
             return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
+                single_answer(handler.stream_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
             )
         return handler
 
