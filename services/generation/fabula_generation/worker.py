@@ -11,16 +11,14 @@ MISTRAL_*, OPENAI_*, BILLING_ADDR, NATS_*), plus GENERATION_WORKER_NAME.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 
-import uvloop
 from fabula.billing.v1 import billing_pb2_grpc
 from fabula_common.db import Database
 from fabula_common.grpc_client import open_channel
 from fabula_common.messaging.bus import EventBus, subject_for
 from fabula_common.messaging.outbox import OutboxRelay
+from fabula_common.processes import run_until_stopped, run_worker_process
 
 from fabula_generation.database import outbox
 from fabula_generation.generations.metering import Meter
@@ -80,16 +78,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         OutboxRelay(db, outbox, bus, "generation", settings),
     ]
     log.info("job worker %s started (provider %s, model %s)", name, provider.name, provider.model)
-    tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in workers]
     try:
-        await stop.wait()
+        await run_until_stopped(workers, stop, settings.shutdown_grace_seconds)
     finally:
-        for worker, task in zip(workers, tasks, strict=True):
-            try:
-                await worker.stop()
-                await asyncio.wait_for(task, timeout=max(settings.shutdown_grace_seconds, 1.0))
-            except Exception:  # noqa: BLE001 - stopping regardless
-                log.exception("%s did not stop cleanly", type(worker).__name__)
         await billing_channel.close()
         await provider.aclose()
         await bus.close()
@@ -98,32 +89,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    from pydantic import ValidationError
-
-    from fabula_common.logging import configure_logging
-
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
-            for error in exc.errors(include_input=False)
-        )
-        raise SystemExit(f"generation-worker: invalid configuration: {problems}") from None
-    configure_logging(
-        "generation-worker", settings.log_level, settings.log_format, settings.access_log_level
-    )
-    settings.check_production_ready()
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await run_worker(settings, stop)
-
-    uvloop.run(run())
+    run_worker_process("generation-worker", Settings, run_worker)
 
 
 if __name__ == "__main__":
