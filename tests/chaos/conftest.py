@@ -31,7 +31,7 @@ from fabula_common.testing import PrivateNats, PrivatePostgres
 from fabula_devtools.stack import Stack, stack_environment, start_stack, stop_stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def private_postgres() -> Iterator[PrivatePostgres]:
     try:
         server = PrivatePostgres(
@@ -61,7 +61,7 @@ def _nats(store: Path) -> PrivateNats:
     return server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def session_nats(tmp_path_factory) -> Iterator[PrivateNats]:
     server = _nats(tmp_path_factory.mktemp("nats") / "jetstream")
     yield server
@@ -135,7 +135,7 @@ def start_chaos_stack(
     return start_stack(env, log_path, timeout=120)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chaos_stack(private_postgres, session_nats, tmp_path_factory) -> Iterator[Stack]:
     """One stack shared by the scenarios that need no settings of their own;
     each scenario has users of its own and reconciles only them."""
@@ -471,7 +471,7 @@ def kill_and_wait_restart():
     return kill
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chaos():
     """The harness's helpers, for the scenarios (conftest modules are not importable)."""
     from types import SimpleNamespace

@@ -98,7 +98,6 @@ def stack_environment(**overrides: str) -> dict[str, str]:
         GATEWAY_METRICS_PORT=str(free_port()),
         GRPC_DEADLINE_SECONDS="3",
         SHUTDOWN_GRACE_SECONDS="3",
-        OUTBOX_POLL_SECONDS="0.2",
         JWT_SECRET=f"e2e-secret-{run}",
         # Photos in a folder of this stack's own (removed by stop_stack).
         MEDIA_STORAGE="local",

@@ -33,6 +33,7 @@ shows one per event, under the event's own request id).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -229,9 +230,9 @@ class EventConsumer(Generic[E]):
                     info = await subscription.consumer_info()
                     CONSUMER_PENDING.labels(self.service, self.durable).set(info.num_pending)
                 if self.batch_handler is not None:
-                    messages = await self._fetch_ahead(subscription)
+                    messages = await self._unless_stopped(self._fetch_ahead(subscription))
                 else:
-                    messages = await self._fetch(subscription)
+                    messages = await self._unless_stopped(self._fetch(subscription))
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 # An empty fetch; nats-py raises the asyncio one when its own
                 # deadline passed while the event loop was busy.
@@ -244,6 +245,8 @@ class EventConsumer(Generic[E]):
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.5
+            if not messages:
+                continue  # stopped while waiting
             try:
                 if self.batch_handler is not None:
                     await self.handle_batch(messages)
@@ -261,6 +264,25 @@ class EventConsumer(Generic[E]):
                 await self._drop_prefetch()
                 self._subscription = None
         await self._drop_prefetch()
+
+    async def _unless_stopped(self, fetch: Awaitable[list[Msg]]) -> list[Msg]:
+        """What `fetch` returns, or nothing if stop() comes first: an idle
+        consumer stops at once instead of waiting out its fetch (and a
+        process's consumers, stopped one after another, add no second each).
+        A message delivered to the fetch given up is redelivered after the
+        ack wait: late, never lost."""
+        fetching = asyncio.ensure_future(fetch)
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({fetching, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if fetching.done():
+            return fetching.result()
+        fetching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetching
+        return []
 
     async def _fetch_ahead(self, subscription) -> list[Msg]:
         """The next batch, and the fetch of the one after it started, so it
