@@ -27,8 +27,12 @@ install: $(if $(findstring .tools/,$(UV)),.tools/bin/uv) ## Create .venv with ev
 run: install ## Prepare the database and start the services and gateway (Ctrl-C stops all)
 	@exec $(PYTHON) -m fabula_devtools.run
 
-test: install ## Run the whole test suite
-	UV="$(UV)" $(PYTHON) -m pytest
+# Two workers, whole modules each (their stacks stay with them). Each worker
+# starts a PostgreSQL cluster and stacks of its own; more workers than that
+# gain little on two cores and multiply the processes.
+TEST_WORKERS ?= 2
+test: install ## Run the whole test suite (TEST_WORKERS=2 pytest-xdist workers)
+	UV="$(UV)" $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 proto: install ## Regenerate the Python stubs from protos/
 	$(PYTHON) scripts/gen_protos.py

@@ -16,12 +16,33 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fabula_common.testing import PrivateNats, free_port
+from fabula_common.testing import PrivateNats, PrivatePostgres, free_port
+from fabula_devtools import stack as fabula_stack
 from fabula_devtools.stack import TEST_STACK, Stack, stack_environment, start_stack, stop_stack
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stacks_postgres() -> Iterator[str]:
+    """A PostgreSQL cluster of the e2e stacks' own (one per test worker).
+    The shared server allows 100 connections; a stack holds about 20 idle
+    and more when busy, so two workers' stacks beside the service tests
+    would run it out. Without the PostgreSQL binaries the shared one is used."""
+    try:
+        server = PrivatePostgres(settings={"max_connections": "400"})
+    except FileNotFoundError:
+        yield fabula_stack.ADMIN_URL
+        return
+    try:
+        server.start()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fabula_stack, "ADMIN_URL", server.admin_url)
+            yield server.admin_url
+    finally:
+        server.cleanup()
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> Iterator[Stack]:
+def stack(stacks_postgres, tmp_path_factory) -> Iterator[Stack]:
     """The whole platform with the offline provider, shared by the e2e tests."""
     # Every request's access line: tests follow a request id through the logs.
     env = stack_environment(**TEST_STACK, ACCESS_LOG_LEVEL="DEBUG")
