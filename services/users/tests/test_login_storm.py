@@ -76,10 +76,13 @@ async def test_a_login_storm_is_refused_beyond_the_queue_while_others_are_served
     )
     results = await asyncio.gather(*storm)
 
-    # Calls that hash nothing are served, and quickly.
+    # Calls that hash nothing are served, and quickly: they share the CPU
+    # with the storm's hashes (and, in CI, with another test worker) but do
+    # not wait behind them, which would take STORM / WORKERS hashes.
     assert isinstance(refreshed, users_pb2.TokenResponse)
     assert isinstance(looked_up, users_pb2.User)
-    assert max(refresh_took, lookup_took) < one_hash + SLACK_SECONDS
+    behind_the_storm = STORM / WORKERS * one_hash
+    assert max(refresh_took, lookup_took) < behind_the_storm / 4 + SLACK_SECONDS
 
     refused = [(err, took) for err, took in results if err.code() == grpc.StatusCode.UNAVAILABLE]
     checked = [(err, took) for err, took in results if err.code() != grpc.StatusCode.UNAVAILABLE]
