@@ -18,7 +18,14 @@ from aiobotocore.session import get_session
 from fabula.media.v1 import media_pb2, media_pb2_grpc
 from fabula_common.testing import free_port
 from fabula_media.settings import Settings
-from fabula_media.testing import format_of, has_gps, jpeg_with_gps, media_stack, wait_processed
+from fabula_media.testing import (
+    eventually,
+    format_of,
+    has_gps,
+    jpeg_with_gps,
+    media_stack,
+    wait_processed,
+)
 from moto.server import ThreadedMotoServer
 
 BUCKET = "fabula-media-test"
@@ -65,6 +72,10 @@ async def media(s3_settings) -> AsyncIterator[media_pb2_grpc.MediaServiceStub]:
 async def keys_under(s3_client, prefix: str) -> list[str]:
     listed = await s3_client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
     return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+async def _nothing_under(s3_client, prefix: str) -> bool:
+    return await keys_under(s3_client, prefix) == []
 
 
 async def test_upload_through_a_presigned_post_then_processed_in_s3(media, s3_client):
@@ -127,7 +138,8 @@ async def test_bytes_that_are_no_image_fail_and_local_transfer_is_refused(media,
     photo = await wait_processed(media, user, created.photo.id)
     assert photo.status == media_pb2.PHOTO_STATUS_FAILED
     assert "not an image we accept" in photo.failure_reason
-    assert await keys_under(s3_client, f"photos/{user}/") == []
+    # The raw upload is removed just after the failure is recorded.
+    await eventually(lambda: _nothing_under(s3_client, f"photos/{user}/"))
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await media.GetDownload(media_pb2.DownloadRequest(token="x")).read()
