@@ -21,6 +21,7 @@ import grpc
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.common.v1.money_pb2 import Money
 from fabula.generation.v1 import generation_pb2, generation_pb2_grpc, jobs_pb2_grpc
+from fabula.media.v1 import media_pb2, media_pb2_grpc
 from fabula.stories.v1 import (
     conversations_pb2_grpc,
     pictures_pb2_grpc,
@@ -757,6 +758,26 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         )
 
 
+class FakeMedia(media_pb2_grpc.MediaServiceServicer):
+    """The media calls the account routes make (the photo routes run against
+    the real media service: test_photos_routes)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def ListPhotos(self, request, context):
+        await self.recorder.receive("ListPhotos", request, context)
+        photo = media_pb2.Photo(
+            id="f0000000-0000-4000-8000-000000000001",
+            user_id=request.user_id,
+            status=media_pb2.PHOTO_STATUS_COMPLETED,
+            content_type="image/webp",
+            width=1024,
+            height=768,
+        )
+        return media_pb2.ListPhotosResponse(photos=[photo])
+
+
 @dataclass
 class FakeBackends:
     """One server holding every fake service and grpc.health.v1 for all."""
@@ -772,6 +793,7 @@ class FakeBackends:
     conversations: FakeConversations
     tutorials: FakeTutorials
     drawings: FakeDrawings
+    media: FakeMedia
     health: health_aio.HealthServicer
     server: grpc.aio.Server
 
@@ -809,6 +831,7 @@ async def fake_backends() -> AsyncIterator[FakeBackends]:
         conversations=FakeConversations(recorder),
         tutorials=FakeTutorials(recorder),
         drawings=FakeDrawings(recorder),
+        media=FakeMedia(recorder),
         health=health_aio.HealthServicer(),
         server=server,
     )
@@ -823,6 +846,7 @@ async def fake_backends() -> AsyncIterator[FakeBackends]:
     )
     pictures_pb2_grpc.add_TutorialsServiceServicer_to_server(backends.tutorials, server)
     pictures_pb2_grpc.add_DrawingsServiceServicer_to_server(backends.drawings, server)
+    media_pb2_grpc.add_MediaServiceServicer_to_server(backends.media, server)
     health_pb2_grpc.add_HealthServicer_to_server(backends.health, server)
     server.add_insecure_port(backends.address)
     await server.start()

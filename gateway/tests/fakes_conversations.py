@@ -129,6 +129,10 @@ class FakeConversations(conversations_pb2_grpc.ConversationsServiceServicer):
             next_cursor="next-page",
         )
 
+    async def ExportConversations(self, request, context):
+        await self.recorder.receive("ExportConversations", request, context)
+        yield conversation(request.user_id, messages=[question("Who did it?"), answer()])
+
     async def GetConversation(self, request, context):
         await self.recorder.receive("GetConversation", request, context)
         return conversation(

@@ -118,7 +118,9 @@ class FakeDrawings(pictures_pb2_grpc.DrawingsServiceServicer):
 
     async def ListDrawings(self, request, context):
         await self.recorder.receive("ListDrawings", request, context)
-        return pictures_pb2.ListDrawingsResponse(drawings=[drawing(request.user_id)], next_cursor="next")
+        return pictures_pb2.ListDrawingsResponse(
+            drawings=[drawing(request.user_id)], next_cursor="" if request.cursor == "next" else "next"
+        )
 
     async def GetDrawing(self, request, context):
         await self.recorder.receive("GetDrawing", request, context)

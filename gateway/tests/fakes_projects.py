@@ -141,7 +141,9 @@ class FakeProjects(projects_pb2_grpc.ProjectsServiceServicer):
     async def ListProjects(self, request, context):
         await self.recorder.receive("ListProjects", request, context)
         return projects_pb2.ListProjectsResponse(
-            items=[project(request.user_id)], next_cursor="next-page"
+            # The page its own cursor leads to is the last.
+            items=[project(request.user_id)],
+            next_cursor="" if request.cursor == "next-page" else "next-page",
         )
 
     async def UpdateProject(self, request, context):

@@ -43,12 +43,23 @@ async def test_export_is_one_json_document_with_every_service_part(
         "Story 1 began.",
     ]
     assert document["billing"]["usage"]["plan"]
-    for method in ("ExportUser", "ExportStories", "GetUsage"):
+    # What else the user keeps: council conversations with their messages,
+    # projects with their narratives' texts, pictures and photo records.
+    [conversation] = document["conversations"]
+    assert [m["role"] for m in conversation["messages"]] == ["user", "assistant"]
+    # Every page of projects (the fake has two), each with its narratives' texts.
+    assert len(document["projects"]) == 2
+    assert all(n["text"] for p in document["projects"] for n in p["narratives"])
+    assert len(document["pictures"]["drawings"]) == 2
+    assert len(document["pictures"]["picture_stories"]) == 1
+    assert document["photos"][0]["status"] == "PHOTO_STATUS_COMPLETED"
+    streams = {"ExportStories", "ExportConversations"}
+    for method in ("ExportUser", "ExportStories", "ExportConversations", "GetUsage", "ListPhotos"):
         call = backends.only(method)
         assert call.request.user_id == user_id
-        # Every call has a deadline; the stream the longer one (the clocks of
+        # Every call has a deadline; the streams the longer one (the clocks of
         # the two ends differ by a little).
-        limit = GENERATION_DEADLINE_SECONDS if method == "ExportStories" else GRPC_DEADLINE_SECONDS
+        limit = GENERATION_DEADLINE_SECONDS if method in streams else GRPC_DEADLINE_SECONDS
         assert call.time_remaining is not None and 0 < call.time_remaining < limit + 0.5
 
 
@@ -60,7 +71,11 @@ async def test_export_as_zip_has_one_json_file_per_service(api, auth, user_id):
     archive = zipfile.ZipFile(io.BytesIO(response.content))
     assert sorted(archive.namelist()) == [
         "billing.json",
+        "conversations.json",
         "export.json",
+        "photos.json",
+        "pictures.json",
+        "projects.json",
         "stories.json",
         "users.json",
     ]

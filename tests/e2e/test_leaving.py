@@ -73,6 +73,10 @@ def test_export_then_delete_removes_the_user_from_every_service(api, problem):
         f"/v1/stories/{story['id']}/continue", json={"direction": "a storm"}, headers=writer.headers
     )
     assert continued.status_code == 201, continued.text
+    conversation = api.http.post(
+        "/v1/conversations", json={"title": "Openings"}, headers=writer.headers
+    )
+    assert conversation.status_code == 201, conversation.text
 
     export = api.http.get("/v1/me/export", headers=writer.headers)
     assert export.status_code == 200, export.text
@@ -82,6 +86,9 @@ def test_export_then_delete_removes_the_user_from_every_service(api, problem):
     assert exported["id"] == story["id"] and exported["title"] == "The Lighthouse"
     assert len(exported["segments"]) == 2
     assert document["billing"]["usage"]["plan"] == "free"
+    assert [c["title"] for c in document["conversations"]] == ["Openings"]
+    assert document["projects"] == [] and document["photos"] == []
+    assert document["pictures"] == {"drawings": [], "picture_stories": []}
 
     # Both model calls are in billing's ledger before the account goes.
     api.wait_for(lambda: places_holding(api.stack, user_id).get("billing.usage_ledger.user_id") == 2)

@@ -10,7 +10,8 @@ import zipfile
 from typing import Annotated, Any, Literal
 
 from fabula.billing.v1 import billing_pb2
-from fabula.stories.v1 import stories_pb2
+from fabula.media.v1 import media_pb2
+from fabula.stories.v1 import conversations_pb2, pictures_pb2, projects_pb2, stories_pb2
 from fabula.users.v1 import users_pb2
 from fastapi import APIRouter, Query, Response, status
 from google.protobuf.json_format import MessageToDict
@@ -76,14 +77,101 @@ async def _billing_part(clients: ServiceClients, user_id: str) -> dict[str, Any]
     }
 
 
+# The largest page every list call accepts.
+_PAGE = 100
+
+
+async def _every_page(list_call, request: Message, items: str) -> list[Message]:
+    """Every item of a paged list call, following `next_cursor` to the end."""
+    found: list[Message] = []
+    while True:
+        page = await list_call(request)
+        found.extend(getattr(page, items))
+        if not page.next_cursor:
+            return found
+        request.cursor = page.next_cursor
+
+
+async def _conversations_part(clients: ServiceClients, user_id: str) -> list[dict[str, Any]]:
+    call = clients.conversations.ExportConversations(
+        conversations_pb2.ExportConversationsRequest(user_id=user_id),
+        timeout=clients.generation_timeout,
+    )
+    return [_plain(conversation) async for conversation in call]
+
+
+async def _projects_part(clients: ServiceClients, user_id: str) -> list[dict[str, Any]]:
+    """Every project with every version of its narratives, texts included."""
+    projects = await _every_page(
+        clients.projects.ListProjects,
+        projects_pb2.ListProjectsRequest(user_id=user_id, limit=_PAGE),
+        "items",
+    )
+    exported = []
+    for project in projects:
+        listed = await _every_page(
+            clients.projects.ListNarratives,
+            projects_pb2.ListNarrativesRequest(user_id=user_id, project_id=project.id, limit=_PAGE),
+            "items",
+        )
+        narratives = [
+            _plain(await clients.projects.GetNarrative(
+                projects_pb2.GetNarrativeRequest(user_id=user_id, narrative_id=narrative.id)
+            ))
+            for narrative in listed
+        ]
+        exported.append({**_plain(project), "narratives": narratives})
+    return exported
+
+
+async def _pictures_part(clients: ServiceClients, user_id: str) -> dict[str, Any]:
+    drawings = await _every_page(
+        clients.drawings.ListDrawings,
+        pictures_pb2.ListDrawingsRequest(user_id=user_id, page_size=_PAGE),
+        "drawings",
+    )
+    picture_stories = await _every_page(
+        clients.drawings.ListPictureStories,
+        pictures_pb2.ListPictureStoriesRequest(user_id=user_id, page_size=_PAGE),
+        "picture_stories",
+    )
+    return {
+        "drawings": [_plain(drawing) for drawing in drawings],
+        "picture_stories": [_plain(story) for story in picture_stories],
+    }
+
+
+async def _media_part(clients: ServiceClients, user_id: str) -> list[dict[str, Any]]:
+    """The photos' records (the files themselves are downloaded from
+    /v1/photos/{id}; the URLs here expire)."""
+    photos = await _every_page(
+        clients.media.ListPhotos,
+        media_pb2.ListPhotosRequest(user_id=user_id, page_size=_PAGE),
+        "photos",
+    )
+    return [_plain(photo) for photo in photos]
+
+
+# The document's members besides the header, each a file of its own in the zip.
+EXPORT_PARTS = (
+    "users", "stories", "conversations", "projects", "pictures", "photos", "billing",
+)
+
+
 async def collect_export(clients: ServiceClients, user_id: str) -> dict[str, Any]:
     """Every service's part, asked at once. Any service failing fails the
     whole export (a 503 from its status): a partial export would look complete."""
     try:
         async with asyncio.TaskGroup() as group:
-            users = group.create_task(_users_part(clients, user_id))
-            stories = group.create_task(_stories_part(clients, user_id))
-            billing = group.create_task(_billing_part(clients, user_id))
+            parts = {
+                "users": group.create_task(_users_part(clients, user_id)),
+                "stories": group.create_task(_stories_part(clients, user_id)),
+                "conversations": group.create_task(_conversations_part(clients, user_id)),
+                "projects": group.create_task(_projects_part(clients, user_id)),
+                "pictures": group.create_task(_pictures_part(clients, user_id)),
+                "photos": group.create_task(_media_part(clients, user_id)),
+                "billing": group.create_task(_billing_part(clients, user_id)),
+            }
     except ExceptionGroup as failed:
         # The first failure answers (the others were cancelled with it).
         raise failed.exceptions[0] from None
@@ -91,9 +179,7 @@ async def collect_export(clients: ServiceClients, user_id: str) -> dict[str, Any
         "format": EXPORT_FORMAT,
         "exported_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
         "user_id": user_id,
-        "users": users.result(),
-        "stories": stories.result(),
-        "billing": billing.result(),
+        **{name: parts[name].result() for name in EXPORT_PARTS},
     }
 
 
@@ -103,7 +189,7 @@ def zip_export(document: dict[str, Any]) -> bytes:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         header = {key: document[key] for key in ("format", "exported_at", "user_id")}
         archive.writestr("export.json", json.dumps(header, indent=2))
-        for part in ("users", "stories", "billing"):
+        for part in EXPORT_PARTS:
             archive.writestr(f"{part}.json", json.dumps(document[part], indent=2))
     return buffer.getvalue()
 
@@ -113,9 +199,12 @@ def zip_export(document: dict[str, Any]) -> bytes:
     operation_id="export_account",
     response_model=AccountExport,
     summary="Export everything Fabula holds about you",
-    description="One JSON document with a member per service: the profile, identities and "
-    "API keys (without secrets); every story with all its segments; the plan and its "
-    "usage. `?format=zip` answers a zip archive with one JSON file per service instead. "
+    description="One JSON document with a member per kind of data: the profile, identities "
+    "and API keys (without secrets); every story with all its segments; every council "
+    "conversation with its messages (those the free plan hides too); every project with "
+    "every version of its narratives; drawings and picture stories; the photos' records; "
+    "the plan, its usage, the ledger and invoices. `?format=zip` answers a zip archive "
+    "with one JSON file per member instead. "
     "When a service cannot answer, the export fails with 503 rather than leave a part out.",
     responses={
         **problem_responses(401, 404, 422, 500, 503),

@@ -40,6 +40,12 @@ class AccountExport(BaseModel):
                     "stories": [
                         {"id": "...", "title": "The Lighthouse", "segments": [{"text": "..."}]}
                     ],
+                    "conversations": [
+                        {"id": "...", "title": "Gripping openings", "messages": [{"role": "user"}]}
+                    ],
+                    "projects": [{"id": "...", "name": "Saga", "narratives": []}],
+                    "pictures": {"drawings": [], "picture_stories": []},
+                    "photos": [{"id": "...", "status": "PHOTO_STATUS_COMPLETED"}],
                     "billing": {"usage": {"plan": "free", "generations_used": "4"}},
                 }
             ]
@@ -51,6 +57,16 @@ class AccountExport(BaseModel):
     user_id: str
     users: dict[str, Any] = Field(description="Profile, identities, API keys (no secrets).")
     stories: list[dict[str, Any]] = Field(description="Every story with all its segments.")
+    conversations: list[dict[str, Any]] = Field(
+        description="Every council conversation with its messages, hidden ones too."
+    )
+    projects: list[dict[str, Any]] = Field(
+        description="Every project with every version of its narratives (texts included)."
+    )
+    pictures: dict[str, Any] = Field(description="Drawings and picture stories.")
+    photos: list[dict[str, Any]] = Field(
+        description="The photos' records; the files are at /v1/photos/{id} (these URLs expire)."
+    )
     billing: dict[str, Any] = Field(
         description="Plan and usage, the subscription, every usage log entry, invoices."
     )

@@ -683,6 +683,28 @@ async def test_old_conversations_hide_on_the_free_plan_and_return_on_a_paid_one(
     assert await listed() == [recent]
 
 
+async def test_the_export_holds_every_conversation_with_its_messages_hidden_ones_too(
+    conversations, double, db
+):
+    owner = user()
+    old = await new_conversation(conversations, owner, "Old")
+    await ask(conversations, owner, old, "Who tells the story?")
+    recent = await new_conversation(conversations, owner, "Recent")
+    await backdate(db, old, days=31)
+    other = await new_conversation(conversations, user(), "Someone else's")
+
+    exported = [
+        c async for c in conversations.ExportConversations(
+            conversations_pb2.ExportConversationsRequest(user_id=owner)
+        )
+    ]
+
+    # The free plan hides the old one from reading, not from the owner's export.
+    assert [c.id for c in exported] == [recent, old] and other not in {c.id for c in exported}
+    assert [m.role for m in exported[1].messages] == ["user", "assistant"]
+    assert exported[1].messages[1].content == CHAIRMAN_TEXT
+
+
 async def _equals(value: Awaitable, expected) -> bool:
     return await value == expected
 

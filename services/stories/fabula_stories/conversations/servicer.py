@@ -64,6 +64,27 @@ class ConversationsServicer(conversations_pb2_grpc.ConversationsServiceServicer)
             )
             return conversation_to_proto(conversation, messages=conversation.messages)
 
+    async def ExportConversations(
+        self,
+        request: conversations_pb2.ExportConversationsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[conversations_pb2.Conversation]:
+        # Retention 0: nothing hidden; the user's data is all of it.
+        user_id = parse_user_id(request.user_id)
+        cursor = ""
+        while True:
+            async with self._db.session_scope() as session:
+                page = await service.list_conversations(
+                    session, user_id, 100, cursor, None
+                )
+            for item in page.items:
+                async with self._db.session_scope() as session:
+                    conversation = await service.get_conversation(session, user_id, item.id)
+                    exported = conversation_to_proto(conversation, messages=conversation.messages)
+                yield exported
+            if not (cursor := page.next_cursor):
+                return
+
     async def UpdateConversation(
         self,
         request: conversations_pb2.UpdateConversationRequest,

@@ -75,6 +75,12 @@ class CreateConversationRequest(_message.Message):
     title: str
     def __init__(self, user_id: _Optional[str] = ..., title: _Optional[str] = ...) -> None: ...
 
+class ExportConversationsRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
 class ConversationRef(_message.Message):
     __slots__ = ("user_id", "conversation_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -65,6 +65,11 @@ class ConversationsServiceStub:
                 request_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationRef.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ExportConversations = channel.unary_stream(
+                '/fabula.stories.v1.ConversationsService/ExportConversations',
+                request_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ExportConversationsRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.Conversation.FromString,
+                _registered_method=True)
         self.SendMessage = channel.unary_stream(
                 '/fabula.stories.v1.ConversationsService/SendMessage',
                 request_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.SendMessageRequest.SerializeToString,
@@ -123,6 +128,14 @@ class ConversationsServiceServicer:
 
     def DeleteConversation(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportConversations(self, request, context):
+        """Every conversation of the user with its messages, newest first, those
+        the free plan's retention hides included: the account export.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -196,6 +209,11 @@ def add_ConversationsServiceServicer_to_server(servicer, server):
                     servicer.DeleteConversation,
                     request_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationRef.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ExportConversations': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportConversations,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.ExportConversationsRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_conversations__pb2.Conversation.SerializeToString,
             ),
             'SendMessage': grpc.unary_stream_rpc_method_handler(
                     servicer.SendMessage,
@@ -358,6 +376,33 @@ class ConversationsService:
             '/fabula.stories.v1.ConversationsService/DeleteConversation',
             fabula_dot_stories_dot_v1_dot_conversations__pb2.ConversationRef.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportConversations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fabula.stories.v1.ConversationsService/ExportConversations',
+            fabula_dot_stories_dot_v1_dot_conversations__pb2.ExportConversationsRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_conversations__pb2.Conversation.FromString,
             options,
             channel_credentials,
             insecure,
