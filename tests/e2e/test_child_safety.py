@@ -46,6 +46,16 @@ def test_an_under_13_account_gets_a_child_safe_refusal_and_pays_nothing(api, pro
     assert suitable.status_code == 201, suitable.text
     api.wait_for(lambda: api.usage(child)["generations_used"] == used + 1)
 
+    # The council too: the question is read before anything is asked or billed.
+    conversation = api.http.post("/v1/conversations", json={}, headers=child.headers).json()
+    asked = api.http.post(
+        f"/v1/conversations/{conversation['id']}/messages",
+        json={"content": "How does Pip kill the guard?"},
+        headers=child.headers,
+    )
+    assert problem(asked, 422, "/content-blocked")["part"] == "question"
+    assert api.usage(child)["generations_used"] == used + 1
+
     # The same direction from an adult is written as asked.
     adult = api.register()
     api.http.patch("/v1/me", json={"birthdate": born_years_ago(30)}, headers=adult.headers)

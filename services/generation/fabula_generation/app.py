@@ -138,7 +138,7 @@ def create_app(settings: Settings) -> GrpcApp:
     app.add_servicer(
         council_pb2_grpc.add_CouncilServiceServicer_to_server,
         CouncilServicer(
-            CouncilEngine(council, recorder, meter, prices),
+            CouncilEngine(council, recorder, meter, prices, moderator_for(provider)),
             billing_pb2_grpc.BillingServiceStub(billing_channel),
         ),
         COUNCIL_SERVICE_NAME,

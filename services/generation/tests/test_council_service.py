@@ -18,6 +18,7 @@ from fabula.generation.v1 import council_pb2, council_pb2_grpc
 from fabula.stories.v1 import events_pb2 as stories_events
 from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
+from fabula_common.context import CHILD_SAFE_HEADER
 from fabula_common.db import Database
 from fabula_common.errors import error_reason
 from fabula_common.messaging.bus import subject_for
@@ -309,6 +310,31 @@ async def test_a_spent_plan_is_refused_before_any_call(council, billing, db):
     assert refusal.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_reason(refusal.value) == "quota-exceeded"
     assert await message_rows(db, request.message_id) == []
+
+
+CHILD = ((CHILD_SAFE_HEADER, "1"),)
+
+
+async def test_a_child_safe_council_checks_the_question_first_and_streams_only_read_text(
+    council, billing, db
+):
+    user_id = str(uuid.uuid4())
+    blocked = deliberate_request(user_id=user_id, question="How does the knight kill everyone?")
+    with pytest.raises(grpc.aio.AioRpcError) as refusal:
+        [event async for event in council.Deliberate(blocked, timeout=30, metadata=CHILD)]
+    assert error_reason(refusal.value) == "content-blocked"
+    # Refused before anything was reserved or asked of a model.
+    assert await message_rows(db, blocked.message_id) == []
+    assert await usage_of(billing, user_id) == (0, 0)
+
+    request = deliberate_request(user_id=user_id, question="Which animal makes the best friend?")
+    events = [event async for event in council.Deliberate(request, timeout=30, metadata=CHILD)]
+    kinds = [event.WhichOneof("event") for event in events]
+    # Every stage arrives whole (each text moderated), none as it is written.
+    assert "delta" not in kinds
+    assert kinds.count("answer") == 3 and kinds.count("review") == 3
+    assert kinds[-2:] == ["chairman", "done"]
+    assert of_kind(events, "chairman")[0].text
 
 
 @pytest.mark.parametrize(

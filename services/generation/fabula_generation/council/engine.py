@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from fabula.generation.v1 import council_pb2
+from fabula_common.context import is_child_safe
 from fabula_common.errors import AlreadyExists, FabulaError, Unavailable
 from fabula_common.money import from_money, to_money
 
@@ -41,6 +42,7 @@ from fabula_generation.providers import (
     OfflineProvider,
     OpenAICompatibleProvider,
 )
+from fabula_generation.safety.moderation import Moderator, WordListModerator, require_suitable
 from fabula_generation.settings import Settings
 
 STAGE_PURPOSES = {
@@ -231,12 +233,19 @@ class CouncilEngine:
     record every call, then record the message (or its failure)."""
 
     def __init__(
-        self, council: Council, recorder: GenerationRecorder, meter: Meter, prices: PriceTable
+        self,
+        council: Council,
+        recorder: GenerationRecorder,
+        meter: Meter,
+        prices: PriceTable,
+        moderator: Moderator | None = None,
     ) -> None:
         self.council = council
         self.recorder = recorder
         self.meter = meter
         self.prices = prices
+        # For child-safe accounts (see _child_safe).
+        self.moderator = moderator or WordListModerator()
 
     def estimated_cost(self, members: Sequence[Member]) -> Decimal:
         """What the message may cost: every member answering and reviewing,
@@ -263,6 +272,10 @@ class CouncilEngine:
         self, deliberation: Deliberation, members: Sequence[Member]
     ) -> AsyncIterator[Event]:
         d = deliberation
+        child_safe = is_child_safe()
+        if child_safe:
+            # Before anything is reserved or asked: a refused question costs nothing.
+            await require_suitable(self.moderator, {"question": d.question})
         # Before any call: a plan that is spent refuses the message (QuotaExceeded).
         await self.meter.reserve(
             d.user_id, d.message_id, estimated_cost=self.estimated_cost(members)
@@ -273,6 +286,8 @@ class CouncilEngine:
         # (generation's record knows no call under it).
         try:
             async for event in self._stages(d, members, totals):
+                if child_safe and not await self._child_safe(event):
+                    continue
                 yield event
         except FabulaError as exc:
             await self._record_message(d, failure=exc)
@@ -287,6 +302,21 @@ class CouncilEngine:
                 )
             )
         )
+
+    async def _child_safe(self, event: Event) -> bool:
+        """Whether a child-safe account's stream gets `event`. Nothing reaches
+        a child before the moderation has read it: text as it is written is
+        held back, and every answer, review and the chairman's answer is
+        checked whole (ContentBlocked fails the message: its calls are paid,
+        no generation counts)."""
+        kind = event.WhichOneof("event")
+        if kind == "delta":
+            return False
+        if kind in ("answer", "review", "chairman"):
+            await require_suitable(self.moderator, {kind: getattr(event, kind).text})
+        elif kind == "title":
+            await require_suitable(self.moderator, {"title": event.title})
+        return True
 
     async def _stages(
         self, d: Deliberation, members: Sequence[Member], totals: _Totals

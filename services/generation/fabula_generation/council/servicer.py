@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula.generation.v1 import council_pb2, council_pb2_grpc
+from fabula_common.context import is_child_safe
 from fabula_common.errors import FabulaError, InvalidArgument, Unavailable, from_rpc_error
 
 from fabula_generation.council import prompts
@@ -26,6 +27,7 @@ from fabula_generation.generations.domain import (
     Subject,
 )
 from fabula_generation.generations.service import GenerationCall, complete_generation
+from fabula_generation.safety.moderation import require_suitable
 
 MAX_ID_LENGTH = 64
 MAX_QUESTION_CHARS = 8_000
@@ -154,6 +156,9 @@ class CouncilServicer(council_pb2_grpc.CouncilServiceServicer):
         )
         if limit == 0:
             return council_pb2.ClarifyingQuestionsResponse()
+        child_safe = is_child_safe()
+        if child_safe:
+            await require_suitable(self.engine.moderator, {"question": question})
         prompt = prompts.follow_up_prompt(question, conversation, limit)
         errors: list[str] = []
         for chairman in self.engine.council.chairmen():
@@ -180,9 +185,10 @@ class CouncilServicer(council_pb2_grpc.CouncilServiceServicer):
             except FabulaError as exc:  # the next chairman is asked
                 errors.append(f"{chairman.name}: {exc.message}")
                 continue
-            return council_pb2.ClarifyingQuestionsResponse(
-                questions=prompts.parse_follow_up_questions(call.text, limit)
-            )
+            questions = prompts.parse_follow_up_questions(call.text, limit)
+            if child_safe:
+                await require_suitable(self.engine.moderator, {"questions": "\n".join(questions)})
+            return council_pb2.ClarifyingQuestionsResponse(questions=questions)
         raise Unavailable(
             "no chairman could be asked: " + "; ".join(errors), reason=MODEL_UNAVAILABLE
         )
