@@ -83,14 +83,19 @@ class IdempotencyKeyReused(InvalidArgument):
 
 
 class ContentBlocked(InvalidArgument):
-    """A child-safe account's direction, or the model's answer for it, was
-    refused by the moderation check. metadata `part` names which
-    (`direction`, `story`, `story_en`, `story_de`); `checker` which check."""
+    """A child-safe account's request (a direction, a council question), or
+    what the model wrote for it, was refused by the moderation check. metadata
+    `part` names which (`direction`, `question`; `story`, `story_en`,
+    `story_de`, `answer`, `review`, `chairman`, `title`, `questions`);
+    `checker` which check."""
 
     reason = "content-blocked"
 
+    # What the user asked, as opposed to what a model wrote.
+    _ASKED = {"direction": "the direction", "question": "the question"}
+
     def __init__(self, part: str, checker: str, categories: list[str] | None = None) -> None:
-        what = "the direction" if part == "direction" else "the story written for it"
+        what = self._ASKED.get(part, "what was written for it")
         super().__init__(
             f"{what} is not suitable for a young writer's account",
             metadata={
