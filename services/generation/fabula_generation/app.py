@@ -129,6 +129,7 @@ def create_app(settings: Settings) -> GrpcApp:
                 prices,
                 provider.model,
                 settings.jobs_running_limits,
+                moderator_for(provider),
             )
         ),
         JOBS_SERVICE_NAME,

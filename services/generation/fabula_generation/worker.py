@@ -27,6 +27,7 @@ from fabula_generation.generations.servicer import GenerationRecorder
 from fabula_generation.generations.tasks import AbandonedGenerationSweeper
 from fabula_generation.jobs.worker import JobWorker
 from fabula_generation.providers import create_provider
+from fabula_generation.safety.moderation import moderator_for
 from fabula_generation.settings import Settings
 
 log = logging.getLogger("fabula_generation.worker")
@@ -66,6 +67,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             lease_seconds=settings.jobs_lease_seconds,
             cancel_poll_seconds=settings.jobs_cancel_poll_seconds,
             claim_poll_seconds=settings.jobs_claim_poll_seconds,
+            moderator=moderator_for(provider),
         ),
         recorder,
         AbandonedGenerationSweeper(

@@ -28,6 +28,7 @@ from fabula.generation.v1 import (
 )
 from fabula_billing.app import create_app as create_billing_app
 from fabula_billing.settings import Settings as BillingSettings
+from fabula_common.context import CHILD_SAFE_HEADER
 from fabula_common.db import Database
 from fabula_common.errors import error_reason
 from fabula_common.messaging.bus import subject_for
@@ -232,6 +233,33 @@ async def test_a_job_runs_to_completion_offline(jobs, db, billing, nats_url):
     # Metered as cost only: no generation of the plan counted, nothing held.
     summary = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=job.user_id))
     assert summary.generations_used == 0 and summary.generations_reserved == 0
+
+
+CHILD = ((CHILD_SAFE_HEADER, "1"),)
+
+
+async def test_a_child_s_job_is_moderated_before_it_is_queued_and_stage_by_stage(jobs, db):
+    user_id = str(uuid.uuid4())
+    unsuitable = brief(premise="A knight must kill everyone in the castle.")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await jobs.SubmitJob(
+            jobs_pb2.SubmitJobRequest(user_id=user_id, project_id=str(uuid.uuid4()), brief=unsuitable),
+            metadata=CHILD,
+        )
+    assert error_reason(refused.value) == "content-blocked"
+    listed = await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user_id))
+    assert not listed.items  # nothing queued, nothing reserved
+
+    job = await jobs.SubmitJob(
+        jobs_pb2.SubmitJobRequest(user_id=user_id, project_id=str(uuid.uuid4()), brief=brief()),
+        metadata=CHILD,
+    )
+    async with worker():
+        events = await watch_all(jobs, job)
+    assert events[-1].job.status == jobs_pb2.JOB_STATUS_COMPLETED
+    # Each stage's text reaches the watcher once, whole, after its check.
+    texts = Counter(e.stage for e in events if e.type == jobs_pb2.JOB_EVENT_TYPE_TEXT)
+    assert texts and set(texts.values()) == {1}, texts
 
 
 async def test_a_brief_beyond_the_plan_is_refused(billing_addr):

@@ -38,6 +38,7 @@ from fabula_generation.jobs.domain import (
 )
 from fabula_generation.jobs.models import Job, JobEvent
 from fabula_generation.jobs.pipeline import JobPlan, new_stages, revision_stages, split_sections
+from fabula_generation.safety.moderation import Moderator, WordListModerator, require_suitable
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class JobsService:
         prices: PriceTable,
         model: str,
         running_limits: Mapping[str, int],
+        moderator: Moderator | None = None,
     ) -> None:
         self.db = db
         self.meter = meter
@@ -171,6 +173,7 @@ class JobsService:
         self.prices = prices
         self.model = model
         self.running_limits = dict(running_limits)
+        self.moderator = moderator or WordListModerator()
 
     def estimate(self, plan: JobPlan, stages: list[str] | tuple[str, ...] | None = None) -> Decimal:
         return sum(
@@ -208,6 +211,16 @@ class JobsService:
                     max(words, MIN_TARGET_WORDS), MAX_TARGET_WORDS
                 )})
         brief = validate_brief(brief)
+        if is_child_safe():
+            # Before anything is reserved or queued: a refused brief costs nothing.
+            await require_suitable(self.moderator, {
+                "premise": brief.premise,
+                "characters": "\n".join(brief.characters),
+                "setting": brief.setting,
+                "tone": brief.tone,
+                "world_notes": brief.world_notes,
+                "instructions": revision.instructions if revision else "",
+            })
         if idempotency_key:
             async with self.db.session_scope() as session:
                 earlier = await repository.by_idempotency_key(session, user_id, idempotency_key)

@@ -21,7 +21,7 @@ from contextlib import aclosing
 from decimal import Decimal
 
 from fabula.generation.v1 import events_pb2, jobs_pb2
-from fabula_common.context import child_safe_var
+from fabula_common.context import child_safe_var, is_child_safe
 from fabula_common.db import Database, utcnow
 from fabula_common.errors import FabulaError
 from fabula_common.messaging.outbox import enqueue
@@ -38,6 +38,7 @@ from fabula_generation.jobs.models import Job
 from fabula_generation.jobs.pipeline import MEASURE, JobPlan
 from fabula_generation.jobs.service import plan_of
 from fabula_generation.providers import GenerationProvider
+from fabula_generation.safety.moderation import Moderator, WordListModerator, require_suitable
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,10 @@ class JobWorker:
         lease_seconds: float = 15.0,
         cancel_poll_seconds: float = 0.25,
         claim_poll_seconds: float = 0.5,
+        moderator: Moderator | None = None,
     ) -> None:
         self.db = db
+        self.moderator = moderator or WordListModerator()
         self.provider = provider
         self.recorder = recorder
         self.meter = meter
@@ -260,12 +263,17 @@ class JobWorker:
             },
         )
         await self.recorder.start(call)
+        # A child's watcher gets no text before the moderation has read it:
+        # the stage's text is checked whole, then sent as one event.
+        child_safe = is_child_safe()
         pending: list[str] = []
         flushed_at = time.monotonic()
         async with self.recorder.recording(call):
             async with aclosing(stream_generation(call)) as deltas:
                 async for delta in deltas:
                     pending.append(delta)
+                    if child_safe:
+                        continue
                     if (
                         time.monotonic() - flushed_at >= TEXT_FLUSH_SECONDS
                         or sum(map(len, pending)) >= TEXT_FLUSH_CHARS
@@ -273,6 +281,9 @@ class JobWorker:
                         await self._text(job, stage, "".join(pending))
                         pending.clear()
                         flushed_at = time.monotonic()
+        if child_safe:
+            # Paid either way; a refusal fails the job (reason content-blocked).
+            await require_suitable(self.moderator, {stage: call.text})
         if pending:
             await self._text(job, stage, "".join(pending))
         return call.text
