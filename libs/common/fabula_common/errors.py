@@ -85,14 +85,19 @@ class IdempotencyKeyReused(InvalidArgument):
 class ContentBlocked(InvalidArgument):
     """A child-safe account's request (a direction, a council question), or
     what the model wrote for it, was refused by the moderation check. metadata
-    `part` names which (`direction`, `question`; `story`, `story_en`,
-    `story_de`, `answer`, `review`, `chairman`, `title`, `questions`);
-    `checker` which check."""
+    `part` names which (`direction`, `question`, a job brief's field; `story`,
+    `story_en`, `story_de`, `answer`, `review`, `chairman`, `title`,
+    `questions`, a job stage); `checker` which check."""
 
     reason = "content-blocked"
 
     # What the user asked, as opposed to what a model wrote.
-    _ASKED = {"direction": "the direction", "question": "the question"}
+    _ASKED = {
+        "direction": "the direction",
+        "question": "the question",
+        **dict.fromkeys(("premise", "characters", "setting", "tone", "world_notes"), "the brief"),
+        "instructions": "the revision's instructions",
+    }
 
     def __init__(self, part: str, checker: str, categories: list[str] | None = None) -> None:
         what = self._ASKED.get(part, "what was written for it")
