@@ -32,6 +32,21 @@ def _plain(message: Message) -> dict[str, Any]:
     return MessageToDict(message, preserving_proto_field_name=True)
 
 
+# The largest page every list call accepts.
+_PAGE = 100
+
+
+async def _every_page(list_call, request: Message, items: str) -> list[Message]:
+    """Every item of a paged list call, following `next_cursor` to the end."""
+    found: list[Message] = []
+    while True:
+        page = await list_call(request)
+        found.extend(getattr(page, items))
+        if not page.next_cursor:
+            return found
+        request.cursor = page.next_cursor
+
+
 async def _users_part(clients: ServiceClients, user_id: str) -> dict[str, Any]:
     reply = await clients.users.ExportUser(users_pb2.ExportUserRequest(user_id=user_id))
     return _plain(reply)
@@ -51,45 +66,22 @@ async def _billing_part(clients: ServiceClients, user_id: str) -> dict[str, Any]
     subscription = await clients.billing.GetSubscription(
         billing_pb2.GetSubscriptionRequest(user_id=user_id)
     )
-    logs: list[dict[str, Any]] = []
-    cursor = ""
-    while True:  # every page of the ledger
-        page = await clients.billing.ListUsageLogs(
-            billing_pb2.ListUsageLogsRequest(user_id=user_id, limit=100, cursor=cursor)
-        )
-        logs.extend(_plain(log) for log in page.logs)
-        if not (cursor := page.next_cursor):
-            break
-    invoices: list[dict[str, Any]] = []
-    cursor = ""
-    while True:
-        page = await clients.billing.ListInvoices(
-            billing_pb2.ListInvoicesRequest(user_id=user_id, limit=100, cursor=cursor)
-        )
-        invoices.extend(_plain(invoice) for invoice in page.invoices)
-        if not (cursor := page.next_cursor):
-            break
+    logs = await _every_page(
+        clients.billing.ListUsageLogs,
+        billing_pb2.ListUsageLogsRequest(user_id=user_id, limit=_PAGE),
+        "logs",
+    )
+    invoices = await _every_page(
+        clients.billing.ListInvoices,
+        billing_pb2.ListInvoicesRequest(user_id=user_id, limit=_PAGE),
+        "invoices",
+    )
     return {
         "usage": _plain(usage),
         "subscription": _plain(subscription),
-        "usage_logs": logs,
-        "invoices": invoices,
+        "usage_logs": [_plain(log) for log in logs],
+        "invoices": [_plain(invoice) for invoice in invoices],
     }
-
-
-# The largest page every list call accepts.
-_PAGE = 100
-
-
-async def _every_page(list_call, request: Message, items: str) -> list[Message]:
-    """Every item of a paged list call, following `next_cursor` to the end."""
-    found: list[Message] = []
-    while True:
-        page = await list_call(request)
-        found.extend(getattr(page, items))
-        if not page.next_cursor:
-            return found
-        request.cursor = page.next_cursor
 
 
 async def _conversations_part(clients: ServiceClients, user_id: str) -> list[dict[str, Any]]:
@@ -152,10 +144,17 @@ async def _media_part(clients: ServiceClients, user_id: str) -> list[dict[str, A
     return [_plain(photo) for photo in photos]
 
 
-# The document's members besides the header, each a file of its own in the zip.
-EXPORT_PARTS = (
-    "users", "stories", "conversations", "projects", "pictures", "photos", "billing",
-)
+# The document's members besides the header, in order, each a file of its
+# own in the zip, and the function that asks the service for it.
+EXPORT_PARTS = {
+    "users": _users_part,
+    "stories": _stories_part,
+    "conversations": _conversations_part,
+    "projects": _projects_part,
+    "pictures": _pictures_part,
+    "photos": _media_part,
+    "billing": _billing_part,
+}
 
 
 async def collect_export(clients: ServiceClients, user_id: str) -> dict[str, Any]:
@@ -164,13 +163,8 @@ async def collect_export(clients: ServiceClients, user_id: str) -> dict[str, Any
     try:
         async with asyncio.TaskGroup() as group:
             parts = {
-                "users": group.create_task(_users_part(clients, user_id)),
-                "stories": group.create_task(_stories_part(clients, user_id)),
-                "conversations": group.create_task(_conversations_part(clients, user_id)),
-                "projects": group.create_task(_projects_part(clients, user_id)),
-                "pictures": group.create_task(_pictures_part(clients, user_id)),
-                "photos": group.create_task(_media_part(clients, user_id)),
-                "billing": group.create_task(_billing_part(clients, user_id)),
+                name: group.create_task(ask(clients, user_id))
+                for name, ask in EXPORT_PARTS.items()
             }
     except ExceptionGroup as failed:
         # The first failure answers (the others were cancelled with it).
@@ -179,7 +173,7 @@ async def collect_export(clients: ServiceClients, user_id: str) -> dict[str, Any
         "format": EXPORT_FORMAT,
         "exported_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
         "user_id": user_id,
-        **{name: parts[name].result() for name in EXPORT_PARTS},
+        **{name: part.result() for name, part in parts.items()},
     }
 
 
