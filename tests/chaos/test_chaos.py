@@ -192,11 +192,13 @@ def test_login_storm_while_others_work(chaos_stack, chaos, reconcile):
     )
     assert set(statuses) <= {401} | REFUSED, statuses
     assert refusals, "the storm never filled the hash queue: nothing was tested"
-    # Refusals do not wait for hashing. The client side is 48 threads in one
-    # interpreter on a busy machine, so a few answers caught in a stall are
-    # noise; more than one in fifty would be a refusal that waited.
+    # Refusals do not wait for hashing: a refusal that queued behind the hashes
+    # would make nearly every refusal slow. The client side is 48 threads in
+    # one interpreter beside another test worker on 2 cores, so stalls of a
+    # couple of seconds catch a few percent of answers (16 of 497 in one CI
+    # run); more than one in ten is the queue, not the machine.
     slow = [a for a in refusals if a.seconds > REFUSAL_SECONDS]
-    assert len(slow) <= max(5, len(refusals) // 50), (
+    assert len(slow) <= max(5, len(refusals) // 10), (
         f"{len(slow)} of {len(refusals)} refusals took over {REFUSAL_SECONDS}s: {slow[:5]}"
     )
     bare = [a for a in refusals if not a.retry_after]
