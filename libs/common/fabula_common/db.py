@@ -8,7 +8,7 @@ success or rolls back on error. Domain code never commits.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -112,17 +112,34 @@ class Row(asyncpg.Record):
 
 @dataclass(frozen=True)
 class CompiledQuery:
-    """A read-only Core statement compiled once into the driver's SQL, for
-    `Database.fetch`: written from the models like any other query, but run
-    without SQLAlchemy's per-execution work (about half the CPU of a read)."""
+    """A Core statement compiled once into the driver's SQL: written from the
+    models like any other query, but run on asyncpg without SQLAlchemy's
+    per-execution work (about half the CPU of a read). Reads go through
+    `Database.fetch`; a self-contained write statement runs on a session's
+    own connection (`driver_of`), inside its transaction if it has one."""
 
     sql: str
     parameters: tuple[str, ...]  # bound parameter names, in the SQL's $n order
+    fixed: Mapping[str, Any]  # values the statement bound itself (literal())
 
     @classmethod
     def of(cls, statement: Executable) -> CompiledQuery:
         compiled = statement.compile(dialect=asyncpg_dialect())
-        return cls(str(compiled), tuple(compiled.positiontup or ()))
+        parameters = tuple(compiled.positiontup or ())
+        binds = {name: compiled.binds[name] for name in parameters}
+        fixed = {name: bind.value for name, bind in binds.items() if not bind.required}
+        return cls(str(compiled), parameters, fixed)
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments for the SQL, from its parameters by name."""
+        return [values[name] if name in values else self.fixed[name] for name in self.parameters]
+
+
+async def driver_of(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under `session` (its transaction, if it began
+    one), for a CompiledQuery: the session still commits or rolls back."""
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection
 
 
 # A pooled connection that turns out dead when used (the server went away
@@ -160,7 +177,7 @@ class Database:
         restarted since it was pooled) it is dropped and the query runs once
         more on another, so the caller never sees the stale connection. Never
         for writes."""
-        arguments = [values[name] for name in query.parameters]
+        arguments = query.arguments(values)
         for attempt in (1, 2):
             # The pool's connection itself: no SQLAlchemy Connection around it.
             pooled = await self.engine.raw_connection()

@@ -3,25 +3,47 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from fabula_common.db import CompiledQuery, driver_of
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_generation.generations.domain import STARTED
 from fabula_generation.generations.models import Generation
 
+_STARTED_COLUMNS = (
+    *("id", "user_id", "purpose", "subject_kind", "subject_id", "reservation_id"),
+    *("provider", "model", "prompt_tokens", "completion_tokens", "usage_estimated"),
+    *("cost_usd", "duration_ms", "delivery", "owner", "error", "attributes", "created_at"),
+)
+# Compiled once: a started row precedes every model call.
+_ADD_STARTED = CompiledQuery.of(
+    insert(Generation)
+    .values(
+        {
+            name: bindparam(name, type_=Generation.__table__.c[name].type)
+            for name in _STARTED_COLUMNS
+        }
+        | {"outcome": STARTED}
+    )
+    .on_conflict_do_nothing(index_elements=[Generation.id])
+    .returning(Generation.id)
+)
+
 
 async def add_started_generation(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert a started generation; False when one with its id exists already."""
-    inserted = await session.scalar(
-        insert(Generation)
-        .values(**values, outcome=STARTED)
-        .on_conflict_do_nothing(index_elements=[Generation.id])
-        .returning(Generation.id)
-    )
+    """Insert a started generation (values: the columns of _STARTED_COLUMNS;
+    owner, error and attributes may be left out); False when one with its id
+    exists already."""
+    values = {"owner": None, "error": None, "attributes": None, **values}
+    if values["attributes"] is not None:  # the raw driver takes JSON as text
+        values["attributes"] = json.dumps(values["attributes"])
+    driver = await driver_of(session)
+    inserted = await driver.fetchval(_ADD_STARTED.sql, *_ADD_STARTED.arguments(values))
     return inserted is not None
 
 

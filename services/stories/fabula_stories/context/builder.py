@@ -30,8 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fabula.generation.v1 import generation_pb2
-from sqlalchemy import select
+from fabula_common.db import CompiledQuery, driver_of
+from fabula_common.errors import NotFound
+from sqlalchemy import Uuid, bindparam, func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from fabula_stories.stories.models import LoreEntry, SecondaryLogic, Segment, Story
 from fabula_stories.stories.paths import path_to
@@ -113,20 +117,6 @@ class LoreCandidate:
     enabled: bool = True
     created_at: dt.datetime = dt.datetime.min.replace(tzinfo=dt.UTC)
 
-    @classmethod
-    def from_entry(cls, entry: LoreEntry) -> LoreCandidate:
-        return cls(
-            id=entry.id,
-            text=entry.text,
-            keys=tuple(entry.keys),
-            secondary_keys=tuple(entry.secondary_keys),
-            secondary_logic=entry.secondary_logic,
-            priority=entry.priority,
-            constant=entry.constant,
-            enabled=entry.enabled,
-            created_at=entry.created_at,
-        )
-
 
 @dataclass(frozen=True)
 class LoreHit:
@@ -200,9 +190,70 @@ def _lore_order(entry: LoreCandidate) -> tuple:
 # --- Building --------------------------------------------------------------------
 
 
+def _writing_query() -> CompiledQuery:
+    """Everything load_for_writing reads, in one statement: the user's story's
+    facts, its enabled lore entries (JSON), whether the segment to follow is on
+    the followed path, and if so the newest `path_limit` segments of that path
+    up to it (JSON). No row when the story is missing or someone else's."""
+    story_id, path_limit = bindparam("story_id", type_=Uuid), bindparam("path_limit")
+    followed = aliased(Segment)  # the segment to follow
+    after = followed.id == bindparam("after_segment_id", type_=Uuid), followed.story_id == story_id
+    after_position = select(followed.position).where(*after).scalar_subquery()
+    lore = (
+        select(
+            func.json_agg(
+                func.json_build_object(
+                    *("id", LoreEntry.id, "text", LoreEntry.text, "keys", LoreEntry.keys),
+                    *("secondary_keys", LoreEntry.secondary_keys),
+                    *("secondary_logic", LoreEntry.secondary_logic),
+                    *("priority", LoreEntry.priority, "constant", LoreEntry.constant),
+                    *("enabled", LoreEntry.enabled, "created_at", LoreEntry.created_at),
+                )
+            )
+        )
+        .where(LoreEntry.story_id == Story.id, LoreEntry.enabled)
+        .scalar_subquery()
+    )
+    # The followed path is one index range: no walk up the tree.
+    recent = (
+        select(Segment.id, Segment.position, Segment.text)
+        .where(Segment.story_id == story_id, Segment.on_path, Segment.position <= after_position)
+        .order_by(Segment.position.desc())
+        .limit(path_limit)
+        .subquery()
+    )
+    path = (
+        select(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_array(recent.c.id, recent.c.position, recent.c.text),
+                    recent.c.position.desc(),
+                )
+            )
+        )
+        .select_from(recent)
+        .scalar_subquery()
+    )
+    on_path = select(followed.on_path).where(*after).scalar_subquery()
+    return CompiledQuery.of(
+        select(
+            *(Story.genre, Story.title, Story.characters, Story.opening_line),
+            *(Story.memory, Story.authors_note),
+            lore.label("lore"),
+            on_path.label("after_on_path"),
+            path.label("path"),
+        ).where(Story.id == story_id, Story.user_id == bindparam("user_id", type_=Uuid))
+    )
+
+
+# Compiled once: the context is read before every model call of a story.
+_FOR_WRITING = _writing_query()
+
+
 async def load_for_writing(
     session: AsyncSession,
-    story: Story,
+    user_id: uuid.UUID,
+    story_id: uuid.UUID,
     after_segment_id: uuid.UUID | None,
     direction: str,
     *,
@@ -210,26 +261,44 @@ async def load_for_writing(
     max_chars: int,
     limits: ContextLimits = DEFAULT_LIMITS,
 ) -> BuiltContext:
-    """The context for a segment that would follow `after_segment_id` on
-    `story` (None: an opening, nothing before it)."""
+    """The context for a segment that would follow `after_segment_id` on the
+    user's story (None: an opening, nothing before it); NotFound when the
+    story is missing or someone else's. One round trip when that segment is
+    on the followed path (every continuation of the head), two otherwise."""
+    path_limit = max(max_segments, limits.lore_scan_segments)
+    driver = await driver_of(session)
+    row = await driver.fetchrow(
+        _FOR_WRITING.sql,
+        *_FOR_WRITING.arguments(
+            {
+                "story_id": story_id,
+                "user_id": user_id,
+                "after_segment_id": after_segment_id,
+                "path_limit": path_limit,
+            }
+        ),
+    )
+    if row is None:
+        raise NotFound("story not found")
     facts = StoryFacts(
-        genre=story.genre,
-        title=story.title,
-        characters=list(story.characters),
-        opening_line=story.opening_line or "",
-        memory=story.memory,
-        authors_note=story.authors_note,
+        genre=row["genre"],
+        title=row["title"],
+        characters=list(row["characters"]),
+        opening_line=row["opening_line"] or "",
+        memory=row["memory"],
+        authors_note=row["authors_note"],
     )
     path: list[PathText] = []
-    if after_segment_id is not None:
-        path = await _recent_path(
-            session, story.id, after_segment_id, max(max_segments, limits.lore_scan_segments)
+    if row["after_on_path"]:
+        path = [
+            PathText(uuid.UUID(id_), position, text) for id_, position, text in row["path"] or ()
+        ]
+    elif after_segment_id is not None and row["after_on_path"] is not None:
+        path = await _recent_path_off_the_followed_one(
+            session, story_id, after_segment_id, path_limit
         )
-    # The story's enabled entries, in one query.
-    entries = await session.scalars(
-        select(LoreEntry).where(LoreEntry.story_id == story.id, LoreEntry.enabled)
-    )
-    lore = [LoreCandidate.from_entry(entry) for entry in entries]
+    # JSON arrives decoded: SQLAlchemy's dialect sets the pool's json codec.
+    lore = [_lore_candidate(entry) for entry in row["lore"] or ()]
     return build_context(
         facts,
         path,
@@ -241,30 +310,34 @@ async def load_for_writing(
     )
 
 
-async def _recent_path(
+def _lore_candidate(entry: dict) -> LoreCandidate:
+    return LoreCandidate(
+        id=uuid.UUID(entry["id"]),
+        text=entry["text"],
+        keys=tuple(entry["keys"] or ()),
+        secondary_keys=tuple(entry["secondary_keys"] or ()),
+        secondary_logic=entry["secondary_logic"],
+        priority=entry["priority"],
+        constant=entry["constant"],
+        enabled=entry["enabled"],
+        created_at=dt.datetime.fromisoformat(entry["created_at"]),
+    )
+
+
+async def _recent_path_off_the_followed_one(
     session: AsyncSession, story_id: uuid.UUID, after_segment_id: uuid.UUID, limit: int
 ) -> list[PathText]:
-    """Up to `limit` segments of the path ending at `after_segment_id`, newest first."""
-    after = (
-        await session.execute(
-            select(Segment.position, Segment.on_path).where(
-                Segment.id == after_segment_id, Segment.story_id == story_id
-            )
-        )
-    ).one_or_none()
-    if after is None:
-        return []
-    query = select(Segment.id, Segment.position, Segment.text)
-    if after.on_path:
-        # The followed path is one index range: no walk up the tree.
-        query = query.where(
-            Segment.story_id == story_id, Segment.on_path, Segment.position <= after.position
-        )
-    else:
-        up = path_to(after_segment_id)
-        query = query.where(Segment.id.in_(select(up.c.id)))
-    rows = await session.execute(query.order_by(Segment.position.desc()).limit(limit))
-    return [PathText(*row) for row in rows]
+    """Up to `limit` segments of the path ending at `after_segment_id`, a
+    segment off the followed path (a branch or a regeneration of one), newest
+    first: walked up the tree."""
+    up = path_to(after_segment_id)
+    query = (
+        select(Segment.id, Segment.position, Segment.text)
+        .where(Segment.id.in_(select(up.c.id)))
+        .order_by(Segment.position.desc())
+        .limit(limit)
+    )
+    return [PathText(*row) for row in await session.execute(query)]
 
 
 def build_context(

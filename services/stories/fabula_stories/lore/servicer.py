@@ -143,7 +143,8 @@ class LoreServicer:
             after_id = await service.segment_to_follow(session, story, after_id)
             built = await builder.load_for_writing(
                 session,
-                story,
+                user_id,
+                story.id,
                 after_id,
                 direction,
                 max_segments=settings.context_segments,

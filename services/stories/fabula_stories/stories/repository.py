@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fabula_common.db import CompiledQuery, utcnow
-from sqlalchemy.engine import Row
+from fabula_common.db import CompiledQuery, driver_of, utcnow
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Interval,
     String,
     Uuid,
     and_,
@@ -23,11 +23,11 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    true,
     tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
@@ -212,6 +212,63 @@ class ClaimedStory:
     kind: str
 
 
+def _claim_query(target: str) -> CompiledQuery:
+    """The claim statement for a segment after the head (`target` "head"),
+    after a given segment ("after": a branch) or in place of one
+    ("regenerate"); its parameters are claim_for_writing's, by name."""
+    story_id, target_id = bindparam("story_id", type_=Uuid), bindparam("target_id", type_=Uuid)
+    kind = bindparam("kind", type_=String)
+    of_target = (Segment.id == target_id, Segment.story_id == story_id)
+    if target == "regenerate":
+        may_write = exists().where(*of_target)
+        parent = select(Segment.parent_id).where(*of_target).scalar_subquery()
+        kind = select(Segment.kind).where(*of_target).scalar_subquery()
+    elif target == "after":
+        may_write = exists().where(*of_target, Segment.kind != SegmentKind.ending.value)
+        parent = target_id
+    else:
+        may_write, parent = Story.is_complete.is_(False), None
+    claimed = (
+        update(Story)
+        .where(
+            Story.id == story_id,
+            Story.user_id == bindparam("user_id", type_=Uuid),
+            may_write,
+            or_(Story.writing_until.is_(None), Story.writing_until < func.now()),
+        )
+        .values(
+            writing_until=func.now() + bindparam("lease", type_=Interval),
+            writing_generation_id=bindparam("generation_id", type_=Uuid),
+        )
+        .returning(Story.id, Story.head_segment_id)
+        .cte("claimed")
+    )
+    columns = {
+        "generation_id": bindparam("generation_id", type_=Uuid),
+        "story_id": claimed.c.id,
+        "user_id": bindparam("user_id", type_=Uuid),
+        "kind": kind,
+        "claimed_until": bindparam("claimed_until", type_=DateTime(timezone=True)),
+        "owner": bindparam("owner", type_=String),
+        "parent_id": claimed.c.head_segment_id if parent is None else parent,
+        "regenerates": literal(target == "regenerate", Boolean),
+        # As the model's default would (listed: from_select leaves it NULL).
+        "created_at": bindparam("created_at", type_=DateTime(timezone=True)),
+    }
+    pending = (
+        insert(PendingGeneration)
+        .from_select(list(columns), select(*columns.values()))
+        .returning(PendingGeneration.story_id, PendingGeneration.parent_id, PendingGeneration.kind)
+        .cte("pending")
+    )
+    return CompiledQuery.of(select(pending))
+
+
+# Compiled once: a claim precedes every model call, so its statement is not
+# built, cached and compiled again per request.
+_CLAIM = {target: _claim_query(target) for target in ("head", "after", "regenerate")}
+
+
 async def claim_for_writing(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -234,63 +291,27 @@ async def claim_for_writing(
     atomic even in autocommit), so of concurrent claims exactly one finds the
     row free. None when the story is missing, held, or cannot take the
     segment there (then nothing is written)."""
-    target_id = regenerates_segment_id or after_segment_id
-    target = (Segment.id == target_id, Segment.story_id == story_id)
     if regenerates_segment_id is not None:
-        may_write = exists().where(*target)
-        parent = select(Segment.parent_id).where(*target).scalar_subquery()
-        segment_kind = select(Segment.kind).where(*target).scalar_subquery()
-    elif after_segment_id is not None:
-        may_write = exists().where(*target, Segment.kind != SegmentKind.ending.value)
-        parent, segment_kind = literal(after_segment_id, Uuid), literal(kind, String)
+        query = _CLAIM["regenerate"]
     else:
-        may_write = Story.is_complete.is_(False)
-        parent, segment_kind = None, literal(kind, String)
-    claimed = (
-        update(Story)
-        .where(
-            Story.id == story_id,
-            Story.user_id == user_id,
-            may_write,
-            or_(Story.writing_until.is_(None), Story.writing_until < func.now()),
-        )
-        .values(writing_until=func.now() + lease, writing_generation_id=generation_id)
-        .returning(Story.id, Story.head_segment_id)
-        .cte("claimed")
+        query = _CLAIM["head" if after_segment_id is None else "after"]
+    driver = await driver_of(session)
+    row = await driver.fetchrow(
+        query.sql,
+        *query.arguments(
+            {
+                "story_id": story_id,
+                "user_id": user_id,
+                "target_id": regenerates_segment_id or after_segment_id,
+                "generation_id": generation_id,
+                "lease": lease,
+                "kind": kind,
+                "claimed_until": claimed_until,
+                "owner": owner,
+                "created_at": utcnow(),
+            }
+        ),
     )
-    pending = (
-        insert(PendingGeneration)
-        .from_select(
-            [
-                "generation_id",
-                "story_id",
-                "user_id",
-                "kind",
-                "claimed_until",
-                "owner",
-                "parent_id",
-                "regenerates",
-                "created_at",
-            ],
-            select(
-                literal(generation_id, Uuid),
-                claimed.c.id,
-                literal(user_id, Uuid),
-                segment_kind,
-                literal(claimed_until, DateTime(timezone=True)),
-                literal(owner, String),
-                claimed.c.head_segment_id if parent is None else parent,
-                literal(regenerates_segment_id is not None, Boolean),
-                # As the model's default would (listed: from_select leaves it NULL).
-                literal(utcnow(), DateTime(timezone=True)),
-            ),
-        )
-        .returning(
-            PendingGeneration.story_id, PendingGeneration.parent_id, PendingGeneration.kind
-        )
-        .cte("pending")
-    )
-    row = (await session.execute(select(pending))).one_or_none()
     return None if row is None else ClaimedStory(*row)
 
 

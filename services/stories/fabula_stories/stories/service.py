@@ -270,10 +270,10 @@ async def load_context(
     """What the model is given to write the claim's segment: the story's
     memory, author's note and lore, and the path up to the segment it follows
     (for a regeneration, up to the parent of the segment it rewrites)."""
-    story = await _owned(session, claim.user_id, claim.story_id)
     return await builder.load_for_writing(
         session,
-        story,
+        claim.user_id,
+        claim.story_id,
         after_segment_id=claim.parent_id,
         direction=direction,
         max_segments=max_segments,

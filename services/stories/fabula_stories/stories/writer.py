@@ -322,8 +322,9 @@ class StoryWriter:
 
     async def _request(self, claim: WriteClaim, direction: str) -> generation_pb2.GenerateRequest:
         """The model call for the claim's segment, with its context (read
-        while the claim is held: the path it reads cannot change meanwhile)."""
-        async with self._db.session_scope() as session:
+        while the claim is held: the path it reads cannot change meanwhile).
+        One statement, sent without BEGIN/COMMIT."""
+        async with self._autocommit() as session:
             built = await service.load_context(
                 session,
                 claim,
