@@ -172,6 +172,9 @@ async def test_an_offline_council_streams_every_stage_in_order(council, billing,
     assert title
     (done,) = of_kind(events, "done")
     assert done.usage.prompt_tokens > 0 and done.usage.completion_tokens > 0
+    # The whole deliberation's time: at least its slowest answer's.
+    assert done.usage.duration_ms >= max(a.usage.duration_ms for a in answers)
+    assert done.usage.duration_ms > 0
 
     # One generation reserved; counted only when the owner stores the message.
     await settles_at(billing, request.user_id, (0, 1))

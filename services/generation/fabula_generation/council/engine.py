@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
@@ -272,6 +273,7 @@ class CouncilEngine:
         self, deliberation: Deliberation, members: Sequence[Member]
     ) -> AsyncIterator[Event]:
         d = deliberation
+        started = time.monotonic()
         child_safe = is_child_safe()
         if child_safe:
             # Before anything is reserved or asked: a refused question costs nothing.
@@ -299,6 +301,9 @@ class CouncilEngine:
                     prompt_tokens=totals.prompt_tokens,
                     completion_tokens=totals.completion_tokens,
                     cost=to_money(totals.cost),
+                    # The deliberation's wall time (this run of it, when resumed):
+                    # members work at once, so less than the sum of theirs.
+                    duration_ms=int((time.monotonic() - started) * 1000),
                 )
             )
         )
