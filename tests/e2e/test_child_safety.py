@@ -46,6 +46,15 @@ def test_an_under_13_account_gets_a_child_safe_refusal_and_pays_nothing(api, pro
     assert suitable.status_code == 201, suitable.text
     api.wait_for(lambda: api.usage(child)["generations_used"] == used + 1)
 
+    # What the child writes for a new story is read before anything is asked
+    # or billed, and the refusal names it.
+    unsuitable_start = api.create_story(
+        child, characters=["Pip"], opening_line="Pip grabbed a gun to shoot the guard."
+    )
+    assert problem(unsuitable_start, 422, "/content-blocked")["part"] == "opening_line"
+    assert "opening line" in unsuitable_start.json()["detail"]
+    assert api.usage(child)["generations_used"] == used + 1
+
     # The council too: the question is read before anything is asked or billed.
     conversation = api.http.post("/v1/conversations", json={}, headers=child.headers).json()
     asked = api.http.post(

@@ -94,6 +94,11 @@ class ContentBlocked(InvalidArgument):
     # What the user asked, as opposed to what a model wrote.
     _ASKED = {
         "direction": "the direction",
+        "opening_line": "the opening line",
+        "story_title": "the title",
+        "story_characters": "the characters",
+        "memory": "the story's memory",
+        "authors_note": "the author's note",
         "question": "the question",
         **dict.fromkeys(("premise", "characters", "setting", "tone", "world_notes"), "the brief"),
         "instructions": "the revision's instructions",

@@ -46,7 +46,12 @@ from fabula_generation.generations.service import (
     validate_request,
 )
 from fabula_generation.providers import GenerationProvider
-from fabula_generation.safety.moderation import Moderator, moderator_for, require_suitable
+from fabula_generation.safety.moderation import (
+    Moderator,
+    moderator_for,
+    require_suitable,
+    written_by_the_user,
+)
 
 log = logging.getLogger(__name__)
 
@@ -362,7 +367,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         # child-safe account's direction the moderation refuses.
         request = request_from_proto(message)
         if is_child_safe():
-            await require_suitable(self.moderator, {"direction": request.direction})
+            await require_suitable(self.moderator, written_by_the_user(request))
         call = GenerationCall(
             request,
             self.provider,

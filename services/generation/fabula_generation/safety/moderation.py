@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fabula_common.errors import ContentBlocked
+
+if TYPE_CHECKING:
+    from fabula_generation.generations.domain import GenerationRequest
 
 WORD_LIST_CHECKER = "offline-wordlist"
 
@@ -67,6 +70,20 @@ class WordListModerator:
             category for category, pattern in _PATTERNS.items() if pattern.search(text)
         )
         return Verdict(self.name, bool(categories), categories)
+
+
+def written_by_the_user(request: GenerationRequest) -> dict[str, str]:
+    """The texts of a story generation its user wrote (the model's earlier
+    segments were checked as they were written), by part name."""
+    story = request.story
+    return {
+        "direction": request.direction,
+        "opening_line": story.opening_line,
+        "story_title": story.title,
+        "story_characters": ", ".join(story.characters),
+        "memory": story.memory,
+        "authors_note": story.authors_note,
+    }
 
 
 async def require_suitable(moderator: Moderator, parts: dict[str, str]) -> list[Verdict]:
