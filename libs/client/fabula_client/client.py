@@ -18,6 +18,7 @@ from fabula_client._core import (
     Core,
     Credentials,
     Exchange,
+    Flow,
     Read,
     RetryPolicy,
     Sleep,
@@ -26,13 +27,27 @@ from fabula_client._core import (
 from fabula_client.errors import APIConnectionError
 from fabula_client.models import Tokens
 from fabula_client.resources import (
+    Account,
+    Admin,
     ApiKeys,
     Auth,
+    Billing,
+    Branches,
     Conversations,
+    Drawings,
+    Identities,
     Jobs,
+    Lore,
     Me,
+    Narratives,
+    Photos,
+    PictureStories,
     Projects,
+    Segments,
+    Sharing,
     Stories,
+    Suggestions,
+    Tutorials,
     UsageResource,
 )
 
@@ -70,6 +85,20 @@ class BaseClient:
         self.jobs = Jobs(self)
         self.conversations = Conversations(self)
         self.usage = UsageResource(self)
+        self.account = Account(self)
+        self.identities = Identities(self)
+        self.segments = Segments(self)
+        self.branches = Branches(self)
+        self.lore = Lore(self)
+        self.sharing = Sharing(self)
+        self.suggestions = Suggestions(self)
+        self.narratives = Narratives(self)
+        self.photos = Photos(self)
+        self.tutorials = Tutorials(self)
+        self.drawings = Drawings(self)
+        self.picture_stories = PictureStories(self)
+        self.billing = Billing(self)
+        self.admin = Admin(self)
 
     @property
     def base_url(self) -> str:
@@ -84,6 +113,9 @@ class BaseClient:
         raise NotImplementedError
 
     def _stream(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    def _flow(self, flow: Flow) -> Any:
         raise NotImplementedError
 
 
@@ -127,6 +159,19 @@ class Fabula(BaseClient):
 
     def _request(self, call: Call) -> Any:
         return self._core.answer(call, self._run(self._core.exchange(call)))
+
+    def _flow(self, flow: Flow) -> Any:
+        reply = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                reply = None
+            else:
+                reply = self._request(step)
 
     def _stream(self, call: Call) -> Iterator[Any]:
         reader = StreamReader(call)
@@ -189,6 +234,19 @@ class AsyncFabula(BaseClient):
 
     async def _request(self, call: Call) -> Any:
         return self._core.answer(call, await self._run(self._core.exchange(call)))
+
+    async def _flow(self, flow: Flow) -> Any:
+        reply = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                reply = None
+            else:
+                reply = await self._request(step)
 
     async def _stream(self, call: Call) -> AsyncIterator[Any]:
         reader = StreamReader(call)
