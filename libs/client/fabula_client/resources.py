@@ -12,6 +12,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -634,11 +635,11 @@ class Narratives(Resource):
                                answer=model_answer(NarrativeVersions)))
 
     def revise(
-        self, narrative_id: str, instructions: str, *, locked_sections: list[int] | None = None,
+        self, narrative_id: str, instructions: str, *, locked_sections: Sequence[int] = (),
         idempotency_key: str | None = None,
     ) -> Job:
         """Queue a revision (a job; watch it with jobs.watch()); it becomes a new version."""
-        body = {"instructions": instructions, "locked_sections": locked_sections or []}
+        body = {"instructions": instructions, "locked_sections": list(locked_sections)}
         return self._call(Call.once("POST", f"/v1/narratives/{narrative_id}/revise", idempotency_key,
                                     body=body, answer=model_answer(Job)))
 
@@ -741,12 +742,12 @@ class Tutorials(Resource):
 
     def create(
         self, category: str, title: dict[str, str], description: dict[str, str],
-        steps: list[dict[str, Any]], thumbnail_url: str = "",
+        steps: Sequence[Mapping[str, Any]], thumbnail_url: str = "",
     ) -> BilingualTutorial:
         """For editors (superusers): texts as {"en": ..., "de": ...}; steps as
         {"instruction": {"en": ..., "de": ...}, "image_url": ...}."""
         body = {"category": category, "title": title, "description": description,
-                "steps": steps, "thumbnail_url": thumbnail_url}
+                "steps": [dict(step) for step in steps], "thumbnail_url": thumbnail_url}
         return self._call(Call("POST", "/v1/tutorials", body=body,
                                answer=model_answer(BilingualTutorial)))
 

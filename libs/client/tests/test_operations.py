@@ -171,7 +171,7 @@ class Recorder(BaseClient):
 
 def placeholder(parameter: inspect.Parameter) -> Any:
     annotation = str(parameter.annotation)
-    if annotation.startswith("list"):
+    if annotation.startswith(("list", "Sequence")):
         return []
     if annotation.startswith("bool"):
         return True
