@@ -7,7 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from httpx_sse import EventSource
@@ -50,6 +50,9 @@ from fabula_client.resources import (
     Tutorials,
     UsageResource,
 )
+
+if TYPE_CHECKING:
+    from fabula_client import _async_types
 
 
 class BaseClient:
@@ -196,6 +199,32 @@ class Fabula(BaseClient):
 class AsyncFabula(BaseClient):
     """The asyncio client: `await client.stories.get(id)`, `async for event in
     client.jobs.watch(id)`."""
+
+    if TYPE_CHECKING:
+        # The resources are BaseClient's; here each answer is awaited (a stub
+        # generated from resources.py, kept in step by libs/client/tests).
+        auth: _async_types.AsyncAuth  # type: ignore[assignment]
+        me: _async_types.AsyncMe  # type: ignore[assignment]
+        api_keys: _async_types.AsyncApiKeys  # type: ignore[assignment]
+        stories: _async_types.AsyncStories  # type: ignore[assignment]
+        projects: _async_types.AsyncProjects  # type: ignore[assignment]
+        jobs: _async_types.AsyncJobs  # type: ignore[assignment]
+        conversations: _async_types.AsyncConversations  # type: ignore[assignment]
+        usage: _async_types.AsyncUsageResource  # type: ignore[assignment]
+        account: _async_types.AsyncAccount  # type: ignore[assignment]
+        identities: _async_types.AsyncIdentities  # type: ignore[assignment]
+        segments: _async_types.AsyncSegments  # type: ignore[assignment]
+        branches: _async_types.AsyncBranches  # type: ignore[assignment]
+        lore: _async_types.AsyncLore  # type: ignore[assignment]
+        sharing: _async_types.AsyncSharing  # type: ignore[assignment]
+        suggestions: _async_types.AsyncSuggestions  # type: ignore[assignment]
+        narratives: _async_types.AsyncNarratives  # type: ignore[assignment]
+        photos: _async_types.AsyncPhotos  # type: ignore[assignment]
+        tutorials: _async_types.AsyncTutorials  # type: ignore[assignment]
+        drawings: _async_types.AsyncDrawings  # type: ignore[assignment]
+        picture_stories: _async_types.AsyncPictureStories  # type: ignore[assignment]
+        billing: _async_types.AsyncBilling  # type: ignore[assignment]
+        admin: _async_types.AsyncAdmin  # type: ignore[assignment]
 
     def __init__(self, base_url: str | None = None, **options: Any) -> None:
         super().__init__(base_url, **options)
