@@ -72,6 +72,11 @@ class Call:
     # Turns the success answer into what the method returns.
     answer: Callable[[httpx.Response], Any] | None = None
     stream: Stream | None = None
+    # A body that is not JSON: raw bytes (`content`), or a multipart form of
+    # `form` fields and `files` (a presigned storage POST).
+    content: bytes | None = None
+    form: Mapping[str, str] | None = None
+    files: Mapping[str, Any] | None = None
 
     @classmethod
     def once(cls, method: str, path: str, idempotency_key: str | None = None, **kwargs) -> Call:
@@ -102,6 +107,10 @@ class Sleep:
 
 Action = Send | Read | Sleep
 Exchange = Generator[Action, Any, httpx.Response]
+# Several calls in a row (an upload: create, send the bytes, complete): a
+# generator that yields each Call (and is sent its answer) or a Sleep, and
+# returns the result; both clients run it, so such helpers are written once.
+Flow = Generator[Call | Sleep, Any, Any]
 
 
 # --- retries ------------------------------------------------------------------
@@ -218,11 +227,16 @@ class Core:
         }
         params = {k: v for k, v in (call.params or {}).items() if v is not None}
         timeout = self.stream_timeout if call.stream else self.timeout
+        # An absolute URL (a signed upload target) is used as it is.
+        absolute = call.path.startswith(("http://", "https://"))
         return httpx.Request(
             call.method,
-            self.base_url + call.path,
+            call.path if absolute else self.base_url + call.path,
             params=params,
             json=call.body,
+            content=call.content,
+            data=call.form,
+            files=call.files,
             headers=headers,
             extensions={"timeout": timeout.as_dict()},
         )

@@ -7,7 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from httpx_sse import EventSource
@@ -18,6 +18,7 @@ from fabula_client._core import (
     Core,
     Credentials,
     Exchange,
+    Flow,
     Read,
     RetryPolicy,
     Sleep,
@@ -26,15 +27,32 @@ from fabula_client._core import (
 from fabula_client.errors import APIConnectionError
 from fabula_client.models import Tokens
 from fabula_client.resources import (
+    Account,
+    Admin,
     ApiKeys,
     Auth,
+    Billing,
+    Branches,
     Conversations,
+    Drawings,
+    Identities,
     Jobs,
+    Lore,
     Me,
+    Narratives,
+    Photos,
+    PictureStories,
     Projects,
+    Segments,
+    Sharing,
     Stories,
+    Suggestions,
+    Tutorials,
     UsageResource,
 )
+
+if TYPE_CHECKING:
+    from fabula_client import _async_types
 
 
 class BaseClient:
@@ -70,6 +88,20 @@ class BaseClient:
         self.jobs = Jobs(self)
         self.conversations = Conversations(self)
         self.usage = UsageResource(self)
+        self.account = Account(self)
+        self.identities = Identities(self)
+        self.segments = Segments(self)
+        self.branches = Branches(self)
+        self.lore = Lore(self)
+        self.sharing = Sharing(self)
+        self.suggestions = Suggestions(self)
+        self.narratives = Narratives(self)
+        self.photos = Photos(self)
+        self.tutorials = Tutorials(self)
+        self.drawings = Drawings(self)
+        self.picture_stories = PictureStories(self)
+        self.billing = Billing(self)
+        self.admin = Admin(self)
 
     @property
     def base_url(self) -> str:
@@ -84,6 +116,9 @@ class BaseClient:
         raise NotImplementedError
 
     def _stream(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    def _flow(self, flow: Flow) -> Any:
         raise NotImplementedError
 
 
@@ -128,6 +163,19 @@ class Fabula(BaseClient):
     def _request(self, call: Call) -> Any:
         return self._core.answer(call, self._run(self._core.exchange(call)))
 
+    def _flow(self, flow: Flow) -> Any:
+        reply = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                reply = None
+            else:
+                reply = self._request(step)
+
     def _stream(self, call: Call) -> Iterator[Any]:
         reader = StreamReader(call)
         while True:
@@ -151,6 +199,32 @@ class Fabula(BaseClient):
 class AsyncFabula(BaseClient):
     """The asyncio client: `await client.stories.get(id)`, `async for event in
     client.jobs.watch(id)`."""
+
+    if TYPE_CHECKING:
+        # The resources are BaseClient's; here each answer is awaited (a stub
+        # generated from resources.py, kept in step by libs/client/tests).
+        auth: _async_types.AsyncAuth  # type: ignore[assignment]
+        me: _async_types.AsyncMe  # type: ignore[assignment]
+        api_keys: _async_types.AsyncApiKeys  # type: ignore[assignment]
+        stories: _async_types.AsyncStories  # type: ignore[assignment]
+        projects: _async_types.AsyncProjects  # type: ignore[assignment]
+        jobs: _async_types.AsyncJobs  # type: ignore[assignment]
+        conversations: _async_types.AsyncConversations  # type: ignore[assignment]
+        usage: _async_types.AsyncUsageResource  # type: ignore[assignment]
+        account: _async_types.AsyncAccount  # type: ignore[assignment]
+        identities: _async_types.AsyncIdentities  # type: ignore[assignment]
+        segments: _async_types.AsyncSegments  # type: ignore[assignment]
+        branches: _async_types.AsyncBranches  # type: ignore[assignment]
+        lore: _async_types.AsyncLore  # type: ignore[assignment]
+        sharing: _async_types.AsyncSharing  # type: ignore[assignment]
+        suggestions: _async_types.AsyncSuggestions  # type: ignore[assignment]
+        narratives: _async_types.AsyncNarratives  # type: ignore[assignment]
+        photos: _async_types.AsyncPhotos  # type: ignore[assignment]
+        tutorials: _async_types.AsyncTutorials  # type: ignore[assignment]
+        drawings: _async_types.AsyncDrawings  # type: ignore[assignment]
+        picture_stories: _async_types.AsyncPictureStories  # type: ignore[assignment]
+        billing: _async_types.AsyncBilling  # type: ignore[assignment]
+        admin: _async_types.AsyncAdmin  # type: ignore[assignment]
 
     def __init__(self, base_url: str | None = None, **options: Any) -> None:
         super().__init__(base_url, **options)
@@ -189,6 +263,19 @@ class AsyncFabula(BaseClient):
 
     async def _request(self, call: Call) -> Any:
         return self._core.answer(call, await self._run(self._core.exchange(call)))
+
+    async def _flow(self, flow: Flow) -> Any:
+        reply = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                reply = None
+            else:
+                reply = await self._request(step)
 
     async def _stream(self, call: Call) -> AsyncIterator[Any]:
         reader = StreamReader(call)

@@ -295,3 +295,473 @@ class CouncilEvent(Model):
     @property
     def text(self) -> str:
         return str(self.data.get("text") or "")
+
+
+# --- accounts: sign-in identities, export, admin --------------------------------
+
+
+class IdentityProvider(Model):
+    name: str
+    display_name: str = ""
+
+
+class IdentityProviderList(Model):
+    providers: list[IdentityProvider]
+
+
+class SignInStart(Model):
+    """Send the user to `authorization_url`; the provider sends them back with
+    `code` and this `state`, for `identities.complete_sign_in()`."""
+
+    authorization_url: str
+    state: str
+
+
+class Identity(Model):
+    id: str
+    provider: str
+    subject: str
+    email: str | None = None
+    created_at: dt.datetime
+
+
+class IdentityList(Model):
+    identities: list[Identity]
+
+
+class AccountExport(Model):
+    """Everything the account holds (`?format=json`); the zip form is bytes."""
+
+    format: str
+    exported_at: dt.datetime
+    user_id: str
+    users: dict[str, Any] = {}
+    stories: list[dict[str, Any]] = []
+    conversations: list[dict[str, Any]] = []
+    projects: list[dict[str, Any]] = []
+    pictures: dict[str, Any] = {}
+    photos: list[dict[str, Any]] = []
+    billing: dict[str, Any] = {}
+
+
+class AdminUser(Model):
+    id: str
+    email: str
+    full_name: str | None = None
+    created_at: dt.datetime
+    is_active: bool = True
+    is_superuser: bool = False
+    is_verified: bool = False
+
+
+AdminUserPage = Page[AdminUser]
+
+
+class AdminUserDetail(Model):
+    user: AdminUser
+    usage: Usage
+
+
+class AuditEntry(Model):
+    id: str
+    actor_id: str | None = None
+    action: str
+    target_user_id: str | None = None
+    details: dict[str, str] = {}
+    created_at: dt.datetime
+
+
+AuditPage = Page[AuditEntry]
+
+
+# --- stories: segments, branches, lore, context, sharing, stats ----------------
+
+
+class SegmentPage(Model):
+    """Segments in order; pass `next_after` (a position) back for the next page."""
+
+    items: list[Segment]
+    next_after: int | None = None
+
+
+class Alternatives(Model):
+    """The versions of one segment; `selected_id` is the one the story follows."""
+
+    items: list[Segment]
+    selected_id: str | None = None
+
+
+class SegmentRevision(Model):
+    id: str
+    segment_id: str
+    number: int
+    text: str
+    source: str
+    created_at: dt.datetime
+
+
+class Revisions(Model):
+    items: list[SegmentRevision]
+
+
+class Branch(Model):
+    id: str
+    length: int
+    fork_position: int
+    preview: str = ""
+    is_current: bool = False
+    is_complete: bool = False
+    created_at: dt.datetime
+
+
+class BranchList(Model):
+    items: list[Branch]
+
+
+class LoreEntry(Model):
+    """Text put into the model's context when one of its `keys` appears (always if `constant`)."""
+
+    id: str
+    story_id: str
+    keys: list[str] = []
+    secondary_keys: list[str] = []
+    secondary_logic: str = "and_any"
+    text: str
+    priority: int = 0
+    constant: bool = False
+    enabled: bool = True
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class LoreEntryList(Model):
+    items: list[LoreEntry]
+
+
+class ContextLore(Model):
+    entry_id: str
+    text: str
+    tokens: int
+    matched: str = ""
+
+
+class ContextSegment(Model):
+    position: int
+    segment_id: str
+    text: str
+    tokens: int
+    truncated: bool = False
+
+
+class ContextBudget(Model):
+    max_tokens: int
+    used_tokens: int
+    segments_omitted: int = 0
+    lore_omitted: list[str] = []
+
+
+class PromptMessage(Model):
+    role: str
+    content: str
+
+
+class StoryContext(Model):
+    """What the model would be given for the next segment, and what did not fit."""
+
+    memory: str = ""
+    lore: list[ContextLore] = []
+    segments: list[ContextSegment] = []
+    authors_note: str = ""
+    direction: str = ""
+    budget: ContextBudget
+    prompt: list[PromptMessage] = []
+
+
+class GenreStats(Model):
+    genre: str
+    total: int
+    completed: int
+    words: int
+
+
+class StoryStats(Model):
+    total: int
+    completed: int
+    favorites: int
+    average_segments: float
+    total_words: int
+    genres: list[GenreStats] = []
+
+
+class ShareLink(Model):
+    token: str
+    url: str
+    created_at: dt.datetime
+
+
+class SharedSegment(Model):
+    position: int
+    kind: str
+    text: str
+
+
+class SharedStory(Model):
+    """A shared story as anyone with the link reads it."""
+
+    title: str
+    genre: str
+    characters: list[str] = []
+    is_complete: bool
+    segments: list[SharedSegment] = []
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    view_count: int = 0
+
+
+class StoryIdea(Model):
+    title: str
+    genre: str
+    characters: list[str] = []
+    opening_line: str = ""
+
+
+class StorySuggestions(Model):
+    ideas: list[StoryIdea]
+    generated_by: GeneratedBy | None = None
+
+
+# --- narratives (what a project's jobs produce) -------------------------------
+
+
+class NarrativeSummary(Model):
+    id: str
+    project_id: str
+    job_id: str
+    parent_narrative_id: str | None = None
+    root_narrative_id: str
+    version: int
+    title: str
+    production_type: str
+    genre: str = ""
+    word_count: int = 0
+    quality_metrics: dict[str, float] = {}
+    overall_quality_score: float = 0
+    cost_usd: Decimal = Decimal(0)
+    tokens_used: int = 0
+    view_count: int = 0
+    download_count: int = 0
+    export_formats: list[str] = []
+    created_at: dt.datetime
+
+
+class Narrative(NarrativeSummary):
+    text: str = ""
+
+
+NarrativePage = Page[NarrativeSummary]
+
+
+class NarrativeVersions(Model):
+    versions: list[NarrativeSummary]
+
+
+# --- photos -------------------------------------------------------------------
+
+
+class Rendition(Model):
+    """One stored form of a photo (`original`, `thumb_256`, `thumb_1024`);
+    `url` is a download link that expires (the photo's `urls_expire_at`)."""
+
+    name: str
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+    url: str | None = None
+
+
+class Photo(Model):
+    id: str
+    status: str  # pending, uploaded, processing, completed, failed
+    content_type: str
+    size_bytes: int
+    object_key: str = ""
+    failure_reason: str | None = None
+    width: int | None = None
+    height: int | None = None
+    renditions: list[Rendition] = []
+    urls_expire_at: dt.datetime | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    processed_at: dt.datetime | None = None
+
+    @property
+    def is_processed(self) -> bool:
+        return self.status in {"completed", "failed"}
+
+    def rendition(self, name: str) -> Rendition | None:
+        return next((r for r in self.renditions if r.name == name), None)
+
+
+class Upload(Model):
+    """Where a photo's bytes go: POST a multipart form of `fields` and then
+    the file as `file` (presigned storage), or PUT the bytes with `headers`."""
+
+    url: str
+    method: str
+    headers: dict[str, str] = {}
+    fields: dict[str, str] = {}
+    expires_at: dt.datetime
+
+
+class PhotoUpload(Model):
+    photo: Photo
+    upload: Upload
+
+
+PhotoPage = Page[Photo]
+
+
+# --- tutorials, drawings and picture stories -----------------------------------
+
+
+class TutorialStep(Model):
+    step_number: int
+    instruction: str
+    image_url: str = ""
+
+
+class Tutorial(Model):
+    """A drawing tutorial in one language (`lang`); `steps` only when fetched alone."""
+
+    id: str
+    category: str
+    lang: str
+    title: str
+    description: str = ""
+    thumbnail_url: str = ""
+    total_steps: int = 0
+    steps: list[TutorialStep] | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class TutorialList(Model):
+    items: list[Tutorial]
+
+
+class Bilingual(Model):
+    en: str
+    de: str
+
+
+class BilingualStep(Model):
+    step_number: int
+    instruction: Bilingual
+    image_url: str = ""
+
+
+class BilingualTutorial(Model):
+    """A tutorial in both languages, as an editor writes it."""
+
+    id: str
+    category: str
+    title: Bilingual
+    description: Bilingual
+    thumbnail_url: str = ""
+    total_steps: int = 0
+    steps: list[BilingualStep] = []
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class DrawingVersion(Model):
+    id: str
+    photo_id: str
+    version: int
+    image_url: str
+    created_at: dt.datetime
+
+
+class Drawing(Model):
+    id: str
+    photo_id: str
+    tutorial_id: str | None = None
+    image_url: str | None = None
+    photo_available: bool = True
+    edits: list[DrawingVersion] = []
+    picture_story_count: int = 0
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+DrawingPage = Page[Drawing]
+
+
+class Moderation(Model):
+    checked: bool = False
+    checker: str = ""
+    flagged: bool = False
+    categories: list[str] = []
+
+
+class PictureStory(Model):
+    """A short story about a drawing, in English and German."""
+
+    id: str
+    drawing_id: str
+    photo_id: str
+    image_url: str = ""
+    title: Bilingual
+    text: Bilingual
+    direction: str = ""
+    generation_time_ms: int = 0
+    is_favorite: bool = False
+    moderation: Moderation | None = None
+    generated_by: GeneratedBy | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+PictureStoryPage = Page[PictureStory]
+
+
+# --- billing ------------------------------------------------------------------
+
+
+class Checkout(Model):
+    """Send the user to `checkout_url` to pay; the plan changes when they have."""
+
+    checkout_url: str
+    session_id: str
+
+
+class Subscription(Model):
+    plan: str
+    status: str
+    current_period_start: dt.datetime | None = None
+    current_period_end: dt.datetime | None = None
+    cancel_at_period_end: bool = False
+
+
+class PortalSession(Model):
+    url: str
+
+
+class InvoicePeriod(Model):
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+
+
+class Invoice(Model):
+    id: str
+    number: str | None = None
+    status: str
+    amount_paid: int = Field(description="In the currency's smallest unit (cents).")
+    currency: str
+    hosted_invoice_url: str | None = None
+    period: InvoicePeriod | None = None
+    created: dt.datetime
+
+
+InvoicePage = Page[Invoice]

@@ -1,11 +1,14 @@
 """The Python client (fabula_client) against real processes: sync and async,
 server-sent events as iterators, problem+json as typed exceptions, retries of
-a busy story, token refresh, and the README's ten lines run as written."""
+a busy story, token refresh, and the README's ten lines run as written; and
+the other resources: photos uploaded and processed, tutorials, drawings and
+picture stories, lore, revisions, sharing, the account's export."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import os
 import re
 import subprocess
@@ -15,6 +18,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 from fabula_client import (
     AsyncFabula,
@@ -29,6 +33,8 @@ from fabula_client import (
     TextDelta,
     Tokens,
 )
+from fabula_client.models import Photo
+from PIL import Image
 
 pytestmark = pytest.mark.e2e
 
@@ -184,3 +190,113 @@ def test_an_api_key_is_used_as_given(client, stack):
     with Fabula(stack.base_url, api_key=created.key) as scripted:
         assert scripted.stories.list().items == []
         assert scripted.me.get().email == client.me.get().email
+
+
+def png(colour: tuple[int, int, int], size: tuple[int, int] = (320, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_photo_is_uploaded_through_the_url_it_is_given_and_gets_thumbnails(stack, client):
+    async def upload() -> Photo:
+        async with AsyncFabula(stack.base_url, tokens=client.tokens) as fabula:
+            # The async client runs the same helper: create, send the bytes, complete, wait.
+            return await fabula.photos.upload(png((30, 160, 90), (640, 480)), "image/png")
+
+    photo = asyncio.run(upload())
+    assert photo.status == "completed", photo.failure_reason
+    assert (photo.content_type, photo.width, photo.height) == ("image/png", 640, 480)
+    assert {r.name for r in photo.renditions} == {"original", "thumb_256", "thumb_1024"}
+    thumb = photo.rendition("thumb_256")
+    assert (thumb.width, thumb.height) == (256, 192)
+    downloaded = httpx.get(thumb.url)  # a signed link: no credentials
+    assert downloaded.status_code == 200 and downloaded.content[8:12] == b"WEBP"
+    assert client.photos.get(photo.id).renditions == photo.renditions
+    assert [p.id for p in client.photos.list().items] == [photo.id]
+    client.photos.delete(photo.id)
+    with pytest.raises(NotFound):
+        client.photos.get(photo.id)
+
+
+def test_a_tutorial_drawing_with_an_edit_gets_a_favourite_picture_story(client, tmp_path):
+    english = client.tutorials.list().items
+    german = client.tutorials.list(lang="de").items
+    assert [t.id for t in english] == [t.id for t in german] and len(english) >= 3
+    cat = next(t for t in english if t.title == "A Sitting Cat")
+    assert next(t for t in german if t.id == cat.id).title == "Eine sitzende Katze"
+    assert {t.id for t in client.tutorials.list(category=cat.category).items} >= {cat.id}
+    steps = client.tutorials.get(cat.id, lang="de").steps
+    assert steps[0].step_number == 1 and "Kreis" in steps[0].instruction
+
+    drawn = tmp_path / "cat.png"
+    drawn.write_bytes(png((200, 30, 30)))
+    first = client.photos.upload(drawn)  # from a path: the type guessed from the name
+    drawing = client.drawings.create(first.id, tutorial_id=cat.id)
+    assert drawing.tutorial_id == cat.id and drawing.edits == []
+    edited = client.drawings.add_edit(drawing.id, client.photos.upload(png((30, 160, 60)), "image/png").id)
+    assert [edit.version for edit in edited.edits] == [1]
+    assert [d.id for d in client.drawings.list().items] == [drawing.id]
+
+    story = client.picture_stories.create(drawing.id, "a cat who loves the garden")
+    # The edited (green) version is written about, in both languages.
+    assert "green" in story.text.en and "Grün" in story.text.de and not story.is_favorite
+    assert client.picture_stories.list(favorite=True).items == []
+    liked = client.picture_stories.update(story.id, is_favorite=True)
+    assert liked.is_favorite
+    assert [s.id for s in client.picture_stories.list(favorite=True).items] == [story.id]
+    assert client.picture_stories.get(story.id).title == story.title
+    assert client.drawings.get(drawing.id).picture_story_count == 1
+    client.picture_stories.delete(story.id)
+    client.drawings.delete(drawing.id)
+    assert client.drawings.list().items == []
+
+
+def test_lore_revisions_branches_sharing_and_stats_of_a_story(stack, client):
+    story = client.stories.create(genre="mystery", characters=["Mara"], opening_line="The fog came early.")
+    entry = client.lore.create(story.id, "Mara keeps the lighthouse.", keys=["Mara"])
+    assert client.lore.list(story.id).items == [entry]
+    changed = client.lore.update(story.id, entry.id, priority=5)
+    assert changed.priority == 5 and client.lore.get(story.id, entry.id) == changed
+    context = client.stories.context(story.id)
+    assert [lore.entry_id for lore in context.lore] == [entry.id] and context.budget.max_tokens > 0
+    client.lore.delete(story.id, entry.id)
+    assert client.lore.list(story.id).items == []
+
+    opening = client.segments.list(story.id).items[0]
+    edited = client.segments.edit(story.id, opening.id, "The fog came late.")
+    assert edited.edited and edited.text == "The fog came late."
+    revisions = client.segments.revisions(story.id, opening.id).items
+    first = min(revisions, key=lambda revision: revision.number)
+    assert client.segments.restore_revision(story.id, opening.id, first.id).text == opening.text
+    alternatives = client.segments.alternatives(story.id, opening.id)
+    assert alternatives.selected_id == opening.id
+    [branch] = client.branches.list(story.id).items
+    assert branch.is_current
+
+    renamed = client.stories.update(story.id, title="Fog", is_favorite=True)
+    assert (renamed.title, renamed.is_favorite) == ("Fog", True)
+    stats = client.stories.stats()
+    assert (stats.total, stats.favorites) == (1, 1)
+
+    link = client.sharing.share(story.id)
+    with Fabula(stack.base_url) as anyone:  # no account
+        shared = anyone.sharing.get(link.token)
+        assert shared.title == "Fog" and shared.segments[0].text == opening.text
+        client.sharing.revoke(story.id)
+        with pytest.raises(NotFound):
+            anyone.sharing.get(link.token)
+
+
+def test_account_export_and_closing(stack):
+    with Fabula(stack.base_url) as fabula:
+        tokens = fabula.auth.register(new_email(), PASSWORD)
+        assert fabula.me.update(full_name="Ada", locale="de").locale == "de"
+        exported = fabula.account.export()
+        assert exported.user_id == tokens.user.id and exported.stories == []
+        with zipfile.ZipFile(io.BytesIO(fabula.account.export(format="zip"))) as archive:
+            assert archive.namelist()
+        assert fabula.billing.subscription().plan == "free"
+        fabula.account.delete(PASSWORD)
+        with pytest.raises(AuthenticationError):
+            fabula.auth.login(tokens.user.email, PASSWORD)
