@@ -325,9 +325,7 @@ async def test_a_retried_streamed_create_yields_just_the_story(stories: Stub, bi
     await settled(billing, user_id, generations=1)
 
 
-async def test_a_streamed_create_over_the_quota_is_refused_before_any_event(
-    stories: Stub, billing
-):
+async def test_a_streamed_create_over_the_quota_is_refused_before_any_event(stories: Stub, billing):
     user_id = new_user()
     story = await create(stories, user_id)
     for _ in range(FREE_PLAN_GENERATIONS - 1):
