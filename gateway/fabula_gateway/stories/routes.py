@@ -110,7 +110,7 @@ _SSE_CREATE_EXAMPLE = (
     summary="Start a story",
     description="Creates a story with a generated opening segment, and a generated title "
     "when none is given. Uses one generation of the plan's quota. The Location header "
-    "names the new story.\n\n"
+    "of the JSON answer names the new story.\n\n"
     "With `Accept: text/event-stream` the answer is 200 with Server-Sent Events: "
     '`event: token` (data `{"text": ...}`) per piece of the opening as it is written, '
     "then one `event: story` (data: the new story, as the JSON answer would carry it) or "
