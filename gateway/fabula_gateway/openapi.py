@@ -45,6 +45,8 @@ it is not a language model: `is_language_model` is `false` for its segments.
 `Accept: text/event-stream` answers with Server-Sent Events: `event: token`
 (data `{"text": ...}`) per piece of text, then exactly one `event: segment`
 (data: the stored segment) or `event: error` (data: a problem document).
+`POST /v1/stories` streams a new story's opening the same way, ending with
+one `event: story` (data: the new story) instead.
 Errors found before the first piece of text (unknown story, story complete,
 quota used up, service down) are ordinary HTTP error responses.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,13 +39,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from .fakes_conversations import FakeConversations
-from .fakes_pictures import FakeDrawings, FakeTutorials
 from .fakes_discovery import FakeStoryDiscovery
+from .fakes_pictures import FakeDrawings, FakeTutorials
 from .fakes_projects import FakeJobs, FakeProjects
 
 CREATED_AT = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)
 # The text ContinueStory streams, piece by piece, before the stored segment.
 CONTINUATION_PIECES = ("By morning ", "the ferry had stopped running.")
+# A new story's opening when the request gives no opening line (streamed a
+# word at a time).
+OPENING = "It began."
 LORE_ENTRY_ID = "3d2c1b0a-9f8e-4d7c-b6a5-4f3e2d1c0b9a"
 # ExportStory's answer per format (a file in three pieces).
 EXPORT_FILES = {
@@ -407,7 +411,20 @@ class FakeStories(FakeStoryDiscovery, stories_pb2_grpc.StoriesServiceServicer):
 
     async def CreateStory(self, request, context):
         await self.recorder.receive("CreateStory", request, context)
-        opening = request.opening_line if request.HasField("opening_line") else "It began."
+        return self._new_story(request)
+
+    async def CreateStoryStream(self, request, context):
+        """CreateStory's story, after its opening in OPENING_PIECES (none when
+        `answer_as_retry`)."""
+        await self.recorder.receive("CreateStoryStream", request, context)
+        new = self._new_story(request)
+        if not self.answer_as_retry:
+            for piece in re.findall(r"\S+\s*", new.segments[0].text):
+                yield stories_pb2.CreateStoryEvent(token=stories_pb2.TextDelta(text=piece))
+        yield stories_pb2.CreateStoryEvent(story=new)
+
+    def _new_story(self, request) -> stories_pb2.Story:
+        opening = request.opening_line if request.HasField("opening_line") else OPENING
         return story(
             self.new_story_id,
             request.user_id,

@@ -9,7 +9,7 @@ import pytest
 from fabula_common.errors import QuotaExceeded
 
 from .conftest import GENERATION_DEADLINE_SECONDS, GRPC_DEADLINE_SECONDS
-from .fakes import CONTINUATION_PIECES, Failure, FakeBackends
+from .fakes import CONTINUATION_PIECES, OPENING, Failure, FakeBackends
 from .sse import sse_events
 
 STORY_ID = "6a1f0c2e-9d8b-4e7a-8c6d-5b4a3f2e1d0c"
@@ -209,6 +209,55 @@ async def test_create_story_passes_title_and_opening_line(api, backends: FakeBac
     assert (response.json()["title"], response.json()["opening_line"]) == ("Fog", "It was late.")
     request = backends.only("CreateStory").request
     assert (request.title, request.opening_line) == ("Fog", "It was late.")
+
+
+async def test_create_story_as_event_stream_sends_the_opening_then_the_story(
+    api, backends: FakeBackends, auth, user_id
+):
+    body = {"genre": " noir ", "characters": ["Mara"]}
+
+    response = await api.post(
+        "/v1/stories", headers={**auth, "Accept": "text/event-stream"}, json=body
+    )
+    answered = await api.post("/v1/stories", headers=auth, json=body)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    events = sse_events(response.text)
+    assert events[:-1] == [("token", {"text": piece}) for piece in ("It ", "began.")]
+    kind, story = events[-1]
+    # Exactly what the JSON answer carries.
+    assert kind == "story" and story == answered.json()
+    assert story["segments"][0]["text"] == OPENING
+    call = backends.only("CreateStoryStream")
+    request = call.request
+    assert (request.user_id, request.genre, list(request.characters)) == (
+        user_id,
+        "noir",
+        ["Mara"],
+    )
+    assert not request.HasField("title") and not request.HasField("opening_line")
+    # A model call: the long deadline, as for the JSON answer.
+    assert call.time_remaining is not None
+    assert GENERATION_DEADLINE_SECONDS - 1.5 < call.time_remaining
+
+
+async def test_a_create_retried_as_an_event_stream_sends_just_the_story(
+    api, backends: FakeBackends, auth
+):
+    backends.stories.answer_as_retry = True
+
+    response = await api.post(
+        "/v1/stories",
+        headers={**auth, "Accept": "text/event-stream", "Idempotency-Key": "retry-me-3"},
+        json={"genre": "noir"},
+    )
+
+    assert response.status_code == 200
+    [(kind, story)] = sse_events(response.text)
+    assert kind == "story" and story["id"] == backends.stories.new_story_id
+    assert backends.only("CreateStoryStream").request.idempotency_key == "retry-me-3"
 
 
 async def test_list_stories_pages_with_limit_and_cursor(api, backends: FakeBackends, auth, user_id):
@@ -565,15 +614,25 @@ async def test_continuing_a_complete_story_is_a_409_problem_even_for_sse(
     assert assert_problem(response, 409, "conflict")["detail"] == "the story is complete"
 
 
-async def test_a_quota_refusal_is_a_402_problem(api, backends: FakeBackends, auth):
+@pytest.mark.parametrize(
+    ("rpc", "accept"),
+    [
+        ("CreateStory", "application/json"),
+        # Refused before any text: a real 402, not a 200 stream with an error event.
+        ("CreateStoryStream", "text/event-stream"),
+    ],
+)
+async def test_a_quota_refusal_is_a_402_problem(api, backends: FakeBackends, auth, rpc, accept):
     backends.fail(
-        "CreateStory",
+        rpc,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "monthly generation quota exceeded",
         QuotaExceeded.reason,
     )
 
-    response = await api.post("/v1/stories", headers=auth, json={"genre": "noir"})
+    response = await api.post(
+        "/v1/stories", headers={**auth, "Accept": accept}, json={"genre": "noir"}
+    )
 
     body = assert_problem(response, 402, "quota-exceeded")
     assert body["detail"] == "monthly generation quota exceeded"
@@ -665,6 +724,7 @@ async def test_a_write_reusing_an_idempotency_key_is_a_422(
     [
         *[(*write, "application/json") for write in WRITES],
         # Refused before any text: a real 409, not a 200 stream with an error event.
+        ("CreateStoryStream", *WRITES[0][1:], "text/event-stream"),
         (*WRITES[1], "text/event-stream"),
     ],
 )

@@ -152,6 +152,30 @@ def test_whole_story(api, problem):
     problem(api.http.get(f"/v1/stories/{story['id']}", headers=writer.headers), 404)
 
 
+def test_a_story_created_as_an_event_stream_shows_its_opening_as_it_is_written(api, problem):
+    writer = api.register()
+    sse = {**writer.headers, "Accept": "text/event-stream"}
+    with api.http.stream(
+        "POST", "/v1/stories", json={"genre": "mystery", "characters": ["Mara"]}, headers=sse
+    ) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        events = parse_sse(stream.read().decode())
+
+    kinds = [name for name, _ in events]
+    assert kinds.count("token") >= 5 and kinds[-1] == "story" and kinds.count("story") == 1
+    story = events[-1][1]
+    [opening] = story["segments"]
+    assert "".join(data["text"] for name, data in events if name == "token") == opening["text"]
+    # The story event is the story as stored (and as the JSON answer carries it).
+    fetched = api.http.get(f"/v1/stories/{story['id']}", headers=writer.headers)
+    assert fetched.json() == story
+    api.wait_for(lambda: api.usage(writer)["generations_used"] == 1)
+    assert len(api.http.get("/v1/stories", headers=writer.headers).json()["items"]) == 1
+    # Refused before any text: an ordinary problem, not a 200 stream.
+    problem(api.http.post("/v1/stories", json={"genre": " "}, headers=sse), 422)
+
+
 def test_a_create_retried_with_its_idempotency_key_is_the_same_story_charged_once(api, problem):
     writer = api.register()
     key = {**writer.headers, "Idempotency-Key": str(uuid.uuid4())}

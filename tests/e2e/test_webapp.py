@@ -113,13 +113,20 @@ def test_story_flow_in_a_browser(webapp_stack, browser_page, request):
     expect(page.locator("#usage-text")).to_have_text("0 of 5 used (free plan)")
     shot("signed-up")
 
-    # A new story from a genre: its opening is shown.
+    # A new story from a genre: its opening appears while it is written, then
+    # the story is shown with it.
     new_story = page.get_by_role("form", name="Start a story")
     new_story.get_by_label("Genre").fill("fantasy")
     new_story.get_by_label("Characters").fill("Mara, the keeper")
     new_story.get_by_role("button", name="Start writing").click()
+    expect(page.locator("#opening")).to_have_attribute("aria-busy", "true")
+    expect(page.locator("#opening-text")).not_to_be_empty()
+    opening_partial = page.locator("#opening-text").inner_text()
+    shot("opening-written")
     segments = page.get_by_role("list", name="The story so far").get_by_role("listitem")
     expect(segments).to_have_count(1)
+    opening = segments.first.locator("p").first.inner_text()
+    assert opening.startswith(opening_partial.strip()[:20]), (opening_partial, opening)
     expect(page.locator("#story-meta")).to_contain_text("fantasy · with Mara, the keeper")
     title = page.locator("#story-title").inner_text()
     assert title.strip()

@@ -28,7 +28,12 @@ from fabula_gateway.stories.schemas import (
     StorySummary,
     StoryView,
 )
-from fabula_gateway.stories.streaming import EVENT_STREAM, ContinueStream, wants_event_stream
+from fabula_gateway.stories.streaming import (
+    EVENT_STREAM,
+    ContinueStream,
+    CreateStream,
+    wants_event_stream,
+)
 
 router = APIRouter(prefix="/v1/stories", tags=["stories"])
 
@@ -77,6 +82,23 @@ _SSE_EXAMPLE = (
     '"created_at": "2025-01-01T12:00:05Z", "generated_by": {"provider": "offline", '
     '"model": "offline-v1", "is_language_model": false}}\n\n'
 )
+_SSE_CREATE_EXAMPLE = (
+    'event: token\ndata: {"text": "The bell "}\n\n'
+    'event: token\ndata: {"text": "rang thirteen times."}\n\n'
+    "event: story\ndata: "
+    '{"id": "5f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f", '
+    '"title": "The Thirteenth Bell", "genre": "mystery", "characters": [], '
+    '"opening_line": null, "is_complete": false, "segment_count": 1, '
+    '"created_at": "2025-01-01T12:00:05Z", '
+    '"updated_at": "2025-01-01T12:00:05Z", "memory": "", "authors_note": "", '
+    '"is_favorite": false, "search": null, '
+    '"head_segment_id": "0b7e6f5a-4d3c-4b2a-9f8e-7d6c5b4a3f2e", '
+    '"segments": [{"id": "0b7e6f5a-4d3c-4b2a-9f8e-7d6c5b4a3f2e", '
+    '"position": 1, "text": "The bell rang thirteen times.", '
+    '"kind": "opening", "created_at": "2025-01-01T12:00:05Z", '
+    '"generated_by": {"provider": "offline", "model": "offline-v1", '
+    '"is_language_model": false}}]}\n\n'
+)
 
 
 @router.post(
@@ -84,15 +106,29 @@ _SSE_EXAMPLE = (
     operation_id="create_story",
     status_code=status.HTTP_201_CREATED,
     response_model=Story,
-    response_description="The new story with its opening segment.",
+    response_description="The new story with its opening segment (when JSON is asked for).",
     summary="Start a story",
     description="Creates a story with a generated opening segment, and a generated title "
     "when none is given. Uses one generation of the plan's quota. The Location header "
-    "names the new story. Send an `Idempotency-Key` to retry safely after a lost answer: "
-    "a retry answers with the story the first request created, as it is now.",
-    responses=problem_responses(
-        401, 402, 409, 413, 415, 422, 500, 503, s409=_S409_CREATE, s422=_S422
-    ),
+    "of the JSON answer names the new story.\n\n"
+    "With `Accept: text/event-stream` the answer is 200 with Server-Sent Events: "
+    '`event: token` (data `{"text": ...}`) per piece of the opening as it is written, '
+    "then one `event: story` (data: the new story, as the JSON answer would carry it) or "
+    "`event: error` (data: a problem document). Errors before the first piece of text "
+    "(quota, invalid request, ...) are ordinary problem responses. A client that leaves "
+    "midway finds the story in its list all the same.\n\n"
+    "Send an `Idempotency-Key` to retry safely after a lost answer: a retry answers with "
+    "the story the first request created, as it is now (as Server-Sent Events: just its "
+    "`story` event).",
+    responses={
+        200: {
+            "description": "The opening as it is written, then the story (Server-Sent Events).",
+            "content": {
+                EVENT_STREAM: {"schema": {"type": "string"}, "example": _SSE_CREATE_EXAMPLE}
+            },
+        },
+        **problem_responses(401, 402, 409, 413, 415, 422, 500, 503, s409=_S409_CREATE, s422=_S422),
+    },
 )
 async def create_story(
     body: CreateStoryRequest,
@@ -102,7 +138,7 @@ async def create_story(
     request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> Story:
+) -> Story | StreamingResponse:
     request_message = stories_pb2.CreateStoryRequest(
         user_id=user_id,
         genre=body.genre,
@@ -113,6 +149,14 @@ async def create_story(
         request_message.title = body.title
     if body.opening_line is not None:
         request_message.opening_line = body.opening_line
+    if wants_event_stream(request.headers.get("accept")):
+        call = clients.stories.CreateStoryStream(
+            request_message, timeout=clients.generation_timeout
+        )
+        # Awaiting the first event before answering makes early errors
+        # (quota, invalid request, outage) real HTTP problems, even for SSE.
+        stream = await CreateStream.start(call)
+        return stream.response(request.app.state.streams_must_end)
     reply = await clients.stories.CreateStory(request_message, timeout=clients.generation_timeout)
     story = story_from_proto(reply)
     response.headers["Location"] = request.app.url_path_for("get_story", story_id=story.id)

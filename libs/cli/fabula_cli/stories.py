@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fabula_client import SegmentWritten, Story, StorySummary, TextDelta
+from fabula_client import SegmentWritten, Story, StorySummary, StoryWritten, TextDelta
 from rich.markup import escape
 from rich.table import Table
 
@@ -30,16 +30,14 @@ def new(
     ] = None,
     opening_line: Annotated[str | None, typer.Option(help="The first line.")] = None,
 ) -> None:
-    """Start a story: its title and opening are written for you."""
+    """Start a story: its title and opening are written for you (the opening
+    appears as it is written)."""
     state = session(ctx)
-    story = state.client.stories.create(
-        genre, title=title, characters=character or [], opening_line=opening_line
-    )
+    fields = {"title": title, "characters": character or [], "opening_line": opening_line}
     if state.json:
-        state.emit(story)
+        state.emit(state.client.stories.create(genre, **fields))
         return
-    _print_story(story)
-    out.print(f"\n[dim]id {story.id} — continue with: fabula stories continue {story.id}[/dim]")
+    _write_stream(state.client.stories.create(genre, **fields, stream=True))
 
 
 @stories.command("continue")
@@ -73,6 +71,14 @@ def _write_stream(events) -> None:
             sys.stdout.write("\n")
             out.print(f"[dim]segment {event.segment.position}, {event.segment.word_count} words, "
                       f"id {event.segment.id}[/dim]")
+        elif isinstance(event, StoryWritten):
+            # The title comes with the story (generated once the opening is).
+            story = event.story
+            sys.stdout.write("\n\n")
+            out.print(f"[bold]{escape(story.title)}[/bold]  [dim]{story.genre}[/dim]")
+            out.print(
+                f"[dim]id {story.id} — continue with: fabula stories continue {story.id}[/dim]"
+            )
 
 
 @stories.command("end")

@@ -30,6 +30,7 @@ from fabula_client.models import (
     SegmentWritten,
     Story,
     StorySummary,
+    StoryWritten,
     TextDelta,
     Tokens,
     Usage,
@@ -41,5 +42,5 @@ __all__ = [
     "IdempotencyKeyInProgress", "InvalidRequest", "Job", "JobEvent", "Message", "NotFound",
     "PermissionDenied", "QuotaExceeded", "RateLimited", "RetryPolicy", "Segment", "SegmentWritten",
     "ServerError", "ServiceUnavailable", "Story", "StoryBusy", "StoryComplete", "StorySummary",
-    "TextDelta", "Tokens", "Usage",
+    "StoryWritten", "TextDelta", "Tokens", "Usage",
 ]

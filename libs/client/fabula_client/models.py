@@ -280,6 +280,12 @@ class SegmentWritten(Model):
     segment: Segment
 
 
+class StoryWritten(Model):
+    """The new story with its opening: the last event of a create stream."""
+
+    story: Story
+
+
 class CouncilEvent(Model):
     """One stage event of the council: `stage_started`, `delta` (text as it
     is written), `answer`, `review`, `aggregate`, `chairman`, `title`; then

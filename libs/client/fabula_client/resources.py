@@ -72,6 +72,7 @@ from fabula_client.models import (
     StoryStats,
     StorySuggestions,
     StorySummary,
+    StoryWritten,
     Subscription,
     TextDelta,
     Tokens,
@@ -103,16 +104,19 @@ class Resource:
 # --- stream decoders ----------------------------------------------------------
 
 
-def _story_event(sse: ServerSentEvent) -> TextDelta | SegmentWritten | None:
+def _story_event(sse: ServerSentEvent) -> TextDelta | SegmentWritten | StoryWritten | None:
     data = event_data(sse)
     if sse.event == "token":
         return TextDelta.model_validate(data)
     if sse.event == "segment":
         return SegmentWritten(segment=Segment.model_validate(data))
+    if sse.event == "story":
+        return StoryWritten(story=Story.model_validate(data))
     return None
 
 
 STORY_STREAM = Stream(_story_event, ends=lambda item: isinstance(item, SegmentWritten))
+CREATE_STREAM = Stream(_story_event, ends=lambda item: isinstance(item, StoryWritten))
 
 
 def _job_event(sse: ServerSentEvent) -> JobEvent | None:
@@ -238,14 +242,19 @@ class Stories(Resource):
         title: str | None = None,
         characters: list[str] | None = None,
         opening_line: str | None = None,
+        stream: bool = False,
         idempotency_key: str | None = None,
-    ) -> Story:
-        """Start a story: it comes with its opening (and a title when none is given)."""
+    ) -> Any:
+        """Start a story: it comes with its opening (and a title when none is given).
+        With stream=True: an iterator of TextDelta (the opening as it is written)
+        ending with StoryWritten."""
         body = {"genre": genre, "title": title, "characters": characters or [],
                 "opening_line": opening_line}
-        return self._call(
-            Call.once("POST", "/v1/stories", idempotency_key, body=body, answer=model_answer(Story))
+        call = Call.once(
+            "POST", "/v1/stories", idempotency_key, body=body, answer=model_answer(Story),
+            stream=CREATE_STREAM if stream else None,
         )
+        return self._stream(call) if stream else self._call(call)
 
     def get(self, story_id: str) -> Story:
         return self._call(

@@ -92,6 +92,20 @@ async def create(stories: Stub, user_id: str, **fields) -> stories_pb2.Story:
     return await stories.CreateStory(stories_pb2.CreateStoryRequest(user_id=user_id, **fields))
 
 
+def create_stream(stories: Stub, user_id: str, **fields):
+    fields.setdefault("genre", "mystery")
+    return stories.CreateStoryStream(stories_pb2.CreateStoryRequest(user_id=user_id, **fields))
+
+
+async def create_streamed(stories: Stub, user_id: str, **fields) -> list:
+    return [event async for event in create_stream(stories, user_id, **fields)]
+
+
+async def story_ids(stories: Stub, user_id: str) -> list[str]:
+    page = await stories.ListStories(stories_pb2.ListStoriesRequest(user_id=user_id))
+    return [story.id for story in page.items]
+
+
 async def continue_story(
     stories: Stub, user_id: str, story_id: str, direction: str | None = None
 ) -> list[stories_pb2.ContinueStoryEvent]:
@@ -250,6 +264,80 @@ async def test_invalid_requests_name_the_field(stories: Stub):
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, field
         assert field in error.details()
         assert error_reason(error) == "invalid-argument"
+
+
+async def test_creating_streamed_gives_the_openings_text_then_the_stored_story(
+    stories: Stub, billing
+):
+    user_id = new_user()
+
+    events = await create_streamed(
+        stories, user_id, genre="fantasy", characters=["Maren"], opening_line="The bell rang."
+    )
+
+    *tokens, last = events
+    assert len(tokens) > 1 and all(e.WhichOneof("event") == "token" for e in tokens)
+    assert last.WhichOneof("event") == "story"
+    story = last.story
+    assert (story.genre, list(story.characters)) == ("fantasy", ["Maren"])
+    assert story.title.strip()
+    [opening] = story.segments
+    assert (opening.position, opening.kind) == (1, OPENING)
+    assert opening.text == "".join(e.token.text for e in tokens)
+    # As CreateStory would answer it, stored once and billed once.
+    assert await get(stories, user_id, story.id) == story
+    assert await story_ids(stories, user_id) == [story.id]
+    await settled(billing, user_id, generations=1)
+
+
+async def test_a_streamed_create_is_stored_once_even_when_the_client_leaves_midway(
+    stories: Stub, billing
+):
+    user_id = new_user()
+
+    call = create_stream(stories, user_id)
+    first = await call.read()
+    assert first.WhichOneof("event") == "token"
+    call.cancel()
+
+    async def stored() -> bool:
+        return len(await story_ids(stories, user_id)) == 1
+
+    await eventually(stored)
+    [story_id] = await story_ids(stories, user_id)
+    [opening] = (await get(stories, user_id, story_id)).segments
+    assert opening.text.startswith(first.token.text)
+    assert len(opening.text) > len(first.token.text)
+    await settled(billing, user_id, generations=1)
+
+
+async def test_a_retried_streamed_create_yields_just_the_story(stories: Stub, billing):
+    user_id, key = new_user(), f"retry-{uuid.uuid4()}"
+    first = (await create_streamed(stories, user_id, idempotency_key=key))[-1].story
+
+    [retried] = await create_streamed(stories, user_id, idempotency_key=key)
+
+    assert retried.WhichOneof("event") == "story"
+    assert retried.story == first
+    # The same request as a CreateStory with the key: answered alike.
+    assert await create(stories, user_id, idempotency_key=key) == first
+    assert await story_ids(stories, user_id) == [first.id]
+    await settled(billing, user_id, generations=1)
+
+
+async def test_a_streamed_create_over_the_quota_is_refused_before_any_event(stories: Stub, billing):
+    user_id = new_user()
+    story = await create(stories, user_id)
+    for _ in range(FREE_PLAN_GENERATIONS - 1):
+        await continue_story(stories, user_id, story.id)
+
+    call = create_stream(stories, user_id)
+    error = await refused(call.read())
+
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_reason(error) == "quota-exceeded"
+    assert await story_ids(stories, user_id) == [story.id]
+    await settled(billing, user_id, generations=FREE_PLAN_GENERATIONS)
 
 
 # --- Continuing and ending --------------------------------------------------------

@@ -93,16 +93,7 @@ def test_login_keeps_tokens_privately_and_a_story_appears_as_it_is_written(accou
 
     # The text arrives piece by piece while the command is still running.
     process = terminal.popen("stories", "continue", story["id"], "-d", "Mara finds a key")
-    chunks: list[tuple[float, bytes]] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 1)
-        if ready:
-            chunk = os.read(process.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            chunks.append((time.monotonic(), chunk))
-    assert process.wait(timeout=10) == 0, process.stderr.read()
+    chunks = read_chunks(process)
     text = b"".join(chunk for _, chunk in chunks).decode()
     assert len(chunks) >= 5, chunks
     assert chunks[-1][0] - chunks[0][0] > 0.3  # written over time, not all at the end
@@ -122,6 +113,34 @@ def test_login_keeps_tokens_privately_and_a_story_appears_as_it_is_written(accou
     assert "Logged out" in terminal.ok("logout")
     failed = terminal.run("stories", "list")
     assert failed.returncode == 3 and failed.stderr.startswith("error: Authentication required")
+
+
+def test_a_new_story_appears_as_its_opening_is_written(logged_in, api):
+    process = logged_in.popen("stories", "new", "--genre", "mystery", "-c", "Mara")
+    chunks = read_chunks(process)
+
+    text = b"".join(chunk for _, chunk in chunks).decode()
+    assert len(chunks) >= 3, chunks  # the opening piece by piece, then the story
+    [story] = logged_in.json("stories", "list")["items"]
+    stored = api.http.get(f"/v1/stories/{story['id']}", headers=api_headers(logged_in)).json()
+    opening = stored["segments"][0]["text"]
+    assert text.startswith(opening)
+    assert story["title"] in text and f"fabula stories continue {story['id']}" in text
+
+
+def read_chunks(process: subprocess.Popen) -> list[tuple[float, bytes]]:
+    """What the command writes, chunk by chunk as it comes, with the time of each."""
+    chunks: list[tuple[float, bytes]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 1)
+        if ready:
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            chunks.append((time.monotonic(), chunk))
+    assert process.wait(timeout=10) == 0, process.stderr.read()
+    return chunks
 
 
 def api_headers(terminal: Terminal) -> dict[str, str]:

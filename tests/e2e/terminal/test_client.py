@@ -30,6 +30,7 @@ from fabula_client import (
     SegmentWritten,
     StoryBusy,
     StoryComplete,
+    StoryWritten,
     TextDelta,
     Tokens,
 )
@@ -94,6 +95,25 @@ def test_a_story_streams_as_typed_events_and_errors_are_typed(client):
         client.stories.create(genre="fantasy")
     assert quota.value.plan == "free" and quota.value.quota == "generations"
     assert quota.value.limit == 5 and quota.value.resets_at
+
+
+def test_a_story_is_created_as_a_stream_of_its_opening(client):
+    events = list(client.stories.create("mystery", characters=["Mara"], stream=True,
+                                        idempotency_key="create-stream-1"))
+
+    deltas = [event for event in events if isinstance(event, TextDelta)]
+    assert len(deltas) > 5 and isinstance(events[-1], StoryWritten)
+    assert all(isinstance(event, TextDelta) for event in events[:-1])
+    story = events[-1].story
+    assert story.characters == ["Mara"] and story.title
+    assert "".join(delta.text for delta in deltas) == story.segments[0].text
+    assert client.stories.get(story.id) == story
+    # A retry with the same key: just the story, nothing more used.
+    again = list(client.stories.create("mystery", characters=["Mara"], stream=True,
+                                       idempotency_key="create-stream-1"))
+    assert [type(event) for event in again] == [StoryWritten]
+    assert again[0].story.id == story.id
+    assert client.usage.get().generations_used == 1
 
 
 def test_continuing_a_busy_story_is_retried_after_retry_after(client):

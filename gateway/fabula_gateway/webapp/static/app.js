@@ -228,28 +228,38 @@ async function openStory(storyId) {
   show("story-view");
 }
 
-// Streams a segment into the live region; the story is then read again.
-async function writeStreamed(path, body) {
-  const writing = $("writing");
-  const text = $("writing-text");
+// Streams text as it is written into the live region `regionId` (its text
+// in `${regionId}-text`); answers the data of the stream's last event (the
+// stored segment, or the new story).
+async function streamInto(regionId, path, body) {
+  const region = $(regionId);
+  const text = $(`${regionId}-text`);
   text.textContent = "";
-  writing.hidden = false;
-  writing.setAttribute("aria-busy", "true");
-  announce("Writing…");
+  region.hidden = false;
+  region.setAttribute("aria-busy", "true");
+  let written = null;
   try {
     const response = await api(path, { method: "POST", body, stream: true });
     for await (const { event, data } of serverSentEvents(response)) {
       if (event === "token") text.textContent += data.text;
       else if (event === "error") throw new ApiProblem(data);
+      else written = data;
     }
-    story = await getJson(`/v1/stories/${encodeURIComponent(story.id)}`);
-    renderStory();
-    announce("Written.");
+    return written;
   } finally {
-    writing.setAttribute("aria-busy", "false");
-    writing.hidden = true;
+    region.setAttribute("aria-busy", "false");
+    region.hidden = true;
     refreshUsage().catch(showError);
   }
+}
+
+// Streams a segment into the story's live region; the story is then read again.
+async function writeStreamed(path, body) {
+  announce("Writing…");
+  await streamInto("writing", path, body);
+  story = await getJson(`/v1/stories/${encodeURIComponent(story.id)}`);
+  renderStory();
+  announce("Written.");
 }
 
 function directionBody() {
@@ -481,9 +491,9 @@ $("new-story-form").addEventListener("submit", (event) => {
     };
     if (values.opening_line.trim()) body.opening_line = values.opening_line.trim();
     announce("Writing the opening…");
-    const created = await postJson("/v1/stories", body);
+    // The opening appears as it is written; then the story is shown.
+    const created = await streamInto("opening", "/v1/stories", body);
     announce(`“${created.title}” has begun.`);
-    refreshUsage().catch(showError);
     location.hash = `#/stories/${encodeURIComponent(created.id)}`;
   });
 });

@@ -40,21 +40,21 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
     async def CreateStory(
         self, request: stories_pb2.CreateStoryRequest, context: grpc.aio.ServicerContext
     ) -> stories_pb2.Story:
-        new = service.validate_new_story(
-            user_id=request.user_id,
-            genre=request.genre,
-            title=request.title if request.HasField("title") else None,
-            characters=list(request.characters),
-            opening_line=request.opening_line if request.HasField("opening_line") else None,
-        )
-        keyed = idempotency.keyed_request(
-            new.user_id,
-            request.idempotency_key,
-            Operation.create_story,
-            [new.genre, new.title, new.characters, new.opening_line],
-        )
+        new, keyed = _new_story(request)
         story = await self._writer.create(new, keyed)
         return await self._read_full(new.user_id, story.id)
+
+    async def CreateStoryStream(
+        self, request: stories_pb2.CreateStoryRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[stories_pb2.CreateStoryEvent]:
+        new, keyed = _new_story(request)
+        async for event in self._writer.create_stream(new, keyed):
+            if isinstance(event, Story):
+                # As CreateStory answers it.
+                story = await self._read_full(new.user_id, event.id)
+                yield stories_pb2.CreateStoryEvent(story=story)
+            else:
+                yield stories_pb2.CreateStoryEvent(token=stories_pb2.TextDelta(text=event))
 
     async def ContinueStory(
         self, request: stories_pb2.ContinueStoryRequest, context: grpc.aio.ServicerContext
@@ -302,6 +302,27 @@ class StoriesServicer(stories_pb2_grpc.StoriesServiceServicer):
         async with self._db.session_scope() as session:
             await shaping.select_branch(session, user_id, story_id, branch_id)
         return await self._read_basic(user_id, story_id)
+
+
+def _new_story(
+    request: stories_pb2.CreateStoryRequest,
+) -> tuple[service.NewStory, idempotency.KeyedRequest | None]:
+    """A CreateStory or CreateStoryStream request, validated, with its key
+    (one fingerprint: a key used for either call is the same request)."""
+    new = service.validate_new_story(
+        user_id=request.user_id,
+        genre=request.genre,
+        title=request.title if request.HasField("title") else None,
+        characters=list(request.characters),
+        opening_line=request.opening_line if request.HasField("opening_line") else None,
+    )
+    keyed = idempotency.keyed_request(
+        new.user_id,
+        request.idempotency_key,
+        Operation.create_story,
+        [new.genre, new.title, new.characters, new.opening_line],
+    )
+    return new, keyed
 
 
 def _segment_ref(

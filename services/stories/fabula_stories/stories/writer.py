@@ -56,9 +56,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fabula_stories.context import builder
 from fabula_stories.idempotency import service as idempotency
+from fabula_stories.idempotency.service import FirstAnswer, KeyedRequest
 from fabula_stories.leases import WriterTasks, keep_renewed
 from fabula_stories.leaving import service as leaving
-from fabula_stories.idempotency.service import FirstAnswer, KeyedRequest
 from fabula_stories.settings import Settings
 from fabula_stories.stories import events, service
 from fabula_stories.stories.events import DeliverySubjects
@@ -84,9 +84,11 @@ _DISCARD_ON_SHUTDOWN_SECONDS = 2.0
 # What the generation service logs usage against.
 _SUBJECT_KIND = "story"
 
-# What a ContinueStory call receives from its writing task, in order: text
-# deltas, then the stored segment or the error that ended the work.
+# What a streaming call receives from its writing task, in order: text
+# deltas, then what was stored (for ContinueStory the segment, for
+# CreateStoryStream the story) or the error that ended the work.
 ContinueEvent = str | Segment
+CreateEvent = str | Story
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,8 @@ class _Target:
 
 @dataclass
 class _Delivery:
-    queue: asyncio.Queue[ContinueEvent | Exception] = field(default_factory=asyncio.Queue)
-    # False once the ContinueStory call has ended (normally or because its
+    queue: asyncio.Queue[str | Segment | Story | Exception] = field(default_factory=asyncio.Queue)
+    # False once the streaming call has ended (normally or because its
     # client went away); the task then finishes unobserved.
     listening: bool = True
 
@@ -130,7 +132,38 @@ class StoryWriter:
         """A new story with its generated opening (and title, when none is
         given); for a retry of `keyed`, the story its first request created,
         as it is now."""
-        story_id, generation_id = uuid.uuid4(), uuid.uuid4()
+        story_id = uuid.uuid4()
+        return await self._detached(
+            self._create(new, keyed, story_id, self._generate), f"create story {story_id}"
+        )
+
+    async def create_stream(
+        self, new: NewStory, keyed: KeyedRequest | None = None
+    ) -> AsyncIterator[CreateEvent]:
+        """As create, streamed: text deltas as the model writes the opening,
+        then the stored story; for a retry of `keyed`, just the story."""
+        story_id = uuid.uuid4()
+        delivery = _Delivery()
+
+        def generate(request: generation_pb2.GenerateRequest) -> Awaitable[GeneratedText]:
+            return self._generate_stream(request, delivery.queue.put_nowait)
+
+        work = self._create(new, keyed, story_id, generate)
+        self._spawn(self._deliver(work, delivery, f"create story {story_id}"))
+        async for event in self._receive(delivery):
+            yield event
+
+    async def _create(
+        self,
+        new: NewStory,
+        keyed: KeyedRequest | None,
+        story_id: uuid.UUID,
+        generate: Callable[[generation_pb2.GenerateRequest], Awaitable[GeneratedText]],
+    ) -> Story:
+        """The work of one CreateStory or CreateStoryStream call, run in a
+        task of its own (see _detached, _deliver): claim the opening, have
+        `generate` write it, store it."""
+        generation_id = uuid.uuid4()
         request = generation_pb2.GenerateRequest(
             user_id=str(new.user_id),
             purpose=_PURPOSE[SegmentKind.opening],
@@ -145,38 +178,32 @@ class StoryWriter:
             generation_id=str(generation_id),
             delivery=generation_pb2.DELIVERY_CONFIRMED_BY_OWNER,
         )
-
-        async def write() -> Story:
-            async with self._db.session_scope() as session:
-                # Held until the claim commits: a deletion of the user waits for it.
-                await leaving.refuse_deleted_user(session, new.user_id)
-                if keyed is not None:
-                    first = await idempotency.begin(
-                        session, keyed, generation_id=generation_id, story_id=story_id
-                    )
-                    if first is not None:
-                        return await service.get_story(session, new.user_id, first.story_id)
-                claim = await service.claim_opening(
-                    session,
-                    new.user_id,
-                    story_id,
-                    generation_id,
-                    lease_seconds=self._settings.write_lease_seconds,
-                    owner=self._settings.instance_name,
+        async with self._db.session_scope() as session:
+            # Held until the claim commits: a deletion of the user waits for it.
+            await leaving.refuse_deleted_user(session, new.user_id)
+            if keyed is not None:
+                first = await idempotency.begin(
+                    session, keyed, generation_id=generation_id, story_id=story_id
                 )
+                if first is not None:
+                    return await service.get_story(session, new.user_id, first.story_id)
+            claim = await service.claim_opening(
+                session,
+                new.user_id,
+                story_id,
+                generation_id,
+                lease_seconds=self._settings.write_lease_seconds,
+                owner=self._settings.instance_name,
+            )
 
-            async def store() -> Story:
-                opening = await self._generate(request)
-                async with self._db.session_scope() as session:
-                    story = await service.store_opening(
-                        session, self._subjects, claim, new, opening
-                    )
-                    await idempotency.finish(session, keyed, generation_id, story.segments[0].id)
-                    return story
+        async def store() -> Story:
+            opening = await generate(request)
+            async with self._db.session_scope() as session:
+                story = await service.store_opening(session, self._subjects, claim, new, opening)
+                await idempotency.finish(session, keyed, generation_id, story.segments[0].id)
+                return story
 
-            return await self._claimed(claim, store())
-
-        return await self._detached(write(), f"create story {story_id}")
+        return await self._claimed(claim, store())
 
     async def continue_story(
         self,
@@ -224,14 +251,42 @@ class StoryWriter:
             yield segment
             return
         delivery = _Delivery()
-        self._spawn(self._continue(prepared, direction, keyed, delivery))
+        work = self._continue(prepared, direction, keyed, delivery)
+        self._spawn(self._deliver(work, delivery, f"continue story {story_id}"))
+        async for event in self._receive(delivery):
+            yield event
+
+    async def _deliver(
+        self, work: Awaitable[Segment | Story], delivery: _Delivery, what: str
+    ) -> None:
+        """Await `work` (in a task of its own, which outlives the streaming
+        call) and hand what it stored, or the error that ended it, to the
+        call; never raises but on cancellation."""
+        try:
+            stored = await work
+        except asyncio.CancelledError:
+            delivery.queue.put_nowait(Unavailable("the service is shutting down"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the call, which maps it
+            if not delivery.listening:
+                log.warning("%s: failed after its caller left: %r", what, exc)
+            delivery.queue.put_nowait(exc)
+            return
+        if not delivery.listening:
+            log.info("%s: stored after its caller left", what)
+        delivery.queue.put_nowait(stored)
+
+    @staticmethod
+    async def _receive(delivery: _Delivery) -> AsyncIterator[Any]:
+        """The text deltas `delivery` receives, then what was stored (the
+        last event); the error that ended the work is raised instead."""
         try:
             while True:
                 event = await delivery.queue.get()
                 if isinstance(event, Exception):
                     raise event
                 yield event
-                if isinstance(event, Segment):
+                if not isinstance(event, str):
                     return
         finally:
             delivery.listening = False
@@ -348,10 +403,9 @@ class StoryWriter:
         direction: str,
         keyed: KeyedRequest | None,
         delivery: _Delivery,
-    ) -> None:
-        """The work of one ContinueStory or RegenerateSegment call; never
-        raises but on cancellation."""
-        story_id = claim.story_id
+    ) -> Segment:
+        """The work of one ContinueStory or RegenerateSegment call, run in a
+        task of its own (see _deliver): its text deltas go to `delivery`."""
 
         async def write() -> Segment:
             request = await self._request(claim, direction)
@@ -363,21 +417,7 @@ class StoryWriter:
                 await idempotency.finish(session, keyed, claim.generation_id, segment.id)
             return segment
 
-        try:
-            segment = await self._claimed(claim, write())
-        except asyncio.CancelledError:
-            delivery.queue.put_nowait(Unavailable("the service is shutting down"))
-            raise
-        except Exception as exc:  # noqa: BLE001 - handed to the call, which maps it
-            if not delivery.listening:
-                log.warning("continuing story %s failed after its caller left: %r", story_id, exc)
-            delivery.queue.put_nowait(exc)
-            return
-        if not delivery.listening:
-            log.info(
-                "stored segment %d of story %s after its caller left", segment.position, story_id
-            )
-        delivery.queue.put_nowait(segment)
+        return await self._claimed(claim, write())
 
     async def write_claimed(self, claim: WriteClaim, work: Awaitable[T], what: str) -> T:
         """Await `work` (a model call and the storing of its result, which
@@ -484,7 +524,8 @@ class StoryWriter:
                     result = event.done
         except grpc.aio.AioRpcError as err:
             # A quota refusal comes before the first token, so it reaches the
-            # ContinueStory call before any event of its own.
+            # streaming call (ContinueStory, CreateStoryStream) before any
+            # event of its own.
             raise from_rpc_error(err) from err
         if result is None:
             raise UpstreamError("the generation stream ended without a result")

@@ -650,6 +650,14 @@ class ContinueStoryEvent(_message.Message):
     segment: Segment
     def __init__(self, token: _Optional[_Union[TextDelta, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ...) -> None: ...
 
+class CreateStoryEvent(_message.Message):
+    __slots__ = ("token", "story")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STORY_FIELD_NUMBER: _ClassVar[int]
+    token: TextDelta
+    story: Story
+    def __init__(self, token: _Optional[_Union[TextDelta, _Mapping]] = ..., story: _Optional[_Union[Story, _Mapping]] = ...) -> None: ...
+
 class EndStoryRequest(_message.Message):
     __slots__ = ("user_id", "story_id", "direction", "idempotency_key")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

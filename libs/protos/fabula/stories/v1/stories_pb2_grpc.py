@@ -42,6 +42,11 @@ class StoriesServiceStub:
                 request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.CreateStoryRequest.SerializeToString,
                 response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
                 _registered_method=True)
+        self.CreateStoryStream = channel.unary_stream(
+                '/fabula.stories.v1.StoriesService/CreateStoryStream',
+                request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.CreateStoryRequest.SerializeToString,
+                response_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.CreateStoryEvent.FromString,
+                _registered_method=True)
         self.ContinueStory = channel.unary_stream(
                 '/fabula.stories.v1.StoriesService/ContinueStory',
                 request_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ContinueStoryRequest.SerializeToString,
@@ -202,6 +207,19 @@ class StoriesServiceServicer:
         `idempotency-key-in-progress`, with a RetryInfo. A call that failed
         stored nothing, so its key may be used again. The key with another
         request is INVALID_ARGUMENT, reason `idempotency-key-reused`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateStoryStream(self, request, context):
+        """CreateStory, streamed: the opening's text as the model writes it, then
+        the stored story with all its segments (as CreateStory answers it). The
+        same rules and errors as CreateStory; its refusals (invalid arguments,
+        a spent quota, a key in use) come before the first event. A client that
+        goes away midway leaves the story to be stored and counted once all the
+        same. A retry with the same idempotency_key of a finished call streams
+        just the story, no deltas.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -447,6 +465,11 @@ def add_StoriesServiceServicer_to_server(servicer, server):
                     request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.CreateStoryRequest.FromString,
                     response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.Story.SerializeToString,
             ),
+            'CreateStoryStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.CreateStoryStream,
+                    request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.CreateStoryRequest.FromString,
+                    response_serializer=fabula_dot_stories_dot_v1_dot_stories__pb2.CreateStoryEvent.SerializeToString,
+            ),
             'ContinueStory': grpc.unary_stream_rpc_method_handler(
                     servicer.ContinueStory,
                     request_deserializer=fabula_dot_stories_dot_v1_dot_stories__pb2.ContinueStoryRequest.FromString,
@@ -617,6 +640,33 @@ class StoriesService:
             '/fabula.stories.v1.StoriesService/CreateStory',
             fabula_dot_stories_dot_v1_dot_stories__pb2.CreateStoryRequest.SerializeToString,
             fabula_dot_stories_dot_v1_dot_stories__pb2.Story.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateStoryStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fabula.stories.v1.StoriesService/CreateStoryStream',
+            fabula_dot_stories_dot_v1_dot_stories__pb2.CreateStoryRequest.SerializeToString,
+            fabula_dot_stories_dot_v1_dot_stories__pb2.CreateStoryEvent.FromString,
             options,
             channel_credentials,
             insecure,
