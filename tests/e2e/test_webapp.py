@@ -128,6 +128,8 @@ def test_story_flow_in_a_browser(webapp_stack, browser_page, request):
     opening = segments.first.locator("p").first.inner_text()
     assert opening.startswith(opening_partial.strip()[:20]), (opening_partial, opening)
     expect(page.locator("#story-meta")).to_contain_text("fantasy · with Mara, the keeper")
+    # The stack runs the offline generator, and the reader is told it is not a model.
+    expect(page.locator("#story-meta")).to_contain_text("not a language model")
     title = page.locator("#story-title").inner_text()
     assert title.strip()
     expect(page.locator("#usage-text")).to_have_text("1 of 5 used (free plan)")

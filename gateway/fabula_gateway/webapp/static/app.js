@@ -200,6 +200,10 @@ function renderStory() {
   const parts = [story.genre];
   if (story.characters.length) parts.push(`with ${story.characters.join(", ")}`);
   if (story.is_complete) parts.push("complete");
+  // Say so when a text was not written by a language model (the built-in generator).
+  if (story.segments.some((segment) => !segment.generated_by.is_language_model)) {
+    parts.push("written by the offline generator (templates, not a language model)");
+  }
   $("story-meta").textContent = parts.join(" · ");
   $("segments").replaceChildren(
     ...story.segments.map((segment) => {
