@@ -6,6 +6,8 @@ stripped; a text file named .png failed with a reason."""
 from __future__ import annotations
 
 import io
+import os
+import signal
 import time
 
 import pytest
@@ -25,6 +27,11 @@ def png_with_text(width: int = 640, height: int = 480) -> bytes:
 
 
 def upload(api, writer, data: bytes, content_type: str, filename: str) -> dict:
+    return wait_processed(api, writer, upload_and_complete(api, writer, data, content_type, filename))
+
+
+def upload_and_complete(api, writer, data: bytes, content_type: str, filename: str) -> str:
+    """The photo's id, once uploaded and completed (its processing queued)."""
     created = api.http.post(
         "/v1/photos",
         json={"content_type": content_type, "size_bytes": len(data), "filename": filename},
@@ -44,7 +51,7 @@ def upload(api, writer, data: bytes, content_type: str, filename: str) -> dict:
     assert sent.status_code in (200, 201, 204), sent.text
     completed = api.http.post(f"/v1/photos/{body['photo']['id']}/complete", headers=writer.headers)
     assert completed.status_code == 200, completed.text
-    return wait_processed(api, writer, body["photo"]["id"])
+    return body["photo"]["id"]
 
 
 def wait_processed(api, writer, photo_id: str, timeout: float = 30) -> dict:
@@ -95,3 +102,43 @@ def test_a_text_file_named_png_fails_with_a_reason(api):
     # Another user does not see it.
     stranger = api.register()
     assert api.http.get(f"/v1/photos/{photo['id']}", headers=stranger.headers).status_code == 404
+
+
+def test_a_photo_whose_worker_is_killed_mid_processing_is_processed_after_all(
+    start_private_stack,
+):
+    """kill -9 of the media worker while it works on a photo: the photo is not
+    left in processing; once the launcher has started the worker again, the
+    photo is processed (queued again by the stuck-photo sweep, or its event
+    redelivered) and completes with every thumbnail."""
+    api = start_private_stack(
+        MEDIA_PROCESSING_TIMEOUT_SECONDS="4",
+        MEDIA_SWEEP_SECONDS="1",
+        # A large image and a large thumbnail: seconds of work to be killed in.
+        MEDIA_THUMBNAIL_SIZES="256,1024,4096",
+    )
+    writer = api.register()
+    large = io.BytesIO()
+    Image.linear_gradient("L").resize((6000, 6000)).convert("RGB").save(large, "PNG")
+    photo_id = upload_and_complete(api, writer, large.getvalue(), "image/png", "mural.png")
+
+    deadline = time.monotonic() + 30
+    while (status := api.http.get(f"/v1/photos/{photo_id}", headers=writer.headers).json()[
+        "status"
+    ]) != "processing":
+        assert status == "uploaded", f"the worker finished before it could be killed: {status}"
+        assert time.monotonic() < deadline, "the photo never started processing"
+        time.sleep(0.02)
+    worker = api.stack.children["media.worker"]
+    os.kill(worker, signal.SIGKILL)
+    api.stack.wait_restarted("media.worker", worker, timeout=30)
+
+    photo = wait_processed(api, writer, photo_id, timeout=90)
+    assert photo["status"] == "completed", photo
+    assert {r["name"] for r in photo["renditions"]} == {
+        "original",
+        "thumb_256",
+        "thumb_1024",
+        "thumb_4096",
+    }
+    assert (photo["width"], photo["height"]) == (6000, 6000)
