@@ -83,7 +83,11 @@ def webapp_stack(tmp_path_factory) -> Iterator[Stack]:
     running = start_stack(
         # A loaded machine (CI's two cores) may take seconds to hash a password.
         stack_environment(
-            **TEST_STACK, GENERATION_OFFLINE_TOKEN_DELAY_MS=TOKEN_DELAY_MS, GRPC_DEADLINE_SECONDS="10"
+            **TEST_STACK,
+            GENERATION_OFFLINE_TOKEN_DELAY_MS=TOKEN_DELAY_MS,
+            GRPC_DEADLINE_SECONDS="10",
+            # The chairman asks two questions before the council deliberates.
+            COUNCIL_FOLLOW_UP_QUESTIONS="2",
         ),
         tmp_path_factory.mktemp("webapp") / "fabula.log",
         timeout=STACK_START_SECONDS,
@@ -229,6 +233,18 @@ def test_the_council_stages_appear_as_they_happen(webapp_stack, browser_page, re
 
     page.get_by_label("Your question").fill("Who is the lighthouse keeper?")
     page.get_by_role("button", name="Ask").click()
+    # The chairman asks first; each question has its answer field.
+    questions = page.get_by_role("region", name="The chairman asks first")
+    expect(questions).to_be_visible()
+    expect(page.locator("#council-progress")).to_have_text(
+        "The chairman has questions before the council deliberates."
+    )
+    fields = questions.get_by_role("textbox")
+    expect(fields).to_have_count(2)
+    shot("questions")
+    fields.nth(0).fill("For a story set on the Breton coast")
+    fields.nth(1).fill("To decide who narrates")
+    page.get_by_role("button", name="Answer and let the council deliberate").click()
     # The first stage is shown while the council is still at work.
     answers = page.get_by_role("region", name="1. Answers")
     expect(answers).to_be_visible()
@@ -243,6 +259,7 @@ def test_the_council_stages_appear_as_they_happen(webapp_stack, browser_page, re
     expect(chairman.get_by_role("article")).to_have_count(1)
     assert chairman.get_by_role("article").locator("p").first.inner_text().strip()
     expect(page.locator("#usage-text")).to_have_text("1 of 5 used (free plan)")
+    expect(questions).to_be_hidden()
     shot("answered")
     assert not page.console_errors, page.console_errors
 

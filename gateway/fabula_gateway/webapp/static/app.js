@@ -306,7 +306,7 @@ function resetCouncil() {
     $(`stage-${stage}`).querySelector(".members").replaceChildren();
   }
   $("council-questions").hidden = true;
-  $("council-questions").querySelector("ul").replaceChildren();
+  $("follow-up-questions").replaceChildren();
 }
 
 function onCouncilEvent(event, data) {
@@ -327,37 +327,62 @@ function onCouncilEvent(event, data) {
   } else if (event === "chairman") {
     memberBlock(3, data.model).querySelector("p").textContent = data.text;
   } else if (event === "questions") {
-    $("council-questions").querySelector("ul").replaceChildren(
-      ...data.questions.map((question) => {
+    // Before deliberating the chairman asks; each question gets its answer field.
+    $("follow-up-questions").replaceChildren(
+      ...data.questions.map((question, index) => {
         const item = document.createElement("li");
-        item.textContent = question;
+        const label = document.createElement("label");
+        label.htmlFor = `follow-up-${index}`;
+        label.textContent = question;
+        const answer = document.createElement("input");
+        answer.id = `follow-up-${index}`;
+        answer.required = true;
+        answer.maxLength = 2000;
+        item.append(label, answer);
         return item;
       }),
     );
     $("council-questions").hidden = false;
+    progress.textContent = "The chairman has questions before the council deliberates.";
+    return "questions";
   } else if (event === "error") {
     throw new ApiProblem(data);
   }
 }
 
-async function askCouncil(content) {
-  conversationId ??= (await postJson("/v1/conversations", {})).id;
-  resetCouncil();
+// Streams one council request (a question, or the answers to the chairman's
+// questions) into the stages.
+async function streamCouncil(path, body) {
   const stages = $("council-stages");
   stages.setAttribute("aria-busy", "true");
   $("council-progress").textContent = "The council is gathering…";
+  let asked = false;
   try {
-    const response = await api(`/v1/conversations/${encodeURIComponent(conversationId)}/messages`, {
-      method: "POST",
-      body: { content },
-      stream: true,
-    });
-    for await (const { event, data } of serverSentEvents(response)) onCouncilEvent(event, data);
-    $("council-progress").textContent = "The council has answered.";
+    const response = await api(path, { method: "POST", body, stream: true });
+    for await (const { event, data } of serverSentEvents(response)) {
+      if (onCouncilEvent(event, data) === "questions") asked = true;
+    }
+    if (!asked) $("council-progress").textContent = "The council has answered.";
   } finally {
     stages.setAttribute("aria-busy", "false");
     refreshUsage().catch(showError);
   }
+  if (asked) $("follow-up-0").focus();
+}
+
+async function askCouncil(content) {
+  conversationId ??= (await postJson("/v1/conversations", {})).id;
+  resetCouncil();
+  await streamCouncil(`/v1/conversations/${encodeURIComponent(conversationId)}/messages`, {
+    content,
+  });
+}
+
+async function answerChairman(answers) {
+  await streamCouncil(`/v1/conversations/${encodeURIComponent(conversationId)}/follow-up`, {
+    answers,
+  });
+  $("council-questions").hidden = true; // answered (kept on a failure, to try again)
 }
 
 // ---------------------------------------------------------------- long-form jobs
@@ -543,6 +568,15 @@ $("council-form").addEventListener("submit", (event) => {
     await askCouncil($("question").value.trim());
     $("question").value = "";
   });
+});
+
+$("follow-up-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const answers = [...$("follow-up-questions").querySelectorAll("input")].map((input) =>
+    input.value.trim(),
+  );
+  busy(form.querySelectorAll("button"), () => answerChairman(answers));
 });
 
 $("job-form").addEventListener("submit", (event) => {
