@@ -183,6 +183,41 @@ async def test_mistral_sees_the_image_as_a_data_url_chunk_and_is_billed_once(
     assert usage.generations_used == 1 and from_money(usage.cost_used) == cost
 
 
+async def test_an_openai_compatible_vision_model_sees_the_image_and_is_billed_once(
+    billing, db, fake_openai
+):
+    """A local vision model (Ollama, vLLM, llama.cpp) through the openai SDK:
+    the same data-URL image chunk, the structured bilingual answer, one
+    generation billed at the reported usage."""
+    user_id = str(uuid.uuid4())
+    async with serving(
+        provider="openai",
+        openai_base_url=fake_openai.base_url,
+        openai_model="llava",
+        prices={"llava": {"prompt": "1000", "completion": "2000"}},
+    ) as stub:
+        request = picture(user_id, "the fox finds a friend")
+        story = await stub.WritePictureStory(request)
+
+    (sent,) = fake_openai.requests
+    assert sent["model"] == "llava" and not sent.get("stream")
+    user_content = sent["messages"][-1]["content"]
+    image_chunk = next(chunk for chunk in user_content if chunk["type"] == "image_url")
+    assert image_chunk["image_url"]["url"] == (
+        "data:image/png;base64," + base64.b64encode(RED_DRAWING).decode()
+    )
+    assert sent["response_format"]["type"] == "json_schema"
+    assert (story.provider, story.model, story.is_language_model) == ("openai", "llava", True)
+    assert story.title_en and story.text_en and story.title_de and story.text_de
+    assert story.usage.prompt_tokens > 0 and story.usage.completion_tokens > 0
+
+    log = await settled_usage(billing, user_id, request.generation_id)
+    assert (log.operation, log.counted, log.model) == ("picture_story", True, "llava")
+    assert from_money(log.cost) == from_money(story.usage.cost) > 0
+    usage = await billing.GetUsage(billing_pb2.GetUsageRequest(user_id=user_id))
+    assert usage.generations_used == 1
+
+
 async def test_a_child_safe_call_is_instructed_and_moderated_in_both_languages(
     billing, db, fake_mistral
 ):
