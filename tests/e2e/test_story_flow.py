@@ -27,7 +27,7 @@ def parse_sse(body: str) -> list[tuple[str, dict]]:
     return events
 
 
-def streamed(api, path: str, body: dict, headers: dict) -> list[tuple[str, dict]]:
+def sse_events(api, path: str, body: dict, headers: dict) -> list[tuple[str, dict]]:
     """The events of a POST asked for as Server-Sent Events (a 200 stream)."""
     with api.http.stream(
         "POST", path, json=body, headers={**headers, "Accept": "text/event-stream"}
@@ -106,7 +106,7 @@ def test_whole_story(api, problem):
     segment = cont.json()
     assert segment["position"] == 2 and segment["text"].strip() and segment["id"] and segment["created_at"]
 
-    events = streamed(api, f"/v1/stories/{story['id']}/continue", {}, writer.headers)
+    events = sse_events(api, f"/v1/stories/{story['id']}/continue", {}, writer.headers)
     kinds = [name for name, _ in events]
     assert kinds.count("token") >= 5 and kinds[-1] == "segment" and kinds.count("segment") == 1
     streamed = events[-1][1]
@@ -159,7 +159,9 @@ def test_whole_story(api, problem):
 def test_a_story_created_as_an_event_stream_shows_its_opening_as_it_is_written(api, problem):
     writer = api.register()
     sse = {**writer.headers, "Accept": "text/event-stream"}
-    events = streamed(api, "/v1/stories", {"genre": "mystery", "characters": ["Mara"]}, writer.headers)
+    events = sse_events(
+        api, "/v1/stories", {"genre": "mystery", "characters": ["Mara"]}, writer.headers
+    )
 
     kinds = [name for name, _ in events]
     assert kinds.count("token") >= 5 and kinds[-1] == "story" and kinds.count("story") == 1
