@@ -794,6 +794,25 @@ class FakeMedia(media_pb2_grpc.MediaServiceServicer):
         )
         return media_pb2.ListPhotosResponse(photos=[photo])
 
+    async def GetPhoto(self, request, context):
+        """A processed photo with signed URLs, as media answers a read."""
+        await self.recorder.receive("GetPhoto", request, context)
+        base = f"https://media.example/{request.photo_id}"
+        return media_pb2.Photo(
+            id=request.photo_id,
+            user_id=request.user_id,
+            status=media_pb2.PHOTO_STATUS_COMPLETED,
+            content_type="image/png",
+            width=1600,
+            height=1200,
+            renditions=[
+                media_pb2.Rendition(name="original", width=1600, height=1200, url=f"{base}/original"),
+                media_pb2.Rendition(name="thumb_256", width=256, height=192, url=f"{base}/256"),
+                media_pb2.Rendition(name="thumb_1024", width=1024, height=768, url=f"{base}/1024"),
+            ],
+            urls_expire_at=timestamp_pb2.Timestamp(seconds=1_900_000_000),
+        )
+
 
 @dataclass
 class FakeBackends:

@@ -130,6 +130,13 @@ async def test_a_picture_story_is_written_with_the_generation_deadline(api, back
     assert (body["direction"], body["generation_time_ms"], body["image_url"]) == (
         "a fox", 12, f"/v1/photos/{PHOTO_ID}",
     )
+    # The picture, ready to show: signed URLs from media, display size and thumbnail.
+    assert body["image"] == {
+        "url": f"https://media.example/{PHOTO_ID}/1024",
+        "thumbnail_url": f"https://media.example/{PHOTO_ID}/256",
+        "expires_at": "2030-03-17T17:46:40Z",
+    }
+    assert backends.only("GetPhoto").request.photo_id == PHOTO_ID
     call = backends.only("WritePictureStory")
     assert call.time_remaining > GENERATION_DEADLINE_SECONDS - 5
     # A body is optional.
@@ -148,6 +155,18 @@ async def test_picture_stories_are_favourited_and_listed_by_favourite(api, backe
     assert (await api.delete(f"/v1/picture-stories/{STORY_ID}", headers=auth)).status_code == 204
     backends.fail("GetPictureStory", grpc.StatusCode.NOT_FOUND, "picture story not found")
     problem(await api.get(f"/v1/picture-stories/{STORY_ID}", headers=auth), 404)
+
+
+async def test_a_picture_story_is_answered_without_its_image_when_media_cannot_give_it(
+    api, backends, auth
+):
+    backends.fail("GetPhoto", grpc.StatusCode.UNAVAILABLE, "media is down")
+    response = await api.get(f"/v1/picture-stories/{STORY_ID}", headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.json()["image"] is None
+    assert response.json()["image_url"] == f"/v1/photos/{PHOTO_ID}"
+    # The lookup is bounded: a slow media service cannot hold the read.
+    assert backends.only("GetPhoto").time_remaining < 2.5  # not the usual deadline
 
 
 async def test_a_blocked_direction_is_a_content_blocked_problem_naming_the_part(

@@ -98,6 +98,11 @@ def test_a_drawing_gets_a_bilingual_story_counted_once_and_favourited(with_media
     assert "green" in body["text"]["en"] and "Grün" in body["text"]["de"]
     assert body["generated_by"]["is_language_model"] is False
     api.wait_for(lambda: api.usage(writer)["generations_used"] == used + 1)
+    # The picture comes with the story, ready to show: the edit (320x200, green).
+    shown = Image.open(io.BytesIO(api.http.get(body["image"]["url"]).content))
+    thumbnail = Image.open(io.BytesIO(api.http.get(body["image"]["thumbnail_url"]).content))
+    assert (shown.format, shown.size, thumbnail.size) == ("WEBP", (320, 200), (256, 160))
+    assert shown.convert("RGB").getpixel((10, 10)) == pytest.approx((30, 160, 60), abs=8)
 
     liked = api.http.patch(
         f"/v1/picture-stories/{body['id']}", json={"is_favorite": True}, headers=writer.headers

@@ -4,12 +4,18 @@ TutorialsService and DrawingsService; photos are media's)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated
 
+import grpc
+from fabula.media.v1 import media_pb2
 from fabula.stories.v1 import pictures_pb2
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response, status
 
+from fabula_gateway.clients import ServiceClients
 from fabula_gateway.dependencies import Clients, CurrentSuperuser, CurrentUserId, JsonBody
+from fabula_gateway.mappers import to_datetime
 from fabula_gateway.openapi import problem_responses
 from fabula_gateway.pictures.mappers import (
     bilingual_tutorial_from_proto,
@@ -24,6 +30,7 @@ from fabula_gateway.pictures.schemas import (
     DrawingEditCreate,
     DrawingPage,
     Language,
+    PictureImage,
     PictureStory,
     PictureStoryCreate,
     PictureStoryPage,
@@ -36,6 +43,7 @@ from fabula_gateway.pictures.schemas import (
 )
 from fabula_gateway.projects.routes import Cursor, Limit, parse_uuid
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["pictures"])
 
 _S404_PHOTO = "No such drawing or tutorial of yours, or the photo is not yours."
@@ -123,6 +131,58 @@ def _fields(body: TutorialCreate | TutorialUpdate) -> pictures_pb2.TutorialField
 
 
 # --- Tutorials -------------------------------------------------------------------
+
+
+# A picture's URLs are an extra to the story: a media service slower than
+# this leaves `image` null rather than holding up the read.
+IMAGE_LOOKUP_SECONDS = 2.0
+
+
+def _shown_image(photo: media_pb2.Photo) -> PictureImage | None:
+    """Display and thumbnail URLs of a processed photo; None before it is."""
+    signed = {r.name: r for r in photo.renditions if r.url}
+    if not signed or not photo.HasField("urls_expire_at"):
+        return None
+    thumbnails = sorted(
+        (r for r in signed.values() if r.name != "original"), key=lambda r: max(r.width, r.height)
+    )
+    shown = [r for r in thumbnails if max(r.width, r.height) <= 1024]
+    display = shown[-1] if shown else signed.get("original", thumbnails[-1] if thumbnails else None)
+    if display is None:
+        return None
+    small = thumbnails[0] if thumbnails else display
+    return PictureImage(
+        url=display.url, thumbnail_url=small.url, expires_at=to_datetime(photo.urls_expire_at)
+    )
+
+
+async def _with_images(
+    clients: ServiceClients, user_id: str, stories: list[PictureStory]
+) -> list[PictureStory]:
+    """The stories with their pictures' signed URLs (one GetPhoto per photo,
+    at once); a photo media cannot give in time leaves its story's `image` null."""
+    photo_ids = sorted({story.photo_id for story in stories})
+    answers = await asyncio.gather(
+        *(
+            clients.media.GetPhoto(
+                media_pb2.PhotoRef(user_id=user_id, photo_id=photo_id),
+                timeout=IMAGE_LOOKUP_SECONDS,
+            )
+            for photo_id in photo_ids
+        ),
+        return_exceptions=True,
+    )
+    images: dict[str, PictureImage | None] = {}
+    for photo_id, answer in zip(photo_ids, answers, strict=True):
+        if isinstance(answer, grpc.aio.AioRpcError):
+            log.info("no image for photo %s: %s", photo_id, answer.code().name)
+            continue
+        if isinstance(answer, BaseException):
+            raise answer
+        images[photo_id] = _shown_image(answer)
+    for story in stories:
+        story.image = images.get(story.photo_id)
+    return stories
 
 
 @router.get(
@@ -347,7 +407,8 @@ async def create_picture_story(
         timeout=clients.generation_timeout,
     )
     response.headers["Location"] = f"/v1/picture-stories/{story.id}"
-    return picture_story_from_proto(story)
+    (written,) = await _with_images(clients, user_id, [picture_story_from_proto(story)])
+    return written
 
 
 @router.get(
@@ -376,9 +437,9 @@ async def list_picture_stories(
             drawing_id=parse_uuid(drawing_id, "Drawing") if drawing_id else "",
         )
     )
+    items = [picture_story_from_proto(s) for s in page.picture_stories]
     return PictureStoryPage(
-        items=[picture_story_from_proto(s) for s in page.picture_stories],
-        next_cursor=page.next_cursor or None,
+        items=await _with_images(clients, user_id, items), next_cursor=page.next_cursor or None
     )
 
 
@@ -392,11 +453,11 @@ async def list_picture_stories(
 async def get_picture_story(
     user_id: CurrentUserId, picture_story_id: PictureStoryId, clients: Clients
 ) -> PictureStory:
-    return picture_story_from_proto(
-        await clients.drawings.GetPictureStory(
-            pictures_pb2.PictureStoryRef(user_id=user_id, picture_story_id=picture_story_id)
-        )
+    story = await clients.drawings.GetPictureStory(
+        pictures_pb2.PictureStoryRef(user_id=user_id, picture_story_id=picture_story_id)
     )
+    (found,) = await _with_images(clients, user_id, [picture_story_from_proto(story)])
+    return found
 
 
 @router.patch(
@@ -414,13 +475,13 @@ async def update_picture_story(
     picture_story_id: PictureStoryId,
     clients: Clients,
 ) -> PictureStory:
-    return picture_story_from_proto(
-        await clients.drawings.UpdatePictureStory(
-            pictures_pb2.UpdatePictureStoryRequest(
-                user_id=user_id, picture_story_id=picture_story_id, is_favorite=body.is_favorite
-            )
+    story = await clients.drawings.UpdatePictureStory(
+        pictures_pb2.UpdatePictureStoryRequest(
+            user_id=user_id, picture_story_id=picture_story_id, is_favorite=body.is_favorite
         )
     )
+    (updated,) = await _with_images(clients, user_id, [picture_story_from_proto(story)])
+    return updated
 
 
 @router.delete(

@@ -197,11 +197,26 @@ class Moderation(BaseModel):
     categories: list[str]
 
 
+class PictureImage(BaseModel):
+    """The picture a story is about, ready to show: URLs signed for a while."""
+
+    url: str = Field(description="The picture at display size (the largest thumbnail up to "
+                     "1024 px, else the original), until `expires_at`.")
+    thumbnail_url: str = Field(description="The smallest thumbnail, until `expires_at`.")
+    expires_at: dt.datetime
+
+
 class PictureStory(BaseModel):
     id: str
     drawing_id: str
     photo_id: str
     image_url: str = Field(description="The photo's resource: GET it for time-limited URLs.")
+    image: PictureImage | None = Field(
+        None,
+        description="Time-limited URLs of the picture, to show beside the story; null when "
+        "the photo was deleted or the media service did not answer in time (the story is "
+        "answered all the same).",
+    )
     title: Bilingual
     text: Bilingual
     direction: str

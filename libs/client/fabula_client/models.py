@@ -711,6 +711,14 @@ class Moderation(Model):
     categories: list[str] = []
 
 
+class PictureImage(Model):
+    """The picture a story is about: signed URLs, valid until expires_at."""
+
+    url: str
+    thumbnail_url: str
+    expires_at: dt.datetime
+
+
 class PictureStory(Model):
     """A short story about a drawing, in English and German."""
 
@@ -718,6 +726,8 @@ class PictureStory(Model):
     drawing_id: str
     photo_id: str
     image_url: str = ""
+    # None when the photo is gone or media did not answer in time.
+    image: PictureImage | None = None
     title: Bilingual
     text: Bilingual
     direction: str = ""
