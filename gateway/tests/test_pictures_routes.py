@@ -85,6 +85,7 @@ async def test_drawings_are_recorded_edited_listed_and_deleted(api, backends, au
     assert created.status_code == 201, created.text
     assert created.headers["location"] == f"/v1/drawings/{DRAWING_ID}"
     assert created.json()["image_url"] == f"/v1/photos/{PHOTO_ID}"
+    assert created.json()["image"]["url"] == f"https://media.example/{PHOTO_ID}/1024"
     sent = backends.only("CreateDrawing").request
     assert (sent.user_id, sent.photo_id, sent.tutorial_id) == (user_id, PHOTO_ID, TUTORIAL_ID)
 
@@ -98,6 +99,8 @@ async def test_drawings_are_recorded_edited_listed_and_deleted(api, backends, au
         "photo_id": "edited-photo",
         "image_url": "/v1/photos/edited-photo",
     }
+    # The newest version is what a gallery shows.
+    assert edited.json()["image"]["thumbnail_url"] == "https://media.example/edited-photo/256"
 
     page = (await api.get("/v1/drawings?limit=5", headers=auth)).json()
     assert page["next_cursor"] == "next" and page["items"][0]["id"] == DRAWING_ID

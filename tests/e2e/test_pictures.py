@@ -86,6 +86,11 @@ def test_a_drawing_gets_a_bilingual_story_counted_once_and_favourited(with_media
         headers=writer.headers,
     )
     assert edit.status_code == 201 and edit.json()["edits"][0]["version"] == 1
+    # A gallery shows the newest version: the green edit.
+    newest = api.http.get(edit.json()["image"]["thumbnail_url"]).content
+    assert Image.open(io.BytesIO(newest)).convert("RGB").getpixel((5, 5)) == pytest.approx(
+        (30, 160, 60), abs=8
+    )
 
     used = api.usage(writer)["generations_used"]
     story = api.http.post(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import grpc
 from fabula.media.v1 import media_pb2
@@ -156,12 +156,22 @@ def _shown_image(photo: media_pb2.Photo) -> PictureImage | None:
     )
 
 
-async def _with_images(
-    clients: ServiceClients, user_id: str, stories: list[PictureStory]
-) -> list[PictureStory]:
-    """The stories with their pictures' signed URLs (one GetPhoto per photo,
-    at once); a photo media cannot give in time leaves its story's `image` null."""
-    photo_ids = sorted({story.photo_id for story in stories})
+Shown = TypeVar("Shown", Drawing, PictureStory)
+
+
+def _shown_photo_id(item: Drawing | PictureStory) -> str | None:
+    """The photo an item shows: a drawing's newest version, a story's own."""
+    if isinstance(item, Drawing):
+        if item.edits:
+            return item.edits[-1].photo_id
+        return item.photo_id if item.photo_available else None
+    return item.photo_id
+
+
+async def _with_images(clients: ServiceClients, user_id: str, items: list[Shown]) -> list[Shown]:
+    """The items with their pictures' signed URLs (one GetPhoto per photo, at
+    once); a photo media cannot give in time leaves the item's `image` null."""
+    photo_ids = sorted({p for item in items if (p := _shown_photo_id(item))})
     answers = await asyncio.gather(
         *(
             clients.media.GetPhoto(
@@ -180,9 +190,9 @@ async def _with_images(
         if isinstance(answer, BaseException):
             raise answer
         images[photo_id] = _shown_image(answer)
-    for story in stories:
-        story.image = images.get(story.photo_id)
-    return stories
+    for item in items:
+        item.image = images.get(_shown_photo_id(item) or "")
+    return items
 
 
 @router.get(
@@ -297,7 +307,8 @@ async def create_drawing(
         )
     )
     response.headers["Location"] = f"/v1/drawings/{drawing.id}"
-    return drawing_from_proto(drawing)
+    (created,) = await _with_images(clients, user_id, [drawing_from_proto(drawing)])
+    return created
 
 
 @router.get(
@@ -314,8 +325,9 @@ async def list_drawings(
     page = await clients.drawings.ListDrawings(
         pictures_pb2.ListDrawingsRequest(user_id=user_id, page_size=limit, cursor=cursor or "")
     )
+    items = [drawing_from_proto(d) for d in page.drawings]
     return DrawingPage(
-        items=[drawing_from_proto(d) for d in page.drawings], next_cursor=page.next_cursor or None
+        items=await _with_images(clients, user_id, items), next_cursor=page.next_cursor or None
     )
 
 
@@ -328,11 +340,11 @@ async def list_drawings(
     responses=problem_responses(401, 404, 500, 503),
 )
 async def get_drawing(user_id: CurrentUserId, drawing_id: DrawingId, clients: Clients) -> Drawing:
-    return drawing_from_proto(
-        await clients.drawings.GetDrawing(
-            pictures_pb2.DrawingRef(user_id=user_id, drawing_id=drawing_id)
-        )
+    drawing = await clients.drawings.GetDrawing(
+        pictures_pb2.DrawingRef(user_id=user_id, drawing_id=drawing_id)
     )
+    (found,) = await _with_images(clients, user_id, [drawing_from_proto(drawing)])
+    return found
 
 
 @router.delete(
@@ -368,13 +380,13 @@ async def add_drawing_edit(
     drawing_id: DrawingId,
     clients: Clients,
 ) -> Drawing:
-    return drawing_from_proto(
-        await clients.drawings.AddDrawingEdit(
-            pictures_pb2.AddDrawingEditRequest(
-                user_id=user_id, drawing_id=drawing_id, photo_id=body.photo_id
-            )
+    drawing = await clients.drawings.AddDrawingEdit(
+        pictures_pb2.AddDrawingEditRequest(
+            user_id=user_id, drawing_id=drawing_id, photo_id=body.photo_id
         )
     )
+    (edited,) = await _with_images(clients, user_id, [drawing_from_proto(drawing)])
+    return edited
 
 
 # --- Picture stories ---------------------------------------------------------------

@@ -148,6 +148,15 @@ class DrawingEditCreate(RequestBody):
     photo_id: PhotoId = Field(description="A completed photo of yours: the edited version.")
 
 
+class PictureImage(BaseModel):
+    """The picture a story is about, ready to show: URLs signed for a while."""
+
+    url: str = Field(description="The picture at display size (the largest thumbnail up to "
+                     "1024 px, else the original), until `expires_at`.")
+    thumbnail_url: str = Field(description="The smallest thumbnail, until `expires_at`.")
+    expires_at: dt.datetime
+
+
 class DrawingVersion(BaseModel):
     id: str
     photo_id: str
@@ -165,6 +174,12 @@ class Drawing(BaseModel):
         "photo was deleted."
     )
     photo_available: bool
+    image: PictureImage | None = Field(
+        None,
+        description="Time-limited URLs of the newest version's picture (the last edit, else "
+        "the upload), to show in a gallery; null when there is none or the media service did "
+        "not answer in time.",
+    )
     edits: list[DrawingVersion]
     picture_story_count: int
     created_at: dt.datetime
@@ -195,15 +210,6 @@ class Moderation(BaseModel):
     checker: str = Field(description="`mistral` or `offline-wordlist` (a small word list).")
     flagged: bool
     categories: list[str]
-
-
-class PictureImage(BaseModel):
-    """The picture a story is about, ready to show: URLs signed for a while."""
-
-    url: str = Field(description="The picture at display size (the largest thumbnail up to "
-                     "1024 px, else the original), until `expires_at`.")
-    thumbnail_url: str = Field(description="The smallest thumbnail, until `expires_at`.")
-    expires_at: dt.datetime
 
 
 class PictureStory(BaseModel):

@@ -689,12 +689,22 @@ class DrawingVersion(Model):
     created_at: dt.datetime
 
 
+class PictureImage(Model):
+    """The picture a story is about: signed URLs, valid until expires_at."""
+
+    url: str
+    thumbnail_url: str
+    expires_at: dt.datetime
+
+
 class Drawing(Model):
     id: str
     photo_id: str
     tutorial_id: str | None = None
     image_url: str | None = None
     photo_available: bool = True
+    # The newest version's picture; None when there is none or media did not answer.
+    image: PictureImage | None = None
     edits: list[DrawingVersion] = []
     picture_story_count: int = 0
     created_at: dt.datetime
@@ -709,14 +719,6 @@ class Moderation(Model):
     checker: str = ""
     flagged: bool = False
     categories: list[str] = []
-
-
-class PictureImage(Model):
-    """The picture a story is about: signed URLs, valid until expires_at."""
-
-    url: str
-    thumbnail_url: str
-    expires_at: dt.datetime
 
 
 class PictureStory(Model):
