@@ -301,8 +301,11 @@ def expected_edges(overlay: str) -> set[tuple[str, str, int, str]]:
     for client in OBJECT_STORE_CLIENTS:
         edges.add((client, "external", 443, "TCP"))  # the S3-compatible object store
     if overlay == "dev":
-        database, nats, extra = "postgres", "nats", {"postgres", "nats", "bootstrap"}
+        database, nats = "postgres", "nats"
+        extra = {"postgres", "nats", "bootstrap", "minio", "minio-bucket"}
         edges.add(("bootstrap", "postgres", 5432, "TCP"))
+        # The overlay's MinIO: media's object store, and the Job making its bucket.
+        edges |= {(c, "minio", 9000, "TCP") for c in (*OBJECT_STORE_CLIENTS, "minio-bucket")}
     else:
         database, nats, extra = "external", "external", set()
     edges |= {(s, database, 5432, "TCP") for s in (*SERVICES, *WORKERS)}
@@ -348,18 +351,31 @@ def test_namespaces_enforce_the_restricted_pod_security_standard(overlay):
 # --- dev ----------------------------------------------------------------------------
 
 
-def test_dev_runs_postgres_nats_and_the_bootstrap_inside_the_cluster():
+def test_dev_runs_postgres_nats_minio_and_the_bootstrap_inside_the_cluster():
     docs = rendered("dev")
     stateful = by_kind(docs, "StatefulSet")
-    assert set(stateful) == {"postgres", "nats"}
+    assert set(stateful) == {"postgres", "nats", "minio"}
     nats = pod_template(stateful["nats"])["spec"]["containers"][0]
     assert "--jetstream" in nats["command"]
-    for name in ("postgres", "nats"):
+    for name in ("postgres", "nats", "minio"):
         assert stateful[name]["spec"]["replicas"] == 1
         assert stateful[name]["spec"]["volumeClaimTemplates"], f"{name} keeps its data on a volume"
     services = by_kind(docs, "Service")
     assert services["postgres"]["spec"]["ports"][0]["port"] == 5432
     assert services["nats"]["spec"]["ports"][0]["port"] == 4222
+    assert services["minio"]["spec"]["ports"][0]["port"] == 9000
+
+    # Media stores its files in that MinIO, in the bucket the Job creates, with
+    # the credentials MinIO was started with.
+    media = container_environment(docs, main_container(docs, "media"), {})
+    assert urlsplit(media["MEDIA_S3_ENDPOINT_URL"]).netloc == "minio:9000"
+    minio = container_environment(docs, pod_template(stateful["minio"])["spec"]["containers"][0], {})
+    assert (media["MEDIA_S3_ACCESS_KEY_ID"], media["MEDIA_S3_SECRET_ACCESS_KEY"]) == (
+        minio["MINIO_ROOT_USER"],
+        minio["MINIO_ROOT_PASSWORD"],
+    )
+    mc = pod_template(by_kind(docs, "Job")["minio-bucket"])["spec"]["containers"][0]
+    assert container_environment(docs, mc, {})["MEDIA_S3_BUCKET"] == media["MEDIA_S3_BUCKET"]
 
     job = by_kind(docs, "Job")["bootstrap"]
     bootstrap = pod_template(job)["spec"]["containers"][0]
