@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from .test_keys_admin import make_superuser
@@ -128,6 +132,70 @@ def test_clarifying_questions_are_answered_before_the_council_deliberates(start_
     ]
     assert council["chairman"]["text"]
     assert api.http.get(path, headers=writer.headers).json()["pending_questions"] == []
+
+
+def test_a_message_whose_stories_process_is_killed_midway_resumes_without_asking_again(
+    start_private_stack,
+):
+    """kill -9 of stories while the council deliberates, after the members'
+    answers were stored: the message is shown interrupted once the launcher has
+    started stories again, and resuming it keeps those answers (the members
+    are not asked again) and counts one generation."""
+    # Slow enough offline text to be killed in the middle of.
+    api = start_private_stack(GENERATION_OFFLINE_TOKEN_DELAY_MS="40")
+    writer = api.register()
+    conversation = api.http.post("/v1/conversations", json={}, headers=writer.headers).json()
+    path = f"/v1/conversations/{conversation['id']}"
+
+    seen: list[str] = []
+    reviewing = threading.Event()
+
+    def ask() -> None:
+        try:
+            with api.http.stream(
+                "POST",
+                f"{path}/messages",
+                json={"content": "Who should narrate the lighthouse story?"},
+                headers={**writer.headers, "Accept": "text/event-stream"},
+                timeout=120,
+            ) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("data: ") and '"stage": 2' in line and seen[-1:] == [
+                        "stage_started"
+                    ]:
+                        reviewing.set()  # the answers of stage 1 are stored
+                    if line.startswith("event: "):
+                        seen.append(line[7:])
+        except httpx.HTTPError:
+            pass  # the stream is cut when stories dies
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    assert reviewing.wait(60), f"stage 2 never started: {seen}"
+    stories = api.stack.children["stories"]
+    os.kill(stories, signal.SIGKILL)
+    api.stack.wait_restarted("stories", stories, timeout=30)
+    asking.join(timeout=30)
+
+    def interrupted() -> dict | None:
+        reply = api.http.get(path, headers=writer.headers)
+        if reply.status_code != 200:
+            return None
+        message = reply.json()["messages"][-1]
+        return message if message["status"] == "interrupted" else None
+
+    message = api.wait_for(interrupted, timeout=60)
+    assert [a["model"] for a in message["council"]["answers"]], "the stored answers are shown"
+    resumed = api.http.post(f"{path}/messages/{message['id']}/resume", headers=writer.headers)
+    assert resumed.status_code == 201, resumed.text
+    answer = resumed.json()
+    assert answer["status"] == "complete" and answer["content"]
+    assert len(answer["council"]["answers"]) == 3 and answer["council"]["chairman"]["text"]
+
+    api.wait_for(lambda: api.usage(writer)["generations_used"] == 1)
+    logs = api.http.get("/v1/usage/logs", params={"limit": 100}, headers=writer.headers).json()
+    first_stage = [e for e in logs["items"] if e["operation"] == "council_stage_1"]
+    assert len(first_stage) == 3, "each member answered once: resuming did not ask again"
 
 
 def _stories_sql(stack, statement: str, *args) -> None:
