@@ -139,7 +139,9 @@ class Fabula(BaseClient):
         self.close()
 
     def _run(self, exchange: Exchange) -> httpx.Response:
-        advance, reply = exchange.send, None
+        # The exchange is sent a response, or thrown the transport's error.
+        advance: Callable[[Any], Any] = exchange.send
+        reply: Any = None
         try:
             while True:
                 try:
@@ -240,7 +242,9 @@ class AsyncFabula(BaseClient):
         await self.aclose()
 
     async def _run(self, exchange: Exchange) -> httpx.Response:
-        advance, reply = exchange.send, None
+        # The exchange is sent a response, or thrown the transport's error.
+        advance: Callable[[Any], Any] = exchange.send
+        reply: Any = None
         try:
             while True:
                 try:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import mimetypes
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx
 from httpx_sse import ServerSentEvent
@@ -235,6 +235,18 @@ class ApiKeys(Resource):
 
 
 class Stories(Resource):
+    @overload
+    def create(
+        self, genre: str, *, title: str | None = None, characters: list[str] | None = None,
+        opening_line: str | None = None, stream: Literal[False] = False,
+        idempotency_key: str | None = None,
+    ) -> Story: ...
+    @overload
+    def create(
+        self, genre: str, *, title: str | None = None, characters: list[str] | None = None,
+        opening_line: str | None = None, stream: Literal[True],
+        idempotency_key: str | None = None,
+    ) -> Iterator[TextDelta | StoryWritten]: ...
     def create(
         self,
         genre: str,
@@ -286,6 +298,16 @@ class Stories(Resource):
     def delete(self, story_id: str) -> None:
         return self._call(Call("DELETE", f"/v1/stories/{story_id}", idempotent=True))
 
+    @overload
+    def continue_(
+        self, story_id: str, direction: str | None = None, *, after_segment_id: str | None = None,
+        stream: Literal[False] = False, idempotency_key: str | None = None,
+    ) -> Segment: ...
+    @overload
+    def continue_(
+        self, story_id: str, direction: str | None = None, *, after_segment_id: str | None = None,
+        stream: Literal[True], idempotency_key: str | None = None,
+    ) -> Iterator[TextDelta | SegmentWritten]: ...
     def continue_(
         self,
         story_id: str,
@@ -304,6 +326,16 @@ class Stories(Resource):
         )
         return self._stream(call) if stream else self._call(call)
 
+    @overload
+    def regenerate(
+        self, story_id: str, segment_id: str, direction: str | None = None, *,
+        stream: Literal[False] = False, idempotency_key: str | None = None,
+    ) -> Segment: ...
+    @overload
+    def regenerate(
+        self, story_id: str, segment_id: str, direction: str | None = None, *,
+        stream: Literal[True], idempotency_key: str | None = None,
+    ) -> Iterator[TextDelta | SegmentWritten]: ...
     def regenerate(
         self,
         story_id: str,
@@ -411,7 +443,7 @@ class Jobs(Resource):
         body = {"from_stage": from_stage} if from_stage else None
         return self._call(Call("POST", f"/v1/jobs/{job_id}/retry", body=body, answer=model_answer(Job)))
 
-    def watch(self, job_id: str, *, after: int | None = None) -> Any:
+    def watch(self, job_id: str, *, after: int | None = None) -> Iterator[JobEvent]:
         """Iterator of JobEvent to the terminal one (`done`, `failed`,
         `cancelled`); a broken connection resumes with Last-Event-ID, so no
         event is lost or repeated."""
@@ -443,6 +475,14 @@ class Conversations(Resource):
     def delete(self, conversation_id: str) -> None:
         return self._call(Call("DELETE", f"/v1/conversations/{conversation_id}", idempotent=True))
 
+    @overload
+    def ask(
+        self, conversation_id: str, content: str, *, stream: Literal[False] = False
+    ) -> Message | ClarifyingQuestions: ...
+    @overload
+    def ask(
+        self, conversation_id: str, content: str, *, stream: Literal[True]
+    ) -> Iterator[CouncilEvent]: ...
     def ask(self, conversation_id: str, content: str, *, stream: bool = False) -> Any:
         """Ask the council: its Message (or the chairman's ClarifyingQuestions).
         With stream=True: an iterator of CouncilEvent, stage by stage."""
@@ -451,13 +491,29 @@ class Conversations(Resource):
                     stream=COUNCIL_STREAM if stream else None)
         return self._stream(call) if stream else self._call(call)
 
-    def follow_up(self, conversation_id: str, answers: list[str], *, stream: bool = False) -> Any:
+    @overload
+    def follow_up(
+        self, conversation_id: str, answers: Sequence[str], *, stream: Literal[False] = False
+    ) -> Message | ClarifyingQuestions: ...
+    @overload
+    def follow_up(
+        self, conversation_id: str, answers: Sequence[str], *, stream: Literal[True]
+    ) -> Iterator[CouncilEvent]: ...
+    def follow_up(self, conversation_id: str, answers: Sequence[str], *, stream: bool = False) -> Any:
         """Answer the chairman's questions; the council then deliberates (as ask())."""
         call = Call("POST", f"/v1/conversations/{conversation_id}/follow-up",
-                    body={"answers": answers}, answer=_council_answer,
+                    body={"answers": list(answers)}, answer=_council_answer,
                     stream=COUNCIL_STREAM if stream else None)
         return self._stream(call) if stream else self._call(call)
 
+    @overload
+    def resume(
+        self, conversation_id: str, message_id: str, *, stream: Literal[False] = False
+    ) -> Message | ClarifyingQuestions: ...
+    @overload
+    def resume(
+        self, conversation_id: str, message_id: str, *, stream: Literal[True]
+    ) -> Iterator[CouncilEvent]: ...
     def resume(self, conversation_id: str, message_id: str, *, stream: bool = False) -> Any:
         """Go on with an `interrupted` answer (the stages stored are kept); as ask()."""
         call = Call("POST", f"/v1/conversations/{conversation_id}/messages/{message_id}/resume",

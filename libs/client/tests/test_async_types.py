@@ -1,6 +1,6 @@
 """`AsyncFabula`'s resources are typed as what they are: every method that
-answers once returns an awaitable (a stream method stays `Any`: an awaitable,
-or an async iterator with stream=True). The types are a stub generated from
+answers once returns an awaitable, a stream an async iterator (a method
+with `stream=`: overloads, one for each). The types are a stub generated from
 resources.py; this test fails when it is out of date. To write it again:
 
     python libs/client/tests/test_async_types.py
@@ -16,12 +16,12 @@ STUB = PACKAGE / "_async_types.pyi"
 
 HEADER = '''"""Typing of AsyncFabula's resources (generated from resources.py by
 libs/client/tests/test_async_types.py; do not edit): the same methods as the
-sync ones, each answer awaited. Streaming methods return Any, as there."""
+sync ones, each answer awaited, each stream an async iterator."""
 
 import builtins
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Literal, overload
 
 from fabula_client.models import *'''
 
@@ -61,15 +61,39 @@ def generate() -> str:
     parts = [HEADER]
     for cls in resource_classes(tree):
         lines = [f"\nclass Async{cls.name}:"]
-        for node in cls.body:
-            if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
-                continue
+        methods = [
+            node
+            for node in cls.body
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
+        ]
+        overloaded = {node.name for node in methods if _is_overload(node)}
+        for node in methods:
+            if node.name in overloaded and not _is_overload(node):
+                continue  # the implementation: its overloads are the types
             returns = _unparse(node.returns) if node.returns else "Any"
-            # A stream method answers an awaitable or an async iterator: Any.
-            prefix = "def" if returns == "Any" else "async def"
+            if returns.startswith("Iterator["):
+                # A stream: the async client's is an async iterator, not awaited.
+                prefix, returns = "def", "Async" + returns
+            else:
+                prefix = "def" if returns == "Any" else "async def"
+            if _is_overload(node):
+                lines.append("    @overload")
             lines.append(f"    {prefix} {node.name}({_signature(node.args)}) -> {returns}: ...")
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
+
+
+def _is_overload(node: ast.FunctionDef) -> bool:
+    return any(isinstance(d, ast.Name) and d.id == "overload" for d in node.decorator_list)
+
+
+def _outside_functions(node: ast.AST):
+    """The nodes under `node` but not inside its functions (a class's
+    attribute annotations, not its methods' local variables)."""
+    for child in ast.iter_child_nodes(node):
+        if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield child
+            yield from _outside_functions(child)
 
 
 def client_resources() -> tuple[dict[str, str], dict[str, str]]:
@@ -88,7 +112,7 @@ def client_resources() -> tuple[dict[str, str], dict[str, str]]:
     }
     typed = {
         node.target.id: ast.unparse(node.annotation).removeprefix("_async_types.")
-        for node in ast.walk(classes["AsyncFabula"])
+        for node in _outside_functions(classes["AsyncFabula"])
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
     }
     return made, typed
