@@ -26,6 +26,8 @@ async def test_checkout_is_201_with_the_url_and_passes_the_plan_and_urls(
     assert (sent.user_id, sent.plan, sent.success_url, sent.cancel_url) == (
         user_id, "pro", "https://app.example/thanks", ""
     )
+    # The Stripe customer is addressed to the account's email.
+    assert sent.email == "ada@example.com"
 
 
 async def test_checkout_of_an_unknown_plan_or_a_bad_url_is_422(api, backends, auth, problem):

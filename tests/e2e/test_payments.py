@@ -68,6 +68,11 @@ def test_buy_pro_use_it_cancel_and_return_to_free(fake_stripe, start_private_sta
     assert checkout.status_code == 201, checkout.text
     session_id = checkout.json()["session_id"]
     assert checkout.json()["checkout_url"].startswith(fake_stripe)
+    # Stripe's customer is the account's email (receipts and invoices go there).
+    key = {"Authorization": "Bearer sk_test_e2e"}
+    customer_id = stripe.get(f"/v1/checkout/sessions/{session_id}", headers=key).json()["customer"]
+    customer = stripe.get(f"/v1/customers/{customer_id}", headers=key).json()
+    assert customer["email"] == writer.email
     # The user pays on Stripe's page; Stripe sends its signed webhooks.
     stripe.post(f"/_fake/checkout_sessions/{session_id}/complete").raise_for_status()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fabula.billing.v1 import billing_pb2
+from fabula.users.v1 import users_pb2
 from fastapi import APIRouter, Header, Query, Request, status
 
 from fabula_gateway.dependencies import Clients, CurrentUserId
@@ -40,12 +41,16 @@ NOT_CONFIGURED = "503 when payments are not configured (no STRIPE_API_KEY)."
 async def create_checkout(
     body: CheckoutCreate, user_id: CurrentUserId, clients: Clients
 ) -> CheckoutPublic:
+    # The account's email goes on the Stripe customer (receipts, invoices and
+    # the Checkout page are addressed to it).
+    account = await clients.users.GetUser(users_pb2.GetUserRequest(user_id=user_id))
     reply = await clients.billing.CreateCheckoutSession(
         billing_pb2.CreateCheckoutSessionRequest(
             user_id=user_id,
             plan=body.plan,
             success_url=str(body.success_url or ""),
             cancel_url=str(body.cancel_url or ""),
+            email=account.email,
         )
     )
     return CheckoutPublic(checkout_url=reply.checkout_url, session_id=reply.session_id)
