@@ -131,6 +131,22 @@ async def test_already_verified_is_a_409(api, backends: FakeBackends, auth):
     assert_problem(response, 409)
 
 
+async def test_asking_again_within_a_minute_is_a_429_with_retry_after(
+    api, backends: FakeBackends, auth
+):
+    backends.recorder.fail(
+        "RequestEmailVerification",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "a verification email was sent less than a minute ago",
+        reason="rate-limited",
+        retry_after=60,
+    )
+    response = await api.post("/v1/auth/verify-email/request", headers=auth)
+
+    assert assert_problem(response, 429)["detail"].startswith("a verification email was sent")
+    assert response.headers["retry-after"] == "60"
+
+
 async def test_password_reset_routes(api, backends: FakeBackends):
     requested = await api.post(
         "/v1/auth/password-reset/request", json={"email": "nobody@example.com"}

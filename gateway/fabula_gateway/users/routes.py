@@ -218,9 +218,16 @@ async def change_email(
     status_code=status.HTTP_202_ACCEPTED,
     response_class=Response,
     summary="Send the verification email again",
-    description="Sends a new single-use verification link to the account's address.",
+    description="Sends a new single-use verification link to the account's address; "
+    "at most one a minute (429 with `Retry-After` sooner).",
     responses=problem_responses(
-        401, 409, 500, 503, s409="The email address is already verified."
+        401,
+        409,
+        429,
+        500,
+        503,
+        s409="The email address is already verified.",
+        s429="A verification email was sent less than a minute ago.",
     ),
 )
 async def request_email_verification(user_id: CurrentUserId, clients: Clients) -> Response:

@@ -166,11 +166,25 @@ async def test_registering_sends_a_verification_link_that_verifies_once(users, i
 async def test_an_expired_or_unknown_verification_token_is_refused(users, inbox, db):
     registered = await register(users)
     token = token_in(await inbox.wait_for(registered.user.email), "/verify-email")
+    # Asked again at once: refused for a minute, saying when (no second email).
+    err = await rpc_error(
+        users.RequestEmailVerification(
+            users_pb2.RequestEmailVerificationRequest(user_id=registered.user.id)
+        )
+    )
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = error_details(err)
+    assert details.reason == "rate-limited" and details.retry_after == 60
+
+    # The link is two days old.
     async with db.session_scope() as session:
         await session.execute(
             update(AccountToken)
             .where(AccountToken.user_id == uuid.UUID(registered.user.id))
-            .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+            .values(
+                created_at=utcnow() - dt.timedelta(days=2),
+                expires_at=utcnow() - dt.timedelta(seconds=1),
+            )
         )
     for candidate in (token, "not-a-token", ""):
         err = await rpc_error(users.VerifyEmail(users_pb2.VerifyEmailRequest(token=candidate)))

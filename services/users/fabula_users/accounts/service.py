@@ -26,6 +26,7 @@ from fabula_common.errors import (
     IdempotencyKeyReused,
     InvalidArgument,
     NotFound,
+    RateLimited,
     TooBusy,
     Unauthenticated,
 )
@@ -72,9 +73,10 @@ EARLIEST_BIRTHDATE = dt.date(1900, 1, 1)
 LATEST_TIMEZONE = dt.timezone(dt.timedelta(hours=14))
 # No one's today is earlier than UTC-12's.
 EARLIEST_TIMEZONE = dt.timezone(dt.timedelta(hours=-12))
-# Anyone may ask for a reset email for any address: at most one per account
-# this often, so the endpoint cannot flood someone's inbox.
-RESET_EMAIL_INTERVAL = dt.timedelta(seconds=60)
+# Anyone may ask for a reset email for any address, and an account for its
+# verification email again: at most one of each per account this often, so
+# the endpoints cannot flood someone's inbox.
+ACCOUNT_EMAIL_INTERVAL = dt.timedelta(seconds=60)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Rotations followed when a token replayed within its grace window was itself
 # rotated again meanwhile (each hop needs the token before it to open).
@@ -559,6 +561,16 @@ class UsersService:
         user = await self.get_user(session, user_id)
         if user.is_verified:
             raise Conflict("the email address is already verified", reason="already-verified")
+        # At most one a minute, like reset emails: a script holding a token
+        # must not turn the endpoint into a mail cannon.
+        if await repository.account_token_issued_since(
+            session, user.id, VERIFY_EMAIL, utcnow() - ACCOUNT_EMAIL_INTERVAL
+        ):
+            raise RateLimited(
+                "a verification email was sent less than a minute ago: check the inbox "
+                "(and spam folder), or ask again in a minute",
+                retry_after=ACCOUNT_EMAIL_INTERVAL.total_seconds(),
+            )
         await self.send_verification(session, user)
 
     async def verify_email(self, session: AsyncSession, token: str) -> User:
@@ -583,7 +595,7 @@ class UsersService:
         if user is None:
             return False
         if await repository.account_token_issued_since(
-            session, user.id, RESET_PASSWORD, utcnow() - RESET_EMAIL_INTERVAL
+            session, user.id, RESET_PASSWORD, utcnow() - ACCOUNT_EMAIL_INTERVAL
         ):
             log.info("password reset for user %s asked again within a minute: not sent", user.id)
             return False
