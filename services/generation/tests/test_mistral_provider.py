@@ -264,3 +264,45 @@ def test_nul_characters_from_the_model_are_dropped_before_anything_stores_them()
     from fabula_generation.providers.mistral import _content_text
 
     assert _content_text("The lamp\x00 went out.") == "The lamp went out."
+
+
+def test_the_sdks_per_request_work_is_done_once_and_sends_the_same_json():
+    """The SDK's request path evaluates type hints and builds wrapper model
+    classes per request (milliseconds before a request can leave); the
+    provider makes both happen once per type, and hands text messages over as
+    the SDK's own models, which it takes without walking them. None of it may
+    change a byte of what is sent."""
+    from fabula_generation.providers import mistral
+    from mistralai.client import models
+    from mistralai.client.utils import queryparams, serializers
+
+    hints = queryparams.get_type_hints(models.ChatCompletionStreamRequest)
+    assert queryparams.get_type_hints(models.ChatCompletionStreamRequest) is hints
+    wrapper = serializers.create_model("Unmarshaller", body=(list[int], ...))
+    assert serializers.create_model("Unmarshaller", body=(list[int], ...)) is wrapper
+
+    plain = [
+        {"role": "system", "content": "You write mysteries."},
+        {"role": "user", "content": "Go on. « Ü » \u2014"},
+        {"role": "assistant", "content": "The fog"},
+    ]
+    image = {"role": "user", "content": [{"type": "text", "text": "What is drawn?"}]}
+    as_models = mistral._sdk_messages([*plain, image])
+    assert [type(m).__name__ for m in as_models[:3]] == [
+        "SystemMessage",
+        "UserMessage",
+        "AssistantMessage",
+    ]
+    assert as_models[3] is image
+
+    def sent(messages) -> str:
+        request = models.ChatCompletionStreamRequest(
+            model="mistral-small-latest",
+            messages=serializers.get_pydantic_model(
+                messages, list[models.ChatCompletionStreamRequestMessage]
+            ),
+            max_tokens=300,
+        )
+        return serializers.marshal_json(request, models.ChatCompletionStreamRequest)
+
+    assert sent(mistral._sdk_messages(plain)) == sent(plain)
