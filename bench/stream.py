@@ -216,18 +216,53 @@ async def _first_direct_token(http: httpx.AsyncClient, url: str, body: dict) -> 
     return first
 
 
-async def _path_ttft(fake_url: str, base_url: str, rounds: int) -> dict:
+async def _round_trips(stories_address: str, rounds: int = 200) -> dict:
+    """p50 of the two kinds of round trip the path cannot avoid, each alone:
+    a no-op gRPC call (the standard health check, to stories) and a
+    one-row statement (SELECT 1 on the same Postgres)."""
+    import asyncpg
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    admin_url = os.environ.get(
+        "POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    grpc_times, db_times = [], []
+    async with grpc.aio.insecure_channel(stories_address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(rounds):
+            started = time.perf_counter()
+            await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            grpc_times.append(time.perf_counter() - started)
+    connection = await asyncpg.connect(admin_url)
+    try:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            await connection.fetchval("SELECT 1")
+            db_times.append(time.perf_counter() - started)
+    finally:
+        await connection.close()
+    return {
+        "grpc": statistics.median(grpc_times[rounds // 10 :]) * 1000,
+        "db": statistics.median(db_times[rounds // 10 :]) * 1000,
+    }
+
+
+async def _path_ttft(fake_url: str, base_url: str, rounds: int, stories_address: str) -> dict:
     """Alternately: a continue over the gateway's SSE, and the request the
     generation service sent the fake for it, sent directly (same prompt)."""
     headers = {"Accept": "text/event-stream"}
     through, direct = [], []
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as api, httpx.AsyncClient(
-        timeout=30, headers={"Authorization": "Bearer bench"}
-    ) as fake:
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=30) as api,
+        httpx.AsyncClient(timeout=30, headers={"Authorization": "Bearer bench"}) as fake,
+    ):
         reply = await api.post(
             "/v1/auth/register",
-            json={"email": f"bench-{os.getpid()}-{time.time_ns()}@example.com",
-                  "password": "benchmark-password"},
+            json={
+                "email": f"bench-{os.getpid()}-{time.time_ns()}@example.com",
+                "password": "benchmark-password",
+            },
         )
         reply.raise_for_status()
         headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
@@ -250,6 +285,12 @@ async def _path_ttft(fake_url: str, base_url: str, rounds: int) -> dict:
     p50_direct = statistics.median(direct) * 1000
     p50_through = statistics.median(through) * 1000
     q = lambda xs: sorted(xs)[int(0.95 * len(xs))] * 1000  # noqa: E731
+    trips = await _round_trips(stories_address)
+    # What the path must add at the least, one after another: three gRPC round
+    # trips (gateway-stories, stories-generation, generation-billing; the
+    # first token comes back over the first two) and three statements (the
+    # claim, the context read, the reservation; the started row overlaps it).
+    floor = 3 * trips["grpc"] + 3 * trips["db"]
     return {
         "direct_p50_ms": round(p50_direct, 2),
         "gateway_p50_ms": round(p50_through, 2),
@@ -258,6 +299,9 @@ async def _path_ttft(fake_url: str, base_url: str, rounds: int) -> dict:
         "gateway_p95_ms": round(q(through), 2),
         "rounds": rounds,
         "target_added_p50_ms": TARGET_ADDED_TTFT_MS,
+        "noop_grpc_round_trip_p50_ms": round(trips["grpc"], 2),
+        "db_round_trip_p50_ms": round(trips["db"], 2),
+        "floor_added_ms": round(floor, 2),
     }
 
 
@@ -329,7 +373,8 @@ async def _run_path(args: argparse.Namespace) -> dict:
     fake, fake_url = _start_fake()
     stack = await asyncio.to_thread(_path_stack, fake_url)
     try:
-        return await _path_ttft(fake_url, stack.base_url, args.path_rounds)
+        stories = f"127.0.0.1:{stack.env['STORIES_GRPC_PORT']}"
+        return await _path_ttft(fake_url, stack.base_url, args.path_rounds, stories)
     finally:
         await asyncio.to_thread(stop_stack, stack)
         fake.terminate()
