@@ -112,7 +112,11 @@ def test_a_photo_whose_worker_is_killed_mid_processing_is_processed_after_all(
     photo is processed (queued again by the stuck-photo sweep, or its event
     redelivered) and completes with every thumbnail."""
     api = start_private_stack(
-        MEDIA_PROCESSING_TIMEOUT_SECONDS="4",
+        # Longer than one attempt takes on a slow, shared machine (a 6000 px
+        # PNG and its 4096 px thumbnail: seconds): a shorter limit queues
+        # attempts still running again until the photo runs out of them.
+        MEDIA_PROCESSING_TIMEOUT_SECONDS="20",
+        MEDIA_PROCESSING_MAX_ATTEMPTS="5",
         MEDIA_SWEEP_SECONDS="1",
         # A large image and a large thumbnail: seconds of work to be killed in.
         MEDIA_THUMBNAIL_SIZES="256,1024,4096",
