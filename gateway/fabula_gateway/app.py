@@ -91,15 +91,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Set by the server (server.py) when open event streams must end: shutdown.
     app.state.streams_must_end = asyncio.Event()
 
-    # story_discovery before stories: /v1/stories/stats is not a story id.
+    # A request is matched against the routes in this order, one by one, so
+    # the most requested come first: reading and writing stories. And
+    # story_discovery before stories: /v1/stories/stats is not a story id
+    # (no other path of one module matches a path of another; a test checks).
     modules = (
+        story_discovery,
+        stories,
         users,
         identities,
         api_keys,
         admin,
         account,
-        story_discovery,
-        stories,
         lore,
         story_sharing,
         story_exchange,

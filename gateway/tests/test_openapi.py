@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fabula_gateway.app import create_app
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 # Client generators name their methods after these: changing one breaks clients.
 OPERATIONS = {
@@ -306,3 +309,25 @@ def test_a_422_is_documented_only_where_a_parameter_can_be_invalid(schema):
     # A malformed story id is a 404; an identity id has a maximum length.
     assert "422" not in schema["paths"]["/v1/stories/{story_id}"]["delete"]["responses"]
     assert "422" in schema["paths"]["/v1/me/identities/{identity_id}"]["delete"]["responses"]
+
+
+def _api_routes(routes):
+    """The app's API routes in the order a request is matched against them."""
+    for route in routes:
+        if hasattr(route, "original_router"):  # an included router
+            yield from _api_routes(route.original_router.routes)
+        elif isinstance(route, APIRoute):
+            yield route
+
+
+def test_no_route_is_shadowed_by_one_matched_before_it(settings):
+    """Routers are included hottest first (matching walks the routes one by
+    one), so their order is free to change only while every route is still
+    the first to match its own path: /v1/stories/stats is not a story id."""
+    routes = list(_api_routes(create_app(settings).router.routes))
+    assert {(m, r.path) for r in routes for m in r.methods if m != "HEAD"} == set(OPERATIONS)
+    for route in routes:
+        path = re.sub(r"\{[^}]+\}", "x1", route.path)
+        for method in route.methods:
+            first = next(r for r in routes if method in r.methods and r.path_regex.match(path))
+            assert first is route, f"{method} {route.path} is caught by {first.path}"
