@@ -29,11 +29,11 @@ import grpc
 from fabula.billing.v1 import billing_pb2, billing_pb2_grpc
 from fabula_common.provision import drop_database, provision, service_database_url
 from fabula_common.testing import free_port, wait_serving
+from fabula_devtools.stack import ADMIN_URL
+from fabula_devtools.stack import SHARED_NATS_URL as NATS_URL
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 CONCURRENCY = 50
 POOL_SIZE, MAX_OVERFLOW = 15, 0  # billing's defaults; the baseline gets as many connections
 # Each side, alternated in short rounds: the machine's other load changes by

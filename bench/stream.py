@@ -222,11 +222,9 @@ async def _round_trips(stories_address: str, rounds: int = 200) -> dict:
     one-row statement (SELECT 1 on the same Postgres)."""
     import asyncpg
     import grpc
+    from fabula_devtools.stack import ADMIN_URL
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    admin_url = os.environ.get(
-        "POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
     grpc_times, db_times = [], []
     async with grpc.aio.insecure_channel(stories_address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -234,7 +232,7 @@ async def _round_trips(stories_address: str, rounds: int = 200) -> dict:
             started = time.perf_counter()
             await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
             grpc_times.append(time.perf_counter() - started)
-    connection = await asyncpg.connect(admin_url)
+    connection = await asyncpg.connect(ADMIN_URL)
     try:
         for _ in range(rounds):
             started = time.perf_counter()

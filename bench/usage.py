@@ -46,10 +46,10 @@ from fabula.generation.v1 import events_pb2, generation_pb2
 from fabula_common.messaging.headers import EVENT_TYPE_HEADER, MSG_ID_HEADER, REQUEST_ID_HEADER
 from fabula_common.provision import drop_database, provision, service_database_url
 from fabula_common.testing import free_port, wait_serving
+from fabula_devtools.stack import ADMIN_URL
+from fabula_devtools.stack import SHARED_NATS_URL as NATS_URL
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 BURST = int(os.environ.get("BENCH_USAGE_BURST", 20_000))
 ROUNDS = int(os.environ.get("BENCH_USAGE_ROUNDS", 2))  # burst rounds per side, alternated
 USERS = 500

@@ -136,6 +136,13 @@ _cache_sdk_type_hints()
 _SDK_MESSAGES = {"system": SystemMessage, "user": UserMessage, "assistant": AssistantMessage}
 
 
+def _chat_messages(messages: list[dict[str, Any]]) -> list[Any]:
+    """What is sent for `messages`: led by the child-safe instructions when the
+    request is child-safe, and text messages as the SDK's own message models
+    (see _sdk_messages)."""
+    return _sdk_messages(with_child_safety(messages))
+
+
 def _sdk_messages(messages: list[dict[str, Any]]) -> list[Any]:
     """Text messages as the SDK's own message models: the SDK takes those as
     they are, while it walks every plain dictionary through each member of
@@ -264,7 +271,7 @@ class MistralProvider:
             async with asyncio.timeout(budget):
                 response = await self._client.chat.complete_async(
                     model=self.model,
-                    messages=_sdk_messages(with_child_safety(build_prompt(request).messages())),
+                    messages=_chat_messages(build_prompt(request).messages()),
                     max_tokens=_max_tokens(request, self.max_tokens),
                     temperature=self.temperature,
                     timeout_ms=max(1, int(budget * 1000)),
@@ -285,7 +292,7 @@ class MistralProvider:
             async with asyncio.timeout(budget):
                 response = await self._client.chat.complete_async(
                     model=self.model,
-                    messages=_sdk_messages(with_child_safety(request.messages())),
+                    messages=_chat_messages(request.messages()),
                     response_format={
                         "type": "json_schema",
                         "json_schema": {
@@ -318,7 +325,7 @@ class MistralProvider:
             async with asyncio.timeout(limit):
                 events = await self._client.chat.stream_async(
                     model=self.model,
-                    messages=_sdk_messages(with_child_safety(build_prompt(request).messages())),
+                    messages=_chat_messages(build_prompt(request).messages()),
                     max_tokens=_max_tokens(request, self.max_tokens),
                     temperature=self.temperature,
                     timeout_ms=max(1, int(limit * 1000)),
