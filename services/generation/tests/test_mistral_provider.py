@@ -109,6 +109,26 @@ async def test_a_title_is_asked_for_and_parsed_out(provider, fake_mistral):
     )
 
 
+async def test_a_streamed_call_hands_no_work_to_a_worker_thread(provider, fake_mistral, monkeypatch):
+    """The SDK runs its request hooks (user agent, traceparent, tracing) in a
+    worker thread before each request and after its answer: two thread hops
+    on the way to the first token. They run on the event loop instead, and
+    the request is the same (the fake refuses one without its bearer)."""
+    async def tokens() -> list[TextChunk]:
+        return [e async for e in provider.stream(request()) if isinstance(e, TextChunk)]
+
+    assert await tokens()  # connected (resolving the address may take a thread)
+
+    def no_thread(*args, **kwargs):
+        raise AssertionError("a worker thread was asked for")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "run_in_executor", no_thread)
+    streamed = await tokens()
+
+    assert "".join(chunk.text for chunk in streamed).startswith(FAKE_REPLY_START)
+    assert fake_mistral.requests[-1]["stream"] is True
+
+
 async def test_a_stream_without_usage_is_counted_locally_and_flagged_estimated(provider):
     call = GenerationCall(request("fake-mistral:no-usage"), provider)
     deltas = [delta async for delta in stream_generation(call)]

@@ -12,6 +12,7 @@ back by billing's expiry: generation's record knows no call under it).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from decimal import Decimal
 
 import grpc
@@ -23,6 +24,14 @@ from fabula_common.money import to_money
 log = logging.getLogger(__name__)
 
 
+async def _granted(call: Awaitable[billing_pb2.Reservation]) -> None:
+    try:
+        await call
+    except grpc.aio.AioRpcError as err:
+        # A quota refusal stays one, an unreachable billing stays unavailable.
+        raise from_rpc_error(err) from err
+
+
 class Meter:
     def __init__(
         self, billing: billing_pb2_grpc.BillingServiceStub, release_timeout_seconds: float
@@ -30,32 +39,30 @@ class Meter:
         self._billing = billing
         self._release_timeout = release_timeout_seconds
 
-    async def reserve(
+    def reserve(
         self,
         user_id: str,
         reservation_id: str,
         *,
         cost_only: bool = False,
         estimated_cost: Decimal | None = None,
-    ) -> None:
+    ) -> Awaitable[None]:
         """Reserve one generation for the user under `reservation_id` (billing
         answers a repeat with the same reservation); with `cost_only`, its
         estimated cost alone, for a call metered as cost only (no generation
-        limit applies). QuotaExceeded (reason quota-exceeded) when the plan
-        allows no more, Unavailable when billing cannot be reached. The call's
-        deadline is the channel's default, never later than the caller's own.
-        `estimated_cost` (None: billing's configured estimate) is what a
-        caller knowing its cost better holds, e.g. a whole job's."""
+        limit applies). The request is made when this is called (sent at the
+        loop's next pass); the awaitable raises QuotaExceeded (reason
+        quota-exceeded) when the plan allows no more, Unavailable when billing
+        cannot be reached. The call's deadline is the channel's default, never
+        later than the caller's own. `estimated_cost` (None: billing's
+        configured estimate) is what a caller knowing its cost better holds,
+        e.g. a whole job's."""
         request = billing_pb2.ReserveGenerationRequest(
             user_id=user_id, reservation_id=reservation_id, cost_only=cost_only
         )
         if estimated_cost is not None:
             request.estimated_cost.CopyFrom(to_money(estimated_cost))
-        try:
-            await self._billing.ReserveGeneration(request)
-        except grpc.aio.AioRpcError as err:
-            # A quota refusal stays one, an unreachable billing stays unavailable.
-            raise from_rpc_error(err) from err
+        return _granted(self._billing.ReserveGeneration(request))
 
     async def release(self, user_id: str, reservation_id: str) -> None:
         """Give back a reservation whose usage event is delayed. Never raises."""

@@ -377,8 +377,13 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             reservation_id=prior_reservation(message),
             delivery=delivery_from_proto(message),
         )
-        reserving = asyncio.ensure_future(self._reserve(call))
+        reserving = self._reserve(call)
         try:
+            # grpc.aio sends a call from a task of its own: one pass of the
+            # loop puts the reservation on the wire before the row's own work
+            # holds the loop, so the two round trips overlap (about 2 ms of
+            # the first token on the bench).
+            await asyncio.sleep(0)
             # From the row on, whatever fails, the generation ends with exactly
             # one usage event (which settles the reservation).
             await self.recorder.start(call)
@@ -387,12 +392,23 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             raise
         return call, reserving
 
-    async def _reserve(self, call: GenerationCall) -> None:
+    def _reserve(self, call: GenerationCall) -> asyncio.Future[None]:
         """Reserve quota under the generation's id (billing answers a repeat
-        with the same reservation, so a duplicate request holds nothing more)."""
-        if call.reservation_id == str(call.id):
-            await self.meter.reserve(call.request.user_id, call.reservation_id)
-        call.reserved = True
+        with the same reservation, so a duplicate request holds nothing more).
+        The request is under way when this returns; the future is done once
+        billing granted it."""
+        if call.reservation_id != str(call.id):  # the previous release's caller reserved
+            call.reserved = True
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        granting = self.meter.reserve(call.request.user_id, call.reservation_id)
+
+        async def granted() -> None:
+            await granting
+            call.reserved = True
+
+        return asyncio.ensure_future(granted())
 
     def _drop_reservation(
         self, call: GenerationCall, reserving: asyncio.Future[None], row_error: BaseException
