@@ -219,6 +219,44 @@ async def test_a_burst_is_published_in_full_batches_in_order(event_tables, servi
         await bus.close()
 
 
+async def test_a_batch_goes_to_nats_in_a_few_socket_writes_not_one_per_row(
+    event_tables, service_settings
+):
+    """The relay sends a batch without yielding between rows, so the NATS
+    client writes it to the socket at once (a write per row cost most of the
+    relay's CPU); every row still reaches the stream."""
+    db, outbox, _ = event_tables
+    settings = CommonSettings()
+    bus = EventBus(settings, "outbox-writes-test")
+    relay = OutboxRelay(db, outbox, bus, "outbox-writes-test", service_settings)
+    relay.batch_size = 100
+    subject = subject_for(settings, "outbox_test", f"writes_{uuid.uuid4().hex[:8]}")
+    async with db.session_scope() as session:
+        for i in range(100):
+            await enqueue(session, outbox, subject, _registered(f"w{i:03d}"))
+    try:
+        js = await bus.jetstream()
+        subscription = await js.pull_subscribe(subject, durable=None, stream=settings.nats_stream)
+        transport = bus._nc._transport
+        writes = 0
+        writelines = transport.writelines
+
+        def counted(data):
+            nonlocal writes
+            writes += 1
+            return writelines(data)
+
+        transport.writelines = counted
+        assert await relay.publish_pending() == 100
+        assert writes <= 5
+        received = [m.data for m in await subscription.fetch(100, timeout=5)]
+        while len(received) < 100:
+            received += [m.data for m in await subscription.fetch(100 - len(received), timeout=5)]
+        assert len(received) == 100
+    finally:
+        await bus.close()
+
+
 # --- Consumers: dead letters and replay --------------------------------------
 
 
