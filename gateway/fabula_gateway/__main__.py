@@ -6,6 +6,7 @@ import math
 
 import uvicorn
 from fabula_common.logging import configure_logging
+from fabula_common.processes import freeze_startup_objects
 from fabula_common.tracing import configure_tracing
 
 from fabula_gateway.app import create_app
@@ -45,6 +46,7 @@ def main() -> None:
         timeout_keep_alive=settings.keep_alive_timeout_seconds,  # type: ignore[arg-type]
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )
+    freeze_startup_objects()
     GatewayServer(config, streams_must_end=app.state.streams_must_end).run()
 
 

@@ -288,7 +288,7 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
     (never its value: it may be a secret). The app is built inside the event
     loop: grpc.aio servers and channels bind to the loop current at creation.
     """
-    from fabula_common.processes import load_process_settings
+    from fabula_common.processes import freeze_startup_objects, load_process_settings
     from fabula_common.tracing import configure_tracing
 
     settings = load_process_settings(service, settings_class)
@@ -296,7 +296,9 @@ def serve(service: str, settings_class: type[ServiceSettings], create_app: Calla
     configure_tracing(service)
 
     async def main() -> None:
-        await create_app(settings).run()
+        app = create_app(settings)
+        freeze_startup_objects()
+        await app.run()
 
     # uvloop rather than asyncio's own loop: the same API, with the loop's
     # own work (polling, callbacks, sockets: asyncpg's especially) in C.

@@ -1369,3 +1369,41 @@ async def test_concurrent_cost_only_reservations_never_exceed_the_cost_limit(
     assert (len(granted), len(refused)) == (7, 23)
     assert {error_details(e).metadata["quota"] for e in refused} == {"cost"}
     assert await held(db, user_id) == (5, Decimal("9.5"))
+
+
+async def test_a_batch_probes_the_ledger_by_its_index_once_it_holds_tens_of_thousands_of_rows(
+    session: AsyncSession,
+):
+    """A settling batch looks up a few hundred of its event ids in the ledger.
+    Planned as a consumer's batch is (its values, cached rows costed as
+    such), that is an index lookup however the ledger grows: under
+    Postgres's disk-era default it became a scan of the whole ledger, so the
+    database's work per event grew with the ledger."""
+    from fabula_billing.usage import repository
+    from fabula_common.messaging.consumers import _PLAN_EACH_BATCH
+    from sqlalchemy import text
+
+    now = utcnow()
+    entries = [
+        repository.LedgerEntry(
+            event_id=f"plan-{i}", user_id=uuid.uuid4(), reservation_id=None,
+            generation_id=f"g-{i}", purpose="story_continuation", subject_kind="story",
+            subject_id="s", attributes={}, model="m", provider="p", prompt_tokens=1,
+            completion_tokens=1, usage_estimated=False, cost_usd=Decimal("0.001"),
+            outcome="completed", counted=True, occurred_at=now, recorded_at=now,
+        )
+        for i in range(40_000)
+    ]
+    await repository.add_ledger_entries(session, entries)
+    await session.execute(text("ANALYZE billing.usage_ledger"))
+    await session.execute(_PLAN_EACH_BATCH)
+
+    plan = "\n".join(
+        await session.scalars(
+            text("EXPLAIN SELECT event_id FROM billing.usage_ledger WHERE event_id = ANY(:ids)"),
+            {"ids": [f"plan-{i}" for i in range(0, 40_000, 80)]},
+        )
+    )
+
+    assert "Seq Scan" not in plan, plan
+    assert "uq_usage_ledger_event_id" in plan, plan
