@@ -397,15 +397,15 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         with the same reservation, so a duplicate request holds nothing more).
         The request is under way when this returns; the future is done once
         billing granted it."""
-        if call.reservation_id != str(call.id):  # the previous release's caller reserved
-            call.reserved = True
-            done = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        granting = self.meter.reserve(call.request.user_id, call.reservation_id)
+        granting = (
+            self.meter.reserve(call.request.user_id, call.reservation_id)
+            if call.reservation_id == str(call.id)
+            else None  # the previous release's caller reserved already
+        )
 
         async def granted() -> None:
-            await granting
+            if granting is not None:
+                await granting
             call.reserved = True
 
         return asyncio.ensure_future(granted())
