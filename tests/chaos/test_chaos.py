@@ -68,7 +68,9 @@ def _no_server_errors(users) -> None:
             or k in {"stream-error", "stream-cut"}
             or (k.startswith("usage-") and k != "usage-200")
         }
-        assert not bad, f"{user.email} met errors with no fault aimed at them: {user.outcomes}"
+        assert not bad, (
+            f"{user.email} met errors with no fault aimed at them: {user.outcomes} {user.problems}"
+        )
         assert user.served >= 2, f"{user.email} was barely served: {user.outcomes}"
 
 
