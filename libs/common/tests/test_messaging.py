@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import signal
 import uuid
 
 import nats
@@ -28,7 +29,7 @@ from fabula_common.settings import CommonSettings
 from fabula_common.testing import PrivateNats, free_port
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import any_, select
 
 
 def _registered(user_id: str) -> events_pb2.UserRegistered:
@@ -146,6 +147,73 @@ async def test_rows_held_by_an_outage_go_out_as_soon_as_nats_is_back(
     finally:
         await relay.stop()
         await asyncio.wait_for(task, 10)
+        await bus.close()
+        server.stop()
+
+
+async def test_a_frozen_jetstream_holds_a_pass_for_its_bound_and_gives_the_window_back(
+    event_tables, service_settings, tmp_path
+):
+    """JetStream stops answering (its server frozen) with the client's window
+    of unacknowledged publishes full: the pass ends within its bound, nothing
+    is marked published or parked, at most one row is charged an attempt, and
+    the window's slots are free again. Once the server answers, every row goes
+    out, each once in the stream (what the frozen server had received is
+    deduplicated by its message id)."""
+    db, outbox, _ = event_tables
+    server = PrivateNats(tmp_path / "store")
+    server.start()
+    settings = CommonSettings(
+        nats_url=server.url, nats_stream=f"FROZEN_{uuid.uuid4().hex[:8]}", nats_timeout_seconds=0.5
+    )
+    bus = EventBus(settings, "outbox-frozen-test")
+    bus.publish_window = 4  # a batch of 10 fills it
+    relay = OutboxRelay(db, outbox, bus, "outbox-frozen-test", service_settings)
+    relay.retry_base_seconds = relay.retry_max_seconds = 0.1
+    subject = subject_for(settings, "outbox_test", "frozen")
+    loop = asyncio.get_running_loop()
+    frozen_pass = None
+
+    async def rows():
+        async with db.session_scope() as session:
+            return (
+                await session.execute(
+                    select(outbox.c.attempts, outbox.c.published_at, outbox.c.parked_at).where(
+                        outbox.c.id == any_(event_ids)
+                    )
+                )
+            ).all()
+
+    try:
+        js = await bus.jetstream()
+        event_ids = [await _enqueue(db, outbox, subject, f"frozen{i}") for i in range(10)]
+        server.process.send_signal(signal.SIGSTOP)
+        began = loop.time()
+        # Its bound is the acknowledgements' one. A pass that waits for a slot
+        # never ends, cancelled or not (nats-py turns the cancellation into a
+        # row error), so it is watched rather than cancelled.
+        frozen_pass = asyncio.ensure_future(relay.publish_pending())
+        await asyncio.wait({frozen_pass}, timeout=5)
+        assert frozen_pass.done(), "the pass waited for a slot in the window"
+        assert frozen_pass.result() == 0
+        assert loop.time() - began < 3 * settings.nats_timeout_seconds
+        assert js.publish_async_pending() == 0, "unanswered publishes kept their slots"
+        frozen = await rows()
+        assert not any(r.published_at or r.parked_at for r in frozen)
+        assert sum(r.attempts for r in frozen) <= 1
+
+        server.process.send_signal(signal.SIGCONT)
+        while not all(r.published_at for r in await rows()):
+            assert loop.time() - began < 10, "rows not published once the server answered"
+            await relay.publish_pending()
+            await asyncio.sleep(0.1)
+        info = await js.stream_info(settings.nats_stream)
+        assert info.state.messages == 10
+    finally:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGCONT)
+        if frozen_pass is not None:  # a stuck pass holds its rows' locks until answered
+            await asyncio.wait({frozen_pass}, timeout=5)
         await bus.close()
         server.stop()
 

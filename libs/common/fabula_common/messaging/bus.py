@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 # window: the relay may re-send after a crash between publish and mark-sent.
 DUPLICATE_WINDOW_SECONDS = 600.0
 
+# Publishes sent and not yet acknowledged that the client holds at most (the
+# nats-py default); the outbox relay's passes send fewer than this at once.
+PUBLISH_WINDOW = 4000
+
 
 def subject_for(settings: CommonSettings, domain: str, event: str, version: int = 1) -> str:
     return f"{settings.nats_subject_prefix}.{domain}.{event}.v{version}"
@@ -63,6 +67,7 @@ class EventBus:
         self._stream_ready = False
         self._closing = False
         self._reconnect_listeners: list[Callable[[], None]] = []
+        self.publish_window = PUBLISH_WINDOW
 
     async def jetstream(self) -> JetStreamContext:
         async with self._lock:
@@ -87,7 +92,10 @@ class EventBus:
                 except Exception as exc:  # noqa: BLE001 - any failure means "down"
                     self._nc = None
                     raise Unavailable(f"NATS unreachable at {self.settings.nats_url}") from exc
-                self._js = self._nc.jetstream(timeout=self.settings.nats_timeout_seconds)
+                self._js = self._nc.jetstream(
+                    timeout=self.settings.nats_timeout_seconds,
+                    publish_async_max_pending=self.publish_window,
+                )
                 self._stream_ready = False
             if not self._nc.is_connected:
                 raise Unavailable("NATS connection lost; reconnecting")

@@ -270,25 +270,25 @@ class OutboxRelay:
         # flusher writes the batch to the socket at once: a per-row stall
         # bound (`wait_stall`) costs each row a task and a timer (asyncio's
         # wait_for), and the flusher then ran, and wrote, once per row (about
-        # 60 % of the relay's CPU). The client's window of unacknowledged
-        # publishes (4,000) outnumbers what the passes send at once
-        # (concurrent_passes x batch_size), so a row never waits for a slot;
-        # should it, the batch's one bound stops the pass and the rest go
-        # again next pass.
-        try:
-            async with asyncio.timeout(timeout):
-                for row in rows:
-                    try:
-                        sent.append(
-                            await js.publish_async(row.subject, row.payload, headers=row.headers)
-                        )
-                    except Exception as exc:  # noqa: BLE001 - recorded on the row or re-raised
-                        if isinstance(exc, _CONNECTION_ERRORS) or not self.bus.connected:
-                            connection_error = exc
-                            break
-                        sent.append(exc)
-        except TimeoutError:
-            log.warning("outbox relay: JetStream's window of publishes stayed full; retrying")
+        # 60 % of the relay's CPU). Nor may a row wait for a slot in the
+        # client's window of unacknowledged publishes: nats-py turns a
+        # cancelled wait into a row error, so no bound could stop it. The
+        # window (bus.PUBLISH_WINDOW) outnumbers what the passes send at once
+        # (concurrent_passes x batch_size), and what goes unanswered gives its
+        # slot back below; should JetStream leave a whole window unanswered
+        # all the same, the pass stops there and the rest go again next pass.
+        window = self.bus.publish_window
+        for row in rows:
+            if js.publish_async_pending() >= window:
+                log.warning("outbox relay: JetStream's window of publishes is full; retrying")
+                break
+            try:
+                sent.append(await js.publish_async(row.subject, row.payload, headers=row.headers))
+            except Exception as exc:  # noqa: BLE001 - recorded on the row or re-raised
+                if isinstance(exc, _CONNECTION_ERRORS) or not self.bus.connected:
+                    connection_error = exc
+                    break
+                sent.append(exc)
         futures = [f for f in sent if isinstance(f, asyncio.Future)]
         if futures:
             await asyncio.wait(futures, timeout=timeout)
