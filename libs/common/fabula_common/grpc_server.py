@@ -33,7 +33,7 @@ from fabula_common.context import (
     set_deadline_in,
 )
 from fabula_common.db_errors import classify_database_error
-from fabula_common.errors import FabulaError, from_rpc_error
+from fabula_common.errors import FabulaError, Unavailable, from_rpc_error
 from fabula_common.health import LIVENESS, SERVING, DependencyCheck, DependencyMonitor
 from fabula_common.messaging.headers import REQUEST_ID_HEADER
 from fabula_common.metrics import GRPC_HANDLED, GRPC_LATENCY
@@ -70,8 +70,9 @@ def _map_exception(exc: BaseException) -> FabulaError:
 class ServerInterceptor(grpc.aio.ServerInterceptor):
     """Request id and deadline into context, metrics, and domain errors to rich statuses."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, dependencies: DependencyMonitor | None = None) -> None:
         self.service = service
+        self.dependencies = dependencies
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -89,6 +90,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 self._enter(context, request_id, child_safe)
                 started = time.perf_counter()
                 try:
+                    self._refuse_while_a_dependency_is_down()
                     response = await behaviour(request_or_iterator, context)
                 except Exception as exc:  # noqa: BLE001 - mapped to a status
                     await self._abort(context, exc, method, started)
@@ -111,6 +113,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 self._enter(context, request_id, child_safe)
                 started = time.perf_counter()
                 try:
+                    self._refuse_while_a_dependency_is_down()
                     async for item in behaviour(request, context):
                         yield item
                 except asyncio.CancelledError:
@@ -137,6 +140,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         request_id_var.set(request_id)
         child_safe_var.set(child_safe)
         set_deadline_in(context.time_remaining())
+
+    def _refuse_while_a_dependency_is_down(self) -> None:
+        down = self.dependencies.refusing_for() if self.dependencies else None
+        if down is not None:
+            raise Unavailable(
+                f"{self.service}'s {down} is not answering", retry_after=self.dependencies.interval
+            )
 
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -178,17 +188,17 @@ class GrpcApp:
     def __init__(self, service: str, settings: ServiceSettings) -> None:
         self.service = service
         self.settings = settings
-        self.server = grpc.aio.server(
-            interceptors=[ServerInterceptor(service)],
-            # Message size cap and connection age (clients re-resolve and rebalance).
-            options=settings.grpc_server_options(),
-        )
         self.health = health_aio.HealthServicer()
         self.dependencies = DependencyMonitor(
             service,
             self.health,
             interval=settings.health_check_interval_seconds,
             timeout=settings.health_check_timeout_seconds,
+        )
+        self.server = grpc.aio.server(
+            interceptors=[ServerInterceptor(service, self.dependencies)],
+            # Message size cap and connection age (clients re-resolve and rebalance).
+            options=settings.grpc_server_options(),
         )
         self._service_names: list[str] = []
         self._workers: list[BackgroundWorker] = []

@@ -13,6 +13,13 @@ hanging the check. The health servicer then holds:
   the point of the outbox; consumers wait) is reported but does not fail it;
 - `"liveness"`: SERVING until shutdown whatever the dependencies say, for
   liveness probes (restarting a process does not bring its database back).
+
+A required dependency that failed `REFUSE_AFTER_FAILED_PROBES` probes in a
+row is `refusing_for()`'s answer: the service then refuses its calls at once
+(UNAVAILABLE, retry after one interval) instead of letting each wait out its
+deadline on a database that does not answer (a frozen or unreachable one; a
+stopped one refuses connections by itself). One failed probe is not enough:
+a single slow answer under load must not turn into refusals.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ LIVENESS = "liveness"
 # Dependencies whose health a service may report (the gateway asks for these).
 POSTGRES = "postgres"
 NATS = "nats"
+REFUSE_AFTER_FAILED_PROBES = 2
 
 
 def dependency_health_name(service: str, dependency: str) -> str:
@@ -68,6 +76,7 @@ class DependencyMonitor:
         self.timeout = timeout
         self.checks: list[DependencyCheck] = []
         self._up: dict[str, bool] = {}
+        self._failed_in_a_row: dict[str, int] = {}
         self._stopping = asyncio.Event()
 
     def add(self, check: DependencyCheck) -> None:
@@ -95,6 +104,7 @@ class DependencyMonitor:
         serving = True
         for check, up in zip(self.checks, results, strict=True):
             self._up[check.name] = up
+            self._failed_in_a_row[check.name] = 0 if up else self._failed_in_a_row.get(check.name, 0) + 1
             await self.health.set(
                 dependency_health_name(self.service, check.name), SERVING if up else NOT_SERVING
             )
@@ -102,6 +112,15 @@ class DependencyMonitor:
         for name in ["", *service_names]:
             await self.health.set(name, SERVING if serving else NOT_SERVING)
         return serving
+
+    def refusing_for(self) -> str | None:
+        """The required dependency the service's calls are refused for (the
+        first one that failed REFUSE_AFTER_FAILED_PROBES probes in a row),
+        or None."""
+        for check in self.checks:
+            if check.required and self._failed_in_a_row.get(check.name, 0) >= REFUSE_AFTER_FAILED_PROBES:
+                return check.name
+        return None
 
     async def run(self, service_names: Iterable[str]) -> None:
         """Check every `interval` seconds until `stop()`."""

@@ -1,7 +1,7 @@
 """A service's grpc.health.v1 tells the truth about its database and NATS,
 within seconds, with real faults: a private Postgres cluster stopped (fast and
 immediate) and frozen, a private nats-server stopped. Calls meanwhile fail
-fast with UNAVAILABLE and a retry delay."""
+fast with UNAVAILABLE and a retry delay, the frozen database's too."""
 
 from __future__ import annotations
 
@@ -173,15 +173,31 @@ async def test_postgres_down_makes_the_service_not_serving_and_calls_fail_fast(
     assert await query(service) == b"1"
 
 
-async def test_a_frozen_postgres_reads_as_down_within_the_check_timeout(service, running_postgres):
+async def test_a_frozen_postgres_reads_as_down_and_calls_are_refused_at_once(
+    service, running_postgres
+):
+    """A frozen database refuses no connection: calls would each wait out
+    their deadline. Once a second probe in a row has failed, they are refused
+    at once with a retry delay, until a probe succeeds again."""
     await eventually(service, ALL_UP, within=1)
+    assert await query(service) == b"1"  # the pool holds a connection, as in use
 
     running_postgres.freeze()
     try:
         await eventually(service, POSTGRES_DOWN, within=3)
+        await asyncio.sleep(2 * (INTERVAL + TIMEOUT) + 0.6)  # the second failed probe
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await query(service)  # its deadline is 5 s
+        elapsed = time.monotonic() - started
     finally:
         running_postgres.thaw()
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE, refused.value.details()
+    assert error_details(refused.value).retry_after
+    assert elapsed < 0.5, f"took {elapsed:.1f}s"
+
     await eventually(service, ALL_UP, within=3)
+    assert await query(service) == b"1"
 
 
 async def test_nats_down_is_reported_while_the_service_keeps_serving(service, nats_server):
