@@ -104,7 +104,8 @@ class DependencyMonitor:
         serving = True
         for check, up in zip(self.checks, results, strict=True):
             self._up[check.name] = up
-            self._failed_in_a_row[check.name] = 0 if up else self._failed_in_a_row.get(check.name, 0) + 1
+            failed_before = self._failed_in_a_row.get(check.name, 0)
+            self._failed_in_a_row[check.name] = 0 if up else failed_before + 1
             await self.health.set(
                 dependency_health_name(self.service, check.name), SERVING if up else NOT_SERVING
             )
@@ -118,7 +119,8 @@ class DependencyMonitor:
         first one that failed REFUSE_AFTER_FAILED_PROBES probes in a row),
         or None."""
         for check in self.checks:
-            if check.required and self._failed_in_a_row.get(check.name, 0) >= REFUSE_AFTER_FAILED_PROBES:
+            failed = self._failed_in_a_row.get(check.name, 0)
+            if check.required and failed >= REFUSE_AFTER_FAILED_PROBES:
                 return check.name
         return None
 
