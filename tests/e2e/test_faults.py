@@ -142,7 +142,11 @@ def test_stopping_fabula_lets_a_stream_in_flight_finish(start_private_stack):
 def test_make_run_restarts_a_process_that_dies(start_private_stack):
     """kill -9 of one service: the launcher starts it again after a short
     backoff, as Kubernetes would, and the others keep running untouched."""
-    api = start_private_stack()
+    # A child that ran FABULA_RESTART_STABLE_SECONDS (10) before dying starts
+    # over at the first delay; on a slow machine the restart and the story
+    # between the two deaths took longer than that (CI: "after 11.0s;
+    # restarting in 0.5s"). Long enough here that the second death is soon.
+    api = start_private_stack(FABULA_RESTART_STABLE_SECONDS="120")
     writer = api.register()
     assert api.create_story(writer).status_code == 201
     before = dict(api.stack.children)
