@@ -142,10 +142,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         set_deadline_in(context.time_remaining())
 
     def _refuse_while_a_dependency_is_down(self) -> None:
-        down = self.dependencies.refusing_for() if self.dependencies else None
+        down = self.dependencies.refused_for if self.dependencies else None
         if down is not None:
             raise Unavailable(
-                f"{self.service}'s {down} is not answering", retry_after=self.dependencies.interval
+                f"{down} is not answering {self.service}", retry_after=self.dependencies.interval
             )
 
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:

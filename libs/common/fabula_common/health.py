@@ -15,7 +15,7 @@ hanging the check. The health servicer then holds:
   liveness probes (restarting a process does not bring its database back).
 
 A required dependency that failed `REFUSE_AFTER_FAILED_PROBES` probes in a
-row is `refusing_for()`'s answer: the service then refuses its calls at once
+row is named in `refused_for`: the service then refuses its calls at once
 (UNAVAILABLE, retry after one interval) instead of letting each wait out its
 deadline on a database that does not answer (a frozen or unreachable one; a
 stopped one refuses connections by itself). One failed probe is not enough:
@@ -77,6 +77,8 @@ class DependencyMonitor:
         self.checks: list[DependencyCheck] = []
         self._up: dict[str, bool] = {}
         self._failed_in_a_row: dict[str, int] = {}
+        # Set once per round of probes, read on every call the service serves.
+        self.refused_for: str | None = None
         self._stopping = asyncio.Event()
 
     def add(self, check: DependencyCheck) -> None:
@@ -110,19 +112,18 @@ class DependencyMonitor:
                 dependency_health_name(self.service, check.name), SERVING if up else NOT_SERVING
             )
             serving = serving and (up or not check.required)
+        self.refused_for = next(
+            (
+                check.name
+                for check in self.checks
+                if check.required
+                and self._failed_in_a_row[check.name] >= REFUSE_AFTER_FAILED_PROBES
+            ),
+            None,
+        )
         for name in ["", *service_names]:
             await self.health.set(name, SERVING if serving else NOT_SERVING)
         return serving
-
-    def refusing_for(self) -> str | None:
-        """The required dependency the service's calls are refused for (the
-        first one that failed REFUSE_AFTER_FAILED_PROBES probes in a row),
-        or None."""
-        for check in self.checks:
-            failed = self._failed_in_a_row.get(check.name, 0)
-            if check.required and failed >= REFUSE_AFTER_FAILED_PROBES:
-                return check.name
-        return None
 
     async def run(self, service_names: Iterable[str]) -> None:
         """Check every `interval` seconds until `stop()`."""
