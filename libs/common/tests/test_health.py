@@ -194,7 +194,7 @@ async def test_a_frozen_postgres_reads_as_down_and_calls_are_refused_at_once(
         running_postgres.thaw()
     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE, refused.value.details()
     assert error_details(refused.value).retry_after
-    assert elapsed < 0.5, f"took {elapsed:.1f}s"
+    assert elapsed < 2, f"took {elapsed:.1f}s"  # not its 5 s deadline; margin for a loaded CI
 
     await eventually(service, ALL_UP, within=3)
     assert await query(service) == b"1"
