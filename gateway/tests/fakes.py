@@ -32,6 +32,7 @@ from fabula.stories.v1 import (
 )
 from fabula.users.v1 import users_pb2, users_pb2_grpc
 from fabula_common.errors import FabulaError
+from fabula_common.grpc_client import SERVER_KEEPALIVE_OPTIONS
 from fabula_common.testing import free_port
 from google.protobuf import empty_pb2, timestamp_pb2
 from google.protobuf.message import Message
@@ -854,7 +855,8 @@ class FakeBackends:
 @asynccontextmanager
 async def fake_backends() -> AsyncIterator[FakeBackends]:
     recorder = Recorder()
-    server = grpc.aio.server()
+    # Accepts the gateway's keepalive pings, as the real services do.
+    server = grpc.aio.server(options=SERVER_KEEPALIVE_OPTIONS)
     backends = FakeBackends(
         address=f"127.0.0.1:{free_port()}",
         recorder=recorder,

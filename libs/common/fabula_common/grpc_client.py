@@ -101,6 +101,23 @@ ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin":
 CONNECT_TIMEOUT_MS = 1_000
 
 
+# Every connection is pinged every KEEPALIVE_TIME_MS, idle or not, and given
+# up if the answer takes longer than KEEPALIVE_TIMEOUT_MS. A peer that is hung
+# (frozen, swapped out, stuck in the kernel) keeps its TCP connection open and
+# answers nothing: without this, every call to it would wait out its whole
+# deadline for as long as it stays hung. Once the ping fails, the connection is
+# dropped, calls in flight fail UNAVAILABLE, the reconnection fails within the
+# connect timeout, and later calls fail at once until the peer answers again.
+KEEPALIVE_TIME_MS = 5_000
+KEEPALIVE_TIMEOUT_MS = 2_000
+# What a server needs to accept those pings: gRPC servers otherwise allow one
+# ping per 5 minutes on a connection without calls and answer more with a
+# GOAWAY "too_many_pings". Half the interval, so timer jitter never counts.
+SERVER_KEEPALIVE_OPTIONS = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+]
+
 _RESOLVER_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")
 
 
@@ -120,8 +137,13 @@ def open_channel(address: str, default_timeout: float) -> ContextChannel:
             ("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG),
             # Our service config, not one a DNS TXT record might carry.
             ("grpc.service_config_disable_resolution", 1),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            # grpcio 1.85 times a keepalive ping out by the HTTP/2 ping
+            # timeout (60 s by default), not by keepalive_timeout_ms alone.
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
             # Reconnect quickly once a restarted peer is back. The minimum
             # backoff is also the timeout of one connection attempt.
             ("grpc.initial_reconnect_backoff_ms", 200),

@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fabula_common.grpc_client import SERVER_KEEPALIVE_OPTIONS
+
 DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"
 
 
@@ -173,7 +175,11 @@ class ServiceSettings(CommonSettings):
 
     def grpc_server_options(self) -> list[tuple[str, int]]:
         """Channel arguments of the gRPC server built from these settings."""
-        options = [("grpc.max_receive_message_length", 4 * 1024 * 1024)]
+        options = [
+            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+            # Our clients ping idle connections too, to notice a hung server.
+            *SERVER_KEEPALIVE_OPTIONS,
+        ]
         if self.grpc_max_connection_age_seconds:
             grace = self.grpc_max_connection_age_grace_seconds
             if grace is None:

@@ -5,17 +5,25 @@ retire old connections so callers re-resolve and find new pods."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import grpc
 import pytest
 from fabula_common.context import request_id_scope, set_deadline_in
-from fabula_common.grpc_client import channel_target, open_channel
+from fabula_common.grpc_client import (
+    KEEPALIVE_TIME_MS,
+    KEEPALIVE_TIMEOUT_MS,
+    channel_target,
+    open_channel,
+)
 from fabula_common.grpc_server import GrpcApp
 from fabula_common.messaging.headers import REQUEST_ID_HEADER
 from fabula_common.settings import ServiceSettings
-from fabula_common.testing import free_port, running_app
+from fabula_common.testing import free_port, running_app, wait_serving
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from pydantic_settings import SettingsConfigDict
@@ -109,6 +117,82 @@ async def test_a_peer_that_accepts_tcp_but_never_speaks_http2_fails_calls_fast()
                 assert time.monotonic() - started < limit
     finally:
         listener.close()
+
+
+# A GrpcApp in a process of its own, so that the test can freeze it.
+PEER_PROCESS = f"""
+import asyncio, sys
+import grpc
+from fabula_common.grpc_server import GrpcApp
+from fabula_common.settings import ServiceSettings
+
+class PeerSettings(ServiceSettings):
+    database_url: str = "postgresql://example:example@127.0.0.1:5432/fabula"
+    grpc_port: int = 0
+
+async def peer(request, context):
+    return context.peer().encode()
+
+async def main():
+    app = GrpcApp("channel-test", PeerSettings(grpc_port=int(sys.argv[1])))
+    handler = grpc.method_handlers_generic_handler(
+        "{PEER}", {{"Peer": grpc.unary_unary_rpc_method_handler(peer)}}
+    )
+    app.add_servicer(lambda h, server: server.add_generic_rpc_handlers((h,)), handler, "{PEER}")
+    await app.run()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_hung_peer_fails_calls_at_once_once_a_keepalive_ping_goes_unanswered():
+    """A frozen process keeps its connections open and answers nothing: each
+    call would wait out its whole deadline for as long as it stays frozen.
+    The channel's keepalive ping notices within KEEPALIVE_TIME + TIMEOUT
+    (7 s); then calls fail UNAVAILABLE at once, and the channel reconnects
+    when the peer answers again. Idle, the server takes the pings: the same
+    connection serves throughout (a gRPC server's defaults would end it with
+    a GOAWAY "too_many_pings")."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", PEER_PROCESS, str(port)])
+    address = f"127.0.0.1:{port}"
+    try:
+        await wait_serving(address)
+        async with open_channel(address, 30) as channel:
+            call = channel.unary_unary(f"/{PEER}/Peer")
+            connection = await call(b"")
+            await asyncio.sleep(3 * KEEPALIVE_TIME_MS / 1000 + 1)  # three pings, idle
+            assert await call(b"") == connection
+
+            process.send_signal(signal.SIGSTOP)
+            frozen_at = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as in_flight:
+                await call(b"")  # its deadline is 30 s
+            noticed_in = time.monotonic() - frozen_at
+            assert in_flight.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert noticed_in < 15, f"took {noticed_in:.1f}s"  # 7 s, with room for a loaded CI
+            assert noticed_in > KEEPALIVE_TIMEOUT_MS / 1000  # the ping's timeout, not something else
+
+            for _ in range(3):
+                started = time.monotonic()
+                with pytest.raises(grpc.aio.AioRpcError) as later:
+                    await call(b"")
+                assert later.value.code() is grpc.StatusCode.UNAVAILABLE
+                assert time.monotonic() - started < 5  # the connect timeout (1 s) at most
+
+            process.send_signal(signal.SIGCONT)
+            back_by = time.monotonic() + 10
+            while True:
+                try:
+                    await call(b"", timeout=2)
+                    break
+                except grpc.aio.AioRpcError:
+                    assert time.monotonic() < back_by, "no call served after the peer thawed"
+                    await asyncio.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        await asyncio.to_thread(process.wait, 30)
 
 
 def test_servers_cap_connection_age_by_default_with_room_for_the_longest_call():
