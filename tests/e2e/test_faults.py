@@ -39,6 +39,25 @@ def test_a_hung_service_gives_a_fast_503_not_a_hang(api, problem):
             "/v1/auth/login", json={"email": writer.email, "password": writer.password}
         )
         assert login.status_code == 200, login.text
+
+        # Once a keepalive ping to billing has gone unanswered (within about
+        # 7 s of the freeze), calls that need it are refused at once, by the
+        # gateway (usage) and by generation (a story's reservation) alike,
+        # rather than each waiting out its deadline while billing stays hung.
+        def answered_503_within(seconds: float, call) -> bool:
+            started = time.monotonic()
+            response = call()
+            return response.status_code == 503 and time.monotonic() - started < seconds
+
+        def usage():
+            return api.http.get("/v1/usage", headers=writer.headers)
+
+        api.wait_for(lambda: answered_503_within(1, usage), timeout=20)
+        api.wait_for(lambda: answered_503_within(1, lambda: api.create_story(writer)), timeout=20)
+        for call in (usage, lambda: api.create_story(writer)):
+            started = time.monotonic()
+            problem(call(), 503)
+            assert time.monotonic() - started < 1  # the deadline is 3 s
     finally:
         os.kill(billing, signal.SIGCONT)
     api.wait_for(lambda: api.http.get("/readyz").json()["status"] == "ready")
