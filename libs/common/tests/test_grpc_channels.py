@@ -95,7 +95,7 @@ async def test_a_closed_port_fails_calls_at_once():
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await _health(channel, timeout=10)
     assert failure.value.code() is grpc.StatusCode.UNAVAILABLE
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # its deadline is 10 s
 
 
 async def test_a_peer_that_accepts_tcp_but_never_speaks_http2_fails_calls_fast():

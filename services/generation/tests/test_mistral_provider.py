@@ -192,7 +192,7 @@ async def test_a_slow_provider_times_out_quickly(fake_mistral, behaviour, call):
         started = time.monotonic()
         with pytest.raises(UpstreamError, match="did not answer within 0.5s"):
             await call(provider, request(f"fake-mistral:{behaviour}"))
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 3  # the fake is slow for 5 s
     finally:
         await provider.aclose()
 
@@ -229,7 +229,7 @@ async def test_the_first_token_and_the_silence_between_tokens_have_their_own_lim
             started = time.monotonic()
             with pytest.raises(UpstreamError, match=f"did not answer within {limit}"):
                 await streamed(provider, request(f"fake-mistral:{behaviour}"))
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < 3  # the fake is slow for 5 s
     finally:
         await provider.aclose()
 
@@ -254,7 +254,7 @@ async def test_the_incoming_deadline_shortens_the_provider_timeout(provider):
         started = time.monotonic()
         with pytest.raises(UpstreamError, match="did not answer within 0.3s"):
             await provider.complete(request("fake-mistral:slow"))
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3  # the fake is slow for 5 s
     finally:
         set_deadline_in(None)
 

@@ -191,7 +191,7 @@ async def test_the_first_token_and_the_silence_between_tokens_have_their_own_lim
             started = time.monotonic()
             with pytest.raises(UpstreamError, match=f"did not answer within {limit}"):
                 await streamed(provider, request(f"fake-openai:{behaviour}"))
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < 3  # the fake is slow for 5 s
     finally:
         await provider.aclose()
 
@@ -213,7 +213,7 @@ async def test_the_incoming_deadline_shortens_the_provider_timeout(provider):
         started = time.monotonic()
         with pytest.raises(UpstreamError, match="did not answer within 0.3s"):
             await provider.complete(request("fake-openai:slow"))
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3  # the fake is slow for 5 s
     finally:
         set_deadline_in(None)
 
