@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -154,7 +153,7 @@ async def test_a_hung_peer_fails_calls_at_once_once_a_keepalive_ping_goes_unansw
     connection serves throughout (a gRPC server's defaults would end it with
     a GOAWAY "too_many_pings")."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", PEER_PROCESS, str(port)])
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", PEER_PROCESS, str(port))
     address = f"127.0.0.1:{port}"
     try:
         await wait_serving(address)
@@ -190,9 +189,10 @@ async def test_a_hung_peer_fails_calls_at_once_once_a_keepalive_ping_goes_unansw
                     assert time.monotonic() < back_by, "no call served after the peer thawed"
                     await asyncio.sleep(0.2)
     finally:
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        await asyncio.to_thread(process.wait, 30)
+        if process.returncode is None:
+            process.send_signal(signal.SIGCONT)
+            process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
 
 
 def test_servers_cap_connection_age_by_default_with_room_for_the_longest_call():
