@@ -19,7 +19,9 @@ row is named in `refused_for`: the service then refuses its calls at once
 (UNAVAILABLE, retry after one interval) instead of letting each wait out its
 deadline on a database that does not answer (a frozen or unreachable one; a
 stopped one refuses connections by itself). One failed probe is not enough:
-a single slow answer under load must not turn into refusals.
+a single slow answer under load must not turn into refusals. The probe after
+a required dependency's first failure comes at once, not an interval later:
+calls that would wait out their deadlines are refused that much sooner.
 """
 
 from __future__ import annotations
@@ -130,9 +132,19 @@ class DependencyMonitor:
         names = list(service_names)
         while not self._stopping.is_set():
             try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval)
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._pause())
             except TimeoutError:
                 await self.check_once(names)
+
+    def _pause(self) -> float:
+        """The interval; none while a required dependency's failure awaits
+        confirmation (failed, not yet enough times in a row to refuse calls)."""
+        confirming = any(
+            check.required
+            and 0 < self._failed_in_a_row.get(check.name, 0) < REFUSE_AFTER_FAILED_PROBES
+            for check in self.checks
+        )
+        return 0 if confirming else self.interval
 
     def stop(self) -> None:
         self._stopping.set()

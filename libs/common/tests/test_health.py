@@ -14,11 +14,12 @@ import pytest
 from fabula_common.db import Database
 from fabula_common.errors import error_details
 from fabula_common.grpc_server import GrpcApp
-from fabula_common.health import LIVENESS, NATS, POSTGRES
+from fabula_common.health import LIVENESS, NATS, POSTGRES, DependencyCheck, DependencyMonitor
 from fabula_common.messaging.bus import EventBus
 from fabula_common.settings import ServiceSettings
 from fabula_common.testing import PrivateNats, PrivatePostgres, free_port, running_app
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import text
 
@@ -209,3 +210,39 @@ async def test_nats_down_is_reported_while_the_service_keeps_serving(service, na
 
     await asyncio.to_thread(nats_server.start)
     await eventually(service, ALL_UP, within=5)
+
+
+async def test_a_required_dependency_s_first_failure_is_confirmed_at_once():
+    """Calls are refused from the second failed probe in a row, which follows
+    the first at once rather than an interval later; a dependency that
+    answers is probed once per interval."""
+    loop = asyncio.get_running_loop()
+    probed_at: list[float] = []
+    answering = True
+
+    async def probe() -> None:
+        probed_at.append(loop.time())
+        if not answering:
+            raise ConnectionRefusedError("no answer")
+
+    interval = 2.0
+    monitor = DependencyMonitor(SERVICE, health_aio.HealthServicer(), interval=interval, timeout=1)
+    monitor.add(DependencyCheck(POSTGRES, probe))
+    running = asyncio.create_task(monitor.run([SERVICE_NAME]))
+    try:
+        while len(probed_at) < 1:
+            await asyncio.sleep(0.05)
+        answering = False
+        while len(probed_at) < 3:
+            await asyncio.sleep(0.05)
+        assert monitor.refused_for == POSTGRES
+        up, first_failure, confirmed = probed_at
+        assert first_failure - up > interval * 0.9  # answering: once per interval
+        assert confirmed - first_failure < interval / 2  # failed once: again at once
+        answering = True
+        while monitor.refused_for is not None:
+            await asyncio.sleep(0.05)
+        assert probed_at[3] - confirmed > interval * 0.9  # refusing: once per interval
+    finally:
+        monitor.stop()
+        await running
