@@ -5,7 +5,11 @@ act. Asking users each time would put it on every request's path, so answers
 are kept `ttl` seconds (deactivation and revocation take effect within it)
 in a bounded table; a hit costs a dict lookup. Concurrent misses for one
 credential share one call. When users cannot be reached, the last answer
-known is used however old; without one the request gets 503.
+known is used however old; without one the request gets 503. Asking again
+about a credential already answered for waits at most
+`RECHECK_TIMEOUT_SECONDS`: a users service that hangs (before its health
+check or its callers' keepalive notice) then delays its users' requests by
+that much rather than by a whole call deadline.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ log = logging.getLogger(__name__)
 # Every key CreateApiKey makes starts with this (an access token, a JWT, never does).
 API_KEY_PREFIX = "fab_"
 READ_METHODS = frozenset({"GET", "HEAD"})
+# Authenticate is a lookup by key; an earlier answer stands when it is late.
+RECHECK_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,11 @@ class PrincipalCache:
         request: users_pb2.AuthenticateRequest,
     ) -> Answer:
         answer: Answer
+        stale = self._entries.get(key)
         try:
-            reply = await users.Authenticate(request)
+            reply = await users.Authenticate(
+                request, timeout=RECHECK_TIMEOUT_SECONDS if stale is not None else None
+            )
             answer = Principal(
                 user_id=reply.user_id,
                 scopes=tuple(reply.scopes),
@@ -111,7 +120,6 @@ class PrincipalCache:
             if code is grpc.StatusCode.UNAUTHENTICATED:
                 answer = Refused(err.details() or "The credential is no longer valid.")
             else:
-                stale = self._entries.get(key)
                 if stale is not None and code in (
                     grpc.StatusCode.UNAVAILABLE,
                     grpc.StatusCode.DEADLINE_EXCEEDED,

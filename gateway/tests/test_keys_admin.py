@@ -107,6 +107,27 @@ async def test_a_refused_account_is_a_401_and_users_down_keeps_the_last_answer(
         problem(await client.get("/v1/usage", headers=other), 503, "service-unavailable")
 
 
+async def test_a_known_account_is_checked_again_with_a_short_deadline(
+    backends, make_settings, serve
+):
+    """The first check of an account waits the usual deadline; a check again
+    (an earlier answer to fall back on) at most a second, so a hung users
+    service costs a request that much."""
+    addresses = {f"{n}_addr": backends.address for n in ("users", "stories", "billing")}
+    settings = make_settings(auth_cache_ttl_seconds=0.001, **addresses)
+    headers = {"Authorization": f"Bearer {issue_access_token(settings, USER)[0]}"}
+    async with serve(create_app(settings)) as client:
+        for _ in range(2):
+            assert (await client.get("/v1/usage", headers=headers)).status_code == 200
+        # Users too slow for the check again: the earlier answer stands.
+        backends.fail("Authenticate", grpc.StatusCode.DEADLINE_EXCEEDED, "too late")
+        assert (await client.get("/v1/usage", headers=headers)).status_code == 200
+    checks = [call for call in backends.calls if call.method == "Authenticate"]
+    first, again, late = (call.time_remaining for call in checks)
+    assert first > 2  # GRPC_DEADLINE_SECONDS is 3 here
+    assert again < 1.5 and late < 1.5  # RECHECK_TIMEOUT_SECONDS, rounded up by gRPC
+
+
 async def test_the_cache_is_bounded(backends, make_settings, serve):
     addresses = {f"{n}_addr": backends.address for n in ("users", "stories", "billing")}
     settings = make_settings(auth_cache_max_entries=2, **addresses)
