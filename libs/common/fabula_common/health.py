@@ -87,9 +87,21 @@ class DependencyMonitor:
         self.checks.append(check)
 
     async def _probe(self, check: DependencyCheck) -> bool:
+        # The probe is not waited for past the timeout, its clean-up neither:
+        # cancelled on a frozen server, a database probe still closes its
+        # connection (a rollback the server never answers), which held the
+        # verdict seconds past the timeout.
+        probing = asyncio.ensure_future(check.probe())
         try:
-            async with asyncio.timeout(self.timeout):
-                await check.probe()
+            done, _ = await asyncio.wait({probing}, timeout=self.timeout)
+            if not done:
+                probing.cancel()
+                probing.add_done_callback(_retrieved)
+                raise TimeoutError
+            probing.result()
+        except asyncio.CancelledError:
+            probing.cancel()
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure means "down"
             if self._up.get(check.name, True):
                 log.warning(
@@ -148,6 +160,11 @@ class DependencyMonitor:
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+def _retrieved(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _describe(exc: BaseException, timeout: float) -> str:

@@ -246,3 +246,27 @@ async def test_a_required_dependency_s_first_failure_is_confirmed_at_once():
     finally:
         monitor.stop()
         await running
+
+
+async def test_a_probe_is_down_at_its_timeout_whatever_its_clean_up_takes():
+    """A database probe cancelled on a frozen server still closes its
+    connection, which the server never answers: the verdict must not wait
+    for that."""
+    cleaned_up = asyncio.Event()
+
+    async def probe() -> None:
+        try:
+            await asyncio.sleep(30)  # no answer
+        finally:
+            await asyncio.sleep(3)  # the rollback of a connection to a frozen server
+            cleaned_up.set()
+
+    monitor = DependencyMonitor(SERVICE, health_aio.HealthServicer(), interval=10, timeout=0.3)
+    monitor.add(DependencyCheck(POSTGRES, probe))
+    started = time.monotonic()
+    serving = await monitor.check_once([SERVICE_NAME])
+    elapsed = time.monotonic() - started
+
+    assert serving is False
+    assert elapsed < 2, f"took {elapsed:.1f}s"  # 3.3 s when the clean-up is waited for
+    assert not cleaned_up.is_set()  # left to finish on its own
