@@ -94,15 +94,16 @@ class DependencyMonitor:
         probing = asyncio.ensure_future(check.probe())
         try:
             done, _ = await asyncio.wait({probing}, timeout=self.timeout)
+        except asyncio.CancelledError:  # the monitor stops
+            probing.cancel()
+            raise
+        try:
             if not done:
                 probing.cancel()
                 probing.add_done_callback(_retrieved)
                 raise TimeoutError
             probing.result()
-        except asyncio.CancelledError:
-            probing.cancel()
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure means "down"
+        except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - any failure means "down"
             if self._up.get(check.name, True):
                 log.warning(
                     "%s: dependency %s is down: %s",
