@@ -11,6 +11,7 @@ arrive unwrapped as OSError or TimeoutError. Both are looked at here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 from sqlalchemy import exc as sa_exc
@@ -99,3 +100,13 @@ def classify_database_error(exc: BaseException) -> FabulaError | None:
     ):
         return Unavailable("the database is unavailable")
     return None
+
+
+def log_background_failure(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a background loop's failed round, which the next round retries: a
+    transient database failure (an outage lasts many rounds) as one warning
+    line, anything else with its traceback."""
+    if classify_database_error(exc) is None:
+        log.error("%s failed", what, exc_info=exc)
+    else:
+        log.warning("%s failed, will retry: %r", what, exc)

@@ -3,11 +3,13 @@ with a retry delay) or ABORTED, never as INTERNAL."""
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 import grpc
 import pytest
 from fabula_common.db import Database
-from fabula_common.db_errors import classify_database_error, sqlstate
+from fabula_common.db_errors import classify_database_error, log_background_failure, sqlstate
 from fabula_common.errors import Aborted, Unavailable
 from fabula_common.grpc_server import _map_exception
 from sqlalchemy import exc as sa_exc
@@ -136,3 +138,22 @@ async def test_a_terminated_backend_is_unavailable_and_the_pool_recovers(databas
     # The next transaction gets a fresh connection.
     async with database.session_scope() as session:
         assert await session.scalar(text("SELECT 1")) == 1
+
+
+def test_a_background_round_logs_an_outage_as_one_line_and_a_bug_with_its_traceback(caplog):
+    """A loop retried every second through a database outage must not fill the
+    log with tracebacks; a bug must keep its traceback."""
+    log = logging.getLogger("fabula.test.background")
+    with caplog.at_level(logging.INFO, logger=log.name):
+        log_background_failure(log, "claiming a job", wrapped(ConnectionRefusedError(111, "refused")))
+        log_background_failure(log, "claiming a job", TimeoutError())
+        try:
+            raise KeyError("job")
+        except KeyError as bug:
+            log_background_failure(log, "claiming a job", bug)
+    outage, slow, bug = caplog.records
+    for record in (outage, slow):
+        assert record.levelno == logging.WARNING and record.exc_info is None
+        assert record.getMessage().startswith("claiming a job failed, will retry: ")
+    assert bug.levelno == logging.ERROR and bug.exc_info is not None
+    assert bug.getMessage() == "claiming a job failed"

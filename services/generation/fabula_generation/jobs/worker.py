@@ -23,6 +23,7 @@ from decimal import Decimal
 from fabula.generation.v1 import events_pb2, jobs_pb2
 from fabula_common.context import child_safe_var, is_child_safe
 from fabula_common.db import Database, utcnow
+from fabula_common.db_errors import log_background_failure
 from fabula_common.errors import FabulaError
 from fabula_common.messaging.outbox import enqueue
 from fabula_common.money import to_money
@@ -99,8 +100,8 @@ class JobWorker:
         while not self._stopping.is_set():
             try:
                 job = await self._claim()
-            except Exception:  # noqa: BLE001 - the database may be back soon
-                log.exception("could not claim a job")
+            except Exception as exc:  # noqa: BLE001 - the database may be back soon
+                log_background_failure(log, "claiming a job", exc)
                 job = None
             if job is None:
                 with contextlib.suppress(TimeoutError):

@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from fabula.media.v1 import events_pb2
 from fabula_common.db import Database, utcnow
+from fabula_common.db_errors import log_background_failure
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -240,8 +241,8 @@ class StuckPhotoSweeper:
         while not self._stopped.is_set():
             try:
                 await self.processor.sweep()
-            except Exception:  # noqa: BLE001 - the next round tries again
-                log.exception("stuck photo sweep failed")
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log_background_failure(log, "the stuck photo sweep", exc)
             try:
                 await asyncio.wait_for(self._stopped.wait(), timeout=self.interval)
             except TimeoutError:
