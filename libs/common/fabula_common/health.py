@@ -77,7 +77,7 @@ class DependencyMonitor:
         self.interval = interval
         self.timeout = timeout
         self.checks: list[DependencyCheck] = []
-        self._up: dict[str, bool] = {}
+        # Probes failed in a row per dependency (0: up).
         self._failed_in_a_row: dict[str, int] = {}
         # Set once per round of probes, read on every call the service serves.
         self.refused_for: str | None = None
@@ -104,13 +104,13 @@ class DependencyMonitor:
                 raise TimeoutError
             probing.result()
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - any failure means "down"
-            if self._up.get(check.name, True):
+            if not self._failed_in_a_row.get(check.name):
                 log.warning(
                     "%s: dependency %s is down: %s",
                     self.service, check.name, _describe(exc, self.timeout),
                 )
             return False
-        if self._up.get(check.name) is False:
+        if self._failed_in_a_row.get(check.name):
             log.info("%s: dependency %s is back", self.service, check.name)
         return True
 
@@ -120,7 +120,6 @@ class DependencyMonitor:
         results = await asyncio.gather(*(self._probe(check) for check in self.checks))
         serving = True
         for check, up in zip(self.checks, results, strict=True):
-            self._up[check.name] = up
             failed_before = self._failed_in_a_row.get(check.name, 0)
             self._failed_in_a_row[check.name] = 0 if up else failed_before + 1
             await self.health.set(
