@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 
+from fabula_common.tasks import abandon
+
 log = logging.getLogger(__name__)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -99,8 +101,7 @@ class DependencyMonitor:
             raise
         try:
             if not done:
-                probing.cancel()
-                probing.add_done_callback(_retrieved)
+                abandon(probing)
                 raise TimeoutError
             probing.result()
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - any failure means "down"
@@ -160,11 +161,6 @@ class DependencyMonitor:
 
     def stop(self) -> None:
         self._stopping.set()
-
-
-def _retrieved(task: asyncio.Future) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 def _describe(exc: BaseException, timeout: float) -> str:

@@ -18,6 +18,7 @@ from fabula_common.context import is_child_safe
 from fabula_common.db import Database
 from fabula_common.errors import AlreadyExists, FabulaError, InvalidArgument, Unavailable
 from fabula_common.money import format_usd, to_money
+from fabula_common.tasks import abandon
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fabula_generation.generations import repository
@@ -420,8 +421,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         still unknown is given back by billing's expiry, for which generation's
         record (LookupGenerations) knows no call under it."""
         if isinstance(row_error, AlreadyExists):
-            reserving.cancel()
-            reserving.add_done_callback(_retrieved)
+            abandon(reserving)
             return
 
         async def release_if_granted() -> None:
@@ -535,11 +535,6 @@ def usage_to_proto(recorded: RecordedGeneration) -> generation_pb2.Usage:
         cost=to_money(recorded.cost_usd),
         cost_usd=format_usd(recorded.cost_usd),  # for the previous release's callers
     )
-
-
-def _retrieved(task: asyncio.Future) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 def lookup_state(outcomes: list[str]) -> generation_pb2.GenerationState:
