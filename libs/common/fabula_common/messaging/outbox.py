@@ -22,8 +22,8 @@ import time
 import uuid
 from collections import Counter, defaultdict
 
-from google.protobuf.message import Message
 import nats.errors
+from google.protobuf.message import Message
 from sqlalchemy import (
     Column,
     DateTime,
@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fabula_common.context import current_request_id
 from fabula_common.db import Database, utcnow
+from fabula_common.db_errors import log_background_failure
 from fabula_common.errors import Unavailable
 from fabula_common.messaging.bus import EventBus
 from fabula_common.messaging.headers import EVENT_TYPE_HEADER, MSG_ID_HEADER, REQUEST_ID_HEADER
@@ -179,7 +180,7 @@ class OutboxRelay:
                 if time.monotonic() - self._last_purge > self.purge_every_seconds:
                     await self.purge_published()
             except Exception as exc:  # noqa: BLE001 - housekeeping must not hold up publishing
-                log.warning("outbox relay: purge failed, will retry later: %s", exc)
+                log_background_failure(log, "outbox relay: purging published rows", exc)
             # Cleared before the pass, never after it: a commit that lands
             # while the pass runs sets it again and the wait below returns at
             # once, so no wake-up is lost to the poll.

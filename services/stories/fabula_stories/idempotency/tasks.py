@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from fabula_common.db import Database
+from fabula_common.db_errors import log_background_failure
 
 from fabula_stories.idempotency import service
 
@@ -42,7 +43,7 @@ class ExpiredKeysPurger:
             try:
                 await self.purge_once()
             except Exception as exc:  # noqa: BLE001 - database briefly away: next round
-                log.warning("purging expired idempotency keys failed, will retry: %s", exc)
+                log_background_failure(log, "purging expired idempotency keys", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), timeout=self.interval_seconds)
 

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fabula_common.db import Database, utcnow
+from fabula_common.db_errors import log_background_failure
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,7 +89,7 @@ class ClaimSweeper:
                     await self.recover_once()
                 await self.sweep_once()
             except Exception as exc:  # noqa: BLE001 - database briefly away: next round
-                log.warning("sweeping write claims failed, will retry: %s", exc)
+                log_background_failure(log, "sweeping write claims", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), timeout=self.interval_seconds)
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from fabula_common.db import Database
+from fabula_common.db_errors import log_background_failure
 
 from fabula_users.accounts.service import UsersService
 from fabula_users.accounts.throttle import LoginThrottle
@@ -49,7 +50,7 @@ class ExpiredRecordsPurger:
             try:
                 await self.purge_once()
             except Exception as exc:  # noqa: BLE001 - database briefly away: next round
-                log.warning("purge of expired records failed, will retry: %s", exc)
+                log_background_failure(log, "purging expired records", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), timeout=self.interval_seconds)
 
