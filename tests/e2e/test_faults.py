@@ -64,6 +64,15 @@ def test_a_hung_service_gives_a_fast_503_not_a_hang(api, problem):
     # Nothing was lost: the writer still has the whole quota bar what billing may
     # have reserved before it froze, which the failed call gave back.
     api.wait_for(lambda: api.create_story(writer).status_code == 201)
+    # The refused creates, the one cut off by the hang included, left no story
+    # and no charge behind: only the story made after the thaw is kept and
+    # counted, and nothing stays held once the outcomes have settled.
+    stories = api.http.get("/v1/stories", headers=writer.headers).json()["items"]
+    assert len(stories) == 1, stories
+    settled = api.wait_for(
+        lambda: (usage := api.usage(writer))["generations_in_progress"] == 0 and usage, timeout=30
+    )
+    assert settled["generations_used"] == 1, settled
 
 
 def test_usage_reaches_billing_once_nats_is_back(private_nats, start_private_stack):
