@@ -54,7 +54,7 @@ class StripeInboxWorker:
                 if due is not None:
                     wait = min(wait, max(0.0, (due - utcnow()).total_seconds()))
             except Exception as exc:  # noqa: BLE001 - database down: next round
-                log.warning("Stripe inbox pass failed: %s", exc or type(exc).__name__)
+                log.warning("Stripe inbox pass failed, will retry: %r", exc)
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=wait)
             except TimeoutError:

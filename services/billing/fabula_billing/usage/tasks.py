@@ -77,7 +77,7 @@ class ReservationExpiryWorker:
                 if expired:
                     log.info("expired %d reservations", expired)
             except Exception as exc:  # noqa: BLE001 - database or generation down: next round
-                log.warning("reservation expiry failed: %s", exc or type(exc).__name__)
+                log.warning("reservation expiry failed, will retry: %r", exc)
             try:
                 await asyncio.wait_for(self._stopped.wait(), timeout=self.interval_seconds)
             except TimeoutError:

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 
 from fabula_common.db import Database, utcnow
+from fabula_common.db_errors import log_background_failure
 
 from fabula_generation.generations.service import abandon_stale_generations
 from fabula_generation.metrics import GENERATIONS_ABANDONED
@@ -66,7 +67,7 @@ class AbandonedGenerationSweeper:
                     await self.settle_previous_run()
                 await self.sweep()
             except Exception as exc:  # noqa: BLE001 - database down: try again next round
-                log.warning("sweeping abandoned generations failed: %s", exc or type(exc).__name__)
+                log_background_failure(log, "sweeping abandoned generations", exc)
             interval = self.interval_seconds
             if not self.previous_run_settled:
                 interval = min(interval, PREVIOUS_RUN_RETRY_SECONDS)
