@@ -5,6 +5,9 @@ through a real local SMTP server."""
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import uuid
 from email.message import EmailMessage
 
 import pytest
@@ -13,7 +16,8 @@ from fabula_common.db import Database, utcnow
 from fabula_common.testing import free_port
 from fabula_users.mail.models import OutgoingMail
 from fabula_users.mail.outbox import enqueue_mail
-from fabula_users.mail.sender import MailSender
+from fabula_users.mail.sender import DirectoryTransport, MailSender, compose
+from fabula_users.mail.templates import render
 from fabula_users.settings import Settings
 from sqlalchemy import select, update
 
@@ -102,3 +106,48 @@ async def test_a_message_goes_out_once_through_smtp_with_a_deadline(db, settings
     assert (message["Subject"], message["From"]) == ("Hello", settings.mail_from)
     await asyncio.sleep(0.3)
     assert len(inbox.to(recipient)) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "locale", "ttl_seconds", "says"),
+    [
+        ("reset-password", "en", 3600, "for 1 hour."),
+        ("reset-password", "de", 3600, "einmal und 1 Stunde lang."),
+        ("verify-email", "en", 48 * 3600, "for 48 hours."),
+        ("verify-email", "de", 48 * 3600, "einmal und 48 Stunden lang."),
+        ("reset-password", "en", 30 * 60, "for 30 minutes."),
+        ("reset-password", "de", 60, "einmal und 1 Minute lang."),
+        ("reset-password", "fr", 2 * 3600, "for 2 hours."),  # an unknown locale: English
+    ],
+)
+def test_an_email_says_how_long_its_link_works_in_the_readers_grammar(
+    kind, locale, ttl_seconds, says
+):
+    _, body = render(
+        kind, locale, base_url="https://app.example", token="t0k", ttl_seconds=ttl_seconds
+    )
+    assert says in body, body
+    assert "?token=t0k" in body
+
+
+async def test_a_mail_written_to_the_folder_shows_its_link_as_sent(tmp_path):
+    """`make run` without SMTP: the developer opens the file in an editor and
+    copies the link, so it must stand there whole, on one line."""
+    token = "JkiBnLtRv3Py1zGjKxSSCCTgV3Lrrral1r07BlTyQkQ-_x"
+    subject, body = render(
+        "reset-password", "de", base_url="http://127.0.0.1:8000", token=token, ttl_seconds=3600
+    )
+    mail = OutgoingMail(
+        id=uuid.uuid4(),
+        recipient="ada@example.com",
+        subject=subject,
+        body=body,
+        created_at=utcnow(),
+    )
+    await DirectoryTransport(str(tmp_path)).send(compose(mail, "Fabula <no-reply@fabula.local>"))
+    [path] = tmp_path.glob("*.eml")
+    raw = path.read_bytes()
+    assert f"http://127.0.0.1:8000/reset-password?token={token}\n".encode() in raw
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert (parsed["To"], parsed["Subject"]) == ("ada@example.com", "Passwort zurücksetzen")
+    assert parsed.get_content() == body  # a mail program reads the same text

@@ -77,11 +77,24 @@ class DirectoryTransport:
         stamp = utcnow().strftime("%Y%m%dT%H%M%S.%f")  # names sort in sending order
         message_id = message["Message-ID"].strip("<>").split("@")[0]
         path = self.directory / f"{stamp}-{message_id}.eml"
-        path.write_bytes(message.as_bytes())
+        path.write_bytes(_readable(message).as_bytes())
         return path
 
     def __str__(self) -> str:
         return f"files in {self.directory}"
+
+
+def _readable(message: EmailMessage) -> EmailMessage:
+    """The message with its text unencoded (8bit, not quoted-printable): a
+    developer reads the file in an editor and copies a link from it whole,
+    not broken across lines with `=3D` for each `=`. Only for files: an SMTP
+    server need not accept 8bit."""
+    readable = EmailMessage()
+    for name, value in message.items():
+        if name.lower() not in ("content-type", "content-transfer-encoding", "mime-version"):
+            readable[name] = value
+    readable.set_content(message.get_content(), cte="8bit")
+    return readable
 
 
 def transport_for(settings: Settings) -> Transport:
