@@ -66,7 +66,7 @@ def test_every_setting_a_service_reads_is_in_the_configuration_table():
 def _shell_blocks(text: str) -> list[tuple[int, str]]:
     return [
         (text[: match.start()].count("\n") + 1, match.group(1))
-        for match in re.finditer(r"^```bash\n(.*?)^```", text, re.S | re.M)
+        for match in re.finditer(r"^```bash\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
     ]
 
 
@@ -88,7 +88,7 @@ def test_the_shell_walkthroughs_use_only_variables_set_before_them():
     for line_number, block in _shell_blocks(text):
         code = "\n".join(line for line in block.splitlines() if not line.lstrip().startswith("#"))
         used = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", code))
-        assigned |= set(re.findall(r"(?:^|[;&(]\s*)(?:export\s+)?([A-Z_][A-Z0-9_]*)=", code, re.M))
+        assigned |= set(re.findall(r"(?:^|[;&(]\s*)(?:export\s+)?([A-Z_][A-Z0-9_]*)=", code, re.MULTILINE))
         missing = used - assigned - SHELL_VARIABLES
         if missing:
             unset.append((line_number, sorted(missing)))
