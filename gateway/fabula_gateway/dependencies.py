@@ -32,6 +32,14 @@ async def get_clients(request: Request) -> ServiceClients:
 
 Clients = Annotated[ServiceClients, Depends(get_clients)]
 
+
+async def get_principals(request: Request) -> PrincipalCache:
+    """What users answered about credentials, cached (principals.py)."""
+    return request.app.state.principals
+
+
+Principals = Annotated[PrincipalCache, Depends(get_principals)]
+
 # --- Authentication: an access token is verified here, without a network call
 # (a valid token once, then remembered: app.state.tokens); whether its account
 # (or an API key) may still act is users' answer to Authenticate, cached

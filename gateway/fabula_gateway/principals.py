@@ -141,6 +141,18 @@ class PrincipalCache:
         before a reactivation, must not outlive that."""
         self._entries.pop("u:" + user_id, None)
 
+    def forget_account(self, user_id: str) -> None:
+        """Drop every answer about the account: its access tokens' and its API
+        keys'. After this gateway deleted or deactivated it, or revoked one of
+        its keys, users is asked again (and refuses) on the next request,
+        rather than an earlier "yes" being trusted for the rest of the TTL.
+        Rare, so a scan of the bounded table."""
+        for key, (_, answer) in list(self._entries.items()):
+            if key == "u:" + user_id or (
+                isinstance(answer, Principal) and answer.user_id == user_id
+            ):
+                del self._entries[key]
+
     def _store(self, key: str, answer: Answer) -> None:
         self._entries.pop(key, None)
         self._entries[key] = (time.monotonic(), answer)

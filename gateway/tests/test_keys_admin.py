@@ -211,3 +211,41 @@ async def test_a_login_forgets_an_earlier_refusal_of_the_account(api, backends, 
     )
     assert again.status_code == 200
     assert "u:" + user_id not in cache._entries
+
+
+# ------------------------------------------------- credentials ended here
+
+
+async def test_a_deleted_account_is_refused_here_at_once(api, backends, auth, read_key):
+    """The gateway that deleted the account does not go on trusting its
+    cached "yes" for the access token or the API keys for the cache time."""
+    assert (await api.get("/v1/usage", headers=auth)).status_code == 200
+    assert (await api.get("/v1/stories", headers=read_key)).status_code == 200
+    deleted = await api.request(
+        "DELETE", "/v1/me", json={"password": "correct horse battery"}, headers=auth
+    )
+    assert deleted.status_code == 204, deleted.text
+    backends.fail("Authenticate", grpc.StatusCode.UNAUTHENTICATED, "unknown account")
+    problem(await api.get("/v1/usage", headers=auth), 401, "unauthenticated")
+    problem(await api.get("/v1/stories", headers=read_key), 401, "unauthenticated")
+
+
+async def test_a_deactivated_account_is_refused_here_at_once(api, backends, auth, settings):
+    backends.users.superusers = {USER}
+    other = {"Authorization": f"Bearer {issue_access_token(settings, OTHER)[0]}"}
+    assert (await api.get("/v1/usage", headers=other)).status_code == 200
+    deactivated = await api.post(f"/v1/admin/users/{OTHER}/deactivate", json={}, headers=auth)
+    assert deactivated.status_code == 200, deactivated.text
+    backends.fail("Authenticate", grpc.StatusCode.UNAUTHENTICATED, "account deactivated")
+    problem(await api.get("/v1/usage", headers=other), 401, "unauthenticated")
+
+
+async def test_a_revoked_key_is_refused_here_at_once(api, backends, auth, read_key):
+    assert (await api.get("/v1/stories", headers=read_key)).status_code == 200
+    revoked = await api.delete(
+        "/v1/me/api-keys/0b7f3c1e-8a52-4d0e-9f61-2c4b5a6d7e8f", headers=auth
+    )
+    assert revoked.status_code == 204
+    backends.users.api_keys = {}  # users no longer knows the key
+    problem(await api.get("/v1/stories", headers=read_key), 401, "unauthenticated")
+    assert (await api.get("/v1/usage", headers=auth)).status_code == 200  # the account still works

@@ -20,7 +20,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from fabula_gateway.account.schemas import AccountExport, DeleteAccountRequest
 from fabula_gateway.clients import ServiceClients
-from fabula_gateway.dependencies import Clients, CurrentAccess, CurrentUserId, JsonBody
+from fabula_gateway.dependencies import (
+    Clients,
+    CurrentAccess,
+    CurrentUserId,
+    JsonBody,
+    Principals,
+)
 from fabula_gateway.openapi import problem_responses
 
 router = APIRouter(tags=["account"])
@@ -239,7 +245,8 @@ async def export_account(
     description="Deletes the account and everything of it in every service: stories go, "
     "the usage ledger is kept anonymised for accounting. Needs the password, unless the "
     "access token was issued within the last few minutes (sign in again, then delete). "
-    "Other services finish within seconds; the account's tokens stop working at once.",
+    "Other services finish within seconds. The account's tokens and API keys stop working at "
+    "once at this gateway; at other replicas, within their cache time (at most 30 seconds).",
     responses=problem_responses(
         401,
         404,
@@ -257,6 +264,7 @@ async def delete_account(
     access: CurrentAccess,
     clients: Clients,
     _json: JsonBody,
+    principals: Principals,
     body: DeleteAccountRequest | None = None,
 ) -> Response:
     signed_in_at = Timestamp()
@@ -268,4 +276,6 @@ async def delete_account(
             fresh_sign_in_at=signed_in_at,
         )
     )
+    # Refused here at once; another gateway within its cache time.
+    principals.forget_account(access.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

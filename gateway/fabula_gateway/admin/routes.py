@@ -30,8 +30,9 @@ from fabula_gateway.admin.schemas import (
 )
 from fabula_gateway.billing.mappers import usage_from_proto
 from fabula_gateway.billing.schemas import Usage
-from fabula_gateway.dependencies import Clients, CurrentSuperuser, JsonBody
+from fabula_gateway.dependencies import Clients, CurrentSuperuser, JsonBody, Principals
 from fabula_gateway.openapi import problem_responses
+from fabula_gateway.principals import PrincipalCache
 from fabula_gateway.problems import FORBIDDEN, NOT_FOUND, ProblemError
 
 router = APIRouter(tags=["admin"])
@@ -112,7 +113,12 @@ async def admin_get_user(
 
 
 async def _set_active(
-    admin_id: str, user_id: str, active: bool, body: ReasonRequest | None, clients
+    admin_id: str,
+    user_id: str,
+    active: bool,
+    body: ReasonRequest | None,
+    clients,
+    principals: PrincipalCache,
 ) -> AdminUser:
     reply = await _as_admin(
         clients.users.AdminSetActive(
@@ -124,6 +130,7 @@ async def _set_active(
             )
         )
     )
+    principals.forget_account(user_id)  # takes effect at once at this gateway
     return admin_user_from_proto(reply)
 
 
@@ -133,7 +140,8 @@ async def _set_active(
     response_model=AdminUser,
     summary="Deactivate a user",
     description="The account can no longer sign in; its sessions end, and its access tokens "
-    "and API keys stop working within the gateway's cache time (at most 30 seconds). "
+    "and API keys stop working at once at this gateway, at other replicas within their cache "
+    "time (at most 30 seconds). "
     "Administrators cannot deactivate themselves (409).",
     responses=problem_responses(401, 403, 404, 409, 415, 422, 500, 503, s403=_S403),
 )
@@ -142,9 +150,10 @@ async def admin_deactivate_user(
     user_id: UserId,
     _json: JsonBody,
     clients: Clients,
+    principals: Principals,
     body: ReasonRequest | None = None,
 ) -> AdminUser:
-    return await _set_active(admin.user_id, user_id, False, body, clients)
+    return await _set_active(admin.user_id, user_id, False, body, clients, principals)
 
 
 @router.post(
@@ -160,9 +169,10 @@ async def admin_reactivate_user(
     user_id: UserId,
     _json: JsonBody,
     clients: Clients,
+    principals: Principals,
     body: ReasonRequest | None = None,
 ) -> AdminUser:
-    return await _set_active(admin.user_id, user_id, True, body, clients)
+    return await _set_active(admin.user_id, user_id, True, body, clients, principals)
 
 
 @router.put(
@@ -206,8 +216,8 @@ async def admin_set_plan(
     operation_id="admin_set_superuser",
     response_model=AdminUser,
     summary="Grant or revoke administration",
-    description="Takes effect within the gateway's cache time. Administrators cannot change "
-    "their own status (409).",
+    description="Takes effect at once at this gateway, at other replicas within their cache "
+    "time (at most 30 seconds). Administrators cannot change their own status (409).",
     responses=problem_responses(401, 403, 404, 409, 415, 422, 500, 503, s403=_S403),
 )
 async def admin_set_superuser(
@@ -216,6 +226,7 @@ async def admin_set_superuser(
     body: SetSuperuserRequest,
     _json: JsonBody,
     clients: Clients,
+    principals: Principals,
 ) -> AdminUser:
     reply = await _as_admin(
         clients.users.AdminSetSuperuser(
@@ -227,6 +238,7 @@ async def admin_set_superuser(
             )
         )
     )
+    principals.forget_account(user_id)
     return admin_user_from_proto(reply)
 
 

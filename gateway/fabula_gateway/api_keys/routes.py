@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from fabula_gateway.api_keys.mappers import api_key_from_proto, created_api_key_from_proto
 from fabula_gateway.api_keys.schemas import ApiKeyList, CreateApiKeyRequest, CreatedApiKey
-from fabula_gateway.dependencies import Clients, JsonBody, SignedInUserId
+from fabula_gateway.dependencies import Clients, JsonBody, Principals, SignedInUserId
 from fabula_gateway.openapi import problem_responses
 from fabula_gateway.problems import NOT_FOUND, ProblemError
 
@@ -71,15 +71,18 @@ async def list_api_keys(user_id: SignedInUserId, clients: Clients) -> ApiKeyList
     operation_id="revoke_api_key",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Revoke an API key",
-    description="The key stops working within the gateway's cache time (at most 30 "
-    "seconds). Revoking a revoked key again is a no-op.",
+    description="The key stops working at once at this gateway; at other replicas, within "
+    "their cache time (at most 30 seconds). Revoking a revoked key again is a no-op.",
     responses=problem_responses(401, 403, 404, 500, 503, s403=_S403),
 )
 async def revoke_api_key(
     user_id: SignedInUserId,
     api_key_id: Annotated[str, Depends(_api_key_id)],
     clients: Clients,
+    principals: Principals,
 ) -> None:
     await clients.users.RevokeApiKey(
         users_pb2.RevokeApiKeyRequest(user_id=user_id, api_key_id=api_key_id)
     )
+    # The account's other answers go too: users is asked again, once.
+    principals.forget_account(user_id)
