@@ -135,18 +135,14 @@ class PrincipalCache:
         whose users service is not running)."""
         self._store("u:" + principal.user_id, principal)
 
-    def forget_user(self, user_id: str) -> None:
-        """Drop what is known of the account: users has just vouched for it
-        (a login or refresh succeeded), so an earlier refusal, e.g. from
-        before a reactivation, must not outlive that."""
-        self._entries.pop("u:" + user_id, None)
-
     def forget_account(self, user_id: str) -> None:
-        """Drop every answer about the account: its access tokens' and its API
-        keys'. After this gateway deleted or deactivated it, or revoked one of
-        its keys, users is asked again (and refuses) on the next request,
-        rather than an earlier "yes" being trusted for the rest of the TTL.
-        Rare, so a scan of the bounded table."""
+        """Drop every answer about the account, its access tokens' and its API
+        keys', after this gateway changed what users would answer: a deletion,
+        a deactivation, a superuser change, a revoked key or a new birthdate
+        (child-safe) is then seen on the next request, not after the TTL; a
+        login or refresh (users has just vouched for it) does not stay refused
+        by an answer from before a reactivation. Rare, so a scan of the
+        bounded table."""
         for key, (_, answer) in list(self._entries.items()):
             if key == "u:" + user_id or (
                 isinstance(answer, Principal) and answer.user_id == user_id

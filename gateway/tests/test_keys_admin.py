@@ -249,3 +249,21 @@ async def test_a_revoked_key_is_refused_here_at_once(api, backends, auth, read_k
     backends.users.api_keys = {}  # users no longer knows the key
     problem(await api.get("/v1/stories", headers=read_key), 401, "unauthenticated")
     assert (await api.get("/v1/usage", headers=auth)).status_code == 200  # the account still works
+
+
+async def test_a_keys_child_safe_mark_follows_a_birthdate_change_at_once(
+    api, backends, auth, read_key
+):
+    """The mark comes with users' answer about the credential: a new birthdate
+    sent through this gateway is seen by the account's keys on their next
+    request, not only by its access token."""
+    await api.get("/v1/stories", headers=read_key)
+    assert "x-fabula-child-safe" not in backends.only("ListStories").metadata
+    backends.users.api_keys = {
+        KEY: users_pb2.Principal(user_id=USER, scopes=["read"], api_key_id="k1", child_safe=True)
+    }
+    changed = await api.patch("/v1/me", json={"birthdate": "2019-05-01"}, headers=auth)
+    assert changed.status_code == 200, changed.text
+    backends.recorder.calls.clear()
+    await api.get("/v1/stories", headers=read_key)
+    assert backends.only("ListStories").metadata["x-fabula-child-safe"] == "1"

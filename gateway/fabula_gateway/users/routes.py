@@ -7,7 +7,7 @@ from typing import Annotated
 from fabula.users.v1 import users_pb2
 from fastapi import APIRouter, Header, Request, Response, status
 
-from fabula_gateway.dependencies import Clients, CurrentUserId, JsonBody
+from fabula_gateway.dependencies import Clients, CurrentUserId, JsonBody, Principals
 from fabula_gateway.openapi import problem_responses
 from fabula_gateway.users.mappers import profile_from_proto, tokens_from_proto
 from fabula_gateway.users.schemas import (
@@ -103,14 +103,18 @@ async def register(
     ),
 )
 async def login(
-    body: LoginRequest, _json: JsonBody, clients: Clients, request: Request
+    body: LoginRequest,
+    _json: JsonBody,
+    clients: Clients,
+    request: Request,
+    principals: Principals,
 ) -> TokenResponse:
     # The server resolves the client's address from trusted proxies' headers.
     client_ip = request.client.host if request.client else ""
     reply = await clients.users.Login(
         users_pb2.LoginRequest(email=body.email, password=body.password, client_ip=client_ip)
     )
-    request.app.state.principals.forget_user(reply.user.id)
+    principals.forget_account(reply.user.id)
     return tokens_from_proto(reply)
 
 
@@ -127,10 +131,10 @@ async def login(
     ),
 )
 async def refresh_tokens(
-    body: RefreshRequest, _json: JsonBody, clients: Clients, request: Request
+    body: RefreshRequest, _json: JsonBody, clients: Clients, principals: Principals
 ) -> TokenResponse:
     reply = await clients.users.Refresh(users_pb2.RefreshRequest(refresh_token=body.refresh_token))
-    request.app.state.principals.forget_user(reply.user.id)
+    principals.forget_account(reply.user.id)
     return tokens_from_proto(reply)
 
 
@@ -162,7 +166,7 @@ async def update_current_user(
     _json: JsonBody,
     user_id: CurrentUserId,
     clients: Clients,
-    request: Request,
+    principals: Principals,
 ) -> Profile:
     fields = sorted(body.model_fields_set)
     reply = await clients.users.UpdateProfile(
@@ -178,7 +182,7 @@ async def update_current_user(
     if "birthdate" in body.model_fields_set:
         # Whether the account gets child-safe generation follows the
         # birthdate: users is asked again on the next request.
-        request.app.state.principals.forget_user(user_id)
+        principals.forget_account(user_id)
     return profile_from_proto(reply)
 
 
