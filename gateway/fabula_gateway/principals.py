@@ -67,6 +67,9 @@ class PrincipalCache:
         # credential key -> (monotonic time of the answer, answer); insertion
         # order is age order, so the first entry is the one to evict.
         self._entries: dict[str, tuple[float, Answer]] = {}
+        # user id -> the API-key entries answering for that account, so that
+        # forgetting an account finds them without a scan of the table.
+        self._keys_of: dict[str, set[str]] = {}
         self._asking: dict[str, asyncio.Future[Answer]] = {}
 
     async def for_user(self, users: users_pb2_grpc.UsersServiceStub, user_id: str) -> Answer:
@@ -141,19 +144,26 @@ class PrincipalCache:
         a deactivation, a superuser change, a revoked key or a new birthdate
         (child-safe) is then seen on the next request, not after the TTL; a
         login or refresh (users has just vouched for it) does not stay refused
-        by an answer from before a reactivation. Rare, so a scan of the
-        bounded table."""
-        for key, (_, answer) in list(self._entries.items()):
-            if key == "u:" + user_id or (
-                isinstance(answer, Principal) and answer.user_id == user_id
-            ):
-                del self._entries[key]
+        by an answer from before a reactivation."""
+        self._drop("u:" + user_id)
+        for key in list(self._keys_of.get(user_id, ())):
+            self._drop(key)
 
     def _store(self, key: str, answer: Answer) -> None:
-        self._entries.pop(key, None)
+        self._drop(key)
         self._entries[key] = (time.monotonic(), answer)
+        if key.startswith("k:") and isinstance(answer, Principal):
+            self._keys_of.setdefault(answer.user_id, set()).add(key)
         if len(self._entries) > self.max_entries:
-            del self._entries[next(iter(self._entries))]
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None and key.startswith("k:") and isinstance(entry[1], Principal):
+            keys = self._keys_of[entry[1].user_id]
+            keys.discard(key)
+            if not keys:
+                del self._keys_of[entry[1].user_id]
 
     def __len__(self) -> int:
         return len(self._entries)

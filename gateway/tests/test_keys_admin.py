@@ -267,3 +267,18 @@ async def test_a_keys_child_safe_mark_follows_a_birthdate_change_at_once(
     backends.recorder.calls.clear()
     await api.get("/v1/stories", headers=read_key)
     assert backends.only("ListStories").metadata["x-fabula-child-safe"] == "1"
+
+
+def test_forgetting_accounts_keeps_no_more_than_the_table_holds():
+    """The index that finds an account's key answers follows the bounded
+    table: evicted and re-answered keys leave it, so it cannot grow."""
+    from fabula_gateway.principals import Principal, PrincipalCache, Refused
+
+    cache = PrincipalCache(ttl_seconds=30, max_entries=10)
+    for n in range(100):
+        cache._store(f"k:{n}", Principal(user_id=f"user-{n}", api_key_id=str(n)))
+    cache._store("k:99", Refused("revoked"))
+    assert len(cache) == 10
+    assert sorted(cache._keys_of) == [f"user-{n}" for n in range(90, 99)]
+    cache.forget_account("user-95")
+    assert "k:95" not in cache._entries and "user-95" not in cache._keys_of
